@@ -1,0 +1,189 @@
+"""The results store: ``results/<run-id>/manifest.json`` + ``samples.jsonl``.
+
+The manifest is written when the run starts (status ``running``) and rewritten
+atomically when it ends.  Samples are appended and flushed one line at a
+time, so a run killed at any moment keeps every sample it completed; a
+manifest still saying ``running`` whose process is gone reads as
+``interrupted``.
+
+Sample rows are tidy: one measurement each (see ``Sample``).  ``load()``
+returns them as a pandas DataFrame with every parameter as a ``param_*`` column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+SCHEMA = "isobench/run"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+SAMPLES = "samples.jsonl"
+
+
+class ResultsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One observation. ``value`` is None when ``status`` is ``failed`` (``error`` says why)."""
+
+    backend: str
+    workload: str
+    measurement: str  # startup | memory | density | cpu_quota | mem_limit | pids_limit
+    metric: str  # e.g. launch_to_ready, pss_overhead, cpu_ratio (see README "Metrics")
+    value: float | None
+    unit: str  # ms, MiB, cpus, ratio, count, bool, ...
+    params: Mapping[str, Any] = field(default_factory=dict)
+    repetition: int = 0
+    warmup: bool = False
+    status: str = "ok"  # ok | failed
+    error: str | None = None
+    accel: str | None = None  # kvm | tcg for VM backends
+    note: str | None = None  # e.g. how a backend enforced a limit differently
+    case: str = ""  # stable id of the matrix cell (measurement/workload/params)
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def _boot_id() -> str:
+    with contextlib.suppress(OSError):
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return ""
+
+
+def _proc_start(pid: int) -> str:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    return ""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class RunWriter:
+    """Owns one run directory while the run is in progress."""
+
+    def __init__(self, results_dir: Path, manifest: Mapping[str, Any], run_id: str | None = None):
+        self.run_id = run_id or new_run_id()
+        self.dir = Path(results_dir) / self.run_id
+        self.dir.mkdir(parents=True, exist_ok=False)
+        self.manifest: dict[str, Any] = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "status": "running",
+            "started": _now(),
+            "ended": None,
+            "writer": {"pid": os.getpid(), "start": _proc_start(os.getpid()), "boot_id": _boot_id()},
+            **manifest,
+        }
+        _write_json_atomic(self.dir / MANIFEST, self.manifest)
+        self._fh = open(self.dir / SAMPLES, "a", buffering=1)
+        self._seq = 0
+        self.counts = {"ok": 0, "failed": 0}
+
+    def add(self, sample: Sample) -> None:
+        row = {"run_id": self.run_id, "seq": self._seq, **asdict(sample)}
+        self._seq += 1
+        self.counts[sample.status] = self.counts.get(sample.status, 0) + 1
+        self._fh.write(json.dumps(row, default=str) + "\n")
+        self._fh.flush()  # a killed run keeps every sample written so far
+
+    def add_all(self, samples: Iterable[Sample]) -> None:
+        for s in samples:
+            self.add(s)
+
+    def update(self, **fields: Any) -> None:
+        self.manifest.update(fields)
+        _write_json_atomic(self.dir / MANIFEST, self.manifest)
+
+    def finish(self, status: str) -> None:
+        self._fh.close()
+        self.update(status=status, ended=_now(), samples=dict(self.counts))
+
+
+def read_manifest(run_dir: Path | str) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ResultsError(f"{run_dir}: not a run directory (no {MANIFEST})") from e
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: unreadable manifest: {e}") from e
+    if data.get("schema") != SCHEMA:
+        raise ResultsError(f"{path}: not an isobench manifest")
+    if data.get("schema_version", 0) > SCHEMA_VERSION:
+        raise ResultsError(f"{path}: schema version {data['schema_version']} is newer than this isobench")
+    if data.get("status") == "running" and not _writer_alive(data.get("writer", {})):
+        data["status"] = "interrupted"
+    return data
+
+
+def _writer_alive(writer: Mapping[str, Any]) -> bool:
+    pid = writer.get("pid")
+    if not pid or writer.get("boot_id") != _boot_id():
+        return False
+    return bool(_proc_start(int(pid))) and _proc_start(int(pid)) == writer.get("start")
+
+
+def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
+    """Every complete line; a line cut off by a kill mid-write is dropped."""
+    rows = []
+    path = Path(run_dir) / SAMPLES
+    if not path.exists():
+        return rows
+    with open(path) as fh:
+        for line in fh:
+            with contextlib.suppress(json.JSONDecodeError):
+                rows.append(json.loads(line))
+    return rows
+
+
+def load(*run_dirs: Path | str) -> pd.DataFrame:
+    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons."""
+    import pandas as pd
+
+    frames = []
+    for run_dir in run_dirs:
+        manifest = read_manifest(run_dir)
+        rows = read_samples(run_dir)
+        host = manifest.get("host", {})
+        df = pd.DataFrame(rows)
+        if df.empty:
+            continue
+        params = pd.json_normalize(df["params"].tolist()).add_prefix("param_")
+        params.index = df.index
+        df = pd.concat([df.drop(columns=["params"]), params], axis=1)
+        df["host"] = host.get("hostname", "")
+        df["kernel"] = host.get("kernel", "")
+        df["cgroup_version"] = host.get("cgroup", {}).get("version")
+        df["run_status"] = manifest["status"]
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit"])
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,286 @@
+"""Scenario files (TOML): what to measure, on which backends, how often.
+
+    [scenario]
+    name = "default"
+    backends = ["bare", "container", "vm"]
+    repetitions = 10          # defaults for every experiment
+    warmups = 1
+    timeout = 60              # seconds an instance may take to become ready / to exit
+
+    [backend.vm]              # launch options per backend
+    vcpus = 1
+    memory_mib = 256
+
+    [[experiment]]
+    measurement = "startup"   # startup | memory | density | cpu_quota | mem_limit | pids_limit
+    workloads = ["noop", "idle"]
+    repetitions = 20
+    overrides = { "vm@tcg" = { repetitions = 2 } }   # per backend, or backend@accelerator
+
+    [[experiment]]
+    measurement = "cpu_quota"
+    seconds = 3
+    grid = { quota = [0.25, 0.5], threads = [1, 2], period_ms = [100] }
+
+Validation fails with one ``ScenarioError`` line naming the file, the key and
+the problem; nothing is created before a scenario validated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runtimes import names as backend_names
+from runtimes.base import Limits
+from runtimes.workloads import CATALOG, Workload
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; str() is the one line shown to the user."""
+
+
+# measurement -> (default workload, allowed grid keys with (type, minimum, maximum))
+_NUM = (int, float)
+GRIDS: dict[str, tuple[str | None, dict[str, tuple[tuple[type, ...], float, float]]]] = {
+    "startup": (None, {}),
+    "memory": ("idle", {}),
+    "density": ("idle", {}),
+    "cpu_quota": ("cpu", {"quota": (_NUM, 1e-3, 1024), "threads": ((int,), 1, 1024),
+                          "period_ms": (_NUM, 1, 1000)}),
+    "mem_limit": ("mem", {"limit_mib": ((int,), 4, 1 << 20), "mib": ((int,), 1, 1 << 20)}),
+    "pids_limit": ("pids", {"limit": ((int,), 1, 1 << 22), "count": ((int,), 1, 100_000)}),
+}
+EXPERIMENT_KEYS = {"measurement", "workloads", "workload", "params", "repetitions", "warmups",
+                   "timeout", "grid", "seconds", "instances", "settle", "overrides"}
+OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "seconds", "skip"}
+SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout"}
+TOP_KEYS = {"scenario", "backend", "experiment"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of the matrix: a measurement of one workload with one parameter set."""
+
+    measurement: str
+    workload: Workload
+    limits: Limits = Limits()
+    params: Mapping[str, Any] = field(default_factory=dict)  # grid values, recorded in rows
+    repetitions: int = 1
+    warmups: int = 0
+    timeout_s: float = 60.0
+    instances: int = 0  # density only
+    settle_s: float = 1.0  # density only
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        bits = [self.measurement, self.workload.name]
+        bits += [f"{k}={v}" for k, v in sorted(self.params.items())]
+        return "/".join(bits)
+
+    def for_backend(self, backend: str, accel: str | None = None) -> Case:
+        """This case with the backend's (then backend@accel's) overrides applied."""
+        case = self
+        for key in (backend, f"{backend}@{accel}" if accel else None):
+            if key and key in self.overrides:
+                o = dict(self.overrides[key])
+                o.pop("skip", None)
+                if "timeout" in o:
+                    o["timeout_s"] = o.pop("timeout")
+                if "seconds" in o:
+                    o.pop("seconds")  # part of the workload; kept per case for comparability
+                case = replace(case, **o)
+        return case
+
+    def skipped_on(self, backend: str, accel: str | None = None) -> bool:
+        return any(self.overrides.get(k, {}).get("skip", False)
+                   for k in (backend, f"{backend}@{accel}" if accel else ""))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: str
+    name: str
+    description: str
+    backends: list[str]
+    cases: list[Case]
+    backend_options: dict[str, dict[str, Any]]
+    text: str
+
+
+def _err(path: str, key: str, problem: str) -> ScenarioError:
+    return ScenarioError(f"{path}: {key}: {problem}")
+
+
+def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf"),
+            types: tuple[type, ...] = _NUM) -> Any:
+    if isinstance(value, bool) or not isinstance(value, types):
+        kind = "an integer" if types == (int,) else "a number"
+        raise _err(path, key, f"must be {kind}, got {value!r}")
+    if not lo <= value <= hi:
+        raise _err(path, key, f"must be between {lo:g} and {hi:g}, got {value!r}")
+    return value
+
+
+def load(path: str | Path) -> Scenario:
+    p = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{p}: TOML syntax error: {e}") from e
+    return parse(data, p, text)
+
+
+def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Scenario:
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _err(p, key, f"unknown key (expected one of: {', '.join(sorted(TOP_KEYS))})")
+    head = data.get("scenario", {})
+    if not isinstance(head, Mapping):
+        raise _err(p, "scenario", "must be a table")
+    for key in head:
+        if key not in SCENARIO_KEYS:
+            raise _err(p, f"scenario.{key}", "unknown key")
+    backends = head.get("backends", ["bare"])
+    if not isinstance(backends, list) or not backends:
+        raise _err(p, "scenario.backends", "must be a non-empty list of backend names")
+    for b in backends:
+        if b not in backend_names():
+            raise _err(p, "scenario.backends", f"unknown backend {b!r} (known: {', '.join(backend_names())})")
+    defaults = {
+        "repetitions": _number(p, "scenario.repetitions", head.get("repetitions", 5), 1, 100_000, (int,)),
+        "warmups": _number(p, "scenario.warmups", head.get("warmups", 1), 0, 100_000, (int,)),
+        "timeout": _number(p, "scenario.timeout", head.get("timeout", 60), 0.1, 86_400),
+    }
+    options = data.get("backend", {})
+    if not isinstance(options, Mapping):
+        raise _err(p, "backend", "must be a table of backend tables")
+    for b, opts in options.items():
+        if b not in backend_names():
+            raise _err(p, f"backend.{b}", "unknown backend")
+        if not isinstance(opts, Mapping):
+            raise _err(p, f"backend.{b}", "must be a table")
+        for k in ("vcpus", "memory_mib"):
+            if k in opts:
+                _number(p, f"backend.{b}.{k}", opts[k], 1 if k == "vcpus" else 32, 1 << 20, (int,))
+    experiments = data.get("experiment", [])
+    if not isinstance(experiments, list) or not experiments:
+        raise _err(p, "experiment", "at least one [[experiment]] is needed")
+    cases: list[Case] = []
+    for i, exp in enumerate(experiments):
+        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends)
+    return Scenario(p, str(head.get("name", Path(p).stem)), str(head.get("description", "")),
+                    list(backends), cases, {k: dict(v) for k, v in options.items()}, text)
+
+
+def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:
+    if not isinstance(exp, Mapping):
+        raise _err(p, where, "must be a table")
+    for key in exp:
+        if key not in EXPERIMENT_KEYS:
+            raise _err(p, f"{where}.{key}", "unknown key")
+    m = exp.get("measurement")
+    if m not in GRIDS:
+        raise _err(p, f"{where}.measurement", f"unknown measurement {m!r} (known: {', '.join(GRIDS)})")
+    default_wl, grid_spec = GRIDS[m]
+    where = f"{where}({m})"
+    names = exp.get("workloads", [exp["workload"]] if "workload" in exp else [default_wl] if default_wl else None)
+    if not isinstance(names, list) or not names:
+        raise _err(p, f"{where}.workloads", "must name at least one workload")
+    for n in names:
+        if n not in CATALOG:
+            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join(CATALOG)})")
+    if default_wl and names != [default_wl]:
+        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only")
+    reps = _number(p, f"{where}.repetitions", exp.get("repetitions", defaults["repetitions"]), 1, 100_000, (int,))
+    warm = _number(p, f"{where}.warmups", exp.get("warmups", defaults["warmups"]), 0, 100_000, (int,))
+    timeout = _number(p, f"{where}.timeout", exp.get("timeout", defaults["timeout"]), 0.1, 86_400)
+    seconds = _number(p, f"{where}.seconds", exp.get("seconds", 3.0), 0.1, 3600) if "seconds" in exp else None
+    instances = 0
+    if m == "density":
+        instances = _number(p, f"{where}.instances", exp.get("instances", 8), 1, 4096, (int,))
+    settle = _number(p, f"{where}.settle", exp.get("settle", 1.0), 0, 600)
+    overrides = _overrides(p, f"{where}.overrides", exp.get("overrides", {}), backends)
+    base_params = exp.get("params", {})
+    if not isinstance(base_params, Mapping):
+        raise _err(p, f"{where}.params", "must be a table of workload parameters")
+    grid = exp.get("grid", {})
+    if not isinstance(grid, Mapping):
+        raise _err(p, f"{where}.grid", "must be a table of lists")
+    for key, values in grid.items():
+        if key not in grid_spec:
+            allowed = ", ".join(grid_spec) or "none"
+            raise _err(p, f"{where}.grid.{key}", f"unknown grid key (allowed for {m}: {allowed})")
+        if not isinstance(values, list) or not values:
+            raise _err(p, f"{where}.grid.{key}", "must be a non-empty list")
+        types, lo, hi = grid_spec[key]
+        for v in values:
+            _number(p, f"{where}.grid.{key}", v, lo, hi, types)
+    missing = [k for k in grid_spec if k not in grid and k != "period_ms"]
+    if missing:
+        raise _err(p, f"{where}.grid", f"{m} needs {', '.join(missing)}")
+    keys = list(grid)
+    cases = []
+    for name in names:
+        for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
+            cell = dict(zip(keys, combo, strict=True))
+            try:
+                wl, limits = _bind(m, name, cell, base_params, seconds)
+            except ValueError as e:
+                raise _err(p, where, str(e)) from e
+            cases.append(Case(m, wl, limits, cell, reps, warm, float(timeout), instances, float(settle), overrides))
+    return cases
+
+
+def _overrides(p: str, where: str, raw: Any, backends: list[str]) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, Mapping):
+        raise _err(p, where, "must be a table of backend tables")
+    out = {}
+    for key, o in raw.items():
+        backend, _, accel = key.partition("@")
+        if backend not in backend_names():
+            raise _err(p, f"{where}.{key}", "unknown backend")
+        if accel and accel not in ("kvm", "tcg"):
+            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} (kvm or tcg)")
+        if not isinstance(o, Mapping):
+            raise _err(p, f"{where}.{key}", "must be a table")
+        for k, v in o.items():
+            if k not in OVERRIDABLE:
+                raise _err(p, f"{where}.{key}.{k}", f"cannot be overridden (allowed: {', '.join(sorted(OVERRIDABLE))})")
+            if k == "skip":
+                if not isinstance(v, bool):
+                    raise _err(p, f"{where}.{key}.skip", "must be true or false")
+            else:
+                _number(p, f"{where}.{key}.{k}", v, 0 if k == "warmups" else 1, 100_000,
+                        (int,) if k != "timeout" else _NUM)
+        out[key] = dict(o)
+    return out
+
+
+def _bind(m: str, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
+          seconds: float | None) -> tuple[Workload, Limits]:
+    """Turn a grid cell into the workload to run and the limits to apply."""
+    params = dict(base)
+    if seconds is not None and "seconds" in CATALOG[name].params:
+        params["seconds"] = seconds
+    limits = Limits()
+    if m == "cpu_quota":
+        params["threads"] = cell["threads"]
+        limits = Limits(cpu_quota=float(cell["quota"]),
+                        cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000))
+    elif m == "mem_limit":
+        params["mib"] = cell["mib"]
+        limits = Limits(memory_mib=cell["limit_mib"])
+    elif m == "pids_limit":
+        params["count"] = cell["count"]
+        limits = Limits(pids=cell["limit"])
+    return Workload(name, params), limits

@@ -1,0 +1,79 @@
+"""Sessions: tests, bench, validate, microbench, lint.
+
+Every session that touches the host first runs ``isobench doctor --fix`` with
+the system Python (standard library only), which installs the Debian packages
+and starts virtlogd/libvirtd, because libvirt-python builds against libvirt-dev.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+
+def _prepare_host(session: nox.Session) -> None:
+    session.run("python3", "-m", "harness", "doctor", "--fix", "--no-probe", external=True)
+
+
+def _install(session: nox.Session, extras: str = "") -> None:
+    session.install("-q", "--upgrade", "pip")
+    session.install("-q", "-e", f".{extras}")
+
+
+def _run_id(tag: str) -> str:
+    return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{tag}-{secrets.token_hex(2)}"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite: unit tests plus real namespaces, cgroups, libvirtd and guests."""
+    _prepare_host(session)
+    _install(session, "[test]")
+    session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The main job: run scenarios/default.toml on every backend, then build the report."""
+    _prepare_host(session)
+    _install(session)
+    session.run("isobench", "doctor")
+    scenario = session.posargs[0] if session.posargs else "scenarios/default.toml"
+    run_id = _run_id("bench")
+    session.run("isobench", "run", scenario, "--run-id", run_id)
+    session.run("isobench", "report", f"results/{run_id}")
+
+
+@nox.session
+def validate(session: nox.Session) -> None:
+    """cgroup-enforcement regression gate: run the enforcement scenario, check it against the baseline."""
+    _prepare_host(session)
+    _install(session)
+    run_id = _run_id("validate")
+    session.run("isobench", "run", "scenarios/validate.toml", "--run-id", run_id)
+    args = ["--baseline", "baselines/enforcement.toml", "--junit", f"reports/validate-{run_id}.xml"]
+    if "--update-baseline" in session.posargs:
+        args.append("--update-baseline")
+    session.run("isobench", "validate", f"results/{run_id}", *args)
+
+
+@nox.session
+def microbench(session: nox.Session) -> None:
+    """The floor: pytest-benchmark microbenchmarks of each kernel primitive a launch is made of."""
+    _prepare_host(session)
+    _install(session, "[test]")
+    os.makedirs(".benchmarks", exist_ok=True)
+    session.run("pytest", "benchmarks", "--benchmark-only", "--benchmark-autosave", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-q", "ruff>=0.5")
+    session.run("ruff", "check", "harness", "runtimes", "tests", "noxfile.py")

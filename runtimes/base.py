@@ -1,0 +1,170 @@
+"""The contract every backend implements (bare, container, vm, oci:*, qemu).
+
+A backend is a small object with a ``name``, an ``available()`` that explains
+itself when it cannot run here, and ``launch(spec)`` that returns an
+:class:`Instance`.  The runner and the measurements only ever talk to these
+two types, so a measurement is defined once and applies to every backend.
+
+Timing contract (host ``CLOCK_MONOTONIC``, nanoseconds, see ``now_ns``):
+
+``t_launch``  taken just before the backend acts;
+``t_ready``   when the host *receives* the workload's ready marker;
+``t_exit``    when the workload's exit is reaped (or the guest powers off);
+``t_clean``   when every resource of the instance is gone.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runtimes.cgroups import Cgroup
+    from runtimes.workloads import Workload
+
+#: Everything isobench creates on a host carries this in its name.
+PREFIX = "isobench"
+
+
+def now_ns() -> int:
+    """The one clock every timestamp of the harness is read from."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+class BackendError(RuntimeError):
+    """An instance could not be launched or run; the message is for the user."""
+
+
+class InstanceTimeout(BackendError):
+    """The instance missed a deadline (ready or exit)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits, the same request whatever the backend enforces them with."""
+
+    cpu_quota: float | None = None  # in CPUs (0.5 = half a CPU); None = unlimited
+    cpu_period_us: int = 100_000
+    memory_mib: int | None = None  # hard limit, no swap beyond it
+    pids: int | None = None
+
+    def any(self) -> bool:
+        return self.cpu_quota is not None or self.memory_mib is not None or self.pids is not None
+
+    @property
+    def cpu_quota_us(self) -> int | None:
+        if self.cpu_quota is None:
+            return None
+        return max(1000, round(self.cpu_quota * self.cpu_period_us))
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to run and under which limits: the same for every backend."""
+
+    workload: Workload
+    run_id: str
+    instance: str  # unique name, ``isobench-<run_id>-<n>``; used for cgroups, domains, hostnames
+    limits: Limits = Limits()
+    timeout_s: float = 60.0
+    vcpus: int = 1  # VMs only
+    guest_memory_mib: int = 256  # VMs only: the guest's RAM (its memory limit)
+    log_dir: str | None = None  # where a backend keeps console logs etc.
+    extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific knobs
+
+
+@dataclass
+class Timestamps:
+    t_launch: int | None = None
+    t_ready: int | None = None
+    t_exit: int | None = None
+    t_clean: int | None = None
+    #: optional phase breakdown: phase name -> duration in ns, in launch order
+    phases: dict[str, int] = field(default_factory=dict)
+
+
+class Instance(abc.ABC):
+    """One running workload in one environment.
+
+    ``cleanup()`` must be idempotent and safe to call from any state (also
+    before ``wait_ready`` succeeded, and from a signal-driven unwind); it sets
+    ``times.t_clean``.  Instances are context managers that clean up on exit.
+    """
+
+    name: str
+    times: Timestamps
+    #: the instance's cgroup when the backend made one (None otherwise)
+    cgroup: Cgroup | None = None
+    #: where the console / stderr log of this instance is kept, if any
+    log_path: str | None = None
+    #: ``ISOBENCH RESULT k=v`` lines the workload reported, parsed
+    results: dict[str, str]
+    #: the accelerator this instance ran on ("kvm", "tcg"), VMs only
+    accel: str | None = None
+
+    @abc.abstractmethod
+    def wait_ready(self, timeout: float) -> int:
+        """Block until the ready marker arrived; return ``t_ready``. Raise InstanceTimeout."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> int:
+        """Block until the workload exited; return its exit status. Raise InstanceTimeout."""
+
+    @abc.abstractmethod
+    def processes(self) -> list[int]:
+        """Host PIDs that belong to this instance (workload, helpers, QEMU)."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Ask the workload to end now (SIGKILL / destroy); does not clean up."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Remove every resource of the instance; idempotent; sets ``times.t_clean``."""
+
+    def usage(self) -> dict[str, float]:
+        """Counters of the enforcement mechanism (cgroup or guest), read now."""
+        return self.cgroup.usage() if self.cgroup is not None else {}
+
+    def guest_report(self) -> dict[str, str]:
+        """What the environment itself says (VM guests), e.g. guest-visible memory."""
+        return {}
+
+    def __enter__(self) -> Instance:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+class Backend(abc.ABC):
+    #: the name users type (``--backends``) and rows carry
+    name: str
+    #: short words on how limits are enforced, recorded beside enforcement rows
+    enforcement: Mapping[str, str] = {
+        "cpu": "cgroup cpu quota",
+        "memory": "cgroup memory limit",
+        "pids": "cgroup pids limit",
+    }
+
+    @abc.abstractmethod
+    def available(self) -> str | None:
+        """None when the backend can run here, else one line saying why not (and the fix)."""
+
+    @abc.abstractmethod
+    def launch(self, spec: LaunchSpec) -> Instance:
+        """Start the workload; returns as soon as it is launched (not ready)."""
+
+    def metadata(self) -> dict[str, Any]:
+        """Facts recorded in the manifest for this backend (versions, accelerator...)."""
+        return {}
+
+    def close(self) -> None:
+        """Release backend-wide resources (connections) at the end of a run."""

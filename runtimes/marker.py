@@ -1,0 +1,85 @@
+"""Receiving the workload's marker lines on the host, with the receive time.
+
+A daemon thread reads a byte stream (the read end of the marker pipe, or a
+guest's console) line by line.  ``t_ready`` is the host monotonic time at which
+the ``ISOBENCH READY`` line was *received*: the timing contract's definition.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+from runtimes.base import InstanceTimeout, now_ns
+from runtimes.workloads import parse_marker_line
+
+
+class MarkerChannel:
+    """Collects markers from ``feed()`` calls or from a file descriptor it reads itself."""
+
+    def __init__(self, log: Callable[[str], None] | None = None):
+        self.t_ready: int | None = None
+        self.exit_status: int | None = None
+        self.results: dict[str, str] = {}
+        self.ready = threading.Event()
+        self.eof = threading.Event()
+        self._partial = b""
+        self._log = log
+        self._thread: threading.Thread | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Hand over the next chunk of the stream; timestamps what completes a line."""
+        t = now_ns()
+        self._partial += data
+        *lines, self._partial = self._partial.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if self._log is not None:
+                self._log(line)
+            parsed = parse_marker_line(line)
+            if parsed is None:
+                continue
+            kind, rest = parsed
+            if kind == "ready" and self.t_ready is None:
+                self.t_ready = t
+                self.ready.set()
+            elif kind == "result" and "=" in rest:
+                key, _, value = rest.partition("=")
+                self.results[key.strip()] = value.strip()
+            elif kind == "exit":
+                try:
+                    self.exit_status = int(rest.split()[0])
+                except (ValueError, IndexError):
+                    self.exit_status = -1
+
+    def close(self) -> None:
+        self.eof.set()
+        self.ready.set()  # wake a waiter; it sees t_ready is None
+
+    def read_fd(self, fd: int) -> None:
+        """Start a thread that reads ``fd`` until EOF, then closes it."""
+
+        def pump() -> None:
+            try:
+                while chunk := os.read(fd, 4096):
+                    self.feed(chunk)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+                self.close()
+
+        self._thread = threading.Thread(target=pump, name="isobench-marker", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float, what: str) -> int:
+        if not self.ready.wait(timeout) and self.t_ready is None:
+            raise InstanceTimeout(f"{what}: no ready marker within {timeout:g} s")
+        if self.t_ready is None:
+            raise InstanceTimeout(f"{what}: exited before writing the ready marker")
+        return self.t_ready
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

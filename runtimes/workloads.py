@@ -1,0 +1,167 @@
+"""The workload catalog: identical shell programs for every backend.
+
+Every workload is a ``busybox sh -c`` script that runs the same bytes on every
+backend: on bare metal the host's ``/bin/busybox`` and ``/usr/bin/stress-ng``,
+elsewhere the copies the rootfs builder put at the same paths.
+
+The marker channel is file descriptor 3 (a pipe on the host, the serial console
+in a guest).  A workload writes, one per line::
+
+    ISOBENCH READY              first thing, before any work
+    ISOBENCH RESULT key=value   observations only the workload can make
+
+and a guest's init adds ``ISOBENCH EXIT <status>`` after the workload ended.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+BUSYBOX = "/bin/busybox"
+STRESS_NG = "/usr/bin/stress-ng"
+MARKER_FD = 3
+READY = "ISOBENCH READY"
+RESULT = "ISOBENCH RESULT"
+EXIT = "ISOBENCH EXIT"
+
+_ready = f"echo '{READY}' >&{MARKER_FD}"
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    kind: type
+    minimum: float = 0
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadDef:
+    name: str
+    help: str
+    params: Mapping[str, Param]
+    script: Callable[..., str]
+
+
+def _noop() -> str:
+    return f"{_ready}; exit 0"
+
+
+def _idle(seconds: int) -> str:
+    return f"{_ready}; exec {BUSYBOX} sleep {seconds}"
+
+
+def _cpu(threads: int, seconds: float) -> str:
+    # stress-ng spins `threads` workers; the cgroup/cputune decides how much CPU they get.
+    return (
+        f"{_ready}; exec {STRESS_NG} --cpu {threads} --cpu-method int64 "
+        f"--timeout {seconds}s --quiet"
+    )
+
+
+def _mem(mib: int, seconds: float) -> str:
+    # --vm-keep: keep the mapping; --vm-hang 0: after touching, hold it; --oomable:
+    # do not respawn a worker the OOM killer took, so OOM shows in the counters once.
+    return (
+        f"{_ready}; exec {STRESS_NG} --vm 1 --vm-bytes {mib}M --vm-keep --vm-hang 0 "
+        f"--vm-populate --oomable --timeout {seconds}s --quiet"
+    )
+
+
+def _pids(count: int, seconds: float) -> str:
+    # Start `count` sleepers in the background.  busybox ash exits when a fork is
+    # refused, so the count is reported after every fork and the last one wins.
+    # The shell itself is one process, so `reached` counts it as pids.current does.
+    return (
+        f"{_ready}; n=1; i=0; "
+        f"while [ $i -lt {count} ]; do "
+        f"{BUSYBOX} sleep {seconds} & n=$((n+1)); echo '{RESULT} reached='$n >&{MARKER_FD}; "
+        f"i=$((i+1)); done; wait"
+    )
+
+
+CATALOG: dict[str, WorkloadDef] = {
+    "noop": WorkloadDef("noop", "write the ready marker and exit at once", {}, _noop),
+    "idle": WorkloadDef(
+        "idle",
+        "sleep for the instance's lifetime",
+        {"seconds": Param(3600, int, 1, "how long to sleep if not stopped")},
+        _idle,
+    ),
+    "cpu": WorkloadDef(
+        "cpu",
+        "T busy threads for D seconds",
+        {
+            "threads": Param(1, int, 1, "busy threads"),
+            "seconds": Param(3.0, float, 0.1, "duration"),
+        },
+        _cpu,
+    ),
+    "mem": WorkloadDef(
+        "mem",
+        "allocate and touch N MiB, then hold",
+        {
+            "mib": Param(64, int, 1, "MiB to allocate and touch"),
+            "seconds": Param(5.0, float, 0.1, "how long to hold it"),
+        },
+        _mem,
+    ),
+    "pids": WorkloadDef(
+        "pids",
+        "try to create N processes",
+        {
+            "count": Param(64, int, 1, "processes to try to create"),
+            "seconds": Param(3.0, float, 0.1, "how long the processes live"),
+        },
+        _pids,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A catalog entry with its parameters bound: what every backend runs."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in CATALOG:
+            raise ValueError(f"unknown workload {self.name!r} (known: {', '.join(CATALOG)})")
+        d = CATALOG[self.name]
+        unknown = set(self.params) - set(d.params)
+        if unknown:
+            raise ValueError(f"workload {self.name!r} has no parameter {sorted(unknown)[0]!r}")
+        for key, value in self.params.items():
+            p = d.params[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"workload {self.name!r}: {key} must be a number, got {value!r}")
+            if value < p.minimum:
+                raise ValueError(f"workload {self.name!r}: {key} must be >= {p.minimum}, got {value}")
+
+    def bound(self) -> dict[str, Any]:
+        d = CATALOG[self.name]
+        return {k: p.kind(self.params.get(k, p.default)) for k, p in d.params.items()}
+
+    def script(self) -> str:
+        return CATALOG[self.name].script(**self.bound())
+
+    def argv(self) -> list[str]:
+        """The command line, with paths valid on the host and inside the rootfs alike."""
+        return [BUSYBOX, "sh", "-c", self.script()]
+
+    def shell_command(self) -> str:
+        return shlex.join(self.argv())
+
+
+def parse_marker_line(line: str) -> tuple[str, str] | None:
+    """``ISOBENCH READY`` -> ("ready", ""); ``ISOBENCH RESULT k=v`` -> ("result", "k=v");
+    ``ISOBENCH EXIT 3`` -> ("exit", "3"); anything else -> None (console noise)."""
+    line = line.strip().replace("\r", "")
+    for tag, kind in ((READY, "ready"), (RESULT, "result"), (EXIT, "exit")):
+        if line == tag or line.startswith(tag + " "):
+            return kind, line[len(tag) :].strip()
+    return None

@@ -1,0 +1,116 @@
+"""Scenario validation: bad files give one clear line and exit 2, and create nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import scenario
+from harness.runner import plan
+
+GOOD = """
+[scenario]
+backends = ["bare", "container"]
+repetitions = 3
+warmups = 1
+
+[[experiment]]
+measurement = "startup"
+workloads = ["noop", "idle"]
+
+[[experiment]]
+measurement = "cpu_quota"
+grid = { quota = [0.5, 1.0], threads = [1, 2], period_ms = [10, 100] }
+overrides = { "vm@tcg" = { skip = true }, container = { repetitions = 1 } }
+"""
+
+BAD = {
+    "toml syntax": ("[scenario\nname = 1", "TOML syntax error"),
+    "unknown key": ("[scenario]\ncolour = 'red'\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
+                    "scenario.colour: unknown key"),
+    "unknown top key": ("[scenarioo]\n", "scenarioo: unknown key"),
+    "unknown backend": ("[scenario]\nbackends=['xen']\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
+                        "unknown backend 'xen'"),
+    "unknown workload": ("[[experiment]]\nmeasurement='startup'\nworkloads=['fork-bomb']", "unknown workload 'fork-bomb'"),
+    "unknown measurement": ("[[experiment]]\nmeasurement='io'\n", "unknown measurement 'io'"),
+    "zero repetitions": ("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\nrepetitions=0",
+                         "repetitions: must be between 1"),
+    "negative repetitions": ("[scenario]\nrepetitions=-3\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
+                             "scenario.repetitions: must be between 1"),
+    "negative quota": ("[[experiment]]\nmeasurement='cpu_quota'\ngrid={quota=[-0.5], threads=[1]}", "grid.quota"),
+    "string quota": ("[[experiment]]\nmeasurement='cpu_quota'\ngrid={quota=['half'], threads=[1]}", "must be a number"),
+    "tiny memory limit": ("[[experiment]]\nmeasurement='mem_limit'\ngrid={limit_mib=[1], mib=[8]}", "grid.limit_mib"),
+    "missing grid": ("[[experiment]]\nmeasurement='pids_limit'\n", "pids_limit needs limit, count"),
+    "no experiments": ("[scenario]\nname='x'\n", "at least one [[experiment]]"),
+    "bad override": ("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\noverrides={vm={colour=1}}",
+                     "overrides.vm.colour: cannot be overridden"),
+    "bad accel": ("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\noverrides={'vm@hvf'={repetitions=1}}",
+                  "unknown accelerator 'hvf'"),
+    "bad workload param": ("[[experiment]]\nmeasurement='startup'\nworkloads=['idle']\nparams={seconds=-1}",
+                           "seconds must be >= 1"),
+}
+
+
+def test_good_scenario_expands_the_grid() -> None:
+    sc = scenario.parse(__import__("tomllib").loads(GOOD), "good.toml")
+    assert [c.id for c in sc.cases[:2]] == ["startup/noop", "startup/idle"]
+    quota_cases = [c for c in sc.cases if c.measurement == "cpu_quota"]
+    assert len(quota_cases) == 8
+    c = quota_cases[0]
+    assert c.limits.cpu_quota == 0.5 and c.limits.cpu_period_us == 10_000
+    assert c.workload.bound()["threads"] == 1
+    assert c.for_backend("container").repetitions == 1
+    assert c.for_backend("bare").repetitions == 3
+    assert c.skipped_on("vm", "tcg") and not c.skipped_on("vm", "kvm")
+
+
+def test_plan_interleaves_backends_and_flags_warmups() -> None:
+    sc = scenario.parse(__import__("tomllib").loads(GOOD), "good.toml")
+    steps = plan(sc.cases[:1], ["bare", "container"], {})
+    assert [(s.backend, s.warmup, s.repetition) for s in steps] == [
+        ("bare", True, 0), ("container", True, 0),
+        ("bare", False, 0), ("container", False, 0),
+        ("bare", False, 1), ("container", False, 1),
+        ("bare", False, 2), ("container", False, 2),
+    ]
+
+
+def test_plan_applies_per_accelerator_overrides() -> None:
+    sc = scenario.parse(__import__("tomllib").loads(GOOD), "good.toml")
+    quota = [c for c in sc.cases if c.measurement == "cpu_quota"]
+    assert {s.backend for s in plan(quota, ["bare", "vm"], {"vm": "tcg"})} == {"bare"}
+    assert {s.backend for s in plan(quota, ["bare", "vm"], {"vm": "kvm"})} == {"bare", "vm"}
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    for path in sorted(Path("scenarios").glob("*.toml")):
+        assert scenario.load(path).cases, path
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_scenario_is_one_line_exit_2_nothing_created(name: str, tmp_path: Path) -> None:
+    text, expected = BAD[name]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--results", str(results)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # one line, no traceback
+    assert str(path) in lines[0] and expected in lines[0]
+    assert not results.exists()  # nothing created
+
+
+def test_unknown_backend_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\n")
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--backends", "bare,xen",
+                           "--results", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "isobench: error: --backends: unknown backend 'xen' (known: bare, container, vm, oci:runc, oci:crun, qemu)"]
+    assert not (tmp_path / "r").exists()
