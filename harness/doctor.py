@@ -140,6 +140,12 @@ def check_libvirt() -> Check:
     except ImportError as e:
         return Check("libvirt", False, f"VM backend not importable: {e}", "pip install libvirt-python")
     reason = host.libvirt_status()
+    if reason and "libvirt-python is not installed" in reason and shutil.which("virsh"):
+        # the system Python of `doctor --fix` (before the venv exists): ask virsh instead
+        r = subprocess.run(["virsh", "-c", host.uri(), "version"], capture_output=True, text=True)
+        if r.returncode == 0:
+            return Check("libvirt", False, f"{host.uri()} answers (virsh), but this Python lacks libvirt-python",
+                         "pip install libvirt-python (nox sessions do)", essential=False)
     if reason:
         return Check("libvirt", False, reason, "isobench doctor --fix (starts virtlogd and libvirtd)")
     return Check("libvirt", True, "qemu:///system answers")

@@ -72,7 +72,7 @@ def _proc_start(pid: int) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

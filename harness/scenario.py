@@ -14,6 +14,7 @@
     [[experiment]]
     measurement = "startup"   # startup | memory | density | cpu_quota | mem_limit | pids_limit
     workloads = ["noop", "idle"]
+    backends = ["bare", "container"]   # optional: a subset of scenario.backends
     repetitions = 20
     overrides = { "vm@tcg" = { repetitions = 2 } }   # per backend, or backend@accelerator
 
@@ -55,7 +56,7 @@ GRIDS: dict[str, tuple[str | None, dict[str, tuple[tuple[type, ...], float, floa
     "mem_limit": ("mem", {"limit_mib": ((int,), 4, 1 << 20), "mib": ((int,), 1, 1 << 20)}),
     "pids_limit": ("pids", {"limit": ((int,), 1, 1 << 22), "count": ((int,), 1, 100_000)}),
 }
-EXPERIMENT_KEYS = {"measurement", "workloads", "workload", "params", "repetitions", "warmups",
+EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params", "repetitions", "warmups",
                    "timeout", "grid", "seconds", "instances", "settle", "overrides"}
 OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "seconds", "skip"}
 SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout"}
@@ -76,6 +77,8 @@ class Case:
     instances: int = 0  # density only
     settle_s: float = 1.0  # density only
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the experiment runs only on these backends (None: every backend of the run)
+    backends: tuple[str, ...] | None = None
 
     @property
     def id(self) -> str:
@@ -98,6 +101,8 @@ class Case:
         return case
 
     def skipped_on(self, backend: str, accel: str | None = None) -> bool:
+        if self.backends is not None and backend not in self.backends:
+            return True
         return any(self.overrides.get(k, {}).get("skip", False)
                    for k in (backend, f"{backend}@{accel}" if accel else ""))
 
@@ -210,6 +215,13 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         instances = _number(p, f"{where}.instances", exp.get("instances", 8), 1, 4096, (int,))
     settle = _number(p, f"{where}.settle", exp.get("settle", 1.0), 0, 600)
     overrides = _overrides(p, f"{where}.overrides", exp.get("overrides", {}), backends)
+    only = exp.get("backends")
+    if only is not None:
+        if not isinstance(only, list) or not only:
+            raise _err(p, f"{where}.backends", "must be a non-empty list of backend names")
+        for b in only:
+            if b not in backends:
+                raise _err(p, f"{where}.backends", f"{b!r} is not among scenario.backends")
     base_params = exp.get("params", {})
     if not isinstance(base_params, Mapping):
         raise _err(p, f"{where}.params", "must be a table of workload parameters")
@@ -237,7 +249,8 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
                 wl, limits = _bind(m, name, cell, base_params, seconds)
             except ValueError as e:
                 raise _err(p, where, str(e)) from e
-            cases.append(Case(m, wl, limits, cell, reps, warm, float(timeout), instances, float(settle), overrides))
+            cases.append(Case(m, wl, limits, cell, reps, warm, float(timeout), instances, float(settle),
+                              overrides, tuple(only) if only else None))
     return cases
 
 

@@ -1,4 +1,4 @@
-"""Backends that run a workload: ``bare``, ``container``, ``vm``, ``oci:runc``, ``oci:crun``, ``qemu``.
+"""Backends that run a workload: ``bare``, ``unshare`` (a yardstick), ``container``, ``vm``, ``oci:runc``, ``oci:crun``, ``qemu``.
 
 Backends are imported lazily by name so that a host without, say, libvirt can
 still run the others; ``get(name)`` returns an instance, ``available()`` says why not.
@@ -13,6 +13,7 @@ from runtimes.base import Backend
 #: backend name -> "module:factory"; the factory takes the name (so one class can serve oci:*)
 REGISTRY: dict[str, str] = {
     "bare": "runtimes.bare:BareBackend",
+    "unshare": "runtimes.unshare:UnshareBackend",
     "container": "runtimes.container.backend:ContainerBackend",
     "vm": "runtimes.vm.backend:VmBackend",
     "oci:runc": "runtimes.oci:OciBackend",

@@ -143,7 +143,7 @@ class BareBackend(Backend):
         inst = ProcessInstance(spec, cgroup, times)
         log, inst.log_path = open_log(spec, "bare")
         try:
-            inst._spawn(list(spec.extra.get("argv") or spec.workload.argv()), log)
+            inst._spawn(self.command(list(spec.extra.get("argv") or spec.workload.argv())), log)
         except OSError as e:
             inst.cleanup()
             raise BackendError(f"cannot start {spec.workload.name}: {e}") from e
@@ -154,6 +154,10 @@ class BareBackend(Backend):
             if hasattr(log, "close"):
                 log.close()
         return inst
+
+    def command(self, argv: list[str]) -> list[str]:
+        """The host command line that runs ``argv`` (a wrapper such as unshare(1) prefixes it)."""
+        return argv
 
     def metadata(self) -> dict[str, Any]:
         return {"busybox": os.path.realpath(BUSYBOX)}

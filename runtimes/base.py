@@ -115,7 +115,10 @@ class Instance(abc.ABC):
 
     @abc.abstractmethod
     def wait(self, timeout: float) -> int:
-        """Block until the workload exited; return its exit status. Raise InstanceTimeout."""
+        """Block until the workload exited; return its exit status. Raise InstanceTimeout.
+
+        On a timeout a backend may stop the instance (a VM is destroyed), so poll by
+        calling ``wait`` once with the whole allowance (e.g. in a thread), not in a loop."""
 
     @abc.abstractmethod
     def processes(self) -> list[int]:
@@ -166,5 +169,5 @@ class Backend(abc.ABC):
         """Facts recorded in the manifest for this backend (versions, accelerator...)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend-wide resources (connections) at the end of a run."""

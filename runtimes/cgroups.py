@@ -156,12 +156,20 @@ class Cgroup:
         validate_limits(limits)
         v = v or version()
         cg = cls(name, v, cls._v2_dirs(name) if v == 2 else cls._v1_dirs(name))
+        made: list[Path] = []
         try:
             for d in dict.fromkeys(cg.dirs.values()):
-                os.mkdir(d)
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    # someone's live instance, or a leftover: never take it over (or remove it)
+                    raise CgroupError(f"cgroup {d} already exists (a leftover? `isobench cleanup` "
+                                      f"removes those)") from None
+                made.append(d)
             cg.apply(limits)
         except BaseException:
-            cg.remove()
+            for d in reversed(made):  # only what this call made; nothing runs in it yet
+                _rmdir(d)
             raise
         return cg
 
@@ -297,6 +305,11 @@ class Cgroup:
             val = _read_int(mem / fname)
             if val is not None:
                 u[key] = val
+        # With swap accounting the memsw counter is charged first; when its limit (set
+        # equal to the memory limit) is hit, memory.failcnt never moves: count both.
+        memsw_failcnt = _read_int(mem / "memory.memsw.failcnt")
+        if memsw_failcnt is not None and "mem_failcnt" in u:
+            u["mem_failcnt"] += memsw_failcnt
         oom = _read_kv(mem / "memory.oom_control")
         if "oom_kill" in oom:
             u["oom_kill"] = oom["oom_kill"]
@@ -376,9 +389,15 @@ def find_leftovers() -> Iterator[Path]:
             if base in seen or not base.is_dir():
                 continue
             seen.add(base)
-            for d in sorted(base.rglob(f"{PREFIX}*"), key=lambda p: -len(p.parts)):
+            for d in sorted(_named_dirs(base), key=lambda p: -len(p.parts)):
                 if d.is_dir() and not _live_harness_leaf(d):
                     yield d
+
+
+def _named_dirs(base: Path) -> list[Path]:
+    """isobench directories below ``base``.  os.walk, unlike Path.rglob, shrugs off a
+    directory that another run removes while the walk is under way."""
+    return [Path(top) / d for top, dirs, _ in os.walk(base) for d in dirs if d.startswith(PREFIX)]
 
 
 def _live_harness_leaf(d: Path) -> bool:

@@ -20,7 +20,7 @@ from runtimes.base import PREFIX
 from runtimes.workloads import BUSYBOX, STRESS_NG
 
 #: bump when the layout below changes, so cached trees are rebuilt
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"
 BINARIES = (BUSYBOX, STRESS_NG)
 #: empty directories every environment mounts something on
 MOUNTPOINTS = ("proc", "sys", "dev", "tmp", "run", "etc", "root", "mnt", "oldroot")
@@ -96,9 +96,17 @@ def _populate(root: Path, files: list[str]) -> None:
     (root / "etc" / "hostname").write_text(f"{PREFIX}\n")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\n")
+    # busybox applets as commands (`isobench exec -- ls /`); only names the tree lacks
     usr_bin = root / "usr" / "bin"
-    if not (usr_bin / "sh").exists():
-        (usr_bin / "sh").symlink_to("busybox")
+    for applet in _applets():
+        if not os.path.lexists(usr_bin / applet):
+            (usr_bin / applet).symlink_to("busybox")
+    root.chmod(0o755)  # mkdtemp made it 0700
+
+
+def _applets() -> list[str]:
+    out = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=False).stdout
+    return [a for a in out.split() if a and "/" not in a]
 
 
 def build(cache: Path | None = None) -> Path:

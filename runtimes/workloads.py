@@ -96,7 +96,7 @@ CATALOG: dict[str, WorkloadDef] = {
         "T busy threads for D seconds",
         {
             "threads": Param(1, int, 1, "busy threads"),
-            "seconds": Param(3.0, float, 0.1, "duration"),
+            "seconds": Param(3, int, 1, "duration (whole seconds: stress-ng reads 0.5s as 0 = forever)"),
         },
         _cpu,
     ),
@@ -105,7 +105,7 @@ CATALOG: dict[str, WorkloadDef] = {
         "allocate and touch N MiB, then hold",
         {
             "mib": Param(64, int, 1, "MiB to allocate and touch"),
-            "seconds": Param(5.0, float, 0.1, "how long to hold it"),
+            "seconds": Param(5, int, 1, "how long to hold it (whole seconds, as for cpu)"),
         },
         _mem,
     ),
@@ -139,6 +139,8 @@ class Workload:
             p = d.params[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"workload {self.name!r}: {key} must be a number, got {value!r}")
+            if p.kind is int and value != int(value):
+                raise ValueError(f"workload {self.name!r}: {key} must be a whole number, got {value}")
             if value < p.minimum:
                 raise ValueError(f"workload {self.name!r}: {key} must be >= {p.minimum}, got {value}")
 

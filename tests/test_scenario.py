@@ -49,6 +49,8 @@ BAD = {
                      "overrides.vm.colour: cannot be overridden"),
     "bad accel": ("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\noverrides={'vm@hvf'={repetitions=1}}",
                   "unknown accelerator 'hvf'"),
+    "fractional seconds": ("[[experiment]]\nmeasurement='cpu_quota'\nseconds=0.5\ngrid={quota=[1], threads=[1]}",
+                           "seconds must be a whole number"),
     "bad workload param": ("[[experiment]]\nmeasurement='startup'\nworkloads=['idle']\nparams={seconds=-1}",
                            "seconds must be >= 1"),
 }
@@ -111,6 +113,8 @@ def test_unknown_backend_on_the_command_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--backends", "bare,xen",
                            "--results", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
+    from runtimes import names
+
     assert proc.stderr.strip().splitlines() == [
-        "isobench: error: --backends: unknown backend 'xen' (known: bare, container, vm, oci:runc, oci:crun, qemu)"]
+        f"isobench: error: --backends: unknown backend 'xen' (known: {', '.join(names())})"]
     assert not (tmp_path / "r").exists()

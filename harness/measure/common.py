@@ -1,0 +1,170 @@
+"""Small pieces every measurement shares: launching, row building, host memory.
+
+Measurements only talk to ``runtimes.base`` (``Backend``/``Instance``), so the
+same code measures bare, container, vm, oci:* and qemu.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from harness.measure.context import Context
+from harness.results import Sample
+from harness.scenario import Case
+from runtimes.base import Backend, Instance, Limits
+
+MIB = 1 << 20
+NS_PER_MS = 1_000_000
+
+
+def launch(backend: Backend, case: Case, ctx: Context, limits: Limits | None = None) -> Instance:
+    """Launch the case's workload; the caller owns the instance (``with inst:``)."""
+    spec = ctx.spec(backend, case.workload, case.limits if limits is None else limits, case.timeout_s)
+    return backend.launch(spec)
+
+
+def enforcement_note(backend: Backend, what: str) -> str | None:
+    """How ``backend`` enforces ``what`` (cpu/memory/pids), when that is not the default cgroup way."""
+    words = backend.enforcement.get(what)
+    return words if words and words != Backend.enforcement.get(what) else None
+
+
+def accel_of(backend: Backend, ctx: Context, inst: Instance | None = None) -> str | None:
+    return (getattr(inst, "accel", None) if inst is not None else None) or ctx.accel.get(backend.name)
+
+
+@dataclass
+class Rows:
+    """Builds the ``Sample`` rows of one measurement call with the shared fields filled in."""
+
+    backend: Backend
+    case: Case
+    ctx: Context
+    repetition: int
+    warmup: bool
+    note: str | None = None  # default note for every row (e.g. the enforcement words)
+    accel: str | None = None
+    samples: list[Sample] = field(default_factory=list)
+
+    def seen(self, inst: Instance) -> None:
+        """Record the accelerator the instance actually ran on."""
+        self.accel = accel_of(self.backend, self.ctx, inst)
+
+    def add(self, metric: str, value: float, unit: str, *, note: str | None = None,
+            **params: Any) -> None:
+        self.samples.append(Sample(
+            backend=self.backend.name, workload=self.case.workload.name,
+            measurement=self.case.measurement, metric=metric, value=float(value), unit=unit,
+            params={**self.case.params, **params}, repetition=self.repetition, warmup=self.warmup,
+            accel=self.accel or self.ctx.accel.get(self.backend.name),
+            note=note if note is not None else self.note, case=self.case.id))
+
+
+def ns_to_ms(ns: float) -> float:
+    return ns / NS_PER_MS
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Host memory of a set of processes, in bytes."""
+
+    pss: int = 0
+    uss: int = 0
+    rss: int = 0
+    processes: int = 0
+
+
+def footprint(pids: Iterable[int]) -> Footprint:
+    """Sum PSS/USS/RSS over ``pids`` (smaps_rollup via psutil); vanished processes count 0."""
+    pss = uss = rss = n = 0
+    for pid in pids:
+        try:
+            info = psutil.Process(pid).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # exited between listing and reading: it no longer uses memory
+        pss += getattr(info, "pss", 0)
+        uss += info.uss
+        rss += info.rss
+        n += 1
+    return Footprint(pss, uss, rss, n)
+
+
+def mem_available() -> int:
+    """The kernel's estimate of memory available without swapping (MemAvailable), bytes."""
+    return int(psutil.virtual_memory().available)
+
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
+_UNIT = {"": 1024, "b": 1, "k": 1024, "m": MIB, "g": 1 << 30}
+
+
+def parse_size(value: Any, default_unit: str = "k") -> int | None:
+    """"262144 kB", "256M", 262144 (kB as in /proc/meminfo) -> bytes; None if unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value * _UNIT[default_unit])
+    m = _SIZE.match(str(value))
+    if not m:
+        return None
+    unit = (m.group(2) or default_unit)[0].lower()
+    return int(float(m.group(1)) * _UNIT[unit])
+
+
+def lookup(report: Mapping[str, Any], *names: str) -> Any:
+    """The first of ``names`` in ``report``, matched case-insensitively and ignoring ``_``/``-``."""
+    norm = {re.sub(r"[_\-\s]", "", k).lower(): v for k, v in report.items()}
+    for name in names:
+        key = re.sub(r"[_\-\s]", "", name).lower()
+        if key in norm:
+            return norm[key]
+    return None
+
+
+def guest_report(inst: Instance) -> dict[str, Any]:
+    """The guest's own report merged over the workload's RESULT lines; {} when there is none."""
+    out: dict[str, Any] = dict(getattr(inst, "results", {}) or {})
+    with contextlib.suppress(Exception):  # a guest that cannot answer is not a failed measurement
+        out.update(inst.guest_report() or {})
+    return out
+
+
+class ExitWatch:
+    """Waits for the workload's exit in a thread, so the caller can read counters meanwhile.
+
+    ``Instance.wait(timeout)`` is the contract's only exit signal, and a backend
+    may stop the instance when that timeout expires (vm destroys the guest), so
+    it is called once with the whole allowance, never as a short poll.  Join it
+    after the instance was cleaned up: cleanup ends the workload, and the wait.
+    """
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, inst: Instance, timeout: float) -> ExitWatch:
+        self._thread = threading.Thread(target=self._run, args=(inst, timeout),
+                                        name=f"{inst.name}-wait", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self, inst: Instance, timeout: float) -> None:
+        try:
+            self.status = inst.wait(timeout)
+        except Exception as e:  # reported through .error; the measurement decides
+            self.error = e
+        finally:
+            self.done.set()
+
+    def join(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

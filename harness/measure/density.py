@@ -1,0 +1,68 @@
+"""density: host memory consumed per additional idle instance.
+
+Instances are started one after another and all held; ``MemAvailable`` is
+read before the first (k=0) and after each one settled.  The slope of a
+straight line through (k, MemAvailable) is the marginal host memory per
+instance; it includes what no per-process sum sees (page tables, kernel
+objects, QEMU's guest RAM as it is touched).  The page cache is never
+dropped: that would disturb everything else on the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from harness.measure import measurement
+from harness.measure.common import MIB, Rows, launch, mem_available
+from harness.measure.context import Context
+from harness.results import Sample
+from harness.scenario import Case
+from harness.stats import linear_fit
+from runtimes.base import Backend
+
+#: two reads this close (bytes) count as settled
+SETTLE_TOLERANCE = MIB
+#: pause between the two reads of the adaptive settle
+SETTLE_INTERVAL_S = 0.25
+
+
+def settled_available(settle_s: float, read: Callable[[], int] = mem_available,
+                      tolerance: int = SETTLE_TOLERANCE, interval: float = SETTLE_INTERVAL_S) -> int:
+    """MemAvailable once two reads ``interval`` apart agree within ``tolerance``,
+    or the last read when ``settle_s`` passed first."""
+    deadline = time.monotonic() + settle_s
+    prev = read()
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(interval, left))
+        cur = read()
+        if abs(cur - prev) <= tolerance:
+            return cur
+        prev = cur
+    return prev
+
+
+@measurement("density")
+def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.instances < 1:
+        raise ValueError(f"density needs instances >= 1, got {case.instances}")
+    rows = Rows(backend, case, ctx, repetition, warmup)
+    points = [settled_available(case.settle_s)]
+    # The ExitStack owns every instance: all are cleaned up, in reverse order,
+    # whether the run completes, instance k fails to start, or Ctrl-C arrives.
+    with contextlib.ExitStack() as stack:
+        for _ in range(case.instances):
+            inst = stack.enter_context(launch(backend, case, ctx))
+            rows.seen(inst)
+            inst.wait_ready(case.timeout_s)
+            points.append(settled_available(case.settle_s))
+    ks = list(range(len(points)))
+    mib = [p / MIB for p in points]
+    for k, value in zip(ks, mib, strict=True):
+        rows.add("mem_available", value, "MiB", instances=k)
+    slope, intercept, r2 = linear_fit(ks, mib)
+    rows.add("density_slope", -slope, "MiB/instance")
+    rows.add("density_r2", r2, "ratio")
+    rows.add("density_intercept", intercept, "MiB")
+    return rows.samples

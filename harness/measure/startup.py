@@ -1,0 +1,52 @@
+"""startup: how long from launch to ready, to exit, and until everything is gone.
+
+``noop`` exits by itself right after its ready marker; ``idle`` is stopped as
+soon as it is ready, so its exit_to_clean is the teardown of a live instance.
+Every backend-reported phase (``times.phases``, host side and, for VMs,
+guest side) becomes a ``phase_<name>`` row.
+"""
+
+from __future__ import annotations
+
+from harness.measure import measurement
+from harness.measure.common import Rows, launch, ns_to_ms
+from harness.measure.context import Context
+from harness.results import Sample
+from harness.scenario import Case
+from runtimes.base import Backend, BackendError, Timestamps
+
+
+def intervals(times: Timestamps, exited_by_itself: bool) -> dict[str, float]:
+    """The startup metrics (ms) from one instance's timestamps; raises if one is missing."""
+    missing = [n for n in ("t_launch", "t_ready", "t_exit", "t_clean") if getattr(times, n) is None]
+    if missing:
+        raise BackendError(f"backend did not record {', '.join(missing)}")
+    assert times.t_launch is not None and times.t_ready is not None  # for the type checker
+    assert times.t_exit is not None and times.t_clean is not None
+    out = {"launch_to_ready": ns_to_ms(times.t_ready - times.t_launch)}
+    if exited_by_itself:
+        out["launch_to_exit"] = ns_to_ms(times.t_exit - times.t_launch)
+    out["exit_to_clean"] = ns_to_ms(times.t_clean - times.t_exit)
+    out["launch_to_clean"] = ns_to_ms(times.t_clean - times.t_launch)
+    return out
+
+
+@measurement("startup")
+def startup(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    rows = Rows(backend, case, ctx, repetition, warmup)
+    exits_by_itself = case.workload.name == "noop"
+    inst = launch(backend, case, ctx)
+    with inst:
+        rows.seen(inst)
+        inst.wait_ready(case.timeout_s)
+        if not exits_by_itself:
+            inst.stop()
+        status = inst.wait(case.timeout_s)
+        if exits_by_itself and status != 0:
+            raise BackendError(f"{case.workload.name} exited with status {status}")
+    # after the with: cleanup has run, t_clean (and any teardown phase) is recorded
+    for metric, value in intervals(inst.times, exits_by_itself).items():
+        rows.add(metric, value, "ms")
+    for name, ns in inst.times.phases.items():
+        rows.add(name if name.startswith("phase_") else f"phase_{name}", ns_to_ms(ns), "ms")
+    return rows.samples

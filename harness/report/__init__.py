@@ -1,0 +1,149 @@
+"""``isobench report RUN_DIR… [--out DIR]``: tables, charts and a report from stored results.
+
+Reads only what runs stored (``harness.results``); never measures.  Output::
+
+    <out>/report.html     self-contained (charts embedded)
+    <out>/report.md       charts linked as charts/*.png
+    <out>/charts/*.png, *.svg
+    <out>/tables/*.csv, *.md   (summary.csv holds every series)
+
+pandas and matplotlib are imported inside the functions so that importing
+this package (``isobench --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.report.model import ReportData
+    from harness.report.render import Section
+
+HELP = "build tables, charts and an HTML/Markdown report from one or more run directories"
+
+#: measurement -> section title, in report order
+SECTIONS = {
+    "startup": "Startup latency",
+    "memory": "Memory overhead",
+    "density": "Density",
+    "cpu_quota": "CPU quota enforcement",
+    "mem_limit": "Memory limit enforcement",
+    "pids_limit": "Pids limit enforcement",
+}
+#: files build() owns inside the report directory (cleared before writing, nothing else is touched)
+OWNED = {"charts": ("*.png", "*.svg"), "tables": ("*.csv", "*.md")}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", type=Path,
+                   help="run directories (results/<run-id>); several are merged into one comparison")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report directory (default: reports/<run-id>, or reports/compare-<ids> for several runs)")
+    p.add_argument("--by", choices=("auto", "host", "kernel", "run", "none"), default="auto",
+                   help="how to tell series of several runs apart (default auto: by host if hosts differ, "
+                        "else by kernel if kernels differ, else merged)")
+
+
+def default_out(run_dirs: Sequence[Path | str]) -> Path:
+    ids = [Path(d).resolve().name for d in run_dirs]
+    if len(ids) == 1:
+        return Path("reports") / ids[0]
+    name = "compare-" + "-".join(ids[:3]) + (f"-and-{len(ids) - 3}-more" if len(ids) > 3 else "")
+    return Path("reports") / name
+
+
+def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by: str = "auto") -> Path:
+    """Build the report; returns its directory.  Prints nothing.
+
+    Raises ``harness.results.ResultsError`` (or ``ValueError``) for input that is not a run.
+    """
+    import matplotlib
+
+    from harness.report import charts, model, render, style, tables
+
+    data = model.load(run_dirs, by=by)
+    out = Path(out_dir) if out_dir is not None else default_out(run_dirs)
+    for sub, patterns in OWNED.items():
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for pattern in patterns:  # a rebuilt report must not show stale charts of an earlier build
+            for stale in (out / sub).glob(pattern):
+                stale.unlink()
+
+    sections = []
+    data.summary.to_csv(out / "tables" / "summary.csv", index=False)
+    measured = list(dict.fromkeys(data.rows["measurement"])) if not data.rows.empty else []
+    names = list(SECTIONS) + [m for m in measured if m not in SECTIONS]
+    with matplotlib.rc_context(style.RC):
+        for m in names:
+            sec = render.Section(SECTIONS.get(m, f"Other: {m}"))
+            for fn in charts.CHARTS.get(m, ()):
+                chart = fn(data)
+                if chart is None:
+                    continue
+                charts.save(chart, out / "charts")
+                sec.figures.append(render.Figure(chart.name, chart.title, chart.caption))
+            summary = tables.for_measurement(data, m)
+            if not summary.empty:
+                summary.to_csv(out / "tables" / f"{m}.csv", index=False)
+                shown = tables.display(summary)
+                (out / "tables" / f"{m}.md").write_text(shown.to_markdown(index=False) + "\n")
+                sec.tables.append(render.Table(f"{sec.title}: statistics per series", shown, f"tables/{m}.csv"))
+            else:
+                sec.empty = f"No {m} rows in {'this run' if len(data.runs) == 1 else 'these runs'}."
+            sections.append(sec)
+    sections += _ratio_sections(data, out)
+
+    doc = render.Document(
+        title="isobench report — " + ", ".join(r.run_id for r in data.runs),
+        status=render.status_line(data), runs=render.runs_table(data), hosts=render.hosts_table(data),
+        warnings=tables.warnings_list(data), failures=tables.failures_list(data), sections=sections)
+    (out / "report.md").write_text(render.markdown(doc) + "\n")
+    (out / "report.html").write_text(render.render_html(doc, out))
+    return out
+
+
+def _ratio_sections(data: ReportData, out: Path) -> list[Section]:
+    """"Startup vs. the floor" and "Peers": ratios of medians with bootstrap CIs, or a placeholder line."""
+    from harness.report import render, tables
+
+    floor = tables.floor_ratios(data)
+    peers = tables.peer_ratios(data)
+    secs = []
+    s = render.Section("Startup vs. the floor",
+                       intro="How many times the floor (the cheapest way to do the same step, metrics "
+                             "floor_*) each backend's launch→ready median is, with a bootstrap 95 % CI.")
+    if floor.empty:
+        s.empty = "No floor_* measurements in these results."
+    else:
+        floor.to_csv(out / "tables" / "floor.csv", index=False)
+        s.tables.append(render.Table("Startup / floor (ratio of medians)", tables.display_ratios(floor),
+                                     "tables/floor.csv"))
+    secs.append(s)
+    s = render.Section("Peers", intro="Established runtimes next to ours: median(peer) / median(reference) "
+                                      "per metric (oci:* against container, qemu against vm), bootstrap 95 % CI; "
+                                      "below 1 the peer is smaller/faster.")
+    if peers.empty:
+        s.empty = "No peer backends (oci:*, qemu) together with their reference in these results."
+    else:
+        peers.to_csv(out / "tables" / "peers.csv", index=False)
+        s.tables.append(render.Table("Peer / reference (ratio of medians)", tables.display_ratios(peers),
+                                     "tables/peers.csv"))
+    secs.append(s)
+    return secs
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.results import ResultsError
+
+    try:
+        out = build(args.run_dirs, args.out, by=getattr(args, "by", "auto"))
+    except (ResultsError, ValueError, OSError) as e:
+        print(f"isobench report: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {out / 'report.html'}")
+    print(f"        {out / 'report.md'}")
+    return 0

@@ -1,0 +1,181 @@
+"""What a report is built from: the runs' manifests, their rows, series labels, the footnote.
+
+Several run directories merge into one comparison.  When they come from
+different hosts (or the same host on different kernels) every series is keyed
+by backend *and* host (or kernel), so ``container @ hostA`` and
+``container @ hostB`` are separate lines of the same colour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness import results, stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: how series are told apart across runs: auto picks host, then kernel, else merges
+SPLITS = ("auto", "host", "kernel", "run", "none")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    path: Path
+    status: str  # completed | interrupted | running | failed ...
+    manifest: dict[str, Any]
+
+    @property
+    def host(self) -> dict[str, Any]:
+        return dict(self.manifest.get("host") or {})
+
+    @property
+    def hostname(self) -> str:
+        return str(self.host.get("hostname") or "?")
+
+    @property
+    def kernel(self) -> str:
+        return str(self.host.get("kernel") or "?")
+
+    @property
+    def cgroup_version(self) -> str:
+        cg = self.host.get("cgroup")
+        v = cg.get("version") if isinstance(cg, dict) else cg
+        return str(v) if v not in (None, "") else "?"
+
+    def accels(self) -> dict[str, str]:
+        """backend -> accelerator as the manifest recorded it (only backends that have one)."""
+        out = {}
+        for name, meta in (self.manifest.get("backends") or {}).items():
+            if isinstance(meta, dict) and meta.get("accel"):
+                out[name] = str(meta["accel"])
+        return out
+
+
+@dataclass
+class ReportData:
+    runs: list[RunInfo]
+    rows: pd.DataFrame  # every non-warm-up row, with a "series" and a "split" column
+    split: str | None  # the column that separates series across runs, or None
+    summary: pd.DataFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        # "split" is always a key (all-missing without a split) so every table has the column
+        self.summary = stats.summary_table(self.rows, extra_keys=("split",))
+        if self.summary.empty:
+            self.summary["series"] = []
+            return
+        self.summary.insert(0, "series", [
+            series_label(r["backend"], r["accel"], r["split"] if self.split else None)
+            for _, r in self.summary.iterrows()])
+
+    def of(self, measurement: str) -> pd.DataFrame:
+        """The ok rows of one measurement."""
+        r = self.rows
+        if r.empty:
+            return r
+        return r[(r["measurement"] == measurement) & (r["status"] == "ok")]
+
+    def accels(self, run: RunInfo | None = None) -> dict[str, set[str]]:
+        """backend -> accelerators, from the manifests and the rows (of one run, or all)."""
+        out: dict[str, set[str]] = {}
+        for r in [run] if run else self.runs:
+            for b, a in r.accels().items():
+                out.setdefault(b, set()).add(a)
+        rows = self.rows
+        if not rows.empty and run is not None:
+            rows = rows[rows["run"] == run.run_id]
+        if not rows.empty:
+            for (b, a), _ in rows.dropna(subset=["accel"]).groupby(["backend", "accel"]):
+                out.setdefault(str(b), set()).add(str(a))
+        return out
+
+    def footnote(self, notes: Sequence[str] = ()) -> str:
+        """Host, kernel, cgroup version and accelerator of every run, for the bottom of a chart."""
+        seen: dict[tuple[str, str, str], dict[str, set[str]]] = {}
+        hw: dict[tuple[str, str, str], str] = {}
+        for run in self.runs:
+            key = (run.hostname, run.kernel, run.cgroup_version)
+            acc = seen.setdefault(key, {})
+            for b, a in self.accels(run).items():
+                acc.setdefault(b, set()).update(a)
+            cpu, cores = run.host.get("cpu_model"), run.host.get("cores")
+            hw[key] = ", ".join(str(x) for x in (cpu, f"{cores} cores" if cores else None) if x)
+        lines = []
+        for key, acc in seen.items():
+            host, kernel, cg = key
+            words = accel_words(acc)
+            lines.append(f"host {host}" + (f" ({hw[key]})" if hw[key] else "") + f" · kernel {kernel}"
+                         f" · cgroup v{cg} · accelerator: {words or 'none (no VM backend)'}")
+        return "\n".join(lines + list(notes))
+
+
+def accel_words(accels: dict[str, set[str]]) -> str:
+    parts = []
+    for backend in sorted(accels):
+        for a in sorted(accels[backend]):
+            parts.append(f"{backend}: emulated (TCG)" if a == "tcg" else f"{backend}: {a.upper()}")
+    return ", ".join(parts)
+
+
+def series_label(backend: Any, accel: Any, split: Any = None) -> str:
+    label = str(backend)
+    if isinstance(accel, str) and accel == "tcg":
+        label += " (TCG, emulated)"
+    if split is not None and not (isinstance(split, float) and math.isnan(split)):
+        label += f" @ {split}"
+    return label
+
+
+def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
+    if by == "none":
+        return None
+    if by in ("host", "kernel", "run"):
+        return by
+    if len({r.hostname for r in runs}) > 1:
+        return "host"
+    if len({r.kernel for r in runs}) > 1:
+        return "kernel"
+    return None
+
+
+def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
+    """Read the runs (raises ``results.ResultsError`` for a directory that is not a run)."""
+    import pandas as pd
+
+    if by not in SPLITS:
+        raise ValueError(f"unknown split {by!r} (one of: {', '.join(SPLITS)})")
+    runs = []
+    for d in run_dirs:
+        m = results.read_manifest(d)
+        runs.append(RunInfo(str(m.get("run_id") or Path(d).name), Path(d), str(m.get("status")), m))
+    if len({r.run_id for r in runs}) != len(runs):
+        raise ValueError("the same run was given twice")
+    frames = []
+    for run in runs:
+        df = results.load(run.path)
+        if df.empty:
+            continue
+        if "accel" not in df.columns:
+            df["accel"] = None
+        # rows that did not record their accelerator take the manifest's
+        acc = run.accels()
+        missing = df["accel"].isna()
+        df.loc[missing, "accel"] = df.loc[missing, "backend"].map(acc)
+        df["run"] = run.run_id
+        frames.append(df)
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit", "status",
+                 "warmup", "accel", "host", "kernel", "run"])
+    split = choose_split(runs, by)
+    if "warmup" in rows.columns and not rows.empty:
+        rows = rows[~rows["warmup"].fillna(False).astype(bool)].copy()
+    rows["split"] = rows[split] if split else None
+    rows["series"] = [series_label(b, a, s if split else None)
+                      for b, a, s in zip(rows["backend"], rows["accel"], rows["split"], strict=True)]
+    return ReportData(runs, rows.reset_index(drop=True), split)

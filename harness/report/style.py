@@ -1,0 +1,89 @@
+"""One look for every chart: a fixed colour per backend, a line style per host, number formats.
+
+The palette is fixed (not cycled) so that ``container`` is the same blue in
+every chart of every report, including reports of runs that lack some backends.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+#: one colour per backend, everywhere (colour-blind-safe Okabe-Ito hues, bare in neutral grey)
+PALETTE: dict[str, str] = {
+    "bare": "#555555",
+    "container": "#0072B2",
+    "vm": "#D55E00",
+    "oci:runc": "#009E73",
+    "oci:crun": "#CC79A7",
+    "qemu": "#E69F00",
+}
+#: backends not in PALETTE get one of these, chosen by a stable hash of the name
+EXTRA_COLOURS = ("#56B4E9", "#F0E442", "#882255", "#44AA99", "#999933", "#332288")
+#: display order of backends in legends and bar groups
+ORDER = ("bare", "container", "oci:runc", "oci:crun", "vm", "qemu")
+#: when series are split by host/kernel, the n-th value gets the n-th line style and marker
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
+
+#: chart sizes: 7x4 in at 110 dpi is a readable PNG on a page and in a slide
+FIGSIZE = (7.0, 4.0)
+DPI = 110
+RC = {
+    "font.size": 9.5,
+    "axes.titlesize": 11,
+    "axes.labelsize": 9.5,
+    "legend.fontsize": 8.5,
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "none",  # text stays text in SVGs: smaller, searchable, editable
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+}
+
+
+def colour(backend: str) -> str:
+    if backend in PALETTE:
+        return PALETTE[backend]
+    return EXTRA_COLOURS[zlib.crc32(backend.encode()) % len(EXTRA_COLOURS)]
+
+
+def backend_rank(backend: str) -> tuple[int, str]:
+    return (ORDER.index(backend) if backend in ORDER else len(ORDER), backend)
+
+
+def is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def fmt(v: Any) -> str:
+    """A number as a person reads it: 3 significant digits, no exponent below 1e6."""
+    if is_missing(v):
+        return ""
+    if isinstance(v, str):
+        return v
+    v = float(v)
+    if v.is_integer() and abs(v) < 1e6:
+        return f"{int(v):,}"  # counts and booleans read as integers
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    if a >= 0.001:
+        return f"{v:.3g}"
+    return f"{v:.2e}"
+
+
+def fmt_param(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

@@ -1,0 +1,208 @@
+"""The report's tables: per-measurement statistics, warnings, and ratios of medians.
+
+Every table exists twice: raw numbers in CSV (for scripts) and formatted
+numbers for people (Markdown/HTML).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from harness import stats
+from harness.report import style
+from harness.report.model import ReportData
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: peers and the reference each is compared with
+PEER_REFERENCE = {"oci:": "container", "qemu": "vm"}
+#: metrics worth a peer ratio (the rest, like cpu_expected or nr_periods, are set by the case)
+PEER_METRICS = {"launch_to_ready", "launch_to_exit", "exit_to_clean", "launch_to_clean", "pss", "uss", "rss",
+                "pss_overhead", "uss_overhead", "density_slope", "cpu_delivered", "cpu_ratio", "mem_peak",
+                "oom_time_ms", "pids_reached"}
+#: startup metric a floor_* measurement is compared with
+FLOOR_AGAINST = ("launch_to_ready", ("container", "vm"))
+
+
+def params_text(row: Any, columns: list[str]) -> str:
+    return " ".join(f"{c.removeprefix('param_')}={style.fmt_param(row[c])}" for c in columns
+                    if not style.is_missing(row[c]))
+
+
+def used_params(df: pd.DataFrame) -> list[str]:
+    return [c for c in stats.param_columns(df) if df[c].notna().any()]
+
+
+def display(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary formatted for reading: one params column, numbers rounded, CI as one cell."""
+    import pandas as pd
+
+    if summary.empty:
+        return pd.DataFrame()
+    pcols = used_params(summary)
+    out = pd.DataFrame({
+        "series": summary["series"],
+        "workload": summary["workload"],
+        "params": [params_text(r, pcols) for _, r in summary.iterrows()],
+        "metric": summary["metric"],
+        "unit": summary["unit"],
+        "n": summary["n"].astype(int),
+        "median": summary["median"].map(style.fmt),
+        "95% CI": [f"{style.fmt(lo)} – {style.fmt(hi)}" if not style.is_missing(lo) else ""
+                   for lo, hi in zip(summary["ci_lo"], summary["ci_hi"], strict=True)],
+        "p90": summary["p90"].map(style.fmt),
+        "p99": summary["p99"].map(style.fmt),
+        "cv": [f"{c:.1%}" if not style.is_missing(c) else "" for c in summary["cv"]],
+        "failed": summary["failed"].astype(int),
+        "warnings": summary["warnings"].fillna(""),
+    })
+    if not pcols:
+        out = out.drop(columns=["params"])
+    return out
+
+
+def for_measurement(data: ReportData, measurement: str) -> pd.DataFrame:
+    s = data.summary
+    if s.empty:
+        return s
+    s = s[s["measurement"] == measurement]
+    return _sorted(s)
+
+
+def _sorted(s: pd.DataFrame) -> pd.DataFrame:
+    if s.empty:
+        return s
+    order = s.assign(_rank=[style.backend_rank(b) for b in s["backend"]])
+    keys = ["metric", "workload", *used_params(s), "_rank", "series"]
+    return order.sort_values(keys, key=lambda c: c.astype(str) if c.name == "_rank" else c,
+                             kind="stable").drop(columns="_rank")
+
+
+def warnings_list(data: ReportData) -> list[str]:
+    """One line per series, case and warning: the metrics it concerns folded into the line."""
+    s = data.summary
+    if s.empty:
+        return []
+    s = _sorted(s[s["warnings"].fillna("") != ""])
+    pcols = used_params(s) if not s.empty else []
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for _, r in s.iterrows():
+        p = params_text(r, pcols)
+        where = f"{r['series']} · {r['measurement']}/{r['workload']}{' ' + p if p else ''}"
+        for w in str(r["warnings"]).split("; "):
+            grouped.setdefault((where, w, ""), []).append(str(r["metric"]))
+    return [f"{where}: {w} — {', '.join(metrics)}" for (where, w, _), metrics in
+            sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+
+
+def failures_list(data: ReportData) -> list[str]:
+    """Each distinct error of the failed samples, with how often and where it happened."""
+    r = data.rows
+    if r.empty or "error" not in r.columns:
+        return []
+    failed = r[r["status"] != "ok"]
+    out = []
+    for (series, m, wl, err), g in failed.groupby(["series", "measurement", "workload", failed["error"].fillna("")],
+                                                  sort=True):
+        out.append(f"{series} · {m}/{wl}: {len(g)}× {err or 'failed (no error recorded)'}")
+    return out
+
+
+def _ok(data: ReportData) -> pd.DataFrame:
+    r = data.rows
+    return r[r["status"] == "ok"] if not r.empty else r
+
+
+def _ratio_row(a: Any, b: Any) -> dict[str, Any]:
+    ratio, lo, hi = stats.ratio_of_medians(a, b)
+    return {"ratio": ratio, "ci_lo": lo, "ci_hi": hi}
+
+
+def peer_ratios(data: ReportData) -> pd.DataFrame:
+    """median(peer) / median(reference) per metric: oci:* vs container, qemu vs vm."""
+    import pandas as pd
+
+    rows = _ok(data)
+    if rows.empty:
+        return pd.DataFrame()
+    pcols = used_params(rows)
+    keys = ["measurement", "workload", "metric", "unit", "split", *pcols]
+    out = []
+    for peer in sorted(rows["backend"].unique(), key=style.backend_rank):
+        ref = next((r for p, r in PEER_REFERENCE.items() if peer.startswith(p)), None)
+        if ref is None or ref not in set(rows["backend"]):
+            continue
+        ref_rows = rows[rows["backend"] == ref]
+        mine = rows[(rows["backend"] == peer) & (rows["metric"].isin(PEER_METRICS)
+                                                 | rows["metric"].astype(str).str.startswith(("phase_", "floor_")))]
+        for key, g in mine.groupby(keys, dropna=False):
+            k = dict(zip(keys, key, strict=True))
+            m = ref_rows
+            for c, v in k.items():
+                m = m[m[c].isna()] if style.is_missing(v) else m[m[c] == v]
+            if m.empty:
+                continue
+            out.append({"peer": g["series"].iloc[0], "reference": m["series"].iloc[0], **k,
+                        "n_peer": len(g), "n_ref": len(m), **_ratio_row(g["value"], m["value"])})
+    return pd.DataFrame(out)
+
+
+def floor_ratios(data: ReportData) -> pd.DataFrame:
+    """How far startup sits above each measured floor: median(launch_to_ready) / median(floor_*).
+
+    A floor is compared with the launch→ready of its own backend (``harness.floor`` writes
+    container rows), or with container and vm when its backend has no startup rows.
+    ``floor_total`` comes first: it is the floor of the whole launch.
+    """
+    import pandas as pd
+
+    rows = _ok(data)
+    if rows.empty:
+        return pd.DataFrame()
+    floors = rows[rows["metric"].astype(str).str.startswith("floor_")]
+    metric, refs = FLOOR_AGAINST
+    out = []
+    for (backend, wl, fmetric, split), g in floors.groupby(["backend", "workload", "metric", "split"],
+                                                          dropna=False):
+        startup = rows[rows["metric"] == metric]
+        if not style.is_missing(split):
+            startup = startup[startup["split"] == split]
+        own = backend in set(startup["backend"])
+        for ref in [backend] if own else refs:
+            m = startup[startup["backend"] == ref]
+            same = m[m["workload"] == wl]
+            m = same if not same.empty else m[m["workload"] == "noop"]
+            if m.empty:
+                continue
+            out.append({"floor": f"{g['series'].iloc[0]} · {fmetric}", "workload": wl,
+                        "floor median (ms)": float(g["value"].median()),
+                        "startup": f"{m['series'].iloc[0]} · {metric} ({m['workload'].iloc[0]})",
+                        "startup median (ms)": float(m["value"].median()),
+                        "n_floor": len(g), "n_startup": len(m), **_ratio_row(m["value"], g["value"])})
+    df = pd.DataFrame(out)
+    if df.empty:
+        return df
+    first = df["floor"].str.endswith("floor_total")
+    return pd.concat([df[first], df[~first]], ignore_index=True)
+
+
+def display_ratios(df: pd.DataFrame) -> pd.DataFrame:
+    """Ratio tables for reading: ``ratio`` as ×, the interval as one cell, params folded."""
+    if df.empty:
+        return df
+    df = df.copy()
+    pcols = [c for c in df.columns if c.startswith("param_")]
+    if pcols:
+        df.insert(df.columns.get_loc(pcols[0]), "params", [params_text(r, pcols) for _, r in df.iterrows()])
+        df = df.drop(columns=pcols)
+    df["ratio"] = [f"{r:.2f}×" if not style.is_missing(r) and math.isfinite(r) else "" for r in df["ratio"]]
+    df["95% CI"] = [f"{lo:.2f} – {hi:.2f}" if not style.is_missing(lo) else ""
+                    for lo, hi in zip(df.pop("ci_lo"), df.pop("ci_hi"), strict=True)]
+    for c in df.columns:
+        if "median" in c:
+            df[c] = df[c].map(style.fmt)
+    if "split" in df.columns:  # already part of the series labels
+        df = df.drop(columns=["split"])
+    return df

@@ -1,0 +1,286 @@
+"""The ``container`` backend: isobench's own namespace + cgroup runtime.
+
+Per launch: a cgroup below ours (limits applied), then a fork whose child is
+PID 1 of a new PID namespace (see ``init.py``); the child unshares mount, UTS,
+IPC and network namespaces, mounts the shared rootfs read-only as its root
+(fresh /proc, minimal /dev, tmpfs /tmp; ``mounts.py``), sets the hostname to the
+instance name, brings ``lo`` up, joins the cgroup, enters a cgroup namespace,
+cuts its capabilities to the OCI default set with no_new_privs, and execs the
+workload, which stays PID 1.  The ready marker arrives on fd 3 as with ``bare``.
+
+``spec.extra`` knobs: ``argv`` (list: run this instead of the workload),
+``stdio="inherit"``, ``cgroup=False`` (no instance cgroup: no limits, no
+attach), ``read_only=False`` (writable root: overlay on a tmpfs), ``env``
+(dict added to the workload's environment), ``hostname``, ``cwd`` (default
+``/tmp``: stress-ng needs a writable working directory), ``die_with_parent``
+(default: when launched from the main thread; the kernel ties the parent-death
+signal to the launching *thread*).
+
+Phases (``times.phases``, ns, launch order): cgroup_create, clone (fork into
+the new PID namespace), unshare (the other namespaces), mounts, net (hostname
+and lo), cgroup_attach (what is left of the host's cgroup join, done in
+parallel with the child's setup, + the cgroup namespace), security (capabilities,
+no_new_privs, signal reset), exec (execve to the ready marker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from runtimes import cgroups, rootfs
+from runtimes.bare import ProcessInstance, open_log
+from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
+from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.container import caps, init, mounts, namespaces
+
+#: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
+BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+            "container": "isobench"}
+#: how long the child may take from fork to exec before the launch is declared failed
+SETUP_TIMEOUT_S = 30.0
+HOST_NAME_MAX = 64
+
+
+class ChildProcess:
+    """The container's PID 1 as seen from the harness: the slice of ``Popen`` ProcessInstance uses.
+
+    Thread-safe: measurements wait for the exit in one thread while another
+    stops and cleans up.  The pidfd (to wait with a timeout) is closed only when
+    no thread is waiting on it, so its number is never reused under a waiter.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._waiters = 0
+
+    def _reaped(self, status: int) -> None:  # with the lock held
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._close_pidfd()
+
+    def _close_pidfd(self) -> None:  # with the lock held
+        if self._pidfd is not None and self._waiters == 0 and self.returncode is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere: the status is lost
+                    done, status = self.pid, 255 << 8
+                if done:
+                    self._reaped(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Like ``Popen.wait``: the exit code, ``-signal``; TimeoutExpired after ``timeout``."""
+        with self._lock:
+            fd = self._pidfd
+            self._waiters += 1
+        try:
+            if self.poll() is None and fd is not None and not select.select([fd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired([str(self.pid)], timeout or 0)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                self._close_pidfd()
+        with self._lock:
+            if self.returncode is None:  # the pidfd said it exited: this does not block
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    status = 255 << 8
+                self._reaped(status)
+            return self.returncode
+
+
+class ContainerInstance(ProcessInstance):
+    """One container: PID 1 is our direct child; stop/cleanup as for bare (killpg + cgroup)."""
+
+    _t_exec: int | None = None  # when the child called execve (the "exec" phase starts)
+
+    def start(self, cfg: init.InitConfig, log: Any) -> None:
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        marker_r, marker_w = os.pipe()
+        try:
+            if log is None:  # inherit (isobench exec)
+                out, err = 1, 2
+            elif log == subprocess.DEVNULL:
+                out = err = devnull
+            else:
+                out = err = log.fileno()
+            child = init.spawn(cfg, devnull, out, err, marker_w)
+        except BaseException:
+            os.close(marker_r)
+            raise
+        finally:
+            os.close(marker_w)
+            os.close(devnull)
+        self.proc = ChildProcess(child.pid)  # type: ignore[assignment]
+        self.marker.read_fd(marker_r)
+        attach_error: CgroupError | None = None
+        status_fd = child.status_fd
+        try:
+            try:
+                # while the child mounts its root, join it to the cgroup from here (see init.spawn)
+                if self.cgroup is not None:
+                    self.cgroup.attach(child.pid)
+                child.release(True)
+            except CgroupError as e:
+                attach_error = e
+            finally:
+                child.release(False)  # a no-op after release(True); else the child aborts
+            status_fd = -1  # read_status closes it, whatever happens
+            spawned = init.read_status(child.status_fd, child.pid, min(SETUP_TIMEOUT_S, self.spec.timeout_s))
+        finally:
+            if status_fd >= 0:
+                os.close(status_fd)
+        self._record(child.t_fork, spawned.marks)
+        if attach_error is not None:
+            raise BackendError(f"{self.name}: cannot place the container in its cgroup: {attach_error}")
+        if spawned.error is not None:
+            raise BackendError(f"{self.name}: {spawned.error}")
+
+    def _record(self, t_fork: int, marks: dict[str, int]) -> None:
+        names = {"init": "clone", "unshare": "unshare", "mounts": "mounts", "net": "net",
+                 "cgroup_attach": "cgroup_attach", "exec": "security"}
+        prev = t_fork
+        for step in init.STEPS:
+            if step not in marks:
+                break
+            self.times.phases[names[step]] = marks[step] - prev
+            prev = marks[step]
+        self._t_exec = marks.get("exec")
+
+    def wait_ready(self, timeout: float) -> int:
+        t = super().wait_ready(timeout)
+        if self._t_exec is not None:
+            self.times.phases["exec"] = t - self._t_exec
+        return t
+
+
+class ContainerBackend(Backend):
+    name = "container"
+
+    def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
+                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT):
+        self._rootfs = Path(rootfs_dir) if rootfs_dir else None
+        self.read_only = read_only
+        self.proc_hardening = proc_hardening
+        self.keep_caps = caps.mask(capabilities)
+        self._last_cap = caps.last_cap()
+        self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
+
+    # -- checks -----------------------------------------------------------
+    def available(self) -> str | None:
+        if os.geteuid() != 0:
+            return "needs root: namespaces, mounts and cgroups (user namespaces are not supported)"
+        for kind in namespaces.DEFAULT:
+            if not os.path.exists(f"/proc/self/ns/{kind}"):
+                return f"the kernel has no {kind} namespaces (/proc/self/ns/{kind} missing)"
+        try:
+            if self._rootfs is None:
+                rootfs.inputs()
+            if cgroups.version() == 1:
+                Cgroup._v1_dirs(f"{init.INIT_COMM}-probe")  # raises when a controller is not mounted
+        except (rootfs.RootfsError, CgroupError) as e:
+            return str(e)
+        return None
+
+    def rootfs(self) -> Path:
+        """The container root (built and cached on first use; never written to)."""
+        if self._rootfs is None:
+            self._rootfs = rootfs.build()
+        return self._rootfs
+
+    def _rootfs_or_none(self) -> str | None:
+        try:
+            return str(self.rootfs())
+        except rootfs.RootfsError:
+            return None
+
+    def plan(self, read_only: bool | None = None) -> tuple[mounts.MountOp, ...]:
+        ro = self.read_only if read_only is None else read_only
+        if ro not in self._plans:
+            self._plans[ro] = tuple(mounts.plan(self.rootfs(), read_only=ro, proc_hardening=self.proc_hardening))
+        return self._plans[ro]
+
+    # -- launching ----------------------------------------------------------
+    def config(self, spec: LaunchSpec, cgroup: Cgroup | None) -> init.InitConfig:
+        """Everything the child needs; computed before the fork (and before t_launch where possible)."""
+        argv = spec.extra.get("argv") or spec.workload.argv()
+        if isinstance(argv, str) or not all(isinstance(a, str) and a for a in argv):
+            raise BackendError(f"extra['argv'] must be a non-empty list of non-empty strings, got {argv!r}")
+        env = dict(BASE_ENV)
+        env.update(spec.extra.get("env") or {})
+        hostname = str(spec.extra.get("hostname") or spec.instance)[:HOST_NAME_MAX]
+        env.update({"HOSTNAME": hostname, init.INSTANCE_ENV: spec.instance})
+        if spec.extra.get("stdio") == "inherit" and "TERM" in os.environ:
+            env.setdefault("TERM", os.environ["TERM"])
+        die = spec.extra.get("die_with_parent")
+        if die is None:
+            die = threading.current_thread() is threading.main_thread()
+        return init.InitConfig(
+            argv=tuple(argv), env=env, hostname=hostname,
+            ns_flags=namespaces.flags(tuple(k for k in namespaces.DEFAULT if k not in ("pid", "cgroup"))),
+            cgroupns=cgroup is not None,
+            mount_plan=self.plan(spec.extra.get("read_only")),
+            keep_caps=self.keep_caps, last_cap=self._last_cap,
+            lo_request=namespaces.loopback_up_request(), die_with_parent=bool(die),
+            reset_signals=init.default_signals(),
+            # the root is read-only, and stress-ng refuses to run in a read-only working directory
+            cwd=str(spec.extra.get("cwd") or "/tmp"),
+        )
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
+        namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
+        times = Timestamps(t_launch=now_ns())
+        cgroup = None
+        if spec.extra.get("cgroup", True):
+            try:
+                cgroup = Cgroup.create(spec.instance, spec.limits)
+            except CgroupError as e:
+                raise BackendError(f"{spec.instance}: {e}") from e
+            times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+        elif spec.limits.any():
+            raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
+        inst = ContainerInstance(spec, cgroup, times)
+        log = None
+        try:
+            cfg = self.config(spec, cgroup)
+            log, inst.log_path = open_log(spec, "container")
+            inst.start(cfg, log)
+        except OSError as e:
+            inst.cleanup()
+            raise BackendError(f"{spec.instance}: cannot start the container: {e}") from e
+        except BaseException:
+            inst.cleanup()
+            raise
+        finally:
+            if hasattr(log, "close"):
+                with contextlib.suppress(OSError):
+                    log.close()
+        return inst
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "namespaces": list(namespaces.DEFAULT),
+            "user_namespace": False,
+            "pid1": "the workload itself",
+            "rootfs": self._rootfs_or_none(),
+            "read_only_root": self.read_only,
+            "capabilities": caps.names(self.keep_caps),
+            "no_new_privs": True,
+            "cgroup_version": cgroups.version(),
+        }

@@ -1,0 +1,263 @@
+"""The container's mount plan, as data.
+
+``plan(rootfs)`` returns a list of small operations; each has ``execute()``
+(run inside the container's fresh mount namespace, before the workload starts)
+and ``describe()`` (one line for humans: ``python -m runtimes.container plan``).
+
+Everything is mounted in the container's private mount namespace, made
+``MS_PRIVATE`` first, so nothing propagates to the host and everything vanishes
+with the namespace.  The shared rootfs cache is never written: the root is a
+bind mount of it, remounted read-only (or, with ``read_only=False``, an overlay
+whose upper layer is a tmpfs that dies with the container).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from runtimes import syscalls as sc
+
+#: host device nodes bind-mounted onto files in the container's tmpfs /dev
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+#: /dev symlinks every libc and shell expects
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+             "stderr": "/proc/self/fd/2"}
+#: /proc entries that reach the host kernel: made read-only (runc's readonlyPaths)
+PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+#: /proc entries that leak host state: covered (runc's maskedPaths)
+PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "acpi", "scsi")
+
+
+class MountOp(Protocol):
+    def execute(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class MakePrivate:
+    """Stop mount events from propagating between this namespace and the host's."""
+
+    path: str = "/"
+
+    def execute(self) -> None:
+        sc.mount(None, self.path, None, sc.MS_REC | sc.MS_PRIVATE)
+
+    def describe(self) -> str:
+        return f"make-rprivate {self.path}"
+
+
+@dataclass(frozen=True)
+class Bind:
+    src: str
+    dst: str
+    readonly: bool = False
+    flags: int = 0  # extra MS_NOSUID/MS_NODEV/MS_NOEXEC applied with the read-only remount
+
+    def execute(self) -> None:
+        sc.mount(self.src, self.dst, None, sc.MS_BIND)
+        if self.readonly or self.flags:
+            Remount(self.dst, (sc.MS_RDONLY if self.readonly else 0) | self.flags).execute()
+
+    def describe(self) -> str:
+        return f"bind {self.src} -> {self.dst}{' (ro)' if self.readonly else ''}"
+
+
+@dataclass(frozen=True)
+class Remount:
+    """Change the flags of the bind mount at ``dst`` (not of its filesystem)."""
+
+    dst: str
+    flags: int
+
+    def execute(self) -> None:
+        sc.mount(None, self.dst, None, sc.MS_REMOUNT | sc.MS_BIND | self.flags)
+
+    def describe(self) -> str:
+        return f"remount {self.dst} {_flags(self.flags)}"
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A writable root for one container: rootfs below, a tmpfs above (dies with it).
+
+    The tmpfs is mounted on ``<rootfs>/oldroot`` in this namespace only; the
+    overlay then covers it, and pivot_root detaches both from view.
+    """
+
+    lower: str
+
+    def execute(self) -> None:
+        scratch = os.path.join(self.lower, "oldroot")
+        sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=755")
+        for d in ("upper", "work"):
+            os.mkdir(os.path.join(scratch, d), 0o755)
+        sc.mount("overlay", self.lower, "overlay", 0,
+                 f"lowerdir={self.lower},upperdir={scratch}/upper,workdir={scratch}/work")
+
+    def describe(self) -> str:
+        return f"overlay {self.lower} + tmpfs upper -> {self.lower}"
+
+
+@dataclass(frozen=True)
+class Proc:
+    dst: str
+
+    def execute(self) -> None:
+        sc.mount("proc", self.dst, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+    def describe(self) -> str:
+        return f"proc -> {self.dst}"
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    dst: str
+    mode: int = 0o755
+    flags: int = sc.MS_NOSUID | sc.MS_NODEV
+    size: str | None = None
+
+    def execute(self) -> None:
+        data = f"mode={self.mode:o}" + (f",size={self.size}" if self.size else "")
+        sc.mount("tmpfs", self.dst, "tmpfs", self.flags, data)
+
+    def describe(self) -> str:
+        return f"tmpfs -> {self.dst} mode={self.mode:o} {_flags(self.flags)}"
+
+
+@dataclass(frozen=True)
+class Device:
+    """A host device node bind-mounted onto an empty file (works without CAP_MKNOD too)."""
+
+    host: str
+    dst: str
+
+    def execute(self) -> None:
+        os.close(os.open(self.dst, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        sc.mount(self.host, self.dst, None, sc.MS_BIND)
+
+    def describe(self) -> str:
+        return f"device {self.host} -> {self.dst}"
+
+
+@dataclass(frozen=True)
+class Dir:
+    dst: str
+    mode: int = 0o755
+
+    def execute(self) -> None:
+        os.mkdir(self.dst, self.mode)
+
+    def describe(self) -> str:
+        return f"mkdir {self.dst}"
+
+
+@dataclass(frozen=True)
+class Symlink:
+    target: str
+    dst: str
+
+    def execute(self) -> None:
+        os.symlink(self.target, self.dst)
+
+    def describe(self) -> str:
+        return f"symlink {self.dst} -> {self.target}"
+
+
+@dataclass(frozen=True)
+class ReadOnly:
+    """Bind ``dst`` onto itself read-only; skipped when the kernel has no such entry."""
+
+    dst: str
+
+    def execute(self) -> None:
+        if os.path.lexists(self.dst):
+            Bind(self.dst, self.dst, readonly=True, flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC).execute()
+
+    def describe(self) -> str:
+        return f"read-only {self.dst}"
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Cover ``dst``: a file with /dev/null, a directory with an empty read-only tmpfs."""
+
+    dst: str
+
+    def execute(self) -> None:
+        if os.path.isdir(self.dst):
+            sc.mount("tmpfs", self.dst, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
+                     "size=0")
+        elif os.path.lexists(self.dst):
+            sc.mount("/dev/null", self.dst, None, sc.MS_BIND)
+
+    def describe(self) -> str:
+        return f"mask {self.dst}"
+
+
+@dataclass(frozen=True)
+class PivotRoot:
+    """Make ``new_root`` the root and detach the old one (the host's tree) entirely."""
+
+    new_root: str
+
+    def execute(self) -> None:
+        # pivot_root(".", ".") stacks the old root on top of the new one; the
+        # lazy unmount then removes it, so no directory for it is needed.
+        os.chdir(self.new_root)
+        sc.pivot_root(".", ".")
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+
+    def describe(self) -> str:
+        return f"pivot_root {self.new_root}; umount2(old root, MNT_DETACH)"
+
+
+def _flags(flags: int) -> str:
+    known = ((sc.MS_RDONLY, "ro"), (sc.MS_NOSUID, "nosuid"), (sc.MS_NODEV, "nodev"), (sc.MS_NOEXEC, "noexec"))
+    return ",".join(name for bit, name in known if flags & bit) or "-"
+
+
+def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = True) -> list[MountOp]:
+    """The mount operations that turn ``rootfs`` into the container's root, in order."""
+    root = os.fspath(rootfs)
+    if not os.path.isdir(root):
+        raise ValueError(f"rootfs {root} is not a directory")
+
+    def at(rel: str) -> str:
+        return os.path.join(root, rel)
+
+    ops: list[MountOp] = [MakePrivate("/")]
+    # pivot_root needs the new root to be a mount point: a bind of the rootfs onto itself.
+    ops.append(Bind(root, root) if read_only else Overlay(root))
+    ops.append(Proc(at("proc")))
+    if proc_hardening:
+        ops += [ReadOnly(at(f"proc/{p}")) for p in PROC_READONLY]
+        ops += [Mask(at(f"proc/{p}")) for p in PROC_MASKED]
+    ops.append(Tmpfs(at("dev"), 0o755, sc.MS_NOSUID | sc.MS_NOEXEC, "64k"))
+    ops += [Device(f"/dev/{d}", at(f"dev/{d}")) for d in DEVICES]
+    ops += [Symlink(t, at(f"dev/{name}")) for name, t in DEV_LINKS.items()]
+    ops.append(Dir(at("dev/shm"), 0o1777))
+    ops.append(Tmpfs(at("dev/shm"), 0o1777, sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC))
+    ops.append(Tmpfs(at("tmp"), 0o1777))
+    if read_only:
+        # only the root bind turns read-only; /proc, /dev, /tmp are mounts of their own
+        ops.append(Remount(root, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV))
+    ops.append(PivotRoot(root))
+    return ops
+
+
+def execute(ops: list[MountOp]) -> None:
+    for op in ops:
+        try:
+            op.execute()
+        except OSError as e:
+            raise OSError(e.errno, f"mount plan step '{op.describe()}' failed: {e.strerror or e}") from e
+
+
+def describe(ops: list[MountOp]) -> str:
+    return "\n".join(f"{i:2d}. {op.describe()}" for i, op in enumerate(ops, 1))
+

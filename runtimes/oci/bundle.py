@@ -1,0 +1,161 @@
+"""The OCI bundle (``config.json``) that asks runc/crun for what the built-in container does.
+
+Generated here, not by ``runc spec``: the same namespaces
+(``runtimes.container.namespaces.DEFAULT``), the same mounts, masked and
+read-only /proc paths (``runtimes.container.mounts.plan``), the same
+capabilities (``runtimes.container.caps.OCI_DEFAULT``) and the same limits as
+``runtimes.cgroups.Cgroup.apply`` writes (CFS quota/period, a memory limit with
+no swap beyond it, a pids limit).  The root is the shared workload rootfs
+itself, ``readonly``: the runtimes bind it read-only and never write into it,
+provided every mount destination already exists there (they do: the rootfs
+builder makes the mountpoints; /dev/shm lives inside the /dev tmpfs).
+
+Pure functions only; writing and removing the bundle directory is at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from runtimes import syscalls as sc
+from runtimes.base import PREFIX, LaunchSpec, Limits
+from runtimes.container import caps as container_caps
+from runtimes.container import mounts as container_mounts
+from runtimes.container import namespaces as container_namespaces
+
+OCI_VERSION = "1.0.2"
+#: /proc/<pid>/ns names (the built-in container's vocabulary) -> OCI namespace types
+OCI_NAMESPACE = {"pid": "pid", "mnt": "mount", "uts": "uts", "ipc": "ipc", "net": "network",
+                 "cgroup": "cgroup", "user": "user", "time": "time"}
+#: what the workload sees in its environment (the container's init sets the same)
+ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root")
+#: mount(2) flag bits -> OCI mount option words
+_FLAG_WORDS = ((sc.MS_RDONLY, "ro"), (sc.MS_NOSUID, "nosuid"), (sc.MS_NODEV, "nodev"),
+               (sc.MS_NOEXEC, "noexec"))
+
+
+def namespaces(kinds: Sequence[str] = container_namespaces.DEFAULT) -> list[dict[str, str]]:
+    """The container's namespace kinds as OCI ``linux.namespaces`` (all fresh: no ``path``)."""
+    unknown = [k for k in kinds if k not in OCI_NAMESPACE]
+    if unknown:
+        raise ValueError(f"no OCI namespace type for {', '.join(unknown)}")
+    return [{"type": OCI_NAMESPACE[k]} for k in kinds]
+
+
+def resources(limits: Limits, *, cgroup_version: int, memsw: bool) -> dict[str, Any]:
+    """``linux.resources`` asking for exactly what ``Cgroup.apply(limits)`` writes.
+
+    OCI's ``memory.swap`` is memory+swap (v1 ``memory.memsw.limit_in_bytes``;
+    runc/crun write ``memory.swap.max = swap - limit`` on v2), so swap = limit
+    means "no swap beyond the limit".  It is only asked for where the host has
+    swap accounting (``memsw``), as ``Cgroup.apply`` does: runtimes fail on a
+    swap limit the kernel cannot set.  v1 also gets swappiness 0, as ours.
+    """
+    res: dict[str, Any] = {}
+    if limits.cpu_quota is not None:
+        res["cpu"] = {"quota": limits.cpu_quota_us, "period": limits.cpu_period_us}
+    if limits.memory_mib is not None:
+        limit = limits.memory_mib << 20
+        mem: dict[str, Any] = {"limit": limit}
+        if memsw:
+            mem["swap"] = limit
+        if cgroup_version == 1:
+            mem["swappiness"] = 0
+        res["memory"] = mem
+    if limits.pids is not None:
+        res["pids"] = {"limit": limits.pids}
+    return res
+
+
+def _options(flags: int, extra: Iterable[str] = ()) -> list[str]:
+    return [word for bit, word in _FLAG_WORDS if flags & bit] + list(extra)
+
+
+def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
+    """The built-in container's mount plan translated to OCI terms.
+
+    Returns ``mounts``, ``maskedPaths``, ``readonlyPaths`` and ``readonly`` (root).
+    Operations the runtimes do by themselves are not listed: the root bind and
+    pivot_root, the default device nodes (null zero full random urandom tty, the
+    same six ``mounts.DEVICES`` binds) and the /dev symlinks (fd, stdin...).
+    """
+    root = os.fspath(rootfs)
+    ops = container_mounts.plan(root)
+
+    def inside(path: str) -> str:
+        rel = os.path.relpath(path, root)
+        return "/" if rel == "." else "/" + rel
+
+    out: dict[str, Any] = {"mounts": [], "maskedPaths": [], "readonlyPaths": [], "readonly": False}
+    for op in ops:
+        if isinstance(op, container_mounts.Proc):
+            out["mounts"].append({"destination": inside(op.dst), "type": "proc", "source": "proc",
+                                  "options": _options(sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)})
+        elif isinstance(op, container_mounts.Tmpfs):
+            data = [f"mode={op.mode:o}"] + ([f"size={op.size}"] if op.size else [])
+            out["mounts"].append({"destination": inside(op.dst), "type": "tmpfs", "source": "tmpfs",
+                                  "options": _options(op.flags, data)})
+        elif isinstance(op, container_mounts.Mask):
+            out["maskedPaths"].append(inside(op.dst))
+        elif isinstance(op, container_mounts.ReadOnly):
+            out["readonlyPaths"].append(inside(op.dst))
+        elif isinstance(op, container_mounts.Remount) and op.dst == root and op.flags & sc.MS_RDONLY:
+            out["readonly"] = True
+    return out
+
+
+def capabilities(names: Sequence[str] = container_caps.OCI_DEFAULT) -> dict[str, list[str]]:
+    caps = [f"CAP_{n}" for n in names]
+    return {"bounding": caps, "effective": caps, "permitted": caps}
+
+
+def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, *,
+           cgroup_version: int, memsw: bool) -> dict[str, Any]:
+    """The whole ``config.json`` for one instance."""
+    if PREFIX not in spec.instance:
+        raise ValueError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
+    if not cgroups_path.startswith("/"):
+        raise ValueError(f"cgroupsPath must be absolute, got {cgroups_path!r}")
+    plan = mount_plan(rootfs)
+    argv = list(spec.extra.get("argv") or spec.workload.argv())
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": argv,
+            "env": list(ENV),
+            "cwd": "/",
+            "capabilities": capabilities(),
+            "noNewPrivileges": True,
+        },
+        "root": {"path": os.fspath(rootfs), "readonly": plan["readonly"]},
+        "hostname": spec.instance,
+        "mounts": plan["mounts"],
+        "linux": {
+            "namespaces": namespaces(),
+            "cgroupsPath": cgroups_path,
+            "resources": resources(spec.limits, cgroup_version=cgroup_version, memsw=memsw),
+            "rootfsPropagation": "rprivate",
+            "maskedPaths": plan["maskedPaths"],
+            "readonlyPaths": plan["readonlyPaths"],
+        },
+    }
+
+
+def write(bundle_dir: Path, cfg: dict[str, Any]) -> Path:
+    """Create the bundle directory (it must not exist) with its ``config.json``."""
+    bundle_dir.mkdir(mode=0o700)
+    path = bundle_dir / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def remove(bundle_dir: Path) -> None:
+    """Remove a bundle directory; it only ever holds config.json (the root is elsewhere)."""
+    shutil.rmtree(bundle_dir, ignore_errors=True)

@@ -1,0 +1,201 @@
+"""Where an OCI runtime's cgroups land: below our own cgroup, in every hierarchy.
+
+runc and crun resolve an *absolute* ``cgroupsPath`` against the root of each
+cgroup hierarchy (crun does so for a relative one too).  On a v1 host our own
+cgroup differs per hierarchy (here: memory ``/process_api/<id>``, the others
+``/``), so no single absolute path lies below it everywhere without creating
+foreign intermediate directories (checked: ``/process_api/<id>/isobench-x``
+makes runc ``mkdir -p`` a ``process_api/<id>`` in cpu, pids, blkio...).
+
+So each runtime command runs in a private mount namespace (made between fork
+and exec, like ``unshare -m``) in which every cgroup mountpoint shows *our own*
+cgroup: ``<mount>/<own path>`` is bind-mounted over ``<mount>``.  There the
+absolute ``cgroupsPath`` ``/isobench-<run>-<n>`` is
+``<mount>/<own path>/isobench-<run>-<n>`` on the host, in every hierarchy: the
+directories ``Cgroup.create`` would use, and nothing else is created.  crun
+1.8.1 refuses hybrid hosts unless the cgroup2 mount is gone, so for crun that
+namespace also unmounts it (HOST-NOTES).  Nothing outside the namespace changes.
+
+Every command for a container (run, delete) must run in the same view: the
+runtime's state records cgroup paths as it saw them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimes import cgroups
+from runtimes import syscalls as sc
+
+#: the v1 controllers a hierarchy can carry, and named hierarchies (name=systemd)
+_V1_KNOWN = frozenset(("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices",
+                       "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"))
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mountpoint: Path
+    version: int
+    #: v1 controllers (and ``name=...``) of the hierarchy; empty for cgroup2
+    controllers: frozenset[str]
+    #: host path of our own cgroup in it: where the runtime's cgroups go
+    own: Path
+
+
+def _proc_cgroup(text: str) -> dict[frozenset[str], str]:
+    """controller set (frozenset() for cgroup2) -> our path, from /proc/self/cgroup."""
+    out: dict[frozenset[str], str] = {}
+    for line in text.splitlines():
+        hid, ctrls, path = line.split(":", 2)
+        key = frozenset() if hid == "0" and ctrls == "" else frozenset(c for c in ctrls.split(",") if c)
+        out[key] = path
+    return out
+
+
+def hierarchies(mountinfo: str | None = None, proc_cgroup: str | None = None) -> list[Hierarchy]:
+    """Every mounted cgroup hierarchy with our own cgroup's host path in it."""
+    mountinfo = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+    own = _proc_cgroup(proc_cgroup if proc_cgroup is not None else Path("/proc/self/cgroup").read_text())
+    found: list[Hierarchy] = []
+    seen: set[frozenset[str]] = set()
+    for line in mountinfo.splitlines():
+        pre, _, post = line.partition(" - ")
+        fields, tail = pre.split(), post.split()
+        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+            continue
+        root, mountpoint = fields[3], Path(fields[4])
+        if tail[0] == "cgroup2":
+            version, ctrls = 2, frozenset[str]()
+        else:
+            opts = tail[2].split(",")
+            version = 1
+            ctrls = frozenset(o for o in opts if o in _V1_KNOWN or o.startswith("name="))
+        if ctrls in seen or ctrls not in own:
+            continue  # the same hierarchy mounted twice, or one we are not in
+        rel = os.path.relpath(own[ctrls], root)
+        if rel.startswith(".."):
+            continue  # our cgroup is outside what this mount shows
+        seen.add(ctrls)
+        found.append(Hierarchy(mountpoint, version, ctrls, mountpoint / rel if rel != "." else mountpoint))
+    return found
+
+
+@dataclass(frozen=True)
+class View:
+    """The mount namespace a runtime command runs in (see the module doc)."""
+
+    #: (source, mountpoint): our own cgroup bound over each hierarchy's mountpoint
+    binds: tuple[tuple[str, str], ...]
+    #: mountpoints hidden from the runtime (crun on a hybrid host: the cgroup2 one)
+    unmounts: tuple[str, ...]
+    #: the hierarchies the runtime sees, with host paths
+    hierarchies: tuple[Hierarchy, ...]
+
+    def enter(self) -> None:
+        """Between fork and exec of the runtime: a private mount namespace with the binds."""
+        sc.unshare(sc.CLONE_NEWNS)
+        # private first: nothing below may propagate back to the host's namespace
+        sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+        for path in self.unmounts:
+            sc.umount2(path, sc.MNT_DETACH)
+        for src, dst in self.binds:
+            sc.mount(src, dst, None, sc.MS_BIND)
+
+    def dirs(self, name: str) -> list[Path]:
+        """Host paths of the cgroup ``/<name>`` in every hierarchy the runtime sees."""
+        return [h.own / name for h in self.hierarchies]
+
+    def describe(self) -> str:
+        binds = ", ".join(f"{s} on {d}" for s, d in self.binds) or "none"
+        hidden = ", ".join(self.unmounts) or "none"
+        return f"private mount namespace; binds: {binds}; unmounted: {hidden}"
+
+
+def make(hide_cgroup2_on_hybrid: bool) -> View:
+    """The view for this process's cgroups; crun asks to hide the hybrid cgroup2 mount."""
+    found = hierarchies()
+    if cgroups.version() == 2:
+        # where Cgroup.create puts v2 cgroups, after delegating cpu/memory/pids
+        # (which may move this process into a leaf: the parent is still right)
+        parent = cgroups.Cgroup._v2_dirs(f"{cgroups.PREFIX}-probe")[""].parent
+        found = [Hierarchy(h.mountpoint, 2, h.controllers, parent) if h.version == 2 else h for h in found]
+    unmounts: list[str] = []
+    hybrid = any(h.version == 1 for h in found) and any(h.version == 2 for h in found)
+    if hide_cgroup2_on_hybrid and hybrid:
+        unmounts = [str(h.mountpoint) for h in found if h.version == 2]
+        found = [h for h in found if h.version == 1]
+    binds = tuple((str(h.own), str(h.mountpoint)) for h in found if h.own != h.mountpoint)
+    return View(binds, tuple(unmounts), tuple(found))
+
+
+class Holder:
+    """A small process that keeps a view's mount namespace for runtime commands to join.
+
+    The runtime is then started with ``nsenter --mount=/proc/<holder>/ns/mnt``
+    by ``posix_spawn`` (vfork: ~1 ms) instead of a fork of the harness with a
+    Python preexec hook (a fork of a process holding pandas & co. costs ~15 ms
+    here), so the peers are not charged for our harness's size.  The holder
+    exits when the pipe from the harness closes (``close()``, or the harness
+    dying in any way), so it cannot outlive us.
+    """
+
+    COMM = f"{cgroups.PREFIX}-ociview"
+
+    def __init__(self, v: View):
+        self.view = v
+        ready_r, ready_w = os.pipe()
+        life_r, life_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the holder
+            code = 0
+            try:
+                os.close(ready_r)
+                os.close(life_w)
+                sc.set_name(self.COMM)
+                v.enter()
+                os.write(ready_w, b"1")
+                os.read(life_r, 1)  # EOF when the harness closes it or dies
+            except BaseException as e:
+                os.write(ready_w, f"E{e}".encode()[:500])
+                code = 1
+            os._exit(code)
+        os.close(ready_w)
+        os.close(life_r)
+        self.pid: int | None = pid
+        self._life = life_w
+        try:
+            got = os.read(ready_r, 600)
+        finally:
+            os.close(ready_r)
+        if got != b"1":
+            self.close()
+            raise OSError(0, f"cannot make the runtime's mount namespace: {got[1:].decode(errors='replace')}")
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        try:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            done = self.pid
+        if done:
+            self.pid = None
+        return self.pid is not None
+
+    def nsenter(self, nsenter: str) -> list[str]:
+        """The argv prefix that runs a command in the view."""
+        if self.pid is None:
+            raise OSError(0, "the runtime's mount namespace holder is gone")
+        return [nsenter, f"--mount=/proc/{self.pid}/ns/mnt", "--"]
+
+    def close(self) -> None:
+        if self._life >= 0:
+            os.close(self._life)
+            self._life = -1
+        if self.pid is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None

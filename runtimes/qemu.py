@@ -1,0 +1,448 @@
+"""The ``qemu`` backend: the ``vm`` backend's guest, started by ``qemu-system-x86_64`` directly.
+
+Same kernel, initramfs, command line, machine type, devices and accelerator as
+the libvirt domain: the ``Machine`` comes from ``runtimes.vm.machine.describe``
+and is rendered here to the argv libvirt itself would run for it (read off
+``/var/log/libvirt/qemu/<domain>.log``), minus what only a manager needs
+(the QMP monitor socket, the paused start ``-S`` and resume, ``-uuid``, the
+secret object) and with the serial console on QEMU's stdio, a pipe the harness
+reads, instead of a pty.  ``-no-reboot`` is ``<on_reboot>destroy``; without
+``-no-shutdown`` QEMU ends at the guest's power-off (``<on_poweroff>destroy``).
+Unlike libvirt, QEMU runs as root (no ``libvirt-qemu`` user, no namespace).
+
+CPU limits go on a cgroup of our own (``runtimes.cgroups``) that QEMU joins
+before it execs, as libvirt's ``<global_quota>`` on the domain cgroup; memory
+is limited by the guest's size, pids not at all (``enforcement``).
+
+Timing contract as for ``vm``: ``t_ready`` and ``t_exit`` are the receipt of the
+guest's READY and EXIT lines on the console, ``t_clean`` when QEMU is reaped
+and its cgroup is gone.  Phases: guest_firmware, guest_kernel, guest_init.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from runtimes.base import (
+    PREFIX,
+    Backend,
+    BackendError,
+    Instance,
+    InstanceTimeout,
+    LaunchSpec,
+    Limits,
+    Timestamps,
+    now_ns,
+)
+from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.marker import MarkerChannel
+from runtimes.vm import accel as accelerator
+from runtimes.vm import host, image
+from runtimes.vm import kernel as guest_kernel
+from runtimes.vm.machine import (
+    DEFAULT_MACHINE_TYPE,
+    KERNEL_CMDLINE,
+    Machine,
+    SerialConsole,
+    describe,
+    validate,
+)
+from runtimes.workloads import Workload
+
+#: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+#: how long cleanup waits for a killed QEMU to be reaped
+KILL_TIMEOUT_S = 10.0
+
+
+def qemu_argv(m: Machine, qemu: str) -> list[str]:
+    """The command line libvirt runs for ``domain.render(m)``, without libvirt's management parts."""
+    machine_opts = [m.machine_type, "usb=off", "dump-guest-core=off", "memory-backend=pc.ram"]
+    if not m.acpi:
+        machine_opts.append("acpi=off")
+    argv = [
+        qemu,
+        "-name", f"{m.name},debug-threads=on",
+        "-machine", ",".join(machine_opts),
+        "-accel", m.accel,
+        # libvirt: <cpu mode='host-passthrough'> with KVM, its default model under TCG
+        "-cpu", "host,migratable=on" if m.accel == "kvm" else "qemu64",
+        "-m", str(m.memory_mib),
+        "-object", f"memory-backend-ram,id=pc.ram,size={m.memory_mib << 20}",
+        "-overcommit", "mem-lock=off",
+        "-smp", f"{m.vcpus},sockets={m.vcpus},cores=1,threads=1",
+        "-display", "none",
+        "-no-user-config",
+        "-nodefaults",
+        "-rtc", "base=utc",
+        "-no-reboot",
+        "-boot", "strict=on",
+        "-kernel", m.kernel,
+        "-initrd", m.initrd,
+        "-append", m.cmdline,
+    ]
+    for dev in m.devices:
+        if isinstance(dev, SerialConsole):
+            # stdio can back one chardev only: the benchmark guest has one console
+            argv += ["-chardev", f"stdio,id=charserial{dev.port},signal=off",
+                     "-device", f"isa-serial,chardev=charserial{dev.port},id=serial{dev.port},index={dev.port}"]
+    argv += ["-audiodev", "none,id=audio1", "-sandbox", SANDBOX, "-msg", "timestamp=on"]
+    return argv
+
+
+def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
+    """The guest's RESULT lines (``guest_*``) plus guest_mem_total / guest_mem_used (MiB), as ``vm``."""
+    r = {k: v for k, v in results.items() if k.startswith("guest_")}
+    with contextlib.suppress(KeyError, ValueError):
+        total = int(r["guest_mem_total_kib"])
+        r["guest_mem_total"] = f"{total / 1024:.1f}"
+        r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
+    with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
+        wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
+        r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
+    if accel:
+        r["accel"] = accel
+    return r
+
+
+class QemuInstance(Instance):
+    """One guest: the QEMU process, its console reader, its cgroup."""
+
+    def __init__(self, spec: LaunchSpec, machine: Machine, cgroup: Cgroup, times: Timestamps):
+        self.spec = spec
+        self.name = spec.instance
+        self.machine = machine
+        self.accel = machine.accel
+        self.cgroup = cgroup
+        self.times = times
+        self.marker = MarkerChannel()
+        self.results = self.marker.results
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.t_spawn: int | None = None
+        self.t_init_line: int | None = None
+        self.t_exit_line: int | None = None
+        self._ended = threading.Event()
+        self._killed = False
+        self._cleaned = False
+        self._reader: threading.Thread | None = None
+        self._console: Any = None  # console log file, written by the reader thread
+
+    # -- start ------------------------------------------------------------------------
+    def start(self, argv: list[str]) -> None:
+        inherit = self.spec.extra.get("stdio") == "inherit"
+        stderr: Any = None
+        if not inherit and self.spec.log_dir:
+            Path(self.spec.log_dir).mkdir(parents=True, exist_ok=True)
+            self.log_path = str(Path(self.spec.log_dir) / f"{self.name}.console.log")
+            self._console = open(self.log_path, "wb")
+            stderr = open(Path(self.spec.log_dir) / f"{self.name}.qemu.log", "wb")
+        elif not inherit:
+            stderr = subprocess.DEVNULL
+        procs = [str(p) for p in self.cgroup.procs_files()]
+
+        def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
+            pid = str(os.getpid()).encode()
+            for f in procs:
+                fd = os.open(f, os.O_WRONLY)
+                try:
+                    os.write(fd, pid)
+                finally:
+                    os.close(fd)
+
+        self.t_spawn = now_ns()
+        try:
+            # stdin: a pipe nobody writes (EOF on /dev/null would close the stdio chardev)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                         preexec_fn=join_cgroup, start_new_session=True)
+        finally:
+            if hasattr(stderr, "close"):
+                stderr.close()
+        self._reader = threading.Thread(target=self._pump, name=f"{self.name}-console", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        inherit = self.spec.extra.get("stdio") == "inherit"
+        try:
+            while chunk := os.read(fd, 65536):
+                t = now_ns()
+                if self._console is not None:
+                    self._console.write(chunk)
+                    self._console.flush()
+                elif inherit:
+                    os.write(1, chunk)
+                had_init = "guest_uptime_init" in self.results
+                self.marker.feed(chunk)
+                if not had_init and "guest_uptime_init" in self.results:
+                    self.t_init_line = t
+                if self.marker.exit_status is not None and self.t_exit_line is None:
+                    self.t_exit_line = t
+                    self._ended.set()
+        except OSError:
+            pass
+        finally:
+            self.marker.close()
+            self._ended.set()
+
+    # -- the Instance contract --------------------------------------------------------
+    def _see_log(self) -> str:
+        return f"; console log: {self.log_path}" if self.log_path else ""
+
+    def wait_ready(self, timeout: float) -> int:
+        try:
+            t = self.marker.wait_ready(timeout, self.name)
+        except InstanceTimeout as e:
+            self.stop()
+            raise InstanceTimeout(f"{e}{self._see_log()}") from None
+        self.times.t_ready = t
+        self._guest_phases()
+        return t
+
+    def _guest_phases(self) -> None:
+        """Split launch→ready with the guest's own clock, as the ``vm`` backend does."""
+        up = self.results.get("guest_uptime_init")
+        if up is None or self.t_init_line is None or self.t_spawn is None or self.times.t_ready is None:
+            return
+        up_ns = round(float(up) * 1e9)
+        kernel_zero = self.t_init_line - up_ns
+        self.times.phases["guest_firmware"] = max(0, kernel_zero - self.t_spawn)
+        self.times.phases["guest_kernel"] = up_ns
+        self.times.phases["guest_init"] = self.times.t_ready - self.t_init_line
+
+    def wait(self, timeout: float) -> int:
+        if not self._ended.wait(timeout):
+            self.stop()
+            raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s{self._see_log()}")
+        status = self.marker.exit_status
+        if status is not None:
+            if self.times.t_exit is None:
+                self.times.t_exit = self.t_exit_line
+            return status
+        assert self.proc is not None
+        try:
+            self.proc.wait(KILL_TIMEOUT_S)
+        except subprocess.TimeoutExpired as e:
+            raise InstanceTimeout(f"{self.name}: console closed but QEMU still runs{self._see_log()}") from e
+        if self.times.t_exit is None:
+            self.times.t_exit = now_ns()
+        if self._killed:
+            return -signal.SIGKILL
+        if self.proc.returncode < 0:  # killed by a signal from elsewhere: status as for a process
+            return self.proc.returncode
+        raise BackendError(f"{self.name}: the guest ended without reporting an exit status "
+                           f"(QEMU exit {self.proc.returncode}){self._see_log()}")
+
+    def processes(self) -> list[int]:
+        if self.proc is not None and self.proc.poll() is None:
+            return [self.proc.pid]
+        return []
+
+    def stop(self) -> None:
+        """SIGKILL QEMU (libvirt's destroy does the same after a SIGTERM)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._killed = self.marker.exit_status is None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        try:
+            self.stop()
+            if self.proc is not None:
+                self.proc.wait(KILL_TIMEOUT_S)
+                if self.times.t_exit is None:
+                    self.times.t_exit = self.t_exit_line or now_ns()
+            self.cgroup.remove()
+            if self._reader is not None:
+                self._reader.join(5.0)
+            if self.proc is not None:
+                for f in (self.proc.stdin, self.proc.stdout):
+                    if f is not None:
+                        with contextlib.suppress(OSError):
+                            f.close()
+        finally:
+            if self._console is not None:
+                self._console.close()
+                self._console = None
+            self._cleaned = True
+            self.times.t_clean = now_ns()
+
+    def guest_report(self) -> dict[str, str]:
+        return guest_report(self.results, self.accel)
+
+
+class QemuBackend(Backend):
+    name = "qemu"
+    enforcement = {
+        "cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
+        "memory": "guest memory size (guest_memory_mib)",
+        "pids": "not enforced (the guest kernel has no limit set)",
+    }
+
+    def __init__(self, *, kernel: str | None = None, kernel_format: str | None = None,
+                 machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
+                 accel: str | None = None, compression: str | None = None, cache: Path | None = None,
+                 probe_timeout_s: float | None = None):
+        self.kernel_source = kernel
+        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
+        self.machine_type = machine_type
+        self.cmdline = cmdline
+        self.forced_accel = accel
+        self.compression = compression
+        self.cache = cache
+        self.probe_timeout_s = probe_timeout_s or float(
+            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
+        self._kernel: guest_kernel.BootKernel | None = None
+        self._base: Path | None = None
+        self._verdict: accelerator.Verdict | None = None
+
+    # -- host checks and preparation (the same files the vm backend boots) ---------------
+    def qemu(self) -> str | None:
+        return host.qemu_binary()
+
+    def available(self) -> str | None:
+        if self.qemu() is None:
+            return "qemu-system-x86_64 not found (fix: apt-get install qemu-system-x86)"
+        if os.geteuid() != 0:
+            return "needs root (a cgroup per guest)"
+        if (self.kernel_source or host.find_kernel()) is None:
+            return "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+        return None
+
+    def boot_kernel(self) -> guest_kernel.BootKernel:
+        if self._kernel is None:
+            source = self.kernel_source or host.find_kernel()
+            if source is None or not os.path.isfile(source):
+                raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
+                                   "or set ISOBENCH_VM_KERNEL)")
+            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
+        return self._kernel
+
+    def base_image(self) -> Path:
+        if self._base is None:
+            bk = self.boot_kernel()
+            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
+            self._base = image.base_image(comp, self.cache)
+        return self._base
+
+    def verdict(self) -> accelerator.Verdict:
+        """The vm backend's verdict: the same cache (same key: QEMU version and guest kernel),
+        probed here by booting QEMU directly when nothing is cached yet."""
+        if self._verdict is None:
+            bk = self.boot_kernel()
+            self._verdict = accelerator.resolve(
+                cache=image.vm_cache(self.cache), key=accelerator.cache_key(host.qemu_version() or "?", bk.path),
+                probe=self._probe, forced=self.forced_accel, timeout_s=self.probe_timeout_s)
+        return self._verdict
+
+    def _probe(self, timeout: float) -> accelerator.ProbeResult:
+        import time
+
+        spec = LaunchSpec(workload=Workload("noop"), run_id="accelprobe",
+                          instance=f"{PREFIX}-accelprobe-q{os.getpid()}", timeout_s=timeout)
+        t0 = time.monotonic()
+        try:
+            with self._launch(spec, "kvm") as inst:
+                inst.wait_ready(timeout)
+            return accelerator.ProbeResult(True, time.monotonic() - t0)
+        except BackendError as e:
+            return accelerator.ProbeResult(False, time.monotonic() - t0, str(e))
+
+    # -- launching -------------------------------------------------------------------
+    def machine(self, spec: LaunchSpec, accel: str) -> Machine:
+        argv = spec.extra.get("argv")
+        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
+                                  applets=bool(argv))
+        return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
+                        machine_type=self.machine_type, cmdline=self.cmdline)
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        validate(spec)
+        return self._launch(spec, self.verdict().accel)
+
+    def _launch(self, spec: LaunchSpec, accel: str) -> QemuInstance:
+        qemu = self.qemu()
+        if qemu is None:
+            raise BackendError("qemu-system-x86_64 not found (fix: apt-get install qemu-system-x86)")
+        m = self.machine(spec, accel)  # image lookups: cached files, before t_launch as for vm
+        argv = qemu_argv(m, qemu)
+        times = Timestamps(t_launch=now_ns())
+        try:
+            cgroup = Cgroup.create(spec.instance, Limits(cpu_quota=spec.limits.cpu_quota,
+                                                         cpu_period_us=spec.limits.cpu_period_us))
+        except CgroupError as e:
+            raise BackendError(f"{spec.instance}: {e}") from e
+        times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+        inst = QemuInstance(spec, m, cgroup, times)
+        try:
+            inst.start(argv)
+        except OSError as e:
+            inst.cleanup()
+            raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
+        except BaseException:
+            inst.cleanup()
+            raise
+        return inst
+
+    def metadata(self) -> dict[str, Any]:
+        v = self.verdict()
+        bk = self.boot_kernel()
+        return {
+            "accel": v.accel,
+            "accel_reason": v.reason,
+            "qemu": host.qemu_version(),
+            "kernel": bk.source,
+            "kernel_boot": bk.format + (f" ({bk.note})" if bk.note else ""),
+            "machine_type": self.machine_type,
+            "initramfs": self.base_image().name,
+            "console": "stdio (pipe)",
+        }
+
+
+# -- leftovers ------------------------------------------------------------------------
+
+
+def _name_arg(cmdline: list[str]) -> str | None:
+    """The guest name of a QEMU command line (``-name NAME,...`` or ``-name guest=NAME,...``)."""
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg == "-name":
+            return cmdline[i + 1].split(",", 1)[0]
+    return None
+
+
+def find_leftovers(run_id: str | None = None) -> list[tuple[int, str]]:
+    """(pid, name) of QEMU processes we started: ``-name isobench-...`` (libvirt's say ``guest=``)."""
+    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not cmdline or b"qemu" not in os.path.basename(cmdline[0]):
+            continue
+        name = _name_arg([a.decode(errors="replace") for a in cmdline])
+        if name is not None and name.startswith(prefix):
+            found.append((int(entry.name), name))
+    return found
+
+
+def cleanup_leftovers(run_id: str | None = None) -> list[str]:
+    """SIGKILL leftover isobench QEMU processes (of ``run_id`` if given); their cgroups are
+    removed by ``isobench cleanup``'s cgroup sweep afterwards."""
+    removed = []
+    for pid, name in find_leftovers(run_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            removed.append(f"qemu {name} (pid {pid})")
+    return removed

@@ -1,0 +1,535 @@
+"""The ``vm`` backend: each instance is a transient libvirt domain that boots the workload.
+
+Launch sequence and the phases it records (host ``CLOCK_MONOTONIC``)::
+
+    t_launch
+      domain_create   createXML(PAUSED | AUTODESTROY): libvirt sets the domain
+                      up and starts QEMU, stopped before the first instruction
+      qemu_start      console stream attached, then resume; starting paused
+                      means no console byte is lost before we listen
+      guest_firmware  resume -> the guest kernel's clock starts (firmware,
+                      kernel loading; derived from the guest's own uptime)
+      guest_kernel    the guest's uptime when /init starts
+      guest_init      /init start -> the READY line is received
+    t_ready
+
+``t_exit`` is when the ``ISOBENCH EXIT <rc>`` line is received: the guest's
+init has reaped the workload, the moment that matches a host process being
+reaped (libvirt's SHUTDOWN event comes later: the guest kernel's power-off and
+QEMU's reaction are teardown, counted in exit -> clean).  Without that line (a
+destroyed or crashed guest) the lifecycle event's time is used.  ``t_clean`` is
+when the domain is gone from libvirt and its QEMU process has exited.
+
+Every domain is started with ``VIR_DOMAIN_START_AUTODESTROY``: if the harness
+dies, even by SIGKILL, libvirtd destroys its guests when the connection drops.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import psutil
+
+from runtimes.base import (
+    PREFIX,
+    Backend,
+    BackendError,
+    Instance,
+    InstanceTimeout,
+    LaunchSpec,
+    Timestamps,
+    now_ns,
+)
+from runtimes.cgroups import _mounts
+from runtimes.marker import MarkerChannel
+from runtimes.vm import accel as accelerator
+from runtimes.vm import domain, host, image
+from runtimes.vm import kernel as guest_kernel
+from runtimes.vm.connection import open_connection, version_string
+from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, describe, validate
+from runtimes.workloads import Workload, parse_marker_line
+
+_GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
+_KERNEL_LINE = re.compile(r"^\[\s*\d+\.\d+\] ")
+#: how long cleanup waits for libvirt to report the domain and its QEMU gone
+GONE_TIMEOUT_S = 30.0
+
+
+def _gone(e: libvirt.libvirtError) -> bool:
+    return e.get_error_code() in _GONE
+
+
+class VmInstance(Instance):
+    """One guest: its domain, its console reader and the timestamps of its life."""
+
+    def __init__(self, backend: VmBackend, spec: LaunchSpec, machine: Machine, log_path: str | None):
+        self.backend = backend
+        self.spec = spec
+        self.name = spec.instance
+        self.machine = machine
+        self.accel = machine.accel
+        self.times = Timestamps()
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else None  # closed in cleanup()
+        self._inherit = spec.extra.get("stdio") == "inherit"
+        self.marker = MarkerChannel(log=self._line)
+        self.results = self.marker.results
+        self.dom: libvirt.virDomain | None = None
+        self.stream: libvirt.virStream | None = None
+        self.qemu: psutil.Process | None = None
+        self._reader: threading.Thread | None = None
+        #: set by the EXIT line, the console's end, or libvirt's STOPPED event
+        self._ended = threading.Event()
+        self._stopped = threading.Event()
+        self.t_resume: int | None = None
+        self.t_init_line: int | None = None  # receipt of guest_uptime_init
+        self.t_exit_line: int | None = None  # receipt of ISOBENCH EXIT
+        self.t_shutdown: int | None = None  # libvirt: the guest powered off
+        self.t_stopped: int | None = None  # libvirt: the domain stopped
+        self._destroyed = False
+        self._cleaned = False
+
+    # -- start ------------------------------------------------------------------------
+    def _boot(self, conn: libvirt.virConnect, xml: str, autodestroy: bool) -> None:
+        flags = libvirt.VIR_DOMAIN_START_PAUSED
+        if autodestroy:
+            flags |= libvirt.VIR_DOMAIN_START_AUTODESTROY
+        self.times.t_launch = t0 = now_ns()
+        try:
+            self.dom = conn.createXML(xml, flags)
+        except libvirt.libvirtError as e:
+            hint = " (a leftover? run: isobench cleanup)" if "already exists" in str(e) else ""
+            raise BackendError(f"{self.name}: libvirt could not create the domain: {e}{hint}") from e
+        t1 = now_ns()
+        self.times.phases["domain_create"] = t1 - t0
+        self.stream = conn.newStream(0)  # blocking: recv() in our own thread
+        self.dom.openConsole(None, self.stream, 0)
+        self._reader = threading.Thread(target=self._pump, name=f"{self.name}-console", daemon=True)
+        self._reader.start()
+        self.dom.resume()
+        self.t_resume = now_ns()
+        self.times.phases["qemu_start"] = self.t_resume - t1
+        self.qemu = _qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
+
+    # -- console ----------------------------------------------------------------------
+    def _pump(self) -> None:
+        assert self.stream is not None
+        try:
+            while True:
+                data = self.stream.recv(65536)
+                if not isinstance(data, bytes) or not data:  # EOF (or -2: would block)
+                    break
+                t = now_ns()
+                had_init = "guest_uptime_init" in self.results
+                self.marker.feed(data)  # timestamps READY before anything else happens
+                if self._log is not None:
+                    self._log.write(data)
+                    self._log.flush()
+                if not had_init and "guest_uptime_init" in self.results:
+                    self.t_init_line = t
+                if self.marker.exit_status is not None and self.t_exit_line is None:
+                    self.t_exit_line = t
+                    self._ended.set()
+        except libvirt.libvirtError:
+            pass  # the stream breaks when the domain is destroyed
+        finally:
+            self.marker.close()
+            self._ended.set()
+
+    def _line(self, line: str) -> None:
+        if not self._inherit:
+            return
+        line = line.replace("\r", "")
+        if parse_marker_line(line) is None and not _KERNEL_LINE.match(line):
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def _on_event(self, event: int, detail: int) -> None:
+        """libvirt lifecycle event (event-loop thread): no libvirt calls from here."""
+        t = now_ns()
+        if event == libvirt.VIR_DOMAIN_EVENT_SHUTDOWN and self.t_shutdown is None:
+            self.t_shutdown = t
+        elif event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            self.t_stopped = t
+            self._stopped.set()
+            self._ended.set()
+
+    def _see_log(self) -> str:
+        return f"; console log: {self.log_path}" if self.log_path else ""
+
+    # -- the Instance contract --------------------------------------------------------
+    def wait_ready(self, timeout: float) -> int:
+        try:
+            t = self.marker.wait_ready(timeout, self.name)
+        except InstanceTimeout as e:
+            self.stop()
+            raise InstanceTimeout(f"{e}{self._see_log()}") from None
+        self.times.t_ready = t
+        self._guest_phases()
+        return t
+
+    def _guest_phases(self) -> None:
+        up = self.results.get("guest_uptime_init")
+        if up is None or self.t_init_line is None or self.t_resume is None or self.times.t_ready is None:
+            return
+        up_ns = round(float(up) * 1e9)
+        kernel_zero = self.t_init_line - up_ns  # when the guest kernel's clock read 0
+        self.times.phases["guest_firmware"] = max(0, kernel_zero - self.t_resume)
+        self.times.phases["guest_kernel"] = up_ns
+        self.times.phases["guest_init"] = self.times.t_ready - self.t_init_line
+
+    def wait(self, timeout: float) -> int:
+        if not self._ended.wait(timeout):
+            self.stop()
+            raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s{self._see_log()}")
+        status = self.marker.exit_status
+        if status is not None:
+            if self.times.t_exit is None:
+                self.times.t_exit = self.t_exit_line
+            return status
+        if self.times.t_exit is None:
+            self.times.t_exit = self.t_shutdown or self.t_stopped or now_ns()
+        if self._destroyed:
+            return -signal.SIGKILL
+        raise BackendError(f"{self.name}: the guest ended without reporting an exit status{self._see_log()}")
+
+    def processes(self) -> list[int]:
+        if self.qemu is not None and self.qemu.is_running():
+            return [self.qemu.pid]
+        return []
+
+    def stop(self) -> None:
+        if self.dom is None or self._stopped.is_set():
+            return
+        try:
+            self.dom.destroy()
+            self._destroyed = self.marker.exit_status is None
+        except libvirt.libvirtError as e:
+            if not _gone(e):
+                raise BackendError(f"{self.name}: cannot destroy the domain: {e}") from e
+
+    def cleanup(self) -> None:
+        if self._cleaned:
+            return
+        try:
+            try:
+                self.stop()
+            finally:
+                self._wait_gone()
+                if self.times.t_exit is None and self.dom is not None:
+                    self.times.t_exit = self.t_exit_line or self.t_shutdown or self.t_stopped or now_ns()
+                self._close_console()
+        finally:
+            self._cleaned = True
+            self.backend._forget(self)
+            self.times.t_clean = now_ns()
+
+    def _wait_gone(self, timeout: float = GONE_TIMEOUT_S) -> None:
+        """Until libvirt no longer knows the domain and its QEMU has exited."""
+        if self.dom is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                active = self.dom.isActive()
+            except libvirt.libvirtError as e:
+                if not _gone(e):
+                    raise
+                active = False
+            if not active and not self.processes():
+                return
+            if time.monotonic() > deadline:
+                raise BackendError(f"{self.name}: domain or QEMU still there {timeout:g} s after destroy")
+            time.sleep(0.002)
+
+    def _close_console(self) -> None:
+        if self._reader is not None:
+            self._reader.join(5.0)
+        if self.stream is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self.stream.abort()
+            self.stream = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def usage(self) -> dict[str, float]:
+        """CPU counters of the domain's cgroup (where libvirt applies <cputune>)."""
+        if self.qemu is None:
+            return {}
+        try:
+            return cpu_usage(self.qemu.pid)
+        except (OSError, psutil.Error):
+            return {}
+
+    def guest_report(self) -> dict[str, str]:
+        """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used in MiB."""
+        r = {k: v for k, v in self.results.items() if k.startswith("guest_")}
+        with contextlib.suppress(KeyError, ValueError):
+            total = int(r["guest_mem_total_kib"])
+            r["guest_mem_total"] = f"{total / 1024:.1f}"
+            r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
+        with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
+            wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
+            r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
+        if self.accel:
+            r["accel"] = self.accel
+        return r
+
+
+def _qemu_process(name: str, uri: str) -> psutil.Process | None:
+    """The QEMU of domain ``name``: libvirt's pid file, else its ``-name guest=NAME`` argument."""
+    candidates = [Path("/run/libvirt/qemu") / f"{name}.pid"]
+    if uri.endswith("/session"):
+        candidates.append(Path.home() / ".config/libvirt/qemu/run" / f"{name}.pid")
+    for pidfile in candidates:
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            return psutil.Process(int(pidfile.read_text().strip()))
+    needle = f"guest={name},"
+    for p in psutil.process_iter(["cmdline"]):
+        if any(needle in a or a == f"guest={name}" for a in p.info["cmdline"] or []):
+            return p
+    return None
+
+
+def _domain_cgroup(proc_cgroup: str, controller: str) -> str | None:
+    """The domain-level cgroup path of a QEMU thread group (``.../emulator`` -> ``...``)."""
+    for line in proc_cgroup.splitlines():
+        hid, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(",") or (controller == "" and hid == "0" and ctrls == ""):
+            leaf = path.rsplit("/", 1)[-1]
+            if leaf == "emulator" or leaf.startswith(("vcpu", "iothread")):
+                path = path.rsplit("/", 1)[0]
+            return path
+    return None
+
+
+def cpu_usage(pid: int) -> dict[str, float]:
+    """cpu_usage_ns and CFS throttling counters of the domain's cgroup, v1 or v2."""
+    text = Path(f"/proc/{pid}/cgroup").read_text()
+    mounts = _mounts()
+    u: dict[str, float] = {}
+
+    def kv(path: Path) -> dict[str, int]:
+        out = {}
+        with contextlib.suppress(OSError):
+            for line in path.read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if v.strip().isdigit():
+                    out[k] = int(v)
+        return out
+
+    v1 = {c: m.path for m in mounts if m.version == 1 for c in m.controllers}
+    if "cpu" in v1:
+        cpu_path = _domain_cgroup(text, "cpu")
+        acct_path = _domain_cgroup(text, "cpuacct")
+        if cpu_path is not None:
+            st = kv(v1["cpu"] / cpu_path.lstrip("/") / "cpu.stat")
+            if "nr_periods" in st:
+                u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
+                         cpu_throttled_ns=st["throttled_time"])
+        # libvirt may leave cpuacct alone when it is not co-mounted with cpu (as on our
+        # CI host, where QEMU sits at its root): then the QEMU process's own CPU time,
+        # which is all the domain's cgroup would count (exited threads included).
+        if acct_path is not None and acct_path == cpu_path and "cpuacct" in v1:
+            with contextlib.suppress(OSError, ValueError):
+                u["cpu_usage_ns"] = int((v1["cpuacct"] / acct_path.lstrip("/") / "cpuacct.usage").read_text())
+        if "cpu_usage_ns" not in u:
+            t = psutil.Process(pid).cpu_times()
+            u["cpu_usage_ns"] = round((t.user + t.system) * 1e9)
+        return u
+    v2 = next((m.path for m in mounts if m.version == 2), None)
+    path = _domain_cgroup(text, "")
+    if v2 is not None and path is not None:
+        st = kv(v2 / path.lstrip("/") / "cpu.stat")
+        if "usage_usec" in st:
+            u["cpu_usage_ns"] = st["usage_usec"] * 1000
+        if "nr_periods" in st:
+            u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
+                     cpu_throttled_ns=st["throttled_usec"] * 1000)
+    return u
+
+
+class VmBackend(Backend):
+    """Guests through libvirt; one connection (and event callback) per backend."""
+
+    name = "vm"
+    enforcement = {
+        "cpu": "libvirt <cputune> global quota on the domain's cpu cgroup",
+        "memory": "guest memory size (guest_memory_mib)",
+        "pids": "not enforced (the guest kernel has no limit set)",
+    }
+
+    def __init__(self, uri: str | None = None, *, kernel: str | None = None, kernel_format: str | None = None,
+                 machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
+                 accel: str | None = None, probe_timeout_s: float | None = None, reprobe: bool = False,
+                 compression: str | None = None, cache: Path | None = None):
+        self.uri = uri or host.uri()
+        self.kernel_source = kernel
+        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
+        self.machine_type = machine_type
+        self.cmdline = cmdline
+        self.forced_accel = accel
+        self.probe_timeout_s = probe_timeout_s or float(
+            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
+        self.reprobe = reprobe or os.environ.get("ISOBENCH_ACCEL_REPROBE", "") not in ("", "0")
+        self.compression = compression
+        self.cache = cache
+        self._conn: libvirt.virConnect | None = None
+        self._callback: int | None = None
+        self._live: dict[str, VmInstance] = {}
+        self._lock = threading.RLock()
+        self._verdict: accelerator.Verdict | None = None
+        self._kernel: guest_kernel.BootKernel | None = None
+        self._base: Path | None = None
+
+    # -- host checks and preparation -------------------------------------------------
+    def available(self) -> str | None:
+        problem = host.libvirt_status(self.uri)
+        if problem is not None:
+            return problem
+        if self._kernel_source() is None:
+            return "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+        return None
+
+    def _kernel_source(self) -> str | None:
+        return self.kernel_source or host.find_kernel()
+
+    def boot_kernel(self) -> guest_kernel.BootKernel:
+        if self._kernel is None:
+            source = self._kernel_source()
+            if source is None or not os.path.isfile(source):
+                raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
+                                   "or set ISOBENCH_VM_KERNEL)")
+            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
+        return self._kernel
+
+    def base_image(self) -> Path:
+        if self._base is None:
+            bk = self.boot_kernel()
+            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
+            self._base = image.base_image(comp, self.cache)
+        return self._base
+
+    def _connection(self) -> libvirt.virConnect:
+        with self._lock:
+            if self._conn is None:
+                conn = open_connection(self.uri)
+                self._callback = conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
+                self._conn = conn
+                atexit.register(self.close)
+            return self._conn
+
+    def _on_lifecycle(self, _conn: Any, dom: libvirt.virDomain, event: int, detail: int, _opaque: Any) -> None:
+        inst = self._live.get(dom.name())
+        if inst is not None:
+            inst._on_event(event, detail)
+
+    def _forget(self, inst: VmInstance) -> None:
+        with self._lock:
+            if self._live.get(inst.name) is inst:
+                del self._live[inst.name]
+
+    # -- accelerator -----------------------------------------------------------------
+    def verdict(self) -> accelerator.Verdict:
+        """KVM or TCG for this host (probed once, then cached on disk)."""
+        if self._verdict is None:
+            bk = self.boot_kernel()
+            # the key the qemu backend uses too: one probe serves both
+            key = accelerator.cache_key(host.qemu_version() or "?", bk.path)
+            self._verdict = accelerator.resolve(
+                cache=image.vm_cache(self.cache), key=key, probe=self._probe,
+                forced=self.forced_accel, refresh=self.reprobe, timeout_s=self.probe_timeout_s)
+        return self._verdict
+
+    def _probe(self, timeout: float) -> accelerator.ProbeResult:
+        """Boot the noop guest under KVM: does it reach its ready marker in time?"""
+        logs = image.vm_cache(self.cache)
+        spec = LaunchSpec(workload=Workload("noop"), run_id="accelprobe",
+                          instance=f"{PREFIX}-accelprobe-{os.getpid()}", timeout_s=timeout, log_dir=str(logs))
+        t0 = time.monotonic()
+        try:
+            with self._launch(spec, "kvm") as inst:
+                inst.wait_ready(timeout)
+            return accelerator.ProbeResult(True, time.monotonic() - t0)
+        except InstanceTimeout:
+            return accelerator.ProbeResult(False, time.monotonic() - t0, f"no ready marker within {timeout:g} s")
+        except BackendError as e:
+            return accelerator.ProbeResult(False, time.monotonic() - t0, str(e).split("; console log")[0])
+        finally:
+            with contextlib.suppress(OSError):
+                os.replace(logs / f"{spec.instance}.console.log", logs / "accel-probe.console.log")
+
+    # -- launching -------------------------------------------------------------------
+    def launch(self, spec: LaunchSpec) -> Instance:
+        validate(spec)
+        return self._launch(spec, self.verdict().accel)
+
+    def _launch(self, spec: LaunchSpec, accel_name: str) -> VmInstance:
+        argv = spec.extra.get("argv")
+        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
+                                  applets=bool(argv))
+        m = describe(spec, accel=accel_name, kernel=self.boot_kernel().path, initrd=str(initrd),
+                     machine_type=self.machine_type, cmdline=self.cmdline)
+        xml = domain.render(m)
+        log_path = None
+        if spec.log_dir:
+            Path(spec.log_dir).mkdir(parents=True, exist_ok=True)
+            log_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
+        conn = self._connection()
+        with self._lock:
+            if spec.instance in self._live:
+                raise BackendError(f"{spec.instance}: an instance of that name is already running")
+            inst = VmInstance(self, spec, m, log_path)
+            self._live[spec.instance] = inst
+        try:
+            inst._boot(conn, xml, autodestroy=bool(spec.extra.get("autodestroy", True)))
+        except BaseException:
+            inst.cleanup()
+            raise
+        return inst
+
+    def metadata(self) -> dict[str, Any]:
+        v = self.verdict()
+        bk = self.boot_kernel()
+        conn = self._connection()
+        return {
+            "accel": v.accel,
+            "accel_reason": v.reason,
+            "accel_probe_s": v.probe_s,
+            "libvirt": version_string(conn.getLibVersion()),
+            "qemu": version_string(conn.getVersion()),
+            "kernel": bk.source,
+            "kernel_boot": bk.format + (f" ({bk.note})" if bk.note else ""),
+            "machine_type": self.machine_type,
+            "initramfs": self.base_image().name,
+            "uri": self.uri,
+        }
+
+    def close(self) -> None:
+        """Clean up every instance still running, then drop the connection."""
+        with self._lock:
+            live = list(self._live.values())
+        for inst in live:
+            with contextlib.suppress(Exception):
+                inst.cleanup()
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    if self._callback is not None:
+                        conn.domainEventDeregisterAny(self._callback)
+                    conn.close()
+                self._callback = None
+                atexit.unregister(self.close)

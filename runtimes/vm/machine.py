@@ -1,0 +1,98 @@
+"""A guest machine described in neutral terms, for libvirt XML and a QEMU argv alike.
+
+The ``vm`` backend renders a :class:`Machine` to libvirt domain XML
+(``runtimes.vm.domain``); a backend that runs QEMU directly renders the same
+object to an argv, so both boot the same kernel, initrd, command line, machine
+type, devices and accelerator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runtimes.base import PREFIX, BackendError, LaunchSpec
+
+#: the guest kernel's command line.  ``console=ttyS0``: the serial port is the
+#: only device, and carries the marker lines; ``quiet``: kernel messages over an
+#: emulated UART cost boot time (errors still print); ``panic=-1``: a panicking
+#: guest resets at once, which the domain turns into its end (``on_reboot``).
+KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1"
+DEFAULT_MACHINE_TYPE = "pc"  # i440fx: fewer implicit devices than q35
+ACCELS = ("kvm", "tcg")
+MIN_MEMORY_MIB = 64  # the initramfs (rootfs ~35 MiB unpacked) must fit with room to spare
+
+
+@dataclass(frozen=True)
+class SerialConsole:
+    """The guest's ttyS0, whose output the host reads (libvirt: a pty; QEMU: a chardev)."""
+
+    port: int = 0
+
+
+Device = SerialConsole  # the only device a benchmark guest gets; a Union when others come
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    accel: str  # "kvm" or "tcg"
+    kernel: str
+    initrd: str
+    cmdline: str = KERNEL_CMDLINE
+    vcpus: int = 1
+    memory_mib: int = 256
+    machine_type: str = DEFAULT_MACHINE_TYPE
+    #: total CPUs the whole guest may use (None: unlimited) and the enforcement period
+    cpu_quota: float | None = None
+    cpu_period_us: int = 100_000
+    #: ACPI lets ``poweroff -f`` in the guest end the machine (without it, it only halts)
+    acpi: bool = True
+    devices: tuple[Device, ...] = (SerialConsole(),)
+    #: (key, value) pairs recorded with the machine (libvirt <metadata>), e.g. run_id
+    labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def cpu_quota_us(self) -> int | None:
+        """The quota for the whole guest, per period (libvirt's minimum is 1000 us)."""
+        if self.cpu_quota is None:
+            return None
+        return max(1000, round(self.cpu_quota * self.cpu_period_us))
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+
+def validate(spec: LaunchSpec) -> None:
+    """Reject what no guest can boot with, before anything is created."""
+    if PREFIX not in spec.instance:
+        raise BackendError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
+    if spec.vcpus < 1:
+        raise BackendError(f"a guest needs at least 1 vCPU, got {spec.vcpus}")
+    if spec.guest_memory_mib < MIN_MEMORY_MIB:
+        raise BackendError(f"guest memory must be >= {MIN_MEMORY_MIB} MiB, got {spec.guest_memory_mib}")
+    q = spec.limits.cpu_quota
+    if q is not None and q <= 0:
+        raise BackendError(f"cpu quota must be > 0 CPUs, got {q}")
+    if not 1000 <= spec.limits.cpu_period_us <= 1_000_000:
+        raise BackendError(f"cpu period must be 1000..1000000 us, got {spec.limits.cpu_period_us}")
+
+
+def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
+             machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE) -> Machine:
+    """The machine that runs ``spec``: its vCPUs, memory, CPU limit and labels."""
+    validate(spec)
+    if accel not in ACCELS:
+        raise BackendError(f"unknown accelerator {accel!r} (known: {', '.join(ACCELS)})")
+    return Machine(
+        name=spec.instance,
+        accel=accel,
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
+        vcpus=spec.vcpus,
+        memory_mib=spec.guest_memory_mib,
+        machine_type=machine_type,
+        cpu_quota=spec.limits.cpu_quota,
+        cpu_period_us=spec.limits.cpu_period_us,
+        labels=(("run_id", spec.run_id), ("workload", spec.workload.name)),
+    )

@@ -1,0 +1,242 @@
+"""runtimes.cgroups against the real kernel.
+
+v1 tests run on hosts with the v1 controllers (this CI machine: hybrid).  The
+cgroup2 *core* files (cgroup.procs, cgroup.events, cgroup.kill, cpu.stat) exist
+on every cgroup2 mount, so the v2 code path is tested for real on the hybrid
+host's ``/sys/fs/cgroup/unified`` via ``Cgroup.create(name, v=2)``.  Only the
+v2 *controller* files (cpu.max, memory.max, pids.max) need a real v2 host:
+those few tests are skipped elsewhere, by hardware class, not by privilege.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtimes import cgroups
+from runtimes.base import Limits
+from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.workloads import BUSYBOX
+from tests.conftest import is_root, require
+
+V1 = pytest.mark.skipif(cgroups.version() != 1, reason="v1 controllers: a v1/hybrid host")
+V2_HOST = pytest.mark.skipif(cgroups.version() != 2, reason="v2 controllers: a cgroup v2 host")
+
+
+# -- pure logic -------------------------------------------------------------------------
+def test_bad_limits_and_names_are_refused_before_anything_is_made() -> None:
+    for limits, msg in ((Limits(cpu_quota=0), "cpu quota must be > 0"),
+                        (Limits(cpu_quota=0.5, cpu_period_us=500), "cpu period must be"),
+                        (Limits(memory_mib=2), "memory limit must be >= 4"),
+                        (Limits(pids=0), "pids limit must be >= 1")):
+        with pytest.raises(CgroupError, match=msg):
+            Cgroup.create("isobench-never-made", limits)
+    with pytest.raises(CgroupError, match="must contain 'isobench'"):
+        Cgroup.create("someone-elses")
+    assert not [d for d in cgroups.find_leftovers() if d.name == "isobench-never-made"]
+
+
+def test_own_paths_and_describe_read_this_host() -> None:
+    own = cgroups.own_paths()
+    assert all(p.startswith("/") for p in own.values())
+    info = cgroups.describe()
+    assert info["version"] == cgroups.version()
+    if info["version"] == 1:
+        assert set(cgroups.V1_CONTROLLERS) <= set(info["controllers"])  # type: ignore[arg-type]
+
+
+# -- helpers -----------------------------------------------------------------------------
+@pytest.fixture
+def root() -> None:
+    require(is_root(), "needs root (cgroups)")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([BUSYBOX, "sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _spin(cg: Cgroup, seconds: float) -> int:
+    """A busy loop run inside ``cg`` (joined before exec) for ``seconds``; returns its status."""
+    files = [str(f) for f in cg.procs_files()]
+
+    def join() -> None:
+        for f in files:
+            with open(f, "w") as fh:
+                fh.write("0")
+
+    return subprocess.run([BUSYBOX, "timeout", str(seconds), BUSYBOX, "sh", "-c", "while :; do :; done"],
+                          preexec_fn=join, check=False).returncode
+
+
+# -- v1 ---------------------------------------------------------------------------------
+@V1
+@pytest.mark.privileged
+def test_v1_create_applies_limits_below_our_own_cgroups(root, run_id, no_leftovers) -> None:
+    name = f"isobench-{run_id}-lim"
+    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10), v=1)
+    try:
+        own = cgroups.own_paths()
+        where = {c: m.path for m in cgroups._mounts() if m.version == 1 for c in m.controllers}
+        assert set(cg.dirs) == set(cgroups.V1_CONTROLLERS)
+        for ctrl, d in cg.dirs.items():  # directly below our own cgroup in each hierarchy
+            assert d == where[ctrl] / own.get(ctrl, "/").lstrip("/") / name
+        cpu, mem = cg.dirs["cpu"], cg.dirs["memory"]
+        assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert int((mem / "memory.limit_in_bytes").read_text()) == 64 << 20
+        if (mem / "memory.memsw.limit_in_bytes").exists():
+            assert int((mem / "memory.memsw.limit_in_bytes").read_text()) == 64 << 20
+        assert (cg.dirs["pids"] / "pids.max").read_text().strip() == "10"
+        with pytest.raises(CgroupError, match="already exists"):  # never takes over a live one
+            Cgroup.create(name, v=1)
+        assert all(d.is_dir() for d in cg.dirs.values())
+    finally:
+        cg.remove()
+    assert not any(d.exists() for d in cg.dirs.values())
+    cg.remove()  # idempotent
+
+
+@V1
+@pytest.mark.privileged
+def test_v1_attach_pids_usage_and_kill(root, run_id, no_leftovers, sleeper) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-att", v=1)
+    try:
+        cg.attach(sleeper.pid)
+        assert cg.pids() == [sleeper.pid]
+        for ctrl, d in cg.dirs.items():
+            assert f"{ctrl}:" in Path(f"/proc/{sleeper.pid}/cgroup").read_text() or ctrl == "cpuacct"
+            assert str(sleeper.pid) in (d / "cgroup.procs").read_text().split()
+        u = cg.usage()
+        for key in ("cpu_usage_ns", "cpu_nr_periods", "mem_current_bytes", "mem_peak_bytes", "mem_failcnt",
+                    "oom_kill", "pids_current", "pids_refused"):
+            assert key in u, key
+        assert u["pids_current"] == 1  # (memory stays charged where it was: v1 moves no charges)
+        cg.kill()
+        assert cg.pids() == [] and sleeper.wait(5) == -signal.SIGKILL
+    finally:
+        cg.remove()
+
+
+@V1
+@pytest.mark.privileged
+def test_v1_counters_see_cpu_time_and_refused_forks(root, run_id, no_leftovers) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-cnt", Limits(pids=3), v=1)
+    try:
+        _spin(cg, 0.3)
+        assert cg.usage()["cpu_usage_ns"] > 50e6
+        files = [str(f) for f in cg.procs_files()]
+
+        def join() -> None:
+            for f in files:
+                with open(f, "w") as fh:
+                    fh.write("0")
+
+        subprocess.run([BUSYBOX, "sh", "-c", "for i in 1 2 3 4 5; do /bin/busybox sleep 1 & done; wait"],
+                       preexec_fn=join, check=False, stderr=subprocess.DEVNULL)
+        assert cg.usage()["pids_refused"] >= 1
+    finally:
+        cg.remove()
+
+
+@V1
+@pytest.mark.privileged
+def test_v1_leftovers_are_found_and_removed(root, run_id, no_leftovers, sleeper) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-left", v=1)
+    cg.attach(sleeper.pid)
+    found = [d for d in cgroups.find_leftovers() if d.name == cg.name]
+    assert sorted(found) == sorted(set(cg.dirs.values()))
+    for d in found:
+        cgroups.remove_dir(d)
+    assert sleeper.wait(5) == -signal.SIGKILL
+    assert not any(d.exists() for d in cg.dirs.values())
+
+
+# -- v2 core files, on this host's cgroup2 mount ---------------------------------------------
+@pytest.fixture
+def v2_core(root) -> None:
+    require(cgroups._v2_mount() is not None, "no cgroup2 mount (kernel without cgroup2?)")
+
+
+@pytest.mark.privileged
+def test_v2_procs_events_and_kill(v2_core, run_id, no_leftovers, sleeper) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-v2", v=2)
+    try:
+        d = cg.dirs[""]
+        assert cg.procs_files() == [d / "cgroup.procs"]
+        fd = cg.dir_fd()
+        try:
+            assert os.path.samestat(os.fstat(fd), os.stat(d))
+        finally:
+            os.close(fd)
+        cg.attach(sleeper.pid)
+        assert cg.pids() == [sleeper.pid]
+        assert "populated 1" in (d / "cgroup.events").read_text()
+        cg.kill()  # through cgroup.kill
+        assert sleeper.wait(5) == -signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while "populated 0" not in (d / "cgroup.events").read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "populated 0" in (d / "cgroup.events").read_text()
+    finally:
+        cg.remove()
+    assert not cg.dirs[""].exists()
+    cg.remove()
+
+
+@pytest.mark.privileged
+def test_v2_cpu_stat_counts_usage(v2_core, run_id, no_leftovers) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-v2cpu", v=2)
+    try:
+        _spin(cg, 0.3)
+        assert cg.usage()["cpu_usage_ns"] > 50e6
+    finally:
+        cg.remove()
+
+
+@pytest.mark.privileged
+def test_v2_leftover_is_found_and_removed(v2_core, run_id, no_leftovers, sleeper) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-v2left", v=2)
+    cg.attach(sleeper.pid)
+    assert [d for d in cgroups.find_leftovers() if d.name == cg.name] == [cg.dirs[""]]
+    cgroups.remove_dir(cg.dirs[""])
+    assert sleeper.wait(5) == -signal.SIGKILL and not cg.dirs[""].exists()
+
+
+@pytest.mark.privileged
+def test_dir_fd_needs_v2(root, run_id, no_leftovers) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-fd", v=1 if cgroups.version() == 1 else 2)
+    try:
+        if cg.version == 1:
+            with pytest.raises(CgroupError, match="needs cgroup v2"):
+                cg.dir_fd()
+        else:
+            os.close(cg.dir_fd())
+    finally:
+        cg.remove()
+
+
+# -- v2 controllers: a v2 host only --------------------------------------------------------------
+@V2_HOST
+@pytest.mark.privileged
+def test_v2_controller_limits_and_counters(root, run_id, no_leftovers) -> None:
+    cg = Cgroup.create(f"isobench-{run_id}-v2lim", Limits(cpu_quota=0.5, memory_mib=64, pids=10), v=2)
+    try:
+        d = cg.dirs[""]
+        assert (d / "cpu.max").read_text().split() == ["50000", "100000"]
+        assert int((d / "memory.max").read_text()) == 64 << 20
+        assert (d / "pids.max").read_text().strip() == "10"
+        _spin(cg, 0.3)
+        u = cg.usage()
+        assert u["cpu_usage_ns"] > 0 and "cpu_nr_throttled" in u and "oom_kill" in u and "pids_refused" in u
+    finally:
+        cg.remove()

@@ -1,0 +1,86 @@
+"""density: N idle instances held at once, MemAvailable per instance, all cleaned up."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import psutil
+import pytest
+
+import runtimes
+from harness.measure import MEASUREMENTS
+from harness.measure.context import Context
+from harness.measure.density import settled_available
+from harness.scenario import Case
+from runtimes.bare import BareBackend
+from runtimes.base import BackendError, LaunchSpec
+from runtimes.workloads import Workload
+from tests.conftest import is_root, require
+
+
+def test_settle_returns_once_two_reads_agree() -> None:
+    reads = iter([100 << 20, 90 << 20, 80 << 20, (80 << 20) + 1000, 0])
+    assert settled_available(10, read=lambda: next(reads), interval=0.001) == (80 << 20) + 1000
+
+
+def test_settle_gives_up_after_the_settle_time() -> None:
+    counter = itertools.count()
+    value = settled_available(0.05, read=lambda: next(counter) * (10 << 20), interval=0.01)
+    assert value > 0  # kept changing: the last read is returned when time is up
+
+
+def test_settle_zero_reads_once() -> None:
+    assert settled_available(0, read=lambda: 42) == 42
+
+
+@pytest.fixture
+def ctx(run_id: str, tmp_path: Path) -> Context:
+    return Context(run_id=run_id, log_dir=tmp_path)
+
+
+def _sleepers() -> list[psutil.Process]:
+    """Live idle workloads this test process started (bare instances are its children)."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if "sleep" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.privileged
+def test_density_gives_n_plus_one_points_and_a_slope(ctx: Context, no_leftovers) -> None:
+    require(is_root(), "needs root")
+    case = Case("density", Workload("idle"), instances=3, settle_s=0.3, timeout_s=30)
+    rows = MEASUREMENTS["density"](runtimes.get("bare"), case, ctx, 0, False)
+    points = [r for r in rows if r.metric == "mem_available"]
+    assert [r.params["instances"] for r in points] == [0, 1, 2, 3]
+    assert all(r.value > 0 and r.unit == "MiB" for r in points)
+    by = {r.metric: r for r in rows}
+    assert {"density_slope", "density_r2", "density_intercept"} <= set(by)
+    assert by["density_slope"].unit == "MiB/instance" and 0 <= by["density_r2"].value <= 1
+    assert _sleepers() == []  # every instance was stopped
+
+
+class FailingThird(BareBackend):
+    """The real bare backend, except that its third launch fails."""
+
+    def __init__(self) -> None:
+        self.launched: list = []
+
+    def launch(self, spec: LaunchSpec):
+        if len(self.launched) == 2:
+            raise BackendError("third launch refused (test)")
+        inst = super().launch(spec)
+        self.launched.append(inst)
+        return inst
+
+
+@pytest.mark.privileged
+def test_density_cleans_up_every_instance_when_one_fails(ctx: Context, no_leftovers) -> None:
+    require(is_root(), "needs root")
+    backend = FailingThird()
+    case = Case("density", Workload("idle"), instances=4, settle_s=0, timeout_s=30)
+    with pytest.raises(BackendError, match="third launch"):
+        MEASUREMENTS["density"](backend, case, ctx, 0, False)
+    assert len(backend.launched) == 2
+    for inst in backend.launched:
+        assert inst.times.t_clean is not None and inst.processes() == []
+    assert _sleepers() == []
