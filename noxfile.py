@@ -48,6 +48,10 @@ def bench(session: nox.Session) -> None:
     scenario = session.posargs[0] if session.posargs else "scenarios/default.toml"
     run_id = _run_id("bench")
     session.run("isobench", "run", scenario, "--run-id", run_id)
+    # the floor: each kernel primitive of a launch, timed on the same host right after the run
+    session.install("-q", "pytest")
+    session.run("pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
+                f"--benchmark-json=results/{run_id}/floor.json")
     session.run("isobench", "report", f"results/{run_id}")
 
 
@@ -76,4 +80,4 @@ def microbench(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-q", "ruff>=0.5")
-    session.run("ruff", "check", "harness", "runtimes", "tests", "noxfile.py")
+    session.run("ruff", "check", "harness", "runtimes", "tests", "benchmarks", "noxfile.py")

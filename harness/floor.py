@@ -95,19 +95,23 @@ def informational_ms(bench_json_path: str | os.PathLike[str]) -> dict[str, float
     return {k: p["median_ms"] for k, p in prims.items() if not p["in_floor"]}
 
 
-def samples(bench_json_path: str | os.PathLike[str], backend: str = "container") -> list[Any]:
-    """The floor as result rows (metric ``floor_<primitive>``, ``floor_total``; startup/noop, ms).
+def samples(bench_json_path: str | os.PathLike[str], backend: str = "container",
+            per_primitive: bool = False) -> list[Any]:
+    """The floor as result rows: ``floor_total`` (startup/noop, ms), and with ``per_primitive``
+    one ``floor_<primitive>`` row each.
 
-    For the report's "Startup vs. the floor" section, which compares each
-    ``floor_*`` row with the launch→ready of the container: append these to a
-    run (``RunWriter.add_all``) made on the same host.
+    For the report's "Startup vs. the floor" section, which compares every
+    ``floor_*`` row with the container's launch→ready: append these to a run
+    made on the same host (``RunWriter.add_all``).  Only the total is a like
+    for like comparison with launch→ready, hence the default.
     """
     from harness.results import Sample
 
     return [Sample(backend=backend, workload="noop", measurement="startup", metric=f"floor_{k}", value=v,
                    unit="ms", note="sum of microbenchmark medians (harness.floor)" if k == TOTAL else None,
                    case="startup/noop")
-            for k, v in floor_ms(bench_json_path).items() if k != TOTAL_WITH_TEARDOWN]
+            for k, v in floor_ms(bench_json_path).items()
+            if k == TOTAL or (per_primitive and k != TOTAL_WITH_TEARDOWN)]
 
 
 def main(argv: list[str] | None = None) -> int:

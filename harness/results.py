@@ -29,6 +29,9 @@ SCHEMA = "isobench/run"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
+#: optional: pytest-benchmark JSON of the kernel primitives (``nox -s bench`` takes it on the
+#: same host right after the run); its sum joins the samples as ``floor_total`` rows
+FLOOR = "floor.json"
 
 
 class ResultsError(RuntimeError):
@@ -164,6 +167,17 @@ def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
+def _floor_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
+    if not (run_dir / FLOOR).exists():
+        return []
+    from harness import floor
+
+    try:
+        return [{"run_id": run_id, "seq": -1, **asdict(s)} for s in floor.samples(run_dir / FLOOR)]
+    except floor.FloorError:
+        return []
+
+
 def load(*run_dirs: Path | str) -> pd.DataFrame:
     """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons."""
     import pandas as pd
@@ -171,7 +185,7 @@ def load(*run_dirs: Path | str) -> pd.DataFrame:
     frames = []
     for run_dir in run_dirs:
         manifest = read_manifest(run_dir)
-        rows = read_samples(run_dir)
+        rows = read_samples(run_dir) + _floor_rows(Path(run_dir), manifest["run_id"])
         host = manifest.get("host", {})
         df = pd.DataFrame(rows)
         if df.empty:

@@ -29,7 +29,9 @@ HEADLINE = [
 RANGED = {"cpu_quota", "mem_limit", "pids_limit"}
 
 
-def backend_label(backend: str, accel: str | None) -> str:
+def backend_label(backend: str, accel: object) -> str:
+    if not isinstance(accel, str) or not accel:  # None, or NaN from pandas
+        return backend
     if accel == "tcg":
         return f"{backend} (TCG, emulated)"
     return f"{backend} ({accel})" if accel else backend

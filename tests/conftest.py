@@ -60,3 +60,15 @@ def no_leftovers():
 def run_id(request) -> str:
     """A short run id unique to the test, usable in instance names."""
     return f"t{os.getpid()}{abs(hash(request.node.nodeid)) % 10000}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI=true any skip fails the run: a skipped check is an unchecked regression."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if IN_CI and skipped:
+        reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped; a skip in CI counts as a failure:",
+                            red=True, bold=True)
+        for rep in skipped:
+            reporter.write_line(f"  {rep.nodeid}: {rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else ''}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -51,6 +51,8 @@ def test_floor_sums_launch_primitives_and_subtracts_the_roundtrip(tmp_path: Path
 def test_floor_samples_are_report_rows(tmp_path: Path) -> None:
     path = _write(tmp_path, [_bench("fork_exec_ready", 0.002)])
     rows = floor.samples(path)
+    assert [r.metric for r in rows] == ["floor_total"] and rows[0].value == pytest.approx(2.0)
+    rows = floor.samples(path, per_primitive=True)
     assert {r.metric for r in rows} == {"floor_fork_exec_ready", "floor_total"}
     assert all(r.backend == "container" and r.unit == "ms" and r.workload == "noop" for r in rows)
 

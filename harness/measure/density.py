@@ -19,7 +19,6 @@ from harness.measure.common import MIB, Rows, launch, mem_available
 from harness.measure.context import Context
 from harness.results import Sample
 from harness.scenario import Case
-from harness.stats import linear_fit
 from runtimes.base import Backend
 
 #: two reads this close (bytes) count as settled
@@ -61,6 +60,9 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
     mib = [p / MIB for p in points]
     for k, value in zip(ks, mib, strict=True):
         rows.add("mem_available", value, "MiB", instances=k)
+    # imported here: numpy would swell the harness that every launch forks (fork cost ~ RSS)
+    from harness.stats import linear_fit
+
     slope, intercept, r2 = linear_fit(ks, mib)
     rows.add("density_slope", -slope, "MiB/instance")
     rows.add("density_r2", r2, "ratio")

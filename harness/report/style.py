@@ -13,6 +13,7 @@ from typing import Any
 #: one colour per backend, everywhere (colour-blind-safe Okabe-Ito hues, bare in neutral grey)
 PALETTE: dict[str, str] = {
     "bare": "#555555",
+    "unshare": "#56B4E9",
     "container": "#0072B2",
     "vm": "#D55E00",
     "oci:runc": "#009E73",
@@ -22,7 +23,7 @@ PALETTE: dict[str, str] = {
 #: backends not in PALETTE get one of these, chosen by a stable hash of the name
 EXTRA_COLOURS = ("#56B4E9", "#F0E442", "#882255", "#44AA99", "#999933", "#332288")
 #: display order of backends in legends and bar groups
-ORDER = ("bare", "container", "oci:runc", "oci:crun", "vm", "qemu")
+ORDER = ("bare", "unshare", "container", "oci:runc", "oci:crun", "vm", "qemu")
 #: when series are split by host/kernel, the n-th value gets the n-th line style and marker
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")

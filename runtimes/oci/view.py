@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,8 +154,12 @@ class Holder:
         if pid == 0:  # pragma: no cover - the holder
             code = 0
             try:
-                os.close(ready_r)
-                os.close(life_w)
+                # keep only our two pipe ends: an inherited copy of another holder's
+                # life pipe (or any harness fd) would keep that one from ever seeing EOF
+                for fd in _open_fds():
+                    if fd > 2 and fd not in (ready_w, life_r):
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
                 sc.set_name(self.COMM)
                 v.enter()
                 os.write(ready_w, b"1")
@@ -191,11 +197,26 @@ class Holder:
             raise OSError(0, "the runtime's mount namespace holder is gone")
         return [nsenter, f"--mount=/proc/{self.pid}/ns/mnt", "--"]
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
+        """Close the life pipe; the holder exits at EOF (SIGKILL if a stray copy keeps it open)."""
         if self._life >= 0:
             os.close(self._life)
             self._life = -1
+        if self.pid is None:
+            return
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
         if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = None
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 1024))
