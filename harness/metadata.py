@@ -42,7 +42,8 @@ def _cmd(*argv: str) -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
         if out.returncode == 0:
-            return (out.stdout or out.stderr).strip().splitlines()[0]
+            lines = (out.stdout or out.stderr).strip().splitlines()
+            return lines[0] if lines else ""
     return None
 
 

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,32 @@ def open_log(spec: LaunchSpec, suffix: str) -> tuple[Any, str | None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "wb"), str(path)
     return subprocess.DEVNULL, None
+
+
+def close_log(log: Any) -> None:
+    """Close ``open_log``'s file once the child has its own copy (no-op for inherit / DEVNULL)."""
+    if hasattr(log, "close"):
+        with contextlib.suppress(OSError):
+            log.close()
+
+
+@contextlib.contextmanager
+def launching(inst: Instance, what: str, log: Any = None) -> Iterator[None]:
+    """Around the start of a created instance: nothing half-created survives a failure.
+
+    On any exception ``inst`` is cleaned up; an OSError becomes one readable
+    ``BackendError("<what>: <error>")``.  ``log`` (from ``open_log``) is closed either way.
+    """
+    try:
+        yield
+    except OSError as e:
+        inst.cleanup()
+        raise BackendError(f"{what}: {e}") from e
+    except BaseException:
+        inst.cleanup()
+        raise
+    finally:
+        close_log(log)
 
 
 class ProcessInstance(Instance):
@@ -115,15 +142,20 @@ class ProcessInstance(Instance):
                 self.proc.wait()
                 if self.times.t_exit is None:
                     self.times.t_exit = now_ns()
-                # orphans left in the session when there is no cgroup to sweep
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-            if self.cgroup is not None:
-                self.cgroup.remove()
+            self._release()
             self.marker.join(1.0)
         finally:
             self._cleaned = True
             self.times.t_clean = now_ns()
+
+    def _release(self) -> None:
+        """What is left on the host once the process is reaped (cleanup's backend-specific step)."""
+        if self.proc is not None:
+            # orphans left in the session when there is no cgroup to sweep
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.remove()
 
 
 class BareBackend(Backend):
@@ -142,17 +174,8 @@ class BareBackend(Backend):
             times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
         inst = ProcessInstance(spec, cgroup, times)
         log, inst.log_path = open_log(spec, "bare")
-        try:
+        with launching(inst, f"cannot start {spec.workload.name}", log):
             inst._spawn(self.command(list(spec.extra.get("argv") or spec.workload.argv())), log)
-        except OSError as e:
-            inst.cleanup()
-            raise BackendError(f"cannot start {spec.workload.name}: {e}") from e
-        except BaseException:
-            inst.cleanup()
-            raise
-        finally:
-            if hasattr(log, "close"):
-                log.close()
         return inst
 
     def command(self, argv: list[str]) -> list[str]:

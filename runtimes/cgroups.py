@@ -82,7 +82,7 @@ def _v2_mount() -> Mount | None:
 
 
 def _v2_available(mount: Mount) -> set[str]:
-    own = own_paths().get("", "/")
+    own = _v2_base()
     try:
         return set((mount.path / own.lstrip("/") / "cgroup.controllers").read_text().split())
     except OSError:
@@ -91,11 +91,26 @@ def _v2_available(mount: Mount) -> set[str]:
 
 @functools.lru_cache(maxsize=1)
 def version() -> int:
-    """2 when the unified hierarchy carries cpu, memory and pids; 1 otherwise (v1 or hybrid)."""
+    """2 when the unified hierarchy carries cpu, memory and pids (at our level, or on a
+    pure v2 host where no v1 hierarchy has them); 1 otherwise (v1 or hybrid)."""
     v2 = _v2_mount()
-    if v2 is not None and {"cpu", "memory", "pids"} <= _v2_available(v2):
+    if v2 is None:
+        return 1
+    v1_controllers = {c for m in _mounts() if m.version == 1 for c in m.controllers}
+    if set(V2_CONTROLLERS) <= _v2_available(v2) or not set(V2_CONTROLLERS) & v1_controllers:
         return 2
     return 1
+
+
+#: on v2 the harness moves itself into this leaf of its own cgroup, so that the own
+#: cgroup holds no process and may hand cpu/memory/pids to the instances' cgroups
+HARNESS_LEAF = f"{PREFIX}-harness"
+
+
+def _v2_base() -> str:
+    """Our own v2 cgroup path, seen from above the harness leaf we may have moved into."""
+    own = own_paths().get("", "/")
+    return own.rsplit("/", 1)[0] or "/" if own.rsplit("/", 1)[-1] == HARNESS_LEAF else own
 
 
 def describe() -> dict[str, object]:
@@ -203,7 +218,7 @@ class Cgroup:
         m = _v2_mount()
         if m is None:
             raise CgroupError("no cgroup2 mount found")
-        parent = m.path / own_paths().get("", "/").lstrip("/")
+        parent = m.path / _v2_base().lstrip("/")
         if version() == 2:
             _delegate_controllers(parent)
         return {"": parent / name}
@@ -211,6 +226,13 @@ class Cgroup:
     def apply(self, limits: Limits) -> None:
         if self.version == 2:
             d = self.dirs[""]
+            for needed, file in ((limits.cpu_quota, "cpu.max"), (limits.memory_mib, "memory.max"),
+                                 (limits.pids, "pids.max")):
+                if needed is not None and not (d / file).exists():
+                    ctrl = file.split(".")[0]
+                    raise CgroupError(f"cgroup v2: the {ctrl} controller is not delegated to {d.parent}, "
+                                      f"so this {ctrl} limit cannot be applied (run isobench in a delegated "
+                                      f"scope: systemd-run --scope -p Delegate=yes -- isobench …)")
             if limits.cpu_quota is not None:
                 _write(d / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
             if limits.memory_mib is not None:
@@ -372,18 +394,18 @@ def _delegate_controllers(parent: Path) -> None:
     into a leaf; otherwise it says how to get a delegated scope.
     """
     enabled = set((parent / "cgroup.subtree_control").read_text().split())
-    want = set(V2_CONTROLLERS)
+    # Only what our parent delegated to us can be handed on; a limit that needs a
+    # controller missing here fails when it is applied, with its own message.
+    want = set(V2_CONTROLLERS) & set((parent / "cgroup.controllers").read_text().split())
     if want <= enabled:
         return
+    hint = "run isobench in a delegated scope: systemd-run --scope -p Delegate=yes -- isobench …"
     procs = {int(p) for p in (parent / "cgroup.procs").read_text().split()}
     if procs and procs != {os.getpid()}:
-        raise CgroupError(
-            f"cgroup v2: {parent} holds other processes, so cpu/memory/pids cannot be delegated "
-            f"below it; run isobench under a delegated scope: "
-            f"systemd-run --scope -p Delegate=yes -- isobench ..."
-        )
-    if procs:
-        leaf = parent / f"{PREFIX}-harness-{os.getpid()}"
+        raise CgroupError(f"cgroup v2: {parent} holds other processes, so cpu/memory/pids cannot be "
+                          f"handed below it; {hint}")
+    if procs:  # only us: move down into the leaf (never up), which empties our own cgroup
+        leaf = parent / HARNESS_LEAF
         leaf.mkdir(exist_ok=True)
         _write(leaf / "cgroup.procs", str(os.getpid()))
         _own_paths.cache_clear()
@@ -397,7 +419,7 @@ def find_leftovers() -> Iterator[Path]:
     for m in _mounts():
         keys = [""] if m.version == 2 else list(m.controllers)
         for k in keys:
-            base = m.path / own.get(k, "/").lstrip("/")
+            base = m.path / (_v2_base() if k == "" else own.get(k, "/")).lstrip("/")
             if base in seen or not base.is_dir():
                 continue
             seen.add(base)
@@ -413,12 +435,12 @@ def _named_dirs(base: Path) -> list[Path]:
 
 
 def _live_harness_leaf(d: Path) -> bool:
-    """The v2 leaf a running harness moved itself into: never a leftover."""
-    prefix = f"{PREFIX}-harness-"
-    if not d.name.startswith(prefix):
+    """The v2 leaf running harnesses moved into: a leftover only once it is empty."""
+    if d.name != HARNESS_LEAF:
         return False
-    pid = d.name[len(prefix):]
-    return pid.isdigit() and os.path.exists(f"/proc/{pid}")
+    with contextlib.suppress(OSError):
+        return bool((d / "cgroup.procs").read_text().split())
+    return False
 
 
 def remove_dir(d: Path) -> None:

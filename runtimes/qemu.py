@@ -29,9 +29,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from runtimes.bare import launching
 from runtimes.base import (
     PREFIX,
-    Backend,
     BackendError,
     Instance,
     InstanceTimeout,
@@ -41,16 +41,15 @@ from runtimes.base import (
     now_ns,
 )
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
-from runtimes.vm import kernel as guest_kernel
+from runtimes.vm.guest import GuestBackend, GuestInstance
+from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
 from runtimes.vm.machine import (
     DEFAULT_MACHINE_TYPE,
     KERNEL_CMDLINE,
     Machine,
     SerialConsole,
-    describe,
     validate,
 )
 from runtimes.workloads import Workload
@@ -96,53 +95,27 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
     return argv
 
 
-def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
-    """The guest's RESULT lines (``guest_*``) plus guest_mem_total / guest_mem_used (MiB), as ``vm``."""
-    r = {k: v for k, v in results.items() if k.startswith("guest_")}
-    with contextlib.suppress(KeyError, ValueError):
-        total = int(r["guest_mem_total_kib"])
-        r["guest_mem_total"] = f"{total / 1024:.1f}"
-        r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
-    with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
-        wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
-        r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
-    if accel:
-        r["accel"] = accel
-    return r
-
-
-class QemuInstance(Instance):
+class QemuInstance(GuestInstance):
     """One guest: the QEMU process, its console reader, its cgroup."""
 
     def __init__(self, spec: LaunchSpec, machine: Machine, cgroup: Cgroup, times: Timestamps):
-        self.spec = spec
-        self.name = spec.instance
-        self.machine = machine
-        self.accel = machine.accel
+        super().__init__(spec, machine, times)
         self.cgroup = cgroup
-        self.times = times
-        self.marker = MarkerChannel()
-        self.results = self.marker.results
         self.proc: subprocess.Popen[bytes] | None = None
         self.t_spawn: int | None = None
-        self.t_init_line: int | None = None
-        self.t_exit_line: int | None = None
-        self._ended = threading.Event()
         self._killed = False
-        self._cleaned = False
-        self._reader: threading.Thread | None = None
+        self._inherit = spec.extra.get("stdio") == "inherit"
         self._console: Any = None  # console log file, written by the reader thread
 
     # -- start ------------------------------------------------------------------------
     def start(self, argv: list[str]) -> None:
-        inherit = self.spec.extra.get("stdio") == "inherit"
         stderr: Any = None
-        if not inherit and self.spec.log_dir:
+        if not self._inherit and self.spec.log_dir:
             Path(self.spec.log_dir).mkdir(parents=True, exist_ok=True)
             self.log_path = str(Path(self.spec.log_dir) / f"{self.name}.console.log")
             self._console = open(self.log_path, "wb")
             stderr = open(Path(self.spec.log_dir) / f"{self.name}.qemu.log", "wb")
-        elif not inherit:
+        elif not self._inherit:
             stderr = subprocess.DEVNULL
         procs = [str(p) for p in self.cgroup.procs_files()]
 
@@ -166,65 +139,23 @@ class QemuInstance(Instance):
         self._reader = threading.Thread(target=self._pump, name=f"{self.name}-console", daemon=True)
         self._reader.start()
 
-    def _pump(self) -> None:
+    # -- console (GuestInstance hooks) --------------------------------------------------
+    def _read_console(self) -> bytes:
         assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        inherit = self.spec.extra.get("stdio") == "inherit"
-        try:
-            while chunk := os.read(fd, 65536):
-                t = now_ns()
-                if self._console is not None:
-                    self._console.write(chunk)
-                    self._console.flush()
-                elif inherit:
-                    os.write(1, chunk)
-                had_init = "guest_uptime_init" in self.results
-                self.marker.feed(chunk)
-                if not had_init and "guest_uptime_init" in self.results:
-                    self.t_init_line = t
-                if self.marker.exit_status is not None and self.t_exit_line is None:
-                    self.t_exit_line = t
-                    self._ended.set()
-        except OSError:
-            pass
-        finally:
-            self.marker.close()
-            self._ended.set()
+        return os.read(self.proc.stdout.fileno(), 65536)
+
+    def _write_console(self, data: bytes) -> None:
+        if self._console is not None:
+            self._console.write(data)
+            self._console.flush()
+        elif self._inherit:
+            os.write(1, data)
+
+    def _boot_start(self) -> int | None:
+        return self.t_spawn  # QEMU starts the guest at once: its startup counts as firmware time
 
     # -- the Instance contract --------------------------------------------------------
-    def _see_log(self) -> str:
-        return f"; console log: {self.log_path}" if self.log_path else ""
-
-    def wait_ready(self, timeout: float) -> int:
-        try:
-            t = self.marker.wait_ready(timeout, self.name)
-        except InstanceTimeout as e:
-            self.stop()
-            raise InstanceTimeout(f"{e}{self._see_log()}") from None
-        self.times.t_ready = t
-        self._guest_phases()
-        return t
-
-    def _guest_phases(self) -> None:
-        """Split launch→ready with the guest's own clock, as the ``vm`` backend does."""
-        up = self.results.get("guest_uptime_init")
-        if up is None or self.t_init_line is None or self.t_spawn is None or self.times.t_ready is None:
-            return
-        up_ns = round(float(up) * 1e9)
-        kernel_zero = self.t_init_line - up_ns
-        self.times.phases["guest_firmware"] = max(0, kernel_zero - self.t_spawn)
-        self.times.phases["guest_kernel"] = up_ns
-        self.times.phases["guest_init"] = self.times.t_ready - self.t_init_line
-
-    def wait(self, timeout: float) -> int:
-        if not self._ended.wait(timeout):
-            self.stop()
-            raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s{self._see_log()}")
-        status = self.marker.exit_status
-        if status is not None:
-            if self.times.t_exit is None:
-                self.times.t_exit = self.t_exit_line
-            return status
+    def _ended_without_status(self) -> int:
         assert self.proc is not None
         try:
             self.proc.wait(KILL_TIMEOUT_S)
@@ -275,11 +206,7 @@ class QemuInstance(Instance):
             self._cleaned = True
             self.times.t_clean = now_ns()
 
-    def guest_report(self) -> dict[str, str]:
-        return guest_report(self.results, self.accel)
-
-
-class QemuBackend(Backend):
+class QemuBackend(GuestBackend):
     name = "qemu"
     enforcement = {
         "cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
@@ -291,18 +218,8 @@ class QemuBackend(Backend):
                  machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
                  accel: str | None = None, compression: str | None = None, cache: Path | None = None,
                  probe_timeout_s: float | None = None):
-        self.kernel_source = kernel
-        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
-        self.machine_type = machine_type
-        self.cmdline = cmdline
-        self.forced_accel = accel
-        self.compression = compression
-        self.cache = cache
-        self.probe_timeout_s = probe_timeout_s or float(
-            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
-        self._kernel: guest_kernel.BootKernel | None = None
-        self._base: Path | None = None
-        self._verdict: accelerator.Verdict | None = None
+        self._init_guest(kernel=kernel, kernel_format=kernel_format, machine_type=machine_type, cmdline=cmdline,
+                         accel=accel, probe_timeout_s=probe_timeout_s, compression=compression, cache=cache)
 
     # -- host checks and preparation (the same files the vm backend boots) ---------------
     def qemu(self) -> str | None:
@@ -313,25 +230,9 @@ class QemuBackend(Backend):
             return "qemu-system-x86_64 not found (fix: apt-get install qemu-system-x86)"
         if os.geteuid() != 0:
             return "needs root (a cgroup per guest)"
-        if (self.kernel_source or host.find_kernel()) is None:
-            return "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+        if self._kernel_source() is None:
+            return self.NO_KERNEL
         return None
-
-    def boot_kernel(self) -> guest_kernel.BootKernel:
-        if self._kernel is None:
-            source = self.kernel_source or host.find_kernel()
-            if source is None or not os.path.isfile(source):
-                raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
-                                   "or set ISOBENCH_VM_KERNEL)")
-            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
-        return self._kernel
-
-    def base_image(self) -> Path:
-        if self._base is None:
-            bk = self.boot_kernel()
-            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
-            self._base = image.base_image(comp, self.cache)
-        return self._base
 
     def verdict(self) -> accelerator.Verdict:
         """The vm backend's verdict: the same cache (same key: QEMU version and guest kernel),
@@ -357,13 +258,6 @@ class QemuBackend(Backend):
             return accelerator.ProbeResult(False, time.monotonic() - t0, str(e))
 
     # -- launching -------------------------------------------------------------------
-    def machine(self, spec: LaunchSpec, accel: str) -> Machine:
-        argv = spec.extra.get("argv")
-        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
-                                  applets=bool(argv))
-        return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
-                        machine_type=self.machine_type, cmdline=self.cmdline)
-
     def launch(self, spec: LaunchSpec) -> Instance:
         validate(spec)
         return self._launch(spec, self.verdict().accel)
@@ -382,27 +276,18 @@ class QemuBackend(Backend):
             raise BackendError(f"{spec.instance}: {e}") from e
         times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
         inst = QemuInstance(spec, m, cgroup, times)
-        try:
+        with launching(inst, f"{spec.instance}: cannot start QEMU"):
             inst.start(argv)
-        except OSError as e:
-            inst.cleanup()
-            raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
-        except BaseException:
-            inst.cleanup()
-            raise
         return inst
 
     def metadata(self) -> dict[str, Any]:
         v = self.verdict()
-        bk = self.boot_kernel()
+        guest = self.guest_metadata()
         return {
             "accel": v.accel,
             "accel_reason": v.reason,
             "qemu": host.qemu_version(),
-            "kernel": bk.source,
-            "kernel_boot": bk.format + (f" ({bk.note})" if bk.note else ""),
-            "machine_type": self.machine_type,
-            "initramfs": self.base_image().name,
+            **guest,
             "console": "stdio (pipe)",
         }
 

@@ -232,7 +232,8 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
     The real kernel files are exercised by the next test on a v2 host (``-m v2host``)."""
     d = tmp_path / "isobench-fake"
     d.mkdir()
-    (d / "memory.swap.max").write_text("max\n")
+    for f in ("cpu.max", "memory.max", "memory.swap.max", "pids.max"):
+        (d / f).write_text("max\n")
     cg = Cgroup("isobench-fake", 2, {"": d})
     cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10))
     assert (d / "cpu.max").read_text() == "2500 10000"
@@ -253,6 +254,18 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
     }
 
 
+def test_v2_limit_without_its_controller_is_a_clear_error(tmp_path) -> None:
+    d = tmp_path / "isobench-fake"
+    d.mkdir()
+    (d / "memory.max").write_text("max\n")  # only memory was delegated (as in some sandboxes)
+    cg = Cgroup("isobench-fake", 2, {"": d})
+    cg.apply(Limits(memory_mib=64))
+    with pytest.raises(CgroupError, match="the pids controller is not delegated"):
+        cg.apply(Limits(pids=10))
+    with pytest.raises(CgroupError, match="the cpu controller is not delegated"):
+        cg.apply(Limits(cpu_quota=0.5))
+
+
 # -- v2 controllers: a v2 host only (deselected elsewhere: `pytest -m v2host` on one) ----------
 @pytest.mark.v2host
 @V2_HOST
@@ -269,3 +282,9 @@ def test_v2_controller_limits_and_counters(root, run_id, no_leftovers) -> None:
         assert u["cpu_usage_ns"] > 0 and "cpu_nr_throttled" in u and "oom_kill" in u and "pids_refused" in u
     finally:
         cg.remove()
+
+
+def test_v2_base_looks_past_the_harness_leaf(monkeypatch) -> None:
+    for own, base in (("/a/b/isobench-harness", "/a/b"), ("/isobench-harness", "/"), ("/a/b", "/a/b"), ("/", "/")):
+        monkeypatch.setattr(cgroups, "own_paths", lambda own=own: {"": own})
+        assert cgroups._v2_base() == base

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
     from harness.report.model import ReportData
     from harness.report.render import Section
 
@@ -108,32 +110,35 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
 
 def _ratio_sections(data: ReportData, out: Path) -> list[Section]:
     """"Startup vs. the floor" and "Peers": ratios of medians with bootstrap CIs, or a placeholder line."""
+    from harness.report import tables
+
+    return [
+        _ratio_section(tables.floor_ratios(data), out, "floor", "Startup vs. the floor",
+                       intro="How many times the floor (the cheapest way to do the same step, metrics "
+                             "floor_*) each backend's launch→ready median is, with a bootstrap 95 % CI.",
+                       table="Startup / floor (ratio of medians)",
+                       empty="No floor_* measurements in these results."),
+        _ratio_section(tables.peer_ratios(data), out, "peers", "Peers",
+                       intro="Established runtimes next to ours: median(peer) / median(reference) "
+                             "per metric (oci:* against container, qemu against vm), bootstrap 95 % CI; "
+                             "below 1 the peer is smaller/faster.",
+                       table="Peer / reference (ratio of medians)",
+                       empty="No peer backends (oci:*, qemu) together with their reference in these results."),
+    ]
+
+
+def _ratio_section(ratios: pd.DataFrame, out: Path, csv: str, title: str, *, intro: str, table: str,
+                   empty: str) -> Section:
+    """One section of a ratio table (also written to tables/<csv>.csv), or ``empty`` when there is none."""
     from harness.report import render, tables
 
-    floor = tables.floor_ratios(data)
-    peers = tables.peer_ratios(data)
-    secs = []
-    s = render.Section("Startup vs. the floor",
-                       intro="How many times the floor (the cheapest way to do the same step, metrics "
-                             "floor_*) each backend's launch→ready median is, with a bootstrap 95 % CI.")
-    if floor.empty:
-        s.empty = "No floor_* measurements in these results."
+    s = render.Section(title, intro=intro)
+    if ratios.empty:
+        s.empty = empty
     else:
-        floor.to_csv(out / "tables" / "floor.csv", index=False)
-        s.tables.append(render.Table("Startup / floor (ratio of medians)", tables.display_ratios(floor),
-                                     "tables/floor.csv"))
-    secs.append(s)
-    s = render.Section("Peers", intro="Established runtimes next to ours: median(peer) / median(reference) "
-                                      "per metric (oci:* against container, qemu against vm), bootstrap 95 % CI; "
-                                      "below 1 the peer is smaller/faster.")
-    if peers.empty:
-        s.empty = "No peer backends (oci:*, qemu) together with their reference in these results."
-    else:
-        peers.to_csv(out / "tables" / "peers.csv", index=False)
-        s.tables.append(render.Table("Peer / reference (ratio of medians)", tables.display_ratios(peers),
-                                     "tables/peers.csv"))
-    secs.append(s)
-    return secs
+        ratios.to_csv(out / "tables" / f"{csv}.csv", index=False)
+        s.tables.append(render.Table(table, tables.display_ratios(ratios), f"tables/{csv}.csv"))
+    return s
 
 
 def main(args: argparse.Namespace) -> int:

@@ -102,6 +102,18 @@ class Styler:
                 "marker": style.MARKERS[i % len(style.MARKERS)], "hatch": style.HATCHES[i % len(style.HATCHES)]}
 
 
+def summary_rows(data: ReportData, measurement: str, metric: str | None = None) -> pd.DataFrame:
+    """The summary rows of ``measurement`` (and ``metric``) that have samples; a copy, so a
+    chart may add columns (``param_cells``)."""
+    s = data.summary
+    if s.empty:
+        return s
+    keep = (s["measurement"] == measurement) & (s["n"] > 0)
+    if metric is not None:
+        keep &= s["metric"] == metric
+    return s[keep].copy()
+
+
 def ordered_series(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     """(series, backend, split) in display order: by backend (``style.ORDER``), then split."""
     seen = {}
@@ -284,8 +296,7 @@ def _phase_colours(n: int) -> list[str]:
 
 # -- memory ----------------------------------------------------------------------
 def memory_overhead(data: ReportData) -> Chart | None:
-    s = data.summary
-    s = s[(s["measurement"] == "memory") & (s["n"] > 0)] if not s.empty else s
+    s = summary_rows(data, "memory")
     if s.empty:
         return None
     metrics = [m for m in ("pss_overhead", "uss_overhead") if m in set(s["metric"])]
@@ -364,8 +375,7 @@ def density(data: ReportData) -> Chart | None:
 
 # -- enforcement --------------------------------------------------------------------
 def cpu_quota(data: ReportData) -> Chart | None:
-    s = data.summary
-    s = s[(s["measurement"] == "cpu_quota") & (s["n"] > 0)].copy() if not s.empty else s
+    s = summary_rows(data, "cpu_quota")
     if s.empty or "param_quota" not in s.columns:
         return None
     for col in ("param_threads", "param_period_ms"):
@@ -426,9 +436,7 @@ def cpu_quota(data: ReportData) -> Chart | None:
 
 
 def cpu_ratio(data: ReportData) -> Chart | None:
-    s = data.summary
-    s = s[(s["measurement"] == "cpu_quota") & (s["metric"] == "cpu_ratio") & (s["n"] > 0)].copy() \
-        if not s.empty else s
+    s = summary_rows(data, "cpu_quota", "cpu_ratio")
     if s.empty:
         return None
     keys = ["threads", "period_ms", "quota"]
@@ -452,13 +460,21 @@ def cpu_ratio(data: ReportData) -> Chart | None:
                         label=name)
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels([_cell_label(c, ("t", "p", "q")) for c in cells], fontsize=7)
-    ax.set_xlabel("case (t = busy threads, p = period ms, q = quota CPUs)")
-    ax.set_ylabel("delivered / expected (ratio)")
+    return case_chart(data, "cpu_quota", fig, ax, "cpu_ratio", "CPU quota accuracy",
+                      "Median ratio of delivered to expected CPU (95 % CI); 1 is exact, the band is ±5 %.",
+                      xlabel="case (t = busy threads, p = period ms, q = quota CPUs)",
+                      ylabel="delivered / expected (ratio)")
+
+
+def case_chart(data: ReportData, measurement: str, fig: Figure, ax: Axes, name: str, title: str, caption: str, *,
+               ylabel: str, xlabel: str = "case") -> Chart:
+    """The common end of an enforcement chart with one group per grid case: axis labels, no
+    vertical grid lines, and the backends' enforcement notes in the footnote."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(axis="x", visible=False)
-    title = "CPU quota accuracy"
-    finish(fig, title, data.footnote(notes_of(data.of("cpu_quota"))))
-    return Chart("cpu_ratio", title, "Median ratio of delivered to expected CPU (95 % CI); 1 is exact, "
-                 "the band is ±5 %.", fig)
+    finish(fig, title, data.footnote(notes_of(data.of(measurement))))
+    return Chart(name, title, caption, fig)
 
 
 def _cell_label(cell: Sequence[Any], short: Sequence[str]) -> str:
@@ -467,8 +483,7 @@ def _cell_label(cell: Sequence[Any], short: Sequence[str]) -> str:
 
 
 def mem_limit(data: ReportData) -> Chart | None:
-    s = data.summary
-    s = s[(s["measurement"] == "mem_limit") & (s["n"] > 0)].copy() if not s.empty else s
+    s = summary_rows(data, "mem_limit")
     if s.empty or "param_limit_mib" not in s.columns:
         return None
     keys = ["limit_mib", "mib"]
@@ -499,19 +514,14 @@ def mem_limit(data: ReportData) -> Chart | None:
     ax.set_ylim(0, max(heights, default=1.0) * 1.2)
     ax.set_xticklabels([f"{style.fmt_param(m)} MiB into\na {style.fmt_param(lim)} MiB limit" for lim, m in cells],
                        fontsize=7.5)
-    ax.set_xlabel("case")
-    ax.set_ylabel("peak memory (MiB)")
-    ax.grid(axis="x", visible=False)
-    title = "Memory limit: peak usage and OOM kills"
-    finish(fig, title, data.footnote(notes_of(data.of("mem_limit"))))
-    return Chart("mem_limit", title, "Median peak memory per case (95 % CI); the black line is the limit; "
-                 "'OOM' marks cases whose workload was OOM-killed (k/n when only some repetitions were).", fig)
+    return case_chart(data, "mem_limit", fig, ax, "mem_limit", "Memory limit: peak usage and OOM kills",
+                      "Median peak memory per case (95 % CI); the black line is the limit; 'OOM' marks cases "
+                      "whose workload was OOM-killed (k/n when only some repetitions were).",
+                      ylabel="peak memory (MiB)")
 
 
 def pids_limit(data: ReportData) -> Chart | None:
-    s = data.summary
-    s = s[(s["measurement"] == "pids_limit") & (s["metric"] == "pids_reached") & (s["n"] > 0)].copy() \
-        if not s.empty else s
+    s = summary_rows(data, "pids_limit", "pids_reached")
     if s.empty or "param_limit" not in s.columns:
         return None
     keys = ["limit", "count"]
@@ -533,13 +543,10 @@ def pids_limit(data: ReportData) -> Chart | None:
     ax.set_ylim(0, max(tops, default=1.0) * 1.12)
     ax.set_xticklabels([f"{style.fmt_param(c)} forks,\nlimit {style.fmt_param(lim)}" for lim, c in cells],
                        fontsize=7.5)
-    ax.set_xlabel("case")
-    ax.set_ylabel("processes reached (count)")
-    ax.grid(axis="x", visible=False)
-    title = "Pids limit: processes reached"
-    finish(fig, title, data.footnote(notes_of(data.of("pids_limit"))))
-    return Chart("pids_limit", title, "Median processes the workload reached per case; the black line is the "
-                 "limit, the dashed line what it tried to reach.", fig)
+    return case_chart(data, "pids_limit", fig, ax, "pids_limit", "Pids limit: processes reached",
+                      "Median processes the workload reached per case; the black line is the limit, "
+                      "the dashed line what it tried to reach.",
+                      ylabel="processes reached (count)")
 
 
 #: section -> the charts it shows, in order

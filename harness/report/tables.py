@@ -23,6 +23,8 @@ PEER_REFERENCE = {"oci:": "container", "qemu": "vm"}
 PEER_METRICS = {"launch_to_ready", "launch_to_exit", "exit_to_clean", "launch_to_clean", "pss", "uss", "rss",
                 "density_slope", "cpu_delivered", "cpu_ratio", "mem_peak",
                 "oom_time_ms", "pids_reached"}
+#: measurements whose grid cells are usually measured once: "too few samples" is no news there
+SINGLE_SHOT = {"density", "cpu_quota", "mem_limit", "pids_limit"}
 #: startup metric a floor_* measurement is compared with
 FLOOR_AGAINST = ("launch_to_ready", ("container", "vm"))
 
@@ -93,6 +95,9 @@ def warnings_list(data: ReportData) -> list[str]:
         p = params_text(r, pcols)
         where = f"{r['series']} · {r['measurement']}/{r['workload']}{' ' + p if p else ''}"
         for w in str(r["warnings"]).split("; "):
+            # one observation per cell is the design of the grid measurements, not an accident
+            if w.startswith("too few samples") and r["measurement"] in SINGLE_SHOT:
+                continue
             grouped.setdefault((where, w, ""), []).append(str(r["metric"]))
     return [f"{where}: {w} — {', '.join(metrics)}" for (where, w, _), metrics in
             sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1]))]

@@ -25,7 +25,6 @@ no_new_privs, signal reset), exec (execve to the ready marker).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ProcessInstance, open_log
+from runtimes.bare import ProcessInstance, close_log, launching, open_log
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps, init, mounts, namespaces
@@ -256,21 +255,13 @@ class ContainerBackend(Backend):
         elif spec.limits.any():
             raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
         inst = ContainerInstance(spec, cgroup, times)
-        log = None
-        try:
+        with launching(inst, f"{spec.instance}: cannot start the container"):
             cfg = self.config(spec, cgroup)
             log, inst.log_path = open_log(spec, "container")
-            inst.start(cfg, log)
-        except OSError as e:
-            inst.cleanup()
-            raise BackendError(f"{spec.instance}: cannot start the container: {e}") from e
-        except BaseException:
-            inst.cleanup()
-            raise
-        finally:
-            if hasattr(log, "close"):
-                with contextlib.suppress(OSError):
-                    log.close()
+            try:
+                inst.start(cfg, log)
+            finally:
+                close_log(log)
         return inst
 
     def metadata(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ProcessInstance, open_log
+from runtimes.bare import ProcessInstance, launching, open_log
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container.backend import ChildProcess
@@ -145,22 +145,11 @@ class OciInstance(ProcessInstance):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        try:
-            self.stop()
-            if self.proc is not None:
-                self.proc.wait()
-                if self.times.t_exit is None:
-                    self.times.t_exit = now_ns()
-            self._delete()
-            self._remove_cgroups()
-            bundle.remove(self.bundle_dir)
-            self.marker.join(1.0)
-        finally:
-            self._cleaned = True
-            self.times.t_clean = now_ns()
+    def _release(self) -> None:
+        """After the runtime is reaped (ProcessInstance.cleanup): its state, cgroups and bundle."""
+        self._delete()
+        self._remove_cgroups()
+        bundle.remove(self.bundle_dir)
 
     def _delete(self) -> None:
         """``delete --force`` when the runtime left its state behind (it was killed)."""
@@ -255,17 +244,8 @@ class OciBackend(Backend):
         log, inst.log_path = open_log(spec, self.name.replace(":", "-"))
         argv = holder.nsenter(find_runtime("nsenter") or "nsenter") + _runtime_cmd(
             self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
-        try:
+        with launching(inst, f"cannot start {self.runtime}", log):
             inst.spawn(argv, log)
-        except OSError as e:
-            inst.cleanup()
-            raise BackendError(f"cannot start {self.runtime}: {e}") from e
-        except BaseException:
-            inst.cleanup()
-            raise
-        finally:
-            if hasattr(log, "close"):
-                log.close()
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
         return inst

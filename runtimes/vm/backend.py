@@ -42,7 +42,6 @@ import psutil
 
 from runtimes.base import (
     PREFIX,
-    Backend,
     BackendError,
     Instance,
     InstanceTimeout,
@@ -51,12 +50,11 @@ from runtimes.base import (
     now_ns,
 )
 from runtimes.cgroups import _mounts
-from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
-from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.connection import open_connection, version_string
-from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, describe, validate
+from runtimes.vm.guest import GuestBackend, GuestInstance
+from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, validate
 from runtimes.workloads import Workload, parse_marker_line
 
 _GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
@@ -69,35 +67,25 @@ def _gone(e: libvirt.libvirtError) -> bool:
     return e.get_error_code() in _GONE
 
 
-class VmInstance(Instance):
+class VmInstance(GuestInstance):
     """One guest: its domain, its console reader and the timestamps of its life."""
 
+    _console_errors = (libvirt.libvirtError,)  # the stream breaks when the domain is destroyed
+
     def __init__(self, backend: VmBackend, spec: LaunchSpec, machine: Machine, log_path: str | None):
+        self._inherit = spec.extra.get("stdio") == "inherit"
+        super().__init__(spec, machine, Timestamps(), marker_log=self._line)
         self.backend = backend
-        self.spec = spec
-        self.name = spec.instance
-        self.machine = machine
-        self.accel = machine.accel
-        self.times = Timestamps()
         self.log_path = log_path
         self._log = open(log_path, "wb") if log_path else None  # closed in cleanup()
-        self._inherit = spec.extra.get("stdio") == "inherit"
-        self.marker = MarkerChannel(log=self._line)
-        self.results = self.marker.results
         self.dom: libvirt.virDomain | None = None
         self.stream: libvirt.virStream | None = None
         self.qemu: psutil.Process | None = None
-        self._reader: threading.Thread | None = None
-        #: set by the EXIT line, the console's end, or libvirt's STOPPED event
-        self._ended = threading.Event()
         self._stopped = threading.Event()
         self.t_resume: int | None = None
-        self.t_init_line: int | None = None  # receipt of guest_uptime_init
-        self.t_exit_line: int | None = None  # receipt of ISOBENCH EXIT
         self.t_shutdown: int | None = None  # libvirt: the guest powered off
         self.t_stopped: int | None = None  # libvirt: the domain stopped
         self._destroyed = False
-        self._cleaned = False
 
     # -- start ------------------------------------------------------------------------
     def _boot(self, conn: libvirt.virConnect, xml: str, autodestroy: bool) -> None:
@@ -121,30 +109,19 @@ class VmInstance(Instance):
         self.times.phases["qemu_start"] = self.t_resume - t1
         self.qemu = _qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
 
-    # -- console ----------------------------------------------------------------------
-    def _pump(self) -> None:
+    # -- console (GuestInstance hooks) --------------------------------------------------
+    def _read_console(self) -> bytes:
         assert self.stream is not None
-        try:
-            while True:
-                data = self.stream.recv(65536)
-                if not isinstance(data, bytes) or not data:  # EOF (or -2: would block)
-                    break
-                t = now_ns()
-                had_init = "guest_uptime_init" in self.results
-                self.marker.feed(data)  # timestamps READY before anything else happens
-                if self._log is not None:
-                    self._log.write(data)
-                    self._log.flush()
-                if not had_init and "guest_uptime_init" in self.results:
-                    self.t_init_line = t
-                if self.marker.exit_status is not None and self.t_exit_line is None:
-                    self.t_exit_line = t
-                    self._ended.set()
-        except libvirt.libvirtError:
-            pass  # the stream breaks when the domain is destroyed
-        finally:
-            self.marker.close()
-            self._ended.set()
+        data = self.stream.recv(65536)
+        return data if isinstance(data, bytes) else b""  # not bytes: -2, would block; ends as EOF does
+
+    def _write_console(self, data: bytes) -> None:
+        if self._log is not None:
+            self._log.write(data)
+            self._log.flush()
+
+    def _boot_start(self) -> int | None:
+        return self.t_resume  # the domain was created paused: the guest runs from its resume
 
     def _line(self, line: str) -> None:
         if not self._inherit:
@@ -164,39 +141,8 @@ class VmInstance(Instance):
             self._stopped.set()
             self._ended.set()
 
-    def _see_log(self) -> str:
-        return f"; console log: {self.log_path}" if self.log_path else ""
-
     # -- the Instance contract --------------------------------------------------------
-    def wait_ready(self, timeout: float) -> int:
-        try:
-            t = self.marker.wait_ready(timeout, self.name)
-        except InstanceTimeout as e:
-            self.stop()
-            raise InstanceTimeout(f"{e}{self._see_log()}") from None
-        self.times.t_ready = t
-        self._guest_phases()
-        return t
-
-    def _guest_phases(self) -> None:
-        up = self.results.get("guest_uptime_init")
-        if up is None or self.t_init_line is None or self.t_resume is None or self.times.t_ready is None:
-            return
-        up_ns = round(float(up) * 1e9)
-        kernel_zero = self.t_init_line - up_ns  # when the guest kernel's clock read 0
-        self.times.phases["guest_firmware"] = max(0, kernel_zero - self.t_resume)
-        self.times.phases["guest_kernel"] = up_ns
-        self.times.phases["guest_init"] = self.times.t_ready - self.t_init_line
-
-    def wait(self, timeout: float) -> int:
-        if not self._ended.wait(timeout):
-            self.stop()
-            raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s{self._see_log()}")
-        status = self.marker.exit_status
-        if status is not None:
-            if self.times.t_exit is None:
-                self.times.t_exit = self.t_exit_line
-            return status
+    def _ended_without_status(self) -> int:
         if self.times.t_exit is None:
             self.times.t_exit = self.t_shutdown or self.t_stopped or now_ns()
         if self._destroyed:
@@ -272,20 +218,6 @@ class VmInstance(Instance):
         except (OSError, psutil.Error):
             return {}
 
-    def guest_report(self) -> dict[str, str]:
-        """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used in MiB."""
-        r = {k: v for k, v in self.results.items() if k.startswith("guest_")}
-        with contextlib.suppress(KeyError, ValueError):
-            total = int(r["guest_mem_total_kib"])
-            r["guest_mem_total"] = f"{total / 1024:.1f}"
-            r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
-        with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
-            wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
-            r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
-        if self.accel:
-            r["accel"] = self.accel
-        return r
-
 
 def _qemu_process(name: str, uri: str) -> psutil.Process | None:
     """The QEMU of domain ``name``: libvirt's pid file, else its ``-name guest=NAME`` argument."""
@@ -360,7 +292,7 @@ def cpu_usage(pid: int) -> dict[str, float]:
     return u
 
 
-class VmBackend(Backend):
+class VmBackend(GuestBackend):
     """Guests through libvirt; one connection (and event callback) per backend."""
 
     name = "vm"
@@ -375,23 +307,13 @@ class VmBackend(Backend):
                  accel: str | None = None, probe_timeout_s: float | None = None, reprobe: bool = False,
                  compression: str | None = None, cache: Path | None = None):
         self.uri = uri or host.uri()
-        self.kernel_source = kernel
-        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
-        self.machine_type = machine_type
-        self.cmdline = cmdline
-        self.forced_accel = accel
-        self.probe_timeout_s = probe_timeout_s or float(
-            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
+        self._init_guest(kernel=kernel, kernel_format=kernel_format, machine_type=machine_type, cmdline=cmdline,
+                         accel=accel, probe_timeout_s=probe_timeout_s, compression=compression, cache=cache)
         self.reprobe = reprobe or os.environ.get("ISOBENCH_ACCEL_REPROBE", "") not in ("", "0")
-        self.compression = compression
-        self.cache = cache
         self._conn: libvirt.virConnect | None = None
         self._callback: int | None = None
         self._live: dict[str, VmInstance] = {}
         self._lock = threading.RLock()
-        self._verdict: accelerator.Verdict | None = None
-        self._kernel: guest_kernel.BootKernel | None = None
-        self._base: Path | None = None
 
     # -- host checks and preparation -------------------------------------------------
     def available(self) -> str | None:
@@ -399,27 +321,8 @@ class VmBackend(Backend):
         if problem is not None:
             return problem
         if self._kernel_source() is None:
-            return "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+            return self.NO_KERNEL
         return None
-
-    def _kernel_source(self) -> str | None:
-        return self.kernel_source or host.find_kernel()
-
-    def boot_kernel(self) -> guest_kernel.BootKernel:
-        if self._kernel is None:
-            source = self._kernel_source()
-            if source is None or not os.path.isfile(source):
-                raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
-                                   "or set ISOBENCH_VM_KERNEL)")
-            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
-        return self._kernel
-
-    def base_image(self) -> Path:
-        if self._base is None:
-            bk = self.boot_kernel()
-            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
-            self._base = image.base_image(comp, self.cache)
-        return self._base
 
     def _connection(self) -> libvirt.virConnect:
         with self._lock:
@@ -477,11 +380,7 @@ class VmBackend(Backend):
         return self._launch(spec, self.verdict().accel)
 
     def _launch(self, spec: LaunchSpec, accel_name: str) -> VmInstance:
-        argv = spec.extra.get("argv")
-        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
-                                  applets=bool(argv))
-        m = describe(spec, accel=accel_name, kernel=self.boot_kernel().path, initrd=str(initrd),
-                     machine_type=self.machine_type, cmdline=self.cmdline)
+        m = self.machine(spec, accel_name)
         xml = domain.render(m)
         log_path = None
         if spec.log_dir:
@@ -502,7 +401,7 @@ class VmBackend(Backend):
 
     def metadata(self) -> dict[str, Any]:
         v = self.verdict()
-        bk = self.boot_kernel()
+        guest = self.guest_metadata()
         conn = self._connection()
         return {
             "accel": v.accel,
@@ -510,10 +409,7 @@ class VmBackend(Backend):
             "accel_probe_s": v.probe_s,
             "libvirt": version_string(conn.getLibVersion()),
             "qemu": version_string(conn.getVersion()),
-            "kernel": bk.source,
-            "kernel_boot": bk.format + (f" ({bk.note})" if bk.note else ""),
-            "machine_type": self.machine_type,
-            "initramfs": self.base_image().name,
+            **guest,
             "uri": self.uri,
         }
 

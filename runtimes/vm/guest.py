@@ -1,0 +1,209 @@
+"""What the ``vm`` and ``qemu`` instances share: one guest read through its serial console.
+
+Both read the console in a thread of their own, feed it to a ``MarkerChannel``
+and take the guest's timestamps from it (READY, the guest's uptime at /init,
+EXIT).  How the guest is started, stopped and found gone (a libvirt domain and
+its lifecycle events, or a QEMU child process) stays in their own classes.
+``GuestBackend`` holds what their backends share: the guest's files.
+This module imports no libvirt.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
+from runtimes.marker import MarkerChannel
+from runtimes.vm import accel as accelerator
+from runtimes.vm import host, image
+from runtimes.vm import kernel as guest_kernel
+from runtimes.vm.machine import Machine, describe
+
+
+def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
+    """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used (MiB)
+    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock)."""
+    r = {k: v for k, v in results.items() if k.startswith("guest_")}
+    with contextlib.suppress(KeyError, ValueError):
+        total = int(r["guest_mem_total_kib"])
+        r["guest_mem_total"] = f"{total / 1024:.1f}"
+        r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
+    with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
+        wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
+        r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
+    if accel:
+        r["accel"] = accel
+    return r
+
+
+class GuestInstance(Instance):
+    """The console-driven half of a guest instance.
+
+    A subclass starts the console reader (``_pump`` in a thread, kept in
+    ``_reader``) once the guest can run, and supplies ``_read_console``,
+    ``_write_console``, ``_boot_start`` and ``_ended_without_status``.
+    """
+
+    #: what reading the console raises once the guest is gone (ends the reader quietly)
+    _console_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, spec: LaunchSpec, machine: Machine, times: Timestamps,
+                 marker_log: Callable[[str], None] | None = None):
+        self.spec = spec
+        self.name = spec.instance
+        self.machine = machine
+        self.accel = machine.accel
+        self.times = times
+        self.marker = MarkerChannel(log=marker_log)
+        self.results = self.marker.results
+        self._reader: threading.Thread | None = None
+        #: set by the EXIT line, the console's end, or (vm) libvirt's STOPPED event
+        self._ended = threading.Event()
+        self.t_init_line: int | None = None  # receipt of guest_uptime_init
+        self.t_exit_line: int | None = None  # receipt of ISOBENCH EXIT
+        self._cleaned = False
+
+    # -- hooks ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _read_console(self) -> bytes:
+        """The next console chunk (blocking); b"" at its end."""
+
+    @abc.abstractmethod
+    def _write_console(self, data: bytes) -> None:
+        """Keep a chunk the marker channel has seen (console log, or the terminal)."""
+
+    @abc.abstractmethod
+    def _boot_start(self) -> int | None:
+        """When the guest started running on the host's clock (the firmware phase begins)."""
+
+    @abc.abstractmethod
+    def _ended_without_status(self) -> int:
+        """``wait``'s answer when the guest ended with no EXIT line (destroyed, crashed)."""
+
+    # -- console ----------------------------------------------------------------------
+    def _pump(self) -> None:
+        try:
+            while data := self._read_console():
+                self._take_console(data)
+        except self._console_errors:
+            pass  # the console breaks when the guest is destroyed
+        finally:
+            self.marker.close()
+            self._ended.set()
+
+    def _take_console(self, data: bytes) -> None:
+        t = now_ns()
+        had_init = "guest_uptime_init" in self.results
+        self.marker.feed(data)  # timestamps READY before anything else happens
+        self._write_console(data)
+        if not had_init and "guest_uptime_init" in self.results:
+            self.t_init_line = t
+        if self.marker.exit_status is not None and self.t_exit_line is None:
+            self.t_exit_line = t
+            self._ended.set()
+
+    def _see_log(self) -> str:
+        return f"; console log: {self.log_path}" if self.log_path else ""
+
+    # -- the Instance contract --------------------------------------------------------
+    def wait_ready(self, timeout: float) -> int:
+        try:
+            t = self.marker.wait_ready(timeout, self.name)
+        except InstanceTimeout as e:
+            self.stop()
+            raise InstanceTimeout(f"{e}{self._see_log()}") from None
+        self.times.t_ready = t
+        self._guest_phases()
+        return t
+
+    def _guest_phases(self) -> None:
+        """Split boot start → ready with the guest's own clock (its uptime when /init ran)."""
+        up = self.results.get("guest_uptime_init")
+        start = self._boot_start()
+        if up is None or self.t_init_line is None or start is None or self.times.t_ready is None:
+            return
+        up_ns = round(float(up) * 1e9)
+        kernel_zero = self.t_init_line - up_ns  # when the guest kernel's clock read 0
+        self.times.phases["guest_firmware"] = max(0, kernel_zero - start)
+        self.times.phases["guest_kernel"] = up_ns
+        self.times.phases["guest_init"] = self.times.t_ready - self.t_init_line
+
+    def wait(self, timeout: float) -> int:
+        if not self._ended.wait(timeout):
+            self.stop()
+            raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s{self._see_log()}")
+        status = self.marker.exit_status
+        if status is not None:
+            if self.times.t_exit is None:
+                self.times.t_exit = self.t_exit_line
+            return status
+        return self._ended_without_status()
+
+    def guest_report(self) -> dict[str, str]:
+        return guest_report(self.results, self.accel)
+
+
+class GuestBackend(Backend):
+    """The guest files of the ``vm`` and ``qemu`` backends: the same kernel, base initramfs and
+    per-workload initrd from the same cache, so both boot exactly the same guest."""
+
+    NO_KERNEL = "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+
+    def _init_guest(self, *, kernel: str | None, kernel_format: str | None, machine_type: str, cmdline: str,
+                    accel: str | None, probe_timeout_s: float | None, compression: str | None,
+                    cache: Path | None) -> None:
+        self.kernel_source = kernel
+        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
+        self.machine_type = machine_type
+        self.cmdline = cmdline
+        self.forced_accel = accel
+        self.probe_timeout_s = probe_timeout_s or float(
+            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
+        self.compression = compression
+        self.cache = cache
+        self._verdict: accelerator.Verdict | None = None
+        self._kernel: guest_kernel.BootKernel | None = None
+        self._base: Path | None = None
+
+    def _kernel_source(self) -> str | None:
+        return self.kernel_source or host.find_kernel()
+
+    def boot_kernel(self) -> guest_kernel.BootKernel:
+        if self._kernel is None:
+            source = self._kernel_source()
+            if source is None or not os.path.isfile(source):
+                raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
+                                   "or set ISOBENCH_VM_KERNEL)")
+            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
+        return self._kernel
+
+    def base_image(self) -> Path:
+        if self._base is None:
+            bk = self.boot_kernel()
+            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
+            self._base = image.base_image(comp, self.cache)
+        return self._base
+
+    def machine(self, spec: LaunchSpec, accel: str) -> Machine:
+        """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
+        argv = spec.extra.get("argv")
+        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
+                                  applets=bool(argv))
+        return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
+                        machine_type=self.machine_type, cmdline=self.cmdline)
+
+    def guest_metadata(self) -> dict[str, Any]:
+        """The manifest facts both backends record about the guest they boot."""
+        bk = self.boot_kernel()
+        return {
+            "kernel": bk.source,
+            "kernel_boot": bk.format + (f" ({bk.note})" if bk.note else ""),
+            "machine_type": self.machine_type,
+            "initramfs": self.base_image().name,
+        }
