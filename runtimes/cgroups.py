@@ -385,6 +385,10 @@ def _rmdir(d: Path, timeout: float = 5.0) -> None:
             time.sleep(0.002)
 
 
+#: v2 parents whose delegation is done: Cgroup.create is on the timed launch path
+_delegated: set[Path] = set()
+
+
 def _delegate_controllers(parent: Path) -> None:
     """v2: make cpu, memory and pids available to children of ``parent``.
 
@@ -393,11 +397,14 @@ def _delegate_controllers(parent: Path) -> None:
     ``systemd-run --scope -p Delegate=yes`` or a CI job), it moves itself *down*
     into a leaf; otherwise it says how to get a delegated scope.
     """
+    if parent in _delegated:
+        return
     enabled = set((parent / "cgroup.subtree_control").read_text().split())
     # Only what our parent delegated to us can be handed on; a limit that needs a
     # controller missing here fails when it is applied, with its own message.
     want = set(V2_CONTROLLERS) & set((parent / "cgroup.controllers").read_text().split())
     if want <= enabled:
+        _delegated.add(parent)
         return
     hint = "run isobench in a delegated scope: systemd-run --scope -p Delegate=yes -- isobench …"
     procs = {int(p) for p in (parent / "cgroup.procs").read_text().split()}
@@ -410,6 +417,7 @@ def _delegate_controllers(parent: Path) -> None:
         _write(leaf / "cgroup.procs", str(os.getpid()))
         _own_paths.cache_clear()
     _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(want - enabled)))
+    _delegated.add(parent)
 
 
 def find_leftovers() -> Iterator[Path]:

@@ -186,12 +186,14 @@ class QemuInstance(GuestInstance):
         if self._cleaned:
             return
         try:
-            self.stop()
-            if self.proc is not None:
-                self.proc.wait(KILL_TIMEOUT_S)
-                if self.times.t_exit is None:
-                    self.times.t_exit = self.t_exit_line or now_ns()
-            self.cgroup.remove()
+            try:
+                self.stop()
+                if self.proc is not None:
+                    self.proc.wait(KILL_TIMEOUT_S)
+                    if self.times.t_exit is None:
+                        self.times.t_exit = self.t_exit_line or now_ns()
+            finally:  # also when QEMU outlived its kill: the cgroup sweep kills and removes it
+                self.cgroup.remove()
             if self._reader is not None:
                 self._reader.join(5.0)
             if self.proc is not None:

@@ -19,13 +19,17 @@ UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--mount", "--uts", "--ipc", 
 class UnshareBackend(BareBackend):
     name = "unshare"
 
+    def __init__(self) -> None:
+        # looked up once: a PATH search between t_launch and t_ready would be timed
+        self.unshare = shutil.which("unshare")
+
     def available(self) -> str | None:
-        if shutil.which("unshare") is None:
+        if self.unshare is None:
             return "unshare(1) not found (fix: apt-get install util-linux)"
         return super().available()
 
     def command(self, argv: list[str]) -> list[str]:
-        return [shutil.which("unshare") or "unshare", *UNSHARE_ARGS, "--", *argv]
+        return [self.unshare or "unshare", *UNSHARE_ARGS, "--", *argv]
 
     def metadata(self) -> dict[str, Any]:
         return {"unshare_args": list(UNSHARE_ARGS)}

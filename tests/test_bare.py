@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 import runtimes
 from runtimes import rootfs
-from runtimes.base import LaunchSpec, Limits
+from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.marker import MarkerChannel
 from runtimes.workloads import CATALOG, Workload, parse_marker_line
 from tests.conftest import is_root, require
@@ -84,6 +85,16 @@ def test_bare_with_limits_uses_a_cgroup_and_removes_it(run_id: str, no_leftovers
         cg_dirs = list(inst.cgroup.dirs.values())
     assert inst.cgroup.removed and not any(d.exists() for d in cg_dirs)
     assert "cgroup_create" in inst.times.phases
+
+
+@pytest.mark.privileged
+def test_a_log_that_cannot_be_opened_leaves_no_cgroup(run_id: str, tmp_path: Path, no_leftovers) -> None:
+    require(is_root(), "needs root")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    spec = dataclasses.replace(_spec(run_id, Workload("noop"), Limits(pids=6)), log_dir=str(not_a_dir))
+    with pytest.raises(BackendError, match="cannot start noop"):
+        runtimes.get("bare").launch(spec)
 
 
 @pytest.mark.privileged

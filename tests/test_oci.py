@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -107,6 +108,14 @@ def test_bundle_config_is_complete_and_rejects_bad_names() -> None:
         bundle.config(spec, root, "isobench-unit-0", cgroup_version=1, memsw=True)
     with pytest.raises(ValueError, match="must contain 'isobench'"):
         bundle.config(LaunchSpec(Workload("noop"), "x", "other-0"), root, "/x", cgroup_version=1, memsw=True)
+
+
+def test_a_bundle_that_cannot_be_written_leaves_no_directory(tmp_path: Path) -> None:
+    d = tmp_path / "isobench-unit-0"
+    with pytest.raises(TypeError):
+        bundle.write(d, {"not json": object()})
+    assert not d.exists()
+    assert json.loads(bundle.write(d, {"ok": 1}).read_text()) == {"ok": 1}
 
 
 def test_view_puts_every_hierarchy_at_our_own_cgroup() -> None:

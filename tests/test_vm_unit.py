@@ -7,12 +7,13 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from runtimes.base import BackendError, LaunchSpec, Limits
+from runtimes.base import BackendError, LaunchSpec, Limits, Timestamps
 from runtimes.vm import accel, domain, host, image, kernel, machine
 from runtimes.workloads import Workload
 from tests.conftest import require
@@ -324,3 +325,48 @@ def test_domain_cgroup_is_the_parent_of_the_emulator_thread_group():
     v2 = "0::/machine.slice/machine-qemu.scope/libvirt/vcpu0\n"
     assert _domain_cgroup(v2, "") == "/machine.slice/machine-qemu.scope/libvirt"
     assert version_string(9000000) == "9.0.0" and version_string(7002022) == "7.2.22"
+
+
+# -- GuestInstance.wait: the end-of-guest event may overtake the console reader ----------------
+
+
+def test_wait_lets_the_console_reader_deliver_exit_after_the_stopped_event():
+    from runtimes.vm.guest import GuestInstance
+
+    release = threading.Event()
+
+    class Guest(GuestInstance):
+        chunks = [b"ISOBENCH READY\n", b"ISOBENCH EXIT 7\n"]
+
+        def _read_console(self) -> bytes:
+            if len(self.chunks) == 1:  # the EXIT line is still on its way when the guest "stops"
+                self._ended.set()  # what libvirt's STOPPED event does, from another thread
+                release.wait(5)
+            return self.chunks.pop(0) if self.chunks else b""
+
+        def _write_console(self, data: bytes) -> None:
+            pass
+
+        def _boot_start(self) -> int | None:
+            return None
+
+        def _ended_without_status(self) -> int:
+            raise BackendError("ended without status")
+
+        def processes(self) -> list[int]:
+            return []
+
+        def stop(self) -> None:
+            pass
+
+        def cleanup(self) -> None:
+            pass
+
+    m = machine.describe(spec(), accel="tcg", kernel="/k/vmlinux", initrd="/i/initrd.img")
+    g = Guest(spec(), m, Timestamps())
+    g._reader = threading.Thread(target=g._pump, daemon=True)
+    g._reader.start()
+    assert g._ended.wait(5)
+    threading.Timer(0.05, release.set).start()
+    assert g.wait(5) == 7
+    assert g.times.t_exit == g.t_exit_line is not None

@@ -26,14 +26,13 @@ no_new_privs, signal reset), exec (execve to the ready marker).
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ProcessInstance, close_log, launching, open_log
+from runtimes.bare import ChildProcess, ProcessInstance, close_log, launching, open_log
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps, init, mounts, namespaces
@@ -44,63 +43,6 @@ BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 #: how long the child may take from fork to exec before the launch is declared failed
 SETUP_TIMEOUT_S = 30.0
 HOST_NAME_MAX = 64
-
-
-class ChildProcess:
-    """The container's PID 1 as seen from the harness: the slice of ``Popen`` ProcessInstance uses.
-
-    Thread-safe: measurements wait for the exit in one thread while another
-    stops and cleans up.  The pidfd (to wait with a timeout) is closed only when
-    no thread is waiting on it, so its number is never reused under a waiter.
-    """
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
-        self._lock = threading.Lock()
-        self._pidfd: int | None = os.pidfd_open(pid)
-        self._waiters = 0
-
-    def _reaped(self, status: int) -> None:  # with the lock held
-        self.returncode = os.waitstatus_to_exitcode(status)
-        self._close_pidfd()
-
-    def _close_pidfd(self) -> None:  # with the lock held
-        if self._pidfd is not None and self._waiters == 0 and self.returncode is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def poll(self) -> int | None:
-        with self._lock:
-            if self.returncode is None:
-                try:
-                    done, status = os.waitpid(self.pid, os.WNOHANG)
-                except ChildProcessError:  # reaped elsewhere: the status is lost
-                    done, status = self.pid, 255 << 8
-                if done:
-                    self._reaped(status)
-            return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Like ``Popen.wait``: the exit code, ``-signal``; TimeoutExpired after ``timeout``."""
-        with self._lock:
-            fd = self._pidfd
-            self._waiters += 1
-        try:
-            if self.poll() is None and fd is not None and not select.select([fd], [], [], timeout)[0]:
-                raise subprocess.TimeoutExpired([str(self.pid)], timeout or 0)
-        finally:
-            with self._lock:
-                self._waiters -= 1
-                self._close_pidfd()
-        with self._lock:
-            if self.returncode is None:  # the pidfd said it exited: this does not block
-                try:
-                    _, status = os.waitpid(self.pid, 0)
-                except ChildProcessError:
-                    status = 255 << 8
-                self._reaped(status)
-            return self.returncode
 
 
 class ContainerInstance(ProcessInstance):

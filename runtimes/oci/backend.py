@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -30,12 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ProcessInstance, launching, open_log
+from runtimes.bare import ProcessInstance, close_log, launching, open_log
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container.backend import ChildProcess
 from runtimes.oci import bundle, view
-from runtimes.workloads import MARKER_FD
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles
@@ -101,25 +98,7 @@ class OciInstance(ProcessInstance):
         self.bundle_dir = bundle_dir
 
     def spawn(self, argv: list[str], log: Any) -> None:
-        """posix_spawn ``argv`` (vfork: the harness's size costs nothing) with the marker pipe on fd 3."""
-        r, w = os.pipe()
-        high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
-        os.close(w)
-        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-        if log == subprocess.DEVNULL:
-            actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
-        elif log is not None:
-            actions += [(os.POSIX_SPAWN_DUP2, log.fileno(), 1), (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
-        actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
-        try:
-            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True)
-        except BaseException:
-            os.close(r)
-            raise
-        finally:
-            os.close(high)
-        self.proc = ChildProcess(pid)  # type: ignore[assignment]
-        self.marker.read_fd(r)
+        self._posix_spawn(argv, log)
 
     # -- what measurements read -----------------------------------------------------
     def processes(self) -> list[int]:
@@ -228,6 +207,7 @@ class OciBackend(Backend):
             raise BackendError(str(e)) from e
         root, v, holder = self._prepare()
         assert self._cgroup_version is not None and self._memsw is not None
+        nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         times = Timestamps(t_launch=now_ns())
         bundle_dir = bundles_dir() / spec.instance
         cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
@@ -241,11 +221,15 @@ class OciBackend(Backend):
                                f"or was left behind (isobench cleanup)") from e
         times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
         inst = OciInstance(spec, times, self, v, bundle_dir)
-        log, inst.log_path = open_log(spec, self.name.replace(":", "-"))
-        argv = holder.nsenter(find_runtime("nsenter") or "nsenter") + _runtime_cmd(
+        argv = nsenter + _runtime_cmd(
             self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
-        with launching(inst, f"cannot start {self.runtime}", log):
-            inst.spawn(argv, log)
+        # the log is opened inside launching(): if it cannot be, the bundle is removed too
+        with launching(inst, f"cannot start {self.runtime}"):
+            log, inst.log_path = open_log(spec, self.name.replace(":", "-"))
+            try:
+                inst.spawn(argv, log)
+            finally:
+                close_log(log)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
         return inst

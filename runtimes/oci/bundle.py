@@ -152,7 +152,11 @@ def write(bundle_dir: Path, cfg: dict[str, Any]) -> Path:
     """Create the bundle directory (it must not exist) with its ``config.json``."""
     bundle_dir.mkdir(mode=0o700)
     path = bundle_dir / "config.json"
-    path.write_text(json.dumps(cfg))
+    try:
+        path.write_text(json.dumps(cfg))
+    except BaseException:
+        remove(bundle_dir)  # what this call made: nothing half-written stays behind
+        raise
     return path
 
 

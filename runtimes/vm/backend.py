@@ -49,7 +49,7 @@ from runtimes.base import (
     Timestamps,
     now_ns,
 )
-from runtimes.cgroups import _mounts
+from runtimes.cgroups import _mounts, _read_kv
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
 from runtimes.vm.connection import open_connection, version_string
@@ -252,21 +252,12 @@ def cpu_usage(pid: int) -> dict[str, float]:
     mounts = _mounts()
     u: dict[str, float] = {}
 
-    def kv(path: Path) -> dict[str, int]:
-        out = {}
-        with contextlib.suppress(OSError):
-            for line in path.read_text().splitlines():
-                k, _, v = line.partition(" ")
-                if v.strip().isdigit():
-                    out[k] = int(v)
-        return out
-
     v1 = {c: m.path for m in mounts if m.version == 1 for c in m.controllers}
     if "cpu" in v1:
         cpu_path = _domain_cgroup(text, "cpu")
         acct_path = _domain_cgroup(text, "cpuacct")
         if cpu_path is not None:
-            st = kv(v1["cpu"] / cpu_path.lstrip("/") / "cpu.stat")
+            st = _read_kv(v1["cpu"] / cpu_path.lstrip("/") / "cpu.stat")
             if "nr_periods" in st:
                 u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
                          cpu_throttled_ns=st["throttled_time"])
@@ -283,7 +274,7 @@ def cpu_usage(pid: int) -> dict[str, float]:
     v2 = next((m.path for m in mounts if m.version == 2), None)
     path = _domain_cgroup(text, "")
     if v2 is not None and path is not None:
-        st = kv(v2 / path.lstrip("/") / "cpu.stat")
+        st = _read_kv(v2 / path.lstrip("/") / "cpu.stat")
         if "usage_usec" in st:
             u["cpu_usage_ns"] = st["usage_usec"] * 1000
         if "nr_periods" in st:

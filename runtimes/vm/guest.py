@@ -25,6 +25,9 @@ from runtimes.vm import host, image
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.machine import Machine, describe
 
+#: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
+READER_DRAIN_S = 1.0
+
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
     """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used (MiB)
@@ -138,6 +141,10 @@ class GuestInstance(Instance):
         if not self._ended.wait(timeout):
             self.stop()
             raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s{self._see_log()}")
+        if self.marker.exit_status is None and self._reader is not None:
+            # libvirt's STOPPED event (another thread) can overtake the console reader that is
+            # still handing over the guest's last lines, EXIT included: let it finish them
+            self._reader.join(READER_DRAIN_S)
         status = self.marker.exit_status
         if status is not None:
             if self.times.t_exit is None:
