@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import shutil
 
 import nox
 
@@ -27,6 +28,23 @@ def _install(session: nox.Session, extras: str = "") -> None:
     session.install("-q", "-e", f".{extras}")
 
 
+def _delegated(session: nox.Session, *argv: str) -> None:
+    """Run ``argv`` (a command of the session's venv) where it may create cgroups.
+
+    On a cgroup v2 host with systemd, a login shell's cgroup holds other processes, so
+    nothing can be delegated below it: run the command alone in a transient scope with
+    ``Delegate=yes`` (isobench then moves itself into a leaf and creates its cgroups
+    beside it, inside the scope).  Elsewhere (cgroup v1, no systemd) run it as is.
+    """
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    if v2 and os.path.isdir("/run/systemd/system") and shutil.which("systemd-run"):
+        exe = os.path.join(session.bin, argv[0])
+        session.run("systemd-run", "--scope", "--quiet", "-p", "Delegate=yes", "--", exe, *argv[1:],
+                    external=True)
+    else:
+        session.run(*argv)
+
+
 def _run_id(tag: str) -> str:
     return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{tag}-{secrets.token_hex(2)}"
 
@@ -36,7 +54,7 @@ def tests(session: nox.Session) -> None:
     """The test suite: unit tests plus real namespaces, cgroups, libvirtd and guests."""
     _prepare_host(session)
     _install(session, "[test]")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    _delegated(session, "pytest", *(session.posargs or ["tests"]))
 
 
 @nox.session
@@ -47,11 +65,11 @@ def bench(session: nox.Session) -> None:
     session.run("isobench", "doctor")
     scenario = session.posargs[0] if session.posargs else "scenarios/default.toml"
     run_id = _run_id("bench")
-    session.run("isobench", "run", scenario, "--run-id", run_id)
+    _delegated(session, "isobench", "run", scenario, "--run-id", run_id)
     # the floor: each kernel primitive of a launch, timed on the same host right after the run
     session.install("-q", "pytest")
-    session.run("pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
-                f"--benchmark-json=results/{run_id}/floor.json")
+    _delegated(session, "pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
+               f"--benchmark-json=results/{run_id}/floor.json")
     session.run("isobench", "report", f"results/{run_id}")
 
 
@@ -61,7 +79,7 @@ def validate(session: nox.Session) -> None:
     _prepare_host(session)
     _install(session)
     run_id = _run_id("validate")
-    session.run("isobench", "run", "scenarios/validate.toml", "--run-id", run_id)
+    _delegated(session, "isobench", "run", "scenarios/validate.toml", "--run-id", run_id)
     args = ["--baseline", "baselines/enforcement.toml", "--junit", f"reports/validate-{run_id}.xml"]
     if "--update-baseline" in session.posargs:
         args.append("--update-baseline")
@@ -74,7 +92,7 @@ def microbench(session: nox.Session) -> None:
     _prepare_host(session)
     _install(session, "[test]")
     os.makedirs(".benchmarks", exist_ok=True)
-    session.run("pytest", "benchmarks", "--benchmark-only", "--benchmark-autosave", *session.posargs)
+    _delegated(session, "pytest", "benchmarks", "--benchmark-only", "--benchmark-autosave", *session.posargs)
 
 
 @nox.session

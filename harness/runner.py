@@ -24,7 +24,9 @@ from harness.measure import MEASUREMENTS
 from harness.measure.context import Context
 from harness.results import RunWriter, Sample
 from harness.scenario import Case, Scenario
+from runtimes import cgroups
 from runtimes.base import Backend
+from runtimes.cgroups import CgroupError
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
         progress: bool | None = None, skip_unavailable: bool = False,
         run_id: str | None = None) -> Path:
     names = backend_names or scenario.backends
+    with contextlib.suppress(CgroupError, OSError):  # a real problem resurfaces, per sample
+        cgroups.prepare()
     backends = open_backends(names, skip_unavailable)
     try:
         return _run(scenario, results_dir, backends, sys.stderr.isatty() if progress is None else progress, run_id)

@@ -385,6 +385,14 @@ def _rmdir(d: Path, timeout: float = 5.0) -> None:
             time.sleep(0.002)
 
 
+def prepare() -> None:
+    """v2: hand cpu/memory/pids down below our own cgroup now, while this process may
+    still be alone in it (before it starts helpers, a test suite its subprocesses)."""
+    m = _v2_mount()
+    if m is not None and version() == 2:
+        _delegate_controllers(m.path / _v2_base().lstrip("/"))
+
+
 #: v2 parents whose delegation is done: Cgroup.create is on the timed launch path
 _delegated: set[Path] = set()
 

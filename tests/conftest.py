@@ -62,6 +62,17 @@ def run_id(request) -> str:
     return f"t{os.getpid()}{abs(hash(request.node.nodeid)) % 10000}"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On cgroup v2, delegate controllers while pytest is still alone in its cgroup (its
+    subprocess tests would otherwise share the cgroup and block the delegation)."""
+    import contextlib
+
+    from runtimes import cgroups
+
+    with contextlib.suppress(cgroups.CgroupError, OSError):
+        cgroups.prepare()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI=true any skip fails the run: a skipped check is an unchecked regression."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
