@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,25 +46,23 @@ def _name() -> str:
     return f"{PREFIX}-bench-{os.getpid()}-{next(_names)}"
 
 
-@pytest.fixture
-def cgroup_v1_dirs() -> Iterator[CgroupDirs]:
+def _cgroup_dirs(make: Callable[[str], dict[str, Path]], missing: str) -> Iterator[CgroupDirs]:
+    """Directories where a cgroup of that version would go, for the benchmark to create itself."""
     require(is_root(), "needs root (cgroups)")
     try:
-        dirs = cgroups.Cgroup._v1_dirs(_name())
+        dirs = make(_name())
     except cgroups.CgroupError as e:
-        pytest.skip(f"no cgroup v1 hierarchies: {e}")
+        pytest.skip(f"{missing}: {e}")
     d = CgroupDirs([str(p) for p in dict.fromkeys(dirs.values())])
     yield d
     d.rmdir()
 
 
 @pytest.fixture
+def cgroup_v1_dirs() -> Iterator[CgroupDirs]:
+    yield from _cgroup_dirs(cgroups.Cgroup._v1_dirs, "no cgroup v1 hierarchies")
+
+
+@pytest.fixture
 def cgroup_v2_dirs() -> Iterator[CgroupDirs]:
-    require(is_root(), "needs root (cgroups)")
-    try:
-        dirs = cgroups.Cgroup._v2_dirs(_name())
-    except cgroups.CgroupError as e:
-        pytest.skip(f"no cgroup2 hierarchy: {e}")
-    d = CgroupDirs([str(p) for p in dirs.values()])
-    yield d
-    d.rmdir()
+    yield from _cgroup_dirs(cgroups.Cgroup._v2_dirs, "no cgroup2 hierarchy")

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups
+from runtimes.bare import kill_and_reap
 
 #: marks every benchmark whose value enters ``harness.floor``
 FLOOR = "floor"
@@ -87,10 +87,7 @@ class Worker:
                 os.close(fd)
         self._go = self._done = -1
         if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            kill_and_reap(self.pid)
             self.pid = None
 
     def __enter__(self) -> Worker:

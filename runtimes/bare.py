@@ -62,6 +62,14 @@ def launching(inst: Instance, what: str, log: Any = None) -> Iterator[None]:
         close_log(log)
 
 
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL a child of ours and collect it, so it leaves no zombie (either may be done already)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 class ChildProcess:
     """The container's PID 1 as seen from the harness: the slice of ``Popen`` ProcessInstance uses.
 
@@ -131,7 +139,6 @@ class ProcessInstance(Instance):
         self.results = self.marker.results
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
-        self._cleaned = False
 
     def _spawn(self, argv: list[str], log: Any, preexec: Any = None) -> None:
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
@@ -219,22 +226,16 @@ class ProcessInstance(Instance):
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.kill()
 
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
+    def _teardown(self) -> None:
         try:
-            try:
-                self.stop()
-                if self.proc is not None:
-                    self.proc.wait()
-                    if self.times.t_exit is None:
-                        self.times.t_exit = now_ns()
-            finally:  # even when stop() failed: what can be removed is removed
-                self._release()
-            self.marker.join(1.0)
-        finally:
-            self._cleaned = True
-            self.times.t_clean = now_ns()
+            self.stop()
+            if self.proc is not None:
+                self.proc.wait()
+                if self.times.t_exit is None:
+                    self.times.t_exit = now_ns()
+        finally:  # even when stop() failed: what can be removed is removed
+            self._release()
+        self.marker.join(1.0)
 
     def _release(self) -> None:
         """What is left on the host once the process is reaped (cleanup's backend-specific step)."""

@@ -128,9 +128,22 @@ class Instance(abc.ABC):
     def stop(self) -> None:
         """Ask the workload to end now (SIGKILL / destroy); does not clean up."""
 
-    @abc.abstractmethod
+    _cleaned: bool = False
+
     def cleanup(self) -> None:
-        """Remove every resource of the instance; idempotent; sets ``times.t_clean``."""
+        """Remove every resource of the instance; idempotent; sets ``times.t_clean``, also
+        when the teardown failed (the instance is then as clean as it can get)."""
+        if self._cleaned:
+            return
+        try:
+            self._teardown()
+        finally:
+            self._cleaned = True
+            self.times.t_clean = now_ns()
+
+    @abc.abstractmethod
+    def _teardown(self) -> None:
+        """Stop the workload and remove what it holds on the host; called once, by ``cleanup``."""
 
     def usage(self) -> dict[str, float]:
         """Counters of the enforcement mechanism (cgroup or guest), read now."""

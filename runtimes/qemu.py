@@ -182,9 +182,7 @@ class QemuInstance(GuestInstance):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
 
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
+    def _teardown(self) -> None:
         try:
             try:
                 self.stop()
@@ -205,8 +203,6 @@ class QemuInstance(GuestInstance):
             if self._console is not None:
                 self._console.close()
                 self._console = None
-            self._cleaned = True
-            self.times.t_clean = now_ns()
 
 class QemuBackend(GuestBackend):
     name = "qemu"

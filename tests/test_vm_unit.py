@@ -359,7 +359,7 @@ def test_wait_lets_the_console_reader_deliver_exit_after_the_stopped_event():
         def stop(self) -> None:
             pass
 
-        def cleanup(self) -> None:
+        def _teardown(self) -> None:
             pass
 
     m = machine.describe(spec(), accel="tcg", kernel="/k/vmlinux", initrd="/i/initrd.img")

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes import cgroups
 from runtimes import syscalls as sc
+from runtimes.bare import kill_and_reap
 
 #: the v1 controllers a hierarchy can carry, and named hierarchies (name=systemd)
 _V1_KNOWN = frozenset(("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices",
@@ -208,10 +208,7 @@ class Holder:
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.005)
         if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            kill_and_reap(self.pid)
             self.pid = None
 
 

@@ -164,9 +164,7 @@ class VmInstance(GuestInstance):
             if not _gone(e):
                 raise BackendError(f"{self.name}: cannot destroy the domain: {e}") from e
 
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
+    def _teardown(self) -> None:
         try:
             try:
                 self.stop()
@@ -176,9 +174,7 @@ class VmInstance(GuestInstance):
                     self.times.t_exit = self.t_exit_line or self.t_shutdown or self.t_stopped or now_ns()
                 self._close_console()
         finally:
-            self._cleaned = True
             self.backend._forget(self)
-            self.times.t_clean = now_ns()
 
     def _wait_gone(self, timeout: float = GONE_TIMEOUT_S) -> None:
         """Until libvirt no longer knows the domain and its QEMU has exited."""

@@ -70,7 +70,6 @@ class GuestInstance(Instance):
         self._ended = threading.Event()
         self.t_init_line: int | None = None  # receipt of guest_uptime_init
         self.t_exit_line: int | None = None  # receipt of ISOBENCH EXIT
-        self._cleaned = False
 
     # -- hooks ------------------------------------------------------------------------
     @abc.abstractmethod
