@@ -70,13 +70,14 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         results.read_manifest(w.dir)
 
 
+# long enough (minutes) that the run cannot end by itself before the test's signal lands
 SLOW_SCENARIO = """
 [scenario]
 backends = ["bare"]
 [[experiment]]
 measurement = "startup"
 workloads = ["noop"]
-repetitions = 2000
+repetitions = 100000
 warmups = 1
 [[experiment]]
 measurement = "pids_limit"
@@ -126,8 +127,11 @@ def test_sigterm_ends_the_run_as_interrupted(tmp_path: Path) -> None:
     while time.monotonic() < deadline and not (samples.exists() and samples.read_text().count("\n") >= 10):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, f"stdout: {out[-2000:]}\nstderr: {err}"
     m = results.read_manifest(tmp_path / "termed")
     assert m["status"] == "interrupted" and m["ended"] is not None
     assert m["samples"]["ok"] >= 10
