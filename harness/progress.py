@@ -104,7 +104,7 @@ def reporter(total: int, enabled: bool | None = None, stream: TextIO | None = No
     if enabled is False:
         return Silent(total)
     if enabled or stream.isatty():
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
         return tqdm(total=total, unit="sample", dynamic_ncols=True, file=stream,
                     bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")

@@ -65,7 +65,18 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
     """
     import matplotlib
 
-    from harness.report import caveats, charts, findings, headline, model, page_html, page_md, render, style, tables
+    from harness.report import (
+        caveats,
+        charts,
+        findings,
+        headline,
+        model,
+        page_html,
+        page_md,
+        render,
+        style,
+        tables,
+    )
 
     data = model.load(run_dirs, by=by)
     out = Path(out_dir) if out_dir is not None else default_out(run_dirs)

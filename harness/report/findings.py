@@ -95,6 +95,7 @@ def num(v: float) -> str:
     """Three significant digits, thousands separated: 29.7, 0.0140, 3,810."""
     if style.is_missing(v) or not math.isfinite(v):
         return "?"
+    v = float(f"{v:.3g}")  # round first: 0.9996 is 1.00, not 1.000
     if v == 0:
         return "0"
     digits = max(0, 2 - int(math.floor(math.log10(abs(v)))))
@@ -178,28 +179,38 @@ def _density(data: ReportData) -> Finding | None:
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(_r=[style.backend_rank(b) for b in df["backend"]]).sort_values(
-        "_r", key=lambda c: c.astype(str)).drop(columns="_r")
+    backends = [str(b) for b in df["backend"]]
+    return df.iloc[sorted(range(len(df)), key=lambda i: style.backend_rank(backends[i]))]
 
 
 def _enforcement(data: ReportData) -> Finding | None:
+    """One line per kind of limit: who held it (grouped, with the common evidence), who did not (each)."""
     f = Finding("Enforcement")
     s = data.summary
     if s.empty:
         return None
     cpu = s[(s["measurement"] == "cpu_quota") & (s["metric"] == "cpu_ratio") & (s["n"] > 0)]
     if not cpu.empty:
-        parts = []
+        verdicts = []
         for series, g in _rank(cpu).groupby("series", sort=False):
             off = (g["median"] - 1).abs()
-            good, n = int((off <= CPU_TOLERANCE).sum()), len(g)
-            cells = f"{n} cell{'s' if n != 1 else ''}"
-            parts.append(f"{series} within {off.max():.1%} in all {cells}" if good == n else
-                         f"{series} {n - good} of {cells} off by more than {CPU_TOLERANCE:.0%} "
-                         f"(worst {off.max():.1%})")
-        f.lines.append("CPU quotas (delivered / expected, worst cell): " + "; ".join(parts) + ".")
+            bad, n = int((off > CPU_TOLERANCE).sum()), len(g)
+            verdicts.append((str(series), bad == 0, f"within {off.max():.1%} in {n} cell{'s' if n != 1 else ''}"
+                             if bad == 0 else f"{bad} of {n} cells off by more than {CPU_TOLERANCE:.0%}, "
+                                              f"worst {off.max():.1%}"))
+        f.lines.append(_verdict_line(f"CPU quotas (median delivered / expected CPU per cell, within "
+                                     f"±{CPU_TOLERANCE:.0%})", verdicts))
     f.lines += _limits(data)
     return f
+
+
+def _verdict_line(what: str, verdicts: list[tuple[str, bool, str]]) -> str:
+    """``what: held by A (evidence), B (evidence); not held by C (evidence).``"""
+    held = [f"{s} ({d})" for s, ok, d in verdicts if ok]
+    failed = [f"{s} ({d})" for s, ok, d in verdicts if not ok]
+    parts = ([("held by every backend: " if not failed else "held by ") + ", ".join(held)] if held else []) + \
+        (["not held by " + ", ".join(failed)] if failed else [])
+    return f"{what}: " + "; ".join(parts) + "."
 
 
 def _limits(data: ReportData) -> list[str]:
@@ -207,29 +218,28 @@ def _limits(data: ReportData) -> list[str]:
     out = []
     mem = ok[(ok["measurement"] == "mem_limit") & (ok["metric"] == "oom_killed")] if not ok.empty else ok
     if not mem.empty and {"param_mib", "param_limit_mib"} <= set(mem.columns):
-        parts = []
-        for (series, backend, _), g in _series(mem):
+        verdicts = []
+        for (series, _, _), g in _series(mem):
             over = g[g["param_mib"] > g["param_limit_mib"]]
             under = g[g["param_mib"] <= g["param_limit_mib"]]
-            held = (over["value"] >= 1).all() and (under["value"] < 1).all()
-            text = (f"{series} {'held' if held else 'not held'}: OOM kill in {int((over['value'] >= 1).sum())}/"
-                    f"{len(over)} runs above the limit, {int((under['value'] >= 1).sum())}/{len(under)} below")
-            parts.append(text + _note(g))
-        out.append("Memory limits: " + "; ".join(parts) + ".")
+            held = bool((over["value"] >= 1).all() and (under["value"] < 1).all())
+            verdicts.append((series, held, f"OOM-killed {int((over['value'] >= 1).sum())}/{len(over)} above, "
+                                           f"{int((under['value'] >= 1).sum())}/{len(under)} below" + _note(g)))
+        out.append(_verdict_line("Memory limits (OOM kill in every run above the limit, none below)", verdicts))
     pids = ok[(ok["measurement"] == "pids_limit") & (ok["metric"] == "pids_reached")] if not ok.empty else ok
     if not pids.empty and "param_limit" in pids.columns:
-        parts = []
+        verdicts = []
         for (series, _, _), g in _series(pids):
             over = g[g["value"] > g["param_limit"]]
-            parts.append(f"{series} {'held' if over.empty else 'not held'}: at most {style.fmt(g['value'].max())} "
-                         f"processes with a limit of {style.fmt(g['param_limit'].min())}" + _note(g))
-        out.append("Pids limits: " + "; ".join(parts) + ".")
+            verdicts.append((series, over.empty, f"at most {style.fmt(g['value'].max())} of "
+                                                 f"{style.fmt(g['param_limit'].min())}" + _note(g)))
+        out.append(_verdict_line("Pids limits (processes reached, never above the limit)", verdicts))
     return out
 
 
 def _note(g: pd.DataFrame) -> str:
     notes = [str(n) for n in g["note"].dropna().unique()] if "note" in g.columns else []
-    return f" ({'; '.join(notes)})" if notes else ""
+    return f"; {'; '.join(notes)}" if notes else ""
 
 
 def _peers(data: ReportData) -> Finding | None:
@@ -239,6 +249,10 @@ def _peers(data: ReportData) -> Finding | None:
     if peers.empty:
         return None
     sel = peers[peers["metric"].isin(["launch_to_ready", "pss"])]
+    # one workload per metric, the one the headline uses
+    prefer = {m: w for m, (_, metric, wls, _) in [(v[1], v) for v in HEADLINE.values()] for w in wls[:1]}
+    sel = sel[[w == prefer.get(m, w) or not (sel["metric"] == m).any() for m, w in zip(sel["metric"], sel["workload"],
+                                                                                         strict=True)]]
     f = Finding("Peers: median ratio to our own runtime of the same kind")
     for _, r in sel.iterrows():
         e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], int(min(r["n_peer"], r["n_ref"])),

@@ -82,9 +82,9 @@ class Drift:
     p: float  # Spearman's rank correlation of value with order, two-sided
 
 
-def drift(values_in_order: Sequence[Any]) -> Drift | None:
+def drift(values_in_order: Sequence[Any] | np.ndarray) -> Drift | None:
     """None below 9 samples (thirds of fewer than 3 samples say nothing)."""
-    from scipy import stats as sps
+    from scipy import stats as sps  # type: ignore[import-untyped,unused-ignore]
 
     x = clean(values_in_order)
     if x.size < 9:

@@ -56,8 +56,8 @@ def render(doc: Document) -> str:
         if s.empty and not s.figures and not s.tables:
             out += [f"_{s.empty}_", ""]
             continue
-        for f in s.figures:
-            out += figure(f)
+        for fig in s.figures:
+            out += figure(fig)
         for t in s.tables:
             out += folded(f"{t.caption} ({len(t.frame)} rows)", [table(t.frame)])
             if t.csv:

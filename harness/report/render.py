@@ -3,11 +3,8 @@ self-contained ``report.html`` (PNGs embedded as base64 data URIs, no external f
 
 from __future__ import annotations
 
-import base64
-import html
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.report.caveats import Warning_
 from harness.report.findings import Finding
