@@ -105,7 +105,6 @@ class ChildProcess:
                     done, status = self.pid, 255 << 8
                 if done:
                     self._reaped(status)
-            assert self.returncode is not None  # set by _reaped
             return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
