@@ -18,6 +18,7 @@ DELEGATED = {
     "report": "harness.report",
     "compare": "harness.compare",
     "validate": "harness.validate",
+    "matrix": "harness.matrix.cli",
 }
 DEFAULT_RESULTS = Path("results")
 

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ from runtimes.naming import PREFIX
 #: the guest name prefix: QEMU's ``-name``, temporary directories, the guest hostname
 GUEST_PREFIX = f"{PREFIX}-guest-"
 ACCELS = ("kvm", "tcg")
+#: guests running now (several with ``isobench matrix --jobs``), for ``kill_all`` on Ctrl-C
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LOCK = threading.Lock()
 
 
 class GuestError(RuntimeError):
@@ -140,12 +144,16 @@ def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: P
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
+            with _LOCK:
+                _LIVE.add(proc)
             try:
                 status = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
                 _kill_group(proc)
+                with _LOCK:
+                    _LIVE.discard(proc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     detail = f"no result within {timeout_s:g} s (guest killed)" if timed_out else ""
@@ -159,3 +167,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def kill_all() -> None:
+    """Kill every guest this process runs (another thread's ``run`` then returns)."""
+    with _LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
