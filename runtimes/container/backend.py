@@ -19,8 +19,15 @@ signal to the launching *thread*).
 Phases (``times.phases``, ns, launch order): cgroup_create, clone (fork into
 the new PID namespace), unshare (the other namespaces), mounts, net (hostname
 and lo), cgroup_attach (what is left of the host's cgroup join, done in
-parallel with the child's setup, + the cgroup namespace), security (capabilities,
-no_new_privs, signal reset), exec (execve to the ready marker).
+parallel with the child's setup, + the cgroup namespace), security (rlimits,
+oom_score_adj, session keyring, capabilities, no_new_privs, signal reset),
+seccomp (loading the filter), exec (execve to the ready marker); on the host side
+devices (the v1 devices cgroup with its rules, or attaching the v2 BPF program).
+
+Hardening at runc/crun parity (``seccomp=`` option: ``default``, ``unconfined``
+or a profile path; ``devices=False`` turns the device cgroup off for comparisons):
+see ``seccomp.py``, ``devices.py``, ``devfilter.py``, ``hardening.py`` and the
+mount plan.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from runtimes import cgroups, rootfs
 from runtimes.bare import ChildProcess, ProcessInstance, close_log, launching, open_log
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps, init, mounts, namespaces
+from runtimes.container import caps, devfilter, hardening, init, mounts, namespaces
+from runtimes.container import devices as devices_mod
+from runtimes.container import seccomp as seccomp_mod
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
@@ -49,6 +58,8 @@ class ContainerInstance(ProcessInstance):
     """One container: PID 1 is our direct child; stop/cleanup as for bare (killpg + cgroup)."""
 
     _t_exec: int | None = None  # when the child called execve (the "exec" phase starts)
+    #: v1: the instance's devices cgroup (v2: a BPF program on ``cgroup``, gone with it)
+    devices: devices_mod.DeviceCgroup | None = None
 
     def start(self, cfg: init.InitConfig, log: Any) -> None:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -76,6 +87,8 @@ class ContainerInstance(ProcessInstance):
                 # while the child mounts its root, join it to the cgroup from here (see init.spawn)
                 if self.cgroup is not None:
                     self.cgroup.attach(child.pid)
+                if self.devices is not None:
+                    self.devices.attach(child.pid)
                 child.release(True)
             except CgroupError as e:
                 attach_error = e
@@ -93,15 +106,20 @@ class ContainerInstance(ProcessInstance):
             raise BackendError(f"{self.name}: {spawned.error}")
 
     def _record(self, t_fork: int, marks: dict[str, int]) -> None:
-        names = {"init": "clone", "unshare": "unshare", "mounts": "mounts", "net": "net",
-                 "cgroup_attach": "cgroup_attach", "exec": "security"}
         prev = t_fork
         for step in init.STEPS:
             if step not in marks:
                 break
-            self.times.phases[names[step]] = marks[step] - prev
+            self.times.phases[init.PHASE_OF_STEP[step]] = marks[step] - prev
             prev = marks[step]
         self._t_exec = marks.get("exec")
+
+    def _release(self) -> None:
+        try:
+            super()._release()
+        finally:
+            if self.devices is not None:
+                self.devices.remove()
 
     def wait_ready(self, timeout: float) -> int:
         t = super().wait_ready(timeout)
@@ -114,10 +132,15 @@ class ContainerBackend(Backend):
     name = "container"
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
-                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT):
+                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT, seccomp: str = seccomp_mod.DEFAULT,
+                 devices: bool = True):
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
         self.read_only = read_only
         self.proc_hardening = proc_hardening
+        self.capabilities = tuple(capabilities)
+        self.seccomp = seccomp
+        self.device_rules = devices_mod.DEFAULT_RULES if devices else None
+        self._devprog: int | None = None  # v2: the loaded device program (once per backend)
         self.keep_caps = caps.mask(capabilities)
         self._last_cap = caps.last_cap()
         self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
@@ -136,7 +159,9 @@ class ContainerBackend(Backend):
                 Cgroup._v1_dirs(f"{init.INIT_COMM}-probe")  # raises when a controller is not mounted
         except (rootfs.RootfsError, CgroupError) as e:
             return str(e)
-        return None
+        if self.device_rules is not None and cgroups.version() == 1 and devices_mod.DeviceCgroup.hierarchy() is None:
+            return "the cgroup v1 devices controller is not mounted (or pass devices=False)"
+        return seccomp_mod.check(self.seccomp)
 
     def rootfs(self) -> Path:
         """The container root (built and cached on first use; never written to)."""
@@ -181,11 +206,50 @@ class ContainerBackend(Backend):
             reset_signals=init.default_signals(),
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
             cwd=str(spec.extra.get("cwd") or "/tmp"),
+            seccomp_bpf=flt.bpf if (flt := self.seccomp_filter()) is not None else None,
+            rlimits=hardening.rlimit_numbers(), oom_score_adj=hardening.OOM_SCORE_ADJ,
         )
+
+    def seccomp_filter(self) -> seccomp_mod.Filter | None:
+        """The compiled profile for this backend's capabilities (cached; None: unconfined)."""
+        try:
+            return seccomp_mod.prepare(self.seccomp, self.capabilities)
+        except seccomp_mod.SeccompError as e:
+            raise BackendError(str(e)) from e
+
+    def _device_program(self) -> int:
+        if self._devprog is None:
+            assert self.device_rules is not None
+            try:
+                self._devprog = devfilter.load(devfilter.program(self.device_rules))
+            except OSError as e:
+                raise BackendError(f"cgroup v2 device filter: {e.strerror}") from e
+        return self._devprog
+
+    def _guard_devices(self, inst: ContainerInstance) -> None:
+        """v1: the devices cgroup (joined with the others in ``start``); v2: the BPF program on
+        the instance cgroup.  Without rules, or (v2) without an instance cgroup: nothing."""
+        if self.device_rules is None:
+            return
+        t = now_ns()
+        if inst.cgroup is None or inst.cgroup.version == 1:
+            if cgroups.version() == 1:
+                inst.devices = devices_mod.DeviceCgroup.create(inst.name, self.device_rules)
+        else:
+            devfilter.attach(inst.cgroup.dirs[""], self._device_program())
+        inst.times.phases["devices"] = now_ns() - t
+
+    def close(self) -> None:
+        if self._devprog is not None:
+            os.close(self._devprog)
+            self._devprog = None
 
     def launch(self, spec: LaunchSpec) -> Instance:
         self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
+        self.seccomp_filter()  # resolved and compiled once per backend, before t_launch
+        if self.device_rules is not None and cgroups.version() == 2:
+            self._device_program()
         times = Timestamps(t_launch=now_ns())
         cgroup = None
         if spec.extra.get("cgroup", True):
@@ -198,6 +262,7 @@ class ContainerBackend(Backend):
             raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
         inst = ContainerInstance(spec, cgroup, times)
         with launching(inst, f"{spec.instance}: cannot start the container"):
+            self._guard_devices(inst)
             cfg = self.config(spec, cgroup)
             log, inst.log_path = open_log(spec, "container")
             try:
@@ -216,4 +281,14 @@ class ContainerBackend(Backend):
             "capabilities": caps.names(self.keep_caps),
             "no_new_privs": True,
             "cgroup_version": cgroups.version(),
+            "seccomp": flt.describe() if (flt := self._filter_or_none()) is not None else seccomp_mod.UNCONFINED,
+            "devices": devices_mod.oci_rules(self.device_rules) if self.device_rules is not None else None,
+            "rlimits": hardening.oci_rlimits(), "oom_score_adj": hardening.OOM_SCORE_ADJ,
+            "session_keyring": "own",
         }
+
+    def _filter_or_none(self) -> seccomp_mod.Filter | None:
+        try:
+            return self.seccomp_filter()
+        except BackendError:
+            return None

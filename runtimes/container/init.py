@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtimes import syscalls as sc
-from runtimes.container import caps, mounts, namespaces
+from runtimes.container import caps, hardening, mounts, namespaces, seccomp
 from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)
@@ -43,7 +43,11 @@ INIT_COMM = "isobench-init"
 #: the workload's environment carries its instance name, so leftovers can be traced to a run
 INSTANCE_ENV = "ISOBENCH_INSTANCE"
 #: the steps the child reports (``T <step>``) as it finishes them, in order
-STEPS = ("init", "unshare", "mounts", "net", "cgroup_attach", "exec")
+STEPS = ("init", "unshare", "mounts", "net", "cgroup_attach", "security", "exec")
+#: the phase each step ends (``times.phases``): "security" = rlimits, oom_score_adj, keyring,
+#: capabilities, no_new_privs; "seccomp" = loading the filter (the "exec" mark is taken after it)
+PHASE_OF_STEP = {"init": "clone", "unshare": "unshare", "mounts": "mounts", "net": "net",
+                 "cgroup_attach": "cgroup_attach", "security": "security", "exec": "seccomp"}
 
 
 class InitError(RuntimeError):
@@ -67,6 +71,12 @@ class InitConfig:
     #: signals whose disposition is not SIG_DFL in the harness (Python handlers, SIGPIPE...)
     reset_signals: tuple[int, ...] = ()
     cwd: str = "/"
+    #: compiled seccomp program (``seccomp.Filter.bpf``); None: unconfined
+    seccomp_bpf: bytes | None = None
+    #: (resource number, soft, hard), see ``hardening.rlimit_numbers``
+    rlimits: tuple[tuple[int, int, int], ...] = ()
+    oom_score_adj: int | None = None
+    session_keyring: bool = True
 
 
 @dataclass
@@ -231,15 +241,30 @@ def _init(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
     if cfg.cgroupns:
         sc.unshare(sc.CLONE_NEWCGROUP)  # its root is the instance cgroup just joined
     _mark("cgroup_attach")
-    caps.restrict(cfg.keep_caps, cfg.last_cap)
-    caps.no_new_privs()
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    os.chdir(cfg.cwd)
+    harden(cfg)
+    _mark("security")
+    if cfg.seccomp_bpf is not None:
+        seccomp.install(cfg.seccomp_bpf)  # last: from here on only what the profile allows
     _mark("exec")
     try:
         os.execvpe(cfg.argv[0], list(cfg.argv), dict(cfg.env))
     except OSError as e:
         raise OSError(e.errno, f"cannot execute {cfg.argv[0]} in the container: {e.strerror}") from e
+
+
+def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
+    """Process attributes, then capabilities and no_new_privs (seccomp is loaded after this).
+
+    Any launcher calls it in the child, after the mounts and the cgroup join."""
+    hardening.set_rlimits(cfg.rlimits)
+    if cfg.oom_score_adj is not None:
+        hardening.set_oom_score_adj(cfg.oom_score_adj)
+    if cfg.session_keyring:
+        hardening.join_session_keyring()
+    caps.restrict(cfg.keep_caps, cfg.last_cap)
+    caps.no_new_privs()
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    os.chdir(cfg.cwd)
 
 
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child
