@@ -316,8 +316,8 @@ def test_find_kernel_prefers_the_environment_and_sorts_versions(tmp_path, monkey
 
 def test_domain_cgroup_is_the_parent_of_the_emulator_thread_group():
     pytest.importorskip("libvirt")
-    from runtimes.vm.backend import _domain_cgroup
     from runtimes.vm.connection import version_string
+    from runtimes.vm.machine_cgroup import _domain_cgroup
 
     v1 = "4:memory:/process_api/x\n1:cpu:/machine/qemu-5-isobench-a.libvirt-qemu/emulator\n0::/\n"
     assert _domain_cgroup(v1, "cpu") == "/machine/qemu-5-isobench-a.libvirt-qemu"

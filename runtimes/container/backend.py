@@ -156,7 +156,7 @@ class ContainerBackend(Backend):
             if self._rootfs is None:
                 rootfs.inputs()
             if cgroups.version() == 1:
-                Cgroup._v1_dirs(f"{init.INIT_COMM}-probe")  # raises when a controller is not mounted
+                cgroups.parent_dirs(1)  # raises when a controller is not mounted
         except (rootfs.RootfsError, CgroupError) as e:
             return str(e)
         if self.device_rules is not None and cgroups.version() == 1 and devices_mod.DeviceCgroup.hierarchy() is None:

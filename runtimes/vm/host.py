@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from runtimes import cgroups
 from runtimes.vm import reaper
 
 DEFAULT_URI = "qemu:///system"
@@ -42,14 +43,10 @@ def uri() -> str:
 def _own_cgroup(controller: str, text: str | None = None) -> tuple[int, str] | None:
     """(hierarchy version, path) of this process in ``controller``'s hierarchy."""
     text = text if text is not None else Path("/proc/self/cgroup").read_text()
-    unified = None
-    for line in text.splitlines():
-        hid, ctrls, path = line.split(":", 2)
-        if controller in ctrls.split(","):
-            return 1, path
-        if hid == "0" and ctrls == "":
-            unified = path
-    return (2, unified) if unified is not None else None
+    paths = cgroups.paths_by_controller(cgroups.parse_proc_cgroup(text))
+    if controller in paths:
+        return 1, paths[controller]
+    return (2, paths[""]) if "" in paths else None
 
 
 def memory_controller_needs_excluding(proc_self_cgroup: str | None = None) -> bool:
