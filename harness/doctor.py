@@ -25,6 +25,9 @@ SYSTEM_PACKAGES = [
     "qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients", "libvirt-dev",
     "linux-image-amd64", "runc", "crun",
     "python3-venv", "python3-dev", "gcc", "pkg-config", "git",
+    # the container's seccomp filter is compiled by libseccomp (PyPI pyseccomp binds it); the
+    # hardening tests build a static probe (gcc -static needs libc6-dev's libc.a)
+    "libseccomp2", "libc6-dev",
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -62,6 +65,10 @@ def _debian_package_missing(pkg: str) -> bool:
         return subprocess.run(["python3", "-c", "import ensurepip"], capture_output=True).returncode != 0
     if pkg == "python3-dev":
         return not list(Path("/usr/include").glob("python3*/Python.h"))
+    if pkg == "libseccomp2":
+        return not list(Path("/usr/lib").glob("*/libseccomp.so.2")) and not Path("/usr/lib/libseccomp.so.2").exists()
+    if pkg == "libc6-dev":
+        return not list(Path("/usr/lib").glob("*/libc.a")) and not Path("/usr/lib/libc.a").exists()
     return False
 
 

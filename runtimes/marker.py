@@ -19,7 +19,6 @@ from collections.abc import Callable
 from runtimes.base import BackendError, InstanceTimeout, now_ns
 from runtimes.workloads import parse_marker_line
 
-
 #: longest line kept (marker lines are a few dozen bytes; a console line a few hundred)
 MAX_LINE = 64 * 1024
 
@@ -36,6 +35,8 @@ class MarkerChannel:
         self._partial = b""
         #: set when the stream broke the line cap; from then on nothing is kept
         self.error: str | None = None
+        #: bytes read and thrown away after that
+        self.discarded = 0
         self._log = log
         self._thread: threading.Thread | None = None
 
@@ -43,10 +44,12 @@ class MarkerChannel:
         """Hand over the next chunk of the stream; timestamps what completes a line."""
         t = now_ns()
         if self.error is not None:
-            return  # drained, not kept
+            self.discarded += len(data)  # drained, not kept
+            return
         self._partial += data
         *lines, self._partial = self._partial.split(b"\n")
         if len(self._partial) > MAX_LINE or any(len(raw) > MAX_LINE for raw in lines):
+            self.discarded += len(self._partial) + sum(len(raw) for raw in lines)
             self._partial = b""
             self.error = (f"the marker channel received a line longer than {MAX_LINE} bytes (output without "
                           f"newlines?); it is drained and ignored from here on")

@@ -319,9 +319,9 @@ def test_namespaces_seen_from_the_host_and_no_mount_on_the_host(backend, run_id,
         assert inst.wait(10) == -signal.SIGKILL
     t = inst.times
     assert t.t_launch < t.t_ready <= t.t_exit <= t.t_clean  # type: ignore[operator]
-    assert list(t.phases)[:2] == ["cgroup_create", "clone"] and t.phases["exec"] > 0
-    assert set(t.phases) == {"cgroup_create", "clone", "unshare", "mounts", "net", "cgroup_attach",
-                             "security", "exec"}
+    assert list(t.phases)[:3] == ["cgroup_create", "devices", "clone"] and t.phases["exec"] > 0
+    assert set(t.phases) == {"cgroup_create", "devices", "clone", "unshare", "mounts", "net", "cgroup_attach",
+                             "security", "seccomp", "exec"}
 
 
 # -- exit status, output, errors ------------------------------------------------------------------

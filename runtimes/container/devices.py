@@ -20,15 +20,15 @@ wall, and the one runc/crun build.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups
-from runtimes.base import PREFIX
-from runtimes.cgroups import CgroupError
+from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.cgroups.files import write
+from runtimes.naming import PREFIX
 
 WILDCARD = -1
 
@@ -88,19 +88,19 @@ def allows(rules: tuple[Rule, ...], kind: str, major: int, minor: int, access: s
 
 
 class DeviceCgroup:
-    """cgroup v1: the instance's directory in the ``devices`` hierarchy, below our own."""
+    """cgroup v1: the instance's directory in the ``devices`` hierarchy, below our own.
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.removed = False
+    Processes, kill and removal (sub-cgroups too, deepest first) are the cgroups
+    package's, through ``Cgroup.wrap``."""
+
+    def __init__(self, cgroup: Cgroup):
+        self.cgroup = cgroup
+        self.path = cgroup.dirs["devices"]
 
     @staticmethod
     def hierarchy() -> Path | None:
         """Our own cgroup in the v1 ``devices`` hierarchy (None when it is not mounted)."""
-        for m in cgroups._mounts():  # noqa: SLF001 - the cgroups package's mount table
-            if m.version == 1 and "devices" in m.controllers:
-                return m.path / cgroups.own_paths().get("devices", "/").lstrip("/")
-        return None
+        return cgroups.host_dir("devices", cgroups.own_paths().get("devices", "/"))
 
     @classmethod
     def create(cls, name: str, rules: tuple[Rule, ...] = DEFAULT_RULES) -> DeviceCgroup:
@@ -116,7 +116,7 @@ class DeviceCgroup:
             raise CgroupError(f"cgroup {d} already exists (a leftover? `isobench cleanup` removes those)") from None
         except OSError as e:
             raise CgroupError(f"cannot create {d}: {e.strerror}") from e
-        dev = cls(d)
+        dev = cls(Cgroup.wrap(name, {"devices": d}))
         try:
             dev.apply(rules)
         except BaseException:
@@ -126,37 +126,18 @@ class DeviceCgroup:
 
     def apply(self, rules: tuple[Rule, ...]) -> None:
         for r in rules:
-            f = self.path / ("devices.allow" if r.allow else "devices.deny")
-            try:
-                f.write_text(r.v1())
-            except OSError as e:
-                raise CgroupError(f"cannot write {r.v1()!r} to {f}: {e.strerror}") from e
-
-    def procs_files(self) -> list[Path]:
-        return [self.path / "cgroup.procs"]
+            write(self.path / ("devices.allow" if r.allow else "devices.deny"), r.v1())
 
     def attach(self, pid: int) -> None:
-        try:
-            (self.path / "cgroup.procs").write_text(str(pid))
-        except OSError as e:
-            raise CgroupError(f"cannot join {self.path}: {e.strerror}") from e
+        self.cgroup.attach(pid)
 
     def pids(self) -> list[int]:
-        with contextlib.suppress(OSError):
-            return sorted(int(p) for p in (self.path / "cgroup.procs").read_text().split())
-        return []
+        return self.cgroup.pids()
 
     def listing(self) -> list[str]:
         """``devices.list`` as the kernel reports it."""
         return (self.path / "devices.list").read_text().split("\n")[:-1]
 
     def remove(self) -> None:
-        """Kill what is left (also in sub-directories), remove deepest first; idempotent."""
-        if self.removed:
-            return
-        if self.path.exists():
-            subdirs = [Path(top) / d for top, dirs, _ in os.walk(self.path) for d in dirs]
-            for d in sorted(subdirs, key=lambda p: -len(p.parts)) + [self.path]:
-                with contextlib.suppress(FileNotFoundError):
-                    cgroups.remove_dir(d)
-        self.removed = True
+        """Kill what is left (also in sub-cgroups), remove deepest first; idempotent."""
+        self.cgroup.remove()
