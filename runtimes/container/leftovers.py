@@ -19,6 +19,7 @@ from pathlib import Path
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX
 from runtimes.container.init import INIT_COMM, INSTANCE_ENV
+from runtimes.container.zygote_server import ZYGOTE_COMM
 
 NETNS_DIR = Path("/run/netns")
 
@@ -67,6 +68,14 @@ def container_inits(run_id: str | None = None) -> list[tuple[int, str]]:
     return found
 
 
+def orphaned_zygotes() -> list[int]:
+    """Zygotes whose harness is gone (reparented to PID 1).  They die with their harness
+    (parent-death signal, EOF on their socket), so finding one means that failed."""
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+            and (st := _status(pid)).get("Name") == ZYGOTE_COMM and st.get("PPid") == "1"
+            and not st.get("State", "").startswith("Z")]
+
+
 def _kill(pid: int, timeout: float = 5.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
@@ -89,12 +98,15 @@ def host_mounts(run_id: str | None = None) -> list[str]:
 
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
-    """Kill leftover container inits, unmount stray isobench mounts, remove isobench netns.
+    """Kill orphaned zygotes and leftover container inits, unmount stray isobench mounts, remove isobench netns.
 
     Returns one line per thing removed.  Cgroups are left to
     ``runtimes.cgroups.find_leftovers()``/``remove_dir`` (they are empty once the inits are gone).
     """
     removed = []
+    for pid in orphaned_zygotes():  # not per run: an orphan serves no run any more
+        _kill(pid)
+        removed.append(f"process {pid} ({ZYGOTE_COMM} of a harness that is gone)")
     for pid, instance in container_inits(run_id):
         _kill(pid)
         removed.append(f"process {pid} (PID 1 of container {instance})")
