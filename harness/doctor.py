@@ -25,6 +25,7 @@ SYSTEM_PACKAGES = [
     "qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients", "libvirt-dev",
     "linux-image-amd64", "runc", "crun",
     "python3-venv", "python3-dev", "gcc", "pkg-config", "git",
+    "chromium",  # the report tests render report.html as a reader's browser does (headless)
     # the container's seccomp filter is compiled by libseccomp (PyPI pyseccomp binds it); the
     # hardening tests build a static probe (gcc -static needs libc6-dev's libc.a)
     "libseccomp2", "libc6-dev",
@@ -37,6 +38,7 @@ PACKAGE_PROBES = {
     "libvirt-daemon-system": "/usr/sbin/libvirtd", "libvirt-clients": "/usr/bin/virsh",
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
+    "chromium": "/usr/bin/chromium",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 
@@ -129,11 +131,11 @@ def check_kvm(probe: bool) -> Check:
     if not probe:
         return Check("kvm", True, "/dev/kvm present (boot probe skipped)")
     try:
-        from runtimes.vm import accel
+        from runtimes.vm import backend as vm_backend
     except ImportError as e:
         return Check("kvm", False, f"cannot probe: {e}", "pip install libvirt-python", essential=False)
     try:
-        verdict = accel.probe()
+        verdict = vm_backend.accel_verdict()
     except Exception as e:  # the probe talks to libvirt; any failure is a finding, not a crash
         return Check("kvm", False, f"probe failed: {e}", "isobench doctor --fix", essential=False)
     usable = verdict.accel == "kvm"
@@ -170,8 +172,10 @@ def check_kernel() -> Check:
 
 
 def check_oci() -> Check:
-    found = [r for r in ("runc", "crun") if shutil.which(r)]
-    missing = [r for r in ("runc", "crun") if r not in found]
+    from runtimes.oci import RUNTIMES, find_runtime  # the lookup the oci backends use
+
+    found = [r for r in RUNTIMES if find_runtime(r)]
+    missing = [r for r in RUNTIMES if r not in found]
     return Check("oci runtimes", not missing, ", ".join(found) or "none",
                  f"apt-get install {' '.join(missing)}", essential=False)
 

@@ -19,7 +19,7 @@ REGISTRY: dict[str, str] = {
     "vm": "runtimes.vm.backend:VmBackend",
     "oci:runc": "runtimes.oci:OciBackend",
     "oci:crun": "runtimes.oci:OciBackend",
-    "qemu": "runtimes.qemu:QemuBackend",
+    "qemu": "runtimes.vm.qemu:QemuBackend",
 }
 
 

@@ -157,8 +157,13 @@ class Backend(abc.ABC):
     def launch(self, spec: LaunchSpec) -> Instance:
         """Start the workload; returns as soon as it is launched (not ready)."""
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to prepare
+        """The explicit host step before any sample (the runner and doctor call it): what is
+        slow or has side effects (an accelerator probe boot, guest images) happens here."""
+
     def metadata(self) -> dict[str, Any]:
-        """Facts recorded in the manifest for this backend (versions, accelerator...)."""
+        """Facts recorded in the manifest for this backend (versions, accelerator...); only
+        reports, never probes: what ``prepare()`` found."""
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing

@@ -290,7 +290,7 @@ def test_rewrite_controllers_is_idempotent():
 
 def test_configure_libvirt_edits_a_config_once(tmp_path, monkeypatch):
     monkeypatch.setattr(host, "memory_controller_needs_excluding", lambda *a: True)
-    monkeypatch.setattr(host, "_daemon_running", lambda name: False)
+    monkeypatch.setattr(host, "daemon_running", lambda name: False)
     conf = tmp_path / "qemu.conf"
     conf.write_text('#cgroup_controllers = [ "cpu", "devices", "memory" ]\n')
     assert len(host.configure_libvirt(conf)) == 1

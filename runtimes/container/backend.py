@@ -44,13 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ChildProcess, ProcessInstance, close_log, launching, open_log
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps, devfilter, hardening, init, mounts, namespaces
 from runtimes.container import devices as devices_mod
 from runtimes.container import seccomp as seccomp_mod
 from runtimes.container.zygote import Zygote
+from runtimes.process import ChildProcess, ProcessInstance, close_log, launching, open_log
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ProcessInstance, close_log, launching, open_log
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps as container_caps
 from runtimes.container import seccomp as container_seccomp
 from runtimes.oci import bundle, view
+from runtimes.process import ProcessInstance, close_log, launching, open_log
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from runtimes import cgroups
 from runtimes import syscalls as sc
-from runtimes.bare import kill_and_reap
 from runtimes.cgroups import Hierarchy, hierarchies
 from runtimes.naming import PREFIX
+from runtimes.process import kill_and_reap
 from runtimes.wait import wait_until
 
 __all__ = ["Hierarchy", "Holder", "View", "hierarchies", "make"]

@@ -55,6 +55,7 @@ from runtimes.vm.connection import open_connection, version_string
 from runtimes.vm.guest import GuestBackend, GuestInstance
 from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, validate
 from runtimes.vm.machine_cgroup import cpu_usage
+from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
 
 _GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
@@ -180,19 +181,19 @@ class VmInstance(GuestInstance):
         """Until libvirt no longer knows the domain and its QEMU has exited."""
         if self.dom is None:
             return
-        deadline = time.monotonic() + timeout
-        while True:
+        dom = self.dom
+
+        def gone() -> bool:
             try:
-                active = self.dom.isActive()
+                active = dom.isActive()
             except libvirt.libvirtError as e:
                 if not _gone(e):
                     raise
                 active = False
-            if not active and not self.processes():
-                return
-            if time.monotonic() > deadline:
-                raise BackendError(f"{self.name}: domain or QEMU still there {timeout:g} s after destroy")
-            time.sleep(0.002)
+            return not active and not self.processes()
+
+        if not wait_until(gone, timeout, interval=0.002):
+            raise BackendError(f"{self.name}: domain or QEMU still there {timeout:g} s after destroy")
 
     def _close_console(self) -> None:
         if self._reader is not None:
@@ -338,16 +339,13 @@ class VmBackend(GuestBackend):
         return inst
 
     def metadata(self) -> dict[str, Any]:
-        v = self.verdict()
-        guest = self.guest_metadata()
+        v = self._verdict  # what prepare() found: no probe here
         conn = self._connection()
         return {
-            "accel": v.accel,
-            "accel_reason": v.reason,
-            "accel_probe_s": v.probe_s,
+            **({"accel": v.accel, "accel_reason": v.reason, "accel_probe_s": v.probe_s} if v else {}),
             "libvirt": version_string(conn.getLibVersion()),
             "qemu": version_string(conn.getVersion()),
-            **guest,
+            **self.guest_metadata(),
             "uri": self.uri,
         }
 
@@ -367,3 +365,12 @@ class VmBackend(GuestBackend):
                     conn.close()
                 self._callback = None
                 atexit.unregister(self.close)
+
+
+def accel_verdict(refresh: bool = False) -> accelerator.Verdict:
+    """The verdict the ``vm`` backend uses on this host, probing when none is cached (doctor)."""
+    backend = VmBackend(reprobe=refresh)
+    try:
+        return backend.verdict()
+    finally:
+        backend.close()
