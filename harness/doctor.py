@@ -26,6 +26,9 @@ SYSTEM_PACKAGES = [
     "linux-image-amd64", "runc", "crun",
     "python3-venv", "python3-dev", "gcc", "pkg-config", "git",
     "chromium",  # the report tests render report.html as a reader's browser does (headless)
+    # the container's seccomp filter is compiled by libseccomp (PyPI pyseccomp binds it); the
+    # hardening tests build a static probe (gcc -static needs libc6-dev's libc.a)
+    "libseccomp2", "libc6-dev",
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -64,6 +67,10 @@ def _debian_package_missing(pkg: str) -> bool:
         return subprocess.run(["python3", "-c", "import ensurepip"], capture_output=True).returncode != 0
     if pkg == "python3-dev":
         return not list(Path("/usr/include").glob("python3*/Python.h"))
+    if pkg == "libseccomp2":
+        return not list(Path("/usr/lib").glob("*/libseccomp.so.2")) and not Path("/usr/lib/libseccomp.so.2").exists()
+    if pkg == "libc6-dev":
+        return not list(Path("/usr/lib").glob("*/libc.a")) and not Path("/usr/lib/libc.a").exists()
     return False
 
 
