@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -59,13 +60,15 @@ def test_v1_mode_mounts_each_hierarchy_and_says_which_failed() -> None:
 def test_the_vng_command_line() -> None:
     g = guest.Guest(Path("/boot/vmlinuz-x"), accel="tcg", cpus=2, memory_mib=512, rw_dirs=(Path("/r"),),
                     cached_paths=("/usr",))
-    argv = guest.argv(g, "isobench-guest-a", "true", vng="vng")
-    assert argv[:3] == ["vng", "-r", "/boot/vmlinuz-x"] and "--disable-kvm" in argv
+    argv = guest.argv(g, "isobench-guest-a", Path("/tmp/isobench-guest-a/script.sh"), vng="vng")
+    assert argv[:4] == ["vng", "-v", "-r", "/boot/vmlinuz-x"] and "--disable-kvm" in argv
     assert argv[argv.index("--rwdir") + 1] == "/r" and argv[argv.index("--name") + 1] == "isobench-guest-a"
-    script = argv[-1]
-    assert "cache=loose" in script and "mount --bind /run/isobench-root/usr /usr" in script
-    assert script.endswith("true")
-    assert "--disable-kvm" not in guest.argv(guest.Guest(Path("/k"), accel="kvm"), "n", "true")
+    # the script is a file: vng puts --exec on the kernel command line, limited to 2 KiB
+    assert argv[-2:] == ["--exec", "sh /tmp/isobench-guest-a/script.sh"]
+    assert "mount_tag=cachedroot" in " ".join(argv)
+    prelude = guest.cached_prelude(("/usr",))
+    assert "cache=loose" in prelude and "mount --bind /run/cachedroot/usr /usr" in prelude
+    assert "--disable-kvm" not in guest.argv(guest.Guest(Path("/k"), accel="kvm"), "n", Path("/s"))
     with pytest.raises(ValueError):
         guest.Guest(Path("/k"), accel="hvf")
 
@@ -96,3 +99,47 @@ def test_cleanup_removes_only_directories_of_dead_harnesses(tmp_path) -> None:
     live.mkdir()
     assert leftovers.stale_dirs("runA", tmp_path) == [stale]
     assert leftovers.stale_dirs("runB", tmp_path) == []
+
+
+# -- reports over cells (synthetic run directories annotated as a matrix does) ----------------
+def _cells(tmp_path: Path) -> Path:
+    from harness.matrix import cells
+    from tests import synth
+
+    out = tmp_path / "m"
+    out.mkdir()
+    done = []
+    for i, (k, mode) in enumerate([("6.1", "v1"), ("6.12", "v2")]):
+        kern = kernels.Kernel(k, Path(f"/k/vmlinuz-{k}"), f"{k}.0-test", "installed")
+        spec = cells.CellSpec(kern, mode, "tcg", "KVM unusable")
+        run = synth.make_run(out, hostname=f"isobench-guest-{i}", kernel=kern.release, backends=("bare", "container"),
+                             measurements=("startup", "cpu_quota", "mem_limit", "pids_limit"), reps=3, seed=i,
+                             run_id=f"m-{spec.name}")
+        cells.annotate(run, spec, {"hostname": "physical"}, [f"v1 memory: {'mounted' if k == '6.1' else 'not available'}"])
+        done.append(cells.CellResult(spec.name, k, mode, "tcg", "completed", run_dir=run.name, seconds=10.0,
+                                     samples={"ok": 1}))
+    cells.write_summary(out, done, {"matrix_id": "m"})
+    return out
+
+
+def test_a_report_over_cells_splits_series_by_kernel_and_cgroup_and_keeps_emulated_startup_out(tmp_path) -> None:
+    from harness.report import model
+
+    out = _cells(tmp_path)
+    data = model.load(sorted(p for p in out.iterdir() if p.is_dir()))
+    assert data.split == "cell"
+    labels = set(data.rows["series"])
+    assert "bare (TCG, emulated) @ 6.1 cgroup v1" in labels and "container (TCG, emulated) @ 6.12 cgroup v2" in labels
+    assert data.of("startup").empty  # timed under emulation inside a guest: not charted
+    assert not data.of("cpu_quota").empty
+    m = json.loads((out / "m-6.1-v1" / "manifest.json").read_text())
+    assert m["guest"]["cgroup_mode"] == "v1" and m["guest"]["accel"] == "tcg" and m["guest_of"] == {"hostname": "physical"}
+
+
+def test_the_matrix_page_lists_cells_enforcement_and_the_cpu_chart(tmp_path) -> None:
+    from harness.matrix import summary
+
+    out = _cells(tmp_path)
+    page = summary.write(out).read_text()
+    assert "| 6.1-v1" in page and "| 6.12-v2" in page and "emulated" in page
+    assert "cpu_ratio (quota limits)" in page and (out / "cpu_ratio_by_cell.png").is_file()

@@ -101,8 +101,7 @@ def main(args: argparse.Namespace) -> int:
         print(out)
         return 130
     cells.write_summary(out, done, {**meta, "status": "completed", "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    if args.report:
-        _report(out, done)
+    _pages(out, done, args.report)
     print(out)
     return 0 if all(r.status == "completed" for r in done) else 1
 
@@ -124,9 +123,13 @@ def _parallel(one: Callable[[int, Any], Any], specs: list[Any], jobs: int) -> No
         pool.shutdown(wait=True)
 
 
-def _report(out: Path, done: list) -> None:
-    from harness import report
+def _pages(out: Path, done: list[Any], full_report: bool) -> None:
+    """matrix.md (cells, enforcement per cell, CPU chart); with --report the merged report too."""
+    from harness.matrix import summary
 
+    print(f"matrix: summary {summary.write(out)}", flush=True)
     run_dirs = [out / r.run_dir for r in done if r.run_dir]
-    if run_dirs:
+    if full_report and run_dirs:
+        from harness import report
+
         print(f"matrix: report {report.build(run_dirs, out / 'report')}", flush=True)

@@ -17,7 +17,9 @@ in, so:
   ``guest-cgroup.txt``; the harness then refuses samples that need it, with
   that reason.
 
-Shell, not Python: a Python start costs seconds inside an emulated guest.
+Shell, not Python: a Python start costs seconds inside an emulated guest.  The mounts carry
+the usual names (cgroup, cgroup2), not ``isobench``: they belong to the guest, and the
+harness inside must not take them for its own leftovers.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def prelude(mode: str, report: str | None = None) -> str:
     if mode == "v2":
         return _V2.format(scope=SCOPE, out=out)
     mounts = "\n".join(
-        f"mkdir -p $cg/{d} && if mount -t cgroup -o {o} isobench-{o.replace(',', '-')} $cg/{d} 2>/dev/null; "
+        f"mkdir -p $cg/{d} && if mount -t cgroup -o {o} cgroup $cg/{d} 2>/dev/null; "
         f"then echo 'v1 {o}: mounted' >> {out}; "
         f"else rmdir $cg/{d}; echo 'v1 {o}: not available' >> {out}; "
         f"echo 'isobench-guest: v1 {o}: not available' >&2; fi"
@@ -59,8 +61,8 @@ mkdir -p $cg/{scope} && echo $$ > $cg/{scope}/cgroup.procs
 
 _V1 = """cg=/sys/fs/cgroup
 echo 'cgroup v1' > {out}
-umount $cg && mount -t tmpfs -o mode=755 isobench-cgroup $cg
+umount $cg && mount -t tmpfs -o mode=755 cgroup_root $cg
 {mounts}
 {links}
-mkdir -p $cg/unified && mount -t cgroup2 isobench-unified $cg/unified
+mkdir -p $cg/unified && mount -t cgroup2 cgroup2 $cg/unified
 """

@@ -45,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run directories (results/<run-id>); several are merged into one comparison")
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (default: reports/<run-id>, or reports/compare-<ids> for several runs)")
-    p.add_argument("--by", choices=("auto", "host", "kernel", "run", "none"), default="auto",
-                   help="how to tell series of several runs apart (default auto: by host if hosts differ, "
+    p.add_argument("--by", choices=("auto", "cell", "host", "kernel", "run", "none"), default="auto",
+                   help="how to tell series of several runs apart (default auto: by kernel × cgroup cell for "
+                        "isobench matrix runs, else by host if hosts differ, "
                         "else by kernel if kernels differ, else merged)")
 
 
