@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
+from runtimes.declaration import Declaration
 from runtimes.marker import MarkerChannel
 from runtimes.workloads import BUSYBOX, MARKER_FD
 
@@ -213,6 +212,8 @@ class ProcessInstance(Instance):
             return self.cgroup.pids()
         if self.proc is None or self.proc.poll() is not None:
             return []
+        import psutil  # not at module level: the declaration below is read by stdlib-only code
+
         try:
             root = psutil.Process(self.proc.pid)
             return [root.pid] + [c.pid for c in root.children(recursive=True)]
@@ -277,3 +278,12 @@ class BareBackend(Backend):
 
     def metadata(self) -> dict[str, Any]:
         return {"busybox": os.path.realpath(BUSYBOX)}
+
+
+DECLARATION = Declaration(
+    name="bare",
+    factory="runtimes.bare:BareBackend",
+    label="fork/exec on the host",
+    colour="#555555",
+    memory_reference=True,
+)

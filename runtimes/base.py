@@ -1,4 +1,4 @@
-"""The contract every backend implements (bare, container, vm, oci:*, qemu).
+"""The contract every backend implements (see ``runtimes.REGISTRY`` for the backends).
 
 A backend is a small object with a ``name``, an ``available()`` that explains
 itself when it cannot run here, and ``launch(spec)`` that returns an
@@ -161,14 +161,11 @@ class Instance(abc.ABC):
 
 
 class Backend(abc.ABC):
+    """A backend's code; what it *is* (options, capabilities, colour) is its
+    :class:`~runtimes.declaration.Declaration`, found by ``runtimes.declaration(name)``."""
+
     #: the name users type (``--backends``) and rows carry
     name: str
-    #: short words on how limits are enforced, recorded beside enforcement rows
-    enforcement: Mapping[str, str] = {
-        "cpu": "cgroup cpu quota",
-        "memory": "cgroup memory limit",
-        "pids": "cgroup pids limit",
-    }
 
     @abc.abstractmethod
     def available(self) -> str | None:
@@ -178,9 +175,20 @@ class Backend(abc.ABC):
     def launch(self, spec: LaunchSpec) -> Instance:
         """Start the workload; returns as soon as it is launched (not ready)."""
 
+    def prepare(self) -> None:  # noqa: B027 - optional step, most backends need none
+        """Expensive one-off work before the first sample (e.g. probing the accelerator by
+        booting a guest).  The runner and ``doctor`` call it explicitly, after ``available()``;
+        ``metadata()`` must not do such work as a side effect."""
+
     def metadata(self) -> dict[str, Any]:
         """Facts recorded in the manifest for this backend (versions, accelerator...)."""
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
-        """Release backend-wide resources (connections) at the end of a run."""
+        """Release backend-wide resources (connections) at the end of a run; idempotent."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
