@@ -104,11 +104,11 @@ def open_backends(names: list[str], skip_unavailable: bool, stack: contextlib.Ex
     return backends
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+def _progress(total: int, enabled: bool | None) -> Any:
+    """A bar on a terminal, a line every 10 s without one (CI logs), nothing when disabled."""
+    from harness import progress
 
-    return tqdm(total=total, unit="sample", disable=not enabled, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    return progress.reporter(total, enabled)
 
 
 def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None = None,
@@ -119,11 +119,10 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
         cgroups.prepare()
     with contextlib.ExitStack() as stack:
         backends = open_backends(names, skip_unavailable, stack)
-        return _run(scenario, results_dir, backends, sys.stderr.isatty() if progress is None else progress,
-                    run_id, stack)
+        return _run(scenario, results_dir, backends, progress, run_id, stack)
 
 
-def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool,
+def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
          run_id: str | None, stack: contextlib.ExitStack) -> Path:
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}

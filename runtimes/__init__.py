@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "bare": "runtimes.bare:DECLARATION",
     "unshare": "runtimes.unshare:DECLARATION",
     "container": "runtimes.container:DECLARATION",
+    "container:cold": "runtimes.container:COLD",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
     "vm": "runtimes.vm:DECLARATION",

@@ -25,6 +25,14 @@ DECLARATION = Declaration(
     floor_compared=True,
     sweep="runtimes.container.leftovers:cleanup_leftovers",
 )
+#: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
+COLD = Declaration(
+    name="container:cold",
+    factory="runtimes.container.backend:ColdContainerBackend",
+    label="isobench's own runtime, launch helper started in every launch (cold)",
+    colour="#332288",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+)
 
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
@@ -34,4 +42,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["DECLARATION", "cleanup_leftovers"]
+__all__ = ["COLD", "DECLARATION", "cleanup_leftovers"]

@@ -3,7 +3,8 @@
 ``OciBackend(name="oci:runc" | "oci:crun")`` runs the same workload rootfs with
 the same namespaces, mounts and limits through the runtime's CLI;
 ``cleanup_leftovers(run_id)`` removes what a crashed run left in the runtimes'
-state roots.  See ``runtimes.oci.backend`` (launching), ``runtimes.oci.bundle``
+state roots; ``find_runtime(name)`` is the one lookup of a runtime's binary
+(doctor's too).  See ``runtimes.oci.backend`` (launching), ``runtimes.oci.bundle``
 (config.json) and ``runtimes.oci.view`` (where the cgroups land).
 
 Importing this package imports only the two declarations (standard library);
@@ -33,7 +34,7 @@ def _declare(runtime: str, colour: str) -> Declaration:
 RUNC = _declare("runc", "#009E73")
 CRUN = _declare("crun", "#CC79A7")
 
-_LAZY = ("RUNTIMES", "OciBackend", "OciInstance", "cleanup_leftovers")
+_LAZY = ("RUNTIMES", "OciBackend", "OciInstance", "cleanup_leftovers", "find_runtime")
 
 
 def __getattr__(name: str) -> Any:

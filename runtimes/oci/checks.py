@@ -6,8 +6,8 @@ from runtimes.declaration import Check
 
 
 def checks(probe: bool = True) -> list[Check]:
-    # the same lookup the backend uses (it also searches /usr/sbin, where Debian puts runc)
-    from runtimes.oci.backend import RUNTIMES, find_runtime
+    # the one lookup the backends use too (it also searches /usr/sbin, where Debian puts runc)
+    from runtimes.oci import RUNTIMES, find_runtime
 
     found = [r for r in RUNTIMES if find_runtime(r)]
     missing = [r for r in RUNTIMES if r not in found]

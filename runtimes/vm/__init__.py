@@ -42,7 +42,7 @@ DECLARATION = Declaration(
 )
 QEMU = Declaration(
     name="qemu",
-    factory="runtimes.qemu:QemuBackend",
+    factory="runtimes.vm.qemu:QemuBackend",
     label="the same guest, QEMU started directly (no libvirt)",
     colour="#E69F00",
     options=_guest_options(),
@@ -50,7 +50,7 @@ QEMU = Declaration(
     peer_of="vm",
     enforcement={"cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
                  "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
-    sweep="runtimes.qemu:cleanup_leftovers",
+    sweep="runtimes.vm.qemu:cleanup_leftovers",
     doctor="runtimes.vm.checks:checks",
     tools=_TOOLS,
 )
