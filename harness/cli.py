@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--memory", type=int, metavar="MIB", help="memory limit in MiB")
     e.add_argument("--pids", type=int, help="pids limit")
     e.add_argument("--timeout", type=float, default=None, help="kill after this many seconds")
+    e.add_argument("--seccomp", metavar="PROFILE", default=None,
+                   help="container/oci backends: default (Docker's profile), unconfined, or a profile JSON file")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS…")
     e.set_defaults(func=cmd_exec)
 
@@ -110,7 +112,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise UserError("exec: no command given (usage: isobench exec --backend B -- CMD ARGS…)")
     return execute.run(args.backend, argv, cpus=args.cpus, period_ms=args.period_ms,
-                       memory=args.memory, pids=args.pids, timeout=args.timeout)
+                       memory=args.memory, pids=args.pids, timeout=args.timeout, seccomp=args.seccomp)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,6 +182,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list metrics without a better direction (counts set by the case)")
 
@@ -211,4 +213,13 @@ def main(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"isobench compare: cannot write {args.markdown}: {e.strerror}", file=sys.stderr)
             return 2
+    from harness.report import compare_page
+
+    out = getattr(args, "out", None) or compare_page.default_out(args.base, args.new)
+    try:
+        page = compare_page.write(rows, args.base.name, args.new.name, text, out)
+        print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
+    except OSError as e:
+        print(f"isobench compare: cannot write the page under {out}: {e.strerror}", file=sys.stderr)
+        return 2
     return 1 if any(r.verdict == "regression" for r in rows) else 0

@@ -570,6 +570,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, required=True, metavar="FILE",
                    help="bounds file (e.g. baselines/enforcement.toml)")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write one JUnit testcase per check to FILE")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where validate.html/validate.md go (default: reports/validate-<run-id>)")
     p.add_argument("--update-baseline", action="store_true",
                    help="write a baseline derived from this run to --baseline instead of checking")
 
@@ -610,6 +612,16 @@ def main(args: argparse.Namespace) -> int:
     skipped = sum(c.outcome == "skipped" for c in checks)
     print(f"validate: {len(checks)} checks, {len(checks) - failed - missing - skipped} passed, {failed} failed, "
           f"{missing} missing, {skipped} skipped ({args.baseline})")
+    from harness.report import validate_page
+
+    out = getattr(args, "out", None) or validate_page.default_out(args.run_dir)
+    try:
+        page = validate_page.write(checks, str(manifest.get("run_id", args.run_dir.name)), str(args.baseline), out,
+                                   [busy] if busy else [])
+        print(f"validate: page {page}")
+    except OSError as e:
+        print(f"isobench validate: cannot write the page under {out}: {e.strerror}", file=sys.stderr)
+        return 2
     if args.junit:
         try:
             args.junit.parent.mkdir(parents=True, exist_ok=True)

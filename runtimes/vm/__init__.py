@@ -2,8 +2,11 @@
 
 ``image`` builds the guest's initramfs from the workload rootfs, ``machine``
 describes the guest in neutral terms (libvirt XML in ``domain``, a QEMU argv
-elsewhere), ``accel`` decides between KVM and TCG, ``host`` sets libvirt up, and
-``backend`` runs instances.  Importing this package does not import libvirt.
+elsewhere), ``accel`` decides between KVM and TCG, ``host`` sets libvirt up,
+``guest`` holds what both guest backends share, ``backend`` runs instances through
+libvirt and ``qemu`` (the ``qemu`` backend) the same guest on QEMU directly;
+``machine_cgroup`` reads libvirt's cgroup of a domain.  Importing this package
+does not import libvirt.
 """
 
 from __future__ import annotations
