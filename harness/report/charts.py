@@ -116,7 +116,7 @@ def summary_rows(data: ReportData, measurement: str, metric: str | None = None) 
 
 def ordered_series(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     """(series, backend, split) in display order: by backend (the registry's order), then split."""
-    seen = {}
+    seen: dict[str, tuple[str, Any]] = {}
     for s, b, sp in zip(df["series"], df["backend"], df["split"], strict=True):
         seen.setdefault(s, (str(b), sp))
     return sorted(((s, b, sp) for s, (b, sp) in seen.items()),
