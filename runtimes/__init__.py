@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "unshare": "runtimes.unshare:UnshareBackend",
     "container": "runtimes.container.backend:ContainerBackend",
     "container:cold": "runtimes.container.backend:ColdContainerBackend",
+    "container:unconfined": "runtimes.container.unconfined:UnconfinedContainerBackend",
     "vm": "runtimes.vm.backend:VmBackend",
     "oci:runc": "runtimes.oci:OciBackend",
     "oci:crun": "runtimes.oci:OciBackend",
