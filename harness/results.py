@@ -56,6 +56,11 @@ class Sample:
     accel: str | None = None  # kvm | tcg for VM backends
     note: str | None = None  # e.g. how a backend enforced a limit differently
     case: str = ""  # stable id of the matrix cell (measurement/workload/params)
+    #: where in the run the step ran (0-based), what ran just before it, and the host's state
+    #: at its launch (load1, steal_pct, psi_cpu_some_avg10, harness_rss_mib): see harness.schedule
+    position: int | None = None
+    predecessor: str | None = None
+    conditions: Mapping[str, float] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -193,6 +198,11 @@ def load(*run_dirs: Path | str) -> pd.DataFrame:
         params = pd.json_normalize(df["params"].tolist()).add_prefix("param_")
         params.index = df.index
         df = pd.concat([df.drop(columns=["params"]), params], axis=1)
+        if "conditions" in df.columns:  # host state at launch, one cond_* column each
+            cond = pd.json_normalize([c if isinstance(c, dict) else {} for c in df["conditions"]])
+            cond = cond.add_prefix("cond_")
+            cond.index = df.index
+            df = pd.concat([df.drop(columns=["conditions"]), cond], axis=1)
         df["host"] = host.get("hostname", "")
         df["kernel"] = host.get("kernel", "")
         df["cgroup_version"] = host.get("cgroup", {}).get("version")
