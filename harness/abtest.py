@@ -28,10 +28,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
-from harness.stats import MIN_N_CI
+#: the smallest sample a verdict is given for; equals harness.stats.MIN_N_CI (a test checks), kept
+#: here so that `import harness.compare` stays light (no numpy/scipy for `isobench --help`)
+MIN_N_CI = 6
 
 REGRESSION, IMPROVEMENT, EQUIVALENT, INCONCLUSIVE = "regression", "improvement", "equivalent", "inconclusive"
 LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
@@ -67,6 +71,8 @@ def absolute(direction: str) -> bool:
 
 
 def _change(base: np.ndarray, new: np.ndarray, is_abs: bool, axis: int = -1) -> np.ndarray:
+    import numpy as np
+
     b, n = np.median(base, axis=axis), np.median(new, axis=axis)
     if is_abs:
         return np.asarray(n - b)
@@ -75,6 +81,8 @@ def _change(base: np.ndarray, new: np.ndarray, is_abs: bool, axis: int = -1) -> 
 
 
 def _prepare(runs: Sequence[Sequence[float]], direction: str) -> list[np.ndarray]:
+    import numpy as np
+
     out = []
     for r in runs:
         a = np.asarray([v for v in r if v is not None], dtype=float)
@@ -88,6 +96,8 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
             *, alpha: float = ALPHA, bootstraps: int = BOOTSTRAPS,
             seed: int = SEED) -> Effect:
     """The effect of one series, its interval and its p-value (see the module doc)."""
+    import numpy as np
+
     b_runs, n_runs = _prepare(base_runs, direction), _prepare(new_runs, direction)
     b = np.concatenate(b_runs) if b_runs else np.empty(0)
     n = np.concatenate(n_runs) if n_runs else np.empty(0)
@@ -119,6 +129,7 @@ def permutation_p(b: np.ndarray, n: np.ndarray) -> float:
     permutation test of the difference of medians was measured here to be much weaker (8 vs 8
     values, fully separated: p = 0.035).
     """
+    import numpy as np
     from scipy import stats
 
     if np.all(b == b[0]) and np.all(n == b[0]):
@@ -129,6 +140,7 @@ def permutation_p(b: np.ndarray, n: np.ndarray) -> float:
 def _bootstrap_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float, bootstraps: int,
                         seed: int) -> tuple[float, float]:
     """(1 - 2 alpha) interval of the change, both samples resampled (BCa; percentile where BCa cannot)."""
+    import numpy as np
     from scipy import stats
 
     if np.all(b == b[0]) and np.all(n == n[0]):
@@ -152,6 +164,8 @@ def _bootstrap_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float
 
 def _pooled_medians(runs: list[np.ndarray], draws: int, rng: np.random.Generator) -> np.ndarray:
     """Medians of ``draws`` two-level resamples: runs with replacement, then samples within each run."""
+    import numpy as np
+
     sizes = np.array([r.size for r in runs])
     width = int(sizes.max())
     padded = np.full((len(runs), width), np.nan)
@@ -166,6 +180,8 @@ def _pooled_medians(runs: list[np.ndarray], draws: int, rng: np.random.Generator
 
 def hierarchical_changes(b_runs: list[np.ndarray], n_runs: list[np.ndarray], is_abs: bool,
                          draws: int = BOOTSTRAPS, seed: int = SEED) -> np.ndarray:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     bm, nm = _pooled_medians(b_runs, draws, rng), _pooled_medians(n_runs, draws, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -176,6 +192,7 @@ def hierarchical_changes(b_runs: list[np.ndarray], n_runs: list[np.ndarray], is_
 def bootstrap_z_p(draws: np.ndarray) -> float:
     """Two-sided p of "no change" from a bootstrap distribution, through its normal approximation
     (a counted tail would stop at 1/draws, too coarse for a correction over fifty series)."""
+    import numpy as np
     from scipy import stats
 
     sd = float(np.std(draws))
@@ -188,6 +205,7 @@ def bootstrap_z_p(draws: np.ndarray) -> float:
 
 def adjust(pvalues: Sequence[float], method: str = "bh") -> np.ndarray:
     """Family-wise adjusted p-values: Benjamini–Hochberg (``bh``) or Holm (``holm``); nan stays nan."""
+    import numpy as np
     from scipy import stats
 
     p = np.asarray(pvalues, dtype=float)

@@ -197,3 +197,7 @@ def test_bad_input_exits_2_with_one_line(runs, tmp_path, capsys):
     assert compare.main(_args(str(runs["base"]))) == 2
     assert compare.main(_args(str(runs["base"]), str(runs["same"]), "--normalise")) == 2
     assert "reference" in capsys.readouterr().err
+def test_abtest_min_n_matches_stats():
+    from harness import stats
+
+    assert abtest.MIN_N_CI == stats.MIN_N_CI

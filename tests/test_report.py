@@ -86,7 +86,7 @@ def test_interrupted_half_way(tmp_path):
     assert "No density rows in this run." in md and "No pids_limit rows in this run." in md
     assert (out / "charts" / "startup_latency.png").exists()
     assert not (out / "charts" / "density.png").exists()
-    assert "too few samples (n=3 < 5)" in md
+    assert "too few samples for a 95% interval (n=3 < 6)" in md
     assert "interrupted" in (out / "report.html").read_text()
 
 
