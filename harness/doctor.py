@@ -25,6 +25,7 @@ SYSTEM_PACKAGES = [
     "qemu-system-x86", "qemu-utils", "libvirt-daemon-system", "libvirt-clients", "libvirt-dev",
     "linux-image-amd64", "runc", "crun",
     "python3-venv", "python3-dev", "gcc", "pkg-config", "git",
+    "chromium",  # the report tests render report.html as a reader's browser does (headless)
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -34,6 +35,7 @@ PACKAGE_PROBES = {
     "libvirt-daemon-system": "/usr/sbin/libvirtd", "libvirt-clients": "/usr/bin/virsh",
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
+    "chromium": "/usr/bin/chromium",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 
@@ -200,6 +202,19 @@ def apply_fixes() -> int:
     return 0
 
 
+def cgroup_migration_notes(version: int, fdm: dict[str, object]) -> list[str]:
+    """What moving a task into a cgroup costs on this host, and the kernel options that change it."""
+    if fdm.get("favordynmods"):
+        return [f"note: cgroup favordynmods is on ({', '.join(map(str, fdm['mounts']))}): moving a task "
+                f"between cgroups does not wait for an RCU grace period"]
+    how = ("the container is born in its cgroup (clone3 CLONE_INTO_CGROUP)" if version == 2 else
+           "the container moves its only thread itself (0 > tasks), which skips that wait")
+    return [f"note: cgroup favordynmods is off: writing a pid to cgroup.procs waits for an RCU grace period "
+            f"(8-12 ms measured on a v1 host; runc/crun pay it, {how}). The mount option favordynmods "
+            f"(kernel 6.0+) or booting with cgroup_favordynmods=1 (6.7+) removes the wait for everyone, "
+            f"at some cost to fork/exit; isobench records the state in every run's host metadata."]
+
+
 def main(fix: bool = False, probe: bool = True) -> int:
     if fix:
         rc = apply_fixes()
@@ -216,6 +231,6 @@ def main(fix: bool = False, probe: bool = True) -> int:
     with contextlib.suppress(Exception):
         from runtimes import cgroups
 
-        if cgroups.version() == 1:
-            print("note: cgroup v1 — attaching a task costs ~ms (RCU); v2 hosts place tasks at clone time")
+        for line in cgroup_migration_notes(cgroups.version(), cgroups.describe()["favordynmods"]):  # type: ignore[arg-type]
+            print(line)
     return 1 if failed_essential else 0

@@ -72,11 +72,11 @@ def open_backends(names: list[str], skip_unavailable: bool) -> dict[str, Backend
     return backends
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+def _progress(total: int, enabled: bool | None) -> Any:
+    """A bar on a terminal, a line every 10 s without one (CI logs), nothing when disabled."""
+    from harness import progress
 
-    return tqdm(total=total, unit="sample", disable=not enabled, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    return progress.reporter(total, enabled)
 
 
 def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None = None,
@@ -87,14 +87,14 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
         cgroups.prepare()
     backends = open_backends(names, skip_unavailable)
     try:
-        return _run(scenario, results_dir, backends, sys.stderr.isatty() if progress is None else progress, run_id)
+        return _run(scenario, results_dir, backends, progress, run_id)
     finally:
         for b in backends.values():
             with contextlib.suppress(Exception):
                 b.close()
 
 
-def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool,
+def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
          run_id: str | None) -> Path:
     for b in backends.values():  # the explicit host step (e.g. the vm accelerator probe)
         b.prepare()

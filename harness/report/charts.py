@@ -58,8 +58,9 @@ def finish(fig: Figure, title: str, footnote: str, *, legend: bool = True, ncol:
     area keeps its size however many series there are.
     """
     lines = []
+    width = int(fig.get_figwidth() * 19)  # characters of 6.5 pt text that fit across the figure
     for line in footnote.splitlines():
-        lines += textwrap.wrap(line, 140) or [""]
+        lines += textwrap.wrap(line, width) or [""]
     foot_h = 0.12 * len(lines) + 0.1
     handles: dict[str, Any] = {}
     if legend:

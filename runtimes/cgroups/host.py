@@ -17,7 +17,13 @@ from pathlib import Path
 
 from runtimes.cgroups import tree
 from runtimes.cgroups.files import CgroupError, read_pids, write
-from runtimes.cgroups.parse import Mount, parse_mountinfo, parse_proc_cgroup, paths_by_controller
+from runtimes.cgroups.parse import (
+    Mount,
+    favordynmods,
+    parse_mountinfo,
+    parse_proc_cgroup,
+    paths_by_controller,
+)
 from runtimes.naming import PREFIX
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -102,13 +108,25 @@ def version() -> int:
 
 
 def describe() -> dict[str, object]:
-    """For the manifest and the doctor: version and usable controllers."""
+    """For the manifest and the doctor: version, usable controllers, favordynmods."""
     v2 = v2_mount()
     if version() == 2:
         assert v2 is not None
-        return {"version": 2, "mount": str(v2.path), "controllers": sorted(_v2_available(v2))}
-    return {"version": 1, "controllers": sorted(set(v1_mounts()) & V1_MANAGED),
-            "unified": str(v2.path) if v2 else None, "hybrid": v2 is not None}
+        out: dict[str, object] = {"version": 2, "mount": str(v2.path), "controllers": sorted(_v2_available(v2))}
+    else:
+        out = {"version": 1, "controllers": sorted(set(v1_mounts()) & V1_MANAGED),
+               "unified": str(v2.path) if v2 else None, "hybrid": v2 is not None}
+    out["favordynmods"] = migration_cost()
+    return out
+
+
+def migration_cost() -> dict[str, object]:
+    """favordynmods state (see ``parse.favordynmods``): whether a cgroup.procs write waits."""
+    try:
+        cmdline = Path("/proc/cmdline").read_text()
+    except OSError:
+        cmdline = ""
+    return favordynmods(Path("/proc/self/mountinfo").read_text(), cmdline)
 
 
 # -- where our cgroups go ---------------------------------------------------------------

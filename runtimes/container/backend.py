@@ -192,20 +192,20 @@ class ContainerBackend(Backend):
         )
 
     def launch(self, spec: LaunchSpec) -> Instance:
-        self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
         launcher = spec.extra.get("launcher", self.launcher)
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         zygote = self.zygote if launcher == "zygote" else None
+        plan = self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         if zygote is not None:
             if self.cold:
                 zygote.close()
             else:
-                self._ensure_zygote()  # warm: a (re)start happens here, before t_launch
+                self._ensure_zygote(plan)  # warm: a (re)start happens here, before t_launch
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
-            self._ensure_zygote()
+            self._ensure_zygote(plan)
             times.phases["helper_start"] = now_ns() - times.t_launch  # type: ignore[operator]
         cgroup = None
         if spec.extra.get("cgroup", True):
@@ -227,9 +227,11 @@ class ContainerBackend(Backend):
                 close_log(log)
         return inst
 
-    def _ensure_zygote(self) -> None:
+    def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...]) -> None:
+        """The zygote running, with the shared part of ``plan`` prepared (template.py)."""
         try:
             self.zygote.ensure()
+            self.zygote.prepare(plan)
         except OSError as e:
             raise BackendError(f"cannot start the container launcher: {e}") from e
 

@@ -42,6 +42,8 @@ from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)
 STATUS_FD = MARKER_FD + 1
+#: fd of the zygote's prepared root (a mount namespace, see template.py), when there is one
+MOUNT_NS_FD = STATUS_FD + 1
 #: comm of the child until it execs: ``cleanup_leftovers`` recognises a stuck one by it
 INIT_COMM = "isobench-init"
 #: the workload's environment carries its instance name, so leftovers can be traced to a run
@@ -120,6 +122,7 @@ class Child:
     status_fd: int  # read end of the status pipe
     t_fork: int  # CLOCK_MONOTONIC ns just before the fork
     born_in_cgroup: bool = False  # clone3(CLONE_INTO_CGROUP): no attach step
+    prepared_root: bool = False  # below the zygote's prepared root (template.py)
 
 
 def spawn(cfg: InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> Child:
@@ -180,9 +183,12 @@ def _mark(step: str) -> None:
     os.write(STATUS_FD, f"T {step} {time.clock_gettime_ns(time.CLOCK_MONOTONIC)}\n".encode())
 
 
-def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool) -> None:  # pragma: no cover
+def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool,
+               mount_ns: bool = False) -> None:  # pragma: no cover
     """The container's PID 1 until it execs; never returns: execs the workload or exits 127
-    after reporting why.  ``fds``: stdin, stdout, stderr, marker, status write end."""
+    after reporting why.  ``fds``: stdin, stdout, stderr, marker, status write end, and with
+    ``mount_ns`` the prepared root's namespace (``cfg.mount_plan`` then holds only the
+    container's own steps, see template.py)."""
     status = fds[4]
     try:
         gc.disable()  # a collection would touch (and copy) the parent's pages for nothing
@@ -197,7 +203,7 @@ def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool) -> N
         _arrange_fds(fds)
         status = STATUS_FD
         _mark("init")
-        _init(cfg, born_in_cgroup)
+        _init(cfg, born_in_cgroup, mount_ns)
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
         # our OSErrors carry the whole story in strerror; str() would prefix "[Errno N]"
         msg = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
@@ -229,10 +235,13 @@ def _join_cgroup(files: tuple[str, ...]) -> None:  # pragma: no cover - runs in 
             raise OSError(e.errno, f"cannot join the instance cgroup ({f}): {e.strerror}") from e
 
 
-def _init(cfg: InitConfig, born_in_cgroup: bool) -> None:  # pragma: no cover - runs in the child
+def _init(cfg: InitConfig, born_in_cgroup: bool, mount_ns: bool) -> None:  # pragma: no cover - runs in the child
     if cfg.attach_files and not born_in_cgroup:
         _join_cgroup(cfg.attach_files)
         _mark("cgroup_attach")
+    if mount_ns:  # into the prepared root; the unshare below makes this container's own copy
+        sc.setns(MOUNT_NS_FD, sc.CLONE_NEWNS)
+        os.close(MOUNT_NS_FD)
     # the cgroup namespace is rooted at the instance cgroup, joined above (or born in)
     sc.unshare(cfg.ns_flags | (sc.CLONE_NEWCGROUP if cfg.cgroupns else 0))
     _mark("unshare")
@@ -254,10 +263,10 @@ def _init(cfg: InitConfig, born_in_cgroup: bool) -> None:  # pragma: no cover - 
 
 
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child
-    """stdin, stdout, stderr, marker -> 0..3 (inherited); status -> 4 (close-on-exec);
-    everything else closed."""
+    """stdin, stdout, stderr, marker -> 0..3 (inherited); status, mount namespace -> 4, 5
+    (close-on-exec); everything else closed."""
     # lift first: a source may sit on a target number (e.g. the status pipe on fd 3)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=target <= MARKER_FD)
-    os.closerange(STATUS_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    os.closerange(len(fds), os.sysconf("SC_OPEN_MAX"))
