@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import abtest
-from harness.abtest import HIGHER, LOWER, NONE, ONE  # noqa: F401 - re-exported for callers
+from harness.metric import HIGHER, LOWER, NONE, ONE
+
+__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "markdown", "calibrate"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -42,39 +44,14 @@ HELP = "A/B-compare runs series by series; exit 1 only on a significant regressi
 NOISE_FILE = Path("results/noise.json")
 NOISE_SCHEMA = "isobench/noise"
 
-#: which way is better, per metric; prefixes for families; anything else falls back on its unit
-DIRECTIONS: dict[str, str] = {
-    # startup
-    "launch_to_ready": LOWER, "launch_to_exit": LOWER, "exit_to_clean": LOWER, "launch_to_clean": LOWER,
-    # memory
-    "pss": LOWER, "uss": LOWER, "rss": LOWER, "pss_overhead": LOWER, "uss_overhead": LOWER,
-    "anon_private": LOWER, "kernel_memory": LOWER, "anon_private_overhead": LOWER,
-    "kernel_memory_overhead": LOWER, "guest_mem_total": NONE, "guest_mem_used": LOWER,
-    # density: density_slope is host MiB consumed per extra instance (positive)
-    "mem_available": NONE, "mem_available_control": NONE, "density_slope": LOWER, "density_r2": NONE,
-    "density_intercept": NONE, "density_slope_lo": NONE, "density_slope_hi": NONE,
-    "density_control_slope": NONE, "attributable": LOWER,
-    # cpu_quota: accuracy is closeness of delivered/expected to 1
-    "cpu_ratio": ONE, "cpu_delivered": NONE, "cpu_expected": NONE, "guest_cpu_delivered": NONE,
-    "nr_periods": NONE, "nr_throttled": NONE, "throttled_ms": NONE,
-    # mem_limit / pids_limit: enforcement outcomes are judged by `isobench validate`
-    "mem_peak": NONE, "mem_limit": NONE, "oom_killed": NONE, "oom_time_ms": LOWER, "mem_failcnt": NONE,
-    "pids_reached": NONE, "pids_limit": NONE, "pids_refused": NONE, "pids_peak": NONE,
-}
-PREFIX_DIRECTIONS = {"phase_": LOWER, "floor_": NONE}
-UNIT_DIRECTIONS = {"ms": LOWER, "MiB": LOWER}
-
 KEYS = ["backend", "measurement", "workload", "metric", "unit"]
 Key = tuple[Any, ...]
 
 
-def direction(metric: str, unit: str | None = None) -> str:
-    if metric in DIRECTIONS:
-        return DIRECTIONS[metric]
-    for prefix, d in PREFIX_DIRECTIONS.items():
-        if metric.startswith(prefix):
-            return d
-    return UNIT_DIRECTIONS.get(unit or "", NONE)
+def direction(name: str, unit: str | None = None) -> str:
+    from harness.measure import catalogue
+
+    return catalogue().direction(name, unit)
 
 
 @dataclass(frozen=True)
@@ -314,6 +291,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstraps", type=int, default=abtest.BOOTSTRAPS, metavar="N",
                    help=f"bootstrap resamples per series for the intervals (default {abtest.BOOTSTRAPS})")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list metrics without a better direction (counts set by the case)")
 
@@ -379,6 +360,15 @@ def main(args: argparse.Namespace) -> int:
             args.markdown.write_text(text)
         except OSError as e:
             return _fail(f"cannot write {args.markdown}: {e.strerror}")
+    from harness.report import compare_page
+
+    first = [Path(r.split(",")[0]) for r in args.runs]
+    out = getattr(args, "out", None) or compare_page.default_out(first[0], first[1])
+    try:
+        page = compare_page.write(rows, args.runs[0], args.runs[1], text, out)
+        print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
+    except OSError as e:
+        return _fail(f"cannot write the page under {out}: {e.strerror}")
     return 1 if any(r.verdict == abtest.REGRESSION for r in rows) else 0
 
 

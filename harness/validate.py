@@ -4,7 +4,7 @@ A baseline is a TOML list of bounds, each keyed by backend (``"*"`` = every
 backend of the run), measurement and case params::
 
     [baseline]
-    optional_backends = ["vm"]     # no rows for these is "skipped", not "missing"
+    optional_backends = ['vm']     # no rows for these is "skipped", not "missing"
 
     [[bound]]
     backend = "*"                  # a named backend's bound replaces "*" for that backend
@@ -237,8 +237,26 @@ def _parse_bound(b: Any, i: int, where: str) -> Bound:
     optional = b.get("optional", False)
     if not isinstance(optional, bool):
         raise BaselineError(f"{where}.optional: must be true or false")
+    _check_declared(where, backend, b["measurement"], b["metric"])
     return Bound(i, backend, b["measurement"], b["metric"], {k: float(v) for k, v in params.items()}, when,
                  require, stat, lo, hi, optional, str(b.get("why", "")))
+
+
+def _check_declared(where: str, backend: str, measurement: str, metric: str) -> None:
+    """The names a bound uses exist: a registered backend, a declared measurement and metric."""
+    import runtimes
+    from harness.measure import catalogue
+
+    cat = catalogue()
+    if backend != "*" and not runtimes.known(backend):
+        raise BaselineError(f"{where}.backend: unknown backend {backend!r} (known: {', '.join(runtimes.names())})")
+    if cat.info(measurement) is None:
+        raise BaselineError(f"{where}.measurement: unknown measurement {measurement!r} "
+                            f"(known: {', '.join(cat.measurements)})")
+    declared = cat.get(metric)
+    if declared is None or declared.family != measurement:
+        known = ", ".join(m.name for m in cat.metrics.values() if m.family == measurement and not m.prefix)
+        raise BaselineError(f"{where}.metric: {measurement} has no metric {metric!r} (known: {known})")
 
 
 # -- checking ------------------------------------------------------------------------------
@@ -552,6 +570,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, required=True, metavar="FILE",
                    help="bounds file (e.g. baselines/enforcement.toml)")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write one JUnit testcase per check to FILE")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where validate.html/validate.md go (default: reports/validate-<run-id>)")
     p.add_argument("--update-baseline", action="store_true",
                    help="write a baseline derived from this run to --baseline instead of checking")
 
@@ -592,6 +612,16 @@ def main(args: argparse.Namespace) -> int:
     skipped = sum(c.outcome == "skipped" for c in checks)
     print(f"validate: {len(checks)} checks, {len(checks) - failed - missing - skipped} passed, {failed} failed, "
           f"{missing} missing, {skipped} skipped ({args.baseline})")
+    from harness.report import validate_page
+
+    out = getattr(args, "out", None) or validate_page.default_out(args.run_dir)
+    try:
+        page = validate_page.write(checks, str(manifest.get("run_id", args.run_dir.name)), str(args.baseline), out,
+                                   [busy] if busy else [])
+        print(f"validate: page {page}")
+    except OSError as e:
+        print(f"isobench validate: cannot write the page under {out}: {e.strerror}", file=sys.stderr)
+        return 2
     if args.junit:
         try:
             args.junit.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,12 @@ def _scaled(backend: str, metrics: tuple[str, ...], factor: float):  # type: ign
     return lambda b, m, k: factor if b == backend and k in metrics else 1.0
 
 
+@pytest.fixture(autouse=True)
+def _pages_in_tmp(tmp_path, monkeypatch):
+    """compare writes its page under ./reports by default: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     r = tmp_path_factory.mktemp("cmp") / "results"
@@ -197,7 +203,22 @@ def test_bad_input_exits_2_with_one_line(runs, tmp_path, capsys):
     assert compare.main(_args(str(runs["base"]))) == 2
     assert compare.main(_args(str(runs["base"]), str(runs["same"]), "--normalise")) == 2
     assert "reference" in capsys.readouterr().err
+
+
 def test_abtest_min_n_matches_stats():
     from harness import stats
 
     assert abtest.MIN_N_CI == stats.MIN_N_CI
+
+
+def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_path, capsys):
+    out = tmp_path / "page"
+    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--out", str(out))) == 1
+    assert f"page {out / 'compare.html'}" in capsys.readouterr().err
+    html = (out / "compare.html").read_text()
+    md = (out / "compare.md").read_text()
+    assert "regression: container · startup/noop · launch_to_ready" in md
+    charts = sorted(p.name for p in (out / "charts").glob("*.png"))
+    assert charts[0] == "ab_00.png" and "compare_overview.png" in charts
+    assert html.count('src="data:image/png;base64,') == len(charts)
+    assert "+15.0%" in html and "<details>" in html

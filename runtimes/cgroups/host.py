@@ -138,7 +138,13 @@ def parent_dirs(v: int | None = None) -> dict[str, Path]:
     v1: controller -> our own directory there (a ``CgroupError`` names any of
     ``V1_CONTROLLERS`` not mounted); v2: ``{"": our own directory}``, with
     cpu/memory/pids delegated below it when v2 is the version in use."""
-    v = v or version()
+    return dict(_parent_dirs(v or version()))
+
+
+# On the timed launch path (Cgroup.create): computed once per version, like the mount
+# table; a failure is not cached (lru_cache keeps results only).
+@functools.lru_cache(maxsize=2)
+def _parent_dirs(v: int) -> tuple[tuple[str, Path], ...]:
     if v == 2:
         m = v2_mount()
         parent = m.host_path(v2_base()) if m is not None else None
@@ -147,7 +153,7 @@ def parent_dirs(v: int | None = None) -> dict[str, Path]:
                               f"our cgroup {v2_base()} is not below the cgroup2 mount {m.path}")
         if version() == 2:
             _delegate_controllers(parent)
-        return {"": parent}
+        return (("", parent),)
     own = own_paths()
     dirs: dict[str, Path] = {}
     for c in V1_CONTROLLERS:
@@ -157,7 +163,7 @@ def parent_dirs(v: int | None = None) -> dict[str, Path]:
     missing = set(V1_CONTROLLERS) - set(dirs)
     if missing:
         raise CgroupError(f"cgroup v1 controllers not mounted: {', '.join(sorted(missing))}")
-    return dirs
+    return tuple(dirs.items())
 
 
 def dirs_for(name: str, v: int | None = None) -> dict[str, Path]:

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtimes import syscalls as sc
-from runtimes.container import caps, mounts, namespaces
+from runtimes.container import caps, hardening, mounts, namespaces, seccomp
 from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)
@@ -50,7 +50,11 @@ INIT_COMM = "isobench-init"
 INSTANCE_ENV = "ISOBENCH_INSTANCE"
 #: the steps the child reports (``T <step>``) as it finishes them, in order
 #: (``cgroup_attach`` is missing when the child was born in its cgroup, or has none)
-STEPS = ("init", "cgroup_attach", "unshare", "mounts", "net", "exec")
+STEPS = ("init", "cgroup_attach", "unshare", "mounts", "net", "security", "exec")
+#: the phase each step ends (``times.phases``): "security" = rlimits, oom_score_adj, keyring,
+#: capabilities, no_new_privs; "seccomp" = loading the filter (the "exec" mark is taken after it)
+PHASE_OF_STEP = {"init": "clone", "cgroup_attach": "cgroup_attach", "unshare": "unshare", "mounts": "mounts",
+                 "net": "net", "security": "security", "exec": "seccomp"}
 
 
 class InitError(RuntimeError):
@@ -79,6 +83,12 @@ class InitConfig:
     attach_files: tuple[str, ...] = ()
     #: v2 only: the cgroup directory a zygote may clone the child straight into
     cgroup_dir: str | None = None
+    #: compiled seccomp program (``seccomp.Filter.bpf``); None: unconfined
+    seccomp_bpf: bytes | None = None
+    #: (resource number, soft, hard), see ``hardening.rlimit_numbers``
+    rlimits: tuple[tuple[int, int, int], ...] = ()
+    oom_score_adj: int | None = None
+    session_keyring: bool = True
 
 
 @dataclass
@@ -251,15 +261,30 @@ def _init(cfg: InitConfig, born_in_cgroup: bool, mount_ns: bool) -> None:  # pra
     if cfg.lo_request is not None:
         namespaces.loopback_up(cfg.lo_request)
     _mark("net")
-    caps.restrict(cfg.keep_caps, cfg.last_cap)
-    caps.no_new_privs()
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    os.chdir(cfg.cwd)
+    harden(cfg)
+    _mark("security")
+    if cfg.seccomp_bpf is not None:
+        seccomp.install(cfg.seccomp_bpf)  # last: from here on only what the profile allows
     _mark("exec")
     try:
         os.execvpe(cfg.argv[0], list(cfg.argv), dict(cfg.env))
     except OSError as e:
         raise OSError(e.errno, f"cannot execute {cfg.argv[0]} in the container: {e.strerror}") from e
+
+
+def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
+    """Process attributes, then capabilities and no_new_privs (seccomp is loaded after this).
+
+    Any launcher calls it in the child, after the mounts and the cgroup join."""
+    hardening.set_rlimits(cfg.rlimits)
+    if cfg.oom_score_adj is not None:
+        hardening.set_oom_score_adj(cfg.oom_score_adj)
+    if cfg.session_keyring:
+        hardening.join_session_keyring()
+    caps.restrict(cfg.keep_caps, cfg.last_cap)
+    caps.no_new_privs()
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    os.chdir(cfg.cwd)
 
 
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child
