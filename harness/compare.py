@@ -293,8 +293,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list metrics without a better direction (counts set by the case)")
 
