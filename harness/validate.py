@@ -4,7 +4,7 @@ A baseline is a TOML list of bounds, each keyed by backend (``"*"`` = every
 backend of the run), measurement and case params::
 
     [baseline]
-    optional_backends = ["vm"]     # no rows for these is "skipped", not "missing"
+    optional_backends = ['vm']     # no rows for these is "skipped", not "missing"
 
     [[bound]]
     backend = "*"                  # a named backend's bound replaces "*" for that backend
@@ -237,8 +237,26 @@ def _parse_bound(b: Any, i: int, where: str) -> Bound:
     optional = b.get("optional", False)
     if not isinstance(optional, bool):
         raise BaselineError(f"{where}.optional: must be true or false")
+    _check_declared(where, backend, b["measurement"], b["metric"])
     return Bound(i, backend, b["measurement"], b["metric"], {k: float(v) for k, v in params.items()}, when,
                  require, stat, lo, hi, optional, str(b.get("why", "")))
+
+
+def _check_declared(where: str, backend: str, measurement: str, metric: str) -> None:
+    """The names a bound uses exist: a registered backend, a declared measurement and metric."""
+    import runtimes
+    from harness.measure import catalogue
+
+    cat = catalogue()
+    if backend != "*" and not runtimes.known(backend):
+        raise BaselineError(f"{where}.backend: unknown backend {backend!r} (known: {', '.join(runtimes.names())})")
+    if cat.info(measurement) is None:
+        raise BaselineError(f"{where}.measurement: unknown measurement {measurement!r} "
+                            f"(known: {', '.join(cat.measurements)})")
+    declared = cat.get(metric)
+    if declared is None or declared.family != measurement:
+        known = ", ".join(m.name for m in cat.metrics.values() if m.family == measurement and not m.prefix)
+        raise BaselineError(f"{where}.metric: {measurement} has no metric {metric!r} (known: {known})")
 
 
 # -- checking ------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def test_charts_use_the_fixed_palette_and_the_footnote(full):
     _, out = full
     svg = (out / "charts" / "startup_latency.svg").read_text()
     for backend in ("bare", "container", "vm"):
-        assert style.PALETTE[backend].lower() in svg.lower()
+        assert style.colour(backend).lower() in svg.lower()
     assert "host hostA" in svg and "cgroup v1" in svg and "vm: emulated (TCG)" in svg
     assert "vm (TCG, emulated)" in svg
     notes = (out / "charts" / "mem_limit.svg").read_text()

@@ -13,22 +13,61 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.measure import measurement
 from harness.measure.common import (
     MIB,
     ExitWatch,
     Rows,
     enforcement_note,
     guest_report,
-    lookup,
+    is_guest,
     ns_to_ms,
+    reported,
 )
-from harness.measure.context import Context
-from harness.results import Sample
-from harness.scenario import Case
+from harness.metric import LOWER, NONE, ONE, GridKey, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, now_ns
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+
+_NUM = (int, float)
+_INT = (int,)
+CPU_QUOTA = MeasurementInfo("cpu_quota", workload="cpu", single_shot=True, grid={
+    "quota": GridKey(_NUM, 1e-3, 1024), "threads": GridKey(_INT, 1, 1024),
+    "period_ms": GridKey(_NUM, 1, 1000, required=False)})
+MEM_LIMIT = MeasurementInfo("mem_limit", workload="mem", single_shot=True, grid={
+    "limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)})
+PIDS_LIMIT = MeasurementInfo("pids_limit", workload="pids", single_shot=True, grid={
+    "limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)})
+
+declare(
+    Metric("cpu_ratio", "ratio", ONE, "cpu_quota", headline=True, peer=True,
+           description="cpu_delivered / cpu_expected: 1 is perfect enforcement"),
+    Metric("cpu_delivered", "cpus", NONE, "cpu_quota", peer=True,
+           description="Δ(cgroup CPU usage) / Δ(wall time) over the busy window"),
+    Metric("cpu_expected", "cpus", NONE, "cpu_quota", description="min(quota, threads, cores, vCPUs)"),
+    Metric("nr_periods", "count", NONE, "cpu_quota", description="CFS periods in the window"),
+    Metric("nr_throttled", "count", NONE, "cpu_quota", description="periods the group was throttled in"),
+    Metric("throttled_ms", "ms", NONE, "cpu_quota", description="time spent throttled in the window"),
+    Metric("guest_cpu_delivered", "cpus", NONE, "cpu_quota",
+           description="CPUs busy as the guest's kernel counts them, whole run"),
+    Metric("mem_peak", "MiB", NONE, "mem_limit", peer=True, description="the cgroup's peak usage"),
+    Metric("mem_limit", "MiB", NONE, "mem_limit", description="the limit asked for"),
+    Metric("oom_killed", "bool", NONE, "mem_limit", headline=True,
+           description="the OOM killer acted (the cgroup's or guest's counter moved)"),
+    Metric("oom_time_ms", "ms", LOWER, "mem_limit", headline=True, peer=True,
+           description="ready -> first observation of the kill"),
+    Metric("mem_failcnt", "count", NONE, "mem_limit", description="the cgroup's failcnt"),
+    Metric("pids_reached", "count", NONE, "pids_limit", headline=True, peer=True,
+           description="processes the workload counted (its forks that succeeded, plus itself)"),
+    Metric("pids_limit", "count", NONE, "pids_limit", description="the limit asked for"),
+    Metric("pids_refused", "count", NONE, "pids_limit", headline=True,
+           description="the cgroup's refused-fork counter"),
+    Metric("pids_peak", "count", NONE, "pids_limit", description="the most pids seen at once"),
+)
 
 #: how often counters are read while a workload runs
 POLL_S = 0.01
@@ -124,7 +163,7 @@ def poll(inst: Instance, watch: ExitWatch, until_ns: int,
 
 
 @contextlib.contextmanager
-def running(backend: Backend, spec: LaunchSpec) -> Iterator[tuple[Instance, ExitWatch]]:
+def running(ctx: Context, backend: Backend, spec: LaunchSpec) -> Iterator[tuple[Instance, ExitWatch]]:
     """Launch ``spec``; yield the instance and its (not yet started) exit watch.
 
     On the way out the instance is cleaned up first (which ends the workload),
@@ -132,39 +171,26 @@ def running(backend: Backend, spec: LaunchSpec) -> Iterator[tuple[Instance, Exit
     with contextlib.ExitStack() as stack:
         watch = ExitWatch()
         stack.callback(watch.join)
-        inst = stack.enter_context(backend.launch(spec))
+        inst = stack.enter_context(ctx.launch(backend, spec))
         yield inst, watch
 
 
-def is_guest(backend: Backend, ctx: Context, inst: Instance) -> bool:
-    """Backends with an accelerator run a guest kernel and honour ``spec.vcpus``."""
-    return bool(getattr(inst, "accel", None) or ctx.accel.get(backend.name))
-
-
-def _guest_float(report: Mapping[str, Any], *names: str) -> float | None:
-    value = lookup(report, *names)
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _guest_int(report: Mapping[str, Any], *names: str) -> int | None:
-    value = _guest_float(report, *names)
+def _reported_int(report: Mapping[str, Any], key: str) -> int | None:
+    value = reported(report, key)
     return int(value) if value is not None else None
 
 
 # -- cpu_quota -------------------------------------------------------------------------
-@measurement("cpu_quota")
+@measurement(CPU_QUOTA)
 def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     bound = case.workload.bound()
     threads, seconds = int(bound["threads"]), float(bound["seconds"])
     lead, end = cpu_window(seconds)
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "cpu"))
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
-    with running(backend, spec) as (inst, watch):
+    with running(ctx, backend, spec) as (inst, watch):
         rows.seen(inst)
-        guest = is_guest(backend, ctx, inst)
+        guest = is_guest(backend)
         t_ready = inst.wait_ready(case.timeout_s)
         watch.start(inst, seconds + case.timeout_s)
         t0, u0 = read_at(inst, t_ready + int(lead * 1e9))
@@ -184,33 +210,23 @@ def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
         report = guest_report(inst)
     delivered = cpu_delivered(u0, t0, u1, t1)
     expected = cpu_expected(case.limits.cpu_quota, threads, host_cores(), spec.vcpus if guest else None)
-    rows.add("cpu_delivered", delivered, "cpus")
-    rows.add("cpu_expected", expected, "cpus")
-    rows.add("cpu_ratio", delivered / expected, "ratio")
-    for metric, key, scale, unit in (("nr_periods", "cpu_nr_periods", 1.0, "count"),
-                                     ("nr_throttled", "cpu_nr_throttled", 1.0, "count"),
-                                     ("throttled_ms", "cpu_throttled_ns", 1e-6, "ms")):
+    rows.add("cpu_delivered", delivered)
+    rows.add("cpu_expected", expected)
+    rows.add("cpu_ratio", delivered / expected)
+    for metric, key, scale in (("nr_periods", "cpu_nr_periods", 1.0),
+                               ("nr_throttled", "cpu_nr_throttled", 1.0),
+                               ("throttled_ms", "cpu_throttled_ns", 1e-6)):
         d = delta(u0, u1, key)
         if d is not None:
-            rows.add(metric, d * scale, unit)
-    view = guest_cpu_delivered(report)
+            rows.add(metric, d * scale)
+    view = reported(report, "guest_cpu_delivered")  # computed by the guest's runtime, stored as is
     if view is not None:
-        rows.add("guest_cpu_delivered", view, "cpus", note="as the guest's kernel counts it, whole run")
+        rows.add("guest_cpu_delivered", view, note="as the guest's kernel counts it, whole run")
     return rows.samples
 
 
-def guest_cpu_delivered(report: Mapping[str, Any]) -> float | None:
-    """CPUs the guest's own kernel saw busy while the workload ran, from its init's report:
-    busy CPU seconds (/proc/stat) over the guest's uptime from workload start to exit."""
-    busy = _guest_float(report, "guest_cpu_busy_s")
-    start, stop = _guest_float(report, "guest_uptime_workload"), _guest_float(report, "guest_uptime_exit")
-    if busy is None or start is None or stop is None or stop <= start:
-        return None
-    return busy / (stop - start)
-
-
 # -- mem_limit -------------------------------------------------------------------------
-@measurement("mem_limit")
+@measurement(MEM_LIMIT)
 def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     limit_mib = case.limits.memory_mib
     if limit_mib is None:
@@ -219,9 +235,9 @@ def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "memory"))
     reads: list[tuple[int, dict[str, float]]] = []
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
-    with running(backend, spec) as (inst, watch):
+    with running(ctx, backend, spec) as (inst, watch):
         rows.seen(inst)
-        if is_guest(backend, ctx, inst):
+        if is_guest(backend):
             # the guest's RAM, not the requested limit, is what bounds the workload: say how much
             rows.note = f"{rows.note or 'guest memory size'}: {spec.guest_memory_mib} MiB"
         t_ready = inst.wait_ready(case.timeout_s)
@@ -240,15 +256,15 @@ def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, d
     # Counters are the instance's own (a fresh cgroup or guest), so they start at zero at
     # launch: absolute values, not deltas from the first read, which may come after the kill.
     with_oom = [(t, u) for t, u in reads if "oom_kill" in u]
-    guest_ooms = _guest_int(report, "guest_oom_kill", "oom_kill")  # /proc/vmstat oom_kill in the guest
+    guest_ooms = _reported_int(report, "guest_oom_kill")  # /proc/vmstat oom_kill in the guest
     if with_oom:
         first = next((t for t, u in with_oom if u["oom_kill"] > 0), None)
-        rows.add("oom_killed", int(first is not None), "bool")
+        rows.add("oom_killed", int(first is not None))
         if first is not None:
-            rows.add("oom_time_ms", ns_to_ms(first - t_ready), "ms")
+            rows.add("oom_time_ms", ns_to_ms(first - t_ready))
     elif guest_ooms is not None:
         # No host counter: the guest's kernel counted its own OOM kills (guest RAM is the limit).
-        rows.add("oom_killed", int(guest_ooms > 0), "bool",
+        rows.add("oom_killed", int(guest_ooms > 0),
                  note="; ".join(filter(None, [rows.note, "OOM kills counted inside the guest"])))
     else:
         raise BackendError(f"{rows.backend.name} exposes no OOM counter (usage() has no oom_kill, "
@@ -256,16 +272,16 @@ def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, d
     peaks = [u["mem_peak_bytes"] for _, u in reads if "mem_peak_bytes" in u]
     peaks = peaks or [u["mem_current_bytes"] for _, u in reads if "mem_current_bytes" in u]
     if peaks:
-        rows.add("mem_peak", max(peaks) / MIB, "MiB")
-    rows.add("mem_limit", limit_mib, "MiB")
+        rows.add("mem_peak", max(peaks) / MIB)
+    rows.add("mem_limit", limit_mib)
     fails = [u["mem_failcnt"] for _, u in reads if "mem_failcnt" in u]
     if fails:
-        rows.add("mem_failcnt", max(fails), "count")
+        rows.add("mem_failcnt", max(fails))
     return rows.samples
 
 
 # -- pids_limit ------------------------------------------------------------------------
-@measurement("pids_limit")
+@measurement(PIDS_LIMIT)
 def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     limit = case.limits.pids
     if limit is None:
@@ -274,7 +290,7 @@ def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warm
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "pids"))
     reads: list[dict[str, float]] = []
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
-    with running(backend, spec) as (inst, watch):
+    with running(ctx, backend, spec) as (inst, watch):
         rows.seen(inst)
         t_ready = inst.wait_ready(case.timeout_s)
         watch.start(inst, seconds + case.timeout_s)
@@ -282,14 +298,14 @@ def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warm
         # sleepers live on; cleanup ends them once the shell exited or `seconds` passed.
         poll(inst, watch, t_ready + int(seconds * 1e9), lambda t, u: reads.append(u))
     # after cleanup the marker channel is drained: the last "reached" is final
-    reached = _guest_int(inst.results, "reached")
-    rows.add("pids_reached", reached if reached is not None else 1, "count",
+    reached = _reported_int(inst.results, "reached")
+    rows.add("pids_reached", reached if reached is not None else 1,
              note=None if reached is not None else "no fork succeeded (the shell alone)")
-    rows.add("pids_limit", limit, "count")
+    rows.add("pids_limit", limit)
     refused = [u["pids_refused"] for u in reads if "pids_refused" in u]
     if refused:
-        rows.add("pids_refused", max(refused), "count")
+        rows.add("pids_refused", max(refused))
     peak = [u["pids_current"] for u in reads if "pids_current" in u]
     if peak:
-        rows.add("pids_peak", max(peak), "count")
+        rows.add("pids_peak", max(peak))
     return rows.samples

@@ -1,7 +1,7 @@
 """The plumbing every chart shares: figures, titles and footnotes, styles per backend and host.
 
 Every chart: a title, units on every axis, the backend's fixed colour
-(``style.PALETTE``), a line style/marker per host when several hosts are
+(``style.colour``, declared by each backend), a line style/marker per host when several hosts are
 compared, and a footnote naming host, kernel, cgroup version and accelerator
 ("emulated (TCG)" where a VM ran without KVM).  A chart whose data is absent
 returns None and the report says so instead.
@@ -117,7 +117,7 @@ def summary_rows(data: ReportData, measurement: str, metric: str | None = None) 
 
 
 def ordered_series(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
-    """(series, backend, split) in display order: by backend (``style.ORDER``), then split."""
+    """(series, backend, split) in display order: by backend (the registry's order), then split."""
     seen: dict[str, tuple[str, Any]] = {}
     for s, b, sp in zip(df["series"], df["backend"], df["split"], strict=True):
         seen.setdefault(s, (str(b), sp))

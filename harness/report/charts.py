@@ -1,7 +1,7 @@
 """The charts of a report, one function each: ``(ReportData) -> Chart | None``.
 
 Every chart: a title, units on every axis, the backend's fixed colour
-(``style.PALETTE``), a line style/marker per host when several hosts are
+(``style.colour``, declared by each backend), a line style/marker per host when several hosts are
 compared, and a footnote naming host, kernel, cgroup version and accelerator
 ("emulated (TCG)" where a VM ran without KVM).  A chart whose data is absent
 returns None and the report says so instead.  The shared plumbing is in

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness import stats
 from harness.report import style
 from harness.report.chartkit import (
     LOG_RATIO,
@@ -25,7 +25,7 @@ from harness.report.chartkit import (
 from harness.report.model import ReportData
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    import pandas as pd
 
 
 # -- memory ----------------------------------------------------------------------
@@ -61,10 +61,21 @@ def memory_overhead(data: ReportData) -> Chart | None:
                  + (", minus the same workload run bare" if overhead else "") + ") with 95 % CI.", fig)
 
 
+def _stored_fit(rows: pd.DataFrame, base: float) -> tuple[float, float, float] | None:
+    """(slope, intercept, r²) of "MiB used vs instances" from the fit the measurement stored
+    (medians over repetitions), shifted to start from ``base``; None without one."""
+    fit = {m: rows.loc[rows["metric"] == m, "value"].astype(float).median()
+           for m in ("density_slope", "density_intercept", "density_r2")}
+    if any(math.isnan(v) for v in fit.values()):
+        return None
+    # stored: MemAvailable ≈ intercept - slope·k, so used = base - MemAvailable = (base - intercept) + slope·k
+    return fit["density_slope"], base - fit["density_intercept"], fit["density_r2"]
+
+
 def density(data: ReportData) -> Chart | None:
     """MemAvailable drop vs instances with the fitted line; a zoomed panel when one backend dwarfs others."""
-    df = data.of("density")
-    df = df[df["metric"] == "mem_available"] if not df.empty else df
+    rows = data.of("density")
+    df = rows[rows["metric"] == "mem_available"] if not rows.empty else rows
     if df.empty or "param_instances" not in df.columns:
         return None
     df = df.dropna(subset=["param_instances"])
@@ -76,8 +87,7 @@ def density(data: ReportData) -> Chart | None:
         k = s["param_instances"].astype(float).to_numpy()
         base = float(s.loc[s["param_instances"] == k.min(), "value"].median())
         used = base - s["value"].astype(float).to_numpy()  # consumed since the fewest instances
-        fit = stats.linear_fit(k, used) if np.unique(k).size >= 2 else None
-        lines.append((name, backend, split, k, used, fit))
+        lines.append((name, backend, split, k, used, _stored_fit(rows[rows["series"] == name], base)))
     slopes = [abs(f[0]) for *_, f in lines if f is not None]
     big = max(slopes, default=0.0)
     small = [ln for ln in lines if ln[5] is not None and big > 0 and abs(ln[5][0]) < big / LOG_RATIO]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import runtimes
 from harness.report import intervals, style
 from harness.report.intervals import Estimate
 from harness.report.model import ReportData
@@ -31,9 +32,9 @@ CPU_TOLERANCE = 0.05
 
 
 def reference_backend(data: ReportData) -> str | None:
-    """The backend every ratio is taken to: the first in display order (bare metal) that ran."""
+    """The backend every ratio is taken to: the one declared the reference (bare metal), if it ran."""
     ran = set(data.rows["backend"]) if not data.rows.empty else set()
-    first = style.ORDER[0]
+    first = runtimes.memory_reference()
     return first if first in ran else None
 
 

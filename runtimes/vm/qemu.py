@@ -208,11 +208,6 @@ class QemuInstance(GuestInstance):
 
 class QemuBackend(GuestBackend):
     name = "qemu"
-    enforcement = {
-        "cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
-        "memory": "guest memory size (guest_memory_mib)",
-        "pids": "not enforced (the guest kernel has no limit set)",
-    }
 
     def __init__(self, *, kernel: str | None = None, kernel_format: str | None = None,
                  machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
