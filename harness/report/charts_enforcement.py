@@ -48,7 +48,7 @@ def cpu_quota(data: ReportData) -> Chart | None:
     fig, axes = figure(nrows, ncols, size=(7.0, PANEL_H * nrows + 0.4), sharey=True)
     styler = Styler(delivered["split"])
     periods = sorted({p for p in delivered["param_period_ms"] if not style.is_missing(p)})
-    top = float(max(delivered["ci_hi"].max(), delivered["param_quota"].max())) * 1.08
+    top = float(max(delivered[["ci_hi", "median"]].max().max(), delivered["param_quota"].max())) * 1.08
     for ax, t in zip(axes.flat, threads, strict=False):
         sub = cell_match(delivered, ["threads"], [t])
         qmax = float(sub["param_quota"].max()) * 1.05
@@ -69,8 +69,8 @@ def cpu_quota(data: ReportData) -> Chart | None:
                 # a small sideways nudge keeps overlapping backends readable
                 x = r["param_quota"].astype(float).to_numpy() * (1 + 0.02 * (j - (len(series) - 1) / 2))
                 y = r["median"].astype(float).to_numpy()
-                err = [np.maximum(y - r["ci_lo"].to_numpy(dtype=float), 0),
-                       np.maximum(r["ci_hi"].to_numpy(dtype=float) - y, 0)]
+                err = [np.nan_to_num(np.maximum(y - r["ci_lo"].to_numpy(dtype=float), 0)),  # nan: no interval
+                       np.nan_to_num(np.maximum(r["ci_hi"].to_numpy(dtype=float) - y, 0))]
                 marker = style.MARKERS[pi % len(style.MARKERS)] if len(periods) > 1 else st["marker"]
                 lab = name + (f", period {style.fmt_param(per)} ms" if len(periods) > 1 else "")
                 ax.errorbar(x, y, yerr=err, color=st["color"], linestyle=st["linestyle"], marker=marker,
@@ -112,7 +112,8 @@ def cpu_ratio(data: ReportData) -> Chart | None:
             if r.empty:
                 continue
             y, lo, hi = (float(r[c].iloc[0]) for c in ("median", "ci_lo", "ci_hi"))
-            ax.errorbar(i - 0.35 + width * (j + 0.5), y, yerr=[[max(y - lo, 0)], [max(hi - y, 0)]],
+            yerr = None if math.isnan(lo) or math.isnan(hi) else [[max(y - lo, 0)], [max(hi - y, 0)]]
+            ax.errorbar(i - 0.35 + width * (j + 0.5), y, yerr=yerr,
                         color=st["color"], marker=st["marker"], markersize=5, capsize=2, linestyle="none",
                         label=name)
     ax.set_xticks(range(len(cells)))

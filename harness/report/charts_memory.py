@@ -50,7 +50,9 @@ def memory_overhead(data: ReportData) -> Chart | None:
     if wants_log(s["median"].astype(float).abs()):
         ax.set_yscale("symlog", linthresh=1.0)
         ylabel += " (symlog)"
-    ax.set_ylim(bottom=min(0.0, float(s["ci_lo"].min()) * 1.3), top=float(s["ci_hi"].max()) * 1.6)
+    # a median below n=6 has no interval (nan): the median bounds the axis instead
+    ax.set_ylim(bottom=min(0.0, float(s[["ci_lo", "median"]].min().min()) * 1.3),
+                top=float(s[["ci_hi", "median"]].max().max()) * 1.6)
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="#333333", linewidth=0.6)
     ax.grid(axis="x", visible=False)
