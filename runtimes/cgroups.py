@@ -151,6 +151,21 @@ def _read_int(path: Path) -> int | None:
     return None if text == "max" else int(text)
 
 
+def _v1_cfs(d: Path) -> dict[str, float]:
+    """The CFS bandwidth the kernel applied (v1): quota (-1 = none) and period, in µs."""
+    q, p = _read_int(d / "cpu.cfs_quota_us"), _read_int(d / "cpu.cfs_period_us")
+    return {"cpu_quota_us": q, "cpu_period_us": p} if q is not None and p is not None else {}
+
+
+def _v2_cpu_max(d: Path) -> dict[str, float]:
+    """The CFS bandwidth the kernel applied (v2 cpu.max "QUOTA PERIOD", "max" = none), in µs."""
+    try:
+        quota, period = (d / "cpu.max").read_text().split()
+        return {"cpu_quota_us": -1 if quota == "max" else int(quota), "cpu_period_us": int(period)}
+    except (OSError, ValueError):
+        return {}
+
+
 def validate_limits(limits: Limits) -> None:
     """Reject what no kernel accepts, before anything is created."""
     if limits.cpu_quota is not None and limits.cpu_quota <= 0:
@@ -296,6 +311,27 @@ class Cgroup:
             time.sleep(0.002)
 
     # -- counters ---------------------------------------------------------
+    def cpu_counters(self) -> dict[str, float]:
+        """Only the CPU counters of ``usage()`` (same keys): ~0.1 ms instead of ~0.3, for
+        reading them once per CFS period."""
+        u: dict[str, float] = {}
+        if self.version == 2:
+            st = _read_kv(self.dirs[""] / "cpu.stat")
+            if "usage_usec" in st:
+                u["cpu_usage_ns"] = st["usage_usec"] * 1000
+            if "nr_periods" in st:
+                u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
+                         cpu_throttled_ns=st["throttled_usec"] * 1000)
+            return u
+        val = _read_int(self.dirs["cpuacct"] / "cpuacct.usage") if "cpuacct" in self.dirs else None
+        if val is not None:
+            u["cpu_usage_ns"] = val
+        st = _read_kv(self.dirs["cpu"] / "cpu.stat")
+        if "nr_periods" in st:
+            u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
+                     cpu_throttled_ns=st["throttled_time"])
+        return u
+
     def usage(self) -> dict[str, float]:
         u: dict[str, float] = {}
         if self.version == 2:
@@ -307,6 +343,7 @@ class Cgroup:
                 u["cpu_nr_periods"] = st["nr_periods"]
                 u["cpu_nr_throttled"] = st["nr_throttled"]
                 u["cpu_throttled_ns"] = st["throttled_usec"] * 1000
+            u.update(_v2_cpu_max(d))
             for key, fname in (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak"),
                                ("pids_current", "pids.current"), ("pids_peak", "pids.peak")):
                 val = _read_int(d / fname)
@@ -331,6 +368,7 @@ class Cgroup:
             u["cpu_nr_periods"] = st["nr_periods"]
             u["cpu_nr_throttled"] = st["nr_throttled"]
             u["cpu_throttled_ns"] = st["throttled_time"]
+        u.update(_v1_cfs(self.dirs["cpu"]))
         mem = self.dirs["memory"]
         for key, fname in (("mem_current_bytes", "memory.usage_in_bytes"),
                            ("mem_peak_bytes", "memory.max_usage_in_bytes"),

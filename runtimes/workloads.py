@@ -29,6 +29,21 @@ EXIT = "ISOBENCH EXIT"
 
 _ready = f"echo '{READY}' >&{MARKER_FD}"
 
+#: Every workload runs here, whatever the harness's (or runtime's) working directory: a
+#: directory that exists and is writable on the host, in the container rootfs and in the
+#: guest (a tmpfs there).  stress-ng aborts at once in a read-only cwd ("temp-path '.'
+#: must be readable and writeable"); a read-only checkout must not turn that into a sample.
+WORKDIR = "/tmp"
+#: before the ready marker: a workload that cannot enter WORKDIR never claims to be ready
+_enter = f"cd {WORKDIR} || exit 96"
+
+
+def _then_status(command: str) -> str:
+    """Run ``command`` (not exec'd), then report its exit status on the marker channel and
+    exit with it: the harness judges the sample by it (with the counters), never assumes
+    success.  The shell stays as the parent: a few hundred KiB, counted like any process."""
+    return f"{command}; rc=$?; echo '{RESULT} status='$rc >&{MARKER_FD}; exit $rc"
+
 
 @dataclass(frozen=True)
 class Param:
@@ -56,28 +71,27 @@ def _idle(seconds: int) -> str:
 
 def _cpu(threads: int, seconds: float) -> str:
     # stress-ng spins `threads` workers; the cgroup/cputune decides how much CPU they get.
-    return (
-        f"{_ready}; exec {STRESS_NG} --cpu {threads} --cpu-method int64 "
-        f"--timeout {seconds}s --quiet"
-    )
+    return f"{_enter}; {_ready}; " + _then_status(
+        f"{STRESS_NG} --cpu {threads} --cpu-method int64 --timeout {seconds}s --quiet")
 
 
 def _mem(mib: int, seconds: float) -> str:
     # --vm-keep: keep the mapping; --vm-hang 0: after touching, hold it; --oomable:
     # do not respawn a worker the OOM killer took, so OOM shows in the counters once.
-    return (
-        f"{_ready}; exec {STRESS_NG} --vm 1 --vm-bytes {mib}M --vm-keep --vm-hang 0 "
-        f"--vm-populate --oomable --timeout {seconds}s --quiet"
-    )
+    return f"{_enter}; {_ready}; " + _then_status(
+        f"{STRESS_NG} --vm 1 --vm-bytes {mib}M --vm-keep --vm-hang 0 "
+        f"--vm-populate --oomable --timeout {seconds}s --quiet")
 
 
 def _pids(count: int, seconds: float) -> str:
     # Start `count` sleepers in the background.  busybox ash exits when a fork is
     # refused, so the count is reported after every fork and the last one wins.
-    # The shell itself is one process, so `reached` counts it as pids.current does.
+    # The shell itself is one process, so `reached` counts it as pids.current does;
+    # `tried` is reported before each fork, so the harness knows forks were attempted.
     return (
-        f"{_ready}; n=1; i=0; "
+        f"{_enter}; {_ready}; n=1; i=0; "
         f"while [ $i -lt {count} ]; do "
+        f"echo '{RESULT} tried='$((i+1)) >&{MARKER_FD}; "
         f"{BUSYBOX} sleep {seconds} & n=$((n+1)); echo '{RESULT} reached='$n >&{MARKER_FD}; "
         f"i=$((i+1)); done; wait"
     )

@@ -10,12 +10,12 @@ worker, and the pids workload exits non-zero by design when a fork is refused.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from harness.measure import measurement
+from harness.measure import measurement, periods
 from harness.measure.common import (
     MIB,
     ExitWatch,
@@ -97,14 +97,19 @@ def read_usage(inst: Instance) -> dict[str, float]:
         return {}
 
 
-def read_at(inst: Instance, t_ns: int) -> tuple[int, dict[str, float]]:
-    """Sleep until ``t_ns``, then read usage; the timestamp is the middle of the read."""
-    pause = (t_ns - now_ns()) / 1e9
-    if pause > 0:
-        time.sleep(pause)
-    t0 = now_ns()
-    u = read_usage(inst)
-    return (t0 + now_ns()) // 2, u
+def cpu_reader(inst: Instance) -> Callable[[], dict[str, float]]:
+    """The cheapest read of the CPU counters: the cgroup's own CPU files when the instance
+    has a cgroup, else everything ``usage()`` reads (a guest's domain cgroup)."""
+    cg = inst.cgroup
+    if cg is None:
+        return lambda: read_usage(inst)
+
+    def read() -> dict[str, float]:
+        try:
+            return cg.cpu_counters()
+        except OSError:
+            return {}
+    return read
 
 
 def poll(inst: Instance, watch: ExitWatch, until_ns: int,
@@ -155,6 +160,44 @@ def _guest_int(report: Mapping[str, Any], *names: str) -> int | None:
 
 
 # -- cpu_quota -------------------------------------------------------------------------
+#: the per-period series of every cpu_quota sample, one JSON line each, beside the logs
+PERIODS_FILE = "cpu-periods.jsonl"
+
+
+def applied_quota(u: Usage, requested: float | None) -> tuple[float | None, int | None, str | None]:
+    """(quota in CPUs, period in ns, note) as the enforcer applied them: read back from its
+    counters (``cpu_quota_us``/``cpu_period_us``), not taken from the request, which the
+    backend may have clamped (a quota below 1 ms per period is raised to 1 ms)."""
+    q, p = u.get("cpu_quota_us"), u.get("cpu_period_us")
+    if q is not None and p:
+        return (float(q) / float(p) if q >= 0 else None), int(p * 1000), None
+    if requested is None:
+        return None, None, None
+    return requested, None, "quota as requested: the backend does not expose the applied one"
+
+
+def failed_workload(what: str, inst: Instance, watch: ExitWatch, why: str) -> BackendError:
+    """The one error for a workload that did not do its work: why, its status, where its log is."""
+    bits = [f"{what} {why}"]
+    if watch.done.is_set():
+        bits.append(f"exit status {watch.status}" if watch.error is None else f"wait failed: {watch.error}")
+    status = (getattr(inst, "results", {}) or {}).get("status")
+    if status is not None:
+        bits.append(f"reported status {status}")
+    if inst.log_path:
+        bits.append(f"log: {inst.log_path}")
+    return BackendError("; ".join(bits))
+
+
+def finished_ok(what: str, inst: Instance, watch: ExitWatch, allowance: float) -> None:
+    """Wait for the workload's own exit and demand status 0: the proof that it ran to the end."""
+    if not watch.done.wait(allowance):
+        raise failed_workload(what, inst, watch, f"did not end within {allowance:g} s of its window")
+    status = (getattr(inst, "results", {}) or {}).get("status")
+    if watch.error is not None or watch.status not in (0, None) or status not in ("0", None):
+        raise failed_workload(what, inst, watch, "failed")
+
+
 @measurement("cpu_quota")
 def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     bound = case.workload.bound()
@@ -162,41 +205,82 @@ def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
     lead, end = cpu_window(seconds)
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "cpu"))
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
+    what = f"{case.workload.name} ({threads} thread{'s' if threads > 1 else ''})"
     with running(backend, spec) as (inst, watch):
         rows.seen(inst)
         guest = is_guest(backend, ctx, inst)
         t_ready = inst.wait_ready(case.timeout_s)
         watch.start(inst, seconds + case.timeout_s)
-        t0, u0 = read_at(inst, t_ready + int(lead * 1e9))
+        u0 = read_usage(inst)
         if "cpu_usage_ns" not in u0:
             raise BackendError(f"{backend.name} exposes no CPU counter (usage() has no cpu_usage_ns): "
                                f"cannot measure cpu_quota")
-        t1, u1 = read_at(inst, t_ready + int(end * 1e9))
-        # A loaded host may wake us late; the reading still counts while the workload's
-        # own timer (``seconds`` from ready, at the earliest) cannot have run out.
-        if watch.done.is_set() and (t1 - t_ready >= seconds * 1e9 or "cpu_usage_ns" not in u1):
-            raise BackendError(f"{case.workload.name} exited before the measurement window closed "
-                               f"({end:g} s after ready){f': {watch.error}' if watch.error else ''}")
-        # A guest reports its own CPU time only once the workload exited: let it end by
-        # itself (a fraction of a second).  Other backends are simply stopped by cleanup.
-        if guest:
-            watch.done.wait(seconds - end + case.timeout_s)
+        quota, period_ns, quota_note = applied_quota(u0, case.limits.cpu_quota)
+        if period_ns is None and case.limits.cpu_quota is not None:
+            period_ns = case.limits.cpu_period_us * 1000
+        series = periods.sample(cpu_reader(inst), period_ns if quota is not None else None,
+                                t_ready + int(lead * 1e9), t_ready + int(end * 1e9), stop=watch.done.is_set)
+        if watch.done.is_set():
+            raise failed_workload(what, inst, watch, f"exited before its measurement window closed "
+                                  f"({end:g} s after ready)")
+        finished_ok(what, inst, watch, seconds - end + case.timeout_s)
         report = guest_report(inst)
-    delivered = cpu_delivered(u0, t0, u1, t1)
-    expected = cpu_expected(case.limits.cpu_quota, threads, host_cores(), spec.vcpus if guest else None)
-    rows.add("cpu_delivered", delivered, "cpus")
-    rows.add("cpu_expected", expected, "cpus")
-    rows.add("cpu_ratio", delivered / expected, "ratio")
-    for metric, key, scale, unit in (("nr_periods", "cpu_nr_periods", 1.0, "count"),
-                                     ("nr_throttled", "cpu_nr_throttled", 1.0, "count"),
-                                     ("throttled_ms", "cpu_throttled_ns", 1e-6, "ms")):
-        d = delta(u0, u1, key)
+    return _cpu_rows(rows, ctx, series, quota, quota_note, threads, spec.vcpus if guest else None, report)
+
+
+def _cpu_rows(rows: Rows, ctx: Context, series: periods.Series, quota: float | None, quota_note: str | None,
+              threads: int, vcpus: int | None, report: Mapping[str, Any]) -> list[Sample]:
+    """The cpu_quota rows from one window's phase-locked reads."""
+    try:
+        win = periods.window(series)
+    except ValueError as e:
+        raise BackendError(f"cpu counters: {e}") from e
+    expected = cpu_expected(quota, threads, host_cores(), vcpus)
+    note = "; ".join(filter(None, [rows.note, quota_note, win.note]))
+    rows.add("cpu_delivered", win.delivered, "cpus", note=note or None)
+    rows.add("cpu_expected", expected, "cpus", note=note or None)
+    rows.add("cpu_ratio", win.delivered / expected, "ratio", note=note or None)
+    rows.add("window_s", win.seconds, "s")
+    if quota is not None:
+        rows.add("cpu_quota_applied", quota, "cpus")
+    n = win.delta("periods")
+    for metric, attr, scale, unit in (("nr_periods", "periods", 1.0, "count"),
+                                      ("nr_throttled", "throttled", 1.0, "count"),
+                                      ("throttled_ms", "throttled_ns", 1e-6, "ms")):
+        d = win.delta(attr)
         if d is not None:
             rows.add(metric, d * scale, unit)
+    throttled = win.delta("throttled")
+    if n and throttled is not None:
+        rows.add("throttled_share", throttled / n, "ratio")
+    per = periods.per_period(series, (quota or 0) * series.period_ns)
+    if per:
+        for q in (0.01, 0.5, 0.99):
+            rows.add(f"period_ratio_p{round(q * 100)}", periods.quantile(per, q), "ratio")
+        jit = periods.jitter_us(series)
+        if jit:
+            rows.add("read_jitter_p99", periods.quantile(jit, 0.99), "us",
+                     note=None if series.realtime else "reads not real-time (SCHED_FIFO refused)")
+        if n:
+            rows.add("period_coverage", len(per) * series.stride / n, "ratio")
+        _store_periods(rows, ctx, series, quota, per)
     view = guest_cpu_delivered(report)
     if view is not None:
         rows.add("guest_cpu_delivered", view, "cpus", note="as the guest's kernel counts it, whole run")
     return rows.samples
+
+
+def _store_periods(rows: Rows, ctx: Context, series: periods.Series, quota: float | None,
+                   per: list[float]) -> None:
+    """Append this sample's per-period series to the run's PERIODS_FILE (the report charts it)."""
+    line = {"backend": rows.backend.name, "case": rows.case.id, "measurement": rows.case.measurement,
+            "params": dict(rows.case.params), "repetition": rows.repetition, "warmup": rows.warmup,
+            "accel": rows.accel, "period_ms": series.period_ns / 1e6, "stride": series.stride,
+            "quota": quota, "ratios": [round(r, 4) for r in per]}
+    with contextlib.suppress(OSError):  # the figures are in the rows; the series is extra detail
+        ctx.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(ctx.log_dir / PERIODS_FILE, "a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 def guest_cpu_delivered(report: Mapping[str, Any]) -> float | None:
@@ -231,7 +315,11 @@ def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
         if not poll(inst, watch, t_ready + int(allowance * 1e9), lambda t, u: reads.append((t, u))):
             raise InstanceTimeout(f"{inst.name}: {case.workload.name} still running {allowance:g} s after ready")
         report = guest_report(inst)
-    return _mem_rows(rows, limit_mib, t_ready, reads, report)
+    samples = _mem_rows(rows, limit_mib, t_ready, reads, report)
+    killed = next(r.value for r in samples if r.metric == "oom_killed")
+    if not killed:  # an OOM kill explains any status; without one the workload must have succeeded
+        finished_ok(f"{case.workload.name} ({case.workload.bound()['mib']} MiB)", inst, watch, 0)
+    return samples
 
 
 def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, dict[str, float]]],
@@ -261,6 +349,9 @@ def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, d
     fails = [u["mem_failcnt"] for _, u in reads if "mem_failcnt" in u]
     if fails:
         rows.add("mem_failcnt", max(fails), "count")
+    events = [u["oom_events"] for _, u in reads if "oom_events" in u]  # memory.events oom (v2)
+    if events:
+        rows.add("mem_events_oom", max(events), "count")
     return rows.samples
 
 
@@ -282,6 +373,11 @@ def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warm
         # sleepers live on; cleanup ends them once the shell exited or `seconds` passed.
         poll(inst, watch, t_ready + int(seconds * 1e9), lambda t, u: reads.append(u))
     # after cleanup the marker channel is drained: the last "reached" is final
+    tried = _guest_int(inst.results, "tried")
+    if tried is None:  # not one fork attempted: the workload never got to its loop
+        raise failed_workload(f"{case.workload.name} (count {case.workload.bound()['count']})", inst, watch,
+                              "attempted no fork")
+    rows.add("pids_tried", tried, "count")
     reached = _guest_int(inst.results, "reached")
     rows.add("pids_reached", reached if reached is not None else 1, "count",
              note=None if reached is not None else "no fork succeeded (the shell alone)")

@@ -257,6 +257,10 @@ def cpu_usage(pid: int) -> dict[str, float]:
             if "nr_periods" in st:
                 u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
                          cpu_throttled_ns=st["throttled_time"])
+            # the bandwidth libvirt applied (<global_quota>), read back for the measurement
+            for key, fname in (("cpu_quota_us", "cpu.cfs_quota_us"), ("cpu_period_us", "cpu.cfs_period_us")):
+                with contextlib.suppress(OSError, ValueError):
+                    u[key] = int((v1["cpu"] / cpu_path.lstrip("/") / fname).read_text())
         # libvirt may leave cpuacct alone when it is not co-mounted with cpu (as on our
         # CI host, where QEMU sits at its root): then the QEMU process's own CPU time,
         # which is all the domain's cgroup would count (exited threads included).
@@ -276,6 +280,9 @@ def cpu_usage(pid: int) -> dict[str, float]:
         if "nr_periods" in st:
             u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
                      cpu_throttled_ns=st["throttled_usec"] * 1000)
+        with contextlib.suppress(OSError, ValueError):
+            quota, period = (v2 / path.lstrip("/") / "cpu.max").read_text().split()
+            u.update(cpu_quota_us=-1 if quota == "max" else int(quota), cpu_period_us=int(period))
     return u
 
 
