@@ -181,3 +181,37 @@ def parse_marker_line(line: str) -> tuple[str, str] | None:
         if line == tag or line.startswith(tag + " "):
             return kind, line[len(tag) :].strip()
     return None
+
+
+#: where a guest's own cgroup for the workload lives (cgroup2, mounted by the wrapper below)
+GUEST_CGROUP = "/sys/fs/cgroup/isobench-workload"
+
+
+def in_guest_cgroup(argv: list[str], memory_mib: int | None, pids: int | None) -> list[str]:
+    """``argv`` wrapped to run inside a cgroup of the guest's own kernel with these limits.
+
+    A guest is judged on what the guest enforces: the memory and pids limits are applied
+    by its kernel exactly as on a host (memory.max, swap off, pids.max).  The wrapper
+    stays outside the cgroup, so the workload's first process is the cgroup's first,
+    as on a host; after the workload it reports the cgroup's own counters
+    (``guest_cg_*``) and exits with the workload's status.  Without limits, ``argv``."""
+    if memory_mib is None and pids is None:
+        return argv
+    g, b = GUEST_CGROUP, BUSYBOX
+    # every step must work (a limit that was not applied is no measurement): on failure the
+    # wrapper exits before the workload's ready marker, with the reason on the console
+    setup = [f"{{ {b} mountpoint -q /sys/fs/cgroup || {b} mount -t cgroup2 none /sys/fs/cgroup; }}",
+             "echo '+memory +pids' > /sys/fs/cgroup/cgroup.subtree_control", f"{b} mkdir -p {g}"]
+    if memory_mib is not None:
+        setup.append(f"echo {memory_mib << 20} > {g}/memory.max")
+    if pids is not None:
+        setup.append(f"echo {pids} > {g}/pids.max")
+    swap_off = f"{{ [ ! -e {g}/memory.swap.max ] || echo 0 > {g}/memory.swap.max; }}"
+    fail = "{ echo 'isobench: cannot apply the limits in the guest cgroup' >&2; exit 97; }"
+    # the inner sh's $$ is its own pid: it joins the cgroup, then becomes the workload
+    run = f"{b} sh -c 'echo $$ > {g}/cgroup.procs && exec \"$@\"' workload {shlex.join(argv)}"
+    report = (f"rc=$?; while read k v; do echo \"{RESULT} guest_cg_mem_$k=$v\" >&{MARKER_FD}; "
+              f"done < {g}/memory.events; "
+              f"echo \"{RESULT} guest_cg_mem_peak=$({b} cat {g}/memory.peak 2>/dev/null)\" >&{MARKER_FD}; "
+              f"read k v < {g}/pids.events; echo \"{RESULT} guest_cg_pids_max=$v\" >&{MARKER_FD}; exit $rc")
+    return [BUSYBOX, "sh", "-c", f"{{ {' && '.join(setup)} && {swap_off}; }} || {fail}; {run}; {report}"]

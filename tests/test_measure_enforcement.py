@@ -10,14 +10,8 @@ import runtimes
 from harness.measure import MEASUREMENTS
 from harness.measure.common import Rows, enforcement_note
 from harness.measure.context import Context
-from harness.measure.enforcement import (
-    _mem_rows,
-    cpu_delivered,
-    cpu_expected,
-    cpu_window,
-    delta,
-    guest_cpu_delivered,
-)
+from harness.measure.cpu import cpu_delivered, cpu_expected, cpu_window, guest_cpu_delivered
+from harness.measure.enforcement import _mem_rows, delta
 from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, Limits

@@ -31,7 +31,7 @@ def measurement(name: str) -> Callable[[Measurement], Measurement]:
 
 def _load() -> None:
     # importing the modules registers their measurements
-    from harness.measure import density, enforcement, memory, startup  # noqa: F401
+    from harness.measure import cpu, density, enforcement, memory, startup  # noqa: F401
 
 
 _load()

@@ -292,8 +292,8 @@ class VmBackend(GuestBackend):
     name = "vm"
     enforcement = {
         "cpu": "libvirt <cputune> global quota on the domain's cpu cgroup",
-        "memory": "guest memory size (guest_memory_mib)",
-        "pids": "not enforced (the guest kernel has no limit set)",
+        "memory": "memory.max of a cgroup inside the guest (its own kernel enforces it)",
+        "pids": "pids.max of a cgroup inside the guest (its own kernel enforces it)",
     }
 
     def __init__(self, uri: str | None = None, *, kernel: str | None = None, kernel_format: str | None = None,
