@@ -39,9 +39,13 @@ def test_a_late_read_is_dropped_with_the_periods_around_it() -> None:
     assert per_period(s, QUOTA) == pytest.approx([1.0, 1.0, 1.0])
 
 
-def test_reads_of_a_minority_phase_are_dropped() -> None:
+def test_periods_the_kernel_did_not_count_are_not_periods() -> None:
+    # from read 8 on, the timer had gone idle for a period: nr_periods is one short
     s = locked([QUOTA] * 8, shift_from=8)
-    assert [r.k for r in on_time(s)] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r.k for r in on_time(s)] == list(range(1, 10))
+    assert len(per_period(s, QUOTA)) == 7  # the stretch 7 -> 8 is not one period
+    w = window(s)
+    assert not w.aligned and "disagrees" in w.note
 
 
 def test_window_counts_whole_periods_when_the_clock_agrees() -> None:
@@ -55,7 +59,7 @@ def test_window_falls_back_to_the_clock_when_the_counter_disagrees() -> None:
     last = s.reads[-1]
     # the timer went idle for three periods: nr_periods stops counting, the clock does not
     s.reads[-1] = Read(last.t_ns + 3 * P, last.span_ns, last.usage_ns, last.periods, 0, 0.0,
-                       last.target_ns + 3 * P, last.k)
+                       last.target_ns + 3 * P, last.k + 3)
     w = window(s)
     assert w.seconds == pytest.approx(0.13) and not w.aligned and "disagrees" in w.note
 

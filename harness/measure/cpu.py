@@ -172,7 +172,7 @@ def _cpu_rows(rows: Rows, ctx: Context, series: periods.Series, quota: float | N
                      note=None if series.realtime else "reads not real-time (SCHED_FIFO refused)")
         if n:
             rows.add("period_coverage", len(per) * series.stride / n, "ratio")
-        _store_periods(rows, ctx, series, quota, per)
+        _store_periods(rows, ctx, series, quota, periods.indexed_periods(series, (quota or 0) * series.period_ns))
     view = guest_cpu_delivered(report)
     if view is not None:
         rows.add("guest_cpu_delivered", view, "cpus", note="as the guest's kernel counts it, whole run")
@@ -180,12 +180,12 @@ def _cpu_rows(rows: Rows, ctx: Context, series: periods.Series, quota: float | N
 
 
 def _store_periods(rows: Rows, ctx: Context, series: periods.Series, quota: float | None,
-                   per: list[float]) -> None:
+                   per: list[tuple[int, float]]) -> None:
     """Append this sample's per-period series to the run's PERIODS_FILE (the report charts it)."""
     line = {"backend": rows.backend.name, "case": rows.case.id, "measurement": rows.case.measurement,
             "params": dict(rows.case.params), "repetition": rows.repetition, "warmup": rows.warmup,
             "accel": rows.accel, "period_ms": series.period_ns / 1e6, "stride": series.stride,
-            "quota": quota, "ratios": [round(r, 4) for r in per]}
+            "quota": quota, "period": [k for k, _ in per], "ratios": [round(r, 4) for _, r in per]}
     with contextlib.suppress(OSError):  # the figures are in the rows; the series is extra detail
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
         with open(ctx.log_dir / PERIODS_FILE, "a") as f:

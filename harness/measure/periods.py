@@ -23,7 +23,6 @@ import contextlib
 import math
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -86,31 +85,32 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def on_time(series: Series) -> list[Read]:
-    """The locked reads that certainly happened before their boundary and after the previous
-    one, and whose ``nr_periods`` agrees with that: the kernel's count, not the clock, decides.
-
-    A read is in time when it ended more than the phase's uncertainty before its boundary.
-    ``nr_periods - k`` (k = the boundary's index) is then the same for every such read; if the
-    timer's phase moved (it restarts after an idle period) the reads of the minority phase
-    are dropped."""
+    """The locked reads that certainly happened before their boundary: each ended more than
+    the phase's uncertainty before the boundary it was aimed at (a late wake-up is dropped)."""
     if not series.locked:
         return []
-    timely = [r for r in series.reads if r.periods is not None and r.target_ns
-              and r.t_ns + r.span_ns // 2 < r.target_ns + series.lead_ns - series.phase_err_ns]
-    if not timely:
-        return []
-    offsets = Counter((r.periods or 0) - r.k for r in timely)
-    best = offsets.most_common(1)[0][0]
-    return [r for r in timely if (r.periods or 0) - r.k == best]
+    return [r for r in series.reads if r.periods is not None and r.target_ns
+            and r.t_ns + r.span_ns // 2 < r.target_ns + series.lead_ns - series.phase_err_ns]
 
 
 def per_period(series: Series, quota_ns: float) -> list[float]:
     """Delivered ÷ quota for each period (or each ``stride`` periods) between two on-time reads."""
+    return [r for _, r in indexed_periods(series, quota_ns)]
+
+
+def indexed_periods(series: Series, quota_ns: float) -> list[tuple[int, float]]:
+    """(period index from the first read, delivered ÷ quota) for every period bracketed by two
+    consecutive on-time reads that the kernel's ``nr_periods`` confirms are ``stride`` periods
+    apart (if the timer went idle, it counted fewer: that stretch is not one period)."""
     if quota_ns <= 0:
         return []
     good = on_time(series)
-    return [(b.usage_ns - a.usage_ns) / (series.stride * quota_ns)
-            for a, b in zip(good, good[1:], strict=False) if b.k - a.k == series.stride]
+    if not good:
+        return []
+    k0 = good[0].k
+    return [(b.k - k0, (b.usage_ns - a.usage_ns) / (series.stride * quota_ns))
+            for a, b in zip(good, good[1:], strict=False)
+            if b.k - a.k == series.stride and (b.periods or 0) - (a.periods or 0) == series.stride]
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,13 @@ def window(series: Series) -> Window:
     first, last = good[0], good[-1]
     wall = (last.t_ns - first.t_ns) / 1e9
     if series.locked and first.periods is not None and last.periods is not None:
-        n = last.periods - first.periods
-        counted = n * series.period_ns / 1e9
-        # the clock must agree with the kernel's count to well within a period; if the timer
-        # stopped (idle cgroup) it does not, and the clock is the honest length
-        if n > 0 and abs(counted - wall) < 0.5 * series.period_ns / 1e9:
-            return Window(first, last, counted, True)
+        n, steps = last.periods - first.periods, last.k - first.k
+        # the kernel counted every period between the two reads (its timer never went idle):
+        # the window is exactly that many periods; otherwise the clock is the honest length
+        if n > 0 and n == steps:
+            return Window(first, last, n * series.period_ns / 1e9, True)
         return Window(first, last, wall, False,
-                      f"period counter ({n} periods) disagrees with the clock ({wall:.4f} s): clock used")
+                      f"period counter ({n} periods) disagrees with the clock ({steps} periods): clock used")
     return Window(first, last, wall, False, series.why_unlocked)
 
 
