@@ -8,6 +8,7 @@ is left at the end.  The host's cgroup layout is added to the benchmark JSON's
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -60,9 +61,9 @@ def _cgroup_dirs(make: Callable[[str], dict[str, Path]], missing: str) -> Iterat
 
 @pytest.fixture
 def cgroup_v1_dirs() -> Iterator[CgroupDirs]:
-    yield from _cgroup_dirs(cgroups.Cgroup._v1_dirs, "no cgroup v1 hierarchies")
+    yield from _cgroup_dirs(functools.partial(cgroups.dirs_for, v=1), "no cgroup v1 hierarchies")
 
 
 @pytest.fixture
 def cgroup_v2_dirs() -> Iterator[CgroupDirs]:
-    yield from _cgroup_dirs(cgroups.Cgroup._v2_dirs, "no cgroup2 hierarchy")
+    yield from _cgroup_dirs(functools.partial(cgroups.dirs_for, v=2), "no cgroup2 hierarchy")

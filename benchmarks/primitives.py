@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups
-from runtimes.bare import kill_and_reap
+from runtimes.process import kill_and_reap
 
 #: marks every benchmark whose value enters ``harness.floor``
 FLOOR = "floor"

@@ -161,7 +161,7 @@ def test_cgroup_v2_core(benchmark, what: str, cgroup_v2_dirs: CgroupDirs) -> Non
 
 # -- the VM side: rendering the domain XML --------------------------------------------------------
 def test_qemu_argv_render(benchmark) -> None:
-    qemu = pytest.importorskip("runtimes.qemu")
+    qemu = pytest.importorskip("runtimes.vm.qemu")
     machine = pytest.importorskip("runtimes.vm.machine")
     m = machine.Machine(name="isobench-bench-0", accel="tcg", kernel="/boot/vmlinuz", initrd="/tmp/initrd")
     floor_info(benchmark, "qemu_argv_render", method="direct", in_floor=False)

@@ -16,7 +16,7 @@ from runtimes import cgroups
 
 #: modules providing ``cleanup_leftovers(run_id) -> list[str]``; order matters:
 #: domains and containers first (they own processes), cgroups last
-BACKEND_SWEEPERS = ("runtimes.vm", "runtimes.oci", "runtimes.qemu", "runtimes.container")
+BACKEND_SWEEPERS = ("runtimes.vm", "runtimes.oci", "runtimes.vm.qemu", "runtimes.container")
 
 
 def _sweepers() -> list[Callable[[str | None], list[str]]]:

@@ -122,11 +122,11 @@ def check_kvm(probe: bool) -> Check:
     if not probe:
         return Check("kvm", True, "/dev/kvm present (boot probe skipped)")
     try:
-        from runtimes.vm import accel
+        from runtimes.vm import backend as vm_backend
     except ImportError as e:
         return Check("kvm", False, f"cannot probe: {e}", "pip install libvirt-python", essential=False)
     try:
-        verdict = accel.probe()
+        verdict = vm_backend.accel_verdict()
     except Exception as e:  # the probe talks to libvirt; any failure is a finding, not a crash
         return Check("kvm", False, f"probe failed: {e}", "isobench doctor --fix", essential=False)
     usable = verdict.accel == "kvm"
@@ -163,8 +163,10 @@ def check_kernel() -> Check:
 
 
 def check_oci() -> Check:
-    found = [r for r in ("runc", "crun") if shutil.which(r)]
-    missing = [r for r in ("runc", "crun") if r not in found]
+    from runtimes.oci import RUNTIMES, find_runtime  # the lookup the oci backends use
+
+    found = [r for r in RUNTIMES if find_runtime(r)]
+    missing = [r for r in RUNTIMES if r not in found]
     return Check("oci runtimes", not missing, ", ".join(found) or "none",
                  f"apt-get install {' '.join(missing)}", essential=False)
 

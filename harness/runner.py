@@ -118,6 +118,8 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
 
 def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool,
          run_id: str | None) -> Path:
+    for b in backends.values():  # the explicit host step (e.g. the vm accelerator probe)
+        b.prepare()
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
     steps = plan(scenario.cases, list(backends), accel)

@@ -15,10 +15,11 @@ REGISTRY: dict[str, str] = {
     "bare": "runtimes.bare:BareBackend",
     "unshare": "runtimes.unshare:UnshareBackend",
     "container": "runtimes.container.backend:ContainerBackend",
+    "container:cold": "runtimes.container.backend:ColdContainerBackend",
     "vm": "runtimes.vm.backend:VmBackend",
     "oci:runc": "runtimes.oci:OciBackend",
     "oci:crun": "runtimes.oci:OciBackend",
-    "qemu": "runtimes.qemu:QemuBackend",
+    "qemu": "runtimes.vm.qemu:QemuBackend",
 }
 
 

@@ -16,18 +16,19 @@ Timing contract (host ``CLOCK_MONOTONIC``, nanoseconds, see ``now_ns``):
 from __future__ import annotations
 
 import abc
-import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+# PREFIX and Limits live in leaf modules (runtimes.cgroups uses them without importing this
+# contract, which would be an import cycle); re-exported here, where backends find them
+from runtimes.limits import Limits as Limits
+from runtimes.naming import PREFIX as PREFIX
+
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.cgroups import Cgroup
     from runtimes.workloads import Workload
-
-#: Everything isobench creates on a host carries this in its name.
-PREFIX = "isobench"
 
 
 def now_ns() -> int:
@@ -41,28 +42,6 @@ class BackendError(RuntimeError):
 
 class InstanceTimeout(BackendError):
     """The instance missed a deadline (ready or exit)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits, the same request whatever the backend enforces them with."""
-
-    cpu_quota: float | None = None  # in CPUs (0.5 = half a CPU); None = unlimited
-    cpu_period_us: int = 100_000
-    memory_mib: int | None = None  # hard limit, no swap beyond it
-    pids: int | None = None
-
-    def any(self) -> bool:
-        return self.cpu_quota is not None or self.memory_mib is not None or self.pids is not None
-
-    @property
-    def cpu_quota_us(self) -> int | None:
-        if self.cpu_quota is None:
-            return None
-        return max(1000, round(self.cpu_quota * self.cpu_period_us))
-
-    def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -178,8 +157,13 @@ class Backend(abc.ABC):
     def launch(self, spec: LaunchSpec) -> Instance:
         """Start the workload; returns as soon as it is launched (not ready)."""
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most backends have nothing to prepare
+        """The explicit host step before any sample (the runner and doctor call it): what is
+        slow or has side effects (an accelerator probe boot, guest images) happens here."""
+
     def metadata(self) -> dict[str, Any]:
-        """Facts recorded in the manifest for this backend (versions, accelerator...)."""
+        """Facts recorded in the manifest for this backend (versions, accelerator...); only
+        reports, never probes: what ``prepare()`` found."""
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing

@@ -86,7 +86,7 @@ def test_v1_create_applies_limits_below_our_own_cgroups(root, run_id, no_leftove
     cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10), v=1)
     try:
         own = cgroups.own_paths()
-        where = {c: m.path for m in cgroups._mounts() if m.version == 1 for c in m.controllers}
+        where = {c: m.path for m in cgroups.mounts() if m.version == 1 for c in m.controllers}
         assert set(cg.dirs) == set(cgroups.V1_CONTROLLERS)
         for ctrl, d in cg.dirs.items():  # directly below our own cgroup in each hierarchy
             assert d == where[ctrl] / own.get(ctrl, "/").lstrip("/") / name
@@ -164,7 +164,7 @@ def test_v1_leftovers_are_found_and_removed(root, run_id, no_leftovers, sleeper)
 # -- v2 core files, on this host's cgroup2 mount ---------------------------------------------
 @pytest.fixture
 def v2_core(root) -> None:
-    require(cgroups._v2_mount() is not None, "no cgroup2 mount (kernel without cgroup2?)")
+    require(cgroups.v2_mount() is not None, "no cgroup2 mount (kernel without cgroup2?)")
 
 
 @pytest.mark.privileged
@@ -223,6 +223,27 @@ def test_dir_fd_needs_v2(root, run_id, no_leftovers) -> None:
             os.close(cg.dir_fd())
     finally:
         cg.remove()
+
+
+# -- sub-cgroups a workload made: killed and removed with ours ---------------------------------
+@pytest.mark.privileged
+@pytest.mark.parametrize("v", [1, 2])
+def test_remove_kills_and_removes_sub_cgroups_the_workload_made(v, root, run_id, no_leftovers, sleeper) -> None:
+    if v == 1:
+        require(cgroups.version() == 1, "v1 controllers: a v1/hybrid host")
+    else:
+        require(cgroups.v2_mount() is not None, "no cgroup2 mount (kernel without cgroup2?)")
+    cg = Cgroup.create(f"isobench-{run_id}-nest{v}", v=v)
+    try:
+        inner = [d / "workload-made" / "deeper" for d in cg.unique_dirs()]
+        for d in inner:
+            d.mkdir(parents=True)
+            (d / "cgroup.procs").write_text(str(sleeper.pid))
+        assert cg.pids() == [sleeper.pid]  # seen below our cgroup, not only in it
+    finally:
+        cg.remove()
+    assert sleeper.wait(5) == -signal.SIGKILL
+    assert not any(d.exists() for d in cg.unique_dirs())
 
 
 # -- v2 controller files: their logic on a stand-in tree, everywhere -----------------------------
@@ -286,5 +307,5 @@ def test_v2_controller_limits_and_counters(root, run_id, no_leftovers) -> None:
 
 def test_v2_base_looks_past_the_harness_leaf(monkeypatch) -> None:
     for own, base in (("/a/b/isobench-harness", "/a/b"), ("/isobench-harness", "/"), ("/a/b", "/a/b"), ("/", "/")):
-        monkeypatch.setattr(cgroups, "own_paths", lambda own=own: {"": own})
-        assert cgroups._v2_base() == base
+        monkeypatch.setattr(cgroups.host, "own_paths", lambda own=own: {"": own})
+        assert cgroups.v2_base() == base

@@ -9,9 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import runtimes
-from runtimes import qemu
 from runtimes.base import LaunchSpec, Limits
-from runtimes.vm import domain, host
+from runtimes.vm import domain, host, qemu
 from runtimes.vm.machine import Machine
 from runtimes.workloads import Workload
 from tests.conftest import is_root, isobench_cgroups, require

@@ -174,7 +174,7 @@ def test_idle_guests_side_by_side_with_cputune(backend, run_id, tmp_path):
 
 
 def _domain_cpu_quota(pid: int) -> tuple[int, int] | None:
-    from runtimes.vm.backend import _domain_cgroup
+    from runtimes.vm.machine_cgroup import _domain_cgroup
 
     path = _domain_cgroup(Path(f"/proc/{pid}/cgroup").read_text(), "cpu")
     d = Path("/sys/fs/cgroup/cpu") / (path or "/").lstrip("/")

@@ -290,7 +290,7 @@ def test_rewrite_controllers_is_idempotent():
 
 def test_configure_libvirt_edits_a_config_once(tmp_path, monkeypatch):
     monkeypatch.setattr(host, "memory_controller_needs_excluding", lambda *a: True)
-    monkeypatch.setattr(host, "_daemon_running", lambda name: False)
+    monkeypatch.setattr(host, "daemon_running", lambda name: False)
     conf = tmp_path / "qemu.conf"
     conf.write_text('#cgroup_controllers = [ "cpu", "devices", "memory" ]\n')
     assert len(host.configure_libvirt(conf)) == 1
@@ -316,8 +316,8 @@ def test_find_kernel_prefers_the_environment_and_sorts_versions(tmp_path, monkey
 
 def test_domain_cgroup_is_the_parent_of_the_emulator_thread_group():
     pytest.importorskip("libvirt")
-    from runtimes.vm.backend import _domain_cgroup
     from runtimes.vm.connection import version_string
+    from runtimes.vm.machine_cgroup import _domain_cgroup
 
     v1 = "4:memory:/process_api/x\n1:cpu:/machine/qemu-5-isobench-a.libvirt-qemu/emulator\n0::/\n"
     assert _domain_cgroup(v1, "cpu") == "/machine/qemu-5-isobench-a.libvirt-qemu"

@@ -11,7 +11,6 @@ dropped: that would disturb everything else on the host.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 
 from harness.measure import measurement
@@ -20,6 +19,7 @@ from harness.measure.context import Context
 from harness.results import Sample
 from harness.scenario import Case
 from runtimes.base import Backend
+from runtimes.wait import wait_until
 
 #: two reads this close (bytes) count as settled
 SETTLE_TOLERANCE = MIB
@@ -31,15 +31,14 @@ def settled_available(settle_s: float, read: Callable[[], int] = mem_available,
                       tolerance: int = SETTLE_TOLERANCE, interval: float = SETTLE_INTERVAL_S) -> int:
     """MemAvailable once two reads ``interval`` apart agree within ``tolerance``,
     or the last read when ``settle_s`` passed first."""
-    deadline = time.monotonic() + settle_s
-    prev = read()
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(interval, left))
-        cur = read()
-        if abs(cur - prev) <= tolerance:
-            return cur
-        prev = cur
-    return prev
+    reads: list[int] = []
+
+    def steady() -> bool:
+        reads.append(read())
+        return len(reads) >= 2 and abs(reads[-1] - reads[-2]) <= tolerance
+
+    wait_until(steady, settle_s, interval)
+    return reads[-1]
 
 
 @measurement("density")

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except BackendError as e:
         print(e, file=sys.stderr)
         return 125
+    finally:
+        backend.close()
 
 
 if __name__ == "__main__":

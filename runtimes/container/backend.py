@@ -1,11 +1,13 @@
 """The ``container`` backend: isobench's own namespace + cgroup runtime.
 
-Per launch: a cgroup below ours (limits applied), then a fork whose child is
-PID 1 of a new PID namespace (see ``init.py``); the child unshares mount, UTS,
-IPC and network namespaces, mounts the shared rootfs read-only as its root
-(fresh /proc, minimal /dev, tmpfs /tmp; ``mounts.py``), sets the hostname to the
-instance name, brings ``lo`` up, joins the cgroup, enters a cgroup namespace,
-cuts its capabilities to the OCI default set with no_new_privs, and execs the
+Per launch: a cgroup below ours (limits applied), then PID 1 of a new PID
+namespace (see ``init.py``), made by the zygote (``zygote.py``: a small helper
+started once, before any t_launch) or, with ``launcher="fork"``, by forking the
+harness.  The child joins its cgroup (or is born in it: clone3 CLONE_INTO_CGROUP
+on v2), unshares mount, UTS, IPC, network and cgroup namespaces, mounts the
+shared rootfs read-only as its root (fresh /proc, minimal /dev, tmpfs /tmp;
+``mounts.py``), sets the hostname to the instance name, brings ``lo`` up, cuts
+its capabilities to the OCI default set with no_new_privs, and execs the
 workload, which stays PID 1.  The ready marker arrives on fd 3 as with ``bare``.
 
 ``spec.extra`` knobs: ``argv`` (list: run this instead of the workload),
@@ -13,14 +15,17 @@ workload, which stays PID 1.  The ready marker arrives on fd 3 as with ``bare``.
 attach), ``read_only=False`` (writable root: overlay on a tmpfs), ``env``
 (dict added to the workload's environment), ``hostname``, ``cwd`` (default
 ``/tmp``: stress-ng needs a writable working directory), ``die_with_parent``
-(default: when launched from the main thread; the kernel ties the parent-death
-signal to the launching *thread*).
+(default: when the launching thread -- for the zygote, the thread that started
+it -- is the main thread; the kernel ties the parent-death signal to a
+*thread*), ``launcher`` ("zygote" | "fork").
 
-Phases (``times.phases``, ns, launch order): cgroup_create, clone (fork into
-the new PID namespace), unshare (the other namespaces), mounts, net (hostname
-and lo), cgroup_attach (what is left of the host's cgroup join, done in
-parallel with the child's setup, + the cgroup namespace), security (capabilities,
-no_new_privs, signal reset), exec (execve to the ready marker).
+Phases (``times.phases``, ns, launch order; they add up to launch→ready):
+helper_start (``container:cold`` only: the zygote's start), cgroup_create,
+request (config, log, pipes; the request to the zygote until it forks), clone
+(the fork, until the child's fds are in place), cgroup_attach (the child moving
+itself into its cgroup; absent when born in it), unshare (the other namespaces),
+mounts, net (hostname and lo), security (capabilities, no_new_privs, signal
+mask), exec (execve to the ready marker).
 """
 
 from __future__ import annotations
@@ -32,16 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ChildProcess, ProcessInstance, close_log, launching, open_log
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps, init, mounts, namespaces
+from runtimes.container.zygote import Zygote
+from runtimes.process import ChildProcess, ProcessInstance, close_log, launching, open_log
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
             "container": "isobench"}
 #: how long the child may take from fork to exec before the launch is declared failed
 SETUP_TIMEOUT_S = 30.0
+#: how PID 1 is made: by the zygote (default), or by forking the harness (the old way, for A/B)
+LAUNCHERS = ("zygote", "fork")
 HOST_NAME_MAX = 64
 
 
@@ -50,7 +58,8 @@ class ContainerInstance(ProcessInstance):
 
     _t_exec: int | None = None  # when the child called execve (the "exec" phase starts)
 
-    def start(self, cfg: init.InitConfig, log: Any) -> None:
+    def start(self, cfg: init.InitConfig, log: Any, zygote: Zygote | None) -> None:
+        """Make PID 1 with the zygote (or by forking the harness when ``zygote`` is None)."""
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         marker_r, marker_w = os.pipe()
         try:
@@ -60,7 +69,10 @@ class ContainerInstance(ProcessInstance):
                 out = err = devnull
             else:
                 out = err = log.fileno()
-            child = init.spawn(cfg, devnull, out, err, marker_w)
+            if zygote is not None:
+                child = zygote.spawn(cfg, devnull, out, err, marker_w)
+            else:
+                child = init.spawn(cfg, devnull, out, err, marker_w)
         except BaseException:
             os.close(marker_r)
             raise
@@ -69,38 +81,22 @@ class ContainerInstance(ProcessInstance):
             os.close(devnull)
         self.proc = ChildProcess(child.pid)  # type: ignore[assignment]
         self.marker.read_fd(marker_r)
-        attach_error: CgroupError | None = None
-        status_fd = child.status_fd
-        try:
-            try:
-                # while the child mounts its root, join it to the cgroup from here (see init.spawn)
-                if self.cgroup is not None:
-                    self.cgroup.attach(child.pid)
-                child.release(True)
-            except CgroupError as e:
-                attach_error = e
-            finally:
-                child.release(False)  # a no-op after release(True); else the child aborts
-            status_fd = -1  # read_status closes it, whatever happens
-            spawned = init.read_status(child.status_fd, child.pid, min(SETUP_TIMEOUT_S, self.spec.timeout_s))
-        finally:
-            if status_fd >= 0:
-                os.close(status_fd)
+        spawned = init.read_status(child.status_fd, child.pid, min(SETUP_TIMEOUT_S, self.spec.timeout_s))
+        # from the cgroup to the fork: the config, log and pipes, and for the zygote the request
+        assert self.times.t_launch is not None
+        self.times.phases["request"] = child.t_fork - self.times.t_launch - sum(self.times.phases.values())
         self._record(child.t_fork, spawned.marks)
-        if attach_error is not None:
-            raise BackendError(f"{self.name}: cannot place the container in its cgroup: {attach_error}")
         if spawned.error is not None:
             raise BackendError(f"{self.name}: {spawned.error}")
 
     def _record(self, t_fork: int, marks: dict[str, int]) -> None:
-        names = {"init": "clone", "unshare": "unshare", "mounts": "mounts", "net": "net",
-                 "cgroup_attach": "cgroup_attach", "exec": "security"}
+        names = {"init": "clone", "cgroup_attach": "cgroup_attach", "unshare": "unshare", "mounts": "mounts",
+                 "net": "net", "exec": "security"}
         prev = t_fork
         for step in init.STEPS:
-            if step not in marks:
-                break
-            self.times.phases[names[step]] = marks[step] - prev
-            prev = marks[step]
+            if step in marks:
+                self.times.phases[names[step]] = marks[step] - prev
+                prev = marks[step]
         self._t_exec = marks.get("exec")
 
     def wait_ready(self, timeout: float) -> int:
@@ -112,15 +108,21 @@ class ContainerInstance(ProcessInstance):
 
 class ContainerBackend(Backend):
     name = "container"
+    #: the zygote is started inside every launch (after t_launch): the ``container:cold`` variant
+    cold = False
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
-                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT):
+                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote"):
+        if launcher not in LAUNCHERS:
+            raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
         self.read_only = read_only
         self.proc_hardening = proc_hardening
         self.keep_caps = caps.mask(capabilities)
         self._last_cap = caps.last_cap()
         self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
+        self.launcher = launcher
+        self.zygote = Zygote()
 
     # -- checks -----------------------------------------------------------
     def available(self) -> str | None:
@@ -133,7 +135,7 @@ class ContainerBackend(Backend):
             if self._rootfs is None:
                 rootfs.inputs()
             if cgroups.version() == 1:
-                Cgroup._v1_dirs(f"{init.INIT_COMM}-probe")  # raises when a controller is not mounted
+                cgroups.parent_dirs(1)  # raises when a controller is not mounted
         except (rootfs.RootfsError, CgroupError) as e:
             return str(e)
         return None
@@ -157,7 +159,7 @@ class ContainerBackend(Backend):
         return self._plans[ro]
 
     # -- launching ----------------------------------------------------------
-    def config(self, spec: LaunchSpec, cgroup: Cgroup | None) -> init.InitConfig:
+    def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: bool = False) -> init.InitConfig:
         """Everything the child needs; computed before the fork (and before t_launch where possible)."""
         argv = spec.extra.get("argv") or spec.workload.argv()
         if isinstance(argv, str) or not all(isinstance(a, str) and a for a in argv):
@@ -169,8 +171,12 @@ class ContainerBackend(Backend):
         if spec.extra.get("stdio") == "inherit" and "TERM" in os.environ:
             env.setdefault("TERM", os.environ["TERM"])
         die = spec.extra.get("die_with_parent")
-        if die is None:
-            die = threading.current_thread() is threading.main_thread()
+        if die is None:  # the parent-death signal follows the thread that forked (the zygote's parent)
+            die = self.zygote.from_main_thread if zygote else threading.current_thread() is threading.main_thread()
+        attach: tuple[str, ...] = ()
+        if cgroup is not None:
+            procs = "tasks" if cgroup.version == 1 else "cgroup.procs"  # see init._join_cgroup
+            attach = tuple(str(d / procs) for d in dict.fromkeys(cgroup.dirs.values()))
         return init.InitConfig(
             argv=tuple(argv), env=env, hostname=hostname,
             ns_flags=namespaces.flags(tuple(k for k in namespaces.DEFAULT if k not in ("pid", "cgroup"))),
@@ -181,30 +187,54 @@ class ContainerBackend(Backend):
             reset_signals=init.default_signals(),
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
             cwd=str(spec.extra.get("cwd") or "/tmp"),
+            attach_files=attach,
+            cgroup_dir=str(cgroup.dirs[""]) if cgroup is not None and cgroup.version == 2 else None,
         )
 
     def launch(self, spec: LaunchSpec) -> Instance:
         self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
+        launcher = spec.extra.get("launcher", self.launcher)
+        if launcher not in LAUNCHERS:
+            raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+        zygote = self.zygote if launcher == "zygote" else None
+        if zygote is not None:
+            if self.cold:
+                zygote.close()
+            else:
+                self._ensure_zygote()  # warm: a (re)start happens here, before t_launch
         times = Timestamps(t_launch=now_ns())
+        if zygote is not None and self.cold:
+            self._ensure_zygote()
+            times.phases["helper_start"] = now_ns() - times.t_launch  # type: ignore[operator]
         cgroup = None
         if spec.extra.get("cgroup", True):
+            t0 = now_ns()
             try:
                 cgroup = Cgroup.create(spec.instance, spec.limits)
             except CgroupError as e:
                 raise BackendError(f"{spec.instance}: {e}") from e
-            times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+            times.phases["cgroup_create"] = now_ns() - t0
         elif spec.limits.any():
             raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
         inst = ContainerInstance(spec, cgroup, times)
         with launching(inst, f"{spec.instance}: cannot start the container"):
-            cfg = self.config(spec, cgroup)
+            cfg = self.config(spec, cgroup, zygote is not None)
             log, inst.log_path = open_log(spec, "container")
             try:
-                inst.start(cfg, log)
+                inst.start(cfg, log, zygote)
             finally:
                 close_log(log)
         return inst
+
+    def _ensure_zygote(self) -> None:
+        try:
+            self.zygote.ensure()
+        except OSError as e:
+            raise BackendError(f"cannot start the container launcher: {e}") from e
+
+    def close(self) -> None:
+        self.zygote.close()
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -216,4 +246,27 @@ class ContainerBackend(Backend):
             "capabilities": caps.names(self.keep_caps),
             "no_new_privs": True,
             "cgroup_version": cgroups.version(),
+            "launcher": self.launcher,
+            "helper": ("none: the harness forks" if self.launcher == "fork" else
+                       "zygote started inside every launch (cold)" if self.cold else
+                       "zygote started before the first launch (warm)"),
+            "cgroup_join": _join_method(),
         }
+
+
+def _join_method() -> str:
+    """How a container init gets into its cgroup here (recorded with every run)."""
+    if cgroups.version() == 2:
+        return "born in it: clone3(CLONE_INTO_CGROUP) from the zygote; else it writes 0 to cgroup.procs"
+    return "it moves its only thread itself (0 > tasks): no wait for an RCU grace period"
+
+
+class ColdContainerBackend(ContainerBackend):
+    """``container:cold``: the same runtime, the zygote started anew inside every launch.
+
+    Its launch→ready is the cold figure (helper start included, phase ``helper_start``)
+    beside ``container``'s warm one, measured in the same run.
+    """
+
+    name = "container:cold"
+    cold = True

@@ -1,21 +1,27 @@
-"""Creating a container's first process: host side (``spawn``) and child side (``_init``).
+"""Creating a container's first process: host side (``spawn``) and child side (``child_main``).
 
-The harness thread that launches moves its *own* ``pid_ns_for_children`` into a
-fresh PID namespace (``unshare(CLONE_NEWPID)`` affects only the calling
-thread's future children), forks, and moves back with ``setns``.  So the child
-is PID 1 of a new PID namespace *and* a direct child of the harness: no
-intermediate supervisor process, and ``waitpid`` reports the workload's own
-exit status.
+Two launchers make the child (``backend.py`` picks one):
 
-The child (still Python, single-threaded after fork) then builds the rest of
-the container and execs the workload, which stays PID 1.  When PID 1 exits the
-kernel kills everything else in its PID namespace, so a workload that leaves
-children (the ``pids`` workload) leaves nothing behind.
+- the zygote (``zygote.py``): a small helper process forks it with
+  ``clone3(CLONE_PARENT | CLONE_NEWPID [| CLONE_INTO_CGROUP])``;
+- ``spawn`` here, the fallback: the harness thread that launches moves its *own*
+  ``pid_ns_for_children`` into a fresh PID namespace (``unshare(CLONE_NEWPID)``
+  affects only the calling thread's future children), forks, and moves back
+  with ``setns``.
+
+Either way the child is PID 1 of a new PID namespace *and* a direct child of
+the harness (CLONE_PARENT makes the zygote's child its sibling): no supervisor
+in between, and ``waitpid`` reports the workload's own exit status.  Both run
+the same child-side code, ``child_main``, so the isolation is identical.
+
+The child (still Python, single-threaded) joins its cgroup first unless it was
+born in it (see ``_join_cgroup``), builds the rest of the container and execs
+the workload, which stays PID 1.  When PID 1 exits the kernel kills everything
+else in its PID namespace, so a workload that leaves children (the ``pids``
+workload) leaves nothing behind.
 
 Child -> host status pipe (close-on-exec, so EOF means the exec happened):
 ``T <step> <monotonic ns>`` per finished step, ``E <message>`` on failure.
-Host -> child "go" pipe: one byte once the host has attached the child to the
-instance cgroup (see ``spawn``); EOF instead makes the child abort.
 """
 
 from __future__ import annotations
@@ -36,14 +42,13 @@ from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)
 STATUS_FD = MARKER_FD + 1
-#: fd on which the child waits for the host to have placed it in the instance cgroup
-GO_FD = MARKER_FD + 2
 #: comm of the child until it execs: ``cleanup_leftovers`` recognises a stuck one by it
 INIT_COMM = "isobench-init"
 #: the workload's environment carries its instance name, so leftovers can be traced to a run
 INSTANCE_ENV = "ISOBENCH_INSTANCE"
 #: the steps the child reports (``T <step>``) as it finishes them, in order
-STEPS = ("init", "unshare", "mounts", "net", "cgroup_attach", "exec")
+#: (``cgroup_attach`` is missing when the child was born in its cgroup, or has none)
+STEPS = ("init", "cgroup_attach", "unshare", "mounts", "net", "exec")
 
 
 class InitError(RuntimeError):
@@ -67,6 +72,11 @@ class InitConfig:
     #: signals whose disposition is not SIG_DFL in the harness (Python handlers, SIGPIPE...)
     reset_signals: tuple[int, ...] = ()
     cwd: str = "/"
+    #: files the child writes "0" to, to move itself into the instance cgroup (v1: each
+    #: hierarchy's ``tasks``; v2: ``cgroup.procs``); empty without a cgroup
+    attach_files: tuple[str, ...] = ()
+    #: v2 only: the cgroup directory a zygote may clone the child straight into
+    cgroup_dir: str | None = None
 
 
 @dataclass
@@ -108,50 +118,32 @@ class Child:
 
     pid: int
     status_fd: int  # read end of the status pipe
-    go_fd: int  # write end: one byte = "you are in your cgroup, go on"; EOF = abort
-    t_fork: int
-
-    def release(self, ok: bool) -> None:
-        """Let the child go on to exec (``ok``) or make it abort; once."""
-        if self.go_fd < 0:
-            return
-        try:
-            if ok:
-                os.write(self.go_fd, b"1")
-        finally:
-            os.close(self.go_fd)
-            self.go_fd = -1
+    t_fork: int  # CLOCK_MONOTONIC ns just before the fork
+    born_in_cgroup: bool = False  # clone3(CLONE_INTO_CGROUP): no attach step
 
 
 def spawn(cfg: InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> Child:
-    """Fork the container's PID 1 (host pid in the result).
+    """Fork the container's PID 1 from this (harness) process; host pid in the result.
 
     ``stdin``/``stdout``/``stderr``/``marker`` are host fds the child gets as 0, 1, 2 and 3.
-    The child sets itself up, then waits for ``Child.release(True)`` before it
-    joins its cgroup namespace and execs: the host attaches it to the instance
-    cgroup meanwhile (a v1 attach waits ~10 ms for an RCU grace period; done
-    in parallel with the child's own setup it mostly disappears).
     """
     own = _pidns_fd()
     status_r, status_w = os.pipe()
-    go_r, go_w = os.pipe()
     t_fork = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
     try:
         sc.unshare(sc.CLONE_NEWPID)  # this thread's next child starts a new PID namespace
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, reported over the pipe
-                _child(cfg, (stdin, stdout, stderr, marker, status_w, go_r))
+                child_main(cfg, (stdin, stdout, stderr, marker, status_w), born_in_cgroup=False)
         finally:
             sc.setns(own, sc.CLONE_NEWPID)  # back, so the harness's other children are normal
     except BaseException:
         os.close(status_r)
-        os.close(go_w)
         raise
     finally:
         os.close(status_w)
-        os.close(go_r)
-    return Child(pid, status_r, go_w, t_fork)
+    return Child(pid, status_r, t_fork)
 
 
 def read_status(fd: int, pid: int, timeout: float) -> Spawned:
@@ -188,11 +180,12 @@ def _mark(step: str) -> None:
     os.write(STATUS_FD, f"T {step} {time.clock_gettime_ns(time.CLOCK_MONOTONIC)}\n".encode())
 
 
-def _child(cfg: InitConfig, fds: tuple[int, ...]) -> None:  # pragma: no cover
-    """Never returns: execs the workload or exits 127 after reporting why."""
+def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool) -> None:  # pragma: no cover
+    """The container's PID 1 until it execs; never returns: execs the workload or exits 127
+    after reporting why.  ``fds``: stdin, stdout, stderr, marker, status write end."""
     status = fds[4]
     try:
-        gc.disable()  # a collection would touch (and copy) the harness's pages for nothing
+        gc.disable()  # a collection would touch (and copy) the parent's pages for nothing
         # The harness's Python handlers must not run here; ignored signals (SIGPIPE)
         # would stay ignored across exec.
         for sig in cfg.reset_signals:
@@ -204,7 +197,7 @@ def _child(cfg: InitConfig, fds: tuple[int, ...]) -> None:  # pragma: no cover
         _arrange_fds(fds)
         status = STATUS_FD
         _mark("init")
-        _init(cfg)
+        _init(cfg, born_in_cgroup)
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
         # our OSErrors carry the whole story in strerror; str() would prefix "[Errno N]"
         msg = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
@@ -216,8 +209,32 @@ def _child(cfg: InitConfig, fds: tuple[int, ...]) -> None:  # pragma: no cover
     os._exit(127)
 
 
-def _init(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
-    sc.unshare(cfg.ns_flags)
+def _join_cgroup(files: tuple[str, ...]) -> None:  # pragma: no cover - runs in the child
+    """Move this (single-threaded) process into its cgroup before anything else happens.
+
+    On v1 it writes "0" to each hierarchy's ``tasks``: moving one's own single
+    thread skips the global threadgroup lock, whose write side waits for an RCU
+    grace period (8-12 ms here when cold) -- the wait a host-side write of the
+    pid to ``cgroup.procs`` pays (kernel 6.1+; older kernels lock either way).
+    Being single-threaded, the whole process has moved.
+    """
+    for f in files:
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot join the instance cgroup ({f}): {e.strerror}") from e
+
+
+def _init(cfg: InitConfig, born_in_cgroup: bool) -> None:  # pragma: no cover - runs in the child
+    if cfg.attach_files and not born_in_cgroup:
+        _join_cgroup(cfg.attach_files)
+        _mark("cgroup_attach")
+    # the cgroup namespace is rooted at the instance cgroup, joined above (or born in)
+    sc.unshare(cfg.ns_flags | (sc.CLONE_NEWCGROUP if cfg.cgroupns else 0))
     _mark("unshare")
     mounts.execute(list(cfg.mount_plan))
     _mark("mounts")
@@ -225,12 +242,6 @@ def _init(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
     if cfg.lo_request is not None:
         namespaces.loopback_up(cfg.lo_request)
     _mark("net")
-    if os.read(GO_FD, 1) != b"1":  # the host attaches us to the cgroup meanwhile
-        raise InitError("the harness could not place the container in its cgroup")
-    os.close(GO_FD)
-    if cfg.cgroupns:
-        sc.unshare(sc.CLONE_NEWCGROUP)  # its root is the instance cgroup just joined
-    _mark("cgroup_attach")
     caps.restrict(cfg.keep_caps, cfg.last_cap)
     caps.no_new_privs()
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
@@ -243,10 +254,10 @@ def _init(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
 
 
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child
-    """stdin, stdout, stderr, marker -> 0..3 (inherited); status, go -> 4, 5 (close-on-exec);
+    """stdin, stdout, stderr, marker -> 0..3 (inherited); status -> 4 (close-on-exec);
     everything else closed."""
     # lift first: a source may sit on a target number (e.g. the status pipe on fd 3)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=target <= MARKER_FD)
-    os.closerange(GO_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    os.closerange(STATUS_FD + 1, os.sysconf("SC_OPEN_MAX"))

@@ -13,30 +13,31 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
+
+import psutil
 
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX
 from runtimes.container.init import INIT_COMM, INSTANCE_ENV
+from runtimes.container.zygote_server import ZYGOTE_COMM
+from runtimes.wait import wait_until
 
 NETNS_DIR = Path("/run/netns")
 
 
-def _read(path: str) -> bytes:
+def _nested_pid_1(pid: int) -> bool:
+    """PID 1 of a PID namespace below ours: the last ``NSpid`` of its status is 1.
+    (The one field psutil does not expose; read for the few candidates only.)"""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    nspid = line.split()[1:]
+                    return len(nspid) >= 2 and nspid[-1] == "1"
     except OSError:
-        return b""
-
-
-def _status(pid: str) -> dict[str, str]:
-    out = {}
-    for line in _read(f"/proc/{pid}/status").decode(errors="replace").splitlines():
-        k, _, v = line.partition(":")
-        out[k] = v.strip()
-    return out
+        pass
+    return False
 
 
 def container_inits(run_id: str | None = None) -> list[tuple[int, str]]:
@@ -46,37 +47,44 @@ def container_inits(run_id: str | None = None) -> list[tuple[int, str]]:
     in its environment, or, while still setting up, by its comm ``isobench-init``
     (then only when its harness is gone: it was reparented to PID 1).
     """
-    want = f"{INSTANCE_ENV}={PREFIX}-{run_id}-" if run_id else f"{INSTANCE_ENV}={PREFIX}-"
+    want = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
     found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
+    for p in psutil.process_iter(["name", "ppid", "status", "environ"]):
+        info = p.info
+        if p.pid == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        st = _status(pid)
-        nspid = st.get("NSpid", "").split()
-        if st.get("State", "").startswith("Z") or len(nspid) < 2 or nspid[-1] != "1":
+        if info["name"] == INIT_COMM:
+            if info["ppid"] == 1 and _nested_pid_1(p.pid):
+                found.append((p.pid, INIT_COMM))
             continue
-        if st.get("Name") == INIT_COMM:
-            if st.get("PPid") == "1":
-                found.append((int(pid), INIT_COMM))
-            continue
-        for var in _read(f"/proc/{pid}/environ").split(b"\0"):
-            text = var.decode(errors="replace")
-            if text.startswith(want):
-                found.append((int(pid), text.partition("=")[2]))
-                break
+        instance = (info["environ"] or {}).get(INSTANCE_ENV, "")
+        if instance.startswith(want) and _nested_pid_1(p.pid):
+            found.append((p.pid, instance))
     return found
+
+
+def orphaned_zygotes() -> list[int]:
+    """Zygotes whose harness is gone (reparented to PID 1).  They die with their harness
+    (parent-death signal, EOF on their socket), so finding one means that failed."""
+    return [p.pid for p in psutil.process_iter(["name", "ppid", "status"])
+            if p.info["name"] == ZYGOTE_COMM and p.info["ppid"] == 1
+            and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+
+def _gone(pid: int) -> bool:
+    """Gone, or a zombie waiting for a parent that does not reap: it holds nothing."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # ours: reap it
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _kill(pid: int, timeout: float = 5.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # ours: reap it
-        if _status(str(pid)).get("State", "Z").startswith("Z"):
-            return  # gone, or a zombie waiting for a parent that does not reap: holds nothing
-        time.sleep(0.005)
+    wait_until(lambda: _gone(pid), timeout, interval=0.005)
 
 
 def host_mounts(run_id: str | None = None) -> list[str]:
@@ -89,12 +97,15 @@ def host_mounts(run_id: str | None = None) -> list[str]:
 
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
-    """Kill leftover container inits, unmount stray isobench mounts, remove isobench netns.
+    """Kill orphaned zygotes and leftover container inits, unmount stray isobench mounts, remove isobench netns.
 
     Returns one line per thing removed.  Cgroups are left to
     ``runtimes.cgroups.find_leftovers()``/``remove_dir`` (they are empty once the inits are gone).
     """
     removed = []
+    for pid in orphaned_zygotes():  # not per run: an orphan serves no run any more
+        _kill(pid)
+        removed.append(f"process {pid} ({ZYGOTE_COMM} of a harness that is gone)")
     for pid, instance in container_inits(run_id):
         _kill(pid)
         removed.append(f"process {pid} (PID 1 of container {instance})")

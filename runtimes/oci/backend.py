@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, rootfs
-from runtimes.bare import ProcessInstance, close_log, launching, open_log
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.oci import bundle, view
+from runtimes.process import ProcessInstance, close_log, launching, open_log
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles
@@ -72,9 +72,9 @@ def runtime_version(exe: str) -> str | None:
 def _memsw_supported(v: int) -> bool:
     """Whether the host can limit swap, so the bundle may ask for "no swap" (as Cgroup.apply)."""
     if v == 2:
-        parent = next(iter(Cgroup._v2_dirs(f"{PREFIX}-probe").values())).parent
+        parent = cgroups.parent_dirs(2)[""]
         return (parent / "memory.swap.max").exists() or not (parent / "memory.max").exists()
-    mem = Cgroup._v1_dirs(f"{PREFIX}-probe")["memory"].parent
+    mem = cgroups.parent_dirs(1)["memory"]
     return (mem / "memory.memsw.limit_in_bytes").exists()
 
 
@@ -251,9 +251,9 @@ def _container_cgroup(name: str, version: int, v: view.View) -> Cgroup:
     ``usage()``, ``pids()`` and ``kill()`` work as for our own cgroups."""
     if version == 2:
         unified = next(h for h in v.hierarchies if h.version == 2)
-        return Cgroup(name, 2, {"": unified.own / name})
+        return Cgroup.wrap(name, {"": unified.own / name})
     by_ctrl = {c: h.own / name for h in v.hierarchies if h.version == 1 for c in h.controllers}
-    return Cgroup(name, 1, {c: by_ctrl[c] for c in cgroups.V1_CONTROLLERS if c in by_ctrl})
+    return Cgroup.wrap(name, {c: by_ctrl[c] for c in cgroups.V1_CONTROLLERS if c in by_ctrl})
 
 
 # -- leftovers ------------------------------------------------------------------------

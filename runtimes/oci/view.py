@@ -24,65 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes import cgroups
 from runtimes import syscalls as sc
-from runtimes.bare import kill_and_reap
+from runtimes.cgroups import Hierarchy, hierarchies
+from runtimes.naming import PREFIX
+from runtimes.process import kill_and_reap
+from runtimes.wait import wait_until
 
-#: the v1 controllers a hierarchy can carry, and named hierarchies (name=systemd)
-_V1_KNOWN = frozenset(("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "freezer", "devices",
-                       "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"))
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    mountpoint: Path
-    version: int
-    #: v1 controllers (and ``name=...``) of the hierarchy; empty for cgroup2
-    controllers: frozenset[str]
-    #: host path of our own cgroup in it: where the runtime's cgroups go
-    own: Path
-
-
-def _proc_cgroup(text: str) -> dict[frozenset[str], str]:
-    """controller set (frozenset() for cgroup2) -> our path, from /proc/self/cgroup."""
-    out: dict[frozenset[str], str] = {}
-    for line in text.splitlines():
-        hid, ctrls, path = line.split(":", 2)
-        key = frozenset() if hid == "0" and ctrls == "" else frozenset(c for c in ctrls.split(",") if c)
-        out[key] = path
-    return out
-
-
-def hierarchies(mountinfo: str | None = None, proc_cgroup: str | None = None) -> list[Hierarchy]:
-    """Every mounted cgroup hierarchy with our own cgroup's host path in it."""
-    mountinfo = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
-    own = _proc_cgroup(proc_cgroup if proc_cgroup is not None else Path("/proc/self/cgroup").read_text())
-    found: list[Hierarchy] = []
-    seen: set[frozenset[str]] = set()
-    for line in mountinfo.splitlines():
-        pre, _, post = line.partition(" - ")
-        fields, tail = pre.split(), post.split()
-        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
-            continue
-        root, mountpoint = fields[3], Path(fields[4])
-        if tail[0] == "cgroup2":
-            version, ctrls = 2, frozenset[str]()
-        else:
-            opts = tail[2].split(",")
-            version = 1
-            ctrls = frozenset(o for o in opts if o in _V1_KNOWN or o.startswith("name="))
-        if ctrls in seen or ctrls not in own:
-            continue  # the same hierarchy mounted twice, or one we are not in
-        rel = os.path.relpath(own[ctrls], root)
-        if rel.startswith(".."):
-            continue  # our cgroup is outside what this mount shows
-        seen.add(ctrls)
-        found.append(Hierarchy(mountpoint, version, ctrls, mountpoint / rel if rel != "." else mountpoint))
-    return found
+__all__ = ["Hierarchy", "Holder", "View", "hierarchies", "make"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +74,7 @@ def make(hide_cgroup2_on_hybrid: bool) -> View:
     if cgroups.version() == 2:
         # where Cgroup.create puts v2 cgroups, after delegating cpu/memory/pids
         # (which may move this process into a leaf: the parent is still right)
-        parent = cgroups.Cgroup._v2_dirs(f"{cgroups.PREFIX}-probe")[""].parent
+        parent = cgroups.parent_dirs(2)[""]
         found = [Hierarchy(h.mountpoint, 2, h.controllers, parent) if h.version == 2 else h for h in found]
     unmounts: list[str] = []
     hybrid = any(h.version == 1 for h in found) and any(h.version == 2 for h in found)
@@ -144,7 +96,7 @@ class Holder:
     dying in any way), so it cannot outlive us.
     """
 
-    COMM = f"{cgroups.PREFIX}-ociview"
+    COMM = f"{PREFIX}-ociview"
 
     def __init__(self, v: View):
         self.view = v
@@ -204,9 +156,7 @@ class Holder:
             self._life = -1
         if self.pid is None:
             return
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: not self.alive(), timeout, interval=0.005)
         if self.pid is not None:
             kill_and_reap(self.pid)
             self.pid = None

@@ -136,13 +136,3 @@ def resolve(*, cache: Path, key: dict[str, str], probe: Callable[[float], ProbeR
         store(cache, key, verdict)
     return verdict
 
-
-def probe(refresh: bool = False) -> Verdict:
-    """The verdict the ``vm`` backend uses on this host, probing when none is cached (doctor)."""
-    from runtimes.vm.backend import VmBackend
-
-    backend = VmBackend(reprobe=refresh)
-    try:
-        return backend.verdict()
-    finally:
-        backend.close()

@@ -49,12 +49,13 @@ from runtimes.base import (
     Timestamps,
     now_ns,
 )
-from runtimes.cgroups import _mounts, _read_kv
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
 from runtimes.vm.connection import open_connection, version_string
 from runtimes.vm.guest import GuestBackend, GuestInstance
 from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, validate
+from runtimes.vm.machine_cgroup import cpu_usage
+from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
 
 _GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
@@ -180,19 +181,19 @@ class VmInstance(GuestInstance):
         """Until libvirt no longer knows the domain and its QEMU has exited."""
         if self.dom is None:
             return
-        deadline = time.monotonic() + timeout
-        while True:
+        dom = self.dom
+
+        def gone() -> bool:
             try:
-                active = self.dom.isActive()
+                active = dom.isActive()
             except libvirt.libvirtError as e:
                 if not _gone(e):
                     raise
                 active = False
-            if not active and not self.processes():
-                return
-            if time.monotonic() > deadline:
-                raise BackendError(f"{self.name}: domain or QEMU still there {timeout:g} s after destroy")
-            time.sleep(0.002)
+            return not active and not self.processes()
+
+        if not wait_until(gone, timeout, interval=0.002):
+            raise BackendError(f"{self.name}: domain or QEMU still there {timeout:g} s after destroy")
 
     def _close_console(self) -> None:
         if self._reader is not None:
@@ -228,62 +229,6 @@ def _qemu_process(name: str, uri: str) -> psutil.Process | None:
         if any(needle in a or a == f"guest={name}" for a in p.info["cmdline"] or []):
             return p
     return None
-
-
-def _domain_cgroup(proc_cgroup: str, controller: str) -> str | None:
-    """The domain-level cgroup path of a QEMU thread group (``.../emulator`` -> ``...``)."""
-    for line in proc_cgroup.splitlines():
-        hid, ctrls, path = line.split(":", 2)
-        if controller in ctrls.split(",") or (controller == "" and hid == "0" and ctrls == ""):
-            leaf = path.rsplit("/", 1)[-1]
-            if leaf == "emulator" or leaf.startswith(("vcpu", "iothread")):
-                path = path.rsplit("/", 1)[0]
-            return path
-    return None
-
-
-def cpu_usage(pid: int) -> dict[str, float]:
-    """cpu_usage_ns and CFS throttling counters of the domain's cgroup, v1 or v2."""
-    text = Path(f"/proc/{pid}/cgroup").read_text()
-    mounts = _mounts()
-    u: dict[str, float] = {}
-
-    v1 = {c: m.path for m in mounts if m.version == 1 for c in m.controllers}
-    if "cpu" in v1:
-        cpu_path = _domain_cgroup(text, "cpu")
-        acct_path = _domain_cgroup(text, "cpuacct")
-        if cpu_path is not None:
-            st = _read_kv(v1["cpu"] / cpu_path.lstrip("/") / "cpu.stat")
-            if "nr_periods" in st:
-                u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
-                         cpu_throttled_ns=st["throttled_time"])
-            # the bandwidth libvirt applied (<global_quota>), read back for the measurement
-            for key, fname in (("cpu_quota_us", "cpu.cfs_quota_us"), ("cpu_period_us", "cpu.cfs_period_us")):
-                with contextlib.suppress(OSError, ValueError):
-                    u[key] = int((v1["cpu"] / cpu_path.lstrip("/") / fname).read_text())
-        # libvirt may leave cpuacct alone when it is not co-mounted with cpu (as on our
-        # CI host, where QEMU sits at its root): then the QEMU process's own CPU time,
-        # which is all the domain's cgroup would count (exited threads included).
-        if acct_path is not None and acct_path == cpu_path and "cpuacct" in v1:
-            with contextlib.suppress(OSError, ValueError):
-                u["cpu_usage_ns"] = int((v1["cpuacct"] / acct_path.lstrip("/") / "cpuacct.usage").read_text())
-        if "cpu_usage_ns" not in u:
-            t = psutil.Process(pid).cpu_times()
-            u["cpu_usage_ns"] = round((t.user + t.system) * 1e9)
-        return u
-    v2 = next((m.path for m in mounts if m.version == 2), None)
-    path = _domain_cgroup(text, "")
-    if v2 is not None and path is not None:
-        st = _read_kv(v2 / path.lstrip("/") / "cpu.stat")
-        if "usage_usec" in st:
-            u["cpu_usage_ns"] = st["usage_usec"] * 1000
-        if "nr_periods" in st:
-            u.update(cpu_nr_periods=st["nr_periods"], cpu_nr_throttled=st["nr_throttled"],
-                     cpu_throttled_ns=st["throttled_usec"] * 1000)
-        with contextlib.suppress(OSError, ValueError):
-            quota, period = (v2 / path.lstrip("/") / "cpu.max").read_text().split()
-            u.update(cpu_quota_us=-1 if quota == "max" else int(quota), cpu_period_us=int(period))
-    return u
 
 
 class VmBackend(GuestBackend):
@@ -394,16 +339,13 @@ class VmBackend(GuestBackend):
         return inst
 
     def metadata(self) -> dict[str, Any]:
-        v = self.verdict()
-        guest = self.guest_metadata()
+        v = self._verdict  # what prepare() found: no probe here
         conn = self._connection()
         return {
-            "accel": v.accel,
-            "accel_reason": v.reason,
-            "accel_probe_s": v.probe_s,
+            **({"accel": v.accel, "accel_reason": v.reason, "accel_probe_s": v.probe_s} if v else {}),
             "libvirt": version_string(conn.getLibVersion()),
             "qemu": version_string(conn.getVersion()),
-            **guest,
+            **self.guest_metadata(),
             "uri": self.uri,
         }
 
@@ -423,3 +365,12 @@ class VmBackend(GuestBackend):
                     conn.close()
                 self._callback = None
                 atexit.unregister(self.close)
+
+
+def accel_verdict(refresh: bool = False) -> accelerator.Verdict:
+    """The verdict the ``vm`` backend uses on this host, probing when none is cached (doctor)."""
+    backend = VmBackend(reprobe=refresh)
+    try:
+        return backend.verdict()
+    finally:
+        backend.close()

@@ -12,7 +12,7 @@ import threading
 import libvirt
 
 from runtimes.base import BackendError
-from runtimes.vm import host
+from runtimes.vm.uri import uri as default_uri
 
 _lock = threading.Lock()
 _loop: threading.Thread | None = None
@@ -41,7 +41,7 @@ def _quiet(_ctx: object, _err: object) -> None:
 
 def open_connection(uri: str | None = None) -> libvirt.virConnect:
     ensure_event_loop()
-    uri = uri or host.uri()
+    uri = uri or default_uri()
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as e:

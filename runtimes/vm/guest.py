@@ -206,12 +206,24 @@ class GuestBackend(Backend):
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
                         machine_type=self.machine_type, cmdline=self.cmdline)
 
+    @abc.abstractmethod
+    def verdict(self) -> accelerator.Verdict:
+        """KVM or TCG for this host (probed once, then cached on disk)."""
+
+    def prepare(self) -> None:
+        """The guest's files (kernel, base initramfs) and the accelerator verdict: a probe boot
+        when none is cached.  Explicit, so that ``metadata()`` only reports."""
+        self.base_image()
+        self.verdict()
+
     def guest_metadata(self) -> dict[str, Any]:
-        """The manifest facts both backends record about the guest they boot."""
-        bk = self.boot_kernel()
-        return {
-            "kernel": bk.source,
-            "kernel_boot": bk.format + (f" ({bk.note})" if bk.note else ""),
-            "machine_type": self.machine_type,
-            "initramfs": self.base_image().name,
-        }
+        """The manifest facts both backends record about the guest they boot (what
+        ``prepare()`` found: nothing is built or probed here)."""
+        meta: dict[str, Any] = {}
+        if self._kernel is not None:
+            bk = self._kernel
+            meta.update(kernel=bk.source, kernel_boot=bk.format + (f" ({bk.note})" if bk.note else ""))
+        meta["machine_type"] = self.machine_type
+        if self._base is not None:
+            meta["initramfs"] = self._base.name
+        return meta

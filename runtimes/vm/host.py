@@ -11,18 +11,20 @@ detached, under ``reaper.py`` so that its QEMU processes are reaped at once).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from runtimes import cgroups
 from runtimes.vm import reaper
+from runtimes.vm.uri import uri
+from runtimes.wait import wait_until
 
-DEFAULT_URI = "qemu:///system"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 VIRTLOGD_SOCK = "/run/libvirt/virtlogd-sock"
 LIBVIRTD_SOCK = "/run/libvirt/libvirt-sock"
@@ -32,24 +34,16 @@ _MARK = "# set by isobench (runtimes/vm/host.py):"
 _CONTROLLERS_RE = re.compile(r"^\s*cgroup_controllers\s*=\s*\[(?P<list>[^\]]*)\]", re.M)
 
 
-def uri() -> str:
-    return os.environ.get("ISOBENCH_LIBVIRT_URI") or DEFAULT_URI
-
-
 # -- cgroup placement -------------------------------------------------------------------
 
 
 def _own_cgroup(controller: str, text: str | None = None) -> tuple[int, str] | None:
     """(hierarchy version, path) of this process in ``controller``'s hierarchy."""
     text = text if text is not None else Path("/proc/self/cgroup").read_text()
-    unified = None
-    for line in text.splitlines():
-        hid, ctrls, path = line.split(":", 2)
-        if controller in ctrls.split(","):
-            return 1, path
-        if hid == "0" and ctrls == "":
-            unified = path
-    return (2, unified) if unified is not None else None
+    paths = cgroups.paths_by_controller(cgroups.parse_proc_cgroup(text))
+    if controller in paths:
+        return 1, paths[controller]
+    return (2, paths[""]) if "" in paths else None
 
 
 def memory_controller_needs_excluding(proc_self_cgroup: str | None = None) -> bool:
@@ -96,7 +90,7 @@ def configure_libvirt(conf_path: Path = QEMU_CONF) -> list[str]:
         return []
     conf_path.write_text(new)
     actions = [f"{conf_path}: cgroup_controllers without \"memory\" (QEMU stays in our memory cgroup)"]
-    if _daemon_running("libvirtd"):
+    if daemon_running("libvirtd"):
         actions.append("libvirtd is already running: restart it for the new cgroup_controllers to apply")
     return actions
 
@@ -121,7 +115,7 @@ def _socket_answers(path: str) -> bool:
     return True
 
 
-def _daemon_running(name: str) -> bool:
+def daemon_running(name: str) -> bool:
     sock = {"virtlogd": VIRTLOGD_SOCK, "libvirtd": LIBVIRTD_SOCK}[name]
     return _socket_answers(sock)
 
@@ -138,7 +132,7 @@ def start_daemons(timeout: float = 30.0, connect_uri: str | None = None) -> list
     """Start virtlogd and libvirtd when they are not running; wait until libvirt answers."""
     connect_uri = connect_uri or uri()
     actions: list[str] = []
-    if _daemon_running("virtlogd") and _virsh_answers(connect_uri):
+    if daemon_running("virtlogd") and _virsh_answers(connect_uri):
         return actions
     if Path("/run/systemd/system").exists():
         # a systemd host: its units (or socket activation) are the way to start them
@@ -146,7 +140,7 @@ def start_daemons(timeout: float = 30.0, connect_uri: str | None = None) -> list
             if subprocess.run(["systemctl", "start", unit], capture_output=True, check=False).returncode == 0:
                 actions.append(f"systemctl start {unit}")
     for daemon in ("virtlogd", "libvirtd"):
-        if _daemon_running(daemon):
+        if daemon_running(daemon):
             continue
         exe = shutil.which(daemon) or f"/usr/sbin/{daemon}"
         if not os.path.exists(exe):
@@ -160,16 +154,10 @@ def start_daemons(timeout: float = 30.0, connect_uri: str | None = None) -> list
         subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         actions.append(what)
-        deadline = time.monotonic() + timeout
-        while not _daemon_running(daemon):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{daemon} started but its socket does not answer after {timeout:g} s")
-            time.sleep(0.1)
-    deadline = time.monotonic() + timeout
-    while not _virsh_answers(connect_uri):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"`virsh -c {connect_uri} version` does not answer after {timeout:g} s")
-        time.sleep(0.2)
+        if not wait_until(functools.partial(daemon_running, daemon), timeout, interval=0.1):
+            raise RuntimeError(f"{daemon} started but its socket does not answer after {timeout:g} s")
+    if not wait_until(lambda: _virsh_answers(connect_uri), timeout, interval=0.2):
+        raise RuntimeError(f"`virsh -c {connect_uri} version` does not answer after {timeout:g} s")
     return actions
 
 
@@ -182,7 +170,7 @@ def libvirt_status(connect_uri: str | None = None) -> str | None:
     except ImportError:
         return "libvirt-python is not installed (fix: pip install libvirt-python; apt-get install libvirt-dev)"
     local = connect_uri.startswith("qemu:///")
-    if local and not _daemon_running("virtlogd"):
+    if local and not daemon_running("virtlogd"):
         return f"virtlogd is not running, libvirt cannot start domains without it ({fix})"
     from runtimes.vm.connection import ensure_event_loop
 

@@ -52,7 +52,7 @@ def remove(dom: libvirt.virDomain) -> None:
 def cleanup_leftovers(run_id: str | None = None, conn: libvirt.virConnect | None = None) -> list[str]:
     """Destroy every isobench domain (of ``run_id`` if given); returns their names."""
     own = conn is None
-    if own and host.uri().startswith("qemu:///system") and not host._daemon_running("libvirtd"):
+    if own and host.uri().startswith("qemu:///system") and not host.daemon_running("libvirtd"):
         return []  # no daemon, no domains (``isobench cleanup`` must not fail for that)
     conn = conn or open_connection()
     try:

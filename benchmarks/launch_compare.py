@@ -1,8 +1,9 @@
 """Launch latency of the container backend next to bare fork/exec and ``unshare(1)``.
 
-A bench helper, not a test: ``measure(n)`` launches the ``noop`` workload ``n``
-times each way, interleaved (so drifting machine load hits all alike), in this
-one process, and returns the raw launch->ready times in ms per way:
+A bench helper, not a test, kept beside the microbenchmarks (not in the runtime):
+``measure(n)`` launches the ``noop`` workload ``n`` times each way, interleaved
+(so drifting machine load hits all alike), in this one process, and returns the
+raw launch->ready times in ms per way:
 
 ``bare``              ``BareBackend`` (fork/exec, no cgroup)
 ``unshare``           ``runtimes.unshare.UnshareBackend``: ``unshare --fork --pid --mount-proc
@@ -10,7 +11,7 @@ one process, and returns the raw launch->ready times in ms per way:
 ``container``         ``ContainerBackend`` as the benchmarks run it (instance cgroup)
 ``container_nocgroup`` the same without a cgroup (``extra cgroup=False``)
 
-``python -m runtimes.container.compare [N]`` prints medians and the container's phases.
+``python -m benchmarks.launch_compare [N]`` prints medians and the container's phases.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from runtimes.bare import launching
+import psutil
+
 from runtimes.base import (
     PREFIX,
     BackendError,
@@ -42,6 +43,7 @@ from runtimes.base import (
     now_ns,
 )
 from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.process import launching
 from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
 from runtimes.vm.guest import GuestBackend, GuestInstance
@@ -101,7 +103,7 @@ class QemuInstance(GuestInstance):
 
     def __init__(self, spec: LaunchSpec, machine: Machine, cgroup: Cgroup, times: Timestamps):
         super().__init__(spec, machine, times)
-        self.cgroup = cgroup
+        self.cgroup = self._cgroup = cgroup  # always one (``cgroup`` is Optional on Instance)
         self.proc: subprocess.Popen[bytes] | None = None
         self.t_spawn: int | None = None
         self._killed = False
@@ -118,7 +120,7 @@ class QemuInstance(GuestInstance):
             stderr = open(Path(self.spec.log_dir) / f"{self.name}.qemu.log", "wb")
         elif not self._inherit:
             stderr = subprocess.DEVNULL
-        procs = [str(p) for p in self.cgroup.procs_files()]
+        procs = [str(p) for p in self._cgroup.procs_files()]
 
         def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
             pid = str(os.getpid()).encode()
@@ -192,7 +194,7 @@ class QemuInstance(GuestInstance):
                     if self.times.t_exit is None:
                         self.times.t_exit = self.t_exit_line or now_ns()
             finally:  # also when QEMU outlived its kill: the cgroup sweep kills and removes it
-                self.cgroup.remove()
+                self._cgroup.remove()
             if self._reader is not None:
                 self._reader.join(5.0)
             if self.proc is not None:
@@ -280,13 +282,11 @@ class QemuBackend(GuestBackend):
         return inst
 
     def metadata(self) -> dict[str, Any]:
-        v = self.verdict()
-        guest = self.guest_metadata()
+        v = self._verdict  # what prepare() found: no probe here
         return {
-            "accel": v.accel,
-            "accel_reason": v.reason,
+            **({"accel": v.accel, "accel_reason": v.reason} if v else {}),
             "qemu": host.qemu_version(),
-            **guest,
+            **self.guest_metadata(),
             "console": "stdio (pipe)",
         }
 
@@ -306,18 +306,13 @@ def find_leftovers(run_id: str | None = None) -> list[tuple[int, str]]:
     """(pid, name) of QEMU processes we started: ``-name isobench-...`` (libvirt's say ``guest=``)."""
     prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for p in psutil.process_iter(["cmdline"]):
+        cmdline = p.info["cmdline"]
+        if p.pid == os.getpid() or not cmdline or "qemu" not in os.path.basename(cmdline[0]):
             continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not cmdline or b"qemu" not in os.path.basename(cmdline[0]):
-            continue
-        name = _name_arg([a.decode(errors="replace") for a in cmdline])
+        name = _name_arg(cmdline)
         if name is not None and name.startswith(prefix):
-            found.append((int(entry.name), name))
+            found.append((p.pid, name))
     return found
 
 

@@ -1,0 +1,70 @@
+"""cgroup v2: one directory in the unified hierarchy (``dirs == {"": directory}``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtimes.cgroups.files import CgroupError, read_int, read_kv, write
+from runtimes.limits import Limits
+
+VERSION = 2
+
+
+def apply(dirs: dict[str, Path], limits: Limits) -> None:
+    d = dirs[""]
+    for needed, file in ((limits.cpu_quota, "cpu.max"), (limits.memory_mib, "memory.max"),
+                         (limits.pids, "pids.max")):
+        if needed is not None and not (d / file).exists():
+            ctrl = file.split(".")[0]
+            raise CgroupError(f"cgroup v2: the {ctrl} controller is not delegated to {d.parent}, "
+                              f"so this {ctrl} limit cannot be applied (run isobench in a delegated "
+                              f"scope: systemd-run --scope -p Delegate=yes -- isobench …)")
+    if limits.cpu_quota is not None:
+        write(d / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
+    if limits.memory_mib is not None:
+        write(d / "memory.max", str(limits.memory_mib << 20))
+        if (d / "memory.swap.max").exists():
+            write(d / "memory.swap.max", "0")
+    if limits.pids is not None:
+        write(d / "pids.max", str(limits.pids))
+
+
+def cpu_counters(dirs: dict[str, Path]) -> dict[str, float]:
+    """CPU time and the CFS bandwidth counters only (what is read once per period)."""
+    u: dict[str, float] = {}
+    st = read_kv(dirs[""] / "cpu.stat")
+    if "usage_usec" in st:
+        u["cpu_usage_ns"] = st["usage_usec"] * 1000
+    if "nr_periods" in st:
+        u["cpu_nr_periods"] = st["nr_periods"]
+        u["cpu_nr_throttled"] = st["nr_throttled"]
+        u["cpu_throttled_ns"] = st["throttled_usec"] * 1000
+    return u
+
+
+def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
+    """The CFS bandwidth the kernel applied (cpu.max "QUOTA PERIOD", "max" = none), in µs."""
+    try:
+        quota, period = (dirs[""] / "cpu.max").read_text().split()
+        return {"cpu_quota_us": -1 if quota == "max" else int(quota), "cpu_period_us": int(period)}
+    except (OSError, ValueError):
+        return {}
+
+
+def usage(dirs: dict[str, Path]) -> dict[str, float]:
+    d = dirs[""]
+    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs)}
+    for key, fname in (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak"),
+                       ("pids_current", "pids.current"), ("pids_peak", "pids.peak")):
+        val = read_int(d / fname)
+        if val is not None:
+            u[key] = val
+    ev = read_kv(d / "memory.events")
+    if ev:
+        u["mem_failcnt"] = ev.get("max", 0)
+        u["oom_events"] = ev.get("oom", 0)
+        u["oom_kill"] = ev.get("oom_kill", 0)
+    pe = read_kv(d / "pids.events")
+    if pe:
+        u["pids_refused"] = pe.get("max", 0)
+    return u

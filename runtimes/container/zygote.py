@@ -1,0 +1,180 @@
+"""The zygote launcher, host side: a small helper that forks each container's PID 1.
+
+Forking the harness itself costs milliseconds (its address space is large, and
+the child's exec then tears that copy down again).  The zygote is a fresh
+``python -I`` that has imported only the child-side modules
+(``zygote_server``); it is started once per backend *before* any t_launch, its
+start time is measured (``Zygote.start`` returns it), and each launch is one
+request over a SOCK_SEQPACKET socketpair (see ``zygote_server`` for the
+protocol).  The zygote clones with CLONE_PARENT, so the container init is a
+child of the harness: ``ChildProcess`` waits for it exactly as for a forked one.
+
+Lifetime: owned by the backend (``ContainerBackend.close``); it dies with the
+harness (parent-death signal, and EOF on its socket); its comm is
+``isobench-zygote``, in a process group of its own.  A zygote that died fails
+the launch that found it dead, with its exit status and last stderr lines; the
+next launch starts a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from runtimes.base import BackendError, now_ns
+from runtimes.container import init
+from runtimes.container.zygote_server import MAX_REQUEST, ZYGOTE_COMM
+
+#: the repository root, put on the zygote's sys.path (``-I`` ignores PYTHONPATH and the cwd)
+ROOT = str(Path(__file__).resolve().parents[2])
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from runtimes.container.zygote_server import main; "
+        "main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1')")
+START_TIMEOUT_S = 30.0
+#: one request only clones: anything near this means a hung zygote
+REQUEST_TIMEOUT_S = 10.0
+
+
+class ZygoteError(BackendError):
+    """The zygote could not be started, or died; the message says how."""
+
+
+class Zygote:
+    """One zygote process; thread-safe (requests are serialised)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._stderr: int = -1
+        #: the zygote's parent thread is the main thread (see ``die_with_parent``)
+        self.from_main_thread = False
+        #: how long the last start took (ns), and how many starts there were
+        self.start_ns: int | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def ensure(self) -> int | None:
+        """Start the zygote unless it runs; the start's duration (ns) when it started now."""
+        with self._lock:
+            if self.alive():
+                return None
+            self._reap()
+            return self._start()
+
+    def _start(self) -> int:
+        t0 = now_ns()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        err_r, err_w = os.pipe()
+        main = threading.current_thread() is threading.main_thread()
+        try:
+            fcntl.fcntl(err_r, fcntl.F_SETFL, os.O_NONBLOCK)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", BOOT, ROOT, str(theirs.fileno()), str(os.getpid()),
+                 "1" if main else "0", ZYGOTE_COMM],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_w,
+                pass_fds=(theirs.fileno(),), start_new_session=True)
+        except BaseException:
+            mine.close()
+            os.close(err_r)
+            raise
+        finally:
+            theirs.close()
+            os.close(err_w)
+        self._sock, self._stderr, self.from_main_thread = mine, err_r, main
+        mine.settimeout(START_TIMEOUT_S)
+        try:
+            hello = mine.recv(64)
+        except OSError:
+            hello = b""
+        if not hello.startswith(b"R "):
+            raise self._died("did not start")
+        mine.settimeout(REQUEST_TIMEOUT_S)
+        self.start_ns = now_ns() - t0
+        self.starts += 1
+        return self.start_ns
+
+    def spawn(self, cfg: init.InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> init.Child:
+        """Ask the zygote for a container init with these fds as 0-3 (see ``init.spawn``)."""
+        msg = pickle.dumps(cfg, pickle.HIGHEST_PROTOCOL)
+        if len(msg) > MAX_REQUEST:
+            raise BackendError(f"container configuration too large for the zygote ({len(msg)} bytes)")
+        status_r, status_w = os.pipe()
+        try:
+            with self._lock:
+                if self._sock is None or not self.alive():
+                    raise self._died("was not running")
+                try:
+                    socket.send_fds(self._sock, [msg], [stdin, stdout, stderr, marker, status_w])
+                    reply = self._sock.recv(4096).decode(errors="replace")
+                except OSError:
+                    reply = ""
+                if not reply:
+                    raise self._died("died while forking a container")
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+        kind, _, rest = reply.partition(" ")
+        if kind != "P":
+            os.close(status_r)
+            raise BackendError(f"the zygote could not fork the container: {rest}")
+        pid, t_fork, born = rest.split()
+        return init.Child(int(pid), status_r, int(t_fork), born_in_cgroup=born == "1")
+
+    def _died(self, what: str) -> ZygoteError:
+        """Collect a dead (or hung) zygote; the error that says why.  With the lock held."""
+        pid = self.pid
+        how = self._reap()
+        return ZygoteError(f"the container launcher ({ZYGOTE_COMM}, pid {pid}) {what}: {how}")
+
+    def _reap(self) -> str:
+        """Kill and collect the zygote (if any); what became of it, with its last stderr."""
+        how = "not started"
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._proc.pid, signal.SIGKILL)
+            rc = self._proc.wait()
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
+            self._proc = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._stderr >= 0:
+            tail = b""
+            with contextlib.suppress(OSError):
+                while chunk := os.read(self._stderr, 65536):
+                    tail = (tail + chunk)[-2000:]
+            os.close(self._stderr)
+            self._stderr = -1
+            lines = tail.decode(errors="replace").strip().splitlines()
+            if lines:
+                how += f"; its stderr ended with: {' | '.join(lines[-3:])}"
+        return how
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the zygote: EOF on its socket ends it; SIGKILL if it lingers.  Idempotent."""
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            if self._proc is not None and self._proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout)
+            self._reap()
+

@@ -1,0 +1,34 @@
+"""Resource limits, the same request whatever a backend enforces them with.
+
+A leaf module: ``runtimes.cgroups`` applies these and ``runtimes.base`` (the
+backend contract) carries them in every ``LaunchSpec``; neither imports the other
+for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits, the same request whatever the backend enforces them with."""
+
+    cpu_quota: float | None = None  # in CPUs (0.5 = half a CPU); None = unlimited
+    cpu_period_us: int = 100_000
+    memory_mib: int | None = None  # hard limit, no swap beyond it
+    pids: int | None = None
+
+    def any(self) -> bool:
+        return self.cpu_quota is not None or self.memory_mib is not None or self.pids is not None
+
+    @property
+    def cpu_quota_us(self) -> int | None:
+        if self.cpu_quota is None:
+            return None
+        return max(1000, round(self.cpu_quota * self.cpu_period_us))
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -1,0 +1,250 @@
+"""The process layer every process-like backend shares (bare, unshare, container, oci:*, qemu).
+
+``ProcessInstance`` is a workload run as a host process tree with the marker
+pipe on fd 3; ``ChildProcess`` is the slice of ``Popen`` it uses for a child
+started some other way (posix_spawn, clone3); ``launching``/``open_log`` make
+sure a failed start leaves nothing behind; ``kill_and_reap`` ends a helper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
+from runtimes.cgroups import Cgroup
+from runtimes.marker import MarkerChannel
+from runtimes.workloads import MARKER_FD
+
+
+def open_log(spec: LaunchSpec, suffix: str) -> tuple[Any, str | None]:
+    """Where the workload's stdout/stderr go: inherited (``isobench exec``), a log file, or nowhere."""
+    if spec.extra.get("stdio") == "inherit":
+        return None, None
+    if spec.log_dir:
+        path = Path(spec.log_dir) / f"{spec.instance}.{suffix}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "wb"), str(path)
+    return subprocess.DEVNULL, None
+
+
+def close_log(log: Any) -> None:
+    """Close ``open_log``'s file once the child has its own copy (no-op for inherit / DEVNULL)."""
+    if hasattr(log, "close"):
+        with contextlib.suppress(OSError):
+            log.close()
+
+
+@contextlib.contextmanager
+def launching(inst: Instance, what: str, log: Any = None) -> Iterator[None]:
+    """Around the start of a created instance: nothing half-created survives a failure.
+
+    On any exception ``inst`` is cleaned up; an OSError becomes one readable
+    ``BackendError("<what>: <error>")``.  ``log`` (from ``open_log``) is closed either way.
+    """
+    try:
+        yield
+    except OSError as e:
+        inst.cleanup()
+        raise BackendError(f"{what}: {e}") from e
+    except BaseException:
+        inst.cleanup()
+        raise
+    finally:
+        close_log(log)
+
+
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL a child of ours and collect it, so it leaves no zombie (either may be done already)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+class ChildProcess:
+    """The container's PID 1 as seen from the harness: the slice of ``Popen`` ProcessInstance uses.
+
+    Thread-safe: measurements wait for the exit in one thread while another
+    stops and cleans up.  The pidfd (to wait with a timeout) is closed only when
+    no thread is waiting on it, so its number is never reused under a waiter.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._lock = threading.Lock()
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._waiters = 0
+
+    def _reaped(self, status: int) -> None:  # with the lock held
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._close_pidfd()
+
+    def _close_pidfd(self) -> None:  # with the lock held
+        if self._pidfd is not None and self._waiters == 0 and self.returncode is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def poll(self) -> int | None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    done, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere: the status is lost
+                    done, status = self.pid, 255 << 8
+                if done:
+                    self._reaped(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Like ``Popen.wait``: the exit code, ``-signal``; TimeoutExpired after ``timeout``."""
+        with self._lock:
+            fd = self._pidfd
+            self._waiters += 1
+        try:
+            if self.poll() is None and fd is not None and not select.select([fd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired([str(self.pid)], timeout or 0)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                self._close_pidfd()
+        with self._lock:
+            if self.returncode is None:  # the pidfd said it exited: this does not block
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    status = 255 << 8
+                self._reaped(status)
+            assert self.returncode is not None  # set by _reaped
+            return self.returncode
+
+
+class ProcessInstance(Instance):
+    """A workload run as a host process tree (bare; the base of process-like backends)."""
+
+    def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps):
+        self.spec = spec
+        self.name = spec.instance
+        self.times = times
+        self.cgroup = cgroup
+        self.marker = MarkerChannel()
+        self.results = self.marker.results
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+
+    def _spawn(self, argv: list[str], log: Any, preexec: Any = None) -> None:
+        cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
+        if not cg_files and preexec is None:
+            self._posix_spawn(argv, log)
+            return
+        r, w = os.pipe()
+
+        def child() -> None:
+            # Runs in the child between fork and exec: join the cgroup first, so
+            # everything the workload forks is counted and limited.
+            pid = str(os.getpid()).encode()
+            for f in cg_files:
+                fd = os.open(f, os.O_WRONLY)
+                os.write(fd, pid)
+                os.close(fd)
+            os.dup2(w, MARKER_FD)
+            if preexec is not None:
+                preexec()
+
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(MARKER_FD,),
+                preexec_fn=child, start_new_session=True)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        self.marker.read_fd(r)
+
+    def _posix_spawn(self, argv: list[str], log: Any) -> None:
+        """posix_spawn ``argv`` with the marker pipe on fd 3: a vfork, so the harness's own
+        size costs nothing (a full fork of the Python harness, as a ``preexec_fn`` forces,
+        costs milliseconds).  Used whenever no code has to run in the child before exec."""
+        r, w = os.pipe()
+        high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
+        os.close(w)
+        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        if log == subprocess.DEVNULL:
+            actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
+        elif log is not None:
+            actions += [(os.POSIX_SPAWN_DUP2, log.fileno(), 1), (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
+        actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
+        try:
+            pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions, setsid=True)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(high)
+        self.proc = ChildProcess(pid)  # type: ignore[assignment]
+        self.marker.read_fd(r)
+
+    def wait_ready(self, timeout: float) -> int:
+        self.times.t_ready = self.marker.wait_ready(timeout, self.name)
+        return self.times.t_ready
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as e:
+            raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s") from e
+        if self.times.t_exit is None:
+            self.times.t_exit = now_ns()
+        self.marker.join(1.0)
+        return self.returncode
+
+    def processes(self) -> list[int]:
+        if self.cgroup is not None and not self.cgroup.removed:
+            return self.cgroup.pids()
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root.pid] + [c.pid for c in root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None and not self.cgroup.removed:
+            self.cgroup.kill()
+
+    def _teardown(self) -> None:
+        try:
+            self.stop()
+            if self.proc is not None:
+                self.proc.wait()
+                if self.times.t_exit is None:
+                    self.times.t_exit = now_ns()
+        finally:  # even when stop() failed: what can be removed is removed
+            self._release()
+        self.marker.join(1.0)
+
+    def _release(self) -> None:
+        """What is left on the host once the process is reaped (cleanup's backend-specific step)."""
+        if self.proc is not None:
+            # orphans left in the session when there is no cgroup to sweep
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.remove()

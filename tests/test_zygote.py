@@ -1,0 +1,251 @@
+"""The container's launchers: the zygote (default), the fork of the harness, clone3.
+
+The isolation and enforcement tests in ``test_container.py`` run on the zygote
+(the default launcher); these check the zygote itself: who is whose parent,
+its lifetime (close, crash, SIGKILL of the harness), the cold variant, and that
+the fork launcher runs the same child-side setup.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtimes import cgroups
+from runtimes import syscalls as sc
+from runtimes.base import BackendError, LaunchSpec, Limits
+from runtimes.container import cleanup_leftovers
+from runtimes.container.backend import ColdContainerBackend, ContainerBackend
+from runtimes.container.leftovers import orphaned_zygotes
+from runtimes.container.zygote_server import ZYGOTE_COMM
+from runtimes.workloads import BUSYBOX, Workload
+from tests.conftest import is_root, require
+from tests.test_container import PRELUDE
+
+REPO = Path(__file__).resolve().parent.parent
+IDLE = Workload("idle", {"seconds": 30})
+
+
+def _status(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    """Exited (or a zombie nobody will reap: it holds nothing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _spec(run_id: str, n: int = 0, workload: Workload = IDLE, **extra) -> LaunchSpec:
+    return LaunchSpec(workload, run_id, f"isobench-{run_id}-{n}", Limits(pids=16), timeout_s=30, extra=extra)
+
+
+@pytest.fixture
+def backend(clean) -> Iterator[ContainerBackend]:
+    require(is_root(), "needs root (namespaces, mounts, cgroups)")
+    b = ContainerBackend()
+    reason = b.available()
+    require(reason is None, f"container backend unavailable: {reason}")
+    yield b
+    zpid = b.zygote.pid
+    b.close()
+    assert zpid is None or _gone(zpid, 0.1), "close() left the zygote running"
+
+
+@pytest.fixture
+def clean(run_id: str, no_leftovers) -> Iterator[None]:
+    from tests.test_container import _runtime_state
+
+    yield
+    assert _runtime_state(run_id) == []
+    assert [d for d in cgroups.find_leftovers() if run_id in d.name] == []
+
+
+# -- clone3 itself ----------------------------------------------------------------------------
+@pytest.mark.privileged
+def test_clone3_with_clone_parent_makes_a_sibling_that_the_caller_s_parent_reaps(root_required) -> None:
+    r, w = os.pipe()
+    helper = os.fork()
+    if helper == 0:  # pragma: no cover - the "zygote": its child becomes ours
+        try:
+            pid = sc.clone3(sc.CLONE_PARENT | sc.CLONE_NEWPID)
+            if pid == 0:
+                os._exit(0 if os.getpid() == 1 else 1)
+            os.write(w, str(pid).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(helper, 0)
+    pid = int(os.read(r, 32))
+    os.close(r)
+    assert os.waitpid(pid, 0) == (pid, 0)  # ours to reap; it was PID 1 of its namespace
+    with pytest.raises(OSError, match="clone3"):  # an unknown flag: one readable error
+        sc.clone3(1 << 62)
+
+
+# -- the zygote -------------------------------------------------------------------------------------
+@pytest.mark.privileged
+def test_the_zygote_forks_children_of_the_harness_in_their_cgroup(backend, run_id) -> None:
+    insts = [backend.launch(_spec(run_id, n)) for n in range(2)]
+    try:
+        for inst in insts:
+            inst.wait_ready(10)
+        zpid = backend.zygote.pid
+        assert zpid is not None and backend.zygote.starts == 1  # one zygote for both
+        z = _status(zpid)
+        assert z["Name"] == ZYGOTE_COMM and z["PPid"] == str(os.getpid())
+        assert os.getpgid(zpid) == zpid != os.getpgid(0)  # a process group of its own
+        assert ZYGOTE_COMM in Path(f"/proc/{zpid}/cmdline").read_text()
+        for inst in insts:
+            pid = inst.proc.pid  # type: ignore[union-attr]
+            assert _status(pid)["PPid"] == str(os.getpid())  # CLONE_PARENT: the harness waits for it
+            own = Path(f"/proc/{pid}/cgroup").read_text()
+            assert inst.cgroup is not None
+            for d in inst.cgroup.dirs.values():  # it joined (v1) or was born in (v2) every hierarchy
+                assert str(d).endswith(inst.name) and f"/{inst.name}\n" in own
+            inst.stop()
+            assert inst.wait(10) == -signal.SIGKILL
+    finally:
+        for inst in insts:
+            inst.cleanup()
+
+
+@pytest.mark.privileged
+def test_a_zygote_crash_fails_that_launch_with_its_reason_and_the_next_launch_restarts_it(backend, run_id) -> None:
+    with backend.launch(_spec(run_id, 3, Workload("noop"))) as inst:  # what a launch loads once is loaded
+        assert inst.wait(10) == 0
+    zpid = backend.zygote.pid
+    assert zpid is not None
+    os.kill(zpid, signal.SIGSTOP)  # the request is sent, then the zygote dies before answering
+    killer = threading.Timer(0.3, os.kill, (zpid, signal.SIGKILL))
+    killer.start()
+    try:
+        with pytest.raises(BackendError, match=rf"{ZYGOTE_COMM}, pid {zpid}\) died while forking.*SIGKILL"):
+            backend.launch(_spec(run_id, 0, Workload("noop")))
+    finally:
+        killer.join()
+    assert _gone(zpid)
+    with backend.launch(_spec(run_id, 1, Workload("noop"))) as inst:
+        assert inst.wait(10) == 0
+    assert backend.zygote.pid not in (None, zpid) and backend.zygote.starts == 2, backend.zygote.starts
+    # a zygote found dead *before* a launch is restarted before t_launch: that launch succeeds
+    os.kill(backend.zygote.pid, signal.SIGKILL)
+    assert _gone(backend.zygote.pid)
+    with backend.launch(_spec(run_id, 2, Workload("noop"))) as inst:
+        assert inst.wait(10) == 0
+    assert backend.zygote.starts == 3
+
+
+@pytest.mark.privileged
+def test_close_stops_the_zygote_and_a_later_launch_starts_another(backend, run_id) -> None:
+    with backend.launch(_spec(run_id, 0, Workload("noop"))) as inst:
+        inst.wait(10)
+    first = backend.zygote.pid
+    backend.close()
+    backend.close()  # idempotent
+    assert first is not None and _gone(first, 0.1) and backend.zygote.pid is None
+    with backend.launch(_spec(run_id, 1, Workload("noop"))) as inst:
+        assert inst.wait(10) == 0
+    assert backend.zygote.pid not in (None, first)
+
+
+@pytest.mark.privileged
+def test_both_launchers_run_the_same_child_setup(backend, run_id, tmp_path) -> None:
+    script = ("res pid $$; res caps $(grep CapEff /proc/self/status | cut -f2); "
+              "res bnd $(grep CapBnd /proc/self/status | cut -f2); res nnp $(grep NoNewPrivs /proc/self/status | cut -f2); "
+              "res cgroup $(cut -d: -f3 /proc/self/cgroup | sort -u); res ns $(ls /proc/1/ns | tr '\\n' ' '); "
+              "res mounts $(cut -d' ' -f4- /proc/self/mountinfo | cut -d' ' -f2,3,5 | sort | tr '\\n' ';')")
+    seen = {}
+    for n, launcher in enumerate(["zygote", "fork"]):
+        spec = LaunchSpec(Workload("noop"), run_id, f"isobench-{run_id}-{n}", timeout_s=30, log_dir=str(tmp_path),
+                          extra={"argv": [BUSYBOX, "sh", "-c", PRELUDE + script], "launcher": launcher})
+        with backend.launch(spec) as inst:
+            assert inst.wait(10) == 0, Path(inst.log_path or "/dev/null").read_text()
+        seen[launcher] = dict(inst.results)
+        assert (backend.zygote.pid is not None) == (launcher == "zygote") or launcher == "fork"
+    assert seen["zygote"] == seen["fork"]  # mounts with their options, capabilities, namespaces
+    assert seen["fork"]["pid"] == "1" and seen["fork"]["cgroup"] == "/" and seen["fork"]["nnp"] == "1"
+    assert " /proc " in f" {seen['fork']['mounts'].replace(';', ' ')} "
+    with pytest.raises(BackendError, match="launcher must be one of"):
+        backend.launch(_spec(run_id, 9, launcher="vfork"))
+
+
+@pytest.mark.privileged
+def test_the_cold_variant_starts_its_zygote_inside_every_launch(run_id, clean) -> None:
+    require(is_root(), "needs root")
+    b = ColdContainerBackend()
+    try:
+        for n in range(2):
+            with b.launch(_spec(run_id, n, Workload("noop"))) as inst:
+                inst.wait_ready(10)
+                assert inst.wait(10) == 0
+            t = inst.times
+            assert list(t.phases)[0] == "helper_start" and t.phases["helper_start"] > 0
+            assert sum(t.phases.values()) == t.t_ready - t.t_launch  # type: ignore[operator]
+        assert b.zygote.starts == 2
+        assert "cold" in b.metadata()["helper"]
+    finally:
+        b.close()
+
+
+# -- the harness dies -------------------------------------------------------------------------------
+HARNESS = """
+import sys, threading, time
+from runtimes.base import LaunchSpec
+from runtimes.container.backend import ContainerBackend
+from runtimes.workloads import Workload
+run_id, where = sys.argv[1], sys.argv[2]
+backend = ContainerBackend()
+if where == "worker":  # the zygote's parent thread is gone before the harness is killed
+    t = threading.Thread(target=backend.zygote.ensure)
+    t.start()
+    t.join()
+inst = backend.launch(LaunchSpec(Workload("idle", {"seconds": 120}), run_id, f"isobench-{run_id}-0"))
+inst.wait_ready(20)
+print("PIDS", inst.proc.pid, backend.zygote.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("where", ["main", "worker"])
+def test_a_sigkilled_harness_leaves_no_zygote(run_id, clean, where) -> None:
+    require(is_root(), "needs root")
+    proc = subprocess.Popen([sys.executable, "-c", HARNESS, run_id, where], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline() if select.select([proc.stdout], [], [], 30)[0] else ""
+    if not line.startswith("PIDS "):
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"harness did not start a container: {line!r}")
+    init_pid, zpid = (int(p) for p in line.split()[1:])
+    assert _status(zpid)["Name"] == ZYGOTE_COMM
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _gone(zpid), "the zygote outlived its harness"
+    assert zpid not in orphaned_zygotes()
+    cleanup_leftovers(run_id)  # the container (no parent-death signal from a worker-thread zygote)
+    assert _gone(init_pid)
+    for d in [d for d in cgroups.find_leftovers() if run_id in d.name]:
+        cgroups.remove_dir(d)
