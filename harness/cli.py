@@ -11,6 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import runtimes
 from harness.errors import UserError
 
 #: commands implemented in their own modules: name -> module with HELP, add_arguments, main
@@ -49,12 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cleanup)
 
     e = sub.add_parser("exec", help="run one command in an environment, passing output and status through")
-    e.add_argument("--backend", default="container", help="bare, container, vm, … (default: container)")
+    e.add_argument("--backend", default=runtimes.DEFAULT_EXEC,
+                   help=f"{', '.join(runtimes.names())} (default: {runtimes.DEFAULT_EXEC})")
     e.add_argument("--cpus", type=float, help="CPU quota in CPUs (e.g. 0.5)")
     e.add_argument("--period-ms", type=float, default=100.0, help="CPU quota period (default 100 ms)")
     e.add_argument("--memory", type=int, metavar="MIB", help="memory limit in MiB")
     e.add_argument("--pids", type=int, help="pids limit")
     e.add_argument("--timeout", type=float, default=None, help="kill after this many seconds")
+    e.add_argument("--seccomp", metavar="PROFILE", default=None,
+                   help="container/oci backends: default (Docker's profile), unconfined, or a profile JSON file")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS…")
     e.set_defaults(func=cmd_exec)
 
@@ -75,11 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc = scenario.load(args.scenario)
     names = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     if names:
-        from runtimes import names as known
-
-        unknown = [b for b in names if b not in known()]
+        unknown = [b for b in names if not runtimes.known(b)]
         if unknown:
-            raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(known())})")
+            raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(runtimes.names())})")
     progress = False if args.no_progress else None
     run_dir = runner.run(sc, args.results, names, progress, args.skip_unavailable, args.run_id)
     summary.print_summary(run_dir)
@@ -110,7 +112,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         raise UserError("exec: no command given (usage: isobench exec --backend B -- CMD ARGS…)")
     return execute.run(args.backend, argv, cpus=args.cpus, period_ms=args.period_ms,
-                       memory=args.memory, pids=args.pids, timeout=args.timeout)
+                       memory=args.memory, pids=args.pids, timeout=args.timeout, seccomp=args.seccomp)
 
 
 def main(argv: list[str] | None = None) -> int:

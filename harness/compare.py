@@ -27,42 +27,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.metric import HIGHER, LOWER, NONE, ONE
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 HELP = "compare two runs metric by metric; exit 1 on a significant regression"
 
-LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
-
-#: which way is better, per metric; prefixes for families; anything else falls back on its unit
-DIRECTIONS: dict[str, str] = {
-    # startup
-    "launch_to_ready": LOWER, "launch_to_exit": LOWER, "exit_to_clean": LOWER, "launch_to_clean": LOWER,
-    # memory
-    "pss": LOWER, "uss": LOWER, "rss": LOWER, "pss_overhead": LOWER, "uss_overhead": LOWER,
-    "guest_mem_total": NONE, "guest_mem_used": LOWER,
-    # density: density_slope is host MiB consumed per extra instance (positive)
-    "mem_available": NONE, "density_slope": LOWER, "density_r2": NONE, "density_intercept": NONE,
-    # cpu_quota: accuracy is closeness of delivered/expected to 1
-    "cpu_ratio": ONE, "cpu_delivered": NONE, "cpu_expected": NONE, "guest_cpu_delivered": NONE,
-    "nr_periods": NONE, "nr_throttled": NONE, "throttled_ms": NONE,
-    # mem_limit / pids_limit: enforcement outcomes are judged by `isobench validate`
-    "mem_peak": NONE, "mem_limit": NONE, "oom_killed": NONE, "oom_time_ms": LOWER, "mem_failcnt": NONE,
-    "pids_reached": NONE, "pids_limit": NONE, "pids_refused": NONE, "pids_peak": NONE,
-}
-PREFIX_DIRECTIONS = {"phase_": LOWER, "floor_": LOWER}
-UNIT_DIRECTIONS = {"ms": LOWER, "MiB": LOWER}
+#: which way is better, per metric, as each measurement declares it (``harness.metric``);
+#: metrics nobody declared fall back on their unit
+__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "judge", "markdown"]
 
 KEYS = ["backend", "measurement", "workload", "metric", "unit"]
 
 
-def direction(metric: str, unit: str | None = None) -> str:
-    if metric in DIRECTIONS:
-        return DIRECTIONS[metric]
-    for prefix, d in PREFIX_DIRECTIONS.items():
-        if metric.startswith(prefix):
-            return d
-    return UNIT_DIRECTIONS.get(unit or "", NONE)
+def direction(name: str, unit: str | None = None) -> str:
+    from harness.measure import catalogue
+
+    return catalogue().direction(name, unit)
 
 
 @dataclass(frozen=True)
@@ -200,6 +182,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list metrics without a better direction (counts set by the case)")
 
@@ -229,4 +213,13 @@ def main(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"isobench compare: cannot write {args.markdown}: {e.strerror}", file=sys.stderr)
             return 2
+    from harness.report import compare_page
+
+    out = getattr(args, "out", None) or compare_page.default_out(args.base, args.new)
+    try:
+        page = compare_page.write(rows, args.base.name, args.new.name, text, out)
+        print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
+    except OSError as e:
+        print(f"isobench compare: cannot write the page under {out}: {e.strerror}", file=sys.stderr)
+        return 2
     return 1 if any(r.verdict == "regression" for r in rows) else 0

@@ -14,11 +14,15 @@ NO_TIMEOUT = 10 * 365 * 86400.0
 
 
 def run(backend_name: str, argv: list[str], *, cpus: float | None = None, period_ms: float = 100.0,
-        memory: int | None = None, pids: int | None = None, timeout: float | None = None) -> int:
+        memory: int | None = None, pids: int | None = None, timeout: float | None = None,
+        seccomp: str | None = None) -> int:
+    options = {"seccomp": seccomp} if seccomp is not None else {}
     try:
-        backend = runtimes.get(backend_name)
+        backend = runtimes.get(backend_name, **options)
     except KeyError as e:
         raise UserError(str(e.args[0])) from e
+    except TypeError as e:  # the backend's constructor takes no such option
+        raise UserError(f"backend {backend_name} has no option {', '.join(options)} ({e})") from e
     reason = backend.available()
     if reason:
         raise UserError(f"backend {backend_name} unavailable: {reason}")

@@ -22,6 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import runtimes
+from harness.metric import LOWER, Metric, declare
+from harness.sample import Sample
+
+declare(Metric("floor_", "ms", LOWER, "startup", peer=True, prefix=True,
+               description="the floor: median of a kernel primitive of a launch (floor_total: their sum)"))
+
 BENCH_DIR = Path(".benchmarks")
 TOTAL = "total"
 TOTAL_WITH_TEARDOWN = "total_with_teardown"
@@ -95,18 +102,18 @@ def informational_ms(bench_json_path: str | os.PathLike[str]) -> dict[str, float
     return {k: p["median_ms"] for k, p in prims.items() if not p["in_floor"]}
 
 
-def samples(bench_json_path: str | os.PathLike[str], backend: str = "container",
-            per_primitive: bool = False) -> list[Any]:
+def samples(bench_json_path: str | os.PathLike[str], backend: str | None = None,
+            per_primitive: bool = False) -> list[Sample]:
     """The floor as result rows: ``floor_total`` (startup/noop, ms), and with ``per_primitive``
     one ``floor_<primitive>`` row each.
 
     For the report's "Startup vs. the floor" section, which compares every
-    ``floor_*`` row with the container's launch→ready: append these to a run
-    made on the same host (``RunWriter.add_all``).  Only the total is a like
-    for like comparison with launch→ready, hence the default.
+    ``floor_*`` row with the launch→ready of the backend they belong to (by default
+    the one declared ``floor_target``): append these to a run made on the same host
+    (``RunWriter.add_all``).  Only the total is a like for like comparison with
+    launch→ready, hence the default.
     """
-    from harness.results import Sample
-
+    backend = backend or runtimes.floor_target()
     return [Sample(backend=backend, workload="noop", measurement="startup", metric=f"floor_{k}", value=v,
                    unit="ms", note="sum of microbenchmark medians (harness.floor)" if k == TOTAL else None,
                    case="startup/noop")

@@ -5,6 +5,10 @@ host (thermal, page cache, a noisy neighbour) hits every backend alike.  A
 failing sample is recorded with its reason and the run goes on; Ctrl-C or
 SIGTERM ends the run as ``interrupted`` after the instance in flight was
 cleaned up, keeping every completed sample.
+
+One ``ExitStack`` owns everything the run opens (mkosi's and Firecracker's
+factory style): every backend (closed last, in reverse order) and every live
+instance a measurement launched and did not clean up itself (cleaned first).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from harness.measure.context import Context
 from harness.results import RunWriter, Sample
 from harness.scenario import Case, Scenario
 from runtimes import cgroups
-from runtimes.base import Backend
+from runtimes.base import Backend, BackendError
 from runtimes.cgroups import CgroupError
 
 
@@ -70,16 +74,22 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def open_backends(names: list[str], skip_unavailable: bool) -> dict[str, Backend]:
-    """Instantiate and check each backend before anything is created."""
+def open_backends(names: list[str], skip_unavailable: bool, stack: contextlib.ExitStack) -> dict[str, Backend]:
+    """Instantiate, check and prepare each backend before any sample; ``stack`` closes them."""
     backends: dict[str, Backend] = {}
     problems = []
     for name in names:
         try:
-            b = runtimes.get(name)
-            reason = b.available()
+            b = stack.enter_context(runtimes.get(name))
         except ImportError as e:
-            reason = f"backend not installed ({e})"
+            problems.append(f"{name}: backend not installed ({e})")
+            continue
+        reason = b.available()
+        if reason is None:
+            try:
+                b.prepare()  # the expensive one-off step (a guest's accelerator probe), explicitly
+            except BackendError as e:
+                reason = f"cannot prepare: {e}"
         if reason is None:
             backends[name] = b
         else:
@@ -94,11 +104,11 @@ def open_backends(names: list[str], skip_unavailable: bool) -> dict[str, Backend
     return backends
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+def _progress(total: int, enabled: bool | None) -> Any:
+    """A bar on a terminal, a line every 10 s without one (CI logs), nothing when disabled."""
+    from harness import progress
 
-    return tqdm(total=total, unit="sample", disable=not enabled, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+    return progress.reporter(total, enabled)
 
 
 def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None = None,
@@ -107,19 +117,13 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
     names = backend_names or scenario.backends
     with contextlib.suppress(CgroupError, OSError):  # a real problem resurfaces, per sample
         cgroups.prepare()
-    backends = open_backends(names, skip_unavailable)
-    try:
-        return _run(scenario, results_dir, backends, sys.stderr.isatty() if progress is None else progress, run_id)
-    finally:
-        for b in backends.values():
-            with contextlib.suppress(Exception):
-                b.close()
+    with contextlib.ExitStack() as stack:
+        backends = open_backends(names, skip_unavailable, stack)
+        return _run(scenario, results_dir, backends, progress, run_id, stack)
 
 
-def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool,
-         run_id: str | None) -> Path:
-    for b in backends.values():  # the explicit host step (e.g. the vm accelerator probe)
-        b.prepare()
+def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
+         run_id: str | None, stack: contextlib.ExitStack) -> Path:
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
     steps = plan(scenario.cases, list(backends), accel)
@@ -132,21 +136,25 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "planned_steps": len(steps),
     }, run_id)
     ctx = Context(run_id=writer.run_id, log_dir=writer.dir / "logs", accel=accel,
-                  backend_options=scenario.backend_options)
+                  backend_options=scenario.backend_options, backends=dict(backends), stack=stack)
+    # registered after the backends: runs before they close (what a measurement left live goes first)
+    stack.callback(ctx.cleanup_live)
     status = "interrupted"
+    done = 0  # counted here: the progress bar does not count when it is disabled
     bar = _progress(len(steps), progress)
     try:
         with sigterm_unwinds():
-            for i, step in enumerate(steps):
+            for step in steps:
                 bar.set_postfix_str(f"{step.backend} {step.case.id}"[:60])
                 writer.add_all(_execute(backends[step.backend], step, ctx))
+                done += 1
                 bar.update(1)
-                if i % 20 == 0:
-                    writer.update(done_steps=i + 1)
+                if done % 20 == 1:
+                    writer.update(done_steps=done)
         status = "completed"
     finally:
         bar.close()
-        writer.update(done_steps=bar.n)
+        writer.update(done_steps=done)
         writer.finish(status)
     return writer.dir
 

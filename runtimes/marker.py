@@ -3,6 +3,11 @@
 A daemon thread reads a byte stream (the read end of the marker pipe, or a
 guest's console) line by line.  ``t_ready`` is the host monotonic time at which
 the ``ISOBENCH READY`` line was *received*: the timing contract's definition.
+
+Lines are capped at ``MAX_LINE`` bytes: a workload that writes without newlines
+must not grow the harness's memory without bound.  Past the cap the channel
+records ``error``, keeps draining (so the writer never blocks) but stores
+nothing more, and ``wait_ready`` fails with that error.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ import os
 import threading
 from collections.abc import Callable
 
-from runtimes.base import InstanceTimeout, now_ns
+from runtimes.base import BackendError, InstanceTimeout, now_ns
 from runtimes.workloads import parse_marker_line
+
+#: longest line kept (marker lines are a few dozen bytes; a console line a few hundred)
+MAX_LINE = 64 * 1024
 
 
 class MarkerChannel:
@@ -25,14 +33,28 @@ class MarkerChannel:
         self.ready = threading.Event()
         self.eof = threading.Event()
         self._partial = b""
+        #: set when the stream broke the line cap; from then on nothing is kept
+        self.error: str | None = None
+        #: bytes read and thrown away after that
+        self.discarded = 0
         self._log = log
         self._thread: threading.Thread | None = None
 
     def feed(self, data: bytes) -> None:
         """Hand over the next chunk of the stream; timestamps what completes a line."""
         t = now_ns()
+        if self.error is not None:
+            self.discarded += len(data)  # drained, not kept
+            return
         self._partial += data
         *lines, self._partial = self._partial.split(b"\n")
+        if len(self._partial) > MAX_LINE or any(len(raw) > MAX_LINE for raw in lines):
+            self.discarded += len(self._partial) + sum(len(raw) for raw in lines)
+            self._partial = b""
+            self.error = (f"the marker channel received a line longer than {MAX_LINE} bytes (output without "
+                          f"newlines?); it is drained and ignored from here on")
+            self.ready.set()  # wake a waiter: it reports the error
+            return
         for raw in lines:
             line = raw.decode(errors="replace")
             if self._log is not None:
@@ -76,6 +98,8 @@ class MarkerChannel:
     def wait_ready(self, timeout: float, what: str) -> int:
         if not self.ready.wait(timeout) and self.t_ready is None:
             raise InstanceTimeout(f"{what}: no ready marker within {timeout:g} s")
+        if self.error is not None and self.t_ready is None:
+            raise BackendError(f"{what}: {self.error}")
         if self.t_ready is None:
             raise InstanceTimeout(f"{what}: exited before writing the ready marker")
         return self.t_ready

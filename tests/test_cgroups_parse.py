@@ -101,3 +101,24 @@ def test_pids_include_sub_cgroups_and_a_removed_cgroup_has_none(tmp_path) -> Non
     cg = Cgroup.wrap("isobench-x", {"": top})
     assert cg.pids() == [10, 20, 30]
     assert Cgroup.wrap("isobench-y", {"": tmp_path / "gone"}).pids() == []
+
+
+def test_favordynmods_from_mount_options_and_the_boot_option() -> None:
+    from runtimes.cgroups.parse import favordynmods
+
+    off = ("30 25 0:26 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu\n"
+           "35 25 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n")
+    assert favordynmods(off, "quiet") == {"favordynmods": False, "mounts": [], "boot_option": None}
+    on = off.replace("rw,nsdelegate", "rw,nsdelegate,favordynmods")
+    got = favordynmods(on, "quiet cgroup_favordynmods=1 panic=1")
+    assert got == {"favordynmods": True, "mounts": ["/sys/fs/cgroup/unified"], "boot_option": "1"}
+
+
+def test_doctor_explains_the_cgroup_migration_cost() -> None:
+    from harness.doctor import cgroup_migration_notes
+
+    (off,) = cgroup_migration_notes(1, {"favordynmods": False, "mounts": []})
+    assert "RCU grace period" in off and "cgroup_favordynmods=1" in off and "tasks" in off
+    assert "CLONE_INTO_CGROUP" in cgroup_migration_notes(2, {"favordynmods": False, "mounts": []})[0]
+    (on,) = cgroup_migration_notes(2, {"favordynmods": True, "mounts": ["/sys/fs/cgroup"]})
+    assert "is on (/sys/fs/cgroup)" in on

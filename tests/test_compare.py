@@ -21,6 +21,12 @@ def _args(*argv: str) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
+@pytest.fixture(autouse=True)
+def _pages_in_tmp(tmp_path, monkeypatch):
+    """compare writes its page under ./reports by default: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     r = tmp_path_factory.mktemp("cmp") / "results"
@@ -108,3 +114,17 @@ def test_unreadable_input_exits_2_with_one_line(runs, tmp_path, capsys):
     other.mkdir()
     (other / MANIFEST).write_text(json.dumps({"schema": "something/else"}))
     assert compare.main(_args(str(runs["base"]), str(other))) == 2
+
+
+def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_path, capsys):
+    out = tmp_path / "page"
+    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--out", str(out))) == 1
+    assert f"page {out / 'compare.html'}" in capsys.readouterr().err
+    html = (out / "compare.html").read_text()
+    md = (out / "compare.md").read_text()
+    assert md.splitlines()[2].startswith("**2 regression, ")  # noop and idle launch→ready
+    assert "regression: container · startup/noop · launch_to_ready" in md
+    charts = sorted(p.name for p in (out / "charts").glob("*.png"))
+    assert charts[0] == "ab_00.png" and "compare_overview.png" in charts
+    assert html.count('src="data:image/png;base64,') == len(charts)
+    assert "+20.0%" in html and "<details>" in html

@@ -321,10 +321,10 @@ def test_namespaces_seen_from_the_host_and_no_mount_on_the_host(backend, run_id,
         assert inst.wait(10) == -signal.SIGKILL
     t = inst.times
     assert t.t_launch < t.t_ready <= t.t_exit <= t.t_clean  # type: ignore[operator]
-    assert list(t.phases)[:3] == ["cgroup_create", "request", "clone"] and t.phases["exec"] > 0
+    assert list(t.phases)[:4] == ["cgroup_create", "devices", "request", "clone"] and t.phases["exec"] > 0
     born_in_cgroup = cgroups.version() == 2  # clone3(CLONE_INTO_CGROUP): nothing to attach
-    assert set(t.phases) == {"cgroup_create", "request", "clone", "unshare", "mounts", "net", "security",
-                             "exec"} | (set() if born_in_cgroup else {"cgroup_attach"})
+    assert set(t.phases) == {"cgroup_create", "devices", "request", "clone", "unshare", "mounts", "net",
+                             "security", "seccomp", "exec"} | (set() if born_in_cgroup else {"cgroup_attach"})
     assert sum(t.phases.values()) == t.t_ready - t.t_launch  # type: ignore[operator]  # the phases tile it
 
 

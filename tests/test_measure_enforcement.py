@@ -10,11 +10,13 @@ import runtimes
 from harness.measure import MEASUREMENTS
 from harness.measure.common import Rows, enforcement_note
 from harness.measure.context import Context
-from harness.measure.cpu import cpu_delivered, cpu_expected, cpu_window, guest_cpu_delivered
-from harness.measure.enforcement import _mem_rows, delta
+from harness.measure.cpu import cpu_delivered, cpu_expected, cpu_window
+from harness.measure.enforcement import _mem_rows
+from harness.measure.watch import delta
 from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, Limits
+from runtimes.declaration import CGROUP_ENFORCEMENT, Declaration
 from runtimes.workloads import Workload
 from tests.conftest import is_root, require
 
@@ -50,13 +52,6 @@ def test_cpu_window_stays_inside_the_run() -> None:
         cpu_window(0.3)
 
 
-def test_guest_cpu_view_from_the_init_report() -> None:
-    report = {"guest_cpu_busy_s": "1.50", "guest_uptime_workload": "4.00", "guest_uptime_exit": "7.00"}
-    assert guest_cpu_delivered(report) == pytest.approx(0.5)
-    assert guest_cpu_delivered({"guest_cpu_busy_s": "1.50"}) is None
-    assert guest_cpu_delivered({**report, "guest_uptime_exit": "4.00"}) is None
-
-
 def _rows() -> Rows:
     case = Case("mem_limit", Workload("mem", {"mib": 64}), Limits(memory_mib=32), {"limit_mib": 32, "mib": 64})
     return Rows(BareBackend(), case, Context(run_id="u", log_dir=Path("/nonexistent")), 0, False)
@@ -89,11 +84,17 @@ def test_mem_rows_without_any_counter_fail_clearly() -> None:
 
 def test_enforcement_note_only_when_different() -> None:
     class Guest(BareBackend):
-        enforcement = {**BareBackend.enforcement, "memory": "guest memory size"}
+        name = "test-guest"
 
-    assert enforcement_note(BareBackend(), "memory") is None
-    assert enforcement_note(Guest(), "memory") == "guest memory size"
-    assert enforcement_note(Guest(), "cpu") is None
+    unregister = runtimes.register(Declaration(
+        "test-guest", Guest, "a test backend", "#000000",
+        enforcement={**CGROUP_ENFORCEMENT, "memory": "guest memory size"}))
+    try:
+        assert enforcement_note(BareBackend(), "memory") is None
+        assert enforcement_note(Guest(), "memory") == "guest memory size"
+        assert enforcement_note(Guest(), "cpu") is None
+    finally:
+        unregister()
 
 
 # -- on the real bare backend ------------------------------------------------------------

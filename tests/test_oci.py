@@ -71,9 +71,11 @@ def test_bundle_resources_match_what_cgroup_apply_writes() -> None:
     assert res["cpu"] == {"quota": LIMITS.cpu_quota_us, "period": 50_000} and LIMITS.cpu_quota_us == 25_000
     assert res["memory"] == {"limit": 48 << 20, "swap": 48 << 20, "swappiness": 0}  # no swap beyond it
     assert res["pids"] == {"limit": 12}
-    assert bundle.resources(Limits(), cgroup_version=1, memsw=True) == {}
-    v2 = bundle.resources(Limits(memory_mib=64), cgroup_version=2, memsw=False)
+    assert bundle.resources(Limits(), cgroup_version=1, memsw=True, devices=None) == {}
+    v2 = bundle.resources(Limits(memory_mib=64), cgroup_version=2, memsw=False, devices=None)
     assert v2 == {"memory": {"limit": 64 << 20}}  # no swap accounting: not asked for
+    # the device rules the built-in container enforces (tests/test_seccomp_devices.py compares more)
+    assert res["devices"][0] == {"allow": False, "access": "rwm"} and len(res["devices"]) > 6
 
 
 def test_bundle_mounts_follow_the_container_mount_plan() -> None:

@@ -58,10 +58,10 @@ def test_markdown_and_html_state_status_host_and_warnings(full):
         assert "Warnings" in text and "1 failed" in text  # the synthetic vm timeout
         assert "Failed samples" in text and "1× InstanceTimeout: guest did not become ready in 60 s" in text
         assert "Startup vs. the floor" in text and "Peers" in text
-    for name in CHARTS:
+    for name in (*CHARTS, "headline"):
         assert f"(charts/{name}.png)" in md
     # self-contained: charts are data URIs, nothing is loaded from outside
-    assert html.count('src="data:image/png;base64,') == len(CHARTS)
+    assert html.count('src="data:image/png;base64,') == len(CHARTS) + 1
     assert 'src="charts/' not in html and "http://" not in html and "https://" not in html
 
 
@@ -69,7 +69,7 @@ def test_charts_use_the_fixed_palette_and_the_footnote(full):
     _, out = full
     svg = (out / "charts" / "startup_latency.svg").read_text()
     for backend in ("bare", "container", "vm"):
-        assert style.PALETTE[backend].lower() in svg.lower()
+        assert style.colour(backend).lower() in svg.lower()
     assert "host hostA" in svg and "cgroup v1" in svg and "vm: emulated (TCG)" in svg
     assert "vm (TCG, emulated)" in svg
     notes = (out / "charts" / "mem_limit.svg").read_text()
@@ -86,7 +86,7 @@ def test_interrupted_half_way(tmp_path):
     assert "No density rows in this run." in md and "No pids_limit rows in this run." in md
     assert (out / "charts" / "startup_latency.png").exists()
     assert not (out / "charts" / "density.png").exists()
-    assert "too few samples (n=3 < 5)" in md
+    assert "too few samples" in md and "(n=3)" in md and "n ≥ 6 needed" in md
     assert "interrupted" in (out / "report.html").read_text()
 
 

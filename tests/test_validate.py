@@ -23,6 +23,12 @@ def _args(*argv: str) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
+@pytest.fixture(autouse=True)
+def _pages_in_tmp(tmp_path, monkeypatch):
+    """validate writes its page under ./reports by default: keep it out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> Path:
     return synth.make_run(tmp_path_factory.mktemp("val") / "results", run_id="good", measurements=ENF,
@@ -189,3 +195,19 @@ def test_expressions():
         validate.Expr.parse("x.__class__", "w")
     with pytest.raises(validate.BaselineError):
         validate.Expr.parse("f(x)", "w")
+
+
+def test_validate_writes_a_grid_page_failing_cells_first(tmp_path, capsys):
+    bad = synth.make_run(tmp_path / "results", run_id="bad", measurements=ENF, backends=("bare", "container"),
+                         overrides={("container", "pids_reached"): 40})
+    out = tmp_path / "page"
+    assert validate.main(_args(str(bad), "--baseline", str(BASELINE), "--out", str(out))) == 1
+    assert f"validate: page {out / 'validate.html'}" in capsys.readouterr().out
+    html = (out / "validate.html").read_text()
+    md = (out / "validate.md").read_text()
+    assert "Gate FAILED" in html and "Gate FAILED" in md
+    grid = md[md.index("| case | bare | container |"):].splitlines()
+    assert grid[2].startswith("| pids_limit/pids") and "✗ fail" in grid[2].split("|")[3]  # failing row first
+    assert "✓ pass" in grid[2].split("|")[2]  # bare held the same case
+    assert grid[-1].count("✓ pass") == 2
+    assert html.index('<tr><td>pids_limit/pids count=32') < html.index('<tr><td>cpu_quota')

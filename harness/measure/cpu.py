@@ -13,24 +13,47 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.measure import measurement, periods
-from harness.measure.common import Rows, enforcement_note, guest_report
-from harness.measure.context import Context
-from harness.measure.enforcement import (
-    Usage,
-    delta,
-    failed_workload,
-    finished_ok,
-    guest_float,
-    is_guest,
-    read_usage,
-    running,
-)
-from harness.results import Sample
-from harness.scenario import Case
+from harness.measure import periods
+from harness.measure.common import Rows, enforcement_note, guest_report, is_guest, reported
+from harness.measure.watch import Usage, delta, failed_workload, finished_ok, read_usage, running
+from harness.metric import NONE, ONE, GridKey, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend, BackendError, Instance
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+
+_NUM = (int, float)
+CPU_QUOTA = MeasurementInfo("cpu_quota", workload="cpu", single_shot=True, grid={
+    "quota": GridKey(_NUM, 1e-3, 1024), "threads": GridKey((int,), 1, 1024),
+    "period_ms": GridKey(_NUM, 1, 1000, required=False)})
+
+declare(
+    Metric("cpu_ratio", "ratio", ONE, "cpu_quota", headline=True, peer=True,
+           description="cpu_delivered / cpu_expected: 1 is perfect enforcement"),
+    Metric("cpu_delivered", "cpus", NONE, "cpu_quota", peer=True,
+           description="Δ(cgroup CPU usage) / window, the window a whole number of CFS periods"),
+    Metric("cpu_expected", "cpus", NONE, "cpu_quota",
+           description="min(applied quota, threads, cores, vCPUs)"),
+    Metric("cpu_quota_applied", "cpus", NONE, "cpu_quota",
+           description="the quota the enforcer applied, read back (quota_us / period_us)"),
+    Metric("window_s", "s", NONE, "cpu_quota", description="length of the counting window"),
+    Metric("nr_periods", "count", NONE, "cpu_quota", description="CFS periods in the window"),
+    Metric("nr_throttled", "count", NONE, "cpu_quota", description="periods the group was throttled in"),
+    Metric("throttled_share", "ratio", NONE, "cpu_quota", description="nr_throttled / nr_periods"),
+    Metric("throttled_ms", "ms", NONE, "cpu_quota", description="time spent throttled in the window"),
+    Metric("period_ratio_p", "ratio", NONE, "cpu_quota", prefix=True,
+           description="percentile (p1, p50, p99) of CPU delivered in one period ÷ the quota"),
+    Metric("period_coverage", "ratio", NONE, "cpu_quota",
+           description="share of the window's periods resolved one by one"),
+    Metric("read_jitter_p99", "us", NONE, "cpu_quota",
+           description="99th percentile of how far a per-period read fell from its target"),
+    Metric("guest_cpu_delivered", "cpus", NONE, "cpu_quota",
+           description="CPUs busy as the guest's kernel counts them, whole run"),
+)
 
 #: the per-period series of every cpu_quota sample, one JSON line each, beside the logs
 PERIODS_FILE = "cpu-periods.jsonl"
@@ -107,7 +130,7 @@ def applied_quota(u: Usage, requested: float | None) -> tuple[float | None, int 
     return requested, None, "quota as requested: the backend does not expose the applied one"
 
 
-@measurement("cpu_quota")
+@measurement(CPU_QUOTA)
 def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     bound = case.workload.bound()
     threads, seconds = int(bound["threads"]), float(bound["seconds"])
@@ -115,9 +138,9 @@ def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "cpu"))
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
     what = f"{case.workload.name} ({threads} thread{'s' if threads > 1 else ''})"
-    with running(backend, spec) as (inst, watch):
+    with running(ctx, backend, spec) as (inst, watch):
         rows.seen(inst)
-        guest = is_guest(backend, ctx, inst)
+        guest = is_guest(backend)
         t_ready = inst.wait_ready(case.timeout_s)
         watch.start(inst, seconds + case.timeout_s)
         u0 = read_usage(inst)
@@ -146,36 +169,35 @@ def _cpu_rows(rows: Rows, ctx: Context, series: periods.Series, quota: float | N
         raise BackendError(f"cpu counters: {e}") from e
     expected = cpu_expected(quota, threads, host_cores(), vcpus)
     note = "; ".join(filter(None, [rows.note, quota_note, win.note]))
-    rows.add("cpu_delivered", win.delivered, "cpus", note=note or None)
-    rows.add("cpu_expected", expected, "cpus", note=note or None)
-    rows.add("cpu_ratio", win.delivered / expected, "ratio", note=note or None)
-    rows.add("window_s", win.seconds, "s")
+    rows.add("cpu_delivered", win.delivered, note=note or None)
+    rows.add("cpu_expected", expected, note=note or None)
+    rows.add("cpu_ratio", win.delivered / expected, note=note or None)
+    rows.add("window_s", win.seconds)
     if quota is not None:
-        rows.add("cpu_quota_applied", quota, "cpus")
+        rows.add("cpu_quota_applied", quota)
     n = win.delta("periods")
-    for metric, attr, scale, unit in (("nr_periods", "periods", 1.0, "count"),
-                                      ("nr_throttled", "throttled", 1.0, "count"),
-                                      ("throttled_ms", "throttled_ns", 1e-6, "ms")):
+    for metric, attr, scale in (("nr_periods", "periods", 1.0), ("nr_throttled", "throttled", 1.0),
+                                ("throttled_ms", "throttled_ns", 1e-6)):
         d = win.delta(attr)
         if d is not None:
-            rows.add(metric, d * scale, unit)
+            rows.add(metric, d * scale)
     throttled = win.delta("throttled")
     if n and throttled is not None:
-        rows.add("throttled_share", throttled / n, "ratio")
+        rows.add("throttled_share", throttled / n)
     per = periods.per_period(series, (quota or 0) * series.period_ns)
     if per:
         for q in (0.01, 0.5, 0.99):
-            rows.add(f"period_ratio_p{round(q * 100)}", periods.quantile(per, q), "ratio")
+            rows.add(f"period_ratio_p{round(q * 100)}", periods.quantile(per, q))
         jit = periods.jitter_us(series)
         if jit:
-            rows.add("read_jitter_p99", periods.quantile(jit, 0.99), "us",
+            rows.add("read_jitter_p99", periods.quantile(jit, 0.99),
                      note=None if series.realtime else "reads not real-time (SCHED_FIFO refused)")
         if n:
-            rows.add("period_coverage", len(per) * series.stride / n, "ratio")
+            rows.add("period_coverage", len(per) * series.stride / n)
         _store_periods(rows, ctx, series, quota, periods.indexed_periods(series, (quota or 0) * series.period_ns))
-    view = guest_cpu_delivered(report)
+    view = reported(report, "guest_cpu_delivered")  # computed by the guest's runtime, stored as is
     if view is not None:
-        rows.add("guest_cpu_delivered", view, "cpus", note="as the guest's kernel counts it, whole run")
+        rows.add("guest_cpu_delivered", view, note="as the guest's kernel counts it, whole run")
     return rows.samples
 
 
@@ -190,13 +212,3 @@ def _store_periods(rows: Rows, ctx: Context, series: periods.Series, quota: floa
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
         with open(ctx.log_dir / PERIODS_FILE, "a") as f:
             f.write(json.dumps(line) + "\n")
-
-
-def guest_cpu_delivered(report: Mapping[str, Any]) -> float | None:
-    """CPUs the guest's own kernel saw busy while the workload ran, from its init's report:
-    busy CPU seconds (/proc/stat) over the guest's uptime from workload start to exit."""
-    busy = guest_float(report, "guest_cpu_busy_s")
-    start, stop = guest_float(report, "guest_uptime_workload"), guest_float(report, "guest_uptime_exit")
-    if busy is None or start is None or stop is None or stop <= start:
-        return None
-    return busy / (stop - start)

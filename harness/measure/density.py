@@ -12,14 +12,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from harness.measure import measurement
 from harness.measure.common import MIB, Rows, launch, mem_available
-from harness.measure.context import Context
-from harness.results import Sample
-from harness.scenario import Case
+from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend
 from runtimes.wait import wait_until
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+
+declare(
+    Metric("mem_available", "MiB", NONE, "density", summarised=False,
+           description="MemAvailable with `instances` instances held (one point of the curve)"),
+    Metric("density_slope", "MiB/instance", LOWER, "density", headline=True, peer=True,
+           description="host memory consumed per additional instance (least-squares slope)"),
+    Metric("density_r2", "ratio", NONE, "density", description="R² of that line"),
+    Metric("density_intercept", "MiB", NONE, "density", description="MemAvailable the line gives at 0"),
+)
 
 #: two reads this close (bytes) count as settled
 SETTLE_TOLERANCE = MIB
@@ -41,7 +53,7 @@ def settled_available(settle_s: float, read: Callable[[], int] = mem_available,
     return reads[-1]
 
 
-@measurement("density")
+@measurement(MeasurementInfo("density", workload="idle", single_shot=True))
 def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     if case.instances < 1:
         raise ValueError(f"density needs instances >= 1, got {case.instances}")
@@ -58,12 +70,12 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
     ks = list(range(len(points)))
     mib = [p / MIB for p in points]
     for k, value in zip(ks, mib, strict=True):
-        rows.add("mem_available", value, "MiB", instances=k)
+        rows.add("mem_available", value, instances=k)
     # imported here: numpy would swell the harness that every launch forks (fork cost ~ RSS)
     from harness.stats import linear_fit
 
     slope, intercept, r2 = linear_fit(ks, mib)
-    rows.add("density_slope", -slope, "MiB/instance")
-    rows.add("density_r2", r2, "ratio")
-    rows.add("density_intercept", intercept, "MiB")
+    rows.add("density_slope", -slope)
+    rows.add("density_r2", r2)
+    rows.add("density_intercept", intercept)
     return rows.samples

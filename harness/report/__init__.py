@@ -65,7 +65,18 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
     """
     import matplotlib
 
-    from harness.report import charts, model, render, style, tables
+    from harness.report import (
+        caveats,
+        charts,
+        findings,
+        headline,
+        model,
+        page_html,
+        page_md,
+        render,
+        style,
+        tables,
+    )
 
     data = model.load(run_dirs, by=by)
     out = Path(out_dir) if out_dir is not None else default_out(run_dirs)
@@ -77,9 +88,13 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
 
     sections = []
     data.summary.to_csv(out / "tables" / "summary.csv", index=False)
+    notes = caveats.notes(data)
     measured = list(dict.fromkeys(data.rows["measurement"])) if not data.rows.empty else []
     names = list(SECTIONS) + [m for m in measured if m not in SECTIONS]
     with matplotlib.rc_context(style.RC):
+        top = headline.chart(data)
+        if top is not None:
+            charts.save(top, out / "charts")
         for m in names:
             sec = render.Section(SECTIONS.get(m, f"Other: {m}"))
             for fn in charts.CHARTS.get(m, ()):
@@ -91,7 +106,7 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
             summary = tables.for_measurement(data, m)
             if not summary.empty:
                 summary.to_csv(out / "tables" / f"{m}.csv", index=False)
-                shown = tables.display(summary)
+                shown = _with_notes(tables.display(summary), summary, notes)
                 (out / "tables" / f"{m}.md").write_text(shown.to_markdown(index=False) + "\n")
                 sec.tables.append(render.Table(f"{sec.title}: statistics per series", shown, f"tables/{m}.csv"))
             else:
@@ -99,13 +114,30 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
             sections.append(sec)
     sections += _ratio_sections(data, out)
 
+    warned = caveats.grouped(caveats.warnings(data))
     doc = render.Document(
         title="isobench report — " + ", ".join(r.run_id for r in data.runs),
-        status=render.status_line(data), runs=render.runs_table(data), hosts=render.hosts_table(data),
-        warnings=tables.warnings_list(data), failures=tables.failures_list(data), sections=sections)
-    (out / "report.md").write_text(render.markdown(doc) + "\n")
-    (out / "report.html").write_text(render.render_html(doc, out))
+        status=render.status_line(data), meta=render.meta_line(data),
+        findings=findings.findings(data, sum(len(w) for w in warned.values())),
+        headline=render.Figure(top.name, top.title, top.caption) if top is not None else None,
+        warnings=warned, failures=tables.failures_list(data), sections=sections,
+        runs=render.runs_table(data), hosts=render.hosts_table(data),
+        csvs=sorted(f"tables/{p.name}" for p in (out / "tables").glob("*.csv")))
+    (out / "report.md").write_text(page_md.render(doc) + "\n")
+    (out / "report.html").write_text(page_html.render(doc, out))
     return out
+
+
+def _with_notes(shown: pd.DataFrame, summary: pd.DataFrame, notes: dict[tuple[str, ...], str]) -> pd.DataFrame:
+    """Replace pyperf's cv-based warnings with the report's per-series checks (``caveats.notes``)."""
+    from harness.report import caveats, tables
+
+    pcols = tables.used_params(summary)
+    keys = [caveats.series_key(r, pcols) for _, r in summary.iterrows()]
+    failed = [f"{int(n)} failed" if n else "" for n in summary["failed"]]
+    shown = shown.drop(columns=["warnings"])
+    shown["notes"] = ["; ".join(filter(None, [f, notes.get(k, "")])) for f, k in zip(failed, keys, strict=True)]
+    return shown
 
 
 def _ratio_sections(data: ReportData, out: Path) -> list[Section]:

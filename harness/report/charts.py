@@ -1,7 +1,7 @@
 """The charts of a report, one function each: ``(ReportData) -> Chart | None``.
 
 Every chart: a title, units on every axis, the backend's fixed colour
-(``style.PALETTE``), a line style/marker per host when several hosts are
+(``style.colour``, declared by each backend), a line style/marker per host when several hosts are
 compared, and a footnote naming host, kernel, cgroup version and accelerator
 ("emulated (TCG)" where a VM ran without KVM).  A chart whose data is absent
 returns None and the report says so instead.
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness import stats
 from harness.report import style
 from harness.report.model import ReportData
 
@@ -58,8 +57,9 @@ def finish(fig: Figure, title: str, footnote: str, *, legend: bool = True, ncol:
     area keeps its size however many series there are.
     """
     lines = []
+    width = int(fig.get_figwidth() * 19)  # characters of 6.5 pt text that fit across the figure
     for line in footnote.splitlines():
-        lines += textwrap.wrap(line, 140) or [""]
+        lines += textwrap.wrap(line, width) or [""]
     foot_h = 0.12 * len(lines) + 0.1
     handles: dict[str, Any] = {}
     if legend:
@@ -115,7 +115,7 @@ def summary_rows(data: ReportData, measurement: str, metric: str | None = None) 
 
 
 def ordered_series(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
-    """(series, backend, split) in display order: by backend (``style.ORDER``), then split."""
+    """(series, backend, split) in display order: by backend (the registry's order), then split."""
     seen = {}
     for s, b, sp in zip(df["series"], df["backend"], df["split"], strict=True):
         seen.setdefault(s, (str(b), sp))
@@ -327,10 +327,21 @@ def memory_overhead(data: ReportData) -> Chart | None:
                  + (", minus the same workload run bare" if overhead else "") + ") with 95 % CI.", fig)
 
 
+def _stored_fit(rows: pd.DataFrame, base: float) -> tuple[float, float, float] | None:
+    """(slope, intercept, r²) of "MiB used vs instances" from the fit the measurement stored
+    (medians over repetitions), shifted to start from ``base``; None without one."""
+    fit = {m: rows.loc[rows["metric"] == m, "value"].astype(float).median()
+           for m in ("density_slope", "density_intercept", "density_r2")}
+    if any(math.isnan(v) for v in fit.values()):
+        return None
+    # stored: MemAvailable ≈ intercept - slope·k, so used = base - MemAvailable = (base - intercept) + slope·k
+    return fit["density_slope"], base - fit["density_intercept"], fit["density_r2"]
+
+
 def density(data: ReportData) -> Chart | None:
     """MemAvailable drop vs instances with the fitted line; a zoomed panel when one backend dwarfs others."""
-    df = data.of("density")
-    df = df[df["metric"] == "mem_available"] if not df.empty else df
+    rows = data.of("density")
+    df = rows[rows["metric"] == "mem_available"] if not rows.empty else rows
     if df.empty or "param_instances" not in df.columns:
         return None
     df = df.dropna(subset=["param_instances"])
@@ -342,8 +353,7 @@ def density(data: ReportData) -> Chart | None:
         k = s["param_instances"].astype(float).to_numpy()
         base = float(s.loc[s["param_instances"] == k.min(), "value"].median())
         used = base - s["value"].astype(float).to_numpy()  # consumed since the fewest instances
-        fit = stats.linear_fit(k, used) if np.unique(k).size >= 2 else None
-        lines.append((name, backend, split, k, used, fit))
+        lines.append((name, backend, split, k, used, _stored_fit(rows[rows["series"] == name], base)))
     slopes = [abs(f[0]) for *_, f in lines if f is not None]
     big = max(slopes, default=0.0)
     small = [ln for ln in lines if ln[5] is not None and big > 0 and abs(ln[5][0]) < big / LOG_RATIO]

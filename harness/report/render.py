@@ -3,12 +3,11 @@ self-contained ``report.html`` (PNGs embedded as base64 data URIs, no external f
 
 from __future__ import annotations
 
-import base64
-import html
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from harness.report.caveats import Warning_
+from harness.report.findings import Finding
 from harness.report.model import ReportData, accel_words
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,11 +41,19 @@ class Section:
 class Document:
     title: str
     status: str
-    runs: pd.DataFrame
-    hosts: pd.DataFrame
-    warnings: list[str]
+    meta: str  # one line: host, kernel, cgroup, accelerator, commit
+    findings: list[Finding]
+    headline: Figure | None
+    warnings: dict[str, list[Warning_]]  # by backend (series label)
     failures: list[str]
     sections: list[Section]
+    runs: pd.DataFrame
+    hosts: pd.DataFrame
+    csvs: list[str] = field(default_factory=list)  # paths relative to the report dir
+
+    @property
+    def n_warnings(self) -> int:
+        return sum(len(w) for w in self.warnings.values())
 
 
 def status_line(data: ReportData) -> str:
@@ -106,91 +113,12 @@ def hosts_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame({"": keys, **{h: [f.get(k, "") for k in keys] for h, f in cols.items()}})
 
 
-# -- Markdown ------------------------------------------------------------------------
-def _md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_(empty)_"
-    return df.to_markdown(index=False)
-
-
-def markdown(doc: Document) -> str:
-    out = [f"# {doc.title}", "", f"**Status:** {doc.status}", "", "## Runs", "", _md_table(doc.runs), "",
-           "## Host", "", _md_table(doc.hosts), "", "## Warnings", ""]
-    if doc.warnings:
-        out += [f"- {w}" for w in doc.warnings]
-    else:
-        out.append("No warnings: every series has at least 5 samples, a cv below 10 % and no outliers.")
-    out.append("")
-    if doc.failures:
-        out += ["## Failed samples", ""] + [f"- {f}" for f in doc.failures] + [""]
-    for s in doc.sections:
-        out += [f"## {s.title}", ""]
-        if s.intro:
-            out += [s.intro, ""]
-        if s.empty and not s.figures and not s.tables:
-            out += [f"_{s.empty}_", ""]
-            continue
-        for f in s.figures:
-            out += [f"![{f.title}](charts/{f.stem}.png)", "",
-                    f"*{f.caption}* ([SVG](charts/{f.stem}.svg))", ""]
-        for t in s.tables:
-            out += [f"**{t.caption}**" + (f" ([CSV]({t.csv}))" if t.csv else ""), "", _md_table(t.frame), ""]
+def meta_line(data: ReportData) -> str:
+    """Host, kernel, cgroup version, accelerator and commit of each run, one line per run."""
+    out = []
+    for r in data.runs:
+        acc = accel_words({b: {a} for b, a in r.accels().items()}) or "none (no VM backend)"
+        commit = str(r.host.get("commit") or "?")[:10] + (" (dirty)" if r.host.get("dirty") else "")
+        out.append(f"run {r.run_id} · host {r.hostname} · kernel {r.kernel} · cgroup v{r.cgroup_version} · "
+                   f"accelerator: {acc} · commit {commit}")
     return "\n".join(out)
-
-
-# -- HTML ------------------------------------------------------------------------------
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.82em;margin:.5em 0 1.5em}
-th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f4f4f4}tr:nth-child(even) td{background:#fafafa}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.85em;color:#555}.status{padding:.5em .8em;border-radius:4px;background:#eef6ee}
-.status.bad{background:#fdf0e6}.empty{color:#777;font-style:italic}ul.warn li{font-size:.88em}
-"""
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return '<p class="empty">(empty)</p>'
-    return df.to_html(index=False, escape=True, border=0, na_rep="")
-
-
-def _img(report_dir: Path, stem: str) -> str:
-    data = (report_dir / "charts" / f"{stem}.png").read_bytes()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def render_html(doc: Document, report_dir: Path) -> str:
-    e = html.escape
-    bad = "" if doc.status == "completed" else " bad"
-    parts: list[Any] = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(doc.title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{e(doc.title)}</h1>", f'<p class="status{bad}"><b>Status:</b> {e(doc.status)}</p>',
-        "<h2>Runs</h2>", _html_table(doc.runs), "<h2>Host</h2>", _html_table(doc.hosts), "<h2>Warnings</h2>",
-    ]
-    if doc.warnings:
-        parts.append('<ul class="warn">' + "".join(f"<li>{e(w)}</li>" for w in doc.warnings) + "</ul>")
-    else:
-        parts.append("<p>No warnings: every series has at least 5 samples, a cv below 10 % and no outliers.</p>")
-    if doc.failures:
-        parts.append("<h2>Failed samples</h2>")
-        parts.append('<ul class="warn">' + "".join(f"<li>{e(f)}</li>" for f in doc.failures) + "</ul>")
-    for s in doc.sections:
-        parts.append(f"<h2>{e(s.title)}</h2>")
-        if s.intro:
-            parts.append(f"<p>{e(s.intro)}</p>")
-        if s.empty and not s.figures and not s.tables:
-            parts.append(f'<p class="empty">{e(s.empty)}</p>')
-            continue
-        for f in s.figures:
-            parts.append(f'<figure><img src="{_img(report_dir, f.stem)}" alt="{e(f.title)}">'
-                         f"<figcaption>{e(f.caption)}</figcaption></figure>")
-        for t in s.tables:
-            parts.append(f"<h3>{e(t.caption)}</h3>")
-            parts.append(_html_table(t.frame))
-    parts.append("</body></html>")
-    return "\n".join(parts)

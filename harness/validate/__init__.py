@@ -4,7 +4,7 @@ A baseline is a TOML list of bounds, each keyed by backend (``"*"`` = every
 backend of the run), measurement and case params::
 
     [baseline]
-    optional_backends = ["vm"]     # no rows for these is "skipped", not "missing"
+    optional_backends = ['vm']     # no rows for these is "skipped", not "missing"
 
     [[bound]]
     backend = "*"                  # a named backend's bound replaces "*" for that backend
@@ -83,6 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, metavar="FILE",
                    help=f"bounds file (default: {DEFAULT_BASELINE})")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write one JUnit testcase per check to FILE")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="where validate.html/validate.md go (default: reports/validate-<run-id>)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--update-baseline", action="store_true",
                       help="write a baseline derived from this run to --baseline instead of checking")
@@ -155,6 +157,16 @@ def main(args: argparse.Namespace) -> int:
     if busy:
         print(busy)
     failed, missing = _print(checks, args.baseline)
+    from harness.report import validate_page
+
+    out = getattr(args, "out", None) or validate_page.default_out(args.run_dir)
+    try:
+        page = validate_page.write(checks, str(manifest.get("run_id", args.run_dir.name)), str(args.baseline), out,
+                                   [busy] if busy else [])
+        print(f"validate: page {page}")
+    except OSError as e:
+        print(f"isobench validate: cannot write the page under {out}: {e.strerror}", file=sys.stderr)
+        return 2
     if args.junit:
         try:
             args.junit.parent.mkdir(parents=True, exist_ok=True)

@@ -139,8 +139,26 @@ def _parse_bound(b: Any, i: int, where: str) -> Bound:
             raise BaselineError(f"{where}.{key}: must be true or false")
     if b.get("exception") and not b.get("why"):
         raise BaselineError(f"{where}: an exception needs its reason (why = ...)")
+    _check_declared(where, backend, b["measurement"], b["metric"])
     return Bound(i, backend, b["measurement"], b["metric"], {k: float(v) for k, v in params.items()}, when,
                  require, stat, lo, hi, b.get("optional", False), str(b.get("why", "")), b.get("exception", False))
+
+
+def _check_declared(where: str, backend: str, measurement: str, metric: str) -> None:
+    """The names a bound uses exist: a registered backend, a declared measurement and metric."""
+    import runtimes
+    from harness.measure import catalogue
+
+    cat = catalogue()
+    if backend != "*" and not runtimes.known(backend):
+        raise BaselineError(f"{where}.backend: unknown backend {backend!r} (known: {', '.join(runtimes.names())})")
+    if cat.info(measurement) is None:
+        raise BaselineError(f"{where}.measurement: unknown measurement {measurement!r} "
+                            f"(known: {', '.join(cat.measurements)})")
+    declared = cat.get(metric)
+    if declared is None or declared.family != measurement:
+        known = ", ".join(m.name for m in cat.metrics.values() if m.family == measurement and not m.prefix)
+        raise BaselineError(f"{where}.metric: {measurement} has no metric {metric!r} (known: {known})")
 
 
 def write_baseline(path: Path, bounds: list[dict[str, Any]], head: Mapping[str, Any], comment: str) -> None:

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from runtimes.cgroups import tree
 from runtimes.cgroups.files import CgroupError, read_pids, write
-from runtimes.cgroups.parse import Mount, parse_mountinfo, parse_proc_cgroup, paths_by_controller
+from runtimes.cgroups.parse import (
+    Mount,
+    favordynmods,
+    parse_mountinfo,
+    parse_proc_cgroup,
+    paths_by_controller,
+)
 from runtimes.naming import PREFIX
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -102,13 +108,25 @@ def version() -> int:
 
 
 def describe() -> dict[str, object]:
-    """For the manifest and the doctor: version and usable controllers."""
+    """For the manifest and the doctor: version, usable controllers, favordynmods."""
     v2 = v2_mount()
     if version() == 2:
         assert v2 is not None
-        return {"version": 2, "mount": str(v2.path), "controllers": sorted(_v2_available(v2))}
-    return {"version": 1, "controllers": sorted(set(v1_mounts()) & V1_MANAGED),
-            "unified": str(v2.path) if v2 else None, "hybrid": v2 is not None}
+        out: dict[str, object] = {"version": 2, "mount": str(v2.path), "controllers": sorted(_v2_available(v2))}
+    else:
+        out = {"version": 1, "controllers": sorted(set(v1_mounts()) & V1_MANAGED),
+               "unified": str(v2.path) if v2 else None, "hybrid": v2 is not None}
+    out["favordynmods"] = migration_cost()
+    return out
+
+
+def migration_cost() -> dict[str, object]:
+    """favordynmods state (see ``parse.favordynmods``): whether a cgroup.procs write waits."""
+    try:
+        cmdline = Path("/proc/cmdline").read_text()
+    except OSError:
+        cmdline = ""
+    return favordynmods(Path("/proc/self/mountinfo").read_text(), cmdline)
 
 
 # -- where our cgroups go ---------------------------------------------------------------
@@ -120,7 +138,13 @@ def parent_dirs(v: int | None = None) -> dict[str, Path]:
     v1: controller -> our own directory there (a ``CgroupError`` names any of
     ``V1_CONTROLLERS`` not mounted); v2: ``{"": our own directory}``, with
     cpu/memory/pids delegated below it when v2 is the version in use."""
-    v = v or version()
+    return dict(_parent_dirs(v or version()))
+
+
+# On the timed launch path (Cgroup.create): computed once per version, like the mount
+# table; a failure is not cached (lru_cache keeps results only).
+@functools.lru_cache(maxsize=2)
+def _parent_dirs(v: int) -> tuple[tuple[str, Path], ...]:
     if v == 2:
         m = v2_mount()
         parent = m.host_path(v2_base()) if m is not None else None
@@ -129,7 +153,7 @@ def parent_dirs(v: int | None = None) -> dict[str, Path]:
                               f"our cgroup {v2_base()} is not below the cgroup2 mount {m.path}")
         if version() == 2:
             _delegate_controllers(parent)
-        return {"": parent}
+        return (("", parent),)
     own = own_paths()
     dirs: dict[str, Path] = {}
     for c in V1_CONTROLLERS:
@@ -139,7 +163,7 @@ def parent_dirs(v: int | None = None) -> dict[str, Path]:
     missing = set(V1_CONTROLLERS) - set(dirs)
     if missing:
         raise CgroupError(f"cgroup v1 controllers not mounted: {', '.join(sorted(missing))}")
-    return dirs
+    return tuple(dirs.items())
 
 
 def dirs_for(name: str, v: int | None = None) -> dict[str, Path]:

@@ -8,8 +8,38 @@ Low-level syscalls live in ``runtimes.syscalls``.
 
 ``python -m runtimes.container plan`` prints the mount plan;
 ``python -m runtimes.container run -- CMD...`` runs a command in a container.
+
+Importing this package imports only its declaration (standard library).
 """
 
-from runtimes.container.leftovers import cleanup_leftovers
+from __future__ import annotations
 
-__all__ = ["cleanup_leftovers"]
+from runtimes.declaration import Declaration
+
+DECLARATION = Declaration(
+    name="container",
+    factory="runtimes.container.backend:ContainerBackend",
+    label="isobench's own runtime (namespaces, pivot_root, a cgroup)",
+    colour="#0072B2",
+    floor_target=True,
+    floor_compared=True,
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+)
+#: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
+COLD = Declaration(
+    name="container:cold",
+    factory="runtimes.container.backend:ColdContainerBackend",
+    label="isobench's own runtime, launch helper started in every launch (cold)",
+    colour="#332288",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+)
+
+
+def cleanup_leftovers(run_id: str | None = None) -> list[str]:
+    """Kill leftover container processes and unmount their mounts (of ``run_id`` if given)."""
+    from runtimes.container.leftovers import cleanup_leftovers as impl
+
+    return impl(run_id)
+
+
+__all__ = ["COLD", "DECLARATION", "cleanup_leftovers"]

@@ -24,8 +24,15 @@ helper_start (``container:cold`` only: the zygote's start), cgroup_create,
 request (config, log, pipes; the request to the zygote until it forks), clone
 (the fork, until the child's fds are in place), cgroup_attach (the child moving
 itself into its cgroup; absent when born in it), unshare (the other namespaces),
-mounts, net (hostname and lo), security (capabilities, no_new_privs, signal
-mask), exec (execve to the ready marker).
+mounts, net (hostname and lo), security (rlimits, oom_score_adj, session keyring,
+capabilities, no_new_privs, signal mask), seccomp (loading the filter), exec
+(execve to the ready marker); devices (host side, after cgroup_create: the v1
+devices cgroup with its rules, or attaching the v2 BPF program).
+
+Hardening at runc/crun parity (``seccomp=`` option: ``default``, ``unconfined``
+or a profile path; ``devices=False`` turns the device rules off for comparisons):
+see ``seccomp.py``, ``devices.py``, ``devfilter.py``, ``hardening.py`` and the
+mount plan.
 """
 
 from __future__ import annotations
@@ -39,7 +46,9 @@ from typing import Any
 from runtimes import cgroups, rootfs
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps, init, mounts, namespaces
+from runtimes.container import caps, devfilter, hardening, init, mounts, namespaces
+from runtimes.container import devices as devices_mod
+from runtimes.container import seccomp as seccomp_mod
 from runtimes.container.zygote import Zygote
 from runtimes.process import ChildProcess, ProcessInstance, close_log, launching, open_log
 
@@ -57,6 +66,8 @@ class ContainerInstance(ProcessInstance):
     """One container: PID 1 is our direct child; stop/cleanup as for bare (killpg + cgroup)."""
 
     _t_exec: int | None = None  # when the child called execve (the "exec" phase starts)
+    #: v1: the instance's devices cgroup (v2: a BPF program on ``cgroup``, gone with it)
+    devices: devices_mod.DeviceCgroup | None = None
 
     def start(self, cfg: init.InitConfig, log: Any, zygote: Zygote | None) -> None:
         """Make PID 1 with the zygote (or by forking the harness when ``zygote`` is None)."""
@@ -90,14 +101,19 @@ class ContainerInstance(ProcessInstance):
             raise BackendError(f"{self.name}: {spawned.error}")
 
     def _record(self, t_fork: int, marks: dict[str, int]) -> None:
-        names = {"init": "clone", "cgroup_attach": "cgroup_attach", "unshare": "unshare", "mounts": "mounts",
-                 "net": "net", "exec": "security"}
         prev = t_fork
         for step in init.STEPS:
             if step in marks:
-                self.times.phases[names[step]] = marks[step] - prev
+                self.times.phases[init.PHASE_OF_STEP[step]] = marks[step] - prev
                 prev = marks[step]
         self._t_exec = marks.get("exec")
+
+    def _release(self) -> None:
+        try:
+            super()._release()
+        finally:
+            if self.devices is not None:
+                self.devices.remove()
 
     def wait_ready(self, timeout: float) -> int:
         t = super().wait_ready(timeout)
@@ -112,12 +128,17 @@ class ContainerBackend(Backend):
     cold = False
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
-                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote"):
+                 capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote",
+                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True):
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
         self.read_only = read_only
         self.proc_hardening = proc_hardening
+        self.capabilities = tuple(capabilities)
+        self.seccomp = seccomp
+        self.device_rules = devices_mod.DEFAULT_RULES if devices else None
+        self._devprog: int | None = None  # v2: the loaded device program (once per backend)
         self.keep_caps = caps.mask(capabilities)
         self._last_cap = caps.last_cap()
         self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
@@ -138,7 +159,9 @@ class ContainerBackend(Backend):
                 cgroups.parent_dirs(1)  # raises when a controller is not mounted
         except (rootfs.RootfsError, CgroupError) as e:
             return str(e)
-        return None
+        if self.device_rules is not None and cgroups.version() == 1 and devices_mod.DeviceCgroup.hierarchy() is None:
+            return "the cgroup v1 devices controller is not mounted (or pass devices=False)"
+        return seccomp_mod.check(self.seccomp)
 
     def rootfs(self) -> Path:
         """The container root (built and cached on first use; never written to)."""
@@ -159,7 +182,8 @@ class ContainerBackend(Backend):
         return self._plans[ro]
 
     # -- launching ----------------------------------------------------------
-    def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: bool = False) -> init.InitConfig:
+    def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: bool = False,
+               device_cgroup: devices_mod.DeviceCgroup | None = None) -> init.InitConfig:
         """Everything the child needs; computed before the fork (and before t_launch where possible)."""
         argv = spec.extra.get("argv") or spec.workload.argv()
         if isinstance(argv, str) or not all(isinstance(a, str) and a for a in argv):
@@ -177,6 +201,8 @@ class ContainerBackend(Backend):
         if cgroup is not None:
             procs = "tasks" if cgroup.version == 1 else "cgroup.procs"  # see init._join_cgroup
             attach = tuple(str(d / procs) for d in dict.fromkeys(cgroup.dirs.values()))
+        if device_cgroup is not None:  # v1: the devices hierarchy is joined the same way
+            attach += (str(device_cgroup.path / "tasks"),)
         return init.InitConfig(
             argv=tuple(argv), env=env, hostname=hostname,
             ns_flags=namespaces.flags(tuple(k for k in namespaces.DEFAULT if k not in ("pid", "cgroup"))),
@@ -187,25 +213,59 @@ class ContainerBackend(Backend):
             reset_signals=init.default_signals(),
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
             cwd=str(spec.extra.get("cwd") or "/tmp"),
+            seccomp_bpf=flt.bpf if (flt := self.seccomp_filter()) is not None else None,
+            rlimits=hardening.rlimit_numbers(), oom_score_adj=hardening.OOM_SCORE_ADJ,
             attach_files=attach,
             cgroup_dir=str(cgroup.dirs[""]) if cgroup is not None and cgroup.version == 2 else None,
         )
 
+    def seccomp_filter(self) -> seccomp_mod.Filter | None:
+        """The compiled profile for this backend's capabilities (cached; None: unconfined)."""
+        try:
+            return seccomp_mod.prepare(self.seccomp, self.capabilities)
+        except seccomp_mod.SeccompError as e:
+            raise BackendError(str(e)) from e
+
+    def _device_program(self) -> int:
+        if self._devprog is None:
+            assert self.device_rules is not None
+            try:
+                self._devprog = devfilter.load(devfilter.program(self.device_rules))
+            except OSError as e:
+                raise BackendError(f"cgroup v2 device filter: {e.strerror}") from e
+        return self._devprog
+
+    def _guard_devices(self, inst: ContainerInstance) -> None:
+        """v1: the devices cgroup (joined with the others in ``start``); v2: the BPF program on
+        the instance cgroup.  Without rules, or (v2) without an instance cgroup: nothing."""
+        if self.device_rules is None:
+            return
+        t = now_ns()
+        if inst.cgroup is None or inst.cgroup.version == 1:
+            if cgroups.version() == 1:
+                inst.devices = devices_mod.DeviceCgroup.create(inst.name, self.device_rules)
+        else:
+            devfilter.attach(inst.cgroup.dirs[""], self._device_program())
+        inst.times.phases["devices"] = now_ns() - t
+
     def launch(self, spec: LaunchSpec) -> Instance:
-        self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
+        self.seccomp_filter()  # resolved and compiled once per backend, before t_launch
+        if self.device_rules is not None and cgroups.version() == 2:
+            self._device_program()
         launcher = spec.extra.get("launcher", self.launcher)
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         zygote = self.zygote if launcher == "zygote" else None
+        plan = self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         if zygote is not None:
             if self.cold:
                 zygote.close()
             else:
-                self._ensure_zygote()  # warm: a (re)start happens here, before t_launch
+                self._ensure_zygote(plan)  # warm: a (re)start happens here, before t_launch
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
-            self._ensure_zygote()
+            self._ensure_zygote(plan)
             times.phases["helper_start"] = now_ns() - times.t_launch  # type: ignore[operator]
         cgroup = None
         if spec.extra.get("cgroup", True):
@@ -219,7 +279,8 @@ class ContainerBackend(Backend):
             raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
         inst = ContainerInstance(spec, cgroup, times)
         with launching(inst, f"{spec.instance}: cannot start the container"):
-            cfg = self.config(spec, cgroup, zygote is not None)
+            self._guard_devices(inst)
+            cfg = self.config(spec, cgroup, zygote is not None, inst.devices)
             log, inst.log_path = open_log(spec, "container")
             try:
                 inst.start(cfg, log, zygote)
@@ -227,14 +288,19 @@ class ContainerBackend(Backend):
                 close_log(log)
         return inst
 
-    def _ensure_zygote(self) -> None:
+    def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...]) -> None:
+        """The zygote running, with the shared part of ``plan`` prepared (template.py)."""
         try:
             self.zygote.ensure()
+            self.zygote.prepare(plan)
         except OSError as e:
             raise BackendError(f"cannot start the container launcher: {e}") from e
 
     def close(self) -> None:
         self.zygote.close()
+        if self._devprog is not None:
+            os.close(self._devprog)
+            self._devprog = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -246,12 +312,22 @@ class ContainerBackend(Backend):
             "capabilities": caps.names(self.keep_caps),
             "no_new_privs": True,
             "cgroup_version": cgroups.version(),
+            "seccomp": flt.describe() if (flt := self._filter_or_none()) is not None else seccomp_mod.UNCONFINED,
+            "devices": devices_mod.oci_rules(self.device_rules) if self.device_rules is not None else None,
+            "rlimits": hardening.oci_rlimits(), "oom_score_adj": hardening.OOM_SCORE_ADJ,
+            "session_keyring": "own",
             "launcher": self.launcher,
             "helper": ("none: the harness forks" if self.launcher == "fork" else
                        "zygote started inside every launch (cold)" if self.cold else
                        "zygote started before the first launch (warm)"),
             "cgroup_join": _join_method(),
         }
+
+    def _filter_or_none(self) -> seccomp_mod.Filter | None:
+        try:
+            return self.seccomp_filter()
+        except BackendError:
+            return None
 
 
 def _join_method() -> str:

@@ -37,18 +37,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtimes import syscalls as sc
-from runtimes.container import caps, mounts, namespaces
+from runtimes.container import caps, hardening, mounts, namespaces, seccomp
 from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)
 STATUS_FD = MARKER_FD + 1
+#: fd of the zygote's prepared root (a mount namespace, see template.py), when there is one
+MOUNT_NS_FD = STATUS_FD + 1
 #: comm of the child until it execs: ``cleanup_leftovers`` recognises a stuck one by it
 INIT_COMM = "isobench-init"
 #: the workload's environment carries its instance name, so leftovers can be traced to a run
 INSTANCE_ENV = "ISOBENCH_INSTANCE"
 #: the steps the child reports (``T <step>``) as it finishes them, in order
 #: (``cgroup_attach`` is missing when the child was born in its cgroup, or has none)
-STEPS = ("init", "cgroup_attach", "unshare", "mounts", "net", "exec")
+STEPS = ("init", "cgroup_attach", "unshare", "mounts", "net", "security", "exec")
+#: the phase each step ends (``times.phases``): "security" = rlimits, oom_score_adj, keyring,
+#: capabilities, no_new_privs; "seccomp" = loading the filter (the "exec" mark is taken after it)
+PHASE_OF_STEP = {"init": "clone", "cgroup_attach": "cgroup_attach", "unshare": "unshare", "mounts": "mounts",
+                 "net": "net", "security": "security", "exec": "seccomp"}
 
 
 class InitError(RuntimeError):
@@ -77,6 +83,12 @@ class InitConfig:
     attach_files: tuple[str, ...] = ()
     #: v2 only: the cgroup directory a zygote may clone the child straight into
     cgroup_dir: str | None = None
+    #: compiled seccomp program (``seccomp.Filter.bpf``); None: unconfined
+    seccomp_bpf: bytes | None = None
+    #: (resource number, soft, hard), see ``hardening.rlimit_numbers``
+    rlimits: tuple[tuple[int, int, int], ...] = ()
+    oom_score_adj: int | None = None
+    session_keyring: bool = True
 
 
 @dataclass
@@ -120,6 +132,7 @@ class Child:
     status_fd: int  # read end of the status pipe
     t_fork: int  # CLOCK_MONOTONIC ns just before the fork
     born_in_cgroup: bool = False  # clone3(CLONE_INTO_CGROUP): no attach step
+    prepared_root: bool = False  # below the zygote's prepared root (template.py)
 
 
 def spawn(cfg: InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> Child:
@@ -180,9 +193,12 @@ def _mark(step: str) -> None:
     os.write(STATUS_FD, f"T {step} {time.clock_gettime_ns(time.CLOCK_MONOTONIC)}\n".encode())
 
 
-def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool) -> None:  # pragma: no cover
+def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool,
+               mount_ns: bool = False) -> None:  # pragma: no cover
     """The container's PID 1 until it execs; never returns: execs the workload or exits 127
-    after reporting why.  ``fds``: stdin, stdout, stderr, marker, status write end."""
+    after reporting why.  ``fds``: stdin, stdout, stderr, marker, status write end, and with
+    ``mount_ns`` the prepared root's namespace (``cfg.mount_plan`` then holds only the
+    container's own steps, see template.py)."""
     status = fds[4]
     try:
         gc.disable()  # a collection would touch (and copy) the parent's pages for nothing
@@ -197,7 +213,7 @@ def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool) -> N
         _arrange_fds(fds)
         status = STATUS_FD
         _mark("init")
-        _init(cfg, born_in_cgroup)
+        _init(cfg, born_in_cgroup, mount_ns)
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
         # our OSErrors carry the whole story in strerror; str() would prefix "[Errno N]"
         msg = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
@@ -229,10 +245,13 @@ def _join_cgroup(files: tuple[str, ...]) -> None:  # pragma: no cover - runs in 
             raise OSError(e.errno, f"cannot join the instance cgroup ({f}): {e.strerror}") from e
 
 
-def _init(cfg: InitConfig, born_in_cgroup: bool) -> None:  # pragma: no cover - runs in the child
+def _init(cfg: InitConfig, born_in_cgroup: bool, mount_ns: bool) -> None:  # pragma: no cover - runs in the child
     if cfg.attach_files and not born_in_cgroup:
         _join_cgroup(cfg.attach_files)
         _mark("cgroup_attach")
+    if mount_ns:  # into the prepared root; the unshare below makes this container's own copy
+        sc.setns(MOUNT_NS_FD, sc.CLONE_NEWNS)
+        os.close(MOUNT_NS_FD)
     # the cgroup namespace is rooted at the instance cgroup, joined above (or born in)
     sc.unshare(cfg.ns_flags | (sc.CLONE_NEWCGROUP if cfg.cgroupns else 0))
     _mark("unshare")
@@ -242,10 +261,10 @@ def _init(cfg: InitConfig, born_in_cgroup: bool) -> None:  # pragma: no cover - 
     if cfg.lo_request is not None:
         namespaces.loopback_up(cfg.lo_request)
     _mark("net")
-    caps.restrict(cfg.keep_caps, cfg.last_cap)
-    caps.no_new_privs()
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    os.chdir(cfg.cwd)
+    harden(cfg)
+    _mark("security")
+    if cfg.seccomp_bpf is not None:
+        seccomp.install(cfg.seccomp_bpf)  # last: from here on only what the profile allows
     _mark("exec")
     try:
         os.execvpe(cfg.argv[0], list(cfg.argv), dict(cfg.env))
@@ -253,11 +272,26 @@ def _init(cfg: InitConfig, born_in_cgroup: bool) -> None:  # pragma: no cover - 
         raise OSError(e.errno, f"cannot execute {cfg.argv[0]} in the container: {e.strerror}") from e
 
 
+def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
+    """Process attributes, then capabilities and no_new_privs (seccomp is loaded after this).
+
+    Any launcher calls it in the child, after the mounts and the cgroup join."""
+    hardening.set_rlimits(cfg.rlimits)
+    if cfg.oom_score_adj is not None:
+        hardening.set_oom_score_adj(cfg.oom_score_adj)
+    if cfg.session_keyring:
+        hardening.join_session_keyring()
+    caps.restrict(cfg.keep_caps, cfg.last_cap)
+    caps.no_new_privs()
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    os.chdir(cfg.cwd)
+
+
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child
-    """stdin, stdout, stderr, marker -> 0..3 (inherited); status -> 4 (close-on-exec);
-    everything else closed."""
+    """stdin, stdout, stderr, marker -> 0..3 (inherited); status, mount namespace -> 4, 5
+    (close-on-exec); everything else closed."""
     # lift first: a source may sit on a target number (e.g. the status pipe on fd 3)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
     for target, fd in enumerate(high):
         os.dup2(fd, target, inheritable=target <= MARKER_FD)
-    os.closerange(STATUS_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    os.closerange(len(fds), os.sysconf("SC_OPEN_MAX"))

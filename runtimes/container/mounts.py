@@ -25,10 +25,17 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 #: /dev symlinks every libc and shell expects
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
              "stderr": "/proc/self/fd/2"}
-#: /proc entries that reach the host kernel: made read-only (runc's readonlyPaths)
-PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
-#: /proc entries that leak host state: covered (runc's maskedPaths)
-PROC_MASKED = ("kcore", "keys", "timer_list", "sched_debug", "acpi", "scsi")
+#: /proc entries that reach the host kernel: made read-only (runc spec's readonlyPaths)
+PROC_READONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
+#: /proc entries that leak host state: covered (runc spec's maskedPaths; /sys/firmware is
+#: not listed because the container has no /sys)
+PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats",
+               "sched_debug", "scsi")
+#: size limits of the container's tmpfs mounts (runc's /dev/shm is 64 MiB; /tmp the same; the
+#: writable root's upper layer more): pages written there are also charged to its memory cgroup
+TMPFS_SIZE = {"dev": "64k", "dev/shm": "65536k", "tmp": "65536k", "upper": "262144k"}
+#: every writable mount: no device nodes (bind-mounted devices keep their own mount's flags)
+WRITABLE = sc.MS_NOSUID | sc.MS_NODEV
 
 
 class MountOp(Protocol):
@@ -92,10 +99,10 @@ class Overlay:
 
     def execute(self) -> None:
         scratch = os.path.join(self.lower, "oldroot")
-        sc.mount("tmpfs", scratch, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=755")
+        sc.mount("tmpfs", scratch, "tmpfs", WRITABLE, f"mode=755,size={TMPFS_SIZE['upper']}")
         for d in ("upper", "work"):
             os.mkdir(os.path.join(scratch, d), 0o755)
-        sc.mount("overlay", self.lower, "overlay", 0,
+        sc.mount("overlay", self.lower, "overlay", WRITABLE,
                  f"lowerdir={self.lower},upperdir={scratch}/upper,workdir={scratch}/work")
 
     def describe(self) -> str:
@@ -125,7 +132,7 @@ class Tmpfs:
         sc.mount("tmpfs", self.dst, "tmpfs", self.flags, data)
 
     def describe(self) -> str:
-        return f"tmpfs -> {self.dst} mode={self.mode:o} {_flags(self.flags)}"
+        return f"tmpfs -> {self.dst} mode={self.mode:o}{f' size={self.size}' if self.size else ''} {_flags(self.flags)}"
 
 
 @dataclass(frozen=True)
@@ -237,15 +244,15 @@ def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = T
     if proc_hardening:
         ops += [ReadOnly(at(f"proc/{p}")) for p in PROC_READONLY]
         ops += [Mask(at(f"proc/{p}")) for p in PROC_MASKED]
-    ops.append(Tmpfs(at("dev"), 0o755, sc.MS_NOSUID | sc.MS_NOEXEC, "64k"))
+    ops.append(Tmpfs(at("dev"), 0o755, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev"]))
     ops += [Device(f"/dev/{d}", at(f"dev/{d}")) for d in DEVICES]
     ops += [Symlink(t, at(f"dev/{name}")) for name, t in DEV_LINKS.items()]
     ops.append(Dir(at("dev/shm"), 0o1777))
-    ops.append(Tmpfs(at("dev/shm"), 0o1777, sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC))
-    ops.append(Tmpfs(at("tmp"), 0o1777))
+    ops.append(Tmpfs(at("dev/shm"), 0o1777, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev/shm"]))
+    ops.append(Tmpfs(at("tmp"), 0o1777, WRITABLE, TMPFS_SIZE["tmp"]))
     if read_only:
         # only the root bind turns read-only; /proc, /dev, /tmp are mounts of their own
-        ops.append(Remount(root, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV))
+        ops.append(Remount(root, sc.MS_RDONLY | WRITABLE))
     ops.append(PivotRoot(root))
     return ops
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from runtimes.base import BackendError, now_ns
 from runtimes.container import init
+from runtimes.container.mounts import MountOp
 from runtimes.container.zygote_server import MAX_REQUEST, ZYGOTE_COMM
 
 #: the repository root, put on the zygote's sys.path (``-I`` ignores PYTHONPATH and the cwd)
@@ -59,6 +60,8 @@ class Zygote:
         #: how long the last start took (ns), and how many starts there were
         self.start_ns: int | None = None
         self.starts = 0
+        #: mount plans this zygote has prepared -> None, or why it could not
+        self._prepared: dict[tuple[MountOp, ...], str | None] = {}
 
     @property
     def pid(self) -> int | None:
@@ -109,7 +112,7 @@ class Zygote:
 
     def spawn(self, cfg: init.InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> init.Child:
         """Ask the zygote for a container init with these fds as 0-3 (see ``init.spawn``)."""
-        msg = pickle.dumps(cfg, pickle.HIGHEST_PROTOCOL)
+        msg = b"L" + pickle.dumps(cfg, pickle.HIGHEST_PROTOCOL)
         if len(msg) > MAX_REQUEST:
             raise BackendError(f"container configuration too large for the zygote ({len(msg)} bytes)")
         status_r, status_w = os.pipe()
@@ -133,8 +136,27 @@ class Zygote:
         if kind != "P":
             os.close(status_r)
             raise BackendError(f"the zygote could not fork the container: {rest}")
-        pid, t_fork, born = rest.split()
-        return init.Child(int(pid), status_r, int(t_fork), born_in_cgroup=born == "1")
+        pid, t_fork, born, prepared = rest.split()
+        return init.Child(int(pid), status_r, int(t_fork), born_in_cgroup=born == "1", prepared_root=prepared == "1")
+
+    def prepare(self, plan: tuple[MountOp, ...]) -> str | None:
+        """Have the zygote build the shared part of ``plan`` (template.py), once per zygote;
+        None when prepared, else why containers run the whole plan."""
+        with self._lock:
+            if plan in self._prepared:
+                return self._prepared[plan]
+            if self._sock is None or not self.alive():
+                raise self._died("was not running")
+            try:
+                self._sock.send(b"T" + pickle.dumps(plan, pickle.HIGHEST_PROTOCOL))
+                reply = self._sock.recv(4096).decode(errors="replace")
+            except OSError:
+                reply = ""
+            if not reply.startswith("T "):
+                raise self._died("died while preparing the container root")
+            why = None if reply[2:3] == "1" else reply[4:] or "unknown"
+            self._prepared[plan] = why
+            return why
 
     def _died(self, what: str) -> ZygoteError:
         """Collect a dead (or hung) zygote; the error that says why.  With the lock held."""
@@ -152,6 +174,7 @@ class Zygote:
             rc = self._proc.wait()
             how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
             self._proc = None
+        self._prepared.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -3,9 +3,13 @@
 Started by ``zygote.Zygote`` as ``python -I -c … isobench-zygote`` with one end
 of a SOCK_SEQPACKET socketpair.  It imports only what the child path needs
 (``init`` and what that imports: the same child-side code the fork launcher
-runs), then loops: one request = a pickled ``InitConfig`` plus five fds
-(stdin, stdout, stderr, marker, status pipe) passed with SCM_RIGHTS; it clones
-the child and answers ``P <pid> <t_fork> <born_in_cgroup>`` or ``E <message>``.
+runs), then loops over requests (one message each, first byte the kind):
+
+``T`` + pickled mount plan: prepare its shared root (``template.py``) once;
+    answers ``T 1`` (prepared) or ``T 0 <why not>`` (containers run the whole plan);
+``L`` + pickled ``InitConfig``, with five fds passed with SCM_RIGHTS (stdin,
+    stdout, stderr, marker, status pipe): clone the child; answers
+    ``P <pid> <t_fork> <born_in_cgroup> <prepared_root>`` or ``E <message>``.
 
 The child is made with ``clone3(CLONE_PARENT | CLONE_NEWPID)``: PID 1 of a new
 PID namespace whose parent is the *harness*, which waits for it as before.  On
@@ -20,6 +24,7 @@ outlives a request but the zygote itself; it never waits for children (it has no
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import os
@@ -30,7 +35,8 @@ import sys
 import time
 
 from runtimes import syscalls as sc
-from runtimes.container import init
+from runtimes.container import init, template
+from runtimes.container.mounts import MountOp
 
 #: comm of the zygote (15 bytes at most); leftovers sweeps recognise it
 ZYGOTE_COMM = "isobench-zygote"
@@ -45,6 +51,8 @@ class Server:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.into_cgroup = True  # until the kernel says otherwise
+        #: mount plan -> (fd of its prepared root's namespace, per-container ops); None: run it whole
+        self.templates: dict[tuple[MountOp, ...], tuple[int, tuple[MountOp, ...]] | None] = {}
 
     def serve(self) -> None:
         while True:
@@ -55,16 +63,39 @@ class Server:
             if not msg:  # the harness closed its end, or died
                 return
             try:
-                reply = self.handle(msg, fds) if len(fds) == REQUEST_FDS else f"E expected {REQUEST_FDS} fds"
+                if msg[:1] == b"T":
+                    reply = self.prepare(pickle.loads(msg[1:]))
+                elif msg[:1] == b"L" and len(fds) == REQUEST_FDS:
+                    reply = self.launch(pickle.loads(msg[1:]), fds)
+                else:
+                    reply = f"E bad request {msg[:1]!r} with {len(fds)} fds"
             except Exception as e:  # noqa: BLE001 - the harness gets every failure as a reply
                 reply = "E " + (e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__)
             finally:
-                for fd in fds:
+                for fd in fds:  # the request's own fds (a template's fd stays)
                     os.close(fd)
             self.sock.send(reply.replace("\n", " ").encode()[:4000])
 
-    def handle(self, msg: bytes, fds: list[int]) -> str:
-        cfg: init.InitConfig = pickle.loads(msg)
+    def prepare(self, plan: tuple[MountOp, ...]) -> str:
+        if plan in self.templates:
+            return f"T {int(self.templates[plan] is not None)}"
+        halves = template.split(plan)
+        if halves is None:
+            self.templates[plan] = None
+            return "T 0 this plan has a step that runs per container"
+        try:
+            fd = template.build(halves.shared)
+        except OSError as e:
+            self.templates[plan] = None
+            return f"T 0 {e.strerror or e}"
+        self.templates[plan] = (fd, halves.instance)
+        return "T 1"
+
+    def launch(self, cfg: init.InitConfig, fds: list[int]) -> str:
+        prepared = self.templates.get(cfg.mount_plan)
+        if prepared is not None:  # below the shared root, each container runs only its own steps
+            cfg = dataclasses.replace(cfg, mount_plan=prepared[1])
+            fds = [*fds, prepared[0]]
         cg_fd = -1
         if cfg.cgroup_dir is not None and self.into_cgroup:
             cg_fd = os.open(cfg.cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -81,11 +112,11 @@ class Server:
                 pid = sc.clone3(sc.CLONE_PARENT | sc.CLONE_NEWPID)
             if pid == 0:  # pragma: no cover - the child: never returns
                 self.sock.close()
-                init.child_main(cfg, tuple(fds), born_in_cgroup=cg_fd >= 0)
+                init.child_main(cfg, tuple(fds), born_in_cgroup=cg_fd >= 0, mount_ns=prepared is not None)
         finally:
             if cg_fd >= 0:
                 os.close(cg_fd)
-        return f"P {pid} {t_fork} {int(cg_fd >= 0)}"
+        return f"P {pid} {t_fork} {int(cg_fd >= 0)} {int(prepared is not None)}"
 
 
 def main(fd: int, harness_pid: int, pdeathsig: bool) -> None:

@@ -31,6 +31,8 @@ from typing import Any
 from runtimes import cgroups, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.container import caps as container_caps
+from runtimes.container import seccomp as container_seccomp
 from runtimes.oci import bundle, view
 from runtimes.process import ProcessInstance, close_log, launching, open_log
 
@@ -152,7 +154,7 @@ class OciInstance(ProcessInstance):
 class OciBackend(Backend):
     """``OciBackend(name="oci:runc")`` or ``OciBackend(name="oci:crun")``."""
 
-    def __init__(self, name: str = "oci:runc"):
+    def __init__(self, name: str = "oci:runc", seccomp: str = container_seccomp.DEFAULT):
         runtime = name.removeprefix("oci:")
         if not name.startswith("oci:") or runtime not in RUNTIMES:
             raise ValueError(f"unknown OCI backend {name!r} (known: {', '.join('oci:' + r for r in RUNTIMES)})")
@@ -164,6 +166,9 @@ class OciBackend(Backend):
         self._cgroup_version: int | None = None
         self._memsw: bool | None = None
         self._holder: view.Holder | None = None
+        #: the built-in container's profile name; the bundle carries its resolved OCI form
+        self.seccomp = seccomp
+        self._seccomp: dict[str, Any] | None = None
 
     def available(self) -> str | None:
         if find_runtime(self.runtime) is None:
@@ -172,6 +177,9 @@ class OciBackend(Backend):
             return "nsenter not found (fix: apt-get install util-linux)"
         if os.geteuid() != 0:
             return f"{self.runtime} needs root here (rootless OCI is not compared)"
+        reason = container_seccomp.check(self.seccomp)
+        if reason:
+            return reason
         try:
             self._prepare()
         except (rootfs.RootfsError, CgroupError, OSError) as e:
@@ -206,12 +214,17 @@ class OciBackend(Backend):
         except CgroupError as e:
             raise BackendError(str(e)) from e
         root, v, holder = self._prepare()
+        try:  # resolved and compiled once (cached), before t_launch
+            flt = container_seccomp.prepare(self.seccomp, container_caps.OCI_DEFAULT)
+        except container_seccomp.SeccompError as e:
+            raise BackendError(str(e)) from e
+        self._seccomp = dict(flt.oci) if flt is not None else None
         assert self._cgroup_version is not None and self._memsw is not None
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         times = Timestamps(t_launch=now_ns())
         bundle_dir = bundles_dir() / spec.instance
         cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                            memsw=self._memsw)
+                            memsw=self._memsw, seccomp=self._seccomp)
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
         state_root(self.runtime).mkdir(parents=True, exist_ok=True, mode=0o700)
         try:

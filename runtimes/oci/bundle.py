@@ -3,7 +3,10 @@
 Generated here, not by ``runc spec``: the same namespaces
 (``runtimes.container.namespaces.DEFAULT``), the same mounts, masked and
 read-only /proc paths (``runtimes.container.mounts.plan``), the same
-capabilities (``runtimes.container.caps.OCI_DEFAULT``) and the same limits as
+capabilities (``runtimes.container.caps.OCI_DEFAULT``), the same seccomp filter
+(``runtimes.container.seccomp``: the resolved profile the built-in container
+compiles), the same device rules (``runtimes.container.devices``), rlimits and
+oom_score_adj (``runtimes.container.hardening``) and the same limits as
 ``runtimes.cgroups.Cgroup.apply`` writes (CFS quota/period, a memory limit with
 no swap beyond it, a pids limit).  The root is the shared workload rootfs
 itself, ``readonly``: the runtimes bind it read-only and never write into it,
@@ -18,13 +21,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX, LaunchSpec, Limits
 from runtimes.container import caps as container_caps
+from runtimes.container import devices as container_devices
+from runtimes.container import hardening as container_hardening
 from runtimes.container import mounts as container_mounts
 from runtimes.container import namespaces as container_namespaces
 
@@ -47,7 +52,8 @@ def namespaces(kinds: Sequence[str] = container_namespaces.DEFAULT) -> list[dict
     return [{"type": OCI_NAMESPACE[k]} for k in kinds]
 
 
-def resources(limits: Limits, *, cgroup_version: int, memsw: bool) -> dict[str, Any]:
+def resources(limits: Limits, *, cgroup_version: int, memsw: bool,
+              devices: Sequence[container_devices.Rule] | None = container_devices.DEFAULT_RULES) -> dict[str, Any]:
     """``linux.resources`` asking for exactly what ``Cgroup.apply(limits)`` writes.
 
     OCI's ``memory.swap`` is memory+swap (v1 ``memory.memsw.limit_in_bytes``;
@@ -57,6 +63,8 @@ def resources(limits: Limits, *, cgroup_version: int, memsw: bool) -> dict[str, 
     swap limit the kernel cannot set.  v1 also gets swappiness 0, as ours.
     """
     res: dict[str, Any] = {}
+    if devices is not None:
+        res["devices"] = container_devices.oci_rules(tuple(devices))
     if limits.cpu_quota is not None:
         res["cpu"] = {"quota": limits.cpu_quota_us, "period": limits.cpu_period_us}
     if limits.memory_mib is not None:
@@ -98,8 +106,14 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
                                   "options": _options(sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)})
         elif isinstance(op, container_mounts.Tmpfs):
             data = [f"mode={op.mode:o}"] + ([f"size={op.size}"] if op.size else [])
+            flags = op.flags
+            if inside(op.dst) == "/dev":
+                # runc/crun mknod the default nodes into /dev (ours are bind mounts, which keep
+                # their own flags): nodev there would make them unusable; the device cgroup rules,
+                # the same as ours, are what stops a workload's own nodes there
+                flags &= ~sc.MS_NODEV
             out["mounts"].append({"destination": inside(op.dst), "type": "tmpfs", "source": "tmpfs",
-                                  "options": _options(op.flags, data)})
+                                  "options": _options(flags, data)})
         elif isinstance(op, container_mounts.Mask):
             out["maskedPaths"].append(inside(op.dst))
         elif isinstance(op, container_mounts.ReadOnly):
@@ -115,14 +129,25 @@ def capabilities(names: Sequence[str] = container_caps.OCI_DEFAULT) -> dict[str,
 
 
 def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, *,
-           cgroup_version: int, memsw: bool) -> dict[str, Any]:
-    """The whole ``config.json`` for one instance."""
+           cgroup_version: int, memsw: bool, seccomp: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The whole ``config.json`` for one instance; ``seccomp`` is OCI ``linux.seccomp``
+    (``seccomp.Filter.oci``), None for unconfined."""
     if PREFIX not in spec.instance:
         raise ValueError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
     if not cgroups_path.startswith("/"):
         raise ValueError(f"cgroupsPath must be absolute, got {cgroups_path!r}")
     plan = mount_plan(rootfs)
     argv = list(spec.extra.get("argv") or spec.workload.argv())
+    linux: dict[str, Any] = {
+        "namespaces": namespaces(),
+        "cgroupsPath": cgroups_path,
+        "resources": resources(spec.limits, cgroup_version=cgroup_version, memsw=memsw),
+        "rootfsPropagation": "rprivate",
+        "maskedPaths": plan["maskedPaths"],
+        "readonlyPaths": plan["readonlyPaths"],
+    }
+    if seccomp is not None:
+        linux["seccomp"] = dict(seccomp)
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -133,18 +158,13 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
             "cwd": "/",
             "capabilities": capabilities(),
             "noNewPrivileges": True,
+            "rlimits": container_hardening.oci_rlimits(),
+            "oomScoreAdj": container_hardening.OOM_SCORE_ADJ,
         },
         "root": {"path": os.fspath(rootfs), "readonly": plan["readonly"]},
         "hostname": spec.instance,
         "mounts": plan["mounts"],
-        "linux": {
-            "namespaces": namespaces(),
-            "cgroupsPath": cgroups_path,
-            "resources": resources(spec.limits, cgroup_version=cgroup_version, memsw=memsw),
-            "rootfsPropagation": "rprivate",
-            "maskedPaths": plan["maskedPaths"],
-            "readonlyPaths": plan["readonlyPaths"],
-        },
+        "linux": linux,
     }
 
 

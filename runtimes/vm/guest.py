@@ -32,15 +32,19 @@ READER_DRAIN_S = 1.0
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
     """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used (MiB)
-    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock)."""
+    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock).
+
+    These derived values are computed here only (the measurements store them as they
+    are), at full precision: ``repr`` of the float, which reads back exactly."""
     r = {k: v for k, v in results.items() if k.startswith("guest_")}
     with contextlib.suppress(KeyError, ValueError):
         total = int(r["guest_mem_total_kib"])
-        r["guest_mem_total"] = f"{total / 1024:.1f}"
-        r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
-    with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
+        r["guest_mem_total"] = repr(total / 1024)
+        r["guest_mem_used"] = repr((total - int(r["guest_mem_available_kib"])) / 1024)
+    with contextlib.suppress(KeyError, ValueError):
         wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
-        r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
+        if wall > 0:
+            r["guest_cpu_delivered"] = repr(float(r["guest_cpu_busy_s"]) / wall)
     if accel:
         r["accel"] = accel
     return r

@@ -209,11 +209,6 @@ class QemuInstance(GuestInstance):
 
 class QemuBackend(GuestBackend):
     name = "qemu"
-    enforcement = {
-        "cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
-        "memory": "memory.max of a cgroup inside the guest (its own kernel enforces it)",
-        "pids": "pids.max of a cgroup inside the guest (its own kernel enforces it)",
-    }
 
     def __init__(self, *, kernel: str | None = None, kernel_format: str | None = None,
                  machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,

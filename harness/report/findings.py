@@ -1,0 +1,282 @@
+"""The findings at the top of a report: a few sentences generated from the data.
+
+Every number a sentence states carries its 95 % interval and sample size, or
+says why it has none ("too few samples"); ratios are to the reference backend
+(bare metal) measured in the same run.  The same numbers feed the headline
+chart (``headline.rows``), so the chart and the text cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import runtimes
+from harness.report import intervals, style
+from harness.report.intervals import Estimate
+from harness.report.model import ReportData
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: family -> (measurement, metric, workloads in order of preference, what the number is)
+HEADLINE: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "startup": ("startup", "launch_to_ready", ("noop", "idle"), "launch → ready"),
+    "memory": ("memory", "pss", ("idle",), "host memory (PSS) of an idle instance"),
+    "enforcement": ("cpu_quota", "cpu_ratio", ("cpu",), "CPU delivered / expected, all quota cells"),
+}
+#: a CPU quota cell counts as delivered when its median is this close to the expected CPU
+CPU_TOLERANCE = 0.05
+
+
+def reference_backend(data: ReportData) -> str | None:
+    """The backend every ratio is taken to: the one declared the reference (bare metal), if it ran."""
+    ran = set(data.rows["backend"]) if not data.rows.empty else set()
+    first = runtimes.memory_reference()
+    return first if first in ran else None
+
+
+@dataclass(frozen=True)
+class HeadlineRow:
+    family: str
+    series: str
+    backend: str
+    split: Any
+    workload: str
+    unit: str
+    value: Estimate  # the series' own median
+    ratio: Estimate | None  # to the reference; None for the reference itself or when it is absent
+
+
+@dataclass
+class Finding:
+    title: str
+    lines: list[str] = field(default_factory=list)
+
+
+def _ok(data: ReportData) -> pd.DataFrame:
+    r = data.rows
+    return r[r["status"] == "ok"] if not r.empty else r
+
+
+def _same_split(df: pd.DataFrame, split: Any) -> pd.DataFrame:
+    return df[df["split"].isna()] if style.is_missing(split) else df[df["split"] == split]
+
+
+def rows(data: ReportData) -> list[HeadlineRow]:
+    """Each backend's headline numbers and their ratios to the reference, per family."""
+    ok = _ok(data)
+    if ok.empty:
+        return []
+    ref = reference_backend(data)
+    out: list[HeadlineRow] = []
+    for family, (measurement, metric, workloads, _) in HEADLINE.items():
+        sel = ok[(ok["measurement"] == measurement) & (ok["metric"] == metric)]
+        wl = next((w for w in workloads if w in set(sel["workload"])), None)
+        if wl is None:
+            continue
+        sel = sel[sel["workload"] == wl].sort_values("seq" if "seq" in sel.columns else "value")
+        for (series, backend, split), g in _series(sel):
+            own = intervals.median(g["value"])
+            base = _same_split(sel[sel["backend"] == ref], split) if ref else sel.iloc[0:0]
+            ratio = None if backend == ref or base.empty else intervals.ratio(g["value"], base["value"])
+            out.append(HeadlineRow(family, series, backend, split, wl, str(g["unit"].iloc[0]), own, ratio))
+    return out
+
+
+def _series(df: pd.DataFrame) -> list[tuple[tuple[str, str, Any], pd.DataFrame]]:
+    groups = [((str(s), str(g["backend"].iloc[0]), g["split"].iloc[0]), g) for s, g in df.groupby("series", sort=False)]
+    return sorted(groups, key=lambda t: (style.backend_rank(t[0][1]), str(t[0][2])))
+
+
+# -- words ------------------------------------------------------------------------------
+def num(v: float) -> str:
+    """Three significant digits, thousands separated: 29.7, 0.0140, 3,810."""
+    if style.is_missing(v) or not math.isfinite(v):
+        return "?"
+    v = float(f"{v:.3g}")  # round first: 0.9996 is 1.00, not 1.000
+    if v == 0:
+        return "0"
+    digits = max(0, 2 - int(math.floor(math.log10(abs(v)))))
+    return f"{round(v, digits):,.{digits}f}"
+
+
+def quantity(v: float, unit: str) -> str:
+    """A value with its unit, milliseconds above 1000 as seconds."""
+    if unit == "ms" and abs(v) >= 1000:
+        return f"{num(v / 1000)} s"
+    if unit in ("ratio", "bool", "count", ""):
+        return num(v)
+    return f"{num(v)} {unit}"
+
+
+def stated(e: Estimate, unit: str) -> str:
+    """``29.7 ms [28.0–31.6] (n=30)``; unresolved: ``8.02 s (n=3)``."""
+    scale = 1000.0 if unit == "ms" and abs(e.value) >= 1000 else 1.0
+    if e.resolved:
+        return f"{quantity(e.value, unit)} [{num(e.lo / scale)}–{num(e.hi / scale)}] (n={e.n})"
+    return f"{quantity(e.value, unit)} (n={e.n})"
+
+
+def times(e: Estimate, ref: str) -> str:
+    """``14.1× bare [13.2–15.1]``; unresolved: ``≈3,810× bare``."""
+    if e.resolved:
+        return f"{num(e.value)}× {ref} [{num(e.lo)}–{num(e.hi)}]"
+    return f"≈{num(e.value)}× {ref}"
+
+
+def unresolved(*estimates: Estimate | None) -> str:
+    """`` — not resolved: too few samples for a 95 % interval (n ≥ 6 needed)`` when any estimate lacks one."""
+    why = next((e.unresolved for e in estimates if e is not None and not e.resolved), None)
+    if why is None:
+        return ""
+    if why.startswith("too few"):
+        return f" — not resolved: too few samples for a 95 % interval (n ≥ {intervals.MIN_N} needed)"
+    return f" — not resolved: {why}"
+
+
+# -- the findings ---------------------------------------------------------------------------
+def findings(data: ReportData, warnings: int = 0) -> list[Finding]:
+    head = rows(data)
+    ref = reference_backend(data) or ""
+    out = [f for f in (_headline(head, "startup", ref), _headline(head, "memory", ref), _density(data),
+                       _enforcement(data)) if f is not None and f.lines]
+    out += [f for f in (_peers(data), _floor(data)) if f is not None and f.lines]
+    if warnings:
+        out.append(Finding("Caveats", [f"{warnings} warning{'s' if warnings != 1 else ''} about these numbers "
+                                       "(listed under Warnings below)."]))
+    return out
+
+
+def _headline(head: list[HeadlineRow], family: str, ref: str) -> Finding | None:
+    mine = [h for h in head if h.family == family]
+    if not mine:
+        return None
+    measurement, metric, _, what = HEADLINE[family]
+    where = f" ({mine[0].workload} workload)" if family == "startup" else ""
+    f = Finding(f"{family.capitalize()} — {what}{where}, medians with 95 % intervals")
+    for h in mine:
+        line = f"{h.series}: {stated(h.value, h.unit)}"
+        if h.ratio is not None:
+            line += f", {times(h.ratio, ref)}"
+        elif h.backend == ref:
+            line += " (the reference)"
+        f.lines.append(line + unresolved(h.value, h.ratio))
+    return f
+
+
+def _density(data: ReportData) -> Finding | None:
+    s = data.summary
+    if s.empty:
+        return None
+    slopes = s[(s["measurement"] == "density") & (s["metric"] == "density_slope") & (s["n"] > 0)]
+    if slopes.empty:
+        return None
+    parts = [f"{r['series']} {quantity(r['median'], 'MiB')}" for _, r in _rank(slopes).iterrows()]
+    return Finding("Density: host memory per additional idle instance (least-squares slope)",
+                   ["; ".join(parts) + " (one fit per backend, no interval)."])
+
+
+def _rank(df: pd.DataFrame) -> pd.DataFrame:
+    backends = [str(b) for b in df["backend"]]
+    return df.iloc[sorted(range(len(df)), key=lambda i: style.backend_rank(backends[i]))]
+
+
+def _enforcement(data: ReportData) -> Finding | None:
+    """One line per kind of limit: who held it (grouped, with the common evidence), who did not (each)."""
+    f = Finding("Enforcement")
+    s = data.summary
+    if s.empty:
+        return None
+    cpu = s[(s["measurement"] == "cpu_quota") & (s["metric"] == "cpu_ratio") & (s["n"] > 0)]
+    if not cpu.empty:
+        verdicts = []
+        for series, g in _rank(cpu).groupby("series", sort=False):
+            off = (g["median"] - 1).abs()
+            bad, n = int((off > CPU_TOLERANCE).sum()), len(g)
+            verdicts.append((str(series), bad == 0, f"within {off.max():.1%} in {n} cell{'s' if n != 1 else ''}"
+                             if bad == 0 else f"{bad} of {n} cells off by more than {CPU_TOLERANCE:.0%}, "
+                                              f"worst {off.max():.1%}"))
+        f.lines.append(_verdict_line(f"CPU quotas (median delivered / expected CPU per cell, within "
+                                     f"±{CPU_TOLERANCE:.0%})", verdicts))
+    f.lines += _limits(data)
+    return f
+
+
+def _verdict_line(what: str, verdicts: list[tuple[str, bool, str]]) -> str:
+    """``what: held by A (evidence), B (evidence); not held by C (evidence).``"""
+    held = [f"{s} ({d})" for s, ok, d in verdicts if ok]
+    failed = [f"{s} ({d})" for s, ok, d in verdicts if not ok]
+    parts = ([("held by every backend: " if not failed else "held by ") + ", ".join(held)] if held else []) + \
+        (["not held by " + ", ".join(failed)] if failed else [])
+    return f"{what}: " + "; ".join(parts) + "."
+
+
+def _limits(data: ReportData) -> list[str]:
+    ok = _ok(data)
+    out = []
+    mem = ok[(ok["measurement"] == "mem_limit") & (ok["metric"] == "oom_killed")] if not ok.empty else ok
+    if not mem.empty and {"param_mib", "param_limit_mib"} <= set(mem.columns):
+        verdicts = []
+        for (series, _, _), g in _series(mem):
+            over = g[g["param_mib"] > g["param_limit_mib"]]
+            under = g[g["param_mib"] <= g["param_limit_mib"]]
+            held = bool((over["value"] >= 1).all() and (under["value"] < 1).all())
+            verdicts.append((series, held, f"OOM-killed {int((over['value'] >= 1).sum())}/{len(over)} above, "
+                                           f"{int((under['value'] >= 1).sum())}/{len(under)} below" + _note(g)))
+        out.append(_verdict_line("Memory limits (OOM kill in every run above the limit, none below)", verdicts))
+    pids = ok[(ok["measurement"] == "pids_limit") & (ok["metric"] == "pids_reached")] if not ok.empty else ok
+    if not pids.empty and "param_limit" in pids.columns:
+        verdicts = []
+        for (series, _, _), g in _series(pids):
+            over = g[g["value"] > g["param_limit"]]
+            verdicts.append((series, over.empty, f"at most {style.fmt(g['value'].max())} of "
+                                                 f"{style.fmt(g['param_limit'].min())}" + _note(g)))
+        out.append(_verdict_line("Pids limits (processes reached, never above the limit)", verdicts))
+    return out
+
+
+def _note(g: pd.DataFrame) -> str:
+    notes = [str(n) for n in g["note"].dropna().unique()] if "note" in g.columns else []
+    return f"; {'; '.join(notes)}" if notes else ""
+
+
+def _peers(data: ReportData) -> Finding | None:
+    from harness.report import tables
+
+    peers = tables.peer_ratios(data)
+    if peers.empty:
+        return None
+    sel = peers[peers["metric"].isin(["launch_to_ready", "pss"])]
+    # one workload per metric, the one the headline uses
+    prefer = {m: w for m, (_, metric, wls, _) in [(v[1], v) for v in HEADLINE.values()] for w in wls[:1]}
+    sel = sel[[w == prefer.get(m, w) or not (sel["metric"] == m).any() for m, w in zip(sel["metric"], sel["workload"],
+                                                                                         strict=True)]]
+    f = Finding("Peers: median ratio to our own runtime of the same kind")
+    for _, r in sel.iterrows():
+        e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], int(min(r["n_peer"], r["n_ref"])),
+                     "" if min(r["n_peer"], r["n_ref"]) >= intervals.MIN_N else "too few samples")
+        f.lines.append(f"{r['peer']}, {r['metric']} ({r['workload']}): {times(e, str(r['reference']))}"
+                       + unresolved(e))
+    return f
+
+
+def _floor(data: ReportData) -> Finding | None:
+    from harness.report import tables
+
+    fl = tables.floor_ratios(data)
+    if fl.empty:
+        return None
+    r = fl.iloc[0]
+    n = int(min(r["n_floor"], r["n_startup"]))
+    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, "" if r["n_startup"] >= intervals.MIN_N else "too few samples")
+    floor = r["floor"].split(" · ")[-1]
+    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = {quantity(r['floor median (ms)'], 'ms')}, "
+                             "the sum of the kernel primitives of a launch, timed on the same host)"])
+
+
+def plain(findings: Iterable[Finding]) -> str:
+    """The findings as plain text (for a terminal or a test)."""
+    return "\n".join(f"{f.title}\n" + "\n".join(f"  - {ln}" for ln in f.lines) for f in findings)

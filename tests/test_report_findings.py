@@ -1,0 +1,97 @@
+"""Findings, warnings and the headline numbers: pure logic on synthetic samples and runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.report import caveats, findings, intervals, model
+from tests import synth
+
+
+def test_a_median_has_an_interval_only_from_six_samples():
+    few = intervals.median([3.0, 1.0, 2.0, 5.0, 4.0])
+    assert few.value == 3.0 and few.n == 5 and not few.resolved and few.unresolved.startswith("too few samples")
+    enough = intervals.median([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, math.nan])
+    assert enough.n == 6 and enough.resolved and enough.lo <= enough.value <= enough.hi
+
+
+def test_ratio_of_medians_with_interval():
+    rng = np.random.default_rng(1)
+    r = intervals.ratio(rng.normal(30, 1, 20), rng.normal(10, 0.3, 20))
+    assert r.resolved and r.lo < 3.0 < r.hi and r.value == pytest.approx(3.0, rel=0.05)
+    assert not intervals.ratio([30.0] * 3, [10.0] * 20).resolved
+
+
+@pytest.mark.parametrize("value,text", [(29.689, "29.7"), (0.01403, "0.0140"), (3805.2, "3,810"),
+                                        (0.99961, "1.00"), (2.0, "2.00"), (0.0, "0")])
+def test_three_significant_digits(value, text):
+    assert findings.num(value) == text
+
+
+def test_stated_values_carry_interval_and_n():
+    e = intervals.median([10.0, 11.0, 12.0, 9.0, 10.5, 10.2, 9.8])
+    assert findings.stated(e, "ms") == f"10.2 ms [{findings.num(e.lo)}–{findings.num(e.hi)}] (n=7)"
+    slow = intervals.median([8020.0, 7500.0, 8200.0])
+    assert findings.stated(slow, "ms") == "8.02 s (n=3)"
+    assert "not resolved: too few samples" in findings.unresolved(slow)
+
+
+def rules(values, unit="ms"):
+    return {rule for rule, _ in caveats.check(values, unit)}
+
+
+def test_unimodal_skewed_latencies_raise_no_warning():
+    for seed in range(20):  # what a healthy startup series looks like: log-normal, 30 samples
+        x = np.random.default_rng(seed).lognormal(np.log(10), 0.05, 30)
+        assert rules(x) == set(), (seed, caveats.check(x, "ms"))
+
+
+def test_two_clusters_are_bimodal():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.11, 0.005, 8), rng.normal(5.5, 0.3, 22)])
+    rng.shuffle(x)
+    found = dict(caveats.check(x, "ms"))
+    assert "bimodal" in found and "27% of samples near 0.1" in found["bimodal"]
+
+
+def test_drift_over_the_run():
+    rng = np.random.default_rng(0)
+    x = np.linspace(10, 14, 30) * rng.lognormal(0, 0.01, 30)  # the host got slower as the run went on
+    found = dict(caveats.check(x, "ms"))
+    assert "drift" in found and found["drift"].startswith("+2")
+
+
+def test_wide_interval_and_too_few():
+    rng = np.random.default_rng(0)
+    assert "wide interval" in rules(rng.lognormal(np.log(10), 0.6, 12))
+    assert rules([1.0, 2.0, 3.0]) == {"too few samples"}
+
+
+def test_synthetic_run_findings_and_warnings(tmp_path):
+    run = synth.make_run(tmp_path / "results", run_id="run-f", reps=8)
+    data = model.load([run])
+    text = findings.plain(findings.findings(data))
+    assert "bare: 1.0" in text and "(the reference)" in text
+    assert "container: 12.0 ms [" in text and "× bare [" in text
+    assert "vm (TCG, emulated): 9.17 s [" in text
+    assert "CPU quotas" in text and "Memory limits" in text and "held by every backend" in text
+    rows = findings.rows(data)
+    ratio = next(r.ratio for r in rows if r.family == "startup" and r.backend == "container")
+    assert ratio is not None and ratio.lo < 12.0 < ratio.hi
+    ws = caveats.warnings(data)
+    # the synthetic vm timeout, and bare's PSS (0.3 MiB ± 0.05, n=8) whose interval is ±13 %
+    assert [(w.backend, w.rule, w.what) for w in ws] == [("bare", "wide interval", "memory/idle pss"),
+                                                        ("vm (TCG, emulated)", "failed samples", "startup/noop")]
+    assert "InstanceTimeout" in ws[1].detail and "logs/" in ws[1].action
+
+
+def test_too_few_samples_fold_into_one_warning_per_backend(tmp_path):
+    run = synth.make_run(tmp_path / "results", run_id="run-few", reps=3, backends=("bare", "container"),
+                         measurements=("startup", "memory"))
+    ws = caveats.warnings(model.load([run]))
+    assert [(w.backend, w.rule) for w in ws] == [("bare", "too few samples"), ("container", "too few samples")]
+    assert "startup/noop launch_to_ready (n=3)" in ws[1].what and "memory/idle pss (n=3)" in ws[1].what
+    assert "raise repetitions to ≥ 6" in ws[1].action
