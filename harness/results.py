@@ -179,6 +179,11 @@ def load(*run_dirs: Path | str) -> pd.DataFrame:
         params = pd.json_normalize(df["params"].tolist()).add_prefix("param_")
         params.index = df.index
         df = pd.concat([df.drop(columns=["params"]), params], axis=1)
+        if "conditions" in df.columns:  # host state at launch, one cond_* column each
+            cond = pd.json_normalize([c if isinstance(c, dict) else {} for c in df["conditions"]])
+            cond = cond.add_prefix("cond_")
+            cond.index = df.index
+            df = pd.concat([df.drop(columns=["conditions"]), cond], axis=1)
         df["host"] = host.get("hostname", "")
         df["kernel"] = host.get("kernel", "")
         df["cgroup_version"] = host.get("cgroup", {}).get("version")

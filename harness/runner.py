@@ -1,7 +1,8 @@
 """Runs a scenario: expands the matrix, interleaves backends, stores every sample.
 
-Backends are interleaved per repetition (A B C A B C …) so that drift of the
-host (thermal, page cache, a noisy neighbour) hits every backend alike.  A
+Backends are interleaved in shuffled blocks (``harness.schedule``) so that drift
+of the host (thermal, page cache, a noisy neighbour) and the cost left behind
+by the previous launch hit every backend alike.  A
 failing sample is recorded with its reason and the run goes on; Ctrl-C or
 SIGTERM ends the run as ``interrupted`` after the instance in flight was
 cleaned up, keeping every completed sample.
@@ -17,7 +18,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,34 +28,11 @@ from harness.errors import UserError
 from harness.measure import MEASUREMENTS
 from harness.measure.context import Context
 from harness.results import RunWriter, Sample
-from harness.scenario import Case, Scenario
+from harness.scenario import Scenario
+from harness.schedule import Conditions, Step, label, plan
 from runtimes import cgroups
 from runtimes.base import Backend, BackendError
 from runtimes.cgroups import CgroupError
-
-
-@dataclass(frozen=True)
-class Step:
-    case: Case  # already resolved for the backend (overrides applied)
-    backend: str
-    repetition: int
-    warmup: bool
-
-
-def plan(cases: list[Case], backends: list[str], accel: dict[str, str]) -> list[Step]:
-    """Every (case, repetition, backend), backends interleaved within a case."""
-    steps: list[Step] = []
-    for case in cases:
-        per_backend = {b: case.for_backend(b, accel.get(b)) for b in backends
-                       if not case.skipped_on(b, accel.get(b))}
-        longest = max((c.warmups + c.repetitions for c in per_backend.values()), default=0)
-        for i in range(longest):
-            for b, c in per_backend.items():
-                if i < c.warmups:
-                    steps.append(Step(c, b, i, True))
-                elif i < c.warmups + c.repetitions:
-                    steps.append(Step(c, b, i - c.warmups, False))
-    return steps
 
 
 class Interrupted(KeyboardInterrupt):
@@ -126,7 +104,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
          run_id: str | None, stack: contextlib.ExitStack) -> Path:
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
-    steps = plan(scenario.cases, list(backends), accel)
+    steps = plan(scenario.cases, list(backends), accel, scenario.seed)
     writer = RunWriter(results_dir, {
         "scenario": {"path": scenario.path, "name": scenario.name,
                      "description": scenario.description, "text": scenario.text},
@@ -134,6 +112,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "backends": backend_meta,
         "host": metadata.collect(),
         "planned_steps": len(steps),
+        "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},
     }, run_id)
     ctx = Context(run_id=writer.run_id, log_dir=writer.dir / "logs", accel=accel,
                   backend_options=scenario.backend_options, backends=dict(backends), stack=stack)
@@ -143,10 +122,13 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
     done = 0  # counted here: the progress bar does not count when it is disabled
     bar = _progress(len(steps), progress)
     try:
+        conditions, previous = Conditions(), None
         with sigterm_unwinds():
             for step in steps:
                 bar.set_postfix_str(f"{step.backend} {step.case.id}"[:60])
-                writer.add_all(_execute(backends[step.backend], step, ctx))
+                where = {"position": done, "predecessor": label(previous), "conditions": conditions.read()}
+                writer.add_all(replace(s, **where) for s in _execute(backends[step.backend], step, ctx))
+                previous = step
                 done += 1
                 bar.update(1)
                 if done % 20 == 1:

@@ -25,3 +25,8 @@ class Sample:
     accel: str | None = None  # kvm | tcg for VM backends
     note: str | None = None  # e.g. how a backend enforced a limit differently
     case: str = ""  # stable id of the matrix cell (measurement/workload/params)
+    #: where in the run the step ran (0-based), what ran just before it, and the host's state
+    #: at its launch (load1, steal_pct, psi_cpu_some_avg10, harness_rss_mib): see harness.schedule
+    position: int | None = None
+    predecessor: str | None = None
+    conditions: Mapping[str, float] = field(default_factory=dict)

@@ -52,7 +52,7 @@ EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params",
                    "timeout", "grid", "seconds", "instances", "settle", "overrides"}
 #: (``seconds`` is not: it is part of the workload, the same on every backend of a case)
 OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "skip"}
-SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout"}
+SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
 TOP_KEYS = {"scenario", "backend", "experiment"}
 
 
@@ -107,6 +107,10 @@ class Scenario:
     cases: list[Case]
     backend_options: dict[str, dict[str, Any]]
     text: str
+    #: seeds the shuffled order of backends in each block (harness.schedule)
+    seed: int = 0
+    #: the in-run reference backend `isobench compare --normalise` divides durations by
+    reference: str | None = None
 
 
 def _err(path: str, key: str, problem: str) -> ScenarioError:
@@ -178,8 +182,12 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
     cases: list[Case] = []
     for i, exp in enumerate(experiments):
         cases += _expand(p, f"experiment[{i}]", exp, defaults, backends)
+    reference = head.get("reference")
+    if reference is not None and reference not in backends:
+        raise _err(p, "scenario.reference", f"must be one of the scenario's backends, got {reference!r}")
     return Scenario(p, str(head.get("name", Path(p).stem)), str(head.get("description", "")),
-                    list(backends), cases, {k: dict(v) for k, v in options.items()}, text)
+                    list(backends), cases, {k: dict(v) for k, v in options.items()}, text,
+                    _number(p, "scenario.seed", head.get("seed", 0), 0, 2**63, (int,)), reference)
 
 
 def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:

@@ -28,7 +28,9 @@ def table(run_dir: Path) -> tuple[list[str], list[list[str]]]:
         return [], []
     ok = df[(df["status"] == "ok") & (~df["warmup"].astype(bool))]
     accel = ok.groupby("backend")["accel"].first().to_dict() if "accel" in ok else {}
-    backends = list(dict.fromkeys(df["backend"]))
+    seen = list(dict.fromkeys(df["backend"]))  # the run's samples start in a shuffled order
+    order = list(results.read_manifest(run_dir).get("backends") or {})
+    backends = [b for b in order if b in seen] + [b for b in seen if b not in order]
     header = ["measurement", "workload", "metric"] + [backend_label(b, accel.get(b)) for b in backends]
     rows = []
     cat = catalogue()

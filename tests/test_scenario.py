@@ -32,6 +32,8 @@ BAD = {
     "unknown key": ("[scenario]\ncolour = 'red'\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
                     "scenario.colour: unknown key"),
     "unknown top key": ("[scenarioo]\n", "scenarioo: unknown key"),
+    "bad reference": ("[scenario]\nreference='vm'\nbackends=['bare']\n[[experiment]]\nmeasurement='startup'\n"
+                      "workloads=['noop']", "scenario.reference: must be one of the scenario's backends"),
     "unknown backend": ("[scenario]\nbackends=['xen']\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
                         "unknown backend 'xen'"),
     "unknown workload": ("[[experiment]]\nmeasurement='startup'\nworkloads=['fork-bomb']", "unknown workload 'fork-bomb'"),
@@ -72,12 +74,13 @@ def test_good_scenario_expands_the_grid() -> None:
 def test_plan_interleaves_backends_and_flags_warmups() -> None:
     sc = scenario.parse(__import__("tomllib").loads(GOOD), "good.toml")
     steps = plan(sc.cases[:1], ["bare", "container"], {})
-    assert [(s.backend, s.warmup, s.repetition) for s in steps] == [
+    # each backend once per block (warm-ups just before its first sample), three blocks
+    assert sorted((s.backend, s.warmup, s.repetition) for s in steps) == sorted([
         ("bare", True, 0), ("container", True, 0),
         ("bare", False, 0), ("container", False, 0),
         ("bare", False, 1), ("container", False, 1),
         ("bare", False, 2), ("container", False, 2),
-    ]
+    ])
 
 
 def test_plan_applies_per_accelerator_overrides() -> None:
