@@ -129,13 +129,15 @@ class ContainerBackend(Backend):
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
                  capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote",
-                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True):
+                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True, name: str | None = None):
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
         self.read_only = read_only
         self.proc_hardening = proc_hardening
         self.capabilities = tuple(capabilities)
+        if name is not None:  # a variant declared with other defaults (container:unconfined)
+            self.name = name
         self.seccomp = seccomp
         self.device_rules = devices_mod.DEFAULT_RULES if devices else None
         self._devprog: int | None = None  # v2: the loaded device program (once per backend)
