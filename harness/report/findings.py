@@ -273,8 +273,12 @@ def _floor(data: ReportData) -> Finding | None:
     n = int(min(r["n_floor"], r["n_startup"]))
     e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, "" if r["n_startup"] >= intervals.MIN_N else "too few samples")
     floor = r["floor"].split(" · ")[-1]
+    if isinstance(r.get("invalid"), str):
+        return Finding("Floor", [f"{r['startup']}: median {quantity(r['startup median (ms)'], 'ms')} is below "
+                                 f"{floor} ({quantity(r['floor median (ms)'], 'ms')}): the floor is invalid "
+                                 "(it counts a step this launch avoids or overlaps), so no ratio is given"])
     return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = {quantity(r['floor median (ms)'], 'ms')}, "
-                             "the sum of the kernel primitives of a launch, timed on the same host)"])
+                             "a lower bound: the critical path of the kernel primitives of a launch, timed on the same host)"])
 
 
 def plain(findings: Iterable[Finding]) -> str:
