@@ -42,8 +42,11 @@ def test_mount_plan_is_data_in_a_safe_order(tmp_path: Path) -> None:
     assert isinstance(ops[0], mounts.MakePrivate)  # nothing may propagate to the host
     assert isinstance(ops[1], mounts.Bind) and ops[1].src == ops[1].dst == str(tmp_path)
     assert isinstance(ops[-1], mounts.PivotRoot)
-    ro = [op for op in ops if isinstance(op, mounts.Remount)]
-    assert len(ro) == 1 and ro[0].dst == str(tmp_path)
+    ro = [op for op in ops if isinstance(op, mounts.Remount) and op.dst == str(tmp_path)]
+    assert len(ro) == 1
+    # /dev, once populated, is read-only: no node a workload makes can land there
+    dev_ro = [op for op in ops if isinstance(op, mounts.Remount) and op.dst == str(tmp_path / "dev")]
+    assert len(dev_ro) == 1 and dev_ro[0].flags & mounts.sc.MS_RDONLY
     assert ops.index(ro[0]) == len(ops) - 2  # read-only last, after everything is mounted inside
     devices = sorted(Path(op.dst).name for op in ops if isinstance(op, mounts.Device))
     assert devices == sorted(mounts.DEVICES)
@@ -56,7 +59,8 @@ def test_mount_plan_is_data_in_a_safe_order(tmp_path: Path) -> None:
 def test_mount_plan_writable_root_is_an_overlay_and_bad_rootfs_is_refused(tmp_path: Path) -> None:
     ops = mounts.plan(tmp_path, read_only=False, proc_hardening=False)
     assert isinstance(ops[1], mounts.Overlay)
-    assert not any(isinstance(op, (mounts.Remount, mounts.Mask, mounts.ReadOnly)) for op in ops)
+    assert not any(isinstance(op, (mounts.Mask, mounts.ReadOnly)) for op in ops)
+    assert [op.dst for op in ops if isinstance(op, mounts.Remount)] == [str(tmp_path / "dev")]
     with pytest.raises(ValueError, match="not a directory"):
         mounts.plan(tmp_path / "missing")
 

@@ -206,3 +206,12 @@ def test_runc_and_crun_enforce_it_from_inside(name, run_id, tmp_path, no_leftove
 
 def test_errno_constants_used_by_the_probes() -> None:
     assert (errno.EPERM, errno.EACCES) == (1, 13)
+
+
+def test_the_unconfined_variant_is_a_backend_of_its_own() -> None:
+    import runtimes
+
+    b = runtimes.get("container:unconfined")
+    assert b.name == "container:unconfined" and b.seccomp == seccomp.UNCONFINED  # rows carry its name
+    assert runtimes.declaration("container:unconfined").check_options({}) == {"seccomp": "unconfined"}
+    assert runtimes.declaration("container").check_options({}) == {"seccomp": "default"}

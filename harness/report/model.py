@@ -91,7 +91,8 @@ class ReportData:
         if not rows.empty and run is not None:
             rows = rows[rows["run"] == run.run_id]
         if not rows.empty:
-            for (b, a), _ in rows.dropna(subset=["accel"]).groupby(["backend", "accel"]):
+            for key, _ in rows.dropna(subset=["accel"]).groupby(["backend", "accel"]):
+                b, a = key  # type: ignore[misc]  # pandas types a group key as Hashable
                 out.setdefault(str(b), set()).add(str(a))
         return out
 

@@ -14,7 +14,12 @@ Importing this package imports only its declaration (standard library).
 
 from __future__ import annotations
 
-from runtimes.declaration import Declaration
+from runtimes.declaration import Declaration, Option
+
+
+def _seccomp(default: str = "default") -> Option:
+    return Option("seccomp", str, default, help="seccomp profile: default (Docker's), unconfined, or a JSON file")
+
 
 DECLARATION = Declaration(
     name="container",
@@ -24,6 +29,7 @@ DECLARATION = Declaration(
     floor_target=True,
     floor_compared=True,
     sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
 )
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
 COLD = Declaration(
@@ -32,6 +38,17 @@ COLD = Declaration(
     label="isobench's own runtime, launch helper started in every launch (cold)",
     colour="#332288",
     sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
+)
+#: the same runtime without its seccomp filter: what the filter costs (scenarios/hardening.toml)
+UNCONFINED = Declaration(
+    name="container:unconfined",
+    factory="runtimes.container.backend:ContainerBackend",
+    factory_args={"seccomp": "unconfined", "name": "container:unconfined"},
+    label="isobench's own runtime without its seccomp filter",
+    colour="#999933",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp("unconfined"),),
 )
 
 
@@ -42,4 +59,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["COLD", "DECLARATION", "cleanup_leftovers"]
+__all__ = ["COLD", "DECLARATION", "UNCONFINED", "cleanup_leftovers"]

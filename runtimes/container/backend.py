@@ -29,8 +29,8 @@ capabilities, no_new_privs, signal mask), seccomp (loading the filter), exec
 (execve to the ready marker); devices (host side, after cgroup_create: the v1
 devices cgroup with its rules, or attaching the v2 BPF program).
 
-Hardening at runc/crun parity (``seccomp=`` option: ``default``, ``unconfined``
-or a profile path; ``devices=False`` turns the device rules off for comparisons):
+Hardening at runc/crun parity (``seccomp=`` option, also per launch in
+``spec.extra``: ``default``, ``unconfined`` or a profile path; ``devices=False`` turns the device rules off for comparisons):
 see ``seccomp.py``, ``devices.py``, ``devfilter.py``, ``hardening.py`` and the
 mount plan.
 """
@@ -129,13 +129,15 @@ class ContainerBackend(Backend):
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
                  capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote",
-                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True):
+                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True, name: str | None = None):
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
         self.read_only = read_only
         self.proc_hardening = proc_hardening
         self.capabilities = tuple(capabilities)
+        if name is not None:  # a variant declared with other defaults (container:unconfined)
+            self.name = name
         self.seccomp = seccomp
         self.device_rules = devices_mod.DEFAULT_RULES if devices else None
         self._devprog: int | None = None  # v2: the loaded device program (once per backend)
@@ -213,16 +215,17 @@ class ContainerBackend(Backend):
             reset_signals=init.default_signals(),
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
             cwd=str(spec.extra.get("cwd") or "/tmp"),
-            seccomp_bpf=flt.bpf if (flt := self.seccomp_filter()) is not None else None,
+            seccomp_bpf=flt.bpf if (flt := self.seccomp_filter(spec.extra.get("seccomp"))) is not None else None,
             rlimits=hardening.rlimit_numbers(), oom_score_adj=hardening.OOM_SCORE_ADJ,
             attach_files=attach,
             cgroup_dir=str(cgroup.dirs[""]) if cgroup is not None and cgroup.version == 2 else None,
         )
 
-    def seccomp_filter(self) -> seccomp_mod.Filter | None:
-        """The compiled profile for this backend's capabilities (cached; None: unconfined)."""
+    def seccomp_filter(self, profile: str | None = None) -> seccomp_mod.Filter | None:
+        """The compiled profile (``profile``, else the backend's) for this backend's capabilities
+        (cached; None: unconfined)."""
         try:
-            return seccomp_mod.prepare(self.seccomp, self.capabilities)
+            return seccomp_mod.prepare(profile or self.seccomp, self.capabilities)
         except seccomp_mod.SeccompError as e:
             raise BackendError(str(e)) from e
 
@@ -250,7 +253,7 @@ class ContainerBackend(Backend):
 
     def launch(self, spec: LaunchSpec) -> Instance:
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
-        self.seccomp_filter()  # resolved and compiled once per backend, before t_launch
+        self.seccomp_filter(spec.extra.get("seccomp"))  # resolved and compiled once per profile, before t_launch
         if self.device_rules is not None and cgroups.version() == 2:
             self._device_program()
         launcher = spec.extra.get("launcher", self.launcher)

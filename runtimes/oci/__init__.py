@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtimes.declaration import Declaration
+from runtimes.declaration import Declaration, Option
 
 
 def _declare(runtime: str, colour: str) -> Declaration:
@@ -28,6 +28,9 @@ def _declare(runtime: str, colour: str) -> Declaration:
         peer_of="container",
         sweep="runtimes.oci.backend:cleanup_leftovers",
         doctor="runtimes.oci.checks:checks",
+        # the bundle carries the built-in container's profile, resolved (runtimes.container.seccomp)
+        options=(Option("seccomp", str, "default",
+                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file"),),
     )
 
 
