@@ -21,6 +21,10 @@ def _seccomp(default: str = "default") -> Option:
     return Option("seccomp", str, default, help="seccomp profile: default (Docker's), unconfined, or a JSON file")
 
 
+#: how PID 1 is made: by the zygote (a small helper started once), or by forking the harness
+LAUNCHER = Option("launcher", str, "zygote", help="zygote (default) or fork (fork the harness, the old way)")
+
+
 DECLARATION = Declaration(
     name="container",
     factory="runtimes.container.backend:ContainerBackend",
@@ -29,7 +33,7 @@ DECLARATION = Declaration(
     floor_target=True,
     floor_compared=True,
     sweep="runtimes.container.leftovers:cleanup_leftovers",
-    options=(_seccomp(),),
+    options=(_seccomp(), LAUNCHER),
 )
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
 COLD = Declaration(
