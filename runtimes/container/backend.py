@@ -319,7 +319,7 @@ class ContainerBackend(Backend):
             "devices": devices_mod.oci_rules(self.device_rules) if self.device_rules is not None else None,
             "rlimits": hardening.oci_rlimits(), "oom_score_adj": hardening.OOM_SCORE_ADJ,
             "session_keyring": "own",
-            "launcher": self.launcher,
+            "launcher": self.launcher,  # (a scenario's [backend.container] launcher applies per launch)
             "helper": ("none: the harness forks" if self.launcher == "fork" else
                        "zygote started inside every launch (cold)" if self.cold else
                        "zygote started before the first launch (warm)"),
