@@ -14,7 +14,7 @@ import runtimes
 from runtimes import rootfs
 from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.marker import MarkerChannel
-from runtimes.workloads import CATALOG, Workload, parse_marker_line
+from runtimes.workloads import CATALOG, WORKDIR, Workload, parse_marker_line
 from tests.conftest import is_root, require
 
 
@@ -42,8 +42,9 @@ def test_workload_parameters_are_validated() -> None:
     with pytest.raises(ValueError, match="threads must be >= 1"):
         Workload("cpu", {"threads": 0})
     assert Workload("cpu", {"threads": 2}).bound() == {"threads": 2, "seconds": 3.0}
-    for name in CATALOG:  # every workload writes the marker first
-        assert Workload(name).script().startswith("echo 'ISOBENCH READY' >&3")
+    for name in CATALOG:  # every workload writes the marker first (after entering its working directory)
+        script = Workload(name).script().removeprefix(f"cd {WORKDIR} || exit 96; ")
+        assert script.startswith("echo 'ISOBENCH READY' >&3")
 
 
 def test_rootfs_holds_the_same_bytes_at_the_same_paths() -> None:

@@ -272,7 +272,10 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
         "cpu_usage_ns": 1_500_000, "cpu_nr_periods": 7, "cpu_nr_throttled": 3, "cpu_throttled_ns": 250_000,
         "mem_current_bytes": 4096, "mem_peak_bytes": 8192, "pids_current": 3,
         "mem_failcnt": 4, "oom_events": 1, "oom_kill": 1, "pids_refused": 2,
+        "cpu_quota_us": 2500, "cpu_period_us": 10_000,  # the bandwidth applied, read back
     }
+    assert cg.cpu_counters() == {k: v for k, v in cg.usage().items()
+                                 if k.startswith("cpu_") and k not in ("cpu_quota_us", "cpu_period_us")}
 
 
 def test_v2_limit_without_its_controller_is_a_clear_error(tmp_path) -> None:

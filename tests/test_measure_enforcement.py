@@ -10,13 +10,9 @@ import runtimes
 from harness.measure import MEASUREMENTS
 from harness.measure.common import Rows, enforcement_note
 from harness.measure.context import Context
-from harness.measure.enforcement import (
-    _mem_rows,
-    cpu_delivered,
-    cpu_expected,
-    cpu_window,
-    delta,
-)
+from harness.measure.cpu import cpu_delivered, cpu_expected, cpu_window
+from harness.measure.enforcement import _mem_rows
+from harness.measure.watch import delta
 from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, Limits
@@ -120,10 +116,12 @@ def test_half_cpu_quota_is_delivered(ctx: Context, no_leftovers) -> None:
     case = Case("cpu_quota", Workload("cpu", {"threads": 2, "seconds": 2.0}), Limits(cpu_quota=0.5),
                 {"quota": 0.5, "threads": 2}, timeout_s=30)
     by = _by(MEASUREMENTS["cpu_quota"](runtimes.get("bare"), case, ctx, 0, False))
-    assert by["cpu_expected"] == 0.5
-    assert by["cpu_ratio"] == pytest.approx(1.0, abs=0.1)
-    assert by["cpu_delivered"] == pytest.approx(0.5, abs=0.05)
-    assert by["nr_periods"] >= 10 and by["nr_throttled"] >= 1 and by["throttled_ms"] > 0
+    assert by["cpu_expected"] == 0.5 and by["cpu_quota_applied"] == 0.5  # read back from the cgroup
+    assert by["nr_periods"] >= 10 and "throttled_share" in by and by["window_s"] > 0.5
+    assert by["cpu_ratio"] <= 1.03  # never more than the quota, however busy the host
+    if by["throttled_share"] >= 0.9:  # the quota, not other load, held it back: it got the quota
+        assert by["cpu_ratio"] == pytest.approx(1.0, abs=0.03)
+        assert by["throttled_ms"] > 0 and 0.8 <= by["period_ratio_p50"] <= 1.5
 
 
 @pytest.mark.privileged

@@ -20,12 +20,19 @@ from harness.report.model import ReportData
 
 __all__ = ["CHARTS", "Chart", "figure", "finish", "save"]
 
+def cpu_periods(data: ReportData) -> Chart | None:
+    """CPU delivered per CFS period against the quota (kept in harness.report.periods)."""
+    from harness.report import periods
+
+    return periods.cpu_periods(data)
+
+
 #: section -> the charts it shows, in order
 CHARTS: dict[str, tuple[Callable[[ReportData], Chart | None], ...]] = {
     "startup": (startup_latency, startup_phases),
     "memory": (memory_overhead,),
     "density": (density,),
-    "cpu_quota": (cpu_quota, cpu_ratio),
+    "cpu_quota": (cpu_quota, cpu_ratio, cpu_periods),
     "mem_limit": (mem_limit,),
     "pids_limit": (pids_limit,),
 }

@@ -134,7 +134,7 @@ def unresolved(*estimates: Estimate | None) -> str:
         return ""
     if why.startswith("too few"):
         return f" — not resolved: too few samples for a 95 % interval (n ≥ {intervals.MIN_N} needed)"
-    return f" — not resolved: {why}"
+    return f" — not resolved: {why or 'no interval'}"
 
 
 # -- the findings ---------------------------------------------------------------------------
@@ -271,10 +271,13 @@ def _floor(data: ReportData) -> Finding | None:
         return None
     r = fl.iloc[0]
     n = int(min(r["n_floor"], r["n_startup"]))
-    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, "" if r["n_startup"] >= intervals.MIN_N else "too few samples")
+    why = ("" if n >= intervals.MIN_N else "the floor is a single sum of medians, so the ratio has no interval"
+           if r["n_floor"] < intervals.MIN_N else "too few samples")
+    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, why)
     floor = r["floor"].split(" · ")[-1]
-    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = {quantity(r['floor median (ms)'], 'ms')}, "
-                             "the sum of the kernel primitives of a launch, timed on the same host)"])
+    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = "
+                             f"{quantity(r['floor median (ms)'], 'ms')}, the sum of the kernel primitives of a "
+                             "launch, timed on the same host)"])
 
 
 def plain(findings: Iterable[Finding]) -> str:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from runtimes.declaration import Declaration, Option
 
-#: how a guest enforces limits: its RAM is its memory limit; pids are not limited from the host
-_GUEST_MEMORY = "guest memory size (guest_memory_mib)"
-_GUEST_PIDS = "not enforced (the guest kernel has no limit set)"
+#: how a guest enforces limits: its own kernel applies them to a cgroup inside the guest that
+#: holds the workload (``runtimes.workloads.in_guest_cgroup``); the guest is judged on that
+_GUEST_MEMORY = "memory.max of a cgroup inside the guest (its own kernel enforces it)"
+_GUEST_PIDS = "pids.max of a cgroup inside the guest (its own kernel enforces it)"
 
 
 #: the emulator both guest backends run, recorded in the manifest's host facts

@@ -24,6 +24,7 @@ from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.machine import Machine, describe
+from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
@@ -203,8 +204,9 @@ class GuestBackend(Backend):
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
         argv = spec.extra.get("argv")
-        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
-                                  applets=bool(argv))
+        # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
+        run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
+        initrd = image.initrd_for(run, self.base_image(), self.cache, applets=bool(argv))
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
                         machine_type=self.machine_type, cmdline=self.cmdline)
 
