@@ -132,6 +132,9 @@ class Declaration:
 
     def create(self, **kwargs: Any) -> Backend:
         backend: Backend = resolve(self.factory)(**{**self.factory_args, **kwargs})
+        # one class may serve several declarations (container:fork, container:unconfined): rows
+        # carry the declaration's name, not the class's
+        backend.name = self.name
         return backend
 
     def enforcement_note(self, kind: str) -> str | None:
