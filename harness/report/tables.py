@@ -193,6 +193,9 @@ def floor_ratios(data: ReportData) -> pd.DataFrame:
                         "startup": f"{m['series'].iloc[0]} · {metric} ({m['workload'].iloc[0]})",
                         "startup median (ms)": float(m["value"].median()),
                         "n_floor": len(g), "n_startup": len(m), **_ratio_row(m["value"], g["value"])})
+            if out[-1]["startup median (ms)"] < out[-1]["floor median (ms)"]:  # a floor a launch beats
+                out[-1].update(ratio=math.nan, ci_lo=math.nan, ci_hi=math.nan,
+                               invalid="floor invalid: the measured median is below it")
     df = pd.DataFrame(out)
     if df.empty:
         return df
@@ -210,6 +213,8 @@ def display_ratios(df: pd.DataFrame) -> pd.DataFrame:
         df.insert(df.columns.get_loc(pcols[0]), "params", [params_text(r, pcols) for _, r in df.iterrows()])
         df = df.drop(columns=pcols)
     df["ratio"] = [f"{r:.2f}×" if not style.is_missing(r) and math.isfinite(r) else "" for r in df["ratio"]]
+    if "invalid" in df.columns:  # a floor a median beats: the statement replaces the ratio
+        df["ratio"] = [w if isinstance(w, str) else r for r, w in zip(df["ratio"], df.pop("invalid"), strict=True)]
     df["95% CI"] = [f"{lo:.2f} – {hi:.2f}" if not style.is_missing(lo) else ""
                     for lo, hi in zip(df.pop("ci_lo"), df.pop("ci_hi"), strict=True)]
     for c in df.columns:
