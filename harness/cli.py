@@ -11,6 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import runtimes
 from harness.errors import UserError
 
 #: commands implemented in their own modules: name -> module with HELP, add_arguments, main
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_cleanup)
 
     e = sub.add_parser("exec", help="run one command in an environment, passing output and status through")
-    e.add_argument("--backend", default="container", help="bare, container, vm, … (default: container)")
+    e.add_argument("--backend", default=runtimes.DEFAULT_EXEC,
+                   help=f"{', '.join(runtimes.names())} (default: {runtimes.DEFAULT_EXEC})")
     e.add_argument("--cpus", type=float, help="CPU quota in CPUs (e.g. 0.5)")
     e.add_argument("--period-ms", type=float, default=100.0, help="CPU quota period (default 100 ms)")
     e.add_argument("--memory", type=int, metavar="MIB", help="memory limit in MiB")
@@ -78,11 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc = scenario.load(args.scenario)
     names = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     if names:
-        from runtimes import names as known
-
-        unknown = [b for b in names if b not in known()]
+        unknown = [b for b in names if not runtimes.known(b)]
         if unknown:
-            raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(known())})")
+            raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(runtimes.names())})")
     progress = False if args.no_progress else None
     run_dir = runner.run(sc, args.results, names, progress, args.skip_unavailable, args.run_id)
     summary.print_summary(run_dir)

@@ -1,68 +1,57 @@
-"""``isobench compare BASE NEW``: did anything get significantly worse?
+"""``isobench compare BASE NEW``: an A/B comparison with a known false-alarm rate.
 
-For every series present in both runs (backend, measurement, workload,
-metric, unit, params) the medians are compared:
+Every series present on both sides (backend, measurement, workload, metric,
+unit, params) gets a verdict from ``harness.abtest``: ``regression``,
+``improvement``, ``equivalent`` (TOST within the margin) or ``inconclusive``
+(too few samples, or the data cannot tell).  Metrics without a better
+direction are listed with ``--all`` and never judged.
 
-- the change is relative, ``(new - base) / |base|``; for metrics whose ideal
-  is 1 (``cpu_ratio``) it is the change of the distance from 1,
-  ``|new - 1| - |base - 1|`` (0.05 = five percentage points further off);
-- significance is a two-sided Mann-Whitney U test on the samples (scipy);
-- a **regression** is a change in the bad direction beyond ``--threshold``
-  *and* p < ``--alpha``; an improvement is the mirror image; anything else is
-  "no change".  Metrics without a good direction (counts set by the case,
-  like ``cpu_expected``) are shown but never judged.
+- BASE and NEW may each be several runs, comma-separated (``A1,A2,A3``): they
+  are pooled with the run as a level, so run-to-run variance counts.
+- ``--normalise`` divides every sample by the median of the same series of the
+  run's reference backend (``reference`` in the scenario, or ``--normalise
+  BACKEND``): host drift moves all backends of a run together and cancels.
+- ``--calibrate RUN RUN …`` compares every pair of runs of the same commit and
+  stores the largest change seen per series as its noise floor (``--noise``
+  file); compare uses it as the margin where it exceeds ``--threshold``.
 
-Exit status: 1 when anything regressed, 0 otherwise, 2 with one line on
-unreadable input.  With few samples a test cannot reach p < 0.05 (3 vs 3
-samples: the smallest two-sided p is 0.1); such rows say so.
+Exit status: 1 only when something regressed, 0 otherwise, 2 with one line on
+unreadable input.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import math
 import sys
-from collections.abc import Iterable
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import abtest
+from harness.metric import HIGHER, LOWER, NONE, ONE
+
+__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "markdown", "calibrate"]
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-HELP = "compare two runs metric by metric; exit 1 on a significant regression"
-
-LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
-
-#: which way is better, per metric; prefixes for families; anything else falls back on its unit
-DIRECTIONS: dict[str, str] = {
-    # startup
-    "launch_to_ready": LOWER, "launch_to_exit": LOWER, "exit_to_clean": LOWER, "launch_to_clean": LOWER,
-    # memory
-    "pss": LOWER, "uss": LOWER, "rss": LOWER, "pss_overhead": LOWER, "uss_overhead": LOWER,
-    "guest_mem_total": NONE, "guest_mem_used": LOWER,
-    # density: density_slope is host MiB consumed per extra instance (positive)
-    "mem_available": NONE, "density_slope": LOWER, "density_r2": NONE, "density_intercept": NONE,
-    # cpu_quota: accuracy is closeness of delivered/expected to 1
-    "cpu_ratio": ONE, "cpu_delivered": NONE, "cpu_expected": NONE, "guest_cpu_delivered": NONE,
-    "nr_periods": NONE, "nr_throttled": NONE, "throttled_ms": NONE,
-    # mem_limit / pids_limit: enforcement outcomes are judged by `isobench validate`
-    "mem_peak": NONE, "mem_limit": NONE, "oom_killed": NONE, "oom_time_ms": LOWER, "mem_failcnt": NONE,
-    "pids_reached": NONE, "pids_limit": NONE, "pids_refused": NONE, "pids_peak": NONE,
-}
-PREFIX_DIRECTIONS = {"phase_": LOWER, "floor_": LOWER}
-UNIT_DIRECTIONS = {"ms": LOWER, "MiB": LOWER}
+HELP = "A/B-compare runs series by series; exit 1 only on a significant regression"
+NOISE_FILE = Path("results/noise.json")
+NOISE_SCHEMA = "isobench/noise"
 
 KEYS = ["backend", "measurement", "workload", "metric", "unit"]
+Key = tuple[Any, ...]
 
 
-def direction(metric: str, unit: str | None = None) -> str:
-    if metric in DIRECTIONS:
-        return DIRECTIONS[metric]
-    for prefix, d in PREFIX_DIRECTIONS.items():
-        if metric.startswith(prefix):
-            return d
-    return UNIT_DIRECTIONS.get(unit or "", NONE)
+def direction(name: str, unit: str | None = None) -> str:
+    from harness.measure import catalogue
+
+    return catalogue().direction(name, unit)
 
 
 @dataclass(frozen=True)
@@ -74,63 +63,20 @@ class Row:
     base_median: float
     new_median: float
     change: float  # relative change of the median; for ONE, change of |median - 1|
-    p: float
-    verdict: str  # regression | improvement | no change | not judged | only in base | only in new
+    lo: float  # (1 - 2 alpha) interval of the change
+    hi: float
+    p: float  # uncorrected
+    q: float  # adjusted across the judged series (BH or Holm)
+    margin: float
+    verdict: str  # regression | improvement | equivalent | inconclusive | not judged | only in base|new
     why: str = ""
+    runs: tuple[int, int] = (1, 1)
 
 
-def judge(base: list[float], new: list[float], metric: str, unit: str | None, threshold: float,
-          alpha: float) -> tuple[str, float, float, float, float, str]:
-    """(verdict, base median, new median, change, p, why) for one series."""
-    from harness import stats  # numpy/scipy: imported when comparing, not for `isobench --help`
-
-    d = direction(metric, unit)
-    b = stats.summarize(base).median if base else math.nan
-    n = stats.summarize(new).median if new else math.nan
-    if not base or not new:
-        return ("only in new" if not base else "only in base"), b, n, math.nan, math.nan, ""
-    if d == ONE:
-        change = abs(n - 1) - abs(b - 1)
-    elif b != 0:
-        change = (n - b) / abs(b)
-    else:
-        change = 0.0 if n == 0 else math.copysign(math.inf, n)
-    p = stats.mann_whitney(base, new)
-    if d == NONE:
-        return "not judged", b, n, change, p, "no better direction"
-    worse = change > threshold if d in (LOWER, ONE) else change < -threshold
-    better = change < -threshold if d in (LOWER, ONE) else change > threshold
-    significant = not math.isnan(p) and p < alpha
-    if (worse or better) and not significant:
-        why = f"p={p:.2g} >= {alpha:g}" + (" (too few samples to reach significance)"
-                                            if min_p(len(base), len(new)) >= alpha else "")
-        return "no change", b, n, change, p, why
-    if worse:
-        return "regression", b, n, change, p, ""
-    if better:
-        return "improvement", b, n, change, p, ""
-    return "no change", b, n, change, p, ""
-
-
-def min_p(n1: int, n2: int) -> float:
-    """The smallest two-sided p an exact Mann-Whitney U test can give for these sizes."""
-    return 2 / math.comb(n1 + n2, n1) if n1 and n2 else 1.0
-
-
-def series(df: pd.DataFrame) -> dict[tuple[Any, ...], list[float]]:
-    """ok, non-warm-up values per (KEYS + params) key; missing params read as None."""
-    from harness import stats
-
-    if df.empty:
-        return {}
-    df = df[(df["status"] == "ok") & ~df["warmup"].fillna(False).astype(bool)]
-    pcols = stats.param_columns(df)
-    out: dict[tuple[Any, ...], list[float]] = {}
-    for key, g in df.groupby(KEYS + pcols, dropna=False):
-        params = tuple((c.removeprefix("param_"), _norm(v)) for c, v in zip(pcols, key[len(KEYS):], strict=True)
-                       if _norm(v) is not None)
-        out[(*key[:len(KEYS)], params)] = [float(v) for v in g["value"]]
-    return out
+def key_text(key: Key) -> str:
+    """A stable text form of a series key (the noise file's keys)."""
+    params = " ".join(f"{k}={v}" for k, v in key[-1])
+    return "|".join([*(str(k) for k in key[:len(KEYS)]), params])
 
 
 def _norm(v: Any) -> Any:
@@ -141,16 +87,134 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.05, alpha: float = 0.05) -> list[Row]:
-    sb, sn = series(base), series(new)
+def series(df: pd.DataFrame) -> dict[Key, list[float]]:
+    """ok, non-warm-up values per (KEYS + params) key; missing params read as None."""
+    from harness import stats
+
+    if df.empty:
+        return {}
+    df = df[(df["status"] == "ok") & ~df["warmup"].fillna(False).astype(bool)]
+    pcols = stats.param_columns(df)
+    out: dict[Key, list[float]] = {}
+    for key, g in df.groupby(KEYS + pcols, dropna=False):
+        params = tuple((c.removeprefix("param_"), _norm(v)) for c, v in zip(pcols, key[len(KEYS):], strict=True)
+                       if _norm(v) is not None)
+        out[(*key[:len(KEYS)], params)] = [float(v) for v in g["value"]]
+    return out
+
+
+#: units normalised by --normalise: host drift scales durations; memory and ratios keep their values
+NORMALISED_UNITS = {"ms"}
+
+
+def normalised(s: Mapping[Key, list[float]], reference: str) -> dict[Key, list[float]]:
+    """Each duration series divided by the median of the reference backend's same series in the
+    same run; durations without a reference counterpart (or a zero one) and the reference's own
+    durations drop out; other units pass unchanged."""
+    import numpy as np
+
+    out: dict[Key, list[float]] = {}
+    for key, values in s.items():
+        if key[4] not in NORMALISED_UNITS:
+            out[key] = values
+            continue
+        if key[0] == reference:
+            continue
+        ref = s.get((reference, *key[1:]))
+        if not ref or np.median(ref) == 0:
+            continue
+        m = float(np.median(ref))
+        out[key] = [v / m for v in values]
+    return out
+
+
+def reference_of(manifest: Mapping[str, Any]) -> str | None:
+    """The scenario's ``reference`` backend, read from the scenario text stored in the manifest."""
+    text = (manifest.get("scenario") or {}).get("text") or ""
+    try:
+        ref = tomllib.loads(text).get("scenario", {}).get("reference")
+    except tomllib.TOMLDecodeError:
+        return None
+    return ref if isinstance(ref, str) else None
+
+
+def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[Key, list[list[float]]]:
+    """Per series, one list of values per run (runs normalised first when ``reference`` is set)."""
+    out: dict[Key, list[list[float]]] = {}
+    for df in frames:
+        s = series(df)
+        for key, values in (normalised(s, reference) if reference else s).items():
+            out.setdefault(key, []).append(values)
+    return out
+
+
+def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
+            threshold: float = abtest.THRESHOLD, alpha: float = abtest.ALPHA, *,
+            noise: Mapping[str, float] | None = None, correction: str = "bh",
+            reference: str | None = None, bootstraps: int = abtest.BOOTSTRAPS) -> list[Row]:
+    """A verdict per series; p-values of the judged series are adjusted together."""
+    sb = side(base if isinstance(base, list) else [base], reference)
+    sn = side(new if isinstance(new, list) else [new], reference)
+    noise = noise or {}
+    keys = sorted(set(sb) | set(sn), key=lambda k: tuple(str(x) for x in k))
+    effects: dict[Key, abtest.Effect] = {}
+    for key in keys:
+        if key in sb and key in sn and direction(key[3], key[4]) != NONE:
+            effects[key] = abtest.measure(sb[key], sn[key], direction(key[3], key[4]), alpha=alpha,
+                                          bootstraps=bootstraps)
+    judged = [k for k, e in effects.items() if e.enough]
+    qs = dict(zip(judged, abtest.adjust([effects[k].p for k in judged], correction), strict=True))
     rows = []
-    for key in sorted(set(sb) | set(sn), key=lambda k: tuple(str(x) for x in k)):
-        b, n = sb.get(key, []), sn.get(key, [])
-        verdict, bm, nm, change, p, why = judge(b, n, key[3], key[4], threshold, alpha)
-        k = dict(zip(KEYS, key[:len(KEYS)], strict=True))
-        k["params"] = " ".join(f"{name}={v}" for name, v in key[-1])
-        rows.append(Row(k, b, n, direction(key[3], key[4]), bm, nm, change, p, verdict, why))
+    for key in keys:
+        rows.append(_row(key, sb.get(key, []), sn.get(key, []), effects.get(key), qs.get(key, math.nan),
+                         max(threshold, noise.get(key_text(key), 0.0)), alpha))
     return rows
+
+
+def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abtest.Effect | None, q: float,
+         margin: float, alpha: float) -> Row:
+    import numpy as np
+
+    k = dict(zip(KEYS, key[:len(KEYS)], strict=True))
+    k["params"] = " ".join(f"{name}={v}" for name, v in key[-1])
+    d = direction(key[3], key[4])
+    b = [v for r in b_runs for v in r]
+    n = [v for r in n_runs for v in r]
+    nan = math.nan
+    bm = float(np.median(b)) if b else nan
+    nm = float(np.median(n)) if n else nan
+    runs = (len(b_runs), len(n_runs))
+    if not b or not n:
+        return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin,
+                   "only in new" if not b else "only in base", runs=runs)
+    if e is None:
+        return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin, "not judged", "no better direction",
+                   runs=runs)
+    verdict, why = abtest.verdict(e, q, d, margin, alpha)
+    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, q, margin, verdict, why, runs=runs)
+
+
+def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[str, float]:
+    """The noise floor per series: the largest |change| of its median over every pair of runs."""
+    sides = [side([df], reference) for df in runs]
+    floor: dict[str, float] = {}
+    for a, b in itertools.combinations(sides, 2):
+        for key in set(a) & set(b):
+            d = direction(key[3], key[4])
+            if d == NONE:
+                continue
+            e = abtest.measure(a[key], b[key], d, bootstraps=99)
+            if math.isfinite(e.change):
+                t = key_text(key)
+                floor[t] = max(floor.get(t, 0.0), abs(e.change))
+    return floor
+
+
+def read_noise(path: Path, normalise: bool) -> dict[str, float]:
+    data = json.loads(path.read_text())
+    if data.get("schema") != NOISE_SCHEMA:
+        raise ValueError(f"{path}: not an isobench noise file")
+    return dict(data["normalised" if normalise else "raw"])
 
 
 def _fmt(v: float) -> str:
@@ -159,46 +223,73 @@ def _fmt(v: float) -> str:
     return fmt(v)
 
 
+def _change_text(r: Row, v: float) -> str:
+    if math.isnan(v):
+        return ""
+    if not math.isfinite(v):
+        return "∞"
+    return f"{v:+.3f}" if r.direction == ONE else f"{v:+.1%}"
+
+
+ORDER = {"regression": 0, "improvement": 1, "inconclusive": 2, "equivalent": 3, "only in base": 4,
+         "only in new": 5, "not judged": 6}
+
+
 def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: float, alpha: float,
-             show_all: bool = False) -> str:
+             show_all: bool = False, *, correction: str = "bh", noise: str | None = None,
+             reference: str | None = None) -> str:
     """The verdicts as a Markdown table, regressions first; "not judged" rows only with ``show_all``."""
     from tabulate import tabulate
 
     rows = list(rows)
-    counts = {v: sum(r.verdict == v for r in rows) for v in
-              ("regression", "improvement", "no change", "not judged", "only in base", "only in new")}
+    counts = {v: sum(r.verdict == v for r in rows) for v in ORDER}
+    method = {"bh": "Benjamini–Hochberg", "holm": "Holm"}[correction]
     head = (f"## isobench compare: {base_name} → {new_name}\n\n"
-            f"Threshold {threshold:.0%} (cpu_ratio: {threshold:g} further from 1), significance p < {alpha:g} "
-            f"(Mann-Whitney U, two-sided).  "
-            + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + "."
+            f"Rank-sum permutation test per series (hierarchical bootstrap where a side pools runs), "
+            f"{method}-adjusted p < {alpha:g}; margin {threshold:.0%} (cpu_ratio: {threshold:g} from 1)"
+            + (f" or the noise floor from {noise}, whichever is larger" if noise else " (uncalibrated)")
+            + f"; equivalent = the {1 - 2 * alpha:.0%} interval lies within ±margin (TOST)"
+            + (f"; durations normalised to {reference}'s median in the same run" if reference else "")
+            + ".  " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + "."
             + ("" if show_all or not counts["not judged"] else " (--all shows the rows not judged)") + "\n")
-    order = {"regression": 0, "improvement": 1, "no change": 2, "only in base": 3, "only in new": 4,
-             "not judged": 5}
     table = []
-    for r in sorted(rows, key=lambda r: order[r.verdict]):
+    for r in sorted(rows, key=lambda r: ORDER[r.verdict]):
         if r.verdict == "not judged" and not show_all:
             continue
-        if r.direction == ONE:
-            change = f"{r.change:+.3f} from 1" if not math.isnan(r.change) else ""
-        else:
-            change = f"{r.change:+.1%}" if not math.isnan(r.change) and math.isfinite(r.change) else \
-                ("" if math.isnan(r.change) else "∞")
+        interval = f"[{_change_text(r, r.lo)}, {_change_text(r, r.hi)}]" if math.isfinite(r.lo) else ""
+        runs = "" if r.runs == (1, 1) else f", {r.runs[0]} vs {r.runs[1]} runs"
         verdict = f"**{r.verdict}**" if r.verdict in ("regression", "improvement") else r.verdict
         table.append([r.key["backend"], f"{r.key['measurement']}/{r.key['workload']}", r.key["params"],
-                      r.key["metric"], r.key["unit"], f"{_fmt(r.base_median)} (n={len(r.base)})",
-                      f"{_fmt(r.new_median)} (n={len(r.new)})", change,
-                      "" if math.isnan(r.p) else f"{r.p:.2g}", verdict + (f" — {r.why}" if r.why else "")])
-    headers = ["backend", "case", "params", "metric", "unit", "base median", "new median", "change", "p",
-               "verdict"]
+                      r.key["metric"], r.key["unit"], f"{_fmt(r.base_median)} (n={len(r.base)}{runs})",
+                      f"{_fmt(r.new_median)} (n={len(r.new)})", _change_text(r, r.change), interval,
+                      "" if math.isnan(r.q) else f"{r.q:.2g}",
+                      "" if r.verdict in ("not judged", "only in base", "only in new") else
+                      (f"±{r.margin:.3f}" if r.direction == ONE else f"±{r.margin:.0%}"),
+                      verdict + (f" — {r.why}" if r.why else "")])
+    headers = ["backend", "case", "params", "metric", "unit", "base median", "new median", "change",
+               f"{1 - 2 * alpha:.0%} interval", "adj. p", "margin", "verdict"]
     return head + "\n" + tabulate(table, headers=headers, tablefmt="github") + "\n"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("base", type=Path, metavar="BASE", help="the reference run directory")
-    p.add_argument("new", type=Path, metavar="NEW", help="the run directory to judge")
-    p.add_argument("--threshold", type=float, default=0.05,
+    p.add_argument("runs", nargs="+", type=str, metavar="RUN",
+                   help="BASE NEW (each may be several run directories, comma-separated); "
+                        "with --calibrate: two or more runs of the same commit")
+    p.add_argument("--threshold", type=float, default=abtest.THRESHOLD,
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--alpha", type=float, default=abtest.ALPHA,
+                   help="significance level after the correction (default 0.01)")
+    p.add_argument("--correction", choices=("bh", "holm"), default="bh",
+                   help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
+    p.add_argument("--noise", type=Path, default=None, metavar="FILE",
+                   help=f"noise floors from --calibrate (default {NOISE_FILE} when it exists)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="learn the noise floor per series from A/A runs and write it to --noise")
+    p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
+                   help="divide by the median of the reference backend in the same run "
+                        "(default: the scenario's `reference`)")
+    p.add_argument("--bootstraps", type=int, default=abtest.BOOTSTRAPS, metavar="N",
+                   help=f"bootstrap resamples per series for the intervals (default {abtest.BOOTSTRAPS})")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
@@ -206,38 +297,89 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also list metrics without a better direction (counts set by the case)")
 
 
-def main(args: argparse.Namespace) -> int:
-    from harness.results import ResultsError, load
+def _fail(msg: str) -> int:
+    print(f"isobench compare: {msg}", file=sys.stderr)
+    return 2
 
-    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1:
-        print("isobench compare: --threshold must be in [0, 10) and --alpha in (0, 1)", file=sys.stderr)
-        return 2
+
+def _load(spec: str) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
+    from harness.results import load, read_manifest
+
+    paths = [Path(s) for s in spec.split(",") if s]
+    return [load(p) for p in paths], [read_manifest(p) for p in paths]
+
+
+def _reference(arg: str | None, manifests: list[dict[str, Any]]) -> str | None:
+    if arg is None:
+        return None
+    if arg:
+        return arg
+    refs = {reference_of(m) for m in manifests}
+    if len(refs) != 1 or None in refs:
+        raise ValueError("--normalise: the runs' scenarios name no single `reference` backend; "
+                         "pass --normalise BACKEND")
+    return refs.pop()
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.results import ResultsError
+
+    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 0.5:
+        return _fail("--threshold must be in [0, 10) and --alpha in (0, 0.5)")
+    if args.calibrate and len(args.runs) < 2 or not args.calibrate and len(args.runs) != 2:
+        return _fail("give BASE NEW, or --calibrate with two or more runs")
     try:
-        base, new = load(args.base), load(args.new)
+        loaded = [_load(s) for s in args.runs]
+        reference = _reference(args.normalise, [m for _, ms in loaded for m in ms])
     except (ResultsError, OSError, ValueError) as e:
-        print(f"isobench compare: {e}", file=sys.stderr)
-        return 2
-    rows = compare(base, new, args.threshold, args.alpha)
+        return _fail(str(e))
+    if args.calibrate:
+        if reference is None:  # store the normalised floors too whenever the scenario names a reference
+            refs = {reference_of(m) for _, ms in loaded for m in ms}
+            reference = refs.pop() if len(refs) == 1 else None
+        return _write_calibration(args, [df for dfs, _ in loaded for df in dfs], reference)
+    noise_path = args.noise or (NOISE_FILE if NOISE_FILE.exists() else None)
+    try:
+        noise = read_noise(noise_path, reference is not None) if noise_path else {}
+    except (OSError, ValueError, KeyError) as e:
+        return _fail(f"cannot read the noise file: {e}")
+    rows = compare(loaded[0][0], loaded[1][0], args.threshold, args.alpha, noise=noise,
+                   correction=args.correction, reference=reference,
+                   bootstraps=max(99, args.bootstraps))
     if not any(r.verdict not in ("only in base", "only in new") for r in rows):
-        print(f"isobench compare: {args.base} and {args.new} have no series in common", file=sys.stderr)
-        return 2
-    text = markdown(rows, args.base.name, args.new.name, args.threshold, args.alpha,
-                    getattr(args, "show_all", False))
+        return _fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
+    text = markdown(rows, args.runs[0], args.runs[1], args.threshold, args.alpha,
+                    getattr(args, "show_all", False), correction=args.correction,
+                    noise=str(noise_path) if noise_path else None, reference=reference)
     print(text)
     if args.markdown:
         try:
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             args.markdown.write_text(text)
         except OSError as e:
-            print(f"isobench compare: cannot write {args.markdown}: {e.strerror}", file=sys.stderr)
-            return 2
+            return _fail(f"cannot write {args.markdown}: {e.strerror}")
     from harness.report import compare_page
 
-    out = getattr(args, "out", None) or compare_page.default_out(args.base, args.new)
+    first = [Path(r.split(",")[0]) for r in args.runs]
+    out = getattr(args, "out", None) or compare_page.default_out(first[0], first[1])
     try:
-        page = compare_page.write(rows, args.base.name, args.new.name, text, out)
+        page = compare_page.write(rows, args.runs[0], args.runs[1], text, out)
         print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
     except OSError as e:
-        print(f"isobench compare: cannot write the page under {out}: {e.strerror}", file=sys.stderr)
-        return 2
-    return 1 if any(r.verdict == "regression" for r in rows) else 0
+        return _fail(f"cannot write the page under {out}: {e.strerror}")
+    return 1 if any(r.verdict == abtest.REGRESSION for r in rows) else 0
+
+
+def _write_calibration(args: argparse.Namespace, frames: list[pd.DataFrame], reference: str | None) -> int:
+    path = args.noise or NOISE_FILE
+    data = {"schema": NOISE_SCHEMA, "runs": args.runs, "reference": reference,
+            "raw": calibrate(frames), "normalised": calibrate(frames, reference) if reference else {}}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except OSError as e:
+        return _fail(f"cannot write {path}: {e.strerror}")
+    worst = sorted(data["raw"].items(), key=lambda kv: -kv[1])[:5]
+    print(f"isobench compare: noise floors of {len(data['raw'])} series from {len(frames)} runs written to "
+          f"{path}; largest: " + ", ".join(f"{k} {v:.1%}" for k, v in worst))
+    return 0

@@ -9,14 +9,15 @@ build) are installed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.base import PREFIX
+from runtimes.declaration import Check, resolve
 
 #: Debian/Ubuntu packages: the workloads, the VM stack, the OCI peers, and what
 #: building the Python dependencies needs (libvirt-python compiles against libvirt-dev)
@@ -41,20 +42,8 @@ PACKAGE_PROBES = {
     "chromium": "/usr/bin/chromium",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-    essential: bool = True
-
-    def line(self) -> str:
-        mark = "ok  " if self.ok else ("FAIL" if self.essential else "warn")
-        text = f"[{mark}] {self.name:<14} {self.detail}"
-        return text + (f"  -> fix: {self.fix}" if not self.ok and self.fix else "")
+#: util-linux's unshare(1), which tries each namespace kind in a child
+UNSHARE_TOOL = os.path.basename(PACKAGE_PROBES["util-linux"])
 
 
 def _debian_package_missing(pkg: str) -> bool:
@@ -95,16 +84,17 @@ def check_cgroups() -> Check:
         return Check("cgroups", False, f"cannot create a cgroup below our own: {e}",
                      "run as root on a host with cgroups mounted under /sys/fs/cgroup")
     mode = "v2" if info["version"] == 2 else ("v1 (hybrid)" if info.get("hybrid") else "v1")
-    return Check("cgroups", True, f"{mode}, controllers: {', '.join(info['controllers'])}")
+    return Check("cgroups", True, f"{mode}, controllers: {', '.join(map(str, info['controllers']))}")  # type: ignore[call-overload]
 
 
 def check_namespaces() -> Check:
-    if shutil.which("unshare") is None:
+    tool = shutil.which(UNSHARE_TOOL)
+    if tool is None:
         return Check("namespaces", False, "unshare(1) not found", "apt-get install util-linux")
     failed = []
     for ns in NAMESPACES:
         flag = "--fork --pid" if ns == "pid" else f"--{ns}"
-        r = subprocess.run(["unshare", *flag.split(), "true"], capture_output=True, text=True)
+        r = subprocess.run([tool, *flag.split(), "true"], capture_output=True, text=True)
         if r.returncode != 0:
             failed.append(f"{ns} ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode})")
     if failed:
@@ -124,65 +114,28 @@ def check_tools() -> Check:
     return Check("workloads", True, f"busybox + stress-ng ({len(files)} files with libraries)")
 
 
-def check_kvm(probe: bool) -> Check:
-    if not os.path.exists("/dev/kvm"):
-        return Check("kvm", False, "/dev/kvm missing: VMs run emulated (TCG), seconds per boot",
-                     "enable virtualization in firmware / load kvm_intel or kvm_amd", essential=False)
-    if not probe:
-        return Check("kvm", True, "/dev/kvm present (boot probe skipped)")
+def backend_checks(probe: bool) -> list[Callable[[], list[Check]]]:
+    """Each registered backend's own doctor lines (one call per distinct hook: oci:runc and
+    oci:crun share theirs), in registry order."""
+    import runtimes
+
+    hooks = list(dict.fromkeys(d.doctor for d in runtimes.declarations() if d.doctor))
+    return [functools.partial(_run_hook, hook, probe) for hook in hooks]
+
+
+def _run_hook(hook: str, probe: bool) -> list[Check]:
     try:
-        from runtimes.vm import backend as vm_backend
-    except ImportError as e:
-        return Check("kvm", False, f"cannot probe: {e}", "pip install libvirt-python", essential=False)
-    try:
-        verdict = vm_backend.accel_verdict()
-    except Exception as e:  # the probe talks to libvirt; any failure is a finding, not a crash
-        return Check("kvm", False, f"probe failed: {e}", "isobench doctor --fix", essential=False)
-    usable = verdict.accel == "kvm"
-    return Check("kvm", usable, f"guests boot with {verdict.accel}: {verdict.reason}",
-                 None if usable else "none needed: VM figures are labelled 'emulated (TCG)'", essential=False)
+        fn = resolve(hook)
+    except ImportError as e:  # that backend's library is missing: say so, it is not fatal
+        return [Check(hook.partition(":")[0].split(".")[1], False, f"not importable: {e}",
+                      "pip install the project's dependencies", essential=False)]
+    found: list[Check] = fn(probe)
+    return found
 
 
-def check_libvirt() -> Check:
-    try:
-        from runtimes.vm import host
-    except ImportError as e:
-        return Check("libvirt", False, f"VM backend not importable: {e}", "pip install libvirt-python")
-    reason = host.libvirt_status()
-    if reason and "libvirt-python is not installed" in reason and shutil.which("virsh"):
-        # the system Python of `doctor --fix` (before the venv exists): ask virsh instead
-        r = subprocess.run(["virsh", "-c", host.uri(), "version"], capture_output=True, text=True)
-        if r.returncode == 0:
-            return Check("libvirt", False, f"{host.uri()} answers (virsh), but this Python lacks libvirt-python",
-                         "pip install libvirt-python (nox sessions do)", essential=False)
-    if reason:
-        return Check("libvirt", False, reason, "isobench doctor --fix (starts virtlogd and libvirtd)")
-    return Check("libvirt", True, "qemu:///system answers")
-
-
-def check_kernel() -> Check:
-    try:
-        from runtimes.vm import host
-    except ImportError as e:
-        return Check("guest kernel", False, str(e), "pip install libvirt-python")
-    kernel = host.find_kernel()
-    if kernel is None:
-        return Check("guest kernel", False, "no /boot/vmlinuz-*", "apt-get install linux-image-amd64")
-    return Check("guest kernel", True, kernel)
-
-
-def check_oci() -> Check:
-    from runtimes.oci import RUNTIMES, find_runtime  # the lookup the oci backends use
-
-    found = [r for r in RUNTIMES if find_runtime(r)]
-    missing = [r for r in RUNTIMES if r not in found]
-    return Check("oci runtimes", not missing, ", ".join(found) or "none",
-                 f"apt-get install {' '.join(missing)}", essential=False)
-
-
-def checks(probe: bool) -> list[Callable[[], Check]]:
-    return [check_root, check_cgroups, check_namespaces, check_tools, check_libvirt, check_kernel,
-            lambda: check_kvm(probe), check_oci]
+def checks(probe: bool) -> list[Callable[[], Check | list[Check]]]:
+    generic: list[Callable[[], Check | list[Check]]] = [check_root, check_cgroups, check_namespaces, check_tools]
+    return generic + list(backend_checks(probe))
 
 
 def apply_fixes() -> int:
@@ -202,17 +155,20 @@ def apply_fixes() -> int:
             if subprocess.run(cmd, env=env).returncode != 0:
                 print(f"isobench doctor --fix: `{' '.join(cmd)}` failed")
                 return 1
-    from runtimes.vm import host
+    import runtimes
 
-    for action in host.configure_libvirt() + host.start_daemons():
-        print(action)
+    for hook in dict.fromkeys(d.host_setup for d in runtimes.declarations() if d.host_setup):
+        for action in resolve(hook)():
+            print(action)
     return 0
 
 
 def cgroup_migration_notes(version: int, fdm: dict[str, object]) -> list[str]:
     """What moving a task into a cgroup costs on this host, and the kernel options that change it."""
     if fdm.get("favordynmods"):
-        return [f"note: cgroup favordynmods is on ({', '.join(map(str, fdm['mounts']))}): moving a task "
+        mounts = fdm.get("mounts")
+        where = ", ".join(map(str, mounts)) if isinstance(mounts, list) else ""
+        return [f"note: cgroup favordynmods is on ({where}): moving a task "
                 f"between cgroups does not wait for an RCU grace period"]
     how = ("the container is born in its cgroup (clone3 CLONE_INTO_CGROUP)" if version == 2 else
            "the container moves its only thread itself (0 > tasks), which skips that wait")
@@ -230,11 +186,13 @@ def main(fix: bool = False, probe: bool = True) -> int:
     failed_essential = False
     for make in checks(probe):
         try:
-            c = make()
+            made = make()
+            found = made if isinstance(made, list) else [made]
         except Exception as e:  # a broken check must not hide the others
-            c = Check(getattr(make, "__name__", "check"), False, f"check crashed: {e}")
-        print(c.line(), flush=True)
-        failed_essential |= (not c.ok and c.essential)
+            found = [Check(getattr(make, "__name__", "check"), False, f"check crashed: {e}")]
+        for c in found:
+            print(c.line(), flush=True)
+            failed_essential |= (not c.ok and c.essential)
     with contextlib.suppress(Exception):
         from runtimes import cgroups
 

@@ -8,6 +8,7 @@ import runtimes
 from harness.errors import UserError
 from harness.results import new_run_id
 from runtimes.base import PREFIX, InstanceTimeout, LaunchSpec, Limits
+from runtimes.declaration import OptionError
 from runtimes.workloads import Workload
 
 NO_TIMEOUT = 10 * 365 * 86400.0
@@ -18,11 +19,12 @@ def run(backend_name: str, argv: list[str], *, cpus: float | None = None, period
         seccomp: str | None = None) -> int:
     options = {"seccomp": seccomp} if seccomp is not None else {}
     try:
-        backend = runtimes.get(backend_name, **options)
+        declared = runtimes.declaration(backend_name).check_options(options)
+        backend = runtimes.get(backend_name)
     except KeyError as e:
         raise UserError(str(e.args[0])) from e
-    except TypeError as e:  # the backend's constructor takes no such option
-        raise UserError(f"backend {backend_name} has no option {', '.join(options)} ({e})") from e
+    except OptionError as e:  # e.g. --seccomp for a backend without that option
+        raise UserError(f"backend {backend_name}: --{e.key}: {e}") from e
     reason = backend.available()
     if reason:
         raise UserError(f"backend {backend_name} unavailable: {reason}")
@@ -30,7 +32,7 @@ def run(backend_name: str, argv: list[str], *, cpus: float | None = None, period
     run_id = "exec" + new_run_id().replace("-", "")[-6:]
     spec = LaunchSpec(workload=Workload("noop"), run_id=run_id, instance=f"{PREFIX}-{run_id}-0",
                       limits=limits, timeout_s=timeout or NO_TIMEOUT,
-                      extra={"argv": list(argv), "stdio": "inherit"})
+                      extra={**declared, "argv": list(argv), "stdio": "inherit"})
     try:
         with backend.launch(spec) as inst:
             try:

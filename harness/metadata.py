@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import runtimes
 from runtimes import cgroups
 
 Collector = Callable[[], dict[str, Any]]
@@ -91,8 +92,12 @@ def _cgroup() -> dict[str, Any]:
 
 @collector
 def _virt() -> dict[str, Any]:
-    return {"kvm_device": os.path.exists("/dev/kvm"),
-            "qemu": _cmd("qemu-system-x86_64", "--version"),
+    tools: dict[str, Any] = {}
+    for d in runtimes.declarations():  # the tools backends run (e.g. the emulator), as they declare them
+        for key, argv in d.tools.items():
+            if key not in tools:
+                tools[key] = _cmd(*argv)
+    return {"kvm_device": os.path.exists("/dev/kvm"), **tools,
             "stress_ng": _cmd("stress-ng", "--version"),
             "busybox": (_cmd("busybox") or "").split(" multi-call")[0] or None}
 

@@ -18,9 +18,11 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harness.sample import Sample
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -38,24 +40,8 @@ class ResultsError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One observation. ``value`` is None when ``status`` is ``failed`` (``error`` says why)."""
-
-    backend: str
-    workload: str
-    measurement: str  # startup | memory | density | cpu_quota | mem_limit | pids_limit
-    metric: str  # e.g. launch_to_ready, pss_overhead, cpu_ratio (see README "Metrics")
-    value: float | None
-    unit: str  # ms, MiB, cpus, ratio, count, bool, ...
-    params: Mapping[str, Any] = field(default_factory=dict)
-    repetition: int = 0
-    warmup: bool = False
-    status: str = "ok"  # ok | failed
-    error: str | None = None
-    accel: str | None = None  # kvm | tcg for VM backends
-    note: str | None = None  # e.g. how a backend enforced a limit differently
-    case: str = ""  # stable id of the matrix cell (measurement/workload/params)
+__all__ = ["FLOOR", "MANIFEST", "SAMPLES", "SCHEMA", "SCHEMA_VERSION", "ResultsError", "RunWriter", "Sample",
+           "load", "new_run_id", "read_manifest", "read_samples"]
 
 
 def new_run_id() -> str:
@@ -156,7 +142,7 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
 
 def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
     """Every complete line; a line cut off by a kill mid-write is dropped."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(run_dir) / SAMPLES
     if not path.exists():
         return rows
@@ -193,6 +179,11 @@ def load(*run_dirs: Path | str) -> pd.DataFrame:
         params = pd.json_normalize(df["params"].tolist()).add_prefix("param_")
         params.index = df.index
         df = pd.concat([df.drop(columns=["params"]), params], axis=1)
+        if "conditions" in df.columns:  # host state at launch, one cond_* column each
+            cond = pd.json_normalize([c if isinstance(c, dict) else {} for c in df["conditions"]])
+            cond = cond.add_prefix("cond_")
+            cond.index = df.index
+            df = pd.concat([df.drop(columns=["conditions"]), cond], axis=1)
         df["host"] = host.get("hostname", "")
         df["kernel"] = host.get("kernel", "")
         df["cgroup_version"] = host.get("cgroup", {}).get("version")

@@ -1,10 +1,15 @@
 """Runs a scenario: expands the matrix, interleaves backends, stores every sample.
 
-Backends are interleaved per repetition (A B C A B C …) so that drift of the
-host (thermal, page cache, a noisy neighbour) hits every backend alike.  A
+Backends are interleaved in shuffled blocks (``harness.schedule``) so that drift
+of the host (thermal, page cache, a noisy neighbour) and the cost left behind
+by the previous launch hit every backend alike.  A
 failing sample is recorded with its reason and the run goes on; Ctrl-C or
 SIGTERM ends the run as ``interrupted`` after the instance in flight was
 cleaned up, keeping every completed sample.
+
+One ``ExitStack`` owns everything the run opens (mkosi's and Firecracker's
+factory style): every backend (closed last, in reverse order) and every live
+instance a measurement launched and did not clean up itself (cleaned first).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +28,11 @@ from harness.errors import UserError
 from harness.measure import MEASUREMENTS
 from harness.measure.context import Context
 from harness.results import RunWriter, Sample
-from harness.scenario import Case, Scenario
+from harness.scenario import Scenario
+from harness.schedule import Conditions, Step, label, plan
 from runtimes import cgroups
-from runtimes.base import Backend
+from runtimes.base import Backend, BackendError
 from runtimes.cgroups import CgroupError
-
-
-@dataclass(frozen=True)
-class Step:
-    case: Case  # already resolved for the backend (overrides applied)
-    backend: str
-    repetition: int
-    warmup: bool
-
-
-def plan(cases: list[Case], backends: list[str], accel: dict[str, str]) -> list[Step]:
-    """Every (case, repetition, backend), backends interleaved within a case."""
-    steps: list[Step] = []
-    for case in cases:
-        per_backend = {b: case.for_backend(b, accel.get(b)) for b in backends
-                       if not case.skipped_on(b, accel.get(b))}
-        longest = max((c.warmups + c.repetitions for c in per_backend.values()), default=0)
-        for i in range(longest):
-            for b, c in per_backend.items():
-                if i < c.warmups:
-                    steps.append(Step(c, b, i, True))
-                elif i < c.warmups + c.repetitions:
-                    steps.append(Step(c, b, i - c.warmups, False))
-    return steps
 
 
 class Interrupted(KeyboardInterrupt):
@@ -70,16 +52,22 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def open_backends(names: list[str], skip_unavailable: bool) -> dict[str, Backend]:
-    """Instantiate and check each backend before anything is created."""
+def open_backends(names: list[str], skip_unavailable: bool, stack: contextlib.ExitStack) -> dict[str, Backend]:
+    """Instantiate, check and prepare each backend before any sample; ``stack`` closes them."""
     backends: dict[str, Backend] = {}
     problems = []
     for name in names:
         try:
-            b = runtimes.get(name)
-            reason = b.available()
+            b = stack.enter_context(runtimes.get(name))
         except ImportError as e:
-            reason = f"backend not installed ({e})"
+            problems.append(f"{name}: backend not installed ({e})")
+            continue
+        reason = b.available()
+        if reason is None:
+            try:
+                b.prepare()  # the expensive one-off step (a guest's accelerator probe), explicitly
+            except BackendError as e:
+                reason = f"cannot prepare: {e}"
         if reason is None:
             backends[name] = b
         else:
@@ -94,11 +82,11 @@ def open_backends(names: list[str], skip_unavailable: bool) -> dict[str, Backend
     return backends
 
 
-def _progress(total: int, enabled: bool | None) -> Any:
+def _progress(steps: list[Step], enabled: bool | None) -> Any:
     """A bar on a terminal, a line every 10 s without one (CI logs), nothing when disabled."""
     from harness import progress
 
-    return progress.reporter(total, enabled)
+    return progress.reporter(len(steps), enabled, kinds=[f"{s.backend} {s.case.measurement}" for s in steps])
 
 
 def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None = None,
@@ -107,22 +95,16 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
     names = backend_names or scenario.backends
     with contextlib.suppress(CgroupError, OSError):  # a real problem resurfaces, per sample
         cgroups.prepare()
-    backends = open_backends(names, skip_unavailable)
-    try:
-        return _run(scenario, results_dir, backends, progress, run_id)
-    finally:
-        for b in backends.values():
-            with contextlib.suppress(Exception):
-                b.close()
+    with contextlib.ExitStack() as stack:
+        backends = open_backends(names, skip_unavailable, stack)
+        return _run(scenario, results_dir, backends, progress, run_id, stack)
 
 
 def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
-         run_id: str | None) -> Path:
-    for b in backends.values():  # the explicit host step (e.g. the vm accelerator probe)
-        b.prepare()
+         run_id: str | None, stack: contextlib.ExitStack) -> Path:
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
-    steps = plan(scenario.cases, list(backends), accel)
+    steps = plan(scenario.cases, list(backends), accel, scenario.seed)
     writer = RunWriter(results_dir, {
         "scenario": {"path": scenario.path, "name": scenario.name,
                      "description": scenario.description, "text": scenario.text},
@@ -130,23 +112,31 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "backends": backend_meta,
         "host": metadata.collect(),
         "planned_steps": len(steps),
+        "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},
     }, run_id)
     ctx = Context(run_id=writer.run_id, log_dir=writer.dir / "logs", accel=accel,
-                  backend_options=scenario.backend_options)
+                  backend_options=scenario.backend_options, backends=dict(backends), stack=stack)
+    # registered after the backends: runs before they close (what a measurement left live goes first)
+    stack.callback(ctx.cleanup_live)
     status = "interrupted"
-    bar = _progress(len(steps), progress)
+    done = 0  # counted here: the progress bar does not count when it is disabled
+    bar = _progress(steps, progress)
     try:
+        conditions, previous = Conditions(), None
         with sigterm_unwinds():
-            for i, step in enumerate(steps):
+            for step in steps:
                 bar.set_postfix_str(f"{step.backend} {step.case.id}"[:60])
-                writer.add_all(_execute(backends[step.backend], step, ctx))
+                where = {"position": done, "predecessor": label(previous), "conditions": conditions.read()}
+                writer.add_all(replace(s, **where) for s in _execute(backends[step.backend], step, ctx))
+                previous = step
+                done += 1
                 bar.update(1)
-                if i % 20 == 0:
-                    writer.update(done_steps=i + 1)
+                if done % 20 == 1:
+                    writer.update(done_steps=done)
         status = "completed"
     finally:
         bar.close()
-        writer.update(done_steps=bar.n)
+        writer.update(done_steps=done)
         writer.finish(status)
     return writer.dir
 

@@ -2,21 +2,21 @@
 
     [scenario]
     name = "default"
-    backends = ["bare", "container", "vm"]
+    backends = ['bare', 'container', 'vm']   # any registered backends (``runtimes.REGISTRY``)
     repetitions = 10          # defaults for every experiment
     warmups = 1
     timeout = 60              # seconds an instance may take to become ready / to exit
 
-    [backend.vm]              # launch options per backend
+    [backend.vm]              # launch options per backend, as its declaration types them
     vcpus = 1
     memory_mib = 256
 
     [[experiment]]
     measurement = "startup"   # startup | memory | density | cpu_quota | mem_limit | pids_limit
     workloads = ["noop", "idle"]
-    backends = ["bare", "container"]   # optional: a subset of scenario.backends
+    backends = ['bare', 'container']   # optional: a subset of scenario.backends
     repetitions = 20
-    overrides = { "vm@tcg" = { repetitions = 2 } }   # per backend, or backend@accelerator
+    overrides = { 'vm@tcg' = { repetitions = 2 } }   # per backend, or backend@accelerator
 
     [[experiment]]
     measurement = "cpu_quota"
@@ -36,8 +36,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import runtimes
 from runtimes import names as backend_names
 from runtimes.base import Limits
+from runtimes.declaration import OptionError
 from runtimes.workloads import CATALOG, Workload
 
 
@@ -45,21 +47,12 @@ class ScenarioError(ValueError):
     """A scenario file is malformed; str() is the one line shown to the user."""
 
 
-# measurement -> (default workload, allowed grid keys with (type, minimum, maximum))
 _NUM = (int, float)
-GRIDS: dict[str, tuple[str | None, dict[str, tuple[tuple[type, ...], float, float]]]] = {
-    "startup": (None, {}),
-    "memory": ("idle", {}),
-    "density": ("idle", {}),
-    "cpu_quota": ("cpu", {"quota": (_NUM, 1e-3, 1024), "threads": ((int,), 1, 1024),
-                          "period_ms": (_NUM, 1, 1000)}),
-    "mem_limit": ("mem", {"limit_mib": ((int,), 4, 1 << 20), "mib": ((int,), 1, 1 << 20)}),
-    "pids_limit": ("pids", {"limit": ((int,), 1, 1 << 22), "count": ((int,), 1, 100_000)}),
-}
 EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params", "repetitions", "warmups",
                    "timeout", "grid", "seconds", "instances", "settle", "overrides"}
-OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "seconds", "skip"}
-SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout"}
+#: (``seconds`` is not: it is part of the workload, the same on every backend of a case)
+OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "skip"}
+SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
 TOP_KEYS = {"scenario", "backend", "experiment"}
 
 
@@ -95,8 +88,6 @@ class Case:
                 o.pop("skip", None)
                 if "timeout" in o:
                     o["timeout_s"] = o.pop("timeout")
-                if "seconds" in o:
-                    o.pop("seconds")  # part of the workload; kept per case for comparability
                 case = replace(case, **o)
         return case
 
@@ -116,6 +107,10 @@ class Scenario:
     cases: list[Case]
     backend_options: dict[str, dict[str, Any]]
     text: str
+    #: seeds the shuffled order of backends in each block (harness.schedule)
+    seed: int = 0
+    #: the in-run reference backend `isobench compare --normalise` divides durations by
+    reference: str | None = None
 
 
 def _err(path: str, key: str, problem: str) -> ScenarioError:
@@ -124,7 +119,8 @@ def _err(path: str, key: str, problem: str) -> ScenarioError:
 
 def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf"),
             types: tuple[type, ...] = _NUM) -> Any:
-    if isinstance(value, bool) or not isinstance(value, types):
+    """``value`` if it is a number of ``types`` within [lo, hi]; else a ScenarioError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, types) or not isinstance(value, (int, float)):
         kind = "an integer" if types == (int,) else "a number"
         raise _err(path, key, f"must be {kind}, got {value!r}")
     if not lo <= value <= hi:
@@ -135,9 +131,12 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
 def load(path: str | Path) -> Scenario:
     p = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{p}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); "
+                            f"a scenario is a TOML file") from e
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -155,7 +154,7 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
     for key in head:
         if key not in SCENARIO_KEYS:
             raise _err(p, f"scenario.{key}", "unknown key")
-    backends = head.get("backends", ["bare"])
+    backends = head.get("backends", [runtimes.memory_reference()])
     if not isinstance(backends, list) or not backends:
         raise _err(p, "scenario.backends", "must be a non-empty list of backend names")
     for b in backends:
@@ -174,17 +173,22 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
             raise _err(p, f"backend.{b}", "unknown backend")
         if not isinstance(opts, Mapping):
             raise _err(p, f"backend.{b}", "must be a table")
-        for k in ("vcpus", "memory_mib"):
-            if k in opts:
-                _number(p, f"backend.{b}.{k}", opts[k], 1 if k == "vcpus" else 32, 1 << 20, (int,))
+        try:
+            runtimes.declaration(b).check_options(opts)
+        except OptionError as e:
+            raise _err(p, f"backend.{b}.{e.key}", str(e)) from e
     experiments = data.get("experiment", [])
     if not isinstance(experiments, list) or not experiments:
         raise _err(p, "experiment", "at least one [[experiment]] is needed")
     cases: list[Case] = []
     for i, exp in enumerate(experiments):
         cases += _expand(p, f"experiment[{i}]", exp, defaults, backends)
+    reference = head.get("reference")
+    if reference is not None and reference not in backends:
+        raise _err(p, "scenario.reference", f"must be one of the scenario's backends, got {reference!r}")
     return Scenario(p, str(head.get("name", Path(p).stem)), str(head.get("description", "")),
-                    list(backends), cases, {k: dict(v) for k, v in options.items()}, text)
+                    list(backends), cases, {k: dict(v) for k, v in options.items()}, text,
+                    _number(p, "scenario.seed", head.get("seed", 0), 0, 2**63, (int,)), reference)
 
 
 def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:
@@ -193,10 +197,13 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
     for key in exp:
         if key not in EXPERIMENT_KEYS:
             raise _err(p, f"{where}.{key}", "unknown key")
+    from harness.measure import catalogue  # the measurements declare their workload and grid
+
+    infos = catalogue().measurements
     m = exp.get("measurement")
-    if m not in GRIDS:
-        raise _err(p, f"{where}.measurement", f"unknown measurement {m!r} (known: {', '.join(GRIDS)})")
-    default_wl, grid_spec = GRIDS[m]
+    if m not in infos:
+        raise _err(p, f"{where}.measurement", f"unknown measurement {m!r} (known: {', '.join(infos)})")
+    default_wl, grid_spec = infos[m].workload, infos[m].grid
     where = f"{where}({m})"
     names = exp.get("workloads", [exp["workload"]] if "workload" in exp else [default_wl] if default_wl else None)
     if not isinstance(names, list) or not names:
@@ -234,10 +241,10 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
             raise _err(p, f"{where}.grid.{key}", f"unknown grid key (allowed for {m}: {allowed})")
         if not isinstance(values, list) or not values:
             raise _err(p, f"{where}.grid.{key}", "must be a non-empty list")
-        types, lo, hi = grid_spec[key]
+        spec = grid_spec[key]
         for v in values:
-            _number(p, f"{where}.grid.{key}", v, lo, hi, types)
-    missing = [k for k in grid_spec if k not in grid and k != "period_ms"]
+            _number(p, f"{where}.grid.{key}", v, spec.minimum, spec.maximum, spec.types)
+    missing = [k for k, spec in grid_spec.items() if k not in grid and spec.required]
     if missing:
         raise _err(p, f"{where}.grid", f"{m} needs {', '.join(missing)}")
     keys = list(grid)

@@ -7,15 +7,23 @@ results shows the same intervals.
 Conventions:
 - the centre is the median (startup and memory distributions are skewed and
   have a long tail; the mean would follow the tail);
-- the 95 % interval of a median is a percentile bootstrap; percentile rather
-  than BCa because BCa breaks down on the ties and tiny samples benchmark data
-  is full of (booleans, counts, identical pids numbers);
+- the 95 % interval of a median (or any quantile) is the distribution-free
+  order-statistic interval (``scipy.stats.quantile_test``): two order
+  statistics whose binomial coverage is at least 95 % for any continuous
+  distribution.  Below the n where that coverage is reachable (n < 6 for the
+  median) there is no interval, and the summary says so instead of printing
+  a zero-width or bootstrap interval that covers far less than it claims;
+- a ratio of two medians gets a BCa bootstrap interval that resamples both
+  samples (``scipy.stats.bootstrap``), only when both sides could carry a
+  median interval themselves;
+- a slope gets Theil–Sen with its rank-based interval (``scipy.stats.theilslopes``);
 - outliers are points whose modified z-score (Iglewicz & Hoaglin) exceeds 3.5.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +41,8 @@ OUTLIER_Z = 3.5
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 20240601
+#: below this n no distribution-free 95 % interval of a median exists (1 - 2 * 0.5**5 < 0.95)
+MIN_N_CI = 6
 
 #: the columns that identify one series in a summary table (plus every param_* column)
 KEYS = ("backend", "accel", "measurement", "workload", "metric", "unit")
@@ -49,7 +59,7 @@ class Summary:
     mean: float
     stdev: float
     cv: float  # stdev / |mean|; nan when the mean is 0 or n < 2
-    ci_lo: float  # bootstrap 95 % interval of the median
+    ci_lo: float  # distribution-free 95 % interval of the median; nan below MIN_N_CI
     ci_hi: float
     outliers: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
@@ -66,18 +76,43 @@ def _clean(values: Iterable[Any]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def bootstrap_median_ci(x: np.ndarray, confidence: float = CONFIDENCE,
-                        n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = SEED) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the median (vectorised, seeded)."""
-    if x.size == 0:
+def quantile_ci_ranks(n: int, q: float = 0.5, confidence: float = CONFIDENCE) -> tuple[int, int] | None:
+    """1-based ranks (l, u) of the order statistics that bound the ``q`` quantile with at
+    least ``confidence`` (equal tails, each <= (1 - confidence) / 2), or None when n is too small.
+
+    The same interval ``scipy.stats.quantile_test(...).confidence_interval`` returns (a test
+    checks it); computed from the binomial here so a simulation can use it vectorised.
+    """
+    from scipy import stats
+
+    if n < 1:
+        return None
+    tail = (1 - confidence) / 2
+    k = np.arange(n + 1)
+    cdf = stats.binom.cdf(k, n, q)  # cdf[j] = P(#below <= j)
+    lows = np.nonzero(cdf[:n] <= tail)[0]  # rank l = j + 1 has P(B <= l - 1) <= tail
+    sf = stats.binom.sf(k - 1, n, q)  # sf[j] = P(#below >= j)
+    highs = np.nonzero(sf[1:] <= tail)[0] + 1  # rank u: P(B >= u) <= tail
+    if lows.size == 0 or highs.size == 0:
+        return None
+    return int(lows[-1]) + 1, int(highs[0])
+
+
+def min_n_for_ci(q: float = 0.5, confidence: float = CONFIDENCE) -> int:
+    """The smallest n with an order-statistic interval of the ``q`` quantile (6 for a 95 % median)."""
+    n = 1
+    while quantile_ci_ranks(n, q, confidence) is None:
+        n += 1
+    return n
+
+
+def quantile_ci(x: np.ndarray, q: float = 0.5, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Distribution-free interval of the ``q`` quantile; (nan, nan) below ``min_n_for_ci``."""
+    ranks = quantile_ci_ranks(int(x.size), q, confidence)
+    if ranks is None:
         return math.nan, math.nan
-    if x.size == 1 or np.all(x == x[0]):
-        return float(x[0]) if x.size == 1 else float(np.median(x)), float(np.median(x))
-    rng = np.random.default_rng(seed)
-    medians = np.median(x[rng.integers(0, x.size, size=(n_resamples, x.size))], axis=1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(medians, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    s = np.sort(x)
+    return float(s[ranks[0] - 1]), float(s[ranks[1] - 1])
 
 
 def outlier_mask(x: np.ndarray) -> np.ndarray:
@@ -99,7 +134,7 @@ def outlier_mask(x: np.ndarray) -> np.ndarray:
     return dev / scale > OUTLIER_Z
 
 
-def summarize(values: Iterable[Any], *, seed: int = SEED) -> Summary:
+def summarize(values: Iterable[Any]) -> Summary:
     """Summary statistics of one series, with warnings where the numbers deserve doubt."""
     x = _clean(values)
     n = int(x.size)
@@ -109,10 +144,12 @@ def summarize(values: Iterable[Any], *, seed: int = SEED) -> Summary:
     mean = float(np.mean(x))
     stdev = float(np.std(x, ddof=1)) if n > 1 else math.nan
     cv = stdev / abs(mean) if n > 1 and mean != 0 else math.nan
-    lo, hi = bootstrap_median_ci(x, seed=seed)
+    lo, hi = quantile_ci(x)
     outliers = int(outlier_mask(x).sum())
     warnings = []
-    if n < MIN_SAMPLES:
+    if n < MIN_N_CI:
+        warnings.append(f"too few samples for a {CONFIDENCE:.0%} interval (n={n} < {MIN_N_CI})")
+    elif n < MIN_SAMPLES:
         warnings.append(f"too few samples (n={n} < {MIN_SAMPLES})")
     if not math.isnan(cv) and cv >= CV_WARN:
         warnings.append(f"unstable: cv {cv:.0%} >= {CV_WARN:.0%}")
@@ -217,22 +254,74 @@ def permutation_test(a: Iterable[Any], b: Iterable[Any], *, n_resamples: int = 9
 
 def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = CONFIDENCE,
                      n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = SEED) -> tuple[float, float, float]:
-    """median(a) / median(b) with a percentile-bootstrap interval (a and b resampled independently).
+    """median(a) / median(b) with a BCa bootstrap interval that resamples both samples.
 
-    nan everywhere when either sample is empty or median(b) is 0.
+    The ratio is nan when either sample is empty or median(b) is 0; the interval
+    is nan when either side has fewer than ``MIN_N_CI`` values (a bootstrap of 3
+    values has a handful of distinct medians and covers far less than it says).
+    BCa corrects the bias and skew of a ratio; where it cannot (all resampled
+    medians equal, a degenerate jackknife) the percentile interval stands in.
     """
+    from scipy import stats
+
     xa, xb = _clean(a), _clean(b)
     if xa.size == 0 or xb.size == 0 or np.median(xb) == 0:
         return math.nan, math.nan, math.nan
     ratio = float(np.median(xa) / np.median(xb))
-    rng = np.random.default_rng(seed)
-    ma = np.median(xa[rng.integers(0, xa.size, size=(n_resamples, xa.size))], axis=1)
-    mb = np.median(xb[rng.integers(0, xb.size, size=(n_resamples, xb.size))], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = ma / mb
-    ratios = ratios[np.isfinite(ratios)]
-    if ratios.size == 0:
+    if min(xa.size, xb.size) < MIN_N_CI:
         return ratio, math.nan, math.nan
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
-    return ratio, float(lo), float(hi)
+    if np.all(xa == xa[0]) and np.all(xb == xb[0]):
+        return ratio, ratio, ratio
+
+    def stat(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(np.median(u, axis=axis) / np.median(v, axis=axis))
+
+    lo = hi = math.nan
+    for method in ("BCa", "percentile"):
+        # scipy warns on a degenerate bootstrap distribution; the result is checked instead
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap((xa, xb), stat, method=method, confidence_level=confidence,
+                                 n_resamples=n_resamples, rng=seed, vectorized=True).confidence_interval
+        lo, hi = float(ci.low), float(ci.high)
+        if math.isfinite(lo) and math.isfinite(hi):
+            break
+    return ratio, lo, hi
+
+
+@dataclass(frozen=True)
+class Slope:
+    """A robust slope with its interval; ``resolved`` is False when the interval is wider than the figure."""
+
+    slope: float
+    lo: float
+    hi: float
+    intercept: float
+    n: int
+
+    @property
+    def width(self) -> float:
+        return self.hi - self.lo
+
+    @property
+    def resolved(self) -> bool:
+        return math.isfinite(self.width) and self.width <= abs(self.slope)
+
+
+def theil_sen(x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE) -> Slope:
+    """Theil–Sen slope (median of pairwise slopes) with its distribution-free interval.
+
+    Robust to a step or an outlier that would tilt a least-squares line (a page-cache
+    refill between two instances).  Needs two distinct x values.
+    """
+    from scipy import stats
+
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[keep], ya[keep]
+    if xa.size < 2 or np.all(xa == xa[0]):
+        raise ValueError("theil_sen: needs at least two distinct x values")
+    res = stats.theilslopes(ya, xa, alpha=confidence)
+    return Slope(float(res.slope), float(res.low_slope), float(res.high_slope), float(res.intercept),
+                 int(xa.size))

@@ -11,22 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from harness import results
-
-#: (measurement, metric) shown, in this order; workloads are split out where they matter
-HEADLINE = [
-    ("startup", "launch_to_ready"),
-    ("startup", "launch_to_exit"),
-    ("startup", "exit_to_clean"),
-    ("memory", "pss"),
-    ("memory", "pss_overhead"),
-    ("density", "density_slope"),
-    ("cpu_quota", "cpu_ratio"),
-    ("mem_limit", "oom_killed"),
-    ("mem_limit", "oom_time_ms"),
-    ("pids_limit", "pids_reached"),
-    ("pids_limit", "pids_refused"),
-]
-RANGED = {"cpu_quota", "mem_limit", "pids_limit"}
+from harness.measure import catalogue
 
 
 def backend_label(backend: str, accel: object) -> str:
@@ -43,10 +28,17 @@ def table(run_dir: Path) -> tuple[list[str], list[list[str]]]:
         return [], []
     ok = df[(df["status"] == "ok") & (~df["warmup"].astype(bool))]
     accel = ok.groupby("backend")["accel"].first().to_dict() if "accel" in ok else {}
-    backends = list(dict.fromkeys(df["backend"]))
+    seen = list(dict.fromkeys(df["backend"]))  # the run's samples start in a shuffled order
+    order = list(results.read_manifest(run_dir).get("backends") or {})
+    backends = [b for b in order if b in seen] + [b for b in seen if b not in order]
     header = ["measurement", "workload", "metric"] + [backend_label(b, accel.get(b)) for b in backends]
     rows = []
-    for measurement, metric in HEADLINE:
+    cat = catalogue()
+    # the headline metrics (harness.metric: ``headline=True``), in declaration order
+    for declared in cat.headline():
+        measurement, metric = declared.family, declared.name
+        info = cat.info(measurement)
+        ranged = info is not None and info.ranged
         sel = ok[(ok["measurement"] == measurement) & (ok["metric"] == metric)]
         for workload, part in sel.groupby("workload", sort=False):
             unit = part["unit"].iloc[0]
@@ -55,7 +47,7 @@ def table(run_dir: Path) -> tuple[list[str], list[list[str]]]:
                 vals = part.loc[part["backend"] == b, "value"].astype(float)
                 if vals.empty:
                     cells.append("–")
-                elif measurement in RANGED and vals.min() != vals.max():
+                elif ranged and vals.min() != vals.max():
                     cells.append(f"{vals.median():.3g} [{vals.min():.3g}–{vals.max():.3g}]")
                 else:
                     cells.append(f"{vals.median():.3g}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from runtimes.base import Backend, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
+from runtimes.declaration import Declaration
 from runtimes.process import ProcessInstance, close_log, launching, open_log
 from runtimes.workloads import BUSYBOX
 
@@ -45,3 +46,12 @@ class BareBackend(Backend):
 
     def metadata(self) -> dict[str, Any]:
         return {"busybox": os.path.realpath(BUSYBOX)}
+
+
+DECLARATION = Declaration(
+    name="bare",
+    factory="runtimes.bare:BareBackend",
+    label="fork/exec on the host",
+    colour="#555555",
+    memory_reference=True,
+)

@@ -1,4 +1,4 @@
-"""The contract every backend implements (bare, container, vm, oci:*, qemu).
+"""The contract every backend implements (see ``runtimes.REGISTRY`` for the backends).
 
 A backend is a small object with a ``name``, an ``available()`` that explains
 itself when it cannot run here, and ``launch(spec)`` that returns an
@@ -140,14 +140,11 @@ class Instance(abc.ABC):
 
 
 class Backend(abc.ABC):
+    """A backend's code; what it *is* (options, capabilities, colour) is its
+    :class:`~runtimes.declaration.Declaration`, found by ``runtimes.declaration(name)``."""
+
     #: the name users type (``--backends``) and rows carry
     name: str
-    #: short words on how limits are enforced, recorded beside enforcement rows
-    enforcement: Mapping[str, str] = {
-        "cpu": "cgroup cpu quota",
-        "memory": "cgroup memory limit",
-        "pids": "cgroup pids limit",
-    }
 
     @abc.abstractmethod
     def available(self) -> str | None:
@@ -167,4 +164,10 @@ class Backend(abc.ABC):
         return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
-        """Release backend-wide resources (connections) at the end of a run."""
+        """Release backend-wide resources (connections) at the end of a run; idempotent."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

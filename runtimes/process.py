@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
 from runtimes.marker import MarkerChannel
@@ -216,6 +214,8 @@ class ProcessInstance(Instance):
             return self.cgroup.pids()
         if self.proc is None or self.proc.poll() is not None:
             return []
+        import psutil  # here, not at the top: declarations importing this module stay stdlib-only
+
         try:
             root = psutil.Process(self.proc.pid)
             return [root.pid] + [c.pid for c in root.children(recursive=True)]

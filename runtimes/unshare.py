@@ -11,6 +11,7 @@ import shutil
 from typing import Any
 
 from runtimes.bare import BareBackend
+from runtimes.declaration import Declaration
 
 #: the namespaces the built-in container creates (pid, mount, uts, ipc, net; cgroup too)
 UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--mount", "--uts", "--ipc", "--net", "--cgroup")
@@ -33,3 +34,11 @@ class UnshareBackend(BareBackend):
 
     def metadata(self) -> dict[str, Any]:
         return {"unshare_args": list(UNSHARE_ARGS)}
+
+
+DECLARATION = Declaration(
+    name="unshare",
+    factory="runtimes.unshare:UnshareBackend",
+    label="unshare(1) with the container's namespaces (a yardstick)",
+    colour="#56B4E9",
+)

@@ -29,6 +29,21 @@ EXIT = "ISOBENCH EXIT"
 
 _ready = f"echo '{READY}' >&{MARKER_FD}"
 
+#: Every workload runs here, whatever the harness's (or runtime's) working directory: a
+#: directory that exists and is writable on the host, in the container rootfs and in the
+#: guest (a tmpfs there).  stress-ng aborts at once in a read-only cwd ("temp-path '.'
+#: must be readable and writeable"); a read-only checkout must not turn that into a sample.
+WORKDIR = "/tmp"
+#: before the ready marker: a workload that cannot enter WORKDIR never claims to be ready
+_enter = f"cd {WORKDIR} || exit 96"
+
+
+def _then_status(command: str) -> str:
+    """Run ``command`` (not exec'd), then report its exit status on the marker channel and
+    exit with it: the harness judges the sample by it (with the counters), never assumes
+    success.  The shell stays as the parent: a few hundred KiB, counted like any process."""
+    return f"{command}; rc=$?; echo '{RESULT} status='$rc >&{MARKER_FD}; exit $rc"
+
 
 @dataclass(frozen=True)
 class Param:
@@ -56,28 +71,27 @@ def _idle(seconds: int) -> str:
 
 def _cpu(threads: int, seconds: float) -> str:
     # stress-ng spins `threads` workers; the cgroup/cputune decides how much CPU they get.
-    return (
-        f"{_ready}; exec {STRESS_NG} --cpu {threads} --cpu-method int64 "
-        f"--timeout {seconds}s --quiet"
-    )
+    return f"{_enter}; {_ready}; " + _then_status(
+        f"{STRESS_NG} --cpu {threads} --cpu-method int64 --timeout {seconds}s --quiet")
 
 
 def _mem(mib: int, seconds: float) -> str:
     # --vm-keep: keep the mapping; --vm-hang 0: after touching, hold it; --oomable:
     # do not respawn a worker the OOM killer took, so OOM shows in the counters once.
-    return (
-        f"{_ready}; exec {STRESS_NG} --vm 1 --vm-bytes {mib}M --vm-keep --vm-hang 0 "
-        f"--vm-populate --oomable --timeout {seconds}s --quiet"
-    )
+    return f"{_enter}; {_ready}; " + _then_status(
+        f"{STRESS_NG} --vm 1 --vm-bytes {mib}M --vm-keep --vm-hang 0 "
+        f"--vm-populate --oomable --timeout {seconds}s --quiet")
 
 
 def _pids(count: int, seconds: float) -> str:
     # Start `count` sleepers in the background.  busybox ash exits when a fork is
     # refused, so the count is reported after every fork and the last one wins.
-    # The shell itself is one process, so `reached` counts it as pids.current does.
+    # The shell itself is one process, so `reached` counts it as pids.current does;
+    # `tried` is reported before each fork, so the harness knows forks were attempted.
     return (
-        f"{_ready}; n=1; i=0; "
+        f"{_enter}; {_ready}; n=1; i=0; "
         f"while [ $i -lt {count} ]; do "
+        f"echo '{RESULT} tried='$((i+1)) >&{MARKER_FD}; "
         f"{BUSYBOX} sleep {seconds} & n=$((n+1)); echo '{RESULT} reached='$n >&{MARKER_FD}; "
         f"i=$((i+1)); done; wait"
     )
@@ -167,3 +181,37 @@ def parse_marker_line(line: str) -> tuple[str, str] | None:
         if line == tag or line.startswith(tag + " "):
             return kind, line[len(tag) :].strip()
     return None
+
+
+#: where a guest's own cgroup for the workload lives (cgroup2, mounted by the wrapper below)
+GUEST_CGROUP = "/sys/fs/cgroup/isobench-workload"
+
+
+def in_guest_cgroup(argv: list[str], memory_mib: int | None, pids: int | None) -> list[str]:
+    """``argv`` wrapped to run inside a cgroup of the guest's own kernel with these limits.
+
+    A guest is judged on what the guest enforces: the memory and pids limits are applied
+    by its kernel exactly as on a host (memory.max, swap off, pids.max).  The wrapper
+    stays outside the cgroup, so the workload's first process is the cgroup's first,
+    as on a host; after the workload it reports the cgroup's own counters
+    (``guest_cg_*``) and exits with the workload's status.  Without limits, ``argv``."""
+    if memory_mib is None and pids is None:
+        return argv
+    g, b = GUEST_CGROUP, BUSYBOX
+    # every step must work (a limit that was not applied is no measurement): on failure the
+    # wrapper exits before the workload's ready marker, with the reason on the console
+    setup = [f"{{ {b} mountpoint -q /sys/fs/cgroup || {b} mount -t cgroup2 none /sys/fs/cgroup; }}",
+             "echo '+memory +pids' > /sys/fs/cgroup/cgroup.subtree_control", f"{b} mkdir -p {g}"]
+    if memory_mib is not None:
+        setup.append(f"echo {memory_mib << 20} > {g}/memory.max")
+    if pids is not None:
+        setup.append(f"echo {pids} > {g}/pids.max")
+    swap_off = f"{{ [ ! -e {g}/memory.swap.max ] || echo 0 > {g}/memory.swap.max; }}"
+    fail = "{ echo 'isobench: cannot apply the limits in the guest cgroup' >&2; exit 97; }"
+    # the inner sh's $$ is its own pid: it joins the cgroup, then becomes the workload
+    run = f"{b} sh -c 'echo $$ > {g}/cgroup.procs && exec \"$@\"' workload {shlex.join(argv)}"
+    report = (f"rc=$?; while read k v; do echo \"{RESULT} guest_cg_mem_$k=$v\" >&{MARKER_FD}; "
+              f"done < {g}/memory.events; "
+              f"echo \"{RESULT} guest_cg_mem_peak=$({b} cat {g}/memory.peak 2>/dev/null)\" >&{MARKER_FD}; "
+              f"read k v < {g}/pids.events; echo \"{RESULT} guest_cg_pids_max=$v\" >&{MARKER_FD}; exit $rc")
+    return [BUSYBOX, "sh", "-c", f"{{ {' && '.join(setup)} && {swap_off}; }} || {fail}; {run}; {report}"]

@@ -129,6 +129,9 @@ def _cpu_quota(add, rng, b, reps):  # type: ignore[no-untyped-def]
                 add(b, "cpu", "cpu_quota", "cpu_ratio", d / expected, "ratio", params, rep, note=note)
                 add(b, "cpu", "cpu_quota", "nr_periods", 26, "count", params, rep, note=note)
                 add(b, "cpu", "cpu_quota", "nr_throttled", 25 if quota < threads else 0, "count", params, rep)
+                add(b, "cpu", "cpu_quota", "throttled_share", 25 / 26 if quota < threads else 0, "ratio", params, rep)
+                for q, v in ((1, 0.9), (50, 1.0), (99, 1.1)):
+                    add(b, "cpu", "cpu_quota", f"period_ratio_p{q}", v * d / expected, "ratio", params, rep)
 
 
 def _mem_limit(add, rng, b, reps):  # type: ignore[no-untyped-def]
@@ -149,6 +152,8 @@ def _pids_limit(add, rng, b, reps):  # type: ignore[no-untyped-def]
         params = {"limit": limit, "count": count}
         for rep in range(min(reps, 3)):
             add(b, "pids", "pids_limit", "pids_reached", min(count + 1, limit), "count", params, rep)
+            add(b, "pids", "pids_limit", "pids_tried", min(count, limit), "count", params, rep)
+            add(b, "pids", "pids_limit", "pids_refused", int(count >= limit), "count", params, rep)
             add(b, "pids", "pids_limit", "pids_limit", limit, "count", params, rep)
 
 

@@ -27,7 +27,7 @@ from runtimes.container import caps, cleanup_leftovers, init, mounts, namespaces
 from runtimes.container.backend import ChildProcess, ContainerBackend
 from runtimes.container.leftovers import NETNS_DIR, container_inits, host_mounts
 from runtimes.workloads import BUSYBOX, Workload
-from tests.conftest import is_root, require
+from tests.conftest import require
 
 REPO = Path(__file__).resolve().parent.parent
 #: defines res KEY VALUE inside the container: reports on the marker fd
@@ -42,8 +42,11 @@ def test_mount_plan_is_data_in_a_safe_order(tmp_path: Path) -> None:
     assert isinstance(ops[0], mounts.MakePrivate)  # nothing may propagate to the host
     assert isinstance(ops[1], mounts.Bind) and ops[1].src == ops[1].dst == str(tmp_path)
     assert isinstance(ops[-1], mounts.PivotRoot)
-    ro = [op for op in ops if isinstance(op, mounts.Remount)]
-    assert len(ro) == 1 and ro[0].dst == str(tmp_path)
+    ro = [op for op in ops if isinstance(op, mounts.Remount) and op.dst == str(tmp_path)]
+    assert len(ro) == 1
+    # /dev, once populated, is read-only: no node a workload makes can land there
+    dev_ro = [op for op in ops if isinstance(op, mounts.Remount) and op.dst == str(tmp_path / "dev")]
+    assert len(dev_ro) == 1 and dev_ro[0].flags & mounts.sc.MS_RDONLY
     assert ops.index(ro[0]) == len(ops) - 2  # read-only last, after everything is mounted inside
     devices = sorted(Path(op.dst).name for op in ops if isinstance(op, mounts.Device))
     assert devices == sorted(mounts.DEVICES)
@@ -56,7 +59,8 @@ def test_mount_plan_is_data_in_a_safe_order(tmp_path: Path) -> None:
 def test_mount_plan_writable_root_is_an_overlay_and_bad_rootfs_is_refused(tmp_path: Path) -> None:
     ops = mounts.plan(tmp_path, read_only=False, proc_hardening=False)
     assert isinstance(ops[1], mounts.Overlay)
-    assert not any(isinstance(op, (mounts.Remount, mounts.Mask, mounts.ReadOnly)) for op in ops)
+    assert not any(isinstance(op, (mounts.Mask, mounts.ReadOnly)) for op in ops)
+    assert [op.dst for op in ops if isinstance(op, mounts.Remount)] == [str(tmp_path / "dev")]
     with pytest.raises(ValueError, match="not a directory"):
         mounts.plan(tmp_path / "missing")
 
@@ -138,7 +142,6 @@ def test_child_process_wait_in_a_thread_while_another_kills_and_reaps() -> None:
 # -- fixtures for the real thing -------------------------------------------------------
 @pytest.fixture(scope="module")
 def backend() -> Iterator[ContainerBackend]:
-    require(is_root(), "needs root (namespaces, mounts, cgroups)")
     b = ContainerBackend()
     reason = b.available()
     require(reason is None, f"container backend unavailable: {reason}")
@@ -491,7 +494,6 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 @pytest.mark.privileged
 @pytest.mark.parametrize("die_with_parent", [False, True], ids=["orphaned", "die-with-parent"])
 def test_sigkilled_harness_is_cleaned_up(run_id, clean, die_with_parent) -> None:
-    require(is_root(), "needs root")
     proc, init_pid = _harness(run_id, die_with_parent, "kill")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -511,7 +513,6 @@ def test_sigkilled_harness_is_cleaned_up(run_id, clean, die_with_parent) -> None
 
 @pytest.mark.privileged
 def test_sigterm_to_the_harness_unwinds_and_cleans(run_id, clean) -> None:
-    require(is_root(), "needs root")
     proc, init_pid = _harness(run_id, True, "term")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 3

@@ -1,4 +1,4 @@
-"""memory: host footprint and overhead over bare, on the real bare backend."""
+"""memory: host footprint and overhead over the memory reference, on the real host-process backend."""
 
 from __future__ import annotations
 
@@ -8,31 +8,18 @@ import pytest
 
 import runtimes
 from harness.measure import MEASUREMENTS
-from harness.measure.common import MIB, Footprint, footprint, parse_size
+from harness.measure.common import Footprint, footprint, reported
 from harness.measure.context import Context
-from harness.measure.memory import guest_memory, median_footprint
+from harness.measure.memory import median_footprint
 from harness.scenario import Case
 from runtimes.workloads import Workload
-from tests.conftest import is_root, require
 
 
-def test_parse_size_accepts_meminfo_forms() -> None:
-    assert parse_size("262144 kB") == 256 * MIB
-    assert parse_size(262144) == 256 * MIB  # bare numbers are kB, as /proc/meminfo writes them
-    assert parse_size("256M") == parse_size("256 MiB") == 256 * MIB
-    assert parse_size("1 G") == 1024 * MIB
-    assert parse_size("4096", default_unit="b") == 4096
-    assert parse_size("lots") is None and parse_size(None) is None and parse_size(True) is None
-
-
-def test_guest_memory_is_tolerant_of_spelling() -> None:
-    # what the vm guest's init reports (kB as /proc/meminfo counts them)
-    assert guest_memory({"guest_mem_total_kib": "262144", "guest_mem_available_kib": "200704"}) == (
-        256 * MIB, 60 * MIB)
-    assert guest_memory({"MemTotal": "262144 kB", "MemAvailable": "200704 kB"}) == (256 * MIB, 60 * MIB)
-    assert guest_memory({"mem_total_kb": 1024, "mem_free_kb": 512}) == (MIB, MIB // 2)
-    assert guest_memory({"MemTotal": "1024 kB"}) is None  # total alone says nothing about use
-    assert guest_memory({}) is None
+def test_reported_reads_the_exact_key_only() -> None:
+    assert reported({"guest_mem_total": "256.0"}, "guest_mem_total") == 256.0
+    assert reported({"guest_mem_total": "256.0"}, "MemTotal") is None  # no guessing at spellings
+    assert reported({"guest_mem_total": "lots"}, "guest_mem_total") is None
+    assert reported({}, "guest_mem_total") is None
 
 
 def test_median_footprint() -> None:
@@ -54,17 +41,17 @@ def ctx(run_id: str, tmp_path: Path) -> Context:
 
 @pytest.mark.privileged
 def test_bare_has_about_zero_overhead(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root (smaps of every process)")
     case = Case("memory", Workload("idle"), settle_s=0.3, timeout_s=30)
-    rows = MEASUREMENTS["memory"](runtimes.get("bare"), case, ctx, 0, False)
+    reference = runtimes.get(runtimes.memory_reference())
+    rows = MEASUREMENTS["memory"](reference, case, ctx, 0, False)
     by = {r.metric: r for r in rows}
     assert set(by) == {"pss", "uss", "rss", "pss_overhead", "uss_overhead"}
     assert all(r.unit == "MiB" for r in rows)
     assert 0 < by["uss"].value <= by["rss"].value and 0 < by["pss"].value <= by["rss"].value
     assert abs(by["pss_overhead"].value) < 2 and abs(by["uss_overhead"].value) < 2
     # the bare reference is measured once per run and then reused
-    cached = [k for k in ctx.cache if k[0] == "memory.bare_reference"]
+    cached = [k for k in ctx.cache if k[0] == "memory.reference"]
     assert len(cached) == 1
     before = next(ctx._counter)
-    MEASUREMENTS["memory"](runtimes.get("bare"), case, ctx, 1, False)
+    MEASUREMENTS["memory"](reference, case, ctx, 1, False)
     assert next(ctx._counter) == before + 2  # one launch, no new reference launches

@@ -13,7 +13,7 @@ from runtimes.base import LaunchSpec, Limits
 from runtimes.vm import domain, host, qemu
 from runtimes.vm.machine import Machine
 from runtimes.workloads import Workload
-from tests.conftest import is_root, isobench_cgroups, require
+from tests.conftest import isobench_cgroups, require
 
 MACHINE = Machine(name="isobench-unit-0", accel="tcg", kernel="/k/vmlinux", initrd="/k/initrd.img",
                   cmdline="console=ttyS0 quiet panic=-1", vcpus=2, memory_mib=192, cpu_quota=0.5,
@@ -69,11 +69,20 @@ def test_guest_report_adds_memory_in_mib() -> None:
     assert "other" not in r
 
 
+def test_guest_report_computes_cpu_at_full_precision() -> None:
+    """The runtime computes the guest's view once; the measurement stores it as is."""
+    report = {"guest_cpu_busy_s": "1.00", "guest_uptime_workload": "4.00", "guest_uptime_exit": "7.00"}
+    assert float(qemu.guest_report(report, None)["guest_cpu_delivered"]) == 1 / 3
+    assert "guest_cpu_delivered" not in qemu.guest_report({"guest_cpu_busy_s": "1.50"}, None)
+    assert "guest_cpu_delivered" not in qemu.guest_report({**report, "guest_uptime_exit": "4.00"}, None)
+    mem = qemu.guest_report({"guest_mem_total_kib": "1000", "guest_mem_available_kib": "1"}, None)
+    assert float(mem["guest_mem_total"]) == 1000 / 1024 and float(mem["guest_mem_used"]) == 999 / 1024
+
+
 # -- real guests ----------------------------------------------------------------------
 
 
 def _backend() -> qemu.QemuBackend:
-    require(is_root(), "needs root")
     require(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86 not installed")
     require(host.find_kernel() is not None, "no guest kernel (linux-image-amd64)")
     b = runtimes.get("qemu")

@@ -69,7 +69,7 @@ def test_charts_use_the_fixed_palette_and_the_footnote(full):
     _, out = full
     svg = (out / "charts" / "startup_latency.svg").read_text()
     for backend in ("bare", "container", "vm"):
-        assert style.PALETTE[backend].lower() in svg.lower()
+        assert style.colour(backend).lower() in svg.lower()
     assert "host hostA" in svg and "cgroup v1" in svg and "vm: emulated (TCG)" in svg
     assert "vm (TCG, emulated)" in svg
     notes = (out / "charts" / "mem_limit.svg").read_text()
@@ -165,3 +165,27 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent)
     assert out.stdout.strip() == "False"
+
+
+def test_card_for_a_slide(full, tmp_path, capsys):
+    run, _ = full
+    p = argparse.ArgumentParser()
+    report.add_arguments(p)
+    assert report.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 0
+    assert f"card: {tmp_path / 'card' / 'card.png'}" in capsys.readouterr().out
+    assert png_size(tmp_path / "card" / "card.png") == (1600, 900)
+    assert sorted(x.name for x in (tmp_path / "card").iterdir()) == ["card.png", "card.svg"]  # only the card
+    svg = (tmp_path / "card" / "card.svg").read_text()
+    for fact in ("host hostA", "Synthetic CPU", "kernel 6.1.0-56-amd64", "cgroup v1", "vm: emulated (TCG)",
+                 "commit", "startup (launch → ready)", "memory (PSS, idle)", "CPU delivered / expected"):
+        assert fact in svg, fact
+
+
+def test_no_card_without_bare_metal(tmp_path, capsys):
+    run = synth.make_run(tmp_path / "results", run_id="run-nobare", backends=("container",),
+                         measurements=("startup",), reps=6)
+    p = argparse.ArgumentParser()
+    report.add_arguments(p)
+    assert report.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 2
+    assert "needs bare metal" in capsys.readouterr().err
+    assert not (tmp_path / "card" / "card.png").exists()

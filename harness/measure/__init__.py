@@ -1,37 +1,42 @@
 """The measurements, each defined once and applied identically to every backend.
 
 A measurement is a function ``(backend, case, ctx, repetition, warmup) -> list[Sample]``
-registered in ``MEASUREMENTS`` under the name scenarios use.  It launches what
-it needs through the backend interface only (``runtimes.base``), so any new
-backend gets every measurement for free.  It raises on failure; the runner
-turns the exception into a ``failed`` sample and goes on.
+registered with ``@measurement(MeasurementInfo(...))`` (``harness.metric``) under
+the name scenarios use, next to the ``declare(Metric(...))`` of every metric it
+produces.  It launches what it needs through the backend interface only
+(``runtimes.base``), so any new backend gets every measurement for free.  It
+raises on failure; the runner turns the exception into a ``failed`` sample and
+goes on.
+
+Importing this package imports every measurement module (in report order), so
+``catalogue()`` knows every metric and measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from harness.measure.context import Context
-from harness.results import Sample
-from harness.scenario import Case
-from runtimes.base import Backend
+from harness.metric import CATALOGUE, Catalogue
 
-Measurement = Callable[[Backend, Case, Context, int, bool], list[Sample]]
+# importing a measurement module registers it and declares its metrics: in report order
+# isort: off
+from harness.measure import startup, memory, density, cpu, enforcement  # noqa: F401
+from harness import floor  # noqa: F401 - declares the floor_* metrics
+# isort: on
 
-MEASUREMENTS: dict[str, Measurement] = {}
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+    from runtimes.base import Backend
 
+    Measurement = Callable[[Backend, Case, Context, int, bool], list[Sample]]
 
-def measurement(name: str) -> Callable[[Measurement], Measurement]:
-    def register(fn: Measurement) -> Measurement:
-        MEASUREMENTS[name] = fn
-        return fn
-
-    return register
-
-
-def _load() -> None:
-    # importing the modules registers their measurements
-    from harness.measure import density, enforcement, memory, startup  # noqa: F401
+#: measurement name -> function
+MEASUREMENTS: dict[str, Callable[..., list[Sample]]] = CATALOGUE.functions
 
 
-_load()
+def catalogue() -> Catalogue:
+    """Every declared metric and measurement (all measurement modules are imported)."""
+    return CATALOGUE

@@ -1,24 +1,28 @@
 """Small pieces every measurement shares: launching, row building, host memory.
 
-Measurements only talk to ``runtimes.base`` (``Backend``/``Instance``), so the
-same code measures bare, container, vm, oci:* and qemu.
+Measurements only talk to ``runtimes.base`` (``Backend``/``Instance``) and ask the
+backend's declaration (``runtimes.declaration``) what it is, so the same code
+measures every registered backend.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from harness.measure.context import Context
+import runtimes
+from harness.metric import CATALOGUE
 from harness.results import Sample
-from harness.scenario import Case
 from runtimes.base import Backend, Instance, Limits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.scenario import Case
 
 MIB = 1 << 20
 NS_PER_MS = 1_000_000
@@ -27,13 +31,17 @@ NS_PER_MS = 1_000_000
 def launch(backend: Backend, case: Case, ctx: Context, limits: Limits | None = None) -> Instance:
     """Launch the case's workload; the caller owns the instance (``with inst:``)."""
     spec = ctx.spec(backend, case.workload, case.limits if limits is None else limits, case.timeout_s)
-    return backend.launch(spec)
+    return ctx.launch(backend, spec)
 
 
 def enforcement_note(backend: Backend, what: str) -> str | None:
     """How ``backend`` enforces ``what`` (cpu/memory/pids), when that is not the default cgroup way."""
-    words = backend.enforcement.get(what)
-    return words if words and words != Backend.enforcement.get(what) else None
+    return runtimes.declaration(backend.name).enforcement_note(what)
+
+
+def is_guest(backend: Backend) -> bool:
+    """The backend boots its own kernel: it honours ``spec.vcpus`` and reports from inside."""
+    return runtimes.is_guest(backend.name)
 
 
 def accel_of(backend: Backend, ctx: Context, inst: Instance | None = None) -> str | None:
@@ -57,8 +65,13 @@ class Rows:
         """Record the accelerator the instance actually ran on."""
         self.accel = accel_of(self.backend, self.ctx, inst)
 
-    def add(self, metric: str, value: float, unit: str, *, note: str | None = None,
+    def add(self, metric: str, value: float, unit: str | None = None, *, note: str | None = None,
             **params: Any) -> None:
+        """One row; its unit is the metric's declared one (``harness.metric``)."""
+        declared = CATALOGUE.unit(metric)
+        if unit is not None and unit != declared:
+            raise ValueError(f"metric {metric} is declared in {declared}, not {unit}")
+        unit = declared
         self.samples.append(Sample(
             backend=self.backend.name, workload=self.case.workload.name,
             measurement=self.case.measurement, metric=metric, value=float(value), unit=unit,
@@ -101,31 +114,12 @@ def mem_available() -> int:
     return int(psutil.virtual_memory().available)
 
 
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]i?[bB]?|[bB])?\s*$")
-_UNIT = {"": 1024, "b": 1, "k": 1024, "m": MIB, "g": 1 << 30}
-
-
-def parse_size(value: Any, default_unit: str = "k") -> int | None:
-    """"262144 kB", "256M", 262144 (kB as in /proc/meminfo) -> bytes; None if unreadable."""
-    if isinstance(value, bool):
+def reported(report: Mapping[str, Any], key: str) -> float | None:
+    """The number a guest or workload reported under ``key`` (exactly as the runtime emits it)."""
+    try:
+        return float(report[key])
+    except (KeyError, TypeError, ValueError):
         return None
-    if isinstance(value, (int, float)):
-        return int(value * _UNIT[default_unit])
-    m = _SIZE.match(str(value))
-    if not m:
-        return None
-    unit = (m.group(2) or default_unit)[0].lower()
-    return int(float(m.group(1)) * _UNIT[unit])
-
-
-def lookup(report: Mapping[str, Any], *names: str) -> Any:
-    """The first of ``names`` in ``report``, matched case-insensitively and ignoring ``_``/``-``."""
-    norm = {re.sub(r"[_\-\s]", "", k).lower(): v for k, v in report.items()}
-    for name in names:
-        key = re.sub(r"[_\-\s]", "", name).lower()
-        if key in norm:
-            return norm[key]
-    return None
 
 
 def guest_report(inst: Instance) -> dict[str, Any]:

@@ -1,216 +1,61 @@
-"""cpu_quota, mem_limit, pids_limit: does the backend deliver what the limit asks?
+"""mem_limit, pids_limit (cpu_quota: ``harness.measure.cpu``): does the backend enforce the limit?
 
 Each reads the enforcement mechanism's own counters through ``inst.usage()``
-(a cgroup for bare/container, libvirt's cgroup or the guest for VMs) while the
-instance is still alive: the counters vanish with the instance at cleanup.
-Exit codes are not evidence: stress-ng exits 0 when the OOM killer took its
-worker, and the pids workload exits non-zero by design when a fork is refused.
+(a cgroup for bare/container; for guests, a cgroup of the guest's own kernel
+whose counters the guest reports when the workload ended) while the instance
+is still alive.  Exit codes alone are not evidence: stress-ng exits 0 when the
+OOM killer took its worker, and the pids workload exits non-zero by design
+when a fork is refused; but a workload that did not do its work (no OOM kill
+and a failed status, no fork attempted) fails its sample.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from harness.measure import measurement
-from harness.measure.common import (
-    MIB,
-    ExitWatch,
-    Rows,
-    enforcement_note,
-    guest_report,
-    lookup,
-    ns_to_ms,
+from harness.measure.common import MIB, Rows, enforcement_note, guest_report, is_guest, ns_to_ms, reported
+from harness.measure.watch import failed_workload, finished_ok, poll, reported_int, running
+from harness.metric import LOWER, NONE, GridKey, MeasurementInfo, Metric, declare, measurement
+from runtimes.base import Backend, BackendError, InstanceTimeout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+
+_INT = (int,)
+MEM_LIMIT = MeasurementInfo("mem_limit", workload="mem", single_shot=True, grid={
+    "limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)})
+PIDS_LIMIT = MeasurementInfo("pids_limit", workload="pids", single_shot=True, grid={
+    "limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)})
+
+declare(
+    Metric("mem_peak", "MiB", NONE, "mem_limit", peer=True, description="the cgroup's peak usage"),
+    Metric("mem_limit", "MiB", NONE, "mem_limit", description="the limit asked for"),
+    Metric("oom_killed", "bool", NONE, "mem_limit", headline=True,
+           description="the OOM killer acted (the cgroup's or guest's counter moved)"),
+    Metric("oom_time_ms", "ms", LOWER, "mem_limit", headline=True, peer=True,
+           description="ready -> first observation of the kill"),
+    Metric("mem_failcnt", "count", NONE, "mem_limit", description="the cgroup's failcnt (v2: memory.events max)"),
+    Metric("mem_events_oom", "count", NONE, "mem_limit", description="memory.events oom: times the limit was hit "
+                                                                     "and reclaim failed"),
+    Metric("pids_reached", "count", NONE, "pids_limit", headline=True, peer=True,
+           description="processes the workload counted (its forks that succeeded, plus itself)"),
+    Metric("pids_tried", "count", NONE, "pids_limit", description="forks the workload attempted"),
+    Metric("pids_limit", "count", NONE, "pids_limit", description="the limit asked for"),
+    Metric("pids_refused", "count", NONE, "pids_limit", headline=True,
+           description="the cgroup's refused-fork counter (pids.events max)"),
+    Metric("pids_peak", "count", NONE, "pids_limit", description="the most pids seen at once"),
 )
-from harness.measure.context import Context
-from harness.results import Sample
-from harness.scenario import Case
-from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, now_ns
-
-#: how often counters are read while a workload runs
-POLL_S = 0.01
-
-Usage = Mapping[str, float]
 
 
-# -- helpers (pure) ------------------------------------------------------------
-def delta(before: Usage, after: Usage, key: str) -> float | None:
-    """How much counter ``key`` grew between two readings; None if either lacks it."""
-    if key not in before or key not in after:
-        return None
-    return float(after[key]) - float(before[key])
-
-
-def cpu_delivered(before: Usage, t_before_ns: int, after: Usage, t_after_ns: int) -> float:
-    """CPUs delivered over a window: CPU time consumed / wall time elapsed."""
-    used = delta(before, after, "cpu_usage_ns")
-    if used is None:
-        raise BackendError("usage() has no cpu_usage_ns")
-    wall = t_after_ns - t_before_ns
-    if wall <= 0:
-        raise ValueError(f"empty measurement window ({wall} ns)")
-    return used / wall
-
-
-def host_cores() -> int:
-    """CPUs this process (and so the workload it launches) may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def cpu_expected(quota: float | None, threads: int, cores: int, vcpus: int | None = None) -> float:
-    """What a perfect enforcer delivers: the quota, unless fewer threads/cores/vCPUs can use it."""
-    bounds = [float(threads), float(cores)]
-    if quota is not None:
-        bounds.append(quota)
-    if vcpus is not None:
-        bounds.append(float(vcpus))
-    return min(bounds)
-
-
-def cpu_window(seconds: float) -> tuple[float, float]:
-    """(start, end) of the counting window in seconds after ready.
-
-    The start skips stress-ng's own start-up (exec, forking its workers), which
-    uses less than the quota; the end stays clear of the workload's exit, after
-    which the counters may vanish.  stress-ng's timer starts after the ready
-    marker, so ``seconds - margin`` after ready is always before the exit.
-    """
-    lead = min(0.2, 0.1 * seconds)
-    margin = max(0.4, 0.1 * seconds)
-    if seconds - margin - lead < 0.2:
-        raise ValueError(f"cpu workload of {seconds:g} s is too short to measure (use >= 1 s)")
-    return lead, seconds - margin
-
-
-# -- helpers (instance) ------------------------------------------------------------
-def read_usage(inst: Instance) -> dict[str, float]:
-    """``inst.usage()``, or {} once the mechanism is gone (cgroup removed with a powered-off guest)."""
-    try:
-        return dict(inst.usage())
-    except (OSError, BackendError):
-        return {}
-
-
-def read_at(inst: Instance, t_ns: int) -> tuple[int, dict[str, float]]:
-    """Sleep until ``t_ns``, then read usage; the timestamp is the middle of the read."""
-    pause = (t_ns - now_ns()) / 1e9
-    if pause > 0:
-        time.sleep(pause)
-    t0 = now_ns()
-    u = read_usage(inst)
-    return (t0 + now_ns()) // 2, u
-
-
-def poll(inst: Instance, watch: ExitWatch, until_ns: int,
-         on_read: Callable[[int, dict[str, float]], None]) -> bool:
-    """Read usage every POLL_S until the workload exits (True) or ``until_ns`` (False).
-
-    One read always follows the exit being seen (and precedes cleanup), so the
-    final counter values are included."""
-    while True:
-        gone = watch.done.is_set()
-        on_read(now_ns(), read_usage(inst))
-        if gone:
-            return True
-        if now_ns() >= until_ns:
-            return False
-        watch.done.wait(POLL_S)
-
-
-@contextlib.contextmanager
-def running(backend: Backend, spec: LaunchSpec) -> Iterator[tuple[Instance, ExitWatch]]:
-    """Launch ``spec``; yield the instance and its (not yet started) exit watch.
-
-    On the way out the instance is cleaned up first (which ends the workload),
-    then the watch's thread is joined."""
-    with contextlib.ExitStack() as stack:
-        watch = ExitWatch()
-        stack.callback(watch.join)
-        inst = stack.enter_context(backend.launch(spec))
-        yield inst, watch
-
-
-def is_guest(backend: Backend, ctx: Context, inst: Instance) -> bool:
-    """Backends with an accelerator run a guest kernel and honour ``spec.vcpus``."""
-    return bool(getattr(inst, "accel", None) or ctx.accel.get(backend.name))
-
-
-def _guest_float(report: Mapping[str, Any], *names: str) -> float | None:
-    value = lookup(report, *names)
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _guest_int(report: Mapping[str, Any], *names: str) -> int | None:
-    value = _guest_float(report, *names)
-    return int(value) if value is not None else None
-
-
-# -- cpu_quota -------------------------------------------------------------------------
-@measurement("cpu_quota")
-def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    bound = case.workload.bound()
-    threads, seconds = int(bound["threads"]), float(bound["seconds"])
-    lead, end = cpu_window(seconds)
-    rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "cpu"))
-    spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
-    with running(backend, spec) as (inst, watch):
-        rows.seen(inst)
-        guest = is_guest(backend, ctx, inst)
-        t_ready = inst.wait_ready(case.timeout_s)
-        watch.start(inst, seconds + case.timeout_s)
-        t0, u0 = read_at(inst, t_ready + int(lead * 1e9))
-        if "cpu_usage_ns" not in u0:
-            raise BackendError(f"{backend.name} exposes no CPU counter (usage() has no cpu_usage_ns): "
-                               f"cannot measure cpu_quota")
-        t1, u1 = read_at(inst, t_ready + int(end * 1e9))
-        # A loaded host may wake us late; the reading still counts while the workload's
-        # own timer (``seconds`` from ready, at the earliest) cannot have run out.
-        if watch.done.is_set() and (t1 - t_ready >= seconds * 1e9 or "cpu_usage_ns" not in u1):
-            raise BackendError(f"{case.workload.name} exited before the measurement window closed "
-                               f"({end:g} s after ready){f': {watch.error}' if watch.error else ''}")
-        # A guest reports its own CPU time only once the workload exited: let it end by
-        # itself (a fraction of a second).  Other backends are simply stopped by cleanup.
-        if guest:
-            watch.done.wait(seconds - end + case.timeout_s)
-        report = guest_report(inst)
-    delivered = cpu_delivered(u0, t0, u1, t1)
-    expected = cpu_expected(case.limits.cpu_quota, threads, host_cores(), spec.vcpus if guest else None)
-    rows.add("cpu_delivered", delivered, "cpus")
-    rows.add("cpu_expected", expected, "cpus")
-    rows.add("cpu_ratio", delivered / expected, "ratio")
-    for metric, key, scale, unit in (("nr_periods", "cpu_nr_periods", 1.0, "count"),
-                                     ("nr_throttled", "cpu_nr_throttled", 1.0, "count"),
-                                     ("throttled_ms", "cpu_throttled_ns", 1e-6, "ms")):
-        d = delta(u0, u1, key)
-        if d is not None:
-            rows.add(metric, d * scale, unit)
-    view = guest_cpu_delivered(report)
-    if view is not None:
-        rows.add("guest_cpu_delivered", view, "cpus", note="as the guest's kernel counts it, whole run")
-    return rows.samples
-
-
-def guest_cpu_delivered(report: Mapping[str, Any]) -> float | None:
-    """CPUs the guest's own kernel saw busy while the workload ran, from its init's report:
-    busy CPU seconds (/proc/stat) over the guest's uptime from workload start to exit."""
-    busy = _guest_float(report, "guest_cpu_busy_s")
-    start, stop = _guest_float(report, "guest_uptime_workload"), _guest_float(report, "guest_uptime_exit")
-    if busy is None or start is None or stop is None or stop <= start:
-        return None
-    return busy / (stop - start)
+def _also(note: str | None, words: str) -> str:
+    return "; ".join(filter(None, [note, words]))
 
 
 # -- mem_limit -------------------------------------------------------------------------
-@measurement("mem_limit")
+@measurement(MEM_LIMIT)
 def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     limit_mib = case.limits.memory_mib
     if limit_mib is None:
@@ -219,53 +64,62 @@ def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "memory"))
     reads: list[tuple[int, dict[str, float]]] = []
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
-    with running(backend, spec) as (inst, watch):
+    with running(ctx, backend, spec) as (inst, watch):
         rows.seen(inst)
-        if is_guest(backend, ctx, inst):
-            # the guest's RAM, not the requested limit, is what bounds the workload: say how much
-            rows.note = f"{rows.note or 'guest memory size'}: {spec.guest_memory_mib} MiB"
+        if is_guest(backend):  # say how much RAM the guest had around its cgroup
+            rows.note = _also(rows.note, f"guest RAM {spec.guest_memory_mib} MiB")
         t_ready = inst.wait_ready(case.timeout_s)
         allowance = seconds + case.timeout_s
         watch.start(inst, allowance)
-        # the exit status is no evidence (stress-ng exits 0 after an OOM kill): only counters are
         if not poll(inst, watch, t_ready + int(allowance * 1e9), lambda t, u: reads.append((t, u))):
             raise InstanceTimeout(f"{inst.name}: {case.workload.name} still running {allowance:g} s after ready")
         report = guest_report(inst)
-    return _mem_rows(rows, limit_mib, t_ready, reads, report)
+    samples = _mem_rows(rows, limit_mib, t_ready, reads, report)
+    killed = next(r.value for r in samples if r.metric == "oom_killed")
+    if not killed:  # an OOM kill explains any status; without one the workload must have succeeded
+        finished_ok(f"{case.workload.name} ({case.workload.bound()['mib']} MiB)", inst, watch, 0)
+    return samples
 
 
 def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, dict[str, float]]],
               report: Mapping[str, Any]) -> list[Sample]:
-    """The mem_limit rows from the polled counters (and a guest's own OOM count)."""
+    """The mem_limit rows from the polled counters, or a guest's own cgroup counters."""
     # Counters are the instance's own (a fresh cgroup or guest), so they start at zero at
     # launch: absolute values, not deltas from the first read, which may come after the kill.
     with_oom = [(t, u) for t, u in reads if "oom_kill" in u]
-    guest_ooms = _guest_int(report, "guest_oom_kill", "oom_kill")  # /proc/vmstat oom_kill in the guest
+    # a guest: its cgroup's memory.events oom_kill, else /proc/vmstat oom_kill of the whole guest
+    guest_ooms = reported_int(report, "guest_cg_mem_oom_kill")
+    guest_ooms = guest_ooms if guest_ooms is not None else reported_int(report, "guest_oom_kill")
     if with_oom:
         first = next((t for t, u in with_oom if u["oom_kill"] > 0), None)
-        rows.add("oom_killed", int(first is not None), "bool")
+        rows.add("oom_killed", int(first is not None))
         if first is not None:
-            rows.add("oom_time_ms", ns_to_ms(first - t_ready), "ms")
+            rows.add("oom_time_ms", ns_to_ms(first - t_ready))
     elif guest_ooms is not None:
-        # No host counter: the guest's kernel counted its own OOM kills (guest RAM is the limit).
-        rows.add("oom_killed", int(guest_ooms > 0), "bool",
-                 note="; ".join(filter(None, [rows.note, "OOM kills counted inside the guest"])))
+        rows.add("oom_killed", int(guest_ooms > 0), note=_also(rows.note, "OOM kills counted inside the guest"))
     else:
         raise BackendError(f"{rows.backend.name} exposes no OOM counter (usage() has no oom_kill, "
                            f"no guest report): cannot measure mem_limit")
     peaks = [u["mem_peak_bytes"] for _, u in reads if "mem_peak_bytes" in u]
     peaks = peaks or [u["mem_current_bytes"] for _, u in reads if "mem_current_bytes" in u]
+    guest_peak = reported(report, "guest_cg_mem_peak")
     if peaks:
-        rows.add("mem_peak", max(peaks) / MIB, "MiB")
-    rows.add("mem_limit", limit_mib, "MiB")
+        rows.add("mem_peak", max(peaks) / MIB)
+    elif guest_peak is not None:
+        rows.add("mem_peak", guest_peak / MIB, note=_also(rows.note, "peak of the guest's cgroup"))
+    rows.add("mem_limit", limit_mib)
     fails = [u["mem_failcnt"] for _, u in reads if "mem_failcnt" in u]
     if fails:
-        rows.add("mem_failcnt", max(fails), "count")
+        rows.add("mem_failcnt", max(fails))
+    events = [u["oom_events"] for _, u in reads if "oom_events" in u]  # memory.events oom (v2)
+    guest_events = reported_int(report, "guest_cg_mem_oom")
+    if events or guest_events is not None:
+        rows.add("mem_events_oom", max(events) if events else guest_events)  # type: ignore[arg-type]
     return rows.samples
 
 
 # -- pids_limit ------------------------------------------------------------------------
-@measurement("pids_limit")
+@measurement(PIDS_LIMIT)
 def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     limit = case.limits.pids
     if limit is None:
@@ -274,7 +128,7 @@ def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warm
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "pids"))
     reads: list[dict[str, float]] = []
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
-    with running(backend, spec) as (inst, watch):
+    with running(ctx, backend, spec) as (inst, watch):
         rows.seen(inst)
         t_ready = inst.wait_ready(case.timeout_s)
         watch.start(inst, seconds + case.timeout_s)
@@ -282,14 +136,20 @@ def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warm
         # sleepers live on; cleanup ends them once the shell exited or `seconds` passed.
         poll(inst, watch, t_ready + int(seconds * 1e9), lambda t, u: reads.append(u))
     # after cleanup the marker channel is drained: the last "reached" is final
-    reached = _guest_int(inst.results, "reached")
-    rows.add("pids_reached", reached if reached is not None else 1, "count",
+    tried = reported_int(inst.results, "tried")
+    if tried is None:  # not one fork attempted: the workload never got to its loop
+        raise failed_workload(f"{case.workload.name} (count {case.workload.bound()['count']})", inst, watch,
+                              "attempted no fork")
+    rows.add("pids_tried", tried)
+    reached = reported_int(inst.results, "reached")
+    rows.add("pids_reached", reached if reached is not None else 1,
              note=None if reached is not None else "no fork succeeded (the shell alone)")
-    rows.add("pids_limit", limit, "count")
+    rows.add("pids_limit", limit)
     refused = [u["pids_refused"] for u in reads if "pids_refused" in u]
-    if refused:
-        rows.add("pids_refused", max(refused), "count")
+    guest_refused = reported_int(guest_report(inst), "guest_cg_pids_max")  # pids.events in the guest
+    if refused or guest_refused is not None:
+        rows.add("pids_refused", max(refused) if refused else guest_refused)  # type: ignore[arg-type]
     peak = [u["pids_current"] for u in reads if "pids_current" in u]
     if peak:
-        rows.add("pids_peak", max(peak), "count")
+        rows.add("pids_peak", max(peak))
     return rows.samples

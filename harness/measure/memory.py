@@ -1,35 +1,41 @@
-"""memory: the host memory one idle instance costs, and its overhead over bare.
+"""memory: the host memory one idle instance costs, and its overhead over the reference.
 
 The footprint is summed over every host process the backend says belongs to
 the instance (workload, runtime helpers, QEMU).  PSS is the fair share of
 shared pages, USS what would be freed if the instance ended, RSS the upper
-bound.  Overhead is the footprint minus that of the same workload run bare,
-measured once per run (median of a few launches) and cached in the context.
+bound.  Overhead is the footprint minus that of the same workload run on the
+backend declared as the memory reference (``memory_reference``, the host
+process), measured once per run (median of a few launches) and cached in the
+context.  A guest's own view of its memory comes from its runtime, as reported.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import runtimes
-from harness.measure import measurement
-from harness.measure.common import (
-    MIB,
-    Footprint,
-    Rows,
-    footprint,
-    guest_report,
-    launch,
-    lookup,
-    parse_size,
-)
-from harness.measure.context import Context
-from harness.results import Sample
-from harness.scenario import Case
+from harness.measure.common import MIB, Footprint, Rows, footprint, guest_report, launch, reported
+from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend, BackendError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+
+declare(
+    Metric("pss", "MiB", LOWER, "memory", headline=True, peer=True,
+           description="proportional set size summed over the instance's host processes"),
+    Metric("uss", "MiB", LOWER, "memory", peer=True, description="unique set size, summed"),
+    Metric("rss", "MiB", LOWER, "memory", peer=True, description="resident set size, summed"),
+    Metric("pss_overhead", "MiB", LOWER, "memory", headline=True,
+           description="pss minus the memory reference's pss for the same workload"),
+    Metric("uss_overhead", "MiB", LOWER, "memory", description="uss minus the reference's uss"),
+    Metric("guest_mem_total", "MiB", NONE, "memory", description="MemTotal inside a guest"),
+    Metric("guest_mem_used", "MiB", LOWER, "memory", description="MemTotal - MemAvailable inside a guest"),
+)
 
 #: bare launches whose median is the reference footprint
 REFERENCE_LAUNCHES = 3
@@ -59,47 +65,29 @@ def median_footprint(prints: list[Footprint]) -> Footprint:
     )
 
 
-def bare_reference(case: Case, ctx: Context) -> Footprint:
-    """The bare footprint of this case's workload: measured once per run, then cached."""
-    key = ("memory.bare_reference", case.workload.name, tuple(sorted(case.workload.bound().items())))
+def reference_footprint(case: Case, ctx: Context) -> Footprint:
+    """The memory reference's footprint of this case's workload: measured once per run, then cached."""
+    key = ("memory.reference", case.workload.name, tuple(sorted(case.workload.bound().items())))
     if key not in ctx.cache:
-        bare = runtimes.get("bare")
+        reference = ctx.open_backend(runtimes.memory_reference())
         ctx.cache[key] = median_footprint(
-            [measure_instance(bare, case, ctx)[0] for _ in range(REFERENCE_LAUNCHES)])
+            [measure_instance(reference, case, ctx)[0] for _ in range(REFERENCE_LAUNCHES)])
     ref: Footprint = ctx.cache[key]
     return ref
 
 
-def guest_memory(report: Mapping[str, Any]) -> tuple[int, int] | None:
-    """(total, used) bytes from a guest's /proc/meminfo-like report; None without one.
-
-    The vm guest's init reports ``guest_mem_total_kib``/``guest_mem_available_kib``
-    (read before the workload starts); other spellings (MemTotal, mem_total_kb)
-    are accepted too, as is the
-    value's form ("262144 kB", 262144 meaning kB as /proc/meminfo writes it).
-    """
-    total = parse_size(lookup(report, "guest_mem_total_kib", "MemTotal", "mem_total", "mem_total_kb"))
-    if total is None:
-        return None
-    avail = parse_size(lookup(report, "guest_mem_available_kib", "MemAvailable", "mem_available",
-                              "mem_available_kb", "MemFree", "mem_free", "mem_free_kb"))
-    if avail is None:
-        return None
-    return total, total - avail
-
-
-@measurement("memory")
+@measurement(MeasurementInfo("memory", workload="idle"))
 def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    ref = bare_reference(case, ctx)
+    ref = reference_footprint(case, ctx)
     fp, report, accel = measure_instance(backend, case, ctx)
     rows = Rows(backend, case, ctx, repetition, warmup, accel=accel)
     for metric, value in (("pss", fp.pss), ("uss", fp.uss), ("rss", fp.rss)):
-        rows.add(metric, value / MIB, "MiB")
-    rows.add("pss_overhead", (fp.pss - ref.pss) / MIB, "MiB")
-    rows.add("uss_overhead", (fp.uss - ref.uss) / MIB, "MiB")
-    guest = guest_memory(report)
-    if guest is not None:
+        rows.add(metric, value / MIB)
+    rows.add("pss_overhead", (fp.pss - ref.pss) / MIB)
+    rows.add("uss_overhead", (fp.uss - ref.uss) / MIB)
+    total, used = reported(report, "guest_mem_total"), reported(report, "guest_mem_used")
+    if total is not None and used is not None:  # computed by the guest's runtime, stored as is
         note = "as the guest's /proc/meminfo reports it"
-        rows.add("guest_mem_total", guest[0] / MIB, "MiB", note=note)
-        rows.add("guest_mem_used", guest[1] / MIB, "MiB", note=note)
+        rows.add("guest_mem_total", total, note=note)
+        rows.add("guest_mem_used", used, note=note)
     return rows.samples

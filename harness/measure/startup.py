@@ -8,12 +8,28 @@ guest side) becomes a ``phase_<name>`` row.
 
 from __future__ import annotations
 
-from harness.measure import measurement
+from typing import TYPE_CHECKING
+
 from harness.measure.common import Rows, launch, ns_to_ms
-from harness.measure.context import Context
-from harness.results import Sample
-from harness.scenario import Case
+from harness.metric import LOWER, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend, BackendError, Timestamps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from harness.measure.context import Context
+    from harness.results import Sample
+    from harness.scenario import Case
+
+declare(
+    Metric("launch_to_ready", "ms", LOWER, "startup", headline=True, peer=True,
+           description="t_ready - t_launch"),
+    Metric("launch_to_exit", "ms", LOWER, "startup", headline=True, peer=True,
+           description="t_exit - t_launch (noop: it exits by itself)"),
+    Metric("exit_to_clean", "ms", LOWER, "startup", headline=True, peer=True,
+           description="t_clean - t_exit"),
+    Metric("launch_to_clean", "ms", LOWER, "startup", peer=True, description="t_clean - t_launch"),
+    Metric("phase_", "ms", LOWER, "startup", peer=True, prefix=True,
+           description="one phase of a launch or teardown, as the backend reports it"),
+)
 
 
 def intervals(times: Timestamps, exited_by_itself: bool) -> dict[str, float]:
@@ -31,7 +47,7 @@ def intervals(times: Timestamps, exited_by_itself: bool) -> dict[str, float]:
     return out
 
 
-@measurement("startup")
+@measurement(MeasurementInfo("startup"))
 def startup(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     rows = Rows(backend, case, ctx, repetition, warmup)
     exits_by_itself = case.workload.name == "noop"
@@ -46,7 +62,7 @@ def startup(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
             raise BackendError(f"{case.workload.name} exited with status {status}")
     # after the with: cleanup has run, t_clean (and any teardown phase) is recorded
     for metric, value in intervals(inst.times, exits_by_itself).items():
-        rows.add(metric, value, "ms")
+        rows.add(metric, value)
     for name, ns in inst.times.phases.items():
-        rows.add(name if name.startswith("phase_") else f"phase_{name}", ns_to_ms(ns), "ms")
+        rows.add(name if name.startswith("phase_") else f"phase_{name}", ns_to_ms(ns))
     return rows.samples

@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run directories (results/<run-id>); several are merged into one comparison")
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (default: reports/<run-id>, or reports/compare-<ids> for several runs)")
+    p.add_argument("--card", action="store_true",
+                   help="write only card.png/card.svg: the headline chart with host, kernel, cgroup version, "
+                        "accelerator and commit, 1600x900 for a slide")
     p.add_argument("--by", choices=("auto", "cell", "host", "kernel", "run", "none"), default="auto",
                    help="how to tell series of several runs apart (default auto: by kernel × cgroup cell for "
                         "isobench matrix runs, else by host if hosts differ, "
@@ -147,13 +150,14 @@ def _ratio_sections(data: ReportData, out: Path) -> list[Section]:
 
     return [
         _ratio_section(tables.floor_ratios(data), out, "floor", "Startup vs. the floor",
-                       intro="How many times the floor (the cheapest way to do the same step, metrics "
-                             "floor_*) each backend's launch→ready median is, with a bootstrap 95 % CI.",
+                       intro="How many times the floor (a lower bound: the critical path of the kernel "
+                             "primitives of a launch, metrics floor_*) each backend's launch→ready median is, "
+                             "with a BCa bootstrap 95 % CI; a floor above the median is reported invalid.",
                        table="Startup / floor (ratio of medians)",
                        empty="No floor_* measurements in these results."),
         _ratio_section(tables.peer_ratios(data), out, "peers", "Peers",
                        intro="Established runtimes next to ours: median(peer) / median(reference) "
-                             "per metric (oci:* against container, qemu against vm), bootstrap 95 % CI; "
+                             "per metric (oci:* against container, qemu against vm), BCa bootstrap 95 % CI; "
                              "below 1 the peer is smaller/faster.",
                        table="Peer / reference (ratio of medians)",
                        empty="No peer backends (oci:*, qemu) together with their reference in these results."),
@@ -178,10 +182,26 @@ def main(args: argparse.Namespace) -> int:
     from harness.results import ResultsError
 
     try:
+        if getattr(args, "card", False):
+            return _card(args)
         out = build(args.run_dirs, args.out, by=getattr(args, "by", "auto"))
     except (ResultsError, ValueError, OSError) as e:
         print(f"isobench report: {e}", file=sys.stderr)
         return 2
     print(f"report: {out / 'report.html'}")
     print(f"        {out / 'report.md'}")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from harness.report import card, model
+
+    data = model.load(args.run_dirs, by=getattr(args, "by", "auto"))
+    paths = card.build(data, Path(args.out) if args.out is not None else default_out(args.run_dirs))
+    if paths is None:
+        print("isobench report: no card: it needs bare metal and at least one other backend in the run",
+              file=sys.stderr)
+        return 2
+    for p in paths:
+        print(f"card: {p}")
     return 0

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.report import charts, intervals, page_html, style
+from harness.report import chartkit as charts
+from harness.report import intervals, page_html, style
 
 #: colours of the verdicts (regressions stand out; "no change" recedes)
 VERDICT_COLOURS = {"regression": "#C0392B", "improvement": "#1E8449"}

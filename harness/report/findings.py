@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import runtimes
 from harness.report import intervals, style
 from harness.report.intervals import Estimate
 from harness.report.model import ReportData
@@ -31,9 +32,9 @@ CPU_TOLERANCE = 0.05
 
 
 def reference_backend(data: ReportData) -> str | None:
-    """The backend every ratio is taken to: the first in display order (bare metal) that ran."""
+    """The backend every ratio is taken to: the one declared the reference (bare metal), if it ran."""
     ran = set(data.rows["backend"]) if not data.rows.empty else set()
-    first = style.ORDER[0]
+    first = runtimes.memory_reference()
     return first if first in ran else None
 
 
@@ -133,7 +134,7 @@ def unresolved(*estimates: Estimate | None) -> str:
         return ""
     if why.startswith("too few"):
         return f" — not resolved: too few samples for a 95 % interval (n ≥ {intervals.MIN_N} needed)"
-    return f" — not resolved: {why}"
+    return f" — not resolved: {why or 'no interval'}"
 
 
 # -- the findings ---------------------------------------------------------------------------
@@ -270,10 +271,17 @@ def _floor(data: ReportData) -> Finding | None:
         return None
     r = fl.iloc[0]
     n = int(min(r["n_floor"], r["n_startup"]))
-    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, "" if r["n_startup"] >= intervals.MIN_N else "too few samples")
+    why = ("" if n >= intervals.MIN_N else "the floor is a single lower bound, so the ratio has no interval"
+           if r["n_floor"] < intervals.MIN_N else "too few samples")
+    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, why)
     floor = r["floor"].split(" · ")[-1]
-    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = {quantity(r['floor median (ms)'], 'ms')}, "
-                             "the sum of the kernel primitives of a launch, timed on the same host)"])
+    if isinstance(r.get("invalid"), str):
+        return Finding("Floor", [f"{r['startup']}: median {quantity(r['startup median (ms)'], 'ms')} is below "
+                                 f"{floor} ({quantity(r['floor median (ms)'], 'ms')}): the floor is invalid "
+                                 "(it counts a step this launch avoids or overlaps), so no ratio is given"])
+    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = "
+                             f"{quantity(r['floor median (ms)'], 'ms')}, a lower bound: the critical path of the "
+                             "kernel primitives of a launch, timed on the same host)"])
 
 
 def plain(findings: Iterable[Finding]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.report import charts, findings, style
+from harness.report import chartkit as charts
+from harness.report import findings, style
 from harness.report.model import ReportData
 
 #: family -> panel title
@@ -44,13 +45,13 @@ def chart(data: ReportData, *, row: bool = False, size: tuple[float, float] | No
         size = (11.0, panel_h + 0.5) if row else (5.6, panel_h * len(families) + 0.3)
     fig, axes = charts.figure(1 if row else len(families), len(families) if row else 1, size=size, sharey=True)
     for ax, family in zip(axes.flat, families, strict=True):
-        _panel(ax, family, [h for h in head if h.family == family], labels, ref)
+        panel(ax, family, [h for h in head if h.family == family], labels, ref)
     title = f"Each backend relative to {ref} (ratio of medians, 95 % CI)"
     charts.finish(fig, title, data.footnote(), legend=False)
     return charts.Chart(name, title, CAPTION, fig)
 
 
-def _panel(ax: Any, family: str, rows: list[findings.HeadlineRow], labels: list[str], ref: str) -> None:
+def panel(ax: Any, family: str, rows: list[findings.HeadlineRow], labels: list[str], ref: str) -> None:
     lo_all, hi_all = [1.0], [1.0]
     for h in rows:
         y = labels.index(h.series)

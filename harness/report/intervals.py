@@ -20,7 +20,7 @@ from harness import stats
 
 #: the smallest sample whose median has a 95 % order-statistic interval:
 #: P(all n samples on one side of the median) = 2 * 0.5**n must be below 0.05
-MIN_N = 6
+MIN_N = stats.MIN_N_CI
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def median(values: Iterable[Any]) -> Estimate:
     med = float(np.median(x))
     if x.size < MIN_N:
         return Estimate(med, math.nan, math.nan, int(x.size), f"too few samples (n={x.size} < {MIN_N})")
-    lo, hi = stats.bootstrap_median_ci(x)
+    lo, hi = stats.quantile_ci(x)  # distribution-free order-statistic interval
     return Estimate(med, lo, hi, int(x.size))
 
 

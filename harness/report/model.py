@@ -108,8 +108,9 @@ class ReportData:
         if not rows.empty and run is not None:
             rows = rows[rows["run"] == run.run_id]
         if not rows.empty:
-            for (b, a), _ in rows.dropna(subset=["accel"]).groupby(["backend", "accel"]):
-                out.setdefault(str(b), set()).add(str(a))
+            for key, _ in rows.dropna(subset=["accel"]).groupby(["backend", "accel"]):
+                backend, accel = key  # a two-key groupby yields pairs
+                out.setdefault(str(backend), set()).add(str(accel))
         return out
 
     def footnote(self, notes: Sequence[str] = ()) -> str:

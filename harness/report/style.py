@@ -1,7 +1,8 @@
 """One look for every chart: a fixed colour per backend, a line style per host, number formats.
 
-The palette is fixed (not cycled) so that ``container`` is the same blue in
-every chart of every report, including reports of runs that lack some backends.
+The palette is fixed (not cycled): each backend's colour is part of its
+declaration (``runtimes.declaration``), so a backend is the same colour in every
+chart of every report, including reports of runs that lack some backends.
 """
 
 from __future__ import annotations
@@ -10,20 +11,10 @@ import math
 import zlib
 from typing import Any
 
-#: one colour per backend, everywhere (colour-blind-safe Okabe-Ito hues, bare in neutral grey)
-PALETTE: dict[str, str] = {
-    "bare": "#555555",
-    "unshare": "#56B4E9",
-    "container": "#0072B2",
-    "vm": "#D55E00",
-    "oci:runc": "#009E73",
-    "oci:crun": "#CC79A7",
-    "qemu": "#E69F00",
-}
-#: backends not in PALETTE get one of these, chosen by a stable hash of the name
+import runtimes
+
+#: backends no registered declaration knows (rows of an old run) get one of these, by a stable hash
 EXTRA_COLOURS = ("#56B4E9", "#F0E442", "#882255", "#44AA99", "#999933", "#332288")
-#: display order of backends in legends and bar groups
-ORDER = ("bare", "unshare", "container", "oci:runc", "oci:crun", "vm", "qemu")
 #: when series are split by host/kernel, the n-th value gets the n-th line style and marker
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -32,7 +23,7 @@ HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
 #: chart sizes: 7x4 in at 110 dpi is a readable PNG on a page and in a slide
 FIGSIZE = (7.0, 4.0)
 DPI = 110
-RC = {
+RC: dict[Any, Any] = {  # matplotlib types its keys as a Literal of every rc name
     "font.size": 9.5,
     "axes.titlesize": 11,
     "axes.labelsize": 9.5,
@@ -50,13 +41,16 @@ RC = {
 
 
 def colour(backend: str) -> str:
-    if backend in PALETTE:
-        return PALETTE[backend]
+    """The backend's declared colour (colour-blind-safe Okabe-Ito hues for the built-in ones)."""
+    if runtimes.known(backend):
+        return runtimes.declaration(backend).colour
     return EXTRA_COLOURS[zlib.crc32(backend.encode()) % len(EXTRA_COLOURS)]
 
 
 def backend_rank(backend: str) -> tuple[int, str]:
-    return (ORDER.index(backend) if backend in ORDER else len(ORDER), backend)
+    """Display order in legends, bar groups and tables: the registry's order, unknown ones last."""
+    order = runtimes.names()
+    return (order.index(backend) if backend in order else len(order), backend)
 
 
 def is_missing(v: Any) -> bool:

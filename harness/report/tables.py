@@ -9,24 +9,29 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import runtimes
 from harness import stats
+from harness.measure import catalogue
 from harness.report import style
 from harness.report.model import ReportData
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-#: peers and the reference each is compared with
-PEER_REFERENCE = {"oci:": "container", "qemu": "vm"}
-#: metrics worth a peer ratio (the rest, like cpu_expected or nr_periods, are set by the case)
-#: (not the *_overhead metrics: they sit near 0 for a lean runtime, so a ratio means nothing)
-PEER_METRICS = {"launch_to_ready", "launch_to_exit", "exit_to_clean", "launch_to_clean", "pss", "uss", "rss",
-                "density_slope", "cpu_delivered", "cpu_ratio", "mem_peak",
-                "oom_time_ms", "pids_reached"}
-#: measurements whose grid cells are usually measured once: "too few samples" is no news there
-SINGLE_SHOT = {"density", "cpu_quota", "mem_limit", "pids_limit"}
 #: startup metric a floor_* measurement is compared with
-FLOOR_AGAINST = ("launch_to_ready", ("container", "vm"))
+FLOOR_METRIC = "launch_to_ready"
+
+
+def _single_shot(measurement: str) -> bool:
+    """Its grid cells are usually measured once: "too few samples" is no news there."""
+    info = catalogue().info(measurement)
+    return info is not None and info.single_shot
+
+
+def _peer_metric(metric: str) -> bool:
+    """Worth a peer ratio (declared ``peer``; not metrics set by the case, like cpu_expected,
+    nor the *_overhead ones, which sit near 0 for a lean runtime so that a ratio means nothing)."""
+    return catalogue().is_peer_metric(metric)
 
 
 def params_text(row: Any, columns: list[str]) -> str:
@@ -77,7 +82,7 @@ def for_measurement(data: ReportData, measurement: str) -> pd.DataFrame:
 def _sorted(s: pd.DataFrame) -> pd.DataFrame:
     if s.empty:
         return s
-    order = s.assign(_rank=[style.backend_rank(b) for b in s["backend"]])
+    order = s.assign(_rank=[str(style.backend_rank(b)) for b in s["backend"]])
     keys = ["metric", "workload", *used_params(s), "_rank", "series"]
     return order.sort_values(keys, key=lambda c: c.astype(str) if c.name == "_rank" else c,
                              kind="stable").drop(columns="_rank")
@@ -96,7 +101,7 @@ def warnings_list(data: ReportData) -> list[str]:
         where = f"{r['series']} · {r['measurement']}/{r['workload']}{' ' + p if p else ''}"
         for w in str(r["warnings"]).split("; "):
             # one observation per cell is the design of the grid measurements, not an accident
-            if w.startswith("too few samples") and r["measurement"] in SINGLE_SHOT:
+            if w.startswith("too few samples") and _single_shot(r["measurement"]):
                 continue
             grouped.setdefault((where, w, ""), []).append(str(r["metric"]))
     return [f"{where}: {w} — {', '.join(metrics)}" for (where, w, _), metrics in
@@ -127,7 +132,7 @@ def _ratio_row(a: Any, b: Any) -> dict[str, Any]:
 
 
 def peer_ratios(data: ReportData) -> pd.DataFrame:
-    """median(peer) / median(reference) per metric: oci:* vs container, qemu vs vm."""
+    """median(peer) / median(reference) per metric, for each backend declared ``peer_of`` another."""
     import pandas as pd
 
     rows = _ok(data)
@@ -137,12 +142,11 @@ def peer_ratios(data: ReportData) -> pd.DataFrame:
     keys = ["measurement", "workload", "metric", "unit", "split", *pcols]
     out = []
     for peer in sorted(rows["backend"].unique(), key=style.backend_rank):
-        ref = next((r for p, r in PEER_REFERENCE.items() if peer.startswith(p)), None)
+        ref = runtimes.peer_reference(peer)
         if ref is None or ref not in set(rows["backend"]):
             continue
         ref_rows = rows[rows["backend"] == ref]
-        mine = rows[(rows["backend"] == peer) & (rows["metric"].isin(PEER_METRICS)
-                                                 | rows["metric"].astype(str).str.startswith(("phase_", "floor_")))]
+        mine = rows[(rows["backend"] == peer) & rows["metric"].astype(str).map(_peer_metric)]
         for key, g in mine.groupby(keys, dropna=False):
             k = dict(zip(keys, key, strict=True))
             m = ref_rows
@@ -159,7 +163,8 @@ def floor_ratios(data: ReportData) -> pd.DataFrame:
     """How far startup sits above each measured floor: median(launch_to_ready) / median(floor_*).
 
     A floor is compared with the launch→ready of its own backend (``harness.floor`` writes
-    container rows), or with container and vm when its backend has no startup rows.
+    rows of the backend declared ``floor_target``), or with each backend declared
+    ``floor_compared`` when its backend has no startup rows.
     ``floor_total`` comes first: it is the floor of the whole launch.
     """
     import pandas as pd
@@ -168,7 +173,8 @@ def floor_ratios(data: ReportData) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     floors = rows[rows["metric"].astype(str).str.startswith("floor_")]
-    metric, refs = FLOOR_AGAINST
+    metric = FLOOR_METRIC
+    refs = [d.name for d in runtimes.declarations() if d.floor_compared]
     out = []
     for (backend, wl, fmetric, split), g in floors.groupby(["backend", "workload", "metric", "split"],
                                                           dropna=False):
@@ -187,6 +193,9 @@ def floor_ratios(data: ReportData) -> pd.DataFrame:
                         "startup": f"{m['series'].iloc[0]} · {metric} ({m['workload'].iloc[0]})",
                         "startup median (ms)": float(m["value"].median()),
                         "n_floor": len(g), "n_startup": len(m), **_ratio_row(m["value"], g["value"])})
+            if out[-1]["startup median (ms)"] < out[-1]["floor median (ms)"]:  # a floor a launch beats
+                out[-1].update(ratio=math.nan, ci_lo=math.nan, ci_hi=math.nan,
+                               invalid="floor invalid: the measured median is below it")
     df = pd.DataFrame(out)
     if df.empty:
         return df
@@ -201,9 +210,12 @@ def display_ratios(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     pcols = [c for c in df.columns if c.startswith("param_")]
     if pcols:
-        df.insert(df.columns.get_loc(pcols[0]), "params", [params_text(r, pcols) for _, r in df.iterrows()])
+        df.insert(int(df.columns.get_loc(pcols[0])), "params",  # type: ignore[arg-type]
+                  [params_text(r, pcols) for _, r in df.iterrows()])
         df = df.drop(columns=pcols)
     df["ratio"] = [f"{r:.2f}×" if not style.is_missing(r) and math.isfinite(r) else "" for r in df["ratio"]]
+    if "invalid" in df.columns:  # a floor a median beats: the statement replaces the ratio
+        df["ratio"] = [w if isinstance(w, str) else r for r, w in zip(df["ratio"], df.pop("invalid"), strict=True)]
     df["95% CI"] = [f"{lo:.2f} – {hi:.2f}" if not style.is_missing(lo) else ""
                     for lo, hi in zip(df.pop("ci_lo"), df.pop("ci_hi"), strict=True)]
     for c in df.columns:

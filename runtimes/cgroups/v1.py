@@ -28,7 +28,8 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
         write(dirs["pids"] / "pids.max", str(limits.pids))
 
 
-def usage(dirs: dict[str, Path]) -> dict[str, float]:
+def cpu_counters(dirs: dict[str, Path]) -> dict[str, float]:
+    """CPU time and the CFS bandwidth counters only (what is read once per period)."""
     u: dict[str, float] = {}
     if "cpuacct" in dirs:
         val = read_int(dirs["cpuacct"] / "cpuacct.usage")
@@ -40,6 +41,19 @@ def usage(dirs: dict[str, Path]) -> dict[str, float]:
             u["cpu_nr_periods"] = st["nr_periods"]
             u["cpu_nr_throttled"] = st["nr_throttled"]
             u["cpu_throttled_ns"] = st["throttled_time"]
+    return u
+
+
+def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
+    """The CFS bandwidth the kernel applied, in µs: quota (-1 = none) and period."""
+    if "cpu" not in dirs:
+        return {}
+    q, p = read_int(dirs["cpu"] / "cpu.cfs_quota_us"), read_int(dirs["cpu"] / "cpu.cfs_period_us")
+    return {"cpu_quota_us": q, "cpu_period_us": p} if q is not None and p is not None else {}
+
+
+def usage(dirs: dict[str, Path]) -> dict[str, float]:
+    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs)}
     if "memory" in dirs:
         u.update(_memory(dirs["memory"]))
     if "pids" in dirs:

@@ -29,16 +29,31 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
         write(d / "pids.max", str(limits.pids))
 
 
-def usage(dirs: dict[str, Path]) -> dict[str, float]:
-    d = dirs[""]
+def cpu_counters(dirs: dict[str, Path]) -> dict[str, float]:
+    """CPU time and the CFS bandwidth counters only (what is read once per period)."""
     u: dict[str, float] = {}
-    st = read_kv(d / "cpu.stat")
+    st = read_kv(dirs[""] / "cpu.stat")
     if "usage_usec" in st:
         u["cpu_usage_ns"] = st["usage_usec"] * 1000
     if "nr_periods" in st:
         u["cpu_nr_periods"] = st["nr_periods"]
         u["cpu_nr_throttled"] = st["nr_throttled"]
         u["cpu_throttled_ns"] = st["throttled_usec"] * 1000
+    return u
+
+
+def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
+    """The CFS bandwidth the kernel applied (cpu.max "QUOTA PERIOD", "max" = none), in µs."""
+    try:
+        quota, period = (dirs[""] / "cpu.max").read_text().split()
+        return {"cpu_quota_us": -1 if quota == "max" else int(quota), "cpu_period_us": int(period)}
+    except (OSError, ValueError):
+        return {}
+
+
+def usage(dirs: dict[str, Path]) -> dict[str, float]:
+    d = dirs[""]
+    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs)}
     for key, fname in (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak"),
                        ("pids_current", "pids.current"), ("pids_peak", "pids.peak")):
         val = read_int(d / fname)

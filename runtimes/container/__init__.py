@@ -8,8 +8,69 @@ Low-level syscalls live in ``runtimes.syscalls``.
 
 ``python -m runtimes.container plan`` prints the mount plan;
 ``python -m runtimes.container run -- CMD...`` runs a command in a container.
+
+Importing this package imports only its declaration (standard library).
 """
 
-from runtimes.container.leftovers import cleanup_leftovers
+from __future__ import annotations
 
-__all__ = ["cleanup_leftovers"]
+from runtimes.declaration import Declaration, Option
+
+
+def _seccomp(default: str = "default") -> Option:
+    return Option("seccomp", str, default, help="seccomp profile: default (Docker's), unconfined, or a JSON file")
+
+
+#: how PID 1 is made: by the zygote (a small helper started once), or by forking the harness
+LAUNCHER = Option("launcher", str, "zygote", help="zygote (default) or fork (fork the harness, the old way)")
+
+
+DECLARATION = Declaration(
+    name="container",
+    factory="runtimes.container.backend:ContainerBackend",
+    label="isobench's own runtime (namespaces, pivot_root, a cgroup)",
+    colour="#0072B2",
+    floor_target=True,
+    floor_compared=True,
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(), LAUNCHER),
+)
+#: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
+COLD = Declaration(
+    name="container:cold",
+    factory="runtimes.container.backend:ColdContainerBackend",
+    label="isobench's own runtime, launch helper started in every launch (cold)",
+    colour="#332288",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
+)
+#: the same runtime with PID 1 forked from the harness (no zygote): the launcher's A/B
+FORK = Declaration(
+    name="container:fork",
+    factory="runtimes.container.backend:ContainerBackend",
+    factory_args={"launcher": "fork"},
+    label="isobench's own runtime, PID 1 forked from the harness (no zygote)",
+    colour="#88CCEE",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
+)
+#: the same runtime without its seccomp filter: what the filter costs (scenarios/hardening.toml)
+UNCONFINED = Declaration(
+    name="container:unconfined",
+    factory="runtimes.container.backend:ContainerBackend",
+    factory_args={"seccomp": "unconfined", "name": "container:unconfined"},
+    label="isobench's own runtime without its seccomp filter",
+    colour="#999933",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp("unconfined"),),
+)
+
+
+def cleanup_leftovers(run_id: str | None = None) -> list[str]:
+    """Kill leftover container processes and unmount their mounts (of ``run_id`` if given)."""
+    from runtimes.container.leftovers import cleanup_leftovers as impl
+
+    return impl(run_id)
+
+
+__all__ = ["COLD", "DECLARATION", "FORK", "UNCONFINED", "cleanup_leftovers"]

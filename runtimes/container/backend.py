@@ -29,8 +29,8 @@ capabilities, no_new_privs, signal mask), seccomp (loading the filter), exec
 (execve to the ready marker); devices (host side, after cgroup_create: the v1
 devices cgroup with its rules, or attaching the v2 BPF program).
 
-Hardening at runc/crun parity (``seccomp=`` option: ``default``, ``unconfined``
-or a profile path; ``devices=False`` turns the device rules off for comparisons):
+Hardening at runc/crun parity (``seccomp=`` option, also per launch in
+``spec.extra``: ``default``, ``unconfined`` or a profile path; ``devices=False`` turns the device rules off for comparisons):
 see ``seccomp.py``, ``devices.py``, ``devfilter.py``, ``hardening.py`` and the
 mount plan.
 """
@@ -129,13 +129,15 @@ class ContainerBackend(Backend):
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
                  capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote",
-                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True):
+                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True, name: str | None = None):
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
         self.read_only = read_only
         self.proc_hardening = proc_hardening
         self.capabilities = tuple(capabilities)
+        if name is not None:  # a variant declared with other defaults (container:unconfined)
+            self.name = name
         self.seccomp = seccomp
         self.device_rules = devices_mod.DEFAULT_RULES if devices else None
         self._devprog: int | None = None  # v2: the loaded device program (once per backend)
@@ -183,7 +185,8 @@ class ContainerBackend(Backend):
 
     # -- launching ----------------------------------------------------------
     def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: bool = False,
-               device_cgroup: devices_mod.DeviceCgroup | None = None) -> init.InitConfig:
+               device_cgroup: devices_mod.DeviceCgroup | None = None,
+               reset_signals: tuple[int, ...] | None = None) -> init.InitConfig:
         """Everything the child needs; computed before the fork (and before t_launch where possible)."""
         argv = spec.extra.get("argv") or spec.workload.argv()
         if isinstance(argv, str) or not all(isinstance(a, str) and a for a in argv):
@@ -210,19 +213,20 @@ class ContainerBackend(Backend):
             mount_plan=self.plan(spec.extra.get("read_only")),
             keep_caps=self.keep_caps, last_cap=self._last_cap,
             lo_request=namespaces.loopback_up_request(), die_with_parent=bool(die),
-            reset_signals=init.default_signals(),
+            reset_signals=init.default_signals() if reset_signals is None else reset_signals,
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
             cwd=str(spec.extra.get("cwd") or "/tmp"),
-            seccomp_bpf=flt.bpf if (flt := self.seccomp_filter()) is not None else None,
+            seccomp_bpf=flt.bpf if (flt := self.seccomp_filter(spec.extra.get("seccomp"))) is not None else None,
             rlimits=hardening.rlimit_numbers(), oom_score_adj=hardening.OOM_SCORE_ADJ,
             attach_files=attach,
             cgroup_dir=str(cgroup.dirs[""]) if cgroup is not None and cgroup.version == 2 else None,
         )
 
-    def seccomp_filter(self) -> seccomp_mod.Filter | None:
-        """The compiled profile for this backend's capabilities (cached; None: unconfined)."""
+    def seccomp_filter(self, profile: str | None = None) -> seccomp_mod.Filter | None:
+        """The compiled profile (``profile``, else the backend's) for this backend's capabilities
+        (cached; None: unconfined)."""
         try:
-            return seccomp_mod.prepare(self.seccomp, self.capabilities)
+            return seccomp_mod.prepare(profile or self.seccomp, self.capabilities)
         except seccomp_mod.SeccompError as e:
             raise BackendError(str(e)) from e
 
@@ -250,7 +254,7 @@ class ContainerBackend(Backend):
 
     def launch(self, spec: LaunchSpec) -> Instance:
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
-        self.seccomp_filter()  # resolved and compiled once per backend, before t_launch
+        self.seccomp_filter(spec.extra.get("seccomp"))  # resolved and compiled once per profile, before t_launch
         if self.device_rules is not None and cgroups.version() == 2:
             self._device_program()
         launcher = spec.extra.get("launcher", self.launcher)
@@ -263,6 +267,9 @@ class ContainerBackend(Backend):
                 zygote.close()
             else:
                 self._ensure_zygote(plan)  # warm: a (re)start happens here, before t_launch
+        # the harness's signal handlers: not the instance's business, and ~1.5 ms to read
+        # (signal.valid_signals builds an enum per signal), so read before t_launch
+        reset_signals = init.default_signals()
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
             self._ensure_zygote(plan)
@@ -280,7 +287,7 @@ class ContainerBackend(Backend):
         inst = ContainerInstance(spec, cgroup, times)
         with launching(inst, f"{spec.instance}: cannot start the container"):
             self._guard_devices(inst)
-            cfg = self.config(spec, cgroup, zygote is not None, inst.devices)
+            cfg = self.config(spec, cgroup, zygote is not None, inst.devices, reset_signals)
             log, inst.log_path = open_log(spec, "container")
             try:
                 inst.start(cfg, log, zygote)
@@ -316,7 +323,7 @@ class ContainerBackend(Backend):
             "devices": devices_mod.oci_rules(self.device_rules) if self.device_rules is not None else None,
             "rlimits": hardening.oci_rlimits(), "oom_score_adj": hardening.OOM_SCORE_ADJ,
             "session_keyring": "own",
-            "launcher": self.launcher,
+            "launcher": self.launcher,  # (a scenario's [backend.container] launcher applies per launch)
             "helper": ("none: the harness forks" if self.launcher == "fork" else
                        "zygote started inside every launch (cold)" if self.cold else
                        "zygote started before the first launch (warm)"),

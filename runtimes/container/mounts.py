@@ -36,6 +36,9 @@ PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "timer_list",
 TMPFS_SIZE = {"dev": "64k", "dev/shm": "65536k", "tmp": "65536k", "upper": "262144k"}
 #: every writable mount: no device nodes (bind-mounted devices keep their own mount's flags)
 WRITABLE = sc.MS_NOSUID | sc.MS_NODEV
+#: /dev once populated: read-only, so a workload (which keeps CAP_MKNOD, as with runc) makes no
+#: node there; not nodev, because the zygote's shared /dev holds real nodes (template.py)
+DEV_FINAL = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOEXEC
 
 
 class MountOp(Protocol):
@@ -244,10 +247,11 @@ def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = T
     if proc_hardening:
         ops += [ReadOnly(at(f"proc/{p}")) for p in PROC_READONLY]
         ops += [Mask(at(f"proc/{p}")) for p in PROC_MASKED]
-    ops.append(Tmpfs(at("dev"), 0o755, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev"]))
+    ops.append(Tmpfs(at("dev"), 0o755, sc.MS_NOSUID | sc.MS_NOEXEC, TMPFS_SIZE["dev"]))
     ops += [Device(f"/dev/{d}", at(f"dev/{d}")) for d in DEVICES]
     ops += [Symlink(t, at(f"dev/{name}")) for name, t in DEV_LINKS.items()]
     ops.append(Dir(at("dev/shm"), 0o1777))
+    ops.append(Remount(at("dev"), DEV_FINAL))
     ops.append(Tmpfs(at("dev/shm"), 0o1777, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev/shm"]))
     ops.append(Tmpfs(at("tmp"), 0o1777, WRITABLE, TMPFS_SIZE["tmp"]))
     if read_only:

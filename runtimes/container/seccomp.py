@@ -238,7 +238,7 @@ def install(bpf: bytes) -> None:
     try:
         sc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
     except OSError as e:
-        raise OSError(e.errno, f"loading the seccomp filter: {os.strerror(e.errno)}") from e
+        raise OSError(e.errno, f"loading the seccomp filter: {os.strerror(e.errno or 0)}") from e
 
 
 def status_mode(status_text: str) -> int | None:

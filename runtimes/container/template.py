@@ -13,10 +13,14 @@ its masks, /dev/shm, /tmp.
 
 Device nodes cannot be bind-mounted from the host once inside the prepared
 root, so ``Device`` becomes ``Mknod``: the same node (type, major:minor,
-mode) made in the container's /dev tmpfs, as runc does for a container without
-a user namespace.  ``split`` returns None for a plan with an operation it does
-not know, or a writable root (an overlay per container): such a plan runs whole,
-as the fork launcher runs every plan.
+mode), as runc does for a container without a user namespace.  /dev itself
+(its tmpfs, the six nodes, the fd/std* links, the shm mountpoint, and the
+remount that makes it read-only: ``mounts.DEV_FINAL``) is part of the shared
+root, built once: read-only, no workload makes a node there (the device cgroup
+stands behind that too).  /dev/shm stays a tmpfs per container.  ``split``
+returns None for a plan with an operation it does not know, or a writable root
+(an overlay per container): such a plan runs whole, as the fork launcher runs
+every plan.
 """
 
 from __future__ import annotations
@@ -92,9 +96,13 @@ def split(plan: tuple[MountOp, ...]) -> Split | None:
     shared: list[MountOp] = [ops[0], bind]
     dev: list[MountOp] = []
     rest: list[MountOp] = []
+    dev_dir = os.path.join(root, "dev")
     for op in ops[2:-1]:
         if isinstance(op, Remount) and op.dst == root:
             shared.append(op)  # the root's flags: a property of the shared bind
+            continue
+        if _shared_dev(op, dev_dir):  # built once, read-only (see the module doc)
+            shared.append(Mknod.like(op.host, op.dst) if isinstance(op, Device) else op)
             continue
         dst = getattr(op, "dst", None)
         new_dst = _rebase(dst, root) if isinstance(op, _REBASABLE) and isinstance(dst, str) else None
@@ -105,6 +113,14 @@ def split(plan: tuple[MountOp, ...]) -> Split | None:
         (dev if new_dst == "/dev" or new_dst.startswith("/dev/") else rest).append(new)
     shared.append(ops[-1])
     return Split(tuple(shared), tuple(dev + rest))
+
+
+def _shared_dev(op: MountOp, dev_dir: str) -> bool:
+    """/dev's tmpfs and what is made in it, but not the tmpfs mounted on /dev/shm."""
+    dst = getattr(op, "dst", "")
+    if isinstance(op, (Tmpfs, Remount)):
+        return bool(dst == dev_dir)
+    return isinstance(op, (Device, Symlink, Dir)) and os.path.dirname(dst) == dev_dir
 
 
 def build(shared: tuple[MountOp, ...]) -> int:

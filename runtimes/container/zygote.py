@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import pickle
 import signal
@@ -43,6 +44,18 @@ START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 
 
+class _PlanPickler(pickle.Pickler):
+    """Pickles a config with its (prepared) mount plan as a number: unpickling ~30 mount
+    operations per launch cost ~0.3 ms in the zygote."""
+
+    def __init__(self, file: io.BytesIO, plan_ids: dict[int, int]):
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self.plan_ids = plan_ids
+
+    def persistent_id(self, obj: object) -> int | None:
+        return self.plan_ids.get(id(obj)) if type(obj) is tuple else None
+
+
 class ZygoteError(BackendError):
     """The zygote could not be started, or died; the message says how."""
 
@@ -60,8 +73,10 @@ class Zygote:
         #: how long the last start took (ns), and how many starts there were
         self.start_ns: int | None = None
         self.starts = 0
-        #: mount plans this zygote has prepared -> None, or why it could not
-        self._prepared: dict[tuple[MountOp, ...], str | None] = {}
+        #: mount plans this zygote has prepared -> (their number there, None or why it could not)
+        self._prepared: dict[tuple[MountOp, ...], tuple[int, str | None]] = {}
+        #: id() of each prepared plan -> its number: a request names the plan instead of carrying it
+        self._plan_ids: dict[int, int] = {}
 
     @property
     def pid(self) -> int | None:
@@ -112,7 +127,10 @@ class Zygote:
 
     def spawn(self, cfg: init.InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> init.Child:
         """Ask the zygote for a container init with these fds as 0-3 (see ``init.spawn``)."""
-        msg = b"L" + pickle.dumps(cfg, pickle.HIGHEST_PROTOCOL)
+        buf = io.BytesIO()
+        buf.write(b"L")
+        _PlanPickler(buf, self._plan_ids).dump(cfg)
+        msg = buf.getvalue()
         if len(msg) > MAX_REQUEST:
             raise BackendError(f"container configuration too large for the zygote ({len(msg)} bytes)")
         status_r, status_w = os.pipe()
@@ -144,18 +162,20 @@ class Zygote:
         None when prepared, else why containers run the whole plan."""
         with self._lock:
             if plan in self._prepared:
-                return self._prepared[plan]
+                return self._prepared[plan][1]
             if self._sock is None or not self.alive():
                 raise self._died("was not running")
             try:
-                self._sock.send(b"T" + pickle.dumps(plan, pickle.HIGHEST_PROTOCOL))
+                number = len(self._prepared)
+                self._sock.send(b"T" + pickle.dumps((number, plan), pickle.HIGHEST_PROTOCOL))
                 reply = self._sock.recv(4096).decode(errors="replace")
             except OSError:
                 reply = ""
             if not reply.startswith("T "):
                 raise self._died("died while preparing the container root")
             why = None if reply[2:3] == "1" else reply[4:] or "unknown"
-            self._prepared[plan] = why
+            self._prepared[plan] = (number, why)  # (the key keeps the plan, and so its id, alive)
+            self._plan_ids[id(plan)] = number
             return why
 
     def _died(self, what: str) -> ZygoteError:
@@ -175,6 +195,7 @@ class Zygote:
             how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}"
             self._proc = None
         self._prepared.clear()
+        self._plan_ids.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -5,7 +5,8 @@ of a SOCK_SEQPACKET socketpair.  It imports only what the child path needs
 (``init`` and what that imports: the same child-side code the fork launcher
 runs), then loops over requests (one message each, first byte the kind):
 
-``T`` + pickled mount plan: prepare its shared root (``template.py``) once;
+``T`` + pickled (number, mount plan): prepare its shared root (``template.py``) once;
+    later requests name the plan by its number (a pickle persistent id);
     answers ``T 1`` (prepared) or ``T 0 <why not>`` (containers run the whole plan);
 ``L`` + pickled ``InitConfig``, with five fds passed with SCM_RIGHTS (stdin,
     stdout, stderr, marker, status pipe): clone the child; answers
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import gc
+import io
 import os
 import pickle
 import signal
@@ -53,6 +55,8 @@ class Server:
         self.into_cgroup = True  # until the kernel says otherwise
         #: mount plan -> (fd of its prepared root's namespace, per-container ops); None: run it whole
         self.templates: dict[tuple[MountOp, ...], tuple[int, tuple[MountOp, ...]] | None] = {}
+        #: plans by the number the harness gave them (``T`` requests)
+        self.plans: dict[int, tuple[MountOp, ...]] = {}
 
     def serve(self) -> None:
         while True:
@@ -64,9 +68,13 @@ class Server:
                 return
             try:
                 if msg[:1] == b"T":
-                    reply = self.prepare(pickle.loads(msg[1:]))
+                    number, plan = pickle.loads(msg[1:])
+                    self.plans[number] = plan
+                    reply = self.prepare(plan)
                 elif msg[:1] == b"L" and len(fds) == REQUEST_FDS:
-                    reply = self.launch(pickle.loads(msg[1:]), fds)
+                    unpickler = pickle.Unpickler(io.BytesIO(msg[1:]))
+                    unpickler.persistent_load = self.plans.__getitem__  # type: ignore[assignment]
+                    reply = self.launch(unpickler.load(), fds)
                 else:
                     reply = f"E bad request {msg[:1]!r} with {len(fds)} fds"
             except Exception as e:  # noqa: BLE001 - the harness gets every failure as a reply

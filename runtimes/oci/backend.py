@@ -215,7 +215,7 @@ class OciBackend(Backend):
             raise BackendError(str(e)) from e
         root, v, holder = self._prepare()
         try:  # resolved and compiled once (cached), before t_launch
-            flt = container_seccomp.prepare(self.seccomp, container_caps.OCI_DEFAULT)
+            flt = container_seccomp.prepare(spec.extra.get("seccomp") or self.seccomp, container_caps.OCI_DEFAULT)
         except container_seccomp.SeccompError as e:
             raise BackendError(str(e)) from e
         self._seccomp = dict(flt.oci) if flt is not None else None

@@ -11,6 +11,54 @@ does not import libvirt.
 
 from __future__ import annotations
 
+from runtimes.declaration import Declaration, Option
+
+#: how a guest enforces limits: its own kernel applies them to a cgroup inside the guest that
+#: holds the workload (``runtimes.workloads.in_guest_cgroup``); the guest is judged on that
+_GUEST_MEMORY = "memory.max of a cgroup inside the guest (its own kernel enforces it)"
+_GUEST_PIDS = "pids.max of a cgroup inside the guest (its own kernel enforces it)"
+
+
+#: the emulator both guest backends run, recorded in the manifest's host facts
+_TOOLS = {"qemu": ("qemu-system-x86_64", "--version")}
+
+
+def _guest_options() -> tuple[Option, ...]:
+    return (Option("vcpus", int, 1, 1, 1 << 20, "virtual CPUs of the guest", spec_field="vcpus"),
+            Option("memory_mib", int, 256, 32, 1 << 20, "the guest's RAM (its memory limit), MiB",
+                   spec_field="guest_memory_mib"))
+
+
+DECLARATION = Declaration(
+    name="vm",
+    factory="runtimes.vm.backend:VmBackend",
+    label="a libvirt guest, direct kernel boot into an initramfs of the same rootfs",
+    colour="#D55E00",
+    options=_guest_options(),
+    guest=True,
+    floor_compared=True,
+    enforcement={"cpu": "libvirt <cputune> global quota on the domain's cpu cgroup",
+                 "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
+    sweep="runtimes.vm:cleanup_leftovers",
+    doctor="runtimes.vm.checks:checks",
+    host_setup="runtimes.vm.host:setup",
+    tools=_TOOLS,
+)
+QEMU = Declaration(
+    name="qemu",
+    factory="runtimes.vm.qemu:QemuBackend",
+    label="the same guest, QEMU started directly (no libvirt)",
+    colour="#E69F00",
+    options=_guest_options(),
+    guest=True,
+    peer_of="vm",
+    enforcement={"cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
+                 "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
+    sweep="runtimes.vm.qemu:cleanup_leftovers",
+    doctor="runtimes.vm.checks:checks",
+    tools=_TOOLS,
+)
+
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     """Destroy every isobench domain (of ``run_id`` if given); returns their names."""
@@ -19,4 +67,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["cleanup_leftovers"]
+__all__ = ["DECLARATION", "QEMU", "cleanup_leftovers"]

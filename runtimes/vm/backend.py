@@ -235,11 +235,6 @@ class VmBackend(GuestBackend):
     """Guests through libvirt; one connection (and event callback) per backend."""
 
     name = "vm"
-    enforcement = {
-        "cpu": "libvirt <cputune> global quota on the domain's cpu cgroup",
-        "memory": "guest memory size (guest_memory_mib)",
-        "pids": "not enforced (the guest kernel has no limit set)",
-    }
 
     def __init__(self, uri: str | None = None, *, kernel: str | None = None, kernel_format: str | None = None,
                  machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,

@@ -24,6 +24,7 @@ from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.machine import Machine, describe
+from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
@@ -31,15 +32,19 @@ READER_DRAIN_S = 1.0
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
     """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used (MiB)
-    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock)."""
+    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock).
+
+    These derived values are computed here only (the measurements store them as they
+    are), at full precision: ``repr`` of the float, which reads back exactly."""
     r = {k: v for k, v in results.items() if k.startswith("guest_")}
     with contextlib.suppress(KeyError, ValueError):
         total = int(r["guest_mem_total_kib"])
-        r["guest_mem_total"] = f"{total / 1024:.1f}"
-        r["guest_mem_used"] = f"{(total - int(r['guest_mem_available_kib'])) / 1024:.1f}"
-    with contextlib.suppress(KeyError, ValueError, ZeroDivisionError):
+        r["guest_mem_total"] = repr(total / 1024)
+        r["guest_mem_used"] = repr((total - int(r["guest_mem_available_kib"])) / 1024)
+    with contextlib.suppress(KeyError, ValueError):
         wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
-        r["guest_cpu_delivered"] = f"{float(r['guest_cpu_busy_s']) / wall:.3f}"
+        if wall > 0:
+            r["guest_cpu_delivered"] = repr(float(r["guest_cpu_busy_s"]) / wall)
     if accel:
         r["accel"] = accel
     return r
@@ -199,8 +204,9 @@ class GuestBackend(Backend):
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
         argv = spec.extra.get("argv")
-        initrd = image.initrd_for(list(argv) if argv else spec.workload.argv(), self.base_image(), self.cache,
-                                  applets=bool(argv))
+        # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
+        run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
+        initrd = image.initrd_for(run, self.base_image(), self.cache, applets=bool(argv))
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
                         machine_type=self.machine_type, cmdline=self.cmdline)
 

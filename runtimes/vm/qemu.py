@@ -12,7 +12,8 @@ Unlike libvirt, QEMU runs as root (no ``libvirt-qemu`` user, no namespace).
 
 CPU limits go on a cgroup of our own (``runtimes.cgroups``) that QEMU joins
 before it execs, as libvirt's ``<global_quota>`` on the domain cgroup; memory
-is limited by the guest's size, pids not at all (``enforcement``).
+and pids limits are applied by the guest's kernel to a cgroup inside the guest
+(``runtimes.workloads.in_guest_cgroup``, see ``enforcement``).
 
 Timing contract as for ``vm``: ``t_ready`` and ``t_exit`` are the receipt of the
 guest's READY and EXIT lines on the console, ``t_clean`` when QEMU is reaped
@@ -208,11 +209,6 @@ class QemuInstance(GuestInstance):
 
 class QemuBackend(GuestBackend):
     name = "qemu"
-    enforcement = {
-        "cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
-        "memory": "guest memory size (guest_memory_mib)",
-        "pids": "not enforced (the guest kernel has no limit set)",
-    }
 
     def __init__(self, *, kernel: str | None = None, kernel_format: str | None = None,
                  machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,

@@ -1,0 +1,136 @@
+"""The metric registry: each metric declared once, beside the measurement that produces it.
+
+A :class:`Metric` says what a row's number is: its unit, which way is better,
+the measurement (family) it belongs to, whether it is summarised or a
+per-sample point, and whether it heads the terminal summary or earns a peer
+ratio.  A :class:`MeasurementInfo` says what a scenario may ask of a
+measurement (its workload, its grid keys).  The measurement modules
+(``harness.measure.*``, ``harness.floor``) fill the registry when imported;
+``harness.measure`` imports all of them, so consumers (summary, report,
+compare, validate, scenario) ask ``harness.measure.catalogue()``.
+
+This module imports nothing of the harness: everything may import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+#: which way is better: smaller, larger, closer to 1, or no direction (set by the case)
+LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
+DIRECTIONS = (LOWER, HIGHER, ONE, NONE)
+#: metrics not declared (rows of an older or newer isobench) are judged by their unit
+UNIT_DIRECTIONS = {"ms": LOWER, "MiB": LOWER}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the exact name rows carry, or a prefix (``phase_``) when ``prefix`` is set
+    unit: str
+    better: str
+    family: str  # the measurement that produces it
+    #: False for points of a curve (density's mem_available per instance count), which are
+    #: shown as they are; True for the values a summary (median, CI) is made of
+    summarised: bool = True
+    headline: bool = False  # one line of the terminal summary at the end of ``isobench run``
+    peer: bool = False  # worth a ratio peer/reference in the report
+    prefix: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.better not in DIRECTIONS:
+            raise ValueError(f"metric {self.name}: better must be one of {DIRECTIONS}")
+
+    def matches(self, name: str) -> bool:
+        return name.startswith(self.name) if self.prefix else name == self.name
+
+
+@dataclass(frozen=True)
+class GridKey:
+    """One key of a measurement's ``grid``: its type and bounds; optional keys have a default."""
+
+    types: tuple[type, ...]
+    minimum: float
+    maximum: float
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class MeasurementInfo:
+    name: str
+    workload: str | None = None  # the only workload it runs; None: any workload
+    grid: Mapping[str, GridKey] = field(default_factory=dict)
+    #: its cases are usually measured once each (a grid, or one long sample): "too few
+    #: samples" is no news, and the summary shows the range across the grid
+    single_shot: bool = False
+
+    @property
+    def ranged(self) -> bool:
+        """The terminal summary shows median [min–max] across the grid's cells."""
+        return bool(self.grid)
+
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+class Catalogue:
+    """Every declared metric and measurement, in declaration order."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Metric] = {}
+        self.measurements: dict[str, MeasurementInfo] = {}
+        self.functions: dict[str, Callable[..., Any]] = {}
+
+    # -- declaring ---------------------------------------------------------------------
+    def declare(self, *metrics: Metric) -> tuple[Metric, ...]:
+        for m in metrics:
+            if m.name in self.metrics and self.metrics[m.name] != m:
+                raise ValueError(f"metric {m.name} declared twice, differently")
+            self.metrics[m.name] = m
+        return metrics
+
+    def measurement(self, info: MeasurementInfo) -> Callable[[Fn], Fn]:
+        """Decorator: register ``fn`` as the measurement ``info.name``."""
+
+        def register(fn: Fn) -> Fn:
+            self.measurements[info.name] = info
+            self.functions[info.name] = fn
+            return fn
+
+        return register
+
+    # -- asking ------------------------------------------------------------------------
+    def get(self, name: str) -> Metric | None:
+        """The declaration of metric ``name`` (an exact name first, then a prefix family)."""
+        if name in self.metrics and not self.metrics[name].prefix:
+            return self.metrics[name]
+        return next((m for m in self.metrics.values() if m.prefix and m.matches(name)), None)
+
+    def unit(self, name: str) -> str:
+        m = self.get(name)
+        if m is None:
+            raise KeyError(f"metric {name!r} is not declared (see harness.measure)")
+        return m.unit
+
+    def direction(self, name: str, unit: str | None = None) -> str:
+        m = self.get(name)
+        return m.better if m is not None else UNIT_DIRECTIONS.get(unit or "", NONE)
+
+    def headline(self) -> list[Metric]:
+        """The terminal summary's metrics, in declaration order."""
+        return [m for m in self.metrics.values() if m.headline]
+
+    def is_peer_metric(self, name: str) -> bool:
+        m = self.get(name)
+        return m is not None and m.peer
+
+    def info(self, measurement: str) -> MeasurementInfo | None:
+        return self.measurements.get(measurement)
+
+
+#: the one registry, filled by the measurement modules as they are imported
+CATALOGUE = Catalogue()
+declare = CATALOGUE.declare
+measurement = CATALOGUE.measurement

@@ -1,0 +1,48 @@
+"""The report tables and the terminal summary of the stored runs under docs/runs/, as text.
+
+``tests/test_golden.py`` compares them with the copies under ``tests/golden/``, stored
+before the backend/metric registries replaced the hand-kept tables: the refactor must
+not change a single cell.  After an intended change of the tables, regenerate with
+``python -m tests.golden_tables`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ("dev-host-default", "dev-host-peers")
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def render(run: str) -> dict[str, str]:
+    """file name -> text: every table of the run's report, and the run's terminal summary."""
+    from tabulate import tabulate
+
+    from harness import summary
+    from harness.report import build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = build([ROOT / "docs" / "runs" / run], Path(tmp) / "report")
+        files = {p.name: p.read_text() for p in sorted((out / "tables").iterdir())}
+    header, rows = summary.table(ROOT / "docs" / "runs" / run)
+    files["terminal-summary.txt"] = tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + "\n"
+    return files
+
+
+def main() -> int:
+    for run in RUNS:
+        d = GOLDEN / run
+        d.mkdir(parents=True, exist_ok=True)
+        for stale in d.iterdir():
+            stale.unlink()
+        for name, text in render(run).items():
+            (d / name).write_text(text)
+        print(f"wrote {d}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
