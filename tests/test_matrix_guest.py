@@ -97,3 +97,31 @@ def _comm(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text()
     except OSError:
         return ""
+
+
+def test_ctrl_c_of_isobench_matrix_kills_the_guest_and_records_the_cell(tmp_path) -> None:
+    k = host_kernel()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "matrix", "scenarios/matrix-small.toml",
+                             "--kernels", str(k.image), "--cgroups", "v2", "--results", str(tmp_path)],
+                            cwd=intests.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, ISOBENCH_ACCEL="tcg"))
+    try:
+        deadline = time.monotonic() + 120
+        while not any("qemu" in _comm(p) for p in leftovers.guest_processes("-matrix-")):
+            assert proc.poll() is None, f"isobench matrix ended early:\n{proc.stdout.read() if proc.stdout else ''}"
+            assert time.monotonic() < deadline, "no guest QEMU appeared within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out
+    matrix_dir = Path(out.strip().splitlines()[-1])
+    import json
+
+    cells = json.loads((matrix_dir / "matrix.json").read_text())["cells"]
+    assert [c["status"] for c in cells] == ["interrupted"], cells
+    assert leftovers.guest_processes(matrix_dir.name) == []
+    assert not list(Path("/tmp").glob(f"{guest.GUEST_PREFIX}{matrix_dir.name}-*"))

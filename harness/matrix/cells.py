@@ -26,6 +26,14 @@ from harness.matrix.kernels import Kernel
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class CellInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a cell ran (its guest is gone); carries the cell's result."""
+
+    def __init__(self, result: CellResult):
+        super().__init__(result.cell)
+        self.result = result
+
+
 @dataclass(frozen=True)
 class CellSpec:
     kernel: Kernel
@@ -81,8 +89,8 @@ def run_cell(spec: CellSpec, scenario: Path, out_dir: Path, matrix_id: str, back
         outcome = guest.run(g, script(spec, scenario, out_dir, run_id, backends), name=f"{matrix_id}-{spec.name}",
                             log=log, timeout_s=timeout_s, cwd=ROOT)
     except KeyboardInterrupt:
-        res.status, res.reason = "interrupted", "Ctrl-C: the guest was killed"
-        raise
+        res.status, res.reason = "interrupted", "interrupted (Ctrl-C): guest killed"
+        raise CellInterrupted(res) from None
     except guest.GuestError as e:
         res.reason = str(e)
         return res
@@ -93,17 +101,26 @@ def run_cell(spec: CellSpec, scenario: Path, out_dir: Path, matrix_id: str, back
     if (run_dir / results.MANIFEST).is_file():
         res.run_dir = run_id
         annotate(run_dir, spec, host_meta, res.cgroup_notes)
-        m = results.read_manifest(run_dir)
-        res.samples = dict(m.get("samples") or {})
-    if outcome.timed_out:
+        res.samples = count_samples(run_dir)
+    if outcome.interrupted:
+        res.status, res.reason = "interrupted", outcome.detail
+    elif outcome.timed_out:
         res.reason = outcome.detail
     elif outcome.status != 0:
-        last = outcome.tail(3).replace("\n", " | ")
+        last = (outcome.tail(3, console=False) or outcome.tail(3)).replace("\n", " | ")
         res.reason = (f"isobench run exited {outcome.status} inside the guest: {last}" if res.run_dir else
                       f"the guest gave no run directory (exit {outcome.status}): {last}")
     else:
         res.status = "completed"
     return res
+
+
+def count_samples(run_dir: Path) -> dict[str, int]:
+    """ok/failed samples as written (a killed run's manifest never got its counts)."""
+    counts: dict[str, int] = {}
+    for row in results.read_samples(run_dir):
+        counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
+    return counts
 
 
 def _cgroup_notes(path: Path) -> list[str]:

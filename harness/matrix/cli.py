@@ -95,7 +95,9 @@ def main(args: argparse.Namespace) -> int:
                 one(i, s)
         else:
             _parallel(one, specs, args.jobs)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, cells.CellInterrupted):
+            done.append(e.result)
         print("matrix: interrupted; finished cells are kept", file=sys.stderr)
         cells.write_summary(out, done, {**meta, "status": "interrupted"})
         print(out)

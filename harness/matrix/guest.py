@@ -36,6 +36,7 @@ GUEST_PREFIX = f"{PREFIX}-guest-"
 ACCELS = ("kvm", "tcg")
 #: guests running now (several with ``isobench matrix --jobs``), for ``kill_all`` on Ctrl-C
 _LIVE: set[subprocess.Popen[bytes]] = set()
+_KILLED: set[int] = set()  # pids kill_all took down: their run() says so
 _LOCK = threading.Lock()
 
 
@@ -69,16 +70,21 @@ class Outcome:
     timed_out: bool
     log: Path  # what vng, QEMU and the script wrote (stdout and stderr)
     detail: str = field(default="")
+    interrupted: bool = False  # killed by kill_all (Ctrl-C of a parallel matrix)
 
     @property
     def ok(self) -> bool:
         return self.status == 0
 
-    def tail(self, lines: int = 40) -> str:
+    def tail(self, lines: int = 40, console: bool = True) -> str:
+        """The log's last lines; ``console=False`` leaves out the kernel's own (``[  1.23] …``)."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        if not console:
+            text = [t for t in text if t.strip() and not t.startswith(("[", "Memory KASLR", "Poking KASLR"))]
+        return "\n".join(text[-lines:])
 
 
 def vng_binary() -> str | None:
@@ -169,8 +175,12 @@ def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: P
                     _LIVE.discard(proc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    detail = f"no result within {timeout_s:g} s (guest killed)" if timed_out else ""
-    return Outcome(None if timed_out else status, time.monotonic() - start, timed_out, log, detail)
+    with _LOCK:
+        interrupted = proc.pid in _KILLED
+    detail = (f"no result within {timeout_s:g} s (guest killed)" if timed_out else
+              "interrupted (Ctrl-C): guest killed" if interrupted else "")
+    status = None if timed_out or interrupted else status
+    return Outcome(status, time.monotonic() - start, timed_out, log, detail, interrupted)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -187,6 +197,8 @@ def kill_all() -> None:
     with _LOCK:
         live = list(_LIVE)
     for proc in live:
+        with _LOCK:
+            _KILLED.add(proc.pid)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
