@@ -44,6 +44,16 @@ COLD = Declaration(
     sweep="runtimes.container.leftovers:cleanup_leftovers",
     options=(_seccomp(),),
 )
+#: the same runtime with PID 1 forked from the harness (no zygote): the launcher's A/B
+FORK = Declaration(
+    name="container:fork",
+    factory="runtimes.container.backend:ContainerBackend",
+    factory_args={"launcher": "fork"},
+    label="isobench's own runtime, PID 1 forked from the harness (no zygote)",
+    colour="#88CCEE",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
+)
 #: the same runtime without its seccomp filter: what the filter costs (scenarios/hardening.toml)
 UNCONFINED = Declaration(
     name="container:unconfined",
@@ -63,4 +73,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["COLD", "DECLARATION", "UNCONFINED", "cleanup_leftovers"]
+__all__ = ["COLD", "DECLARATION", "FORK", "UNCONFINED", "cleanup_leftovers"]
