@@ -212,3 +212,14 @@ def test_the_unconfined_variant_is_a_backend_of_its_own() -> None:
     assert b.name == "container:unconfined" and b.seccomp == seccomp.UNCONFINED  # rows carry its name
     assert runtimes.declaration("container:unconfined").check_options({})["seccomp"] == "unconfined"
     assert runtimes.declaration("container").check_options({})["seccomp"] == "default"
+
+
+@pytest.mark.privileged
+def test_doctor_says_what_enforces_the_hardening_here() -> None:
+    from runtimes.container import checks
+
+    require(is_root(), "needs root (cgroups)")
+    lines = {c.name: c for c in checks.checks(probe=False)}
+    assert set(lines) == {"seccomp", "device rules"}
+    assert lines["seccomp"].ok and "BPF instructions" in lines["seccomp"].detail
+    assert lines["device rules"].ok and f"cgroup v{cgroups.version()}" in lines["device rules"].detail
