@@ -218,7 +218,6 @@ def test_the_unconfined_variant_is_a_backend_of_its_own() -> None:
 def test_doctor_says_what_enforces_the_hardening_here() -> None:
     from runtimes.container import checks
 
-    require(is_root(), "needs root (cgroups)")
     lines = {c.name: c for c in checks.checks(probe=False)}
     assert set(lines) == {"seccomp", "device rules"}
     assert lines["seccomp"].ok and "BPF instructions" in lines["seccomp"].detail
