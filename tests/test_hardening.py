@@ -26,7 +26,7 @@ from runtimes.container import devfilter, devices, hardening, mounts, seccomp
 from runtimes.container.backend import ContainerBackend
 from runtimes.marker import MAX_LINE, MarkerChannel
 from runtimes.wait import wait_until
-from tests.conftest import is_root, require
+from tests.conftest import require
 from tests.test_container import PRELUDE, _spec, clean, run_script  # noqa: F401 - clean: a fixture
 
 #: every test here: no cgroup, mount, init process or netns left behind (test_container's fixture)
@@ -39,7 +39,6 @@ EPERM, ENOENT, EACCES, EROFS = 1, 2, 13, 30
 @pytest.fixture(scope="module")
 def probe_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the workload rootfs with the probe in it (the shared cache is never written)."""
-    require(is_root(), "needs root (namespaces, mounts, cgroups)")
     require(shutil.which("gcc") is not None, "gcc missing (isobench doctor --fix installs it)")
     base = ContainerBackend()
     reason = base.available()
