@@ -8,7 +8,7 @@ import pytest
 
 import runtimes
 from harness.measure import MEASUREMENTS
-from harness.measure.common import Footprint, footprint, reported
+from harness.measure.common import footprint, reported
 from harness.measure.context import Context
 from harness.measure.memory import reference_extra
 from harness.scenario import Case
@@ -63,7 +63,6 @@ def test_bare_has_about_zero_overhead(ctx: Context, no_leftovers) -> None:
 
 @pytest.mark.privileged
 def test_other_backends_get_a_reference_launch_per_repetition(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root (smaps of every process)")
     case = Case("memory", Workload("idle"), settle_s=0.2, timeout_s=30)
     unshare = runtimes.get("unshare")
     for rep in (0, 1):  # before, then after: two launches each
