@@ -196,7 +196,7 @@ def summary_table(df: pd.DataFrame, extra_keys: Sequence[str] = ()) -> pd.DataFr
         if s.n == 0 and d["failed"]:
             d["warnings"] = f"all {d['failed']} samples failed"
         elif d["failed"]:
-            d["warnings"] = "; ".join(filter(None, [f"{d['failed']} failed", d["warnings"]]))
+            d["warnings"] = "; ".join(filter(None, [f"{d['failed']} failed", str(d["warnings"])]))
         rows.append(d)
     return pd.DataFrame(rows, columns=out_cols)
 
