@@ -83,6 +83,7 @@ def bench(session: nox.Session) -> None:
     _delegated(session, "pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
                f"--benchmark-json=results/{run_id}/floor.json")
     session.run("isobench", "report", f"results/{run_id}")
+    session.run("isobench", "report", f"results/{run_id}", "--card")  # card.png beside the report, for a slide
 
 
 @nox.session
