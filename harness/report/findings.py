@@ -57,6 +57,7 @@ class HeadlineRow:
 class Finding:
     title: str
     lines: list[str] = field(default_factory=list)
+    link: str = ""  # an anchor of the page the lines point to (the warnings)
 
 
 def _ok(data: ReportData) -> pd.DataFrame:
@@ -149,7 +150,7 @@ def findings(data: ReportData, warnings: int = 0) -> list[Finding]:
     out += [f for f in (_peers(data), _floor(data)) if f is not None and f.lines]
     if warnings:
         out.append(Finding("Caveats", [f"{warnings} warning{'s' if warnings != 1 else ''} about these numbers "
-                                       "(listed under Warnings below)."]))
+                                       "(listed under Warnings below)."], link="#warnings"))
     return out
 
 
