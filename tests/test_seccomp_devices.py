@@ -214,4 +214,4 @@ def test_the_unconfined_variant_is_a_backend_of_its_own() -> None:
     b = runtimes.get("container:unconfined")
     assert b.name == "container:unconfined" and b.seccomp == seccomp.UNCONFINED  # rows carry its name
     assert runtimes.declaration("container:unconfined").check_options({}) == {"seccomp": "unconfined"}
-    assert runtimes.declaration("container").check_options({}) == {"seccomp": "default"}
+    assert runtimes.declaration("container").check_options({}) == {"seccomp": "default", "launcher": "zygote"}
