@@ -47,12 +47,15 @@ def harness_cells(run_dir: Path) -> dict[tuple[str, float, float, int], dict[str
 
 
 def independent(quota: float, period_ms: float, threads: int, seconds: int, repeat: int) -> dict[str, float]:
-    """Median ratio (and throttled share) of ``repeat`` runs of the shell tool."""
+    """Median ratio (and throttled share) of ``repeat`` runs of the shell tool; RuntimeError with
+    the tool's own words when it cannot measure here."""
     ratios, shares = [], []
     for _ in range(repeat):
-        out = subprocess.run(["sh", str(TOOL), f"{quota:g}", f"{period_ms:g}", str(threads), str(seconds)],
-                             capture_output=True, text=True, check=True).stdout
-        kv = dict(field.split("=", 1) for field in out.split())
+        done = subprocess.run(["sh", str(TOOL), f"{quota:g}", f"{period_ms:g}", str(threads), str(seconds)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1])
+        kv = dict(field.split("=", 1) for field in done.stdout.split())
         ratios.append(float(kv["ratio"]))
         shares.append(int(kv["throttled"]) / max(1, int(kv["periods"])))
     return {"cpu_ratio": statistics.median(ratios), "throttled_share": statistics.median(shares)}
@@ -85,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     for (backend, quota, period_ms, threads), h in sorted(cells.items(), key=lambda kv: kv[0][1:] + kv[0][:1]):
         cell = (quota, period_ms, threads)
         if cell not in tool:
-            tool[cell] = independent(quota, period_ms, threads, args.seconds, args.repeat)
+            try:
+                tool[cell] = independent(quota, period_ms, threads, args.seconds, args.repeat)
+            except RuntimeError as e:
+                print(f"crosscheck: the independent tool cannot measure here: {e}", file=sys.stderr)
+                return 2
         t = tool[cell]
         diff = h["cpu_ratio"] / t["cpu_ratio"] - 1
         if min(h.get("throttled_share", 1.0), t["throttled_share"]) < THROTTLED:
