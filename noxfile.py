@@ -49,12 +49,24 @@ def _run_id(tag: str) -> str:
     return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{tag}-{secrets.token_hex(2)}"
 
 
+#: the tests that need the host (root, guests, libvirt): ``tests/conftest.py`` gates them by marker
+HOST_MARKERS = ("privileged", "vm", "libvirt")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests plus real namespaces, cgroups, libvirtd and guests."""
     _prepare_host(session)
     _install(session, "[test]")
-    _delegated(session, "pytest", *(session.posargs or ["tests"]))
+    _delegated(session, "pytest", "--durations=20", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The tests that need no root and touch nothing on the host (seconds; any machine)."""
+    _install(session, "[test]")
+    not_host = " and ".join(f"not {m}" for m in HOST_MARKERS)
+    session.run("pytest", "-m", f"{not_host} and not v2host", "--durations=10", *(session.posargs or ["tests"]))
 
 
 @nox.session
@@ -103,5 +115,7 @@ def microbench(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("-q", "ruff>=0.5")
+    """ruff over everything; mypy over harness/ and runtimes/ (configured in pyproject.toml)."""
+    _install(session, "[lint]")
     session.run("ruff", "check", "harness", "runtimes", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy")

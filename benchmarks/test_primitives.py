@@ -1,11 +1,11 @@
 """The floor: each kernel primitive a container launch is made of, timed alone.
 
-``harness.floor.floor_ms`` sums the medians of the benchmarks marked
-``extra_info["floor"]`` into the cheapest conceivable launch→ready of a
-container (fork+exec of the workload up to its ready marker, one unshare per
-namespace kind, the cgroup made and the process placed in it, the mount plan,
-pivot_root, bringing lo up), to set beside the measured one.  Run with
-``nox -s microbench`` (``pytest benchmarks --benchmark-only --benchmark-autosave``).
+``harness.floor.floor_ms`` turns the benchmarks marked ``extra_info["floor"]``
+into a lower bound of a container's launch→ready: each primitive by its fastest
+round, the critical path summed, overlapping steps by their maximum, avoidable
+steps (mount plan, pivot_root, a cold cgroup migration) counted 0 (see
+``harness.floor.ROLES``).  Run with ``nox -s microbench``
+(``pytest benchmarks --benchmark-only --benchmark-autosave``).
 
 Rounds are few (``ISOBENCH_BENCH_ROUNDS``, default 40): the whole run takes
 well under two minutes on 2 cores.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 #: seconds between two progress lines when the output is not a terminal
@@ -34,16 +34,22 @@ def duration(seconds: float) -> str:
 class Lines:
     """A progress reporter that prints a line at most every ``interval`` seconds.
 
-    The ETA assumes the remaining steps take as long on average as the done
-    ones: the runner interleaves backends, so slow (VM) and fast steps mix.
+    The ETA: each remaining step is expected to take as long as the done steps
+    of the same kind took on average (``kinds[i]`` names step i's kind, e.g.
+    its backend: a guest boot takes seconds, a process launch milliseconds),
+    or as long as the average done step when no step of its kind is done yet.
     """
 
     def __init__(self, total: int, stream: TextIO | None = None, interval: float = INTERVAL,
-                 clock: Callable[[], float] = time.monotonic, label: str = "isobench: progress"):
+                 clock: Callable[[], float] = time.monotonic, label: str = "isobench: progress",
+                 kinds: Sequence[str] | None = None):
         self.total, self.n = total, 0
+        self.kinds = list(kinds) if kinds is not None and len(kinds) == total else None
+        self.spent: dict[str, list[float]] = {}  # kind -> [seconds, steps]
         self.stream = stream if stream is not None else sys.stderr
         self.interval, self.clock, self.label = interval, clock, label
         self.start = clock()
+        self.mark = self.start  # when the last step ended
         self.last: float | None = None  # when the last line was printed
         self.step = ""
         self.closed = False
@@ -52,10 +58,24 @@ class Lines:
         self.step = text
 
     def update(self, k: int = 1) -> None:
-        self.n += k
         now = self.clock()
+        if self.kinds is not None and k > 0:
+            took = (now - self.mark) / k
+            for i in range(self.n, min(self.n + k, self.total)):
+                acc = self.spent.setdefault(self.kinds[i], [0.0, 0])
+                acc[0] += took
+                acc[1] += 1
+        self.mark = now
+        self.n += k
         if self.last is None or now - self.last >= self.interval:
             self._print(now)
+
+    def eta(self, elapsed: float) -> float:
+        if self.kinds is None or not self.spent:
+            return elapsed / self.n * (self.total - self.n)
+        mean = elapsed / self.n
+        per = {kind: s / c for kind, (s, c) in self.spent.items()}
+        return sum(per.get(kind, mean) for kind in self.kinds[self.n:])
 
     def line(self, now: float) -> str:
         elapsed = now - self.start
@@ -65,7 +85,7 @@ class Lines:
             parts.append(self.step)
         parts.append(f"elapsed {duration(elapsed)}")
         if 0 < self.n < self.total:
-            parts.append(f"ETA {duration(elapsed / self.n * (self.total - self.n))}")
+            parts.append(f"ETA {duration(self.eta(elapsed))}")
         elif self.n >= self.total:
             parts.append("done")
         return " · ".join(parts)
@@ -97,9 +117,11 @@ class Silent:
         pass
 
 
-def reporter(total: int, enabled: bool | None = None, stream: TextIO | None = None) -> Any:
+def reporter(total: int, enabled: bool | None = None, stream: TextIO | None = None,
+             kinds: Sequence[str] | None = None) -> Any:
     """A tqdm bar when ``stream`` (stderr) is a terminal, progress lines when it is not,
-    nothing when ``enabled`` is False.  ``enabled=True`` forces the bar."""
+    nothing when ``enabled`` is False.  ``enabled=True`` forces the bar.  ``kinds`` (one per
+    step) make the lines' ETA count each kind of step at its own pace."""
     stream = stream if stream is not None else sys.stderr
     if enabled is False:
         return Silent(total)
@@ -108,4 +130,4 @@ def reporter(total: int, enabled: bool | None = None, stream: TextIO | None = No
 
         return tqdm(total=total, unit="sample", dynamic_ncols=True, file=stream,
                     bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
-    return Lines(total, stream)
+    return Lines(total, stream, kinds=kinds)

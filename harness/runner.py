@@ -82,11 +82,11 @@ def open_backends(names: list[str], skip_unavailable: bool, stack: contextlib.Ex
     return backends
 
 
-def _progress(total: int, enabled: bool | None) -> Any:
+def _progress(steps: list[Step], enabled: bool | None) -> Any:
     """A bar on a terminal, a line every 10 s without one (CI logs), nothing when disabled."""
     from harness import progress
 
-    return progress.reporter(total, enabled)
+    return progress.reporter(len(steps), enabled, kinds=[f"{s.backend} {s.case.measurement}" for s in steps])
 
 
 def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None = None,
@@ -120,7 +120,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
     stack.callback(ctx.cleanup_live)
     status = "interrupted"
     done = 0  # counted here: the progress bar does not count when it is disabled
-    bar = _progress(len(steps), progress)
+    bar = _progress(steps, progress)
     try:
         conditions, previous = Conditions(), None
         with sigterm_unwinds():

@@ -119,7 +119,8 @@ def _err(path: str, key: str, problem: str) -> ScenarioError:
 
 def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf"),
             types: tuple[type, ...] = _NUM) -> Any:
-    if isinstance(value, bool) or not isinstance(value, types):
+    """``value`` if it is a number of ``types`` within [lo, hi]; else a ScenarioError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, types) or not isinstance(value, (int, float)):
         kind = "an integer" if types == (int,) else "a number"
         raise _err(path, key, f"must be {kind}, got {value!r}")
     if not lo <= value <= hi:

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "unshare": "runtimes.unshare:DECLARATION",
     "container": "runtimes.container:DECLARATION",
     "container:cold": "runtimes.container:COLD",
+    "container:fork": "runtimes.container:FORK",
     "container:unconfined": "runtimes.container:UNCONFINED",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",

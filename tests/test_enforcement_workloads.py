@@ -13,7 +13,6 @@ import pytest
 from harness import runner, scenario
 from harness.results import load
 from runtimes import workloads
-from tests.conftest import is_root, require
 
 SCENARIO = """
 [scenario]
@@ -57,7 +56,6 @@ def test_every_workload_enters_the_same_writable_directory() -> None:
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_a_failing_workload_never_yields_an_ok_row(tmp_path, monkeypatch, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups, namespaces)")
     # stress-ng aborting at start as it did in a read-only cwd ("temp-path must be readable and
     # writeable"): every cpu and mem sample must fail, with the reason and the log's path
     for name in ("cpu", "mem"):
@@ -93,7 +91,6 @@ def read_only_dir(tmp_path: Path):
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_a_read_only_cwd_measures_correctly(tmp_path, read_only_dir, monkeypatch, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups, namespaces, mount)")
     # stress-ng aborts in a read-only cwd; the harness's cwd must not be the workload's
     monkeypatch.chdir(read_only_dir)
     rows = _run(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import psutil
@@ -16,7 +17,7 @@ from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, LaunchSpec
 from runtimes.workloads import Workload
-from tests.conftest import is_root, require
+from tests.synth import dead_pid
 
 
 def test_settle_returns_once_two_reads_agree() -> None:
@@ -34,6 +35,24 @@ def test_settle_zero_reads_once() -> None:
     assert settled_available(0, read=lambda: 42) == 42
 
 
+def test_refreshed_mem_available_and_own_accounting() -> None:
+    from harness.measure import accounting
+
+    assert 0 < accounting.mem_available() < psutil.virtual_memory().total
+    me = accounting.pages([os.getpid()])
+    assert me.processes == 1 and 0 < me.private_dirty <= me.rss and 0 < me.pss <= me.rss
+    assert accounting.pages([dead_pid()]).processes == 0
+
+
+def test_pooled_fit_measures_each_ramp_from_its_own_start() -> None:
+    from harness.measure.density import pooled_fit
+
+    # three ramps of 1 MiB per instance whose starting levels differ by 50 MiB (host drift between ramps)
+    ramps = [[base - 1.0 * k + 0.05 * ((k * 7) % 3) for k in range(17)] for base in (20000, 20050, 19950)]
+    fit = pooled_fit(ramps)
+    assert fit.slope == pytest.approx(1.0, abs=0.05) and fit.resolved and fit.hi - fit.lo < 0.2
+
+
 @pytest.fixture
 def ctx(run_id: str, tmp_path: Path) -> Context:
     return Context(run_id=run_id, log_dir=tmp_path)
@@ -47,15 +66,20 @@ def _sleepers() -> list[psutil.Process]:
 
 @pytest.mark.privileged
 def test_density_gives_n_plus_one_points_and_a_slope(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     case = Case("density", Workload("idle"), instances=3, settle_s=0.3, timeout_s=30)
     rows = MEASUREMENTS["density"](runtimes.get("bare"), case, ctx, 0, False)
     points = [r for r in rows if r.metric == "mem_available"]
     assert [r.params["instances"] for r in points] == [0, 1, 2, 3]
     assert all(r.value > 0 and r.unit == "MiB" for r in points)
+    control = [r for r in rows if r.metric == "mem_available_control"]
+    assert [r.params["instances"] for r in control] == [0, 1, 2, 3]  # the control ramp, same reads
     by = {r.metric: r for r in rows}
-    assert {"density_slope", "density_r2", "density_intercept"} <= set(by)
-    assert by["density_slope"].unit == "MiB/instance" and 0 <= by["density_r2"].value <= 1
+    assert {"density_slope", "density_slope_lo", "density_slope_hi", "density_control_slope",
+            "attributable", "attributable_pss"} <= set(by)
+    assert by["density_slope_lo"].value <= by["density_slope"].value <= by["density_slope_hi"].value
+    assert by["density_slope"].unit == "MiB/instance" and by["attributable_pss"].value > 0
+    # a single-repetition case is its own last repetition: the pooled slope is stored with it
+    assert by["density_resolved"].value in (0.0, 1.0) and "density_pooled_slope" in by
     assert _sleepers() == []  # every instance was stopped
 
 
@@ -75,7 +99,6 @@ class FailingThird(BareBackend):
 
 @pytest.mark.privileged
 def test_density_cleans_up_every_instance_when_one_fails(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     backend = FailingThird()
     case = Case("density", Workload("idle"), instances=4, settle_s=0, timeout_s=30)
     with pytest.raises(BackendError, match="third launch"):

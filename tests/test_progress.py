@@ -52,6 +52,19 @@ def test_lines_at_most_every_interval_with_eta():
     assert last == ["isobench: progress 5/10 (50 %) · container startup/noop · elapsed 12s · ETA 12s"]
 
 
+def test_eta_counts_each_kind_of_step_at_its_own_pace():
+    """A guest boot takes seconds, a process launch milliseconds: interleaved, a plain average misleads."""
+    out, clock = io.StringIO(), Clock()
+    kinds = ["bare", "vm"] * 3 + ["vm"] * 4  # 3 bare and 7 vm steps
+    p = progress.Lines(10, out, interval=0.0, clock=clock, kinds=kinds)
+    clock.t += 0.01
+    p.update()  # bare: 0.01 s
+    clock.t += 10
+    p.update()  # vm: 10 s
+    # remaining: 2 bare at 0.01 s and 6 vm at 10 s = 60 s (a plain average would say 40 s)
+    assert out.getvalue().splitlines()[-1].endswith("elapsed 10s · ETA 1m00s")
+
+
 def test_final_line_says_done():
     out, clock = io.StringIO(), Clock()
     p = progress.Lines(2, out, clock=clock)

@@ -1,20 +1,35 @@
-"""density: host memory consumed per additional idle instance.
+"""density: host memory consumed per additional idle instance, resolved to ~1 MiB.
 
-Instances are started one after another and all held; ``MemAvailable`` is
-read before the first (k=0) and after each one settled.  The slope of a
-straight line through (k, MemAvailable) is the marginal host memory per
-instance; it includes what no per-process sum sees (page tables, kernel
-objects, QEMU's guest RAM as it is touched).  The page cache is never
-dropped: that would disturb everything else on the host.
+One repetition is a **ramp** and a **control ramp**, in alternating order: the
+ramp starts instances one after another and holds them all, reading the host's
+``MemAvailable`` before the first and after each one settled; the control
+ramp does the same reads at the same pace and launches nothing, so it measures
+what the host drifts by meanwhile (other processes, page cache, slab reclaim).
+Each read first writes ``/proc/sys/vm/stat_refresh`` (``harness.measure.
+accounting``), and a value counts as settled only when two refreshed reads
+``SETTLE_INTERVAL_S`` apart agree within ``SETTLE_TOLERANCE``.
+
+The slope is Theil–Sen (the median of the pairwise slopes, with its rank-based
+95 % interval): robust to the one-off steps a least-squares line follows (a
+35 MiB page-cache refill between two instances).  Each repetition stores its own
+slope and interval; the last repetition also stores the slope of every ramp of
+the case pooled (each ramp measured from its own start), with its interval and
+whether it is **resolved** (interval no wider than the figure).  Beside it, the
+instance's own accounting (``attributable_*``): PSS of its processes plus the
+kernel memory charged to its cgroup, per instance, median over the ramp.
+The page cache is never dropped: that would disturb everything else on the host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from harness.measure.common import MIB, Rows, launch, mem_available
+from harness.measure import accounting
+from harness.measure.common import MIB, Rows, launch
 from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend
 from runtimes.wait import wait_until
@@ -26,20 +41,37 @@ if TYPE_CHECKING:  # pragma: no cover
 
 declare(
     Metric("mem_available", "MiB", NONE, "density", summarised=False,
-           description="MemAvailable with `instances` instances held (one point of the curve)"),
+           description="MemAvailable with `instances` instances held (one point of the ramp)"),
+    Metric("mem_available_control", "MiB", NONE, "density", summarised=False,
+           description="MemAvailable at step `instances` of the control ramp, which launches nothing"),
     Metric("density_slope", "MiB/instance", LOWER, "density", headline=True, peer=True,
-           description="host memory consumed per additional instance (least-squares slope)"),
-    Metric("density_r2", "ratio", NONE, "density", description="R² of that line"),
-    Metric("density_intercept", "MiB", NONE, "density", description="MemAvailable the line gives at 0"),
+           description="host memory consumed per additional instance (Theil–Sen slope of one ramp)"),
+    Metric("density_slope_lo", "MiB/instance", NONE, "density", description="95 % interval of that slope"),
+    Metric("density_slope_hi", "MiB/instance", NONE, "density", description="95 % interval of that slope"),
+    Metric("density_control_slope", "MiB/instance", NONE, "density",
+           description="the same slope on the control ramp: the host's drift per step"),
+    Metric("density_pooled_slope", "MiB/instance", LOWER, "density",
+           description="Theil–Sen slope of every ramp of the case pooled (stored with the last repetition)"),
+    Metric("density_pooled_lo", "MiB/instance", NONE, "density", description="95 % interval of the pooled slope"),
+    Metric("density_pooled_hi", "MiB/instance", NONE, "density", description="95 % interval of the pooled slope"),
+    Metric("density_pooled_control", "MiB/instance", NONE, "density",
+           description="the pooled slope of the control ramps"),
+    Metric("density_resolved", "bool", NONE, "density",
+           description="1 when the pooled interval is no wider than the pooled slope, else 0"),
+    Metric("attributable", "MiB", LOWER, "density",
+           description="per instance: PSS of its processes + kernel memory charged to its cgroup"),
+    Metric("attributable_pss", "MiB", LOWER, "density", description="per instance: PSS of its processes"),
+    Metric("attributable_kernel", "MiB", LOWER, "density",
+           description="per instance: kernel memory charged to its cgroup (none without a cgroup)"),
 )
 
-#: two reads this close (bytes) count as settled
-SETTLE_TOLERANCE = MIB
-#: pause between the two reads of the adaptive settle
-SETTLE_INTERVAL_S = 0.25
+#: two refreshed reads this close (bytes) count as settled
+SETTLE_TOLERANCE = 256 * 1024
+#: pause between two reads of the adaptive settle
+SETTLE_INTERVAL_S = 0.2
 
 
-def settled_available(settle_s: float, read: Callable[[], int] = mem_available,
+def settled_available(settle_s: float, read: Callable[[], int] = accounting.mem_available,
                       tolerance: int = SETTLE_TOLERANCE, interval: float = SETTLE_INTERVAL_S) -> int:
     """MemAvailable once two reads ``interval`` apart agree within ``tolerance``,
     or the last read when ``settle_s`` passed first."""
@@ -58,24 +90,93 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
     if case.instances < 1:
         raise ValueError(f"density needs instances >= 1, got {case.instances}")
     rows = Rows(backend, case, ctx, repetition, warmup)
+    # alternate which comes first, so neither always runs on a host the other just disturbed
+    if repetition % 2 == 0:
+        ramp, per_instance, pace = _ramp(backend, case, ctx, rows)
+        control = _control(case, pace)
+    else:
+        control = _control(case, None)
+        ramp, per_instance, pace = _ramp(backend, case, ctx, rows)
+    for k, (r, c) in enumerate(zip(ramp, control, strict=True)):
+        rows.add("mem_available", r / MIB, instances=k)
+        rows.add("mem_available_control", c / MIB, instances=k)
+    # imported here: numpy would swell the harness that every launch forks (fork cost ~ RSS)
+    from harness import stats
+
+    ks = list(range(len(ramp)))
+    one = stats.theil_sen(ks, [(ramp[0] - v) / MIB for v in ramp])
+    rows.add("density_slope", one.slope)
+    rows.add("density_slope_lo", one.lo)
+    rows.add("density_slope_hi", one.hi)
+    rows.add("density_control_slope", stats.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
+    for metric, values in per_instance.items():
+        if values:
+            rows.add(metric, statistics.median(values) / MIB)
+    if not warmup:
+        _pool(rows, case, ctx, repetition, ramp, control)
+    return rows.samples
+
+
+def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[int], dict[str, list[int]], float]:
+    """MemAvailable before and after each instance; each instance's own accounting; seconds per step."""
     points = [settled_available(case.settle_s)]
+    t0 = time.monotonic()
+    own: dict[str, list[int]] = {"attributable_pss": [], "attributable_kernel": [], "attributable": []}
     # The ExitStack owns every instance: all are cleaned up, in reverse order,
     # whether the run completes, instance k fails to start, or Ctrl-C arrives.
     with contextlib.ExitStack() as stack:
+        held = []
         for _ in range(case.instances):
             inst = stack.enter_context(launch(backend, case, ctx))
             rows.seen(inst)
             inst.wait_ready(case.timeout_s)
+            held.append(inst)
             points.append(settled_available(case.settle_s))
-    ks = list(range(len(points)))
-    mib = [p / MIB for p in points]
-    for k, value in zip(ks, mib, strict=True):
-        rows.add("mem_available", value, instances=k)
-    # imported here: numpy would swell the harness that every launch forks (fork cost ~ RSS)
-    from harness.stats import linear_fit
+        pace = (time.monotonic() - t0) / case.instances
+        for inst in held:  # read with all of them held, as MemAvailable was
+            pss = accounting.pages(inst.processes()).pss
+            kernel = accounting.kernel_memory(inst)
+            own["attributable_pss"].append(pss)
+            if kernel is not None:
+                own["attributable_kernel"].append(kernel)
+            own["attributable"].append(pss + (kernel or 0))
+    return points, own, pace
 
-    slope, intercept, r2 = linear_fit(ks, mib)
-    rows.add("density_slope", -slope)
-    rows.add("density_r2", r2)
-    rows.add("density_intercept", intercept)
-    return rows.samples
+
+def _control(case: Case, pace: float | None) -> list[int]:
+    """The same reads at the same pace (the ramp's, when known) with nothing launched."""
+    points = [settled_available(case.settle_s)]
+    for _ in range(case.instances):
+        t0 = time.monotonic()
+        if pace:
+            time.sleep(max(0.0, pace - case.settle_s))
+        points.append(settled_available(case.settle_s))
+        pace = pace or (time.monotonic() - t0)
+    return points
+
+
+def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int], control: list[int]) -> None:
+    """Remember this ramp; with the case's last repetition, store the slope of all ramps pooled."""
+    key = ("density.ramps", rows.backend.name, case.id)
+    ramps: list[tuple[list[int], list[int]]] = ctx.cache.setdefault(key, [])
+    ramps.append((ramp, control))
+    if repetition != case.repetitions - 1:
+        return
+    fit = pooled_fit([[v / MIB for v in r] for r, _ in ramps])
+    drift = pooled_fit([[v / MIB for v in c] for _, c in ramps])
+    rows.add("density_pooled_slope", fit.slope, note=f"{len(ramps)} ramps pooled")
+    rows.add("density_pooled_lo", fit.lo)
+    rows.add("density_pooled_hi", fit.hi)
+    rows.add("density_pooled_control", drift.slope)
+    rows.add("density_resolved", float(fit.resolved))
+
+
+def pooled_fit(ramps: list[list[float]]) -> Any:
+    """Theil–Sen over every ramp's (k, MiB dropped since its own k=0) points: a ``harness.stats.Slope``.
+
+    ``ramps`` holds MemAvailable in MiB, one list per repetition (index = instances held): also what
+    a report passes from the stored ``mem_available`` rows."""
+    from harness import stats
+
+    ks = [k for r in ramps for k in range(len(r))]
+    return stats.theil_sen(ks, [float(r[0]) - float(v) for r in ramps for v in r])

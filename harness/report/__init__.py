@@ -149,13 +149,14 @@ def _ratio_sections(data: ReportData, out: Path) -> list[Section]:
 
     return [
         _ratio_section(tables.floor_ratios(data), out, "floor", "Startup vs. the floor",
-                       intro="How many times the floor (the cheapest way to do the same step, metrics "
-                             "floor_*) each backend's launch→ready median is, with a bootstrap 95 % CI.",
+                       intro="How many times the floor (a lower bound: the critical path of the kernel "
+                             "primitives of a launch, metrics floor_*) each backend's launch→ready median is, "
+                             "with a BCa bootstrap 95 % CI; a floor above the median is reported invalid.",
                        table="Startup / floor (ratio of medians)",
                        empty="No floor_* measurements in these results."),
         _ratio_section(tables.peer_ratios(data), out, "peers", "Peers",
                        intro="Established runtimes next to ours: median(peer) / median(reference) "
-                             "per metric (oci:* against container, qemu against vm), bootstrap 95 % CI; "
+                             "per metric (oci:* against container, qemu against vm), BCa bootstrap 95 % CI; "
                              "below 1 the peer is smaller/faster.",
                        table="Peer / reference (ratio of medians)",
                        empty="No peer backends (oci:*, qemu) together with their reference in these results."),

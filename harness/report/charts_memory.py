@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -63,15 +62,21 @@ def memory_overhead(data: ReportData) -> Chart | None:
                  + (", minus the same workload run bare" if overhead else "") + ") with 95 % CI.", fig)
 
 
-def _stored_fit(rows: pd.DataFrame, base: float) -> tuple[float, float, float] | None:
-    """(slope, intercept, r²) of "MiB used vs instances" from the fit the measurement stored
-    (medians over repetitions), shifted to start from ``base``; None without one."""
-    fit = {m: rows.loc[rows["metric"] == m, "value"].astype(float).median()
-           for m in ("density_slope", "density_intercept", "density_r2")}
-    if any(math.isnan(v) for v in fit.values()):
+def _stored_fit(rows: pd.DataFrame, base: float) -> tuple[float, float, str] | None:
+    """(slope, offset, label) of "MiB used vs instances": Theil–Sen over every stored ramp pooled
+    (``harness.measure.density.pooled_fit``), its line through ``base``; None without two points."""
+    from harness.measure.density import pooled_fit
+
+    pts = rows[rows["metric"] == "mem_available"].dropna(subset=["param_instances"])
+    ramps = [g.sort_values("param_instances")["value"].astype(float).tolist()
+             for _, g in pts.groupby("repetition")]
+    ramps = [r for r in ramps if len(r) >= 2]
+    if not ramps:
         return None
-    # stored: MemAvailable ≈ intercept - slope·k, so used = base - MemAvailable = (base - intercept) + slope·k
-    return fit["density_slope"], base - fit["density_intercept"], fit["density_r2"]
+    fit = pooled_fit(ramps)
+    what = (f"{style.fmt(fit.slope)} MiB/instance [{style.fmt(fit.lo)}–{style.fmt(fit.hi)}]" if fit.resolved
+            else f"not resolved: [{style.fmt(fit.lo)}–{style.fmt(fit.hi)}] MiB/instance")
+    return fit.slope, fit.intercept, what
 
 
 def density(data: ReportData) -> Chart | None:
@@ -101,7 +106,7 @@ def density(data: ReportData) -> Chart | None:
         for name, backend, split, k, used, fit in group:
             st = styler(backend, split)
             ax.scatter(k, used, s=12, color=st["color"], marker=st["marker"], alpha=0.45, linewidths=0)
-            label = name if fit is None else f"{name}: {style.fmt(fit[0])} MiB/instance (r² {fit[2]:.2f})"
+            label = name if fit is None else f"{name}: {fit[2]}"
             if fit is not None:
                 xs = np.array([k.min(), k.max()])
                 ax.plot(xs, fit[0] * xs + fit[1], color=st["color"], linestyle=st["linestyle"], linewidth=1.6,
@@ -115,5 +120,6 @@ def density(data: ReportData) -> Chart | None:
     axes[0, 0].set_ylabel("host memory used (MiB)")
     title = "Density: host memory per additional instance"
     finish(fig, title, data.footnote(), ncol=2)
-    return Chart("density", title, "Drop of MemAvailable as idle instances accumulate, with a least-squares line "
-                 "(slope = marginal MiB per instance).", fig)
+    return Chart("density", title, "Drop of MemAvailable as idle instances accumulate, with the Theil–Sen line of "
+                 "every ramp pooled (slope = marginal MiB per instance, 95 % interval in the legend; "
+                 "\"not resolved\" when the interval is wider than the slope).", fig)

@@ -134,7 +134,7 @@ def unresolved(*estimates: Estimate | None) -> str:
         return ""
     if why.startswith("too few"):
         return f" — not resolved: too few samples for a 95 % interval (n ≥ {intervals.MIN_N} needed)"
-    return f" — not resolved: {why}"
+    return f" — not resolved: {why or 'no interval'}"
 
 
 # -- the findings ---------------------------------------------------------------------------
@@ -271,10 +271,17 @@ def _floor(data: ReportData) -> Finding | None:
         return None
     r = fl.iloc[0]
     n = int(min(r["n_floor"], r["n_startup"]))
-    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, "" if r["n_startup"] >= intervals.MIN_N else "too few samples")
+    why = ("" if n >= intervals.MIN_N else "the floor is a single lower bound, so the ratio has no interval"
+           if r["n_floor"] < intervals.MIN_N else "too few samples")
+    e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, why)
     floor = r["floor"].split(" · ")[-1]
-    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = {quantity(r['floor median (ms)'], 'ms')}, "
-                             "the sum of the kernel primitives of a launch, timed on the same host)"])
+    if isinstance(r.get("invalid"), str):
+        return Finding("Floor", [f"{r['startup']}: median {quantity(r['startup median (ms)'], 'ms')} is below "
+                                 f"{floor} ({quantity(r['floor median (ms)'], 'ms')}): the floor is invalid "
+                                 "(it counts a step this launch avoids or overlaps), so no ratio is given"])
+    return Finding("Floor", [f"{r['startup']}: {times(e, floor)}{unresolved(e)} ({floor} = "
+                             f"{quantity(r['floor median (ms)'], 'ms')}, a lower bound: the critical path of the "
+                             "kernel primitives of a launch, timed on the same host)"])
 
 
 def plain(findings: Iterable[Finding]) -> str:

@@ -23,7 +23,7 @@ HATCHES = ("", "//", "..", "xx", "\\\\", "oo")
 #: chart sizes: 7x4 in at 110 dpi is a readable PNG on a page and in a slide
 FIGSIZE = (7.0, 4.0)
 DPI = 110
-RC = {
+RC: dict[Any, Any] = {  # matplotlib types its keys as a Literal of every rc name
     "font.size": 9.5,
     "axes.titlesize": 11,
     "axes.labelsize": 9.5,

@@ -82,7 +82,7 @@ def for_measurement(data: ReportData, measurement: str) -> pd.DataFrame:
 def _sorted(s: pd.DataFrame) -> pd.DataFrame:
     if s.empty:
         return s
-    order = s.assign(_rank=[style.backend_rank(b) for b in s["backend"]])
+    order = s.assign(_rank=[str(style.backend_rank(b)) for b in s["backend"]])
     keys = ["metric", "workload", *used_params(s), "_rank", "series"]
     return order.sort_values(keys, key=lambda c: c.astype(str) if c.name == "_rank" else c,
                              kind="stable").drop(columns="_rank")
@@ -193,6 +193,9 @@ def floor_ratios(data: ReportData) -> pd.DataFrame:
                         "startup": f"{m['series'].iloc[0]} · {metric} ({m['workload'].iloc[0]})",
                         "startup median (ms)": float(m["value"].median()),
                         "n_floor": len(g), "n_startup": len(m), **_ratio_row(m["value"], g["value"])})
+            if out[-1]["startup median (ms)"] < out[-1]["floor median (ms)"]:  # a floor a launch beats
+                out[-1].update(ratio=math.nan, ci_lo=math.nan, ci_hi=math.nan,
+                               invalid="floor invalid: the measured median is below it")
     df = pd.DataFrame(out)
     if df.empty:
         return df
@@ -207,9 +210,12 @@ def display_ratios(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     pcols = [c for c in df.columns if c.startswith("param_")]
     if pcols:
-        df.insert(df.columns.get_loc(pcols[0]), "params", [params_text(r, pcols) for _, r in df.iterrows()])
+        df.insert(int(df.columns.get_loc(pcols[0])), "params",  # type: ignore[arg-type]
+                  [params_text(r, pcols) for _, r in df.iterrows()])
         df = df.drop(columns=pcols)
     df["ratio"] = [f"{r:.2f}×" if not style.is_missing(r) and math.isfinite(r) else "" for r in df["ratio"]]
+    if "invalid" in df.columns:  # a floor a median beats: the statement replaces the ratio
+        df["ratio"] = [w if isinstance(w, str) else r for r, w in zip(df["ratio"], df.pop("invalid"), strict=True)]
     df["95% CI"] = [f"{lo:.2f} – {hi:.2f}" if not style.is_missing(lo) else ""
                     for lo, hi in zip(df.pop("ci_lo"), df.pop("ci_hi"), strict=True)]
     for c in df.columns:

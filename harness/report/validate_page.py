@@ -27,6 +27,7 @@ class Cell:
     check: str  # which bound ("cpu_ratio median ≤ 1.05") or "no failed repetitions"
     outcome: str  # pass | fail | missing | skipped
     message: str
+    exception: str = ""  # a pass only because the baseline grants an exception: its reason
 
 
 def cell(check: Any) -> Cell:
@@ -41,7 +42,7 @@ def cell(check: Any) -> Cell:
     head, _, what = name.partition(" · ")
     case = getattr(check, "case", None) or (head.removeprefix(backend).strip() or what)
     return Cell(str(backend), str(case), what if head.strip() != backend else "case present", str(check.outcome),
-                str(check.message))
+                str(check.message), str(getattr(check, "exception", "") or ""))
 
 
 def grid(cells: Iterable[Cell]) -> tuple[list[str], list[tuple[str, dict[str, list[Cell]]]]]:
@@ -61,6 +62,10 @@ def grid(cells: Iterable[Cell]) -> tuple[list[str], list[tuple[str, dict[str, li
 
 def _outcome(cs: Sequence[Cell]) -> str:
     return min((c.outcome for c in cs), key=lambda o: SEVERITY.get(o, 9)) if cs else ""
+
+
+def _exc(c: Cell) -> str:
+    return f" (baseline exception: {c.exception})" if c.exception else ""
 
 
 def write(checks: Sequence[Any], run_id: str, baseline: str, out: Path, notes: Sequence[str] = ()) -> Path:
@@ -90,12 +95,13 @@ def write(checks: Sequence[Any], run_id: str, baseline: str, out: Path, notes: S
         for b in backends:
             cs = by_backend.get(b, [])
             o = _outcome(cs)
-            detail = [c for c in cs if c.outcome != "pass"]
-            tip = "; ".join(c.message or c.check for c in detail)
+            detail = [c for c in cs if c.outcome != "pass" or c.exception]
+            tip = "; ".join(c.message or (f"{c.check}: exception — {c.exception}" if c.exception else c.check)
+                            for c in detail)
             n = f" ({sum(c.outcome == 'pass' for c in cs)}/{len(cs)} ok)" if len(cs) > 1 else ""
             tds.append(f'<td class="{o}" title="{e(tip)}">{e(MARK.get(o, ""))}{e(n)}'
-                       + "".join(f"<br><small>{e(c.check)}</small>" for c in detail) + "</td>")
-            mds.append(f"{MARK.get(o, '')}{n}" + "".join(f"<br>{c.check}" for c in detail))
+                       + "".join(f"<br><small>{e(c.check)}{e(_exc(c))}</small>" for c in detail) + "</td>")
+            mds.append(f"{MARK.get(o, '')}{n}" + "".join(f"<br>{c.check}{_exc(c)}" for c in detail))
         body.append(f"<tr><td>{e(case)}</td>{''.join(tds)}</tr>")
         md.append(f"| {case} | " + " | ".join(mds) + " |")
     body.append("</table>")

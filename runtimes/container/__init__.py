@@ -33,6 +33,7 @@ DECLARATION = Declaration(
     floor_target=True,
     floor_compared=True,
     sweep="runtimes.container.leftovers:cleanup_leftovers",
+    doctor="runtimes.container.checks:checks",
     options=(_seccomp(), LAUNCHER),
 )
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
@@ -41,6 +42,16 @@ COLD = Declaration(
     factory="runtimes.container.backend:ColdContainerBackend",
     label="isobench's own runtime, launch helper started in every launch (cold)",
     colour="#332288",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
+)
+#: the same runtime with PID 1 forked from the harness (no zygote): the launcher's A/B
+FORK = Declaration(
+    name="container:fork",
+    factory="runtimes.container.backend:ContainerBackend",
+    factory_args={"launcher": "fork"},
+    label="isobench's own runtime, PID 1 forked from the harness (no zygote)",
+    colour="#88CCEE",
     sweep="runtimes.container.leftovers:cleanup_leftovers",
     options=(_seccomp(),),
 )
@@ -63,4 +74,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["COLD", "DECLARATION", "UNCONFINED", "cleanup_leftovers"]
+__all__ = ["COLD", "DECLARATION", "FORK", "UNCONFINED", "cleanup_leftovers"]

@@ -185,7 +185,8 @@ class ContainerBackend(Backend):
 
     # -- launching ----------------------------------------------------------
     def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: bool = False,
-               device_cgroup: devices_mod.DeviceCgroup | None = None) -> init.InitConfig:
+               device_cgroup: devices_mod.DeviceCgroup | None = None,
+               reset_signals: tuple[int, ...] | None = None) -> init.InitConfig:
         """Everything the child needs; computed before the fork (and before t_launch where possible)."""
         argv = spec.extra.get("argv") or spec.workload.argv()
         if isinstance(argv, str) or not all(isinstance(a, str) and a for a in argv):
@@ -212,7 +213,7 @@ class ContainerBackend(Backend):
             mount_plan=self.plan(spec.extra.get("read_only")),
             keep_caps=self.keep_caps, last_cap=self._last_cap,
             lo_request=namespaces.loopback_up_request(), die_with_parent=bool(die),
-            reset_signals=init.default_signals(),
+            reset_signals=init.default_signals() if reset_signals is None else reset_signals,
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
             cwd=str(spec.extra.get("cwd") or "/tmp"),
             seccomp_bpf=flt.bpf if (flt := self.seccomp_filter(spec.extra.get("seccomp"))) is not None else None,
@@ -266,6 +267,9 @@ class ContainerBackend(Backend):
                 zygote.close()
             else:
                 self._ensure_zygote(plan)  # warm: a (re)start happens here, before t_launch
+        # the harness's signal handlers: not the instance's business, and ~1.5 ms to read
+        # (signal.valid_signals builds an enum per signal), so read before t_launch
+        reset_signals = init.default_signals()
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
             self._ensure_zygote(plan)
@@ -283,7 +287,7 @@ class ContainerBackend(Backend):
         inst = ContainerInstance(spec, cgroup, times)
         with launching(inst, f"{spec.instance}: cannot start the container"):
             self._guard_devices(inst)
-            cfg = self.config(spec, cgroup, zygote is not None, inst.devices)
+            cfg = self.config(spec, cgroup, zygote is not None, inst.devices, reset_signals)
             log, inst.log_path = open_log(spec, "container")
             try:
                 inst.start(cfg, log, zygote)
@@ -319,7 +323,7 @@ class ContainerBackend(Backend):
             "devices": devices_mod.oci_rules(self.device_rules) if self.device_rules is not None else None,
             "rlimits": hardening.oci_rlimits(), "oom_score_adj": hardening.OOM_SCORE_ADJ,
             "session_keyring": "own",
-            "launcher": self.launcher,
+            "launcher": self.launcher,  # (a scenario's [backend.container] launcher applies per launch)
             "helper": ("none: the harness forks" if self.launcher == "fork" else
                        "zygote started inside every launch (cold)" if self.cold else
                        "zygote started before the first launch (warm)"),
