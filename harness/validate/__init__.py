@@ -67,8 +67,8 @@ def _load_note(manifest: Mapping[str, Any]) -> str | None:
     host = manifest.get("host") or {}
     load, cores = host.get("loadavg"), host.get("cores")
     try:
-        one = float(load[0] if isinstance(load, (list, tuple)) else load)
-        n = int(cores)
+        one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]
+        n = int(cores)  # type: ignore[arg-type]
     except (TypeError, ValueError, IndexError):
         return None
     if one <= 0.5 * n:

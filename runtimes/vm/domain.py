@@ -42,8 +42,8 @@ def render(m: Machine) -> str:
         _sub(tune, "global_period", m.cpu_period_us)
         _sub(tune, "global_quota", m.cpu_quota_us)
     if m.cpu_shares is not None:
-        tune = dom.find("cputune")
-        _sub(tune if tune is not None else _sub(dom, "cputune"), "shares", m.cpu_shares)
+        found = dom.find("cputune")
+        _sub(found if found is not None else _sub(dom, "cputune"), "shares", m.cpu_shares)
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine=m.machine_type)
     _sub(os_el, "kernel", m.kernel)
