@@ -68,7 +68,7 @@ def _load_note(manifest: Mapping[str, Any]) -> str | None:
     load, cores = host.get("loadavg"), host.get("cores")
     try:
         one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]
-        n = int(cores)  # type: ignore[arg-type]
+        n = int(cores)  # type: ignore[arg-type]  # None and junk end in the except below
     except (TypeError, ValueError, IndexError):
         return None
     if one <= 0.5 * n:
