@@ -84,7 +84,7 @@ def check_cgroups() -> Check:
         return Check("cgroups", False, f"cannot create a cgroup below our own: {e}",
                      "run as root on a host with cgroups mounted under /sys/fs/cgroup")
     mode = "v2" if info["version"] == 2 else ("v1 (hybrid)" if info.get("hybrid") else "v1")
-    return Check("cgroups", True, f"{mode}, controllers: {', '.join(info['controllers'])}")
+    return Check("cgroups", True, f"{mode}, controllers: {', '.join(map(str, info['controllers']))}")  # type: ignore[call-overload]
 
 
 def check_namespaces() -> Check:
@@ -166,7 +166,9 @@ def apply_fixes() -> int:
 def cgroup_migration_notes(version: int, fdm: dict[str, object]) -> list[str]:
     """What moving a task into a cgroup costs on this host, and the kernel options that change it."""
     if fdm.get("favordynmods"):
-        return [f"note: cgroup favordynmods is on ({', '.join(map(str, fdm['mounts']))}): moving a task "
+        mounts = fdm.get("mounts")
+        where = ", ".join(map(str, mounts)) if isinstance(mounts, list) else ""
+        return [f"note: cgroup favordynmods is on ({where}): moving a task "
                 f"between cgroups does not wait for an RCU grace period"]
     how = ("the container is born in its cgroup (clone3 CLONE_INTO_CGROUP)" if version == 2 else
            "the container moves its only thread itself (0 > tasks), which skips that wait")

@@ -142,7 +142,7 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
 
 def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
     """Every complete line; a line cut off by a kill mid-write is dropped."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     path = Path(run_dir) / SAMPLES
     if not path.exists():
         return rows

@@ -119,7 +119,8 @@ def _err(path: str, key: str, problem: str) -> ScenarioError:
 
 def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf"),
             types: tuple[type, ...] = _NUM) -> Any:
-    if isinstance(value, bool) or not isinstance(value, types):
+    """``value`` if it is a number of ``types`` within [lo, hi]; else a ScenarioError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, types) or not isinstance(value, (int, float)):
         kind = "an integer" if types == (int,) else "a number"
         raise _err(path, key, f"must be {kind}, got {value!r}")
     if not lo <= value <= hi:
@@ -295,7 +296,8 @@ def _bind(m: str, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
     if m == "cpu_quota":
         params["threads"] = cell["threads"]
         limits = Limits(cpu_quota=float(cell["quota"]),
-                        cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000))
+                        cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
+                        cpu_weight=int(cell["weight"]) if "weight" in cell else None)
     elif m == "mem_limit":
         params["mib"] = cell["mib"]
         limits = Limits(memory_mib=cell["limit_mib"])

@@ -61,7 +61,7 @@ class Option:
             raise OptionError(self.name, f"must be {kind}, got {value!r}")
         lo = self.minimum if self.minimum is not None else float("-inf")
         hi = self.maximum if self.maximum is not None else float("inf")
-        if self.type in (int, float) and not lo <= value <= hi:
+        if isinstance(value, (int, float)) and not lo <= value <= hi:
             raise OptionError(self.name, f"must be between {lo:g} and {hi:g}, got {value!r}")
         return value
 

@@ -15,7 +15,7 @@ from runtimes import rootfs
 from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.marker import MarkerChannel
 from runtimes.workloads import CATALOG, WORKDIR, Workload, parse_marker_line
-from tests.conftest import is_root, require
+from tests.conftest import require
 
 
 def test_marker_lines_parse() -> None:
@@ -63,7 +63,6 @@ def _spec(run_id: str, workload: Workload, limits: Limits = Limits(), **extra) -
 
 @pytest.mark.privileged
 def test_bare_timestamps_are_ordered_and_exit_status_passes(run_id: str, no_leftovers) -> None:
-    require(is_root(), "needs root")
     b = runtimes.get("bare")
     with b.launch(_spec(run_id, Workload("noop"))) as inst:
         inst.wait_ready(10)
@@ -74,7 +73,6 @@ def test_bare_timestamps_are_ordered_and_exit_status_passes(run_id: str, no_left
 
 @pytest.mark.privileged
 def test_bare_with_limits_uses_a_cgroup_and_removes_it(run_id: str, no_leftovers) -> None:
-    require(is_root(), "needs root")
     b = runtimes.get("bare")
     with b.launch(_spec(run_id, Workload("pids", {"count": 20, "seconds": 2}), Limits(pids=6))) as inst:
         inst.wait_ready(10)
@@ -90,7 +88,6 @@ def test_bare_with_limits_uses_a_cgroup_and_removes_it(run_id: str, no_leftovers
 
 @pytest.mark.privileged
 def test_a_log_that_cannot_be_opened_leaves_no_cgroup(run_id: str, tmp_path: Path, no_leftovers) -> None:
-    require(is_root(), "needs root")
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
     spec = dataclasses.replace(_spec(run_id, Workload("noop"), Limits(pids=6)), log_dir=str(not_a_dir))
@@ -100,7 +97,6 @@ def test_a_log_that_cannot_be_opened_leaves_no_cgroup(run_id: str, tmp_path: Pat
 
 @pytest.mark.privileged
 def test_stop_kills_the_whole_tree(run_id: str, no_leftovers) -> None:
-    require(is_root(), "needs root")
     b = runtimes.get("bare")
     inst = b.launch(_spec(run_id, Workload("pids", {"count": 5, "seconds": 60})))
     try:
@@ -120,7 +116,6 @@ def test_stop_kills_the_whole_tree(run_id: str, no_leftovers) -> None:
 
 @pytest.mark.privileged
 def test_exec_passes_output_and_status_through() -> None:
-    require(is_root(), "needs root")
     proc = subprocess.run([sys.executable, "-m", "harness", "exec", "--backend", "bare", "--pids", "10", "--",
                            "/bin/busybox", "sh", "-c", "echo hello; echo oops >&2; exit 7"],
                           capture_output=True, text=True, timeout=60)

@@ -23,7 +23,7 @@ from runtimes import cgroups
 from runtimes.base import Limits
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.workloads import BUSYBOX
-from tests.conftest import is_root, require
+from tests.conftest import require
 
 V1 = pytest.mark.skipif(cgroups.version() != 1, reason="v1 controllers: a v1/hybrid host")
 V2_HOST = pytest.mark.skipif(cgroups.version() != 2, reason="v2 controllers: a cgroup v2 host")
@@ -53,11 +53,6 @@ def test_own_paths_and_describe_read_this_host() -> None:
 
 # -- helpers -----------------------------------------------------------------------------
 @pytest.fixture
-def root() -> None:
-    require(is_root(), "needs root (cgroups)")
-
-
-@pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([BUSYBOX, "sleep", "60"])
     yield proc
@@ -81,9 +76,9 @@ def _spin(cg: Cgroup, seconds: float) -> int:
 # -- v1 ---------------------------------------------------------------------------------
 @V1
 @pytest.mark.privileged
-def test_v1_create_applies_limits_below_our_own_cgroups(root, run_id, no_leftovers) -> None:
+def test_v1_create_applies_limits_below_our_own_cgroups(run_id, no_leftovers) -> None:
     name = f"isobench-{run_id}-lim"
-    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10), v=1)
+    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10, cpu_weight=10_000), v=1)
     try:
         own = cgroups.own_paths()
         where = {c: m.path for m in cgroups.mounts() if m.version == 1 for c in m.controllers}
@@ -93,6 +88,7 @@ def test_v1_create_applies_limits_below_our_own_cgroups(root, run_id, no_leftove
         cpu, mem = cg.dirs["cpu"], cg.dirs["memory"]
         assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
         assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (cpu / "cpu.shares").read_text().strip() == "102400"  # weight 10000 on v1's scale
         assert int((mem / "memory.limit_in_bytes").read_text()) == 64 << 20
         if (mem / "memory.memsw.limit_in_bytes").exists():
             assert int((mem / "memory.memsw.limit_in_bytes").read_text()) == 64 << 20
@@ -108,7 +104,7 @@ def test_v1_create_applies_limits_below_our_own_cgroups(root, run_id, no_leftove
 
 @V1
 @pytest.mark.privileged
-def test_v1_attach_pids_usage_and_kill(root, run_id, no_leftovers, sleeper) -> None:
+def test_v1_attach_pids_usage_and_kill(run_id, no_leftovers, sleeper) -> None:
     cg = Cgroup.create(f"isobench-{run_id}-att", v=1)
     try:
         cg.attach(sleeper.pid)
@@ -129,7 +125,7 @@ def test_v1_attach_pids_usage_and_kill(root, run_id, no_leftovers, sleeper) -> N
 
 @V1
 @pytest.mark.privileged
-def test_v1_counters_see_cpu_time_and_refused_forks(root, run_id, no_leftovers) -> None:
+def test_v1_counters_see_cpu_time_and_refused_forks(run_id, no_leftovers) -> None:
     cg = Cgroup.create(f"isobench-{run_id}-cnt", Limits(pids=3), v=1)
     try:
         _spin(cg, 0.3)
@@ -150,7 +146,7 @@ def test_v1_counters_see_cpu_time_and_refused_forks(root, run_id, no_leftovers) 
 
 @V1
 @pytest.mark.privileged
-def test_v1_leftovers_are_found_and_removed(root, run_id, no_leftovers, sleeper) -> None:
+def test_v1_leftovers_are_found_and_removed(run_id, no_leftovers, sleeper) -> None:
     cg = Cgroup.create(f"isobench-{run_id}-left", v=1)
     cg.attach(sleeper.pid)
     found = [d for d in cgroups.find_leftovers() if d.name == cg.name]
@@ -163,7 +159,7 @@ def test_v1_leftovers_are_found_and_removed(root, run_id, no_leftovers, sleeper)
 
 # -- v2 core files, on this host's cgroup2 mount ---------------------------------------------
 @pytest.fixture
-def v2_core(root) -> None:
+def v2_core() -> None:
     require(cgroups.v2_mount() is not None, "no cgroup2 mount (kernel without cgroup2?)")
 
 
@@ -213,7 +209,7 @@ def test_v2_leftover_is_found_and_removed(v2_core, run_id, no_leftovers, sleeper
 
 
 @pytest.mark.privileged
-def test_dir_fd_needs_v2(root, run_id, no_leftovers) -> None:
+def test_dir_fd_needs_v2(run_id, no_leftovers) -> None:
     cg = Cgroup.create(f"isobench-{run_id}-fd", v=1 if cgroups.version() == 1 else 2)
     try:
         if cg.version == 1:
@@ -228,7 +224,7 @@ def test_dir_fd_needs_v2(root, run_id, no_leftovers) -> None:
 # -- sub-cgroups a workload made: killed and removed with ours ---------------------------------
 @pytest.mark.privileged
 @pytest.mark.parametrize("v", [1, 2])
-def test_remove_kills_and_removes_sub_cgroups_the_workload_made(v, root, run_id, no_leftovers, sleeper) -> None:
+def test_remove_kills_and_removes_sub_cgroups_the_workload_made(v, run_id, no_leftovers, sleeper) -> None:
     if v == 1:
         require(cgroups.version() == 1, "v1 controllers: a v1/hybrid host")
     else:
@@ -253,11 +249,12 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
     The real kernel files are exercised by the next test on a v2 host (``-m v2host``)."""
     d = tmp_path / "isobench-fake"
     d.mkdir()
-    for f in ("cpu.max", "memory.max", "memory.swap.max", "pids.max"):
+    for f in ("cpu.max", "cpu.weight", "memory.max", "memory.swap.max", "pids.max"):
         (d / f).write_text("max\n")
     cg = Cgroup("isobench-fake", 2, {"": d})
-    cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10))
+    cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10, cpu_weight=10_000))
     assert (d / "cpu.max").read_text() == "2500 10000"
+    assert (d / "cpu.weight").read_text() == "10000"
     assert (d / "memory.max").read_text() == str(64 << 20)
     assert (d / "memory.swap.max").read_text() == "0"
     assert (d / "pids.max").read_text() == "10"
@@ -294,7 +291,7 @@ def test_v2_limit_without_its_controller_is_a_clear_error(tmp_path) -> None:
 @pytest.mark.v2host
 @V2_HOST
 @pytest.mark.privileged
-def test_v2_controller_limits_and_counters(root, run_id, no_leftovers) -> None:
+def test_v2_controller_limits_and_counters(run_id, no_leftovers) -> None:
     cg = Cgroup.create(f"isobench-{run_id}-v2lim", Limits(cpu_quota=0.5, memory_mib=64, pids=10), v=2)
     try:
         d = cg.dirs[""]

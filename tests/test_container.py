@@ -27,7 +27,7 @@ from runtimes.container import caps, cleanup_leftovers, init, mounts, namespaces
 from runtimes.container.backend import ChildProcess, ContainerBackend
 from runtimes.container.leftovers import NETNS_DIR, container_inits, host_mounts
 from runtimes.workloads import BUSYBOX, Workload
-from tests.conftest import is_root, require
+from tests.conftest import require
 
 REPO = Path(__file__).resolve().parent.parent
 #: defines res KEY VALUE inside the container: reports on the marker fd
@@ -142,7 +142,6 @@ def test_child_process_wait_in_a_thread_while_another_kills_and_reaps() -> None:
 # -- fixtures for the real thing -------------------------------------------------------
 @pytest.fixture(scope="module")
 def backend() -> Iterator[ContainerBackend]:
-    require(is_root(), "needs root (namespaces, mounts, cgroups)")
     b = ContainerBackend()
     reason = b.available()
     require(reason is None, f"container backend unavailable: {reason}")
@@ -495,7 +494,6 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 @pytest.mark.privileged
 @pytest.mark.parametrize("die_with_parent", [False, True], ids=["orphaned", "die-with-parent"])
 def test_sigkilled_harness_is_cleaned_up(run_id, clean, die_with_parent) -> None:
-    require(is_root(), "needs root")
     proc, init_pid = _harness(run_id, die_with_parent, "kill")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -515,7 +513,6 @@ def test_sigkilled_harness_is_cleaned_up(run_id, clean, die_with_parent) -> None
 
 @pytest.mark.privileged
 def test_sigterm_to_the_harness_unwinds_and_cleans(run_id, clean) -> None:
-    require(is_root(), "needs root")
     proc, init_pid = _harness(run_id, True, "term")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 3

@@ -13,7 +13,6 @@ import pytest
 from harness import runner, scenario
 from harness.results import load
 from runtimes import workloads
-from tests.conftest import is_root, require
 
 SCENARIO = """
 [scenario]
@@ -57,7 +56,6 @@ def test_every_workload_enters_the_same_writable_directory() -> None:
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_a_failing_workload_never_yields_an_ok_row(tmp_path, monkeypatch, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups, namespaces)")
     # stress-ng aborting at start as it did in a read-only cwd ("temp-path must be readable and
     # writeable"): every cpu and mem sample must fail, with the reason and the log's path
     for name in ("cpu", "mem"):
@@ -93,7 +91,6 @@ def read_only_dir(tmp_path: Path):
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_a_read_only_cwd_measures_correctly(tmp_path, read_only_dir, monkeypatch, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups, namespaces, mount)")
     # stress-ng aborts in a read-only cwd; the harness's cwd must not be the workload's
     monkeypatch.chdir(read_only_dir)
     rows = _run(tmp_path)
@@ -104,3 +101,18 @@ def test_a_read_only_cwd_measures_correctly(tmp_path, read_only_dir, monkeypatch
         assert by[(b, "cpu_quota_applied", None)] == 0.5 and by[(b, "nr_periods", None)] > 5
         assert by[(b, "mem_peak", 16)] >= 16 and by[(b, "oom_killed", 16)] == 0
         assert by[(b, "oom_killed", 128)] == 1
+
+
+def test_a_guest_applies_the_limits_in_its_own_cgroup() -> None:
+    argv = workloads.Workload("pids", {"count": 4}).argv()
+    assert workloads.in_guest_cgroup(argv, None, None) == argv  # nothing to apply: as on a host
+    script = workloads.in_guest_cgroup(argv, 64, 16)[3]
+    g = workloads.GUEST_CGROUP
+    assert f"echo {64 << 20} > {g}/memory.max" in script and f"echo 16 > {g}/pids.max" in script
+    # a limit that cannot be applied stops the run before the workload's ready line
+    assert "|| { echo 'isobench: cannot apply the limits in the guest cgroup' >&2; exit 97; }" in script
+    # the workload joins the cgroup itself (the wrapper stays outside: counts match a host's)
+    assert f"echo $$ > {g}/cgroup.procs && exec" in script
+    # the guest's own counters come back on the marker channel
+    for key in ("guest_cg_mem_$k", "guest_cg_mem_peak", "guest_cg_pids_max"):
+        assert key in script

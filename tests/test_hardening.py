@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,7 +27,7 @@ from runtimes.container import devfilter, devices, hardening, mounts, seccomp
 from runtimes.container.backend import ContainerBackend
 from runtimes.marker import MAX_LINE, MarkerChannel
 from runtimes.wait import wait_until
-from tests.conftest import is_root, require
+from tests.conftest import require
 from tests.test_container import PRELUDE, _spec, clean, run_script  # noqa: F401 - clean: a fixture
 
 #: every test here: no cgroup, mount, init process or netns left behind (test_container's fixture)
@@ -39,7 +40,6 @@ EPERM, ENOENT, EACCES, EROFS = 1, 2, 13, 30
 @pytest.fixture(scope="module")
 def probe_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the workload rootfs with the probe in it (the shared cache is never written)."""
-    require(is_root(), "needs root (namespaces, mounts, cgroups)")
     require(shutil.which("gcc") is not None, "gcc missing (isobench doctor --fix installs it)")
     base = ContainerBackend()
     reason = base.available()
@@ -55,13 +55,17 @@ def probe_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def backend(probe_rootfs: Path) -> ContainerBackend:
-    return ContainerBackend(rootfs_dir=str(probe_rootfs))
+def backend(probe_rootfs: Path) -> Iterator[ContainerBackend]:
+    b = ContainerBackend(rootfs_dir=str(probe_rootfs))
+    yield b
+    b.close()  # its zygote goes (and is reaped) with it
 
 
 @pytest.fixture(scope="module")
-def unconfined(probe_rootfs: Path) -> ContainerBackend:
-    return ContainerBackend(rootfs_dir=str(probe_rootfs), seccomp=seccomp.UNCONFINED)
+def unconfined(probe_rootfs: Path) -> Iterator[ContainerBackend]:
+    b = ContainerBackend(rootfs_dir=str(probe_rootfs), seccomp=seccomp.UNCONFINED)
+    yield b
+    b.close()
 
 
 def _block_device() -> tuple[int, int]:

@@ -17,7 +17,6 @@ from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, LaunchSpec
 from runtimes.workloads import Workload
-from tests.conftest import is_root, require
 from tests.synth import dead_pid
 
 
@@ -67,7 +66,6 @@ def _sleepers() -> list[psutil.Process]:
 
 @pytest.mark.privileged
 def test_density_gives_n_plus_one_points_and_a_slope(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     case = Case("density", Workload("idle"), instances=3, settle_s=0.3, timeout_s=30)
     rows = MEASUREMENTS["density"](runtimes.get("bare"), case, ctx, 0, False)
     points = [r for r in rows if r.metric == "mem_available"]
@@ -82,6 +80,8 @@ def test_density_gives_n_plus_one_points_and_a_slope(ctx: Context, no_leftovers)
     assert by["density_slope"].unit == "MiB/instance" and by["attributable_pss"].value > 0
     # a single-repetition case is its own last repetition: the pooled slope is stored with it
     assert by["density_resolved"].value in (0.0, 1.0) and "density_pooled_slope" in by
+    charged = [r for r in rows if r.metric == "mem_charged"]  # the second method: cgroup accounting
+    assert [r.params["instances"] for r in charged] == [0, 1, 2, 3] and "density_charged_pooled" in by
     assert _sleepers() == []  # every instance was stopped
 
 
@@ -101,7 +101,6 @@ class FailingThird(BareBackend):
 
 @pytest.mark.privileged
 def test_density_cleans_up_every_instance_when_one_fails(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     backend = FailingThird()
     case = Case("density", Workload("idle"), instances=4, settle_s=0, timeout_s=30)
     with pytest.raises(BackendError, match="third launch"):

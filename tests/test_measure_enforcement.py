@@ -18,7 +18,6 @@ from runtimes.bare import BareBackend
 from runtimes.base import BackendError, Limits
 from runtimes.declaration import CGROUP_ENFORCEMENT, Declaration
 from runtimes.workloads import Workload
-from tests.conftest import is_root, require
 
 MS = 1_000_000
 
@@ -110,7 +109,6 @@ def _by(rows) -> dict[str, float]:
 @pytest.mark.privileged
 @pytest.mark.slow
 def test_half_cpu_quota_is_delivered(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups)")
     # Two threads, so the quota binds even when another job on this shared machine
     # takes one core; the ±10 % band absorbs the rest of that noise.
     case = Case("cpu_quota", Workload("cpu", {"threads": 2, "seconds": 2.0}), Limits(cpu_quota=0.5),
@@ -126,7 +124,6 @@ def test_half_cpu_quota_is_delivered(ctx: Context, no_leftovers) -> None:
 
 @pytest.mark.privileged
 def test_cpu_quota_without_a_cpu_counter_fails_clearly(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     # bare without limits makes no cgroup, so usage() has no CPU counter
     case = Case("cpu_quota", Workload("cpu", {"threads": 1, "seconds": 1.0}), timeout_s=30)
     with pytest.raises(BackendError, match="no CPU counter"):
@@ -135,7 +132,6 @@ def test_cpu_quota_without_a_cpu_counter_fails_clearly(ctx: Context, no_leftover
 
 @pytest.mark.privileged
 def test_allocation_beyond_the_limit_is_oom_killed(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups)")
     case = Case("mem_limit", Workload("mem", {"mib": 64, "seconds": 2.0}), Limits(memory_mib=32),
                 {"limit_mib": 32, "mib": 64}, timeout_s=30)
     by = _by(MEASUREMENTS["mem_limit"](runtimes.get("bare"), case, ctx, 0, False))
@@ -145,7 +141,6 @@ def test_allocation_beyond_the_limit_is_oom_killed(ctx: Context, no_leftovers) -
 
 @pytest.mark.privileged
 def test_allocation_below_the_limit_survives(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups)")
     case = Case("mem_limit", Workload("mem", {"mib": 16, "seconds": 1.0}), Limits(memory_mib=64),
                 {"limit_mib": 64, "mib": 16}, timeout_s=30)
     by = _by(MEASUREMENTS["mem_limit"](runtimes.get("bare"), case, ctx, 0, False))
@@ -155,7 +150,6 @@ def test_allocation_below_the_limit_survives(ctx: Context, no_leftovers) -> None
 
 @pytest.mark.privileged
 def test_pids_limit_refuses_forks(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root (cgroups)")
     case = Case("pids_limit", Workload("pids", {"count": 20, "seconds": 2.0}), Limits(pids=8),
                 {"limit": 8, "count": 20}, timeout_s=30)
     by = _by(MEASUREMENTS["pids_limit"](runtimes.get("bare"), case, ctx, 0, False))

@@ -13,7 +13,6 @@ from harness.measure.startup import intervals
 from harness.scenario import Case
 from runtimes.base import BackendError, Limits, Timestamps
 from runtimes.workloads import Workload
-from tests.conftest import is_root, require
 
 
 def test_intervals_from_timestamps() -> None:
@@ -35,7 +34,6 @@ def ctx(run_id: str, tmp_path: Path) -> Context:
 
 @pytest.mark.privileged
 def test_startup_noop_gives_the_four_rows(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     case = Case("startup", Workload("noop"), timeout_s=30)
     rows = MEASUREMENTS["startup"](runtimes.get("bare"), case, ctx, 3, True)
     by = {r.metric: r for r in rows}
@@ -49,7 +47,6 @@ def test_startup_noop_gives_the_four_rows(ctx: Context, no_leftovers) -> None:
 
 @pytest.mark.privileged
 def test_startup_idle_is_stopped_and_reports_phases(ctx: Context, no_leftovers) -> None:
-    require(is_root(), "needs root")
     # a limit makes bare create a cgroup, which it reports as a phase
     case = Case("startup", Workload("idle"), Limits(pids=64), timeout_s=30)
     by = {r.metric: r.value for r in MEASUREMENTS["startup"](runtimes.get("bare"), case, ctx, 0, False)}

@@ -17,7 +17,7 @@ from runtimes.container import namespaces as container_namespaces
 from runtimes.oci import backend as oci_backend
 from runtimes.oci import bundle, view
 from runtimes.workloads import MARKER_FD, READY, Workload
-from tests.conftest import is_root, isobench_cgroups, require
+from tests.conftest import isobench_cgroups, require
 
 RUNTIMES = ["oci:runc", "oci:crun"]
 LIMITS = Limits(cpu_quota=0.5, cpu_period_us=50_000, memory_mib=48, pids=12)
@@ -30,7 +30,6 @@ def _spec(run_id: str, workload: Workload, limits: Limits = Limits(), n: int = 0
 
 
 def _backend(name: str) -> runtimes.Backend:
-    require(is_root(), "needs root")
     b = runtimes.get(name)
     reason = b.available()
     require(reason is None, f"{name}: {reason}")
@@ -72,6 +71,8 @@ def test_bundle_resources_match_what_cgroup_apply_writes() -> None:
     assert res["memory"] == {"limit": 48 << 20, "swap": 48 << 20, "swappiness": 0}  # no swap beyond it
     assert res["pids"] == {"limit": 12}
     assert bundle.resources(Limits(), cgroup_version=1, memsw=True, devices=None) == {}
+    weighted = bundle.resources(Limits(cpu_quota=0.5, cpu_weight=10_000), cgroup_version=2, memsw=False, devices=None)
+    assert weighted["cpu"]["shares"] == 102_400  # runc/crun turn OCI shares into cpu.weight on v2
     v2 = bundle.resources(Limits(memory_mib=64), cgroup_version=2, memsw=False, devices=None)
     assert v2 == {"memory": {"limit": 64 << 20}}  # no swap accounting: not asked for
     # the device rules the built-in container enforces (tests/test_seccomp_devices.py compares more)
@@ -140,7 +141,6 @@ def test_view_puts_every_hierarchy_at_our_own_cgroup() -> None:
 
 
 def test_crun_hides_the_hybrid_cgroup2_mount_and_runc_does_not() -> None:
-    require(is_root(), "needs root (cgroups)")
     hybrid = cgroups.describe().get("hybrid", False)
     crun, runc = view.make(hide_cgroup2_on_hybrid=True), view.make(hide_cgroup2_on_hybrid=False)
     assert bool(crun.unmounts) == bool(hybrid) and runc.unmounts == ()

@@ -14,7 +14,7 @@ import pytest
 
 from harness import results
 from harness.results import RunWriter, Sample
-from tests.conftest import is_root, isobench_cgroups, require
+from tests.conftest import isobench_cgroups
 
 
 def _sample(i: int, **kw) -> Sample:
@@ -87,7 +87,6 @@ grid = { limit = [8], count = [16] }
 
 @pytest.mark.privileged
 def test_sigkill_mid_run_keeps_samples_and_manifest(tmp_path: Path) -> None:
-    require(is_root(), "needs root (cgroups)")
     scen = tmp_path / "slow.toml"
     scen.write_text(SLOW_SCENARIO)
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scen), "--results", str(tmp_path),
@@ -116,7 +115,6 @@ def test_sigkill_mid_run_keeps_samples_and_manifest(tmp_path: Path) -> None:
 
 @pytest.mark.privileged
 def test_sigterm_ends_the_run_as_interrupted(tmp_path: Path) -> None:
-    require(is_root(), "needs root (cgroups)")
     scen = tmp_path / "slow.toml"
     scen.write_text(SLOW_SCENARIO)
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scen), "--results", str(tmp_path),

@@ -1,4 +1,9 @@
-"""Scenario validation: bad files give one clear line and exit 2, and create nothing."""
+"""Scenario validation: bad files give one clear line and exit 2, and create nothing.
+
+The command line is called in-process (``harness.cli.main``): one interpreter
+start for every bad file would cost seconds for nothing; one test runs the real
+``python -m harness`` end to end.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import scenario
+from harness import cli, scenario
 from harness.runner import plan
 
 GOOD = """
@@ -55,6 +60,19 @@ BAD = {
                            "seconds must be a whole number"),
     "bad workload param": ("[[experiment]]\nmeasurement='startup'\nworkloads=['idle']\nparams={seconds=-1}",
                            "seconds must be >= 1"),
+    # UTF-16 with its byte-order mark (ff fe), as some editors save it
+    "not utf-8": ("[[experiment]]\nmeasurement='startup'\n".encode("utf-16"), "not UTF-8 text"),
+    # accepted, then silently dropped, before: seconds belongs to the workload of every backend
+    "seconds override": ("[[experiment]]\nmeasurement='cpu_quota'\nseconds=3\ngrid={quota=[1], threads=[1]}\n"
+                         "overrides={container={seconds=1}}", "overrides.container.seconds: cannot be overridden"),
+    "unknown backend option": ("[backend.vm]\nvcpu=2\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
+                               "backend.vm.vcpu: unknown option of backend vm (known: vcpus, memory_mib)"),
+    "option of a backend without options": ("[backend.bare]\nvcpus=2\n[[experiment]]\nmeasurement='startup'\n"
+                                            "workloads=['noop']", "backend.bare.vcpus: unknown option"),
+    "backend option type": ("[backend.vm]\nvcpus='two'\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
+                            "backend.vm.vcpus: must be an integer, got 'two'"),
+    "backend option range": ("[backend.vm]\nmemory_mib=8\n[[experiment]]\nmeasurement='startup'\n"
+                             "workloads=['noop']", "backend.vm.memory_mib: must be between 32 and"),
 }
 
 
@@ -95,29 +113,64 @@ def test_shipped_scenarios_are_valid() -> None:
         assert scenario.load(path).cases, path
 
 
+def _write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_bad_scenario_is_one_line_exit_2_nothing_created(name: str, tmp_path: Path) -> None:
+def test_bad_scenario_is_one_line_exit_2_nothing_created(name: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     text, expected = BAD[name]
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
+    path = _write(tmp_path / "bad.toml", text)
     results = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--results", str(results)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr  # one line, no traceback
-    assert str(path) in lines[0] and expected in lines[0]
+    rc = cli.main(["run", str(path), "--results", str(results)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    assert str(path) in lines[0] and expected in lines[0], lines[0]
     assert not results.exists()  # nothing created
 
 
-def test_unknown_backend_on_the_command_line(tmp_path: Path) -> None:
+def test_bad_scenario_through_the_real_command(tmp_path: Path) -> None:
+    """The same contract end to end, in a fresh interpreter: exit status 2 and one line."""
+    text, expected = BAD["not utf-8"]
+    path = _write(tmp_path / "bad.toml", text)
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--results", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and expected in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_backend_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "ok.toml"
     path.write_text("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\n")
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--backends", "bare,xen",
-                           "--results", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
+    rc = cli.main(["run", str(path), "--backends", "bare,xen", "--results", str(tmp_path / "r")])
+    assert rc == 2
     from runtimes import names
 
-    assert proc.stderr.strip().splitlines() == [
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"isobench: error: --backends: unknown backend 'xen' (known: {', '.join(names())})"]
     assert not (tmp_path / "r").exists()
+
+
+def test_backend_options_reach_the_launch_spec_typed() -> None:
+    """Declared options fill their LaunchSpec fields; a backend without options gets the defaults."""
+    from harness.measure.context import Context
+    from runtimes import declaration
+    from runtimes.workloads import Workload
+
+    class Named:
+        def __init__(self, name: str):
+            self.name = name
+
+    ctx = Context(run_id="u", log_dir=Path("/nonexistent"), backend_options={"vm": {"vcpus": 2}})
+    spec = ctx.spec(Named("vm"), Workload("noop"))  # type: ignore[arg-type]
+    assert (spec.vcpus, spec.guest_memory_mib) == (2, declaration("vm").option("memory_mib").default)
+    assert dict(spec.extra) == {}
+    assert ctx.spec(Named("bare"), Workload("noop")).vcpus == 1  # type: ignore[arg-type]

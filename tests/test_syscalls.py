@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from runtimes import syscalls as sc
-from tests.conftest import is_root, require
 
 
 def in_child(fn: Callable[[], Any]) -> Any:
@@ -79,7 +78,6 @@ def test_capget_reads_this_process() -> None:
 
 @pytest.mark.privileged
 def test_unshare_uts_and_sethostname_stay_in_the_child() -> None:
-    require(is_root(), "needs root (namespaces)")
     host = socket.gethostname()
 
     def child() -> str:
@@ -93,7 +91,6 @@ def test_unshare_uts_and_sethostname_stay_in_the_child() -> None:
 
 @pytest.mark.privileged
 def test_setns_returns_to_the_original_namespace() -> None:
-    require(is_root(), "needs root (namespaces)")
     host = socket.gethostname()
 
     def child() -> list[str]:
@@ -109,7 +106,6 @@ def test_setns_returns_to_the_original_namespace() -> None:
 
 @pytest.mark.privileged
 def test_mount_umount2_in_a_private_mount_namespace(tmp_path: Path) -> None:
-    require(is_root(), "needs root (namespaces)")
 
     def child() -> list[bool]:
         sc.unshare(sc.CLONE_NEWNS)
@@ -125,7 +121,6 @@ def test_mount_umount2_in_a_private_mount_namespace(tmp_path: Path) -> None:
 
 @pytest.mark.privileged
 def test_pivot_root_makes_a_tmpfs_the_root(tmp_path: Path) -> None:
-    require(is_root(), "needs root (namespaces)")
 
     def child() -> list[str]:
         sc.unshare(sc.CLONE_NEWNS)
@@ -144,7 +139,6 @@ def test_pivot_root_makes_a_tmpfs_the_root(tmp_path: Path) -> None:
 
 @pytest.mark.privileged
 def test_bounding_set_drop_and_capset_take_away_mount() -> None:
-    require(is_root(), "needs root (capabilities)")
     sys_admin = 21
 
     def child() -> list[Any]:

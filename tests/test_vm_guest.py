@@ -19,27 +19,14 @@ import pytest
 
 from runtimes.base import BackendError, InstanceTimeout, LaunchSpec, Limits
 from runtimes.workloads import Workload
-from tests.conftest import is_root, isobench_cgroups, require
+from tests.conftest import isobench_cgroups
 
-pytestmark = [pytest.mark.vm, pytest.mark.privileged, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.libvirt, pytest.mark.privileged, pytest.mark.slow]
 READY_TIMEOUT_S = 120.0  # TCG on a loaded 2-core machine
-
-
-def _requirements() -> None:
-    require(is_root(), "needs root (libvirt qemu:///system)")
-    try:
-        from runtimes.vm import host
-    except ImportError as e:  # pragma: no cover
-        require(False, f"libvirt-python missing: {e}")
-        return
-    problem = host.libvirt_status()
-    require(problem is None, f"libvirt: {problem}")
-    require(host.find_kernel() is not None, "a guest kernel in /boot (apt-get install linux-image-amd64)")
 
 
 @pytest.fixture(scope="module")
 def backend():
-    _requirements()
     from runtimes.vm.backend import VmBackend
 
     b = VmBackend()

@@ -62,7 +62,6 @@ def _spec(run_id: str, n: int = 0, workload: Workload = IDLE, **extra) -> Launch
 
 @pytest.fixture
 def backend(clean) -> Iterator[ContainerBackend]:
-    require(is_root(), "needs root (namespaces, mounts, cgroups)")
     b = ContainerBackend()
     reason = b.available()
     require(reason is None, f"container backend unavailable: {reason}")
@@ -103,7 +102,7 @@ def _zygotes() -> list[int]:
 
 # -- clone3 itself ----------------------------------------------------------------------------
 @pytest.mark.privileged
-def test_clone3_with_clone_parent_makes_a_sibling_that_the_caller_s_parent_reaps(root_required) -> None:
+def test_clone3_with_clone_parent_makes_a_sibling_that_the_caller_s_parent_reaps() -> None:
     r, w = os.pipe()
     helper = os.fork()
     if helper == 0:  # pragma: no cover - the "zygote": its child becomes ours
@@ -220,7 +219,6 @@ def test_both_launchers_run_the_same_child_setup(backend, run_id, tmp_path) -> N
 
 @pytest.mark.privileged
 def test_the_cold_variant_starts_its_zygote_inside_every_launch(run_id, clean) -> None:
-    require(is_root(), "needs root")
     b = ColdContainerBackend()
     try:
         for n in range(2):
@@ -258,7 +256,6 @@ time.sleep(120)
 @pytest.mark.privileged
 @pytest.mark.parametrize("where", ["main", "worker"])
 def test_a_sigkilled_harness_leaves_no_zygote(run_id, clean, where) -> None:
-    require(is_root(), "needs root")
     proc = subprocess.Popen([sys.executable, "-c", HARNESS, run_id, where], cwd=REPO, stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout is not None

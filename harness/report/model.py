@@ -92,8 +92,8 @@ class ReportData:
             rows = rows[rows["run"] == run.run_id]
         if not rows.empty:
             for key, _ in rows.dropna(subset=["accel"]).groupby(["backend", "accel"]):
-                b, a = key  # type: ignore[misc]  # pandas types a group key as Hashable
-                out.setdefault(str(b), set()).add(str(a))
+                backend, accel = key  # a two-key groupby yields pairs
+                out.setdefault(str(backend), set()).add(str(accel))
         return out
 
     def footnote(self, notes: Sequence[str] = ()) -> str:

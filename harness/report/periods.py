@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import style
-from harness.report.charts import Chart, figure, finish
+from harness.report.chartkit import Chart, figure, finish
 from harness.report.model import ReportData
 
 #: the file harness.measure.cpu writes (kept in step with its PERIODS_FILE)

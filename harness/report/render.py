@@ -87,6 +87,10 @@ def runs_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: the name of the fact "how the guests ran" (kvm/tcg per backend), apart from the host's accelerator
+GUEST_ACCELERATOR = "guest accelerator"
+
+
 def hosts_table(data: ReportData) -> pd.DataFrame:
     """Every scalar fact each manifest recorded about its host, one column per host."""
     import pandas as pd
@@ -104,7 +108,8 @@ def hosts_table(data: ReportData) -> pd.DataFrame:
             else:
                 facts[k] = str(v)
         acc = accel_words({b: {a} for b, a in r.accels().items()})
-        facts["accelerator"] = acc or "none"
+        # beside, not over, the host's own "accelerator" fact (a GPU, say): they are different things
+        facts[GUEST_ACCELERATOR] = acc or "none"
         name = r.hostname if r.hostname not in cols else f"{r.hostname} ({r.run_id})"
         cols[name] = facts
     if not cols:
@@ -120,5 +125,5 @@ def meta_line(data: ReportData) -> str:
         acc = accel_words({b: {a} for b, a in r.accels().items()}) or "none (no VM backend)"
         commit = str(r.host.get("commit") or "?")[:10] + (" (dirty)" if r.host.get("dirty") else "")
         out.append(f"run {r.run_id} · host {r.hostname} · kernel {r.kernel} · cgroup v{r.cgroup_version} · "
-                   f"accelerator: {acc} · commit {commit}")
+                   f"{GUEST_ACCELERATOR}: {acc} · commit {commit}")
     return "\n".join(out)

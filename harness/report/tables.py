@@ -82,7 +82,7 @@ def for_measurement(data: ReportData, measurement: str) -> pd.DataFrame:
 def _sorted(s: pd.DataFrame) -> pd.DataFrame:
     if s.empty:
         return s
-    order = s.assign(_rank=[style.backend_rank(b) for b in s["backend"]])
+    order = s.assign(_rank=[str(style.backend_rank(b)) for b in s["backend"]])
     keys = ["metric", "workload", *used_params(s), "_rank", "series"]
     return order.sort_values(keys, key=lambda c: c.astype(str) if c.name == "_rank" else c,
                              kind="stable").drop(columns="_rank")
@@ -210,7 +210,8 @@ def display_ratios(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     pcols = [c for c in df.columns if c.startswith("param_")]
     if pcols:
-        df.insert(df.columns.get_loc(pcols[0]), "params", [params_text(r, pcols) for _, r in df.iterrows()])
+        df.insert(int(df.columns.get_loc(pcols[0])), "params",  # type: ignore[arg-type]
+                  [params_text(r, pcols) for _, r in df.iterrows()])
         df = df.drop(columns=pcols)
     df["ratio"] = [f"{r:.2f}×" if not style.is_missing(r) and math.isfinite(r) else "" for r in df["ratio"]]
     if "invalid" in df.columns:  # a floor a median beats: the statement replaces the ratio
