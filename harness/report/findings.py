@@ -9,7 +9,7 @@ chart (``headline.rows``), so the chart and the text cannot disagree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -234,7 +234,7 @@ def _cpu_verdict(series: str, cells: pd.DataFrame, s: pd.DataFrame, pcols: list[
     return series, not failed, head + (f"; {busy}" if busy else "")
 
 
-def _verdict_line(what: str, verdicts: list[tuple[str, bool | None, str]]) -> str:
+def _verdict_line(what: str, verdicts: Sequence[tuple[str, bool | None, str]]) -> str:
     """``what: held by A (evidence), B (evidence); not held by C (evidence); not judged for D (why).``"""
     held = [f"{s} ({d})" for s, ok, d in verdicts if ok]
     failed = [f"{s} ({d})" for s, ok, d in verdicts if ok is False]
