@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,33 +223,3 @@ def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_pat
     assert html.count('src="data:image/png;base64,') == len(charts)
     assert "+15.0%" in html and "<details>" in html
 
-
-# -- on two real runs of the default scenario, back to back on the development machine --------------
-AB = [Path(__file__).parent.parent / "docs" / "runs" / f"dev-host-ab-{x}" for x in "AB"]
-
-
-def _raised(run: Path, dest: Path, factor: float) -> Path:
-    """A copy of ``run`` whose container launch_to_ready/launch_to_exit samples are ``factor`` times larger."""
-    dest.mkdir(parents=True)
-    (dest / MANIFEST).write_text((run / MANIFEST).read_text())
-    lines = []
-    for line in (run / "samples.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if (r["backend"], r["metric"]) in {("container", "launch_to_ready"), ("container", "launch_to_exit")} \
-                and r["value"] is not None:
-            r["value"] *= factor
-        lines.append(json.dumps(r))
-    (dest / "samples.jsonl").write_text("\n".join(lines) + "\n")
-    return dest
-
-
-def test_two_real_runs_back_to_back_pass_and_a_15_percent_slower_container_fails(tmp_path, capsys):
-    a, b = AB
-    out = ("--out", str(tmp_path / "page"))
-    assert compare.main(_args(str(a), str(b), "--normalise", *out)) == 0
-    assert "**regression**" not in capsys.readouterr().out
-    slow = _raised(b, tmp_path / "dev-host-ab-B-slow", 1.15)
-    assert compare.main(_args(str(a), str(slow), "--normalise", *out)) == 1
-    rows = _compare(load(a), load(slow), reference="unshare")
-    bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
-    assert bad and bad <= {("container", "launch_to_ready"), ("container", "launch_to_exit")}
