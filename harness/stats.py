@@ -190,7 +190,7 @@ def summary_table(df: pd.DataFrame, extra_keys: Sequence[str] = ()) -> pd.DataFr
     for key, g in df.groupby(keys, dropna=False, sort=True):
         ok = g[g["_ok"]]
         s = summarize(ok["value"]) if len(ok) else summarize([])
-        d = dict(zip(keys, key, strict=True))
+        d: dict[str, Any] = dict(zip(keys, key, strict=True))
         d.update(s.as_dict())
         d["failed"] = int((~g["_ok"]).sum())
         if s.n == 0 and d["failed"]:

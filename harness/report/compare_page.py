@@ -29,13 +29,18 @@ CHANGED = ("regression", "improvement")
 
 
 class Row(Protocol):
-    """What the page needs of a ``harness.compare`` row."""
+    """What the page needs of a ``harness.compare`` row (read-only: rows are frozen)."""
 
-    key: dict[str, Any]
-    base: list[float]
-    new: list[float]
-    verdict: str
-    why: str
+    @property
+    def key(self) -> dict[str, Any]: ...
+    @property
+    def base(self) -> list[float]: ...
+    @property
+    def new(self) -> list[float]: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def why(self) -> str: ...
 
 
 def label(r: Row) -> str:
