@@ -28,7 +28,7 @@ def _install(session: nox.Session, extras: str = "") -> None:
     session.install("-q", "-e", f".{extras}")
 
 
-def _delegated(session: nox.Session, *argv: str) -> None:
+def _delegated(session: nox.Session, *argv: str, **kw: object) -> None:
     """Run ``argv`` (a command of the session's venv) where it may create cgroups.
 
     On a cgroup v2 host with systemd, a login shell's cgroup holds other processes, so
@@ -40,9 +40,9 @@ def _delegated(session: nox.Session, *argv: str) -> None:
     if v2 and os.path.isdir("/run/systemd/system") and shutil.which("systemd-run"):
         exe = os.path.join(session.bin, argv[0])
         session.run("systemd-run", "--scope", "--quiet", "-p", "Delegate=yes", "--", exe, *argv[1:],
-                    external=True)
+                    external=True, **kw)
     else:
-        session.run(*argv)
+        session.run(*argv, **kw)
 
 
 def _run_id(tag: str) -> str:
@@ -83,6 +83,10 @@ def bench(session: nox.Session) -> None:
     _delegated(session, "pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
                f"--benchmark-json=results/{run_id}/floor.json")
     session.run("isobench", "report", f"results/{run_id}")
+    session.run("isobench", "report", f"results/{run_id}", "--card")  # card.png beside the report, for a slide
+    # the harness's CPU figures beside an independent measurement (tools/crosscheck-cpu.sh: a
+    # hand-made cgroup, stress-ng, the kernel's counters), same host, same session; shown, not gating
+    _delegated(session, "python", "tools/crosscheck_cpu.py", f"results/{run_id}", success_codes=[0, 1, 2])
 
 
 @nox.session
@@ -96,6 +100,9 @@ def validate(session: nox.Session) -> None:
     if "--update-baseline" in session.posargs:
         args.append("--update-baseline")
     session.run("isobench", "validate", f"results/{run_id}", *args)
+    # proof that this run could have failed: mutated copies of it must each fail the gate (shown;
+    # on a host too busy for the quota to bind, the CPU mutations are reported as not caught)
+    session.run("isobench", "validate", "--self-test", f"results/{run_id}", success_codes=[0, 1])
 
 
 @nox.session

@@ -363,7 +363,8 @@ def main(args: argparse.Namespace) -> int:
     first = [Path(r.split(",")[0]) for r in args.runs]
     out = getattr(args, "out", None) or compare_page.default_out(first[0], first[1])
     try:
-        page = compare_page.write(rows, args.runs[0], args.runs[1], text, out)
+        shown: list[Any] = list(rows)  # frozen rows: read-only fields satisfy the page's protocol
+        page = compare_page.write(shown, args.runs[0], args.runs[1], text, out)
         print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
     except OSError as e:
         return _fail(f"cannot write the page under {out}: {e.strerror}")

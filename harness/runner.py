@@ -126,8 +126,9 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         with sigterm_unwinds():
             for step in steps:
                 bar.set_postfix_str(f"{step.backend} {step.case.id}"[:60])
-                where = {"position": done, "predecessor": label(previous), "conditions": conditions.read()}
-                writer.add_all(replace(s, **where) for s in _execute(backends[step.backend], step, ctx))
+                pred, cond = label(previous), conditions.read()
+                writer.add_all(replace(s, position=done, predecessor=pred, conditions=cond)
+                               for s in _execute(backends[step.backend], step, ctx))
                 previous = step
                 done += 1
                 bar.update(1)

@@ -190,13 +190,13 @@ def summary_table(df: pd.DataFrame, extra_keys: Sequence[str] = ()) -> pd.DataFr
     for key, g in df.groupby(keys, dropna=False, sort=True):
         ok = g[g["_ok"]]
         s = summarize(ok["value"]) if len(ok) else summarize([])
-        d = dict(zip(keys, key, strict=True))
+        d: dict[str, Any] = dict(zip(keys, key, strict=True))
         d.update(s.as_dict())
         d["failed"] = int((~g["_ok"]).sum())
         if s.n == 0 and d["failed"]:
             d["warnings"] = f"all {d['failed']} samples failed"
         elif d["failed"]:
-            d["warnings"] = "; ".join(filter(None, [f"{d['failed']} failed", d["warnings"]]))
+            d["warnings"] = "; ".join(filter(None, [f"{d['failed']} failed", str(d["warnings"])]))
         rows.append(d)
     return pd.DataFrame(rows, columns=out_cols)
 

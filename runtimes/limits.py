@@ -20,9 +20,19 @@ class Limits:
     cpu_period_us: int = 100_000
     memory_mib: int | None = None  # hard limit, no swap beyond it
     pids: int | None = None
+    #: relative CPU weight against the host's other work (cgroup v2 cpu.weight scale: 100 is
+    #: the default, 1..10000; v1 cpu.shares = weight x 1024 / 100).  Enforcement runs raise it so
+    #: that the quota, not busy neighbours, is what holds the workload back.
+    cpu_weight: int | None = None
 
     def any(self) -> bool:
-        return self.cpu_quota is not None or self.memory_mib is not None or self.pids is not None
+        return (self.cpu_quota is not None or self.memory_mib is not None or self.pids is not None
+                or self.cpu_weight is not None)
+
+    @property
+    def cpu_shares(self) -> int | None:
+        """``cpu_weight`` as v1 cpu.shares (and OCI's, libvirt's ``<shares>``)."""
+        return None if self.cpu_weight is None else max(2, round(self.cpu_weight * 1024 / 100))
 
     @property
     def cpu_quota_us(self) -> int | None:

@@ -15,7 +15,7 @@ import select
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,12 @@ class ProcessInstance(Instance):
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
 
+    def _env(self) -> Mapping[str, str]:
+        """``extra["env"]`` when the caller gives one (e.g. a container's environment, for a like
+        for like memory reference), else the harness's own."""
+        env = self.spec.extra.get("env")
+        return dict(env) if env is not None else os.environ
+
     def _spawn(self, argv: list[str], log: Any, preexec: Any = None) -> None:
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
         if not cg_files and preexec is None:
@@ -162,7 +168,7 @@ class ProcessInstance(Instance):
 
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(MARKER_FD,),
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(MARKER_FD,), env=self._env(),
                 preexec_fn=child, start_new_session=True)
         except BaseException:
             os.close(r)
@@ -185,7 +191,7 @@ class ProcessInstance(Instance):
             actions += [(os.POSIX_SPAWN_DUP2, log.fileno(), 1), (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
         actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
         try:
-            pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions, setsid=True)
+            pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
         except BaseException:
             os.close(r)
             raise

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BUSYBOX = "/bin/busybox"
+#: the environment a workload starts with inside an isolated environment (the container's, and the
+#: bare memory reference's, so the two are compared like for like); nothing of the harness's leaks in
+ISOLATED_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+                "container": "isobench"}
 STRESS_NG = "/usr/bin/stress-ng"
 MARKER_FD = 3
 READY = "ISOBENCH READY"

@@ -78,7 +78,7 @@ def _spin(cg: Cgroup, seconds: float) -> int:
 @pytest.mark.privileged
 def test_v1_create_applies_limits_below_our_own_cgroups(run_id, no_leftovers) -> None:
     name = f"isobench-{run_id}-lim"
-    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10), v=1)
+    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10, cpu_weight=10_000), v=1)
     try:
         own = cgroups.own_paths()
         where = {c: m.path for m in cgroups.mounts() if m.version == 1 for c in m.controllers}
@@ -88,6 +88,7 @@ def test_v1_create_applies_limits_below_our_own_cgroups(run_id, no_leftovers) ->
         cpu, mem = cg.dirs["cpu"], cg.dirs["memory"]
         assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
         assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (cpu / "cpu.shares").read_text().strip() == "102400"  # weight 10000 on v1's scale
         assert int((mem / "memory.limit_in_bytes").read_text()) == 64 << 20
         if (mem / "memory.memsw.limit_in_bytes").exists():
             assert int((mem / "memory.memsw.limit_in_bytes").read_text()) == 64 << 20
@@ -248,11 +249,12 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
     The real kernel files are exercised by the next test on a v2 host (``-m v2host``)."""
     d = tmp_path / "isobench-fake"
     d.mkdir()
-    for f in ("cpu.max", "memory.max", "memory.swap.max", "pids.max"):
+    for f in ("cpu.max", "cpu.weight", "memory.max", "memory.swap.max", "pids.max"):
         (d / f).write_text("max\n")
     cg = Cgroup("isobench-fake", 2, {"": d})
-    cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10))
+    cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10, cpu_weight=10_000))
     assert (d / "cpu.max").read_text() == "2500 10000"
+    assert (d / "cpu.weight").read_text() == "10000"
     assert (d / "memory.max").read_text() == str(64 << 20)
     assert (d / "memory.swap.max").read_text() == "0"
     assert (d / "pids.max").read_text() == "10"

@@ -101,3 +101,18 @@ def test_a_read_only_cwd_measures_correctly(tmp_path, read_only_dir, monkeypatch
         assert by[(b, "cpu_quota_applied", None)] == 0.5 and by[(b, "nr_periods", None)] > 5
         assert by[(b, "mem_peak", 16)] >= 16 and by[(b, "oom_killed", 16)] == 0
         assert by[(b, "oom_killed", 128)] == 1
+
+
+def test_a_guest_applies_the_limits_in_its_own_cgroup() -> None:
+    argv = workloads.Workload("pids", {"count": 4}).argv()
+    assert workloads.in_guest_cgroup(argv, None, None) == argv  # nothing to apply: as on a host
+    script = workloads.in_guest_cgroup(argv, 64, 16)[3]
+    g = workloads.GUEST_CGROUP
+    assert f"echo {64 << 20} > {g}/memory.max" in script and f"echo 16 > {g}/pids.max" in script
+    # a limit that cannot be applied stops the run before the workload's ready line
+    assert "|| { echo 'isobench: cannot apply the limits in the guest cgroup' >&2; exit 97; }" in script
+    # the workload joins the cgroup itself (the wrapper stays outside: counts match a host's)
+    assert f"echo $$ > {g}/cgroup.procs && exec" in script
+    # the guest's own counters come back on the marker channel
+    for key in ("guest_cg_mem_$k", "guest_cg_mem_peak", "guest_cg_pids_max"):
+        assert key in script

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -54,13 +55,17 @@ def probe_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def backend(probe_rootfs: Path) -> ContainerBackend:
-    return ContainerBackend(rootfs_dir=str(probe_rootfs))
+def backend(probe_rootfs: Path) -> Iterator[ContainerBackend]:
+    b = ContainerBackend(rootfs_dir=str(probe_rootfs))
+    yield b
+    b.close()  # its zygote goes (and is reaped) with it
 
 
 @pytest.fixture(scope="module")
-def unconfined(probe_rootfs: Path) -> ContainerBackend:
-    return ContainerBackend(rootfs_dir=str(probe_rootfs), seccomp=seccomp.UNCONFINED)
+def unconfined(probe_rootfs: Path) -> Iterator[ContainerBackend]:
+    b = ContainerBackend(rootfs_dir=str(probe_rootfs), seccomp=seccomp.UNCONFINED)
+    yield b
+    b.close()
 
 
 def _block_device() -> tuple[int, int]:

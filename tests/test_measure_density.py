@@ -80,6 +80,8 @@ def test_density_gives_n_plus_one_points_and_a_slope(ctx: Context, no_leftovers)
     assert by["density_slope"].unit == "MiB/instance" and by["attributable_pss"].value > 0
     # a single-repetition case is its own last repetition: the pooled slope is stored with it
     assert by["density_resolved"].value in (0.0, 1.0) and "density_pooled_slope" in by
+    charged = [r for r in rows if r.metric == "mem_charged"]  # the second method: cgroup accounting
+    assert [r.params["instances"] for r in charged] == [0, 1, 2, 3] and "density_charged_pooled" in by
     assert _sleepers() == []  # every instance was stopped
 
 

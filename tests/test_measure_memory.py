@@ -8,9 +8,9 @@ import pytest
 
 import runtimes
 from harness.measure import MEASUREMENTS
-from harness.measure.common import Footprint, footprint, reported
+from harness.measure.common import footprint, reported
 from harness.measure.context import Context
-from harness.measure.memory import median_footprint
+from harness.measure.memory import reference_extra
 from harness.scenario import Case
 from runtimes.workloads import Workload
 
@@ -22,9 +22,13 @@ def test_reported_reads_the_exact_key_only() -> None:
     assert reported({}, "guest_mem_total") is None
 
 
-def test_median_footprint() -> None:
-    m = median_footprint([Footprint(1, 2, 3, 1), Footprint(5, 6, 7, 1), Footprint(3, 4, 5, 1)])
-    assert m == Footprint(3, 4, 5, 1)
+def test_the_reference_runs_the_rootfs_copy_with_the_isolated_environment() -> None:
+    from runtimes.workloads import ISOLATED_ENV
+
+    case = Case("memory", Workload("idle"))
+    extra = reference_extra(case)
+    assert extra["argv"][0].endswith("/bin/busybox") and extra["argv"][0] != "/bin/busybox"
+    assert extra["argv"][1:] == Workload("idle").argv()[1:] and extra["env"] == ISOLATED_ENV
 
 
 def test_footprint_skips_vanished_processes() -> None:
@@ -45,13 +49,25 @@ def test_bare_has_about_zero_overhead(ctx: Context, no_leftovers) -> None:
     reference = runtimes.get(runtimes.memory_reference())
     rows = MEASUREMENTS["memory"](reference, case, ctx, 0, False)
     by = {r.metric: r for r in rows}
-    assert set(by) == {"pss", "uss", "rss", "pss_overhead", "uss_overhead"}
+    assert {"pss", "uss", "rss", "anon", "private_dirty", "pss_overhead", "uss_overhead",
+            "private_dirty_overhead"} <= set(by)
     assert all(r.unit == "MiB" for r in rows)
     assert 0 < by["uss"].value <= by["rss"].value and 0 < by["pss"].value <= by["rss"].value
-    assert abs(by["pss_overhead"].value) < 2 and abs(by["uss_overhead"].value) < 2
-    # the bare reference is measured once per run and then reused
-    cached = [k for k in ctx.cache if k[0] == "memory.reference"]
-    assert len(cached) == 1
+    assert 0 < by["private_dirty"].value <= by["rss"].value
+    # the reference against itself: no overhead by construction, and no second launch
+    assert by["pss_overhead"].value == 0 and by["uss_overhead"].value == 0
     before = next(ctx._counter)
     MEASUREMENTS["memory"](reference, case, ctx, 1, False)
-    assert next(ctx._counter) == before + 2  # one launch, no new reference launches
+    assert next(ctx._counter) == before + 2  # one launch, no extra reference launch
+
+
+@pytest.mark.privileged
+def test_other_backends_get_a_reference_launch_per_repetition(ctx: Context, no_leftovers) -> None:
+    case = Case("memory", Workload("idle"), settle_s=0.2, timeout_s=30)
+    unshare = runtimes.get("unshare")
+    for rep in (0, 1):  # before, then after: two launches each
+        before = next(ctx._counter)
+        rows = MEASUREMENTS["memory"](unshare, case, ctx, rep, False)
+        assert next(ctx._counter) == before + 3
+        by = {r.metric: r for r in rows}
+        assert abs(by["pss_overhead"].value) < 5  # unshare(1) holds one more small process

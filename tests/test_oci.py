@@ -71,6 +71,8 @@ def test_bundle_resources_match_what_cgroup_apply_writes() -> None:
     assert res["memory"] == {"limit": 48 << 20, "swap": 48 << 20, "swappiness": 0}  # no swap beyond it
     assert res["pids"] == {"limit": 12}
     assert bundle.resources(Limits(), cgroup_version=1, memsw=True, devices=None) == {}
+    weighted = bundle.resources(Limits(cpu_quota=0.5, cpu_weight=10_000), cgroup_version=2, memsw=False, devices=None)
+    assert weighted["cpu"]["shares"] == 102_400  # runc/crun turn OCI shares into cpu.weight on v2
     v2 = bundle.resources(Limits(memory_mib=64), cgroup_version=2, memsw=False, devices=None)
     assert v2 == {"memory": {"limit": 64 << 20}}  # no swap accounting: not asked for
     # the device rules the built-in container enforces (tests/test_seccomp_devices.py compares more)

@@ -189,3 +189,22 @@ def test_no_card_without_bare_metal(tmp_path, capsys):
     assert report.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 2
     assert "needs bare metal" in capsys.readouterr().err
     assert not (tmp_path / "card" / "card.png").exists()
+
+
+def test_cpu_periods_chart_reads_the_per_period_series(tmp_path):
+    import json
+
+    from harness.report import periods
+    from harness.report.model import load as load_report
+
+    run = synth.make_run(tmp_path / "results", run_id="per", measurements=("cpu_quota",), backends=("bare",))
+    lines = [{"backend": "bare", "params": {"quota": q, "threads": t, "period_ms": 10}, "repetition": 0,
+              "warmup": False, "accel": None, "period_ms": 10.0, "stride": 1, "quota": q,
+              "period": [0, 1, 3], "ratios": [1.33, 0.0, 1.0]} for q, t in ((0.5, 1), (1.0, 1))]
+    (run / "logs").mkdir(exist_ok=True)
+    (run / "logs" / periods.PERIODS_FILE).write_text("".join(json.dumps(x) + "\n" for x in lines) + "{cut")
+    series = list(periods.load_series([run]))
+    assert [(s.quota, s.index) for s in series] == [(0.5, [0, 1, 3]), (1.0, [0, 1, 3])]
+    chart = periods.cpu_periods(load_report([run]))
+    assert chart is not None and chart.name == "cpu_periods"
+    assert "Finding: 10 ms · quota 1 · 1 thr (at demand)" in chart.caption  # the at-quota 10 ms cell

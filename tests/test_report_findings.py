@@ -84,9 +84,10 @@ def test_synthetic_run_findings_and_warnings(tmp_path):
     ws = caveats.warnings(data)
     # the synthetic vm timeout, and the PSS of bare (0.3 MiB ± 0.05) and container: at n=8 the
     # median's order-statistic interval runs from the smallest to the largest sample
-    assert [(w.backend, w.rule, w.what) for w in ws] == [("bare", "wide interval", "memory/idle pss"),
-                                                        ("container", "wide interval", "memory/idle pss"),
-                                                        ("vm (TCG, emulated)", "failed samples", "startup/noop")]
+    assert [(w.backend, w.rule, w.what.split(" (")[0]) for w in ws] == [
+        ("bare", "wide interval", "memory/idle pss"), ("container", "wide interval", "memory/idle pss"),
+        ("vm (TCG, emulated)", "failed samples", "startup/noop")]
+    assert ws[0].what.startswith("memory/idle pss (±") and ws[0].what.endswith("%)")
     assert "InstanceTimeout" in ws[2].detail and "logs/" in ws[2].action
 
 
@@ -97,3 +98,30 @@ def test_too_few_samples_fold_into_one_warning_per_backend(tmp_path):
     assert [(w.backend, w.rule) for w in ws] == [("bare", "too few samples"), ("container", "too few samples")]
     assert "startup/noop launch_to_ready (n=3)" in ws[1].what and "memory/idle pss (n=3)" in ws[1].what
     assert "raise repetitions to ≥ 6" in ws[1].action
+
+
+def test_cpu_quota_verdicts_tell_a_busy_host_from_a_broken_quota(tmp_path):
+    """Over-delivery fails; under-delivery while the cgroup was rarely throttled is the host's doing."""
+    run = synth.make_run(tmp_path / "results", run_id="run-cpu", reps=5, backends=("bare", "container", "vm"),
+                         measurements=("cpu_quota",),
+                         overrides={("bare", "cpu_ratio"): 1.2,  # more CPU than the quota: broken
+                                    ("container", "cpu_ratio"): 0.5, ("container", "nr_throttled"): 1})
+    line = next(x for f in findings.findings(model.load([run])) for x in f.lines if x.startswith("CPU quotas"))
+    assert "held by vm (TCG, emulated) (within " in line
+    assert "not held by bare (8 of 8 cells off by more than 5%, worst 20.0%)" in line
+    assert "not judged for container (8 cells) — the busy host kept the workload below its quota" in line
+
+
+def test_wide_intervals_fold_per_backend_and_name_a_busy_host(tmp_path):
+    run = synth.make_run(tmp_path / "results", run_id="run-wide", reps=8, backends=("bare", "container"),
+                         measurements=("startup",))
+    data = model.load([run])
+    rng = np.random.default_rng(3)
+    noisy = data.rows["metric"].eq("launch_to_ready") & data.rows["backend"].eq("container")
+    data.rows.loc[noisy, "value"] = rng.lognormal(np.log(12), 0.8, int(noisy.sum()))
+    data.runs[0].manifest["host"]["loadavg"] = [7.5, 7.0, 6.0]
+    ws = caveats.warnings(data)
+    wide = [w for w in ws if w.rule == "wide interval"]
+    assert len(wide) == 1 and wide[0].backend == "container"
+    assert "startup/noop launch_to_ready (±" in wide[0].what and "startup/idle launch_to_ready (±" in wide[0].what
+    assert "the load average was 7.5 on 2 cores" in wide[0].action

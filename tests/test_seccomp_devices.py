@@ -210,5 +210,28 @@ def test_the_unconfined_variant_is_a_backend_of_its_own() -> None:
 
     b = runtimes.get("container:unconfined")
     assert b.name == "container:unconfined" and b.seccomp == seccomp.UNCONFINED  # rows carry its name
-    assert runtimes.declaration("container:unconfined").check_options({}) == {"seccomp": "unconfined"}
-    assert runtimes.declaration("container").check_options({}) == {"seccomp": "default"}
+    assert runtimes.declaration("container:unconfined").check_options({})["seccomp"] == "unconfined"
+    assert runtimes.declaration("container").check_options({})["seccomp"] == "default"
+
+
+@pytest.mark.privileged
+def test_doctor_says_what_enforces_the_hardening_here() -> None:
+    from runtimes.container import checks
+
+    lines = {c.name: c for c in checks.checks(probe=False)}
+    assert set(lines) == {"seccomp", "device rules"}
+    assert lines["seccomp"].ok and "BPF instructions" in lines["seccomp"].detail
+    assert lines["device rules"].ok and f"cgroup v{cgroups.version()}" in lines["device rules"].detail
+
+
+def test_an_oci_format_profile_gives_the_same_program(tmp_path: Path) -> None:
+    """A resolved profile saved as OCI ``linux.seccomp`` (what a bundle carries) is a valid
+    ``seccomp=`` file and compiles to the very same program."""
+    import json
+
+    f = seccomp.prepare(seccomp.DEFAULT, caps.OCI_DEFAULT)
+    assert f is not None
+    path = tmp_path / "oci.json"
+    path.write_text(json.dumps(f.oci))
+    g = seccomp.prepare(str(path), caps.OCI_DEFAULT)
+    assert g is not None and g.bpf == f.bpf and g.oci == f.oci

@@ -122,7 +122,7 @@ def test_require_skips_cases_a_busy_host_starved(tmp_path, capsys):
     # (the override also throttles container cells whose demand is within the quota: that fails)
     assert all("throttled_share" in ln and "threads=1:" in ln for ln in fails if ln not in ratio_fails)
     assert skips and all(ln.startswith("SKIPPED container ") for ln in skips)
-    assert "requires throttled_share >= 0.9 (throttled_share=0.07692)" in skips[0]
+    assert "requires throttled_share >= 0.8 (throttled_share=0.07692)" in skips[0]
 
 
 def test_failed_repetitions_fail_the_case(tmp_path):

@@ -77,6 +77,12 @@ def test_cputune_total_equals_requested_cpus(quota, vcpus, period, expected):
     assert tune.find("quota") is None and tune.find("period") is None
 
 
+def test_cpu_weight_becomes_the_domain_shares():
+    tune = render(limits=Limits(cpu_quota=0.5, cpu_weight=10_000)).find("cputune")
+    assert tune.findtext("shares") == str(102_400) and tune.findtext("global_quota") == "50000"
+    assert render(limits=Limits(cpu_weight=100)).find("cputune").findtext("shares") == "1024"
+
+
 def test_metadata_labels_round_trip():
     xml = domain.render(machine.describe(spec(run_id="abc", instance="isobench-abc-3"),
                                          accel="tcg", kernel="/k", initrd="/i"))

@@ -3,15 +3,18 @@
 # a cgroup made by hand, stress-ng started in it by this shell, the kernel's own counters
 # read with shell builtins and date(1).
 #
-#   tools/crosscheck-cpu.sh QUOTA_CPUS PERIOD_MS THREADS [SECONDS]
+#   tools/crosscheck-cpu.sh QUOTA_CPUS PERIOD_MS THREADS [SECONDS [WEIGHT]]
+#
+# WEIGHT: the cgroup's CPU weight on the cgroup v2 scale (100 = default; v1 cpu.shares =
+# WEIGHT x 1024 / 100), as the harness's cell asked for.
 #
 # Prints one line: quota period_ms threads delivered_cpus expected_cpus ratio periods throttled
 # The window starts and ends just after a period boundary (nr_periods seen to move), so it
 # holds a whole number of periods.  The cgroup is made below this shell's own cgroup and
 # removed on any exit.
 set -eu
-[ $# -ge 3 ] || { echo "usage: $0 QUOTA_CPUS PERIOD_MS THREADS [SECONDS]" >&2; exit 2; }
-quota=$1 period_ms=$2 threads=$3 seconds=${4:-6}
+[ $# -ge 3 ] || { echo "usage: $0 QUOTA_CPUS PERIOD_MS THREADS [SECONDS [WEIGHT]]" >&2; exit 2; }
+quota=$1 period_ms=$2 threads=$3 seconds=${4:-6} weight=${5:-}
 period_us=$((period_ms * 1000))
 quota_us=$(awk -v q="$quota" -v p="$period_us" 'BEGIN { printf "%d", q * p + 0.5 }')
 name=isobench-xcheck-$$
@@ -24,12 +27,14 @@ if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
     cpu=/sys/fs/cgroup$(own "")/$name acct=$cpu
     mkdir "$cpu"
     echo "$quota_us $period_us" > "$cpu/cpu.max"
+    [ -z "$weight" ] || echo "$weight" > "$cpu/cpu.weight"
 else
     cpu=/sys/fs/cgroup/cpu$(own cpu)/$name acct=/sys/fs/cgroup/cpuacct$(own cpuacct)/$name
     mkdir "$cpu"
     [ -d "$acct" ] || mkdir "$acct"
     echo "$period_us" > "$cpu/cpu.cfs_period_us"
     echo "$quota_us" > "$cpu/cpu.cfs_quota_us"
+    [ -z "$weight" ] || echo $((weight * 1024 / 100)) > "$cpu/cpu.shares"
 fi
 pid=
 cleanup() {

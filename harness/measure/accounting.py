@@ -110,6 +110,23 @@ def refresh_vmstat() -> None:
         Path("/proc/sys/vm/stat_refresh").write_text("1")
 
 
+def charged() -> int | None:
+    """Memory charged to the cgroup the harness makes its instances under (its own memory cgroup
+    here): user pages + kernel memory of the harness and every instance below it, bytes.
+
+    Unlike MemAvailable it does not move when other tenants of the host allocate; it misses what
+    the kernel charges to no cgroup.  None where no memory controller is available."""
+    from runtimes.cgroups import host
+
+    with contextlib.suppress(Exception):  # a host without a memory hierarchy: no second method
+        dirs = host.parent_dirs()
+        if "memory" in dirs:
+            return int((Path(dirs["memory"]) / "memory.usage_in_bytes").read_text())
+        if "" in dirs:
+            return int((Path(dirs[""]) / "memory.current").read_text())
+    return None
+
+
 def mem_available() -> int:
     """MemAvailable in bytes, read right after a vmstat refresh."""
     refresh_vmstat()

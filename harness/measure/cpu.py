@@ -29,7 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 _NUM = (int, float)
 CPU_QUOTA = MeasurementInfo("cpu_quota", workload="cpu", single_shot=True, grid={
     "quota": GridKey(_NUM, 1e-3, 1024), "threads": GridKey((int,), 1, 1024),
-    "period_ms": GridKey(_NUM, 1, 1000, required=False)})
+    "period_ms": GridKey(_NUM, 1, 1000, required=False),
+    # the cell's CPU weight (cgroup v2 scale, 100 = default): high, so the quota binds, not neighbours
+    "weight": GridKey((int,), 1, 10_000, required=False)})
 
 declare(
     Metric("cpu_ratio", "ratio", ONE, "cpu_quota", headline=True, peer=True,

@@ -44,6 +44,14 @@ declare(
            description="MemAvailable with `instances` instances held (one point of the ramp)"),
     Metric("mem_available_control", "MiB", NONE, "density", summarised=False,
            description="MemAvailable at step `instances` of the control ramp, which launches nothing"),
+    Metric("mem_charged", "MiB", NONE, "density", summarised=False,
+           description="memory charged to the harness's cgroup (instances included) at that point"),
+    Metric("density_charged_slope", "MiB/instance", LOWER, "density",
+           description="Theil–Sen slope of mem_charged: the cost per instance by cgroup accounting"),
+    Metric("density_charged_pooled", "MiB/instance", LOWER, "density",
+           description="the charged slope of every ramp pooled (last repetition)"),
+    Metric("density_charged_pooled_lo", "MiB/instance", NONE, "density", description="its 95 % interval"),
+    Metric("density_charged_pooled_hi", "MiB/instance", NONE, "density", description="its 95 % interval"),
     Metric("density_slope", "MiB/instance", LOWER, "density", headline=True, peer=True,
            description="host memory consumed per additional instance (Theil–Sen slope of one ramp)"),
     Metric("density_slope_lo", "MiB/instance", NONE, "density", description="95 % interval of that slope"),
@@ -109,19 +117,27 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
     rows.add("density_slope_lo", one.lo)
     rows.add("density_slope_hi", one.hi)
     rows.add("density_control_slope", stats.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
+    charged = per_instance.pop("charged")
     for metric, values in per_instance.items():
         if values:
             rows.add(metric, statistics.median(values) / MIB)
+    if charged:
+        for k, v in enumerate(charged):
+            rows.add("mem_charged", v / MIB, instances=k)
+        rows.add("density_charged_slope", stats.theil_sen(ks, [(v - charged[0]) / MIB for v in charged]).slope)
     if not warmup:
-        _pool(rows, case, ctx, repetition, ramp, control)
+        _pool(rows, case, ctx, repetition, ramp, control, charged)
     return rows.samples
 
 
 def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[int], dict[str, list[int]], float]:
-    """MemAvailable before and after each instance; each instance's own accounting; seconds per step."""
+    """MemAvailable before and after each instance; each instance's own accounting (and
+    ``charged``, the cgroup's count at each point); seconds per step."""
     points = [settled_available(case.settle_s)]
+    charged = [accounting.charged()]
     t0 = time.monotonic()
-    own: dict[str, list[int]] = {"attributable_pss": [], "attributable_kernel": [], "attributable": []}
+    own: dict[str, list[int]] = {"attributable_pss": [], "attributable_kernel": [], "attributable": [],
+                                 "charged": []}
     # The ExitStack owns every instance: all are cleaned up, in reverse order,
     # whether the run completes, instance k fails to start, or Ctrl-C arrives.
     with contextlib.ExitStack() as stack:
@@ -132,6 +148,7 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
             inst.wait_ready(case.timeout_s)
             held.append(inst)
             points.append(settled_available(case.settle_s))
+            charged.append(accounting.charged())
         pace = (time.monotonic() - t0) / case.instances
         for inst in held:  # read with all of them held, as MemAvailable was
             pss = accounting.pages(inst.processes()).pss
@@ -140,6 +157,8 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
             if kernel is not None:
                 own["attributable_kernel"].append(kernel)
             own["attributable"].append(pss + (kernel or 0))
+    if all(c is not None for c in charged):
+        own["charged"] = [int(c) for c in charged if c is not None]
     return points, own, pace
 
 
@@ -155,20 +174,26 @@ def _control(case: Case, pace: float | None) -> list[int]:
     return points
 
 
-def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int], control: list[int]) -> None:
+def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int], control: list[int],
+          charged: list[int]) -> None:
     """Remember this ramp; with the case's last repetition, store the slope of all ramps pooled."""
     key = ("density.ramps", rows.backend.name, case.id)
-    ramps: list[tuple[list[int], list[int]]] = ctx.cache.setdefault(key, [])
-    ramps.append((ramp, control))
+    ramps: list[tuple[list[int], list[int], list[int]]] = ctx.cache.setdefault(key, [])
+    ramps.append((ramp, control, charged))
     if repetition != case.repetitions - 1:
         return
-    fit = pooled_fit([[v / MIB for v in r] for r, _ in ramps])
-    drift = pooled_fit([[v / MIB for v in c] for _, c in ramps])
+    fit = pooled_fit([[v / MIB for v in r] for r, _, _ in ramps])
+    drift = pooled_fit([[v / MIB for v in c] for _, c, _ in ramps])
     rows.add("density_pooled_slope", fit.slope, note=f"{len(ramps)} ramps pooled")
     rows.add("density_pooled_lo", fit.lo)
     rows.add("density_pooled_hi", fit.hi)
     rows.add("density_pooled_control", drift.slope)
     rows.add("density_resolved", float(fit.resolved))
+    if all(ch for _, _, ch in ramps):  # charged memory grows: negate to read as a drop
+        by_cgroup = pooled_fit([[-v / MIB for v in ch] for _, _, ch in ramps])
+        rows.add("density_charged_pooled", by_cgroup.slope, note=f"{len(ramps)} ramps pooled")
+        rows.add("density_charged_pooled_lo", by_cgroup.lo)
+        rows.add("density_charged_pooled_hi", by_cgroup.hi)
 
 
 def pooled_fit(ramps: list[list[float]]) -> Any:

@@ -3,22 +3,30 @@
 The footprint is summed over every host process the backend says belongs to
 the instance (workload, runtime helpers, QEMU).  PSS is the fair share of
 shared pages, USS what would be freed if the instance ended, RSS the upper
-bound.  Overhead is the footprint minus that of the same workload run on the
-backend declared as the memory reference (``memory_reference``, the host
-process), measured once per run (median of a few launches) and cached in the
-context.  A guest's own view of its memory comes from its runtime, as reported.
+bound; beside them the anonymous memory, the private dirty pages (what the
+instance wrote itself) and the kernel memory charged to its cgroup.
+
+Overhead is like for like: the reference (the backend declared
+``memory_reference``, the host process) runs **the same file** the isolated
+backends run — the rootfs copy of busybox, not the host's — with **the same
+environment** (``runtimes.workloads.ISOLATED_ENV``), and it is measured **at
+every repetition**, right before or right after the instance (alternating), so
+the overhead of repetition i is the difference of two launches made seconds
+apart.  A guest's own view of its memory comes from its runtime, as reported.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
 import runtimes
-from harness.measure.common import MIB, Footprint, Rows, footprint, guest_report, launch, reported
+from harness.measure import accounting
+from harness.measure.common import MIB, Footprint, Rows, footprint, guest_report, reported
 from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
+from runtimes import rootfs
 from runtimes.base import Backend, BackendError
+from runtimes.workloads import BUSYBOX, ISOLATED_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.measure.context import Context
@@ -33,58 +41,69 @@ declare(
     Metric("pss_overhead", "MiB", LOWER, "memory", headline=True,
            description="pss minus the memory reference's pss for the same workload"),
     Metric("uss_overhead", "MiB", LOWER, "memory", description="uss minus the reference's uss"),
+    Metric("anon", "MiB", LOWER, "memory", description="anonymous memory of the instance's processes"),
+    Metric("private_dirty", "MiB", LOWER, "memory", description="private dirty pages of its processes"),
+    Metric("kernel_memory", "MiB", LOWER, "memory",
+           description="kernel memory charged to the instance's cgroup (none without a cgroup)"),
+    Metric("private_dirty_overhead", "MiB", LOWER, "memory",
+           description="private_dirty minus the reference's, measured beside it"),
     Metric("guest_mem_total", "MiB", NONE, "memory", description="MemTotal inside a guest"),
     Metric("guest_mem_used", "MiB", LOWER, "memory", description="MemTotal - MemAvailable inside a guest"),
 )
 
-#: bare launches whose median is the reference footprint
-REFERENCE_LAUNCHES = 3
 
 
-def measure_instance(backend: Backend, case: Case, ctx: Context) -> tuple[Footprint, dict[str, Any], str | None]:
-    """Launch, wait ready, settle, read the footprint and the guest's report, stop."""
-    inst = launch(backend, case, ctx)
+def measure_instance(backend: Backend, case: Case, ctx: Context,
+                     **extra: Any) -> tuple[Footprint, accounting.Pages, int | None, dict[str, Any], str | None]:
+    """Launch, wait ready, settle, read the footprint, pages, kernel memory and the guest's report, stop."""
+    inst = backend.launch(ctx.spec(backend, case.workload, case.limits, case.timeout_s, **extra))
     with inst:
         inst.wait_ready(case.timeout_s)
         time.sleep(case.settle_s)
-        fp = footprint(inst.processes())
+        pids = inst.processes()
+        fp = footprint(pids)
+        pages = accounting.pages(pids)
+        kernel = accounting.kernel_memory(inst)
         report = guest_report(inst)
         accel = getattr(inst, "accel", None)
         inst.stop()
     if fp.processes == 0:
         raise BackendError(f"{backend.name} reported no live host process for {inst.name}")
-    return fp, report, accel
+    return fp, pages, kernel, report, accel
 
 
-def median_footprint(prints: list[Footprint]) -> Footprint:
-    return Footprint(
-        pss=int(statistics.median(p.pss for p in prints)),
-        uss=int(statistics.median(p.uss for p in prints)),
-        rss=int(statistics.median(p.rss for p in prints)),
-        processes=int(statistics.median(p.processes for p in prints)),
-    )
+def reference_extra(case: Case) -> dict[str, Any]:
+    """Launch options that make the reference run the isolated backends' file with their environment."""
+    busybox = rootfs.build() / BUSYBOX.lstrip("/")
+    argv = [str(busybox), *case.workload.argv()[1:]]
+    return {"argv": argv, "env": dict(ISOLATED_ENV)}
 
 
-def reference_footprint(case: Case, ctx: Context) -> Footprint:
-    """The memory reference's footprint of this case's workload: measured once per run, then cached."""
-    key = ("memory.reference", case.workload.name, tuple(sorted(case.workload.bound().items())))
-    if key not in ctx.cache:
-        reference = ctx.open_backend(runtimes.memory_reference())
-        ctx.cache[key] = median_footprint(
-            [measure_instance(reference, case, ctx)[0] for _ in range(REFERENCE_LAUNCHES)])
-    ref: Footprint = ctx.cache[key]
-    return ref
+def reference_footprint(case: Case, ctx: Context) -> tuple[Footprint, accounting.Pages]:
+    """The memory reference's footprint of this case's workload, launched like for like (one launch)."""
+    reference = ctx.open_backend(runtimes.memory_reference())
+    fp, pages, *_ = measure_instance(reference, case, ctx, **reference_extra(case))
+    return fp, pages
 
 
 @measurement(MeasurementInfo("memory", workload="idle"))
 def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    ref = reference_footprint(case, ctx)
-    fp, report, accel = measure_instance(backend, case, ctx)
+    is_reference = backend.name == runtimes.memory_reference()
+    extra = reference_extra(case) if is_reference else {}
+    before = repetition % 2 == 0  # the reference alternates before / after the instance
+    ref = reference_footprint(case, ctx) if before and not is_reference else None
+    fp, pages, kernel, report, accel = measure_instance(backend, case, ctx, **extra)
+    if ref is None:
+        ref = (fp, pages) if is_reference else reference_footprint(case, ctx)
     rows = Rows(backend, case, ctx, repetition, warmup, accel=accel)
-    for metric, value in (("pss", fp.pss), ("uss", fp.uss), ("rss", fp.rss)):
+    for metric, value in (("pss", fp.pss), ("uss", fp.uss), ("rss", fp.rss), ("anon", pages.anon),
+                          ("private_dirty", pages.private_dirty)):
         rows.add(metric, value / MIB)
-    rows.add("pss_overhead", (fp.pss - ref.pss) / MIB)
-    rows.add("uss_overhead", (fp.uss - ref.uss) / MIB)
+    if kernel is not None:
+        rows.add("kernel_memory", kernel / MIB)
+    rows.add("pss_overhead", (fp.pss - ref[0].pss) / MIB)
+    rows.add("uss_overhead", (fp.uss - ref[0].uss) / MIB)
+    rows.add("private_dirty_overhead", (pages.private_dirty - ref[1].private_dirty) / MIB)
     total, used = reported(report, "guest_mem_total"), reported(report, "guest_mem_used")
     if total is not None and used is not None:  # computed by the guest's runtime, stored as is
         note = "as the guest's /proc/meminfo reports it"

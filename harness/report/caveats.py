@@ -133,30 +133,49 @@ def warnings(data: ReportData) -> list[Warning_]:
             what = f"{measurement}/{wl} {metric}"
             for rule, detail in check(_ordered(g)["value"].tolist(), str(g["unit"].iloc[0])):
                 out.append(Warning_(str(series), rule, what, detail, ACTIONS[rule]))
-    out = _merge_too_few(out) + _failures(data)
+    out = _merge(out, data) + _failures(data)
     rank = {s: style.backend_rank(str(b)) for s, b in zip(data.rows.get("series", []), data.rows.get("backend", []),
                                                           strict=True)} if not data.rows.empty else {}
     return sorted(out, key=lambda w: (rank.get(w.backend, (99, w.backend)), w.backend, w.rule, w.what))
 
 
-def _merge_too_few(ws: list[Warning_]) -> list[Warning_]:
-    """One "too few samples" line per backend, naming each series with its n."""
-    few: dict[str, list[Warning_]] = {}
+def _merge(ws: list[Warning_], data: ReportData) -> list[Warning_]:
+    """One "too few samples" and one "wide interval" line per backend, naming each series with its n
+    or its interval's width."""
+    merged: dict[tuple[str, str], list[Warning_]] = {}
     rest = []
     for w in ws:
-        if w.rule == "too few samples":
-            few.setdefault(w.backend, []).append(w)
+        if w.rule in ("too few samples", "wide interval"):
+            merged.setdefault((w.backend, w.rule), []).append(w)
         else:
             rest.append(w)
-    for backend, group in few.items():
-        what = ", ".join(f"{w.what} ({w.detail.split(',')[0]})" for w in group)
-        measurements = sorted({w.what.split("/")[0] for w in group})
-        rest.append(Warning_(backend, "too few samples", what,
-                             f"no 95 % interval for the median (n ≥ {intervals.MIN_N} needed)",
-                             f"raise repetitions to ≥ {intervals.MIN_N} for this backend in the scenario's "
-                             f"{' and '.join(measurements)} experiment{'s' if len(measurements) > 1 else ''} "
-                             "(a per-backend `overrides` entry)"))
+    for (backend, rule), group in merged.items():
+        if rule == "too few samples":
+            what = ", ".join(f"{w.what} ({w.detail.split(',')[0]})" for w in group)
+            measurements = sorted({w.what.split("/")[0] for w in group})
+            rest.append(Warning_(backend, rule, what, f"no 95 % interval for the median (n ≥ {intervals.MIN_N} needed)",
+                                 f"raise repetitions to ≥ {intervals.MIN_N} for this backend in the scenario's "
+                                 f"{' and '.join(measurements)} experiment{'s' if len(measurements) > 1 else ''} "
+                                 "(a per-backend `overrides` entry)"))
+        else:
+            what = ", ".join(f"{w.what} ({w.detail.split('spans ')[1].split(' ')[0]})" for w in group)
+            rest.append(Warning_(backend, rule, what, f"the median's 95 % interval is wider than ±{WIDE:.0%}",
+                                 ACTIONS[rule] + busy_host(data)))
     return rest
+
+
+def busy_host(data: ReportData) -> str:
+    """`` (the load average was 8.9 on 2 cores when the run started)`` when it was above half the cores."""
+    for run in data.runs:
+        load, cores = run.host.get("loadavg"), run.host.get("cores")
+        try:
+            one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]
+            n = int(cores)  # type: ignore[arg-type]  # None and junk end in the except below
+        except (TypeError, ValueError, IndexError):
+            continue
+        if one > 0.5 * n:
+            return f" (the load average was {one:.1f} on {n} cores when run {run.run_id} started)"
+    return ""
 
 
 def _failures(data: ReportData) -> list[Warning_]:

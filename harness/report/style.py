@@ -35,6 +35,7 @@ RC: dict[Any, Any] = {  # matplotlib types its keys as a Literal of every rc nam
     "axes.spines.top": False,
     "axes.spines.right": False,
     "svg.fonttype": "none",  # text stays text in SVGs: smaller, searchable, editable
+    "svg.hashsalt": "isobench",  # stable element ids: a rebuilt report diffs only where the data changed
     "figure.dpi": DPI,
     "savefig.dpi": DPI,
 }

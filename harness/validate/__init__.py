@@ -67,8 +67,8 @@ def _load_note(manifest: Mapping[str, Any]) -> str | None:
     host = manifest.get("host") or {}
     load, cores = host.get("loadavg"), host.get("cores")
     try:
-        one = float(load[0] if isinstance(load, (list, tuple)) else load)
-        n = int(cores)
+        one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]
+        n = int(cores)  # type: ignore[arg-type]  # None and junk end in the except below
     except (TypeError, ValueError, IndexError):
         return None
     if one <= 0.5 * n:
@@ -125,8 +125,12 @@ def _print(checks: list[Check], baseline: Path) -> tuple[int, int]:
     for c in checks:
         if c.outcome != "pass":
             print(f"{'FAIL' if c.outcome == 'fail' else c.outcome.upper()} {c.message}")
-    for why in sorted({c.exception for c in checks if c.exception}):
-        print(f"EXCEPTION (passed under a reasoned exception of the baseline): {why}")
+    applied: dict[str, int] = {}
+    for c in checks:
+        if c.exception:
+            applied[c.exception] = applied.get(c.exception, 0) + 1
+    for why, n in applied.items():
+        print(f"EXCEPTION ({n} check{'s' if n > 1 else ''} judged by a reasoned exception of the baseline): {why}")
     failed = sum(c.outcome == "fail" for c in checks)
     missing = sum(c.outcome == "missing" for c in checks)
     skipped = sum(c.outcome == "skipped" for c in checks)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,7 +66,8 @@ def cases(df: pd.DataFrame) -> list[Case]:
     pcols = stats.param_columns(df)
     out = []
     for key, g in df.groupby(["backend", "measurement", "workload", *pcols], dropna=False, sort=True):
-        params = {c.removeprefix("param_"): float(v) for c, v in zip(pcols, key[3:], strict=True)
+        params = {c.removeprefix("param_"): float(v)  # type: ignore[arg-type]  # a param value
+                  for c, v in zip(pcols, key[3:], strict=True)
                   if v is not None and not (isinstance(v, float) and math.isnan(v))}
         ok = g[g["status"] == "ok"]
         values = {str(m): [float(x) for x in mg["value"]] for m, mg in ok.groupby("metric")}
@@ -107,7 +108,9 @@ def _observe(values: list[float], stat: str, lo: float | None, hi: float | None)
         worst = max(values, key=lambda v: max((lo - v) if lo is not None else -math.inf,
                                               (v - hi) if hi is not None else -math.inf))
         return worst
-    return {"median": statistics.median, "mean": statistics.fmean, "min": min, "max": max}[stat](values)
+    by_name: dict[str, Callable[[list[float]], float]] = {
+        "median": statistics.median, "mean": statistics.fmean, "min": min, "max": max}
+    return by_name[stat](values)
 
 
 def _within(v: float, lo: float | None, hi: float | None) -> bool:

@@ -24,7 +24,7 @@ MAX_TOLERANCE = 0.025
 #: headroom on the peak memory
 PEAK_HEADROOM = 0.10
 #: the precondition under which a CPU quota's under-delivery is the enforcer's fault
-THROTTLED = "throttled_share >= 0.9"
+THROTTLED = "throttled_share >= 0.8"
 #: how much throttling a cell whose demand is within its quota may show (the slice-expiry bug
 #: throttles such cells in most periods)
 UNDER_QUOTA_THROTTLING = 0.05

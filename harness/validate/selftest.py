@@ -14,7 +14,7 @@ counter at once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from harness.validate.baseline import Baseline
@@ -23,11 +23,11 @@ from harness.validate.checks import Case, Check, run_checks
 Values = dict[str, list[float]]
 
 
-def _scale(values: Values, factor: float, *metrics: str) -> Values:
+def _scale(values: Mapping[str, list[float]], factor: float, *metrics: str) -> Values:
     return {**values, **{m: [v * factor for v in values[m]] for m in metrics if m in values}}
 
 
-def _set(values: Values, **metrics: float) -> Values:
+def _set(values: Mapping[str, list[float]], **metrics: float) -> Values:
     return {**values, **{m: [v] * len(next(iter(values.values()), [0])) for m, v in metrics.items()}}
 
 

@@ -17,6 +17,8 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
     if limits.cpu_quota is not None:
         write(dirs["cpu"] / "cpu.cfs_period_us", str(limits.cpu_period_us))
         write(dirs["cpu"] / "cpu.cfs_quota_us", str(limits.cpu_quota_us))
+    if limits.cpu_shares is not None:
+        write(dirs["cpu"] / "cpu.shares", str(limits.cpu_shares))
     if limits.memory_mib is not None:
         mem = dirs["memory"]
         write(mem / "memory.limit_in_bytes", str(limits.memory_mib << 20))

@@ -12,7 +12,8 @@ VERSION = 2
 
 def apply(dirs: dict[str, Path], limits: Limits) -> None:
     d = dirs[""]
-    for needed, file in ((limits.cpu_quota, "cpu.max"), (limits.memory_mib, "memory.max"),
+    for needed, file in ((limits.cpu_quota, "cpu.max"), (limits.cpu_weight, "cpu.weight"),
+                         (limits.memory_mib, "memory.max"),
                          (limits.pids, "pids.max")):
         if needed is not None and not (d / file).exists():
             ctrl = file.split(".")[0]
@@ -21,6 +22,8 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
                               f"scope: systemd-run --scope -p Delegate=yes -- isobench …)")
     if limits.cpu_quota is not None:
         write(d / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
+    if limits.cpu_weight is not None:
+        write(d / "cpu.weight", str(limits.cpu_weight))
     if limits.memory_mib is not None:
         write(d / "memory.max", str(limits.memory_mib << 20))
         if (d / "memory.swap.max").exists():

@@ -33,6 +33,7 @@ DECLARATION = Declaration(
     floor_target=True,
     floor_compared=True,
     sweep="runtimes.container.leftovers:cleanup_leftovers",
+    doctor="runtimes.container.checks:checks",
     options=(_seccomp(), LAUNCHER),
 )
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure

@@ -51,10 +51,10 @@ from runtimes.container import devices as devices_mod
 from runtimes.container import seccomp as seccomp_mod
 from runtimes.container.zygote import Zygote
 from runtimes.process import ChildProcess, ProcessInstance, close_log, launching, open_log
+from runtimes.workloads import ISOLATED_ENV
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
-BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-            "container": "isobench"}
+BASE_ENV = ISOLATED_ENV
 #: how long the child may take from fork to exec before the launch is declared failed
 SETUP_TIMEOUT_S = 30.0
 #: how PID 1 is made: by the zygote (default), or by forking the harness (the old way, for A/B)

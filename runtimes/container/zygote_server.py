@@ -73,7 +73,7 @@ class Server:
                     reply = self.prepare(plan)
                 elif msg[:1] == b"L" and len(fds) == REQUEST_FDS:
                     unpickler = pickle.Unpickler(io.BytesIO(msg[1:]))
-                    unpickler.persistent_load = self.plans.__getitem__  # type: ignore[assignment]
+                    unpickler.persistent_load = self.plans.__getitem__  # type: ignore[method-assign]
                     reply = self.launch(unpickler.load(), fds)
                 else:
                     reply = f"E bad request {msg[:1]!r} with {len(fds)} fds"

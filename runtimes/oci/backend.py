@@ -18,7 +18,6 @@ and the bundle directory is gone.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -195,8 +194,7 @@ class OciBackend(Backend):
             self._memsw = _memsw_supported(self._cgroup_version)
             self._view = view.make(hide_cgroup2_on_hybrid=self.runtime == "crun")
         if self._holder is None or not self._holder.alive():
-            self._holder = view.Holder(self._view)
-            atexit.register(self.close)
+            self._holder = view.Holder(self._view)  # owned by whoever owns this backend (close())
         return self._rootfs, self._view, self._holder
 
     def close(self) -> None:
@@ -204,7 +202,6 @@ class OciBackend(Backend):
         if self._holder is not None:
             self._holder.close()
             self._holder = None
-            atexit.unregister(self.close)
 
     def launch(self, spec: LaunchSpec) -> Instance:
         if PREFIX not in spec.instance or "/" in spec.instance:

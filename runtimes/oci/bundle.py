@@ -67,6 +67,8 @@ def resources(limits: Limits, *, cgroup_version: int, memsw: bool,
         res["devices"] = container_devices.oci_rules(tuple(devices))
     if limits.cpu_quota is not None:
         res["cpu"] = {"quota": limits.cpu_quota_us, "period": limits.cpu_period_us}
+    if limits.cpu_shares is not None:  # OCI shares are v1's; runc/crun convert them to cpu.weight on v2
+        res.setdefault("cpu", {})["shares"] = limits.cpu_shares
     if limits.memory_mib is not None:
         limit = limits.memory_mib << 20
         mem: dict[str, Any] = {"limit": limit}

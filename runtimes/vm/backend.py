@@ -26,7 +26,6 @@ dies, even by SIGKILL, libvirtd destroys its guests when the connection drops.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -264,8 +263,7 @@ class VmBackend(GuestBackend):
                 conn = open_connection(self.uri)
                 self._callback = conn.domainEventRegisterAny(
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
-                self._conn = conn
-                atexit.register(self.close)
+                self._conn = conn  # closed by close(), which the backend's owner calls
             return self._conn
 
     def _on_lifecycle(self, _conn: Any, dom: libvirt.virDomain, event: int, detail: int, _opaque: Any) -> None:
@@ -359,7 +357,6 @@ class VmBackend(GuestBackend):
                         conn.domainEventDeregisterAny(self._callback)
                     conn.close()
                 self._callback = None
-                atexit.unregister(self.close)
 
 
 def accel_verdict(refresh: bool = False) -> accelerator.Verdict:

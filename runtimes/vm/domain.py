@@ -41,6 +41,9 @@ def render(m: Machine) -> str:
         tune = _sub(dom, "cputune")
         _sub(tune, "global_period", m.cpu_period_us)
         _sub(tune, "global_quota", m.cpu_quota_us)
+    if m.cpu_shares is not None:
+        found = dom.find("cputune")
+        _sub(found if found is not None else _sub(dom, "cputune"), "shares", m.cpu_shares)
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine=m.machine_type)
     _sub(os_el, "kernel", m.kernel)

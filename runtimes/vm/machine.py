@@ -45,6 +45,7 @@ class Machine:
     #: total CPUs the whole guest may use (None: unlimited) and the enforcement period
     cpu_quota: float | None = None
     cpu_period_us: int = 100_000
+    cpu_shares: int | None = None  # the domain's CPU weight against the host's other work
     #: ACPI lets ``poweroff -f`` in the guest end the machine (without it, it only halts)
     acpi: bool = True
     devices: tuple[Device, ...] = (SerialConsole(),)
@@ -94,5 +95,6 @@ def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
         machine_type=machine_type,
         cpu_quota=spec.limits.cpu_quota,
         cpu_period_us=spec.limits.cpu_period_us,
+        cpu_shares=spec.limits.cpu_shares,
         labels=(("run_id", spec.run_id), ("workload", spec.workload.name)),
     )

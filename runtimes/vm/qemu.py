@@ -267,7 +267,8 @@ class QemuBackend(GuestBackend):
         times = Timestamps(t_launch=now_ns())
         try:
             cgroup = Cgroup.create(spec.instance, Limits(cpu_quota=spec.limits.cpu_quota,
-                                                         cpu_period_us=spec.limits.cpu_period_us))
+                                                         cpu_period_us=spec.limits.cpu_period_us,
+                                                         cpu_weight=spec.limits.cpu_weight))
         except CgroupError as e:
             raise BackendError(f"{spec.instance}: {e}") from e
         times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]

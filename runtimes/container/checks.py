@@ -1,0 +1,34 @@
+"""``isobench doctor`` lines of the container's hardening: can the seccomp profile be compiled, and
+which kernel mechanism enforces the device rules here?"""
+
+from __future__ import annotations
+
+from runtimes.declaration import Check
+
+
+def checks(probe: bool = True) -> list[Check]:
+    from runtimes import cgroups
+    from runtimes.container import caps, devices, seccomp
+
+    out = []
+    try:
+        flt = seccomp.prepare(seccomp.DEFAULT, caps.OCI_DEFAULT)
+        assert flt is not None
+        out.append(Check("seccomp", True, f"Docker's default profile compiles ({len(flt.bpf) // 8} BPF "
+                                          f"instructions, libseccomp via pyseccomp)"))
+    except seccomp.SeccompError as e:
+        out.append(Check("seccomp", False, str(e), "apt-get install libseccomp2; pip install pyseccomp",
+                         essential=False))
+    try:
+        v = cgroups.version()
+    except (OSError, cgroups.CgroupError) as e:
+        return out + [Check("device rules", False, f"cgroups unreadable: {e}", essential=False)]
+    if v == 2:
+        out.append(Check("device rules", True, "cgroup v2: a BPF device program on each container's cgroup"))
+    elif devices.DeviceCgroup.hierarchy() is not None:
+        out.append(Check("device rules", True, "cgroup v1: the devices controller, below our own cgroup"))
+    else:
+        out.append(Check("device rules", False, "the cgroup v1 devices controller is not mounted",
+                         "mount it (mount -t cgroup -o devices devices /sys/fs/cgroup/devices) or run "
+                         "the container with devices=False", essential=False))
+    return out
