@@ -107,7 +107,7 @@ def test_ctrl_c_of_isobench_matrix_kills_the_guest_and_records_the_cell(tmp_path
                             env=dict(os.environ, ISOBENCH_ACCEL="tcg"))
     try:
         deadline = time.monotonic() + 120
-        while not any("qemu" in _comm(p) for p in leftovers.guest_processes("-matrix-")):
+        while not _qemu_sharing(tmp_path):  # this matrix's guest (others may run meanwhile)
             assert proc.poll() is None, f"isobench matrix ended early:\n{proc.stdout.read() if proc.stdout else ''}"
             assert time.monotonic() < deadline, "no guest QEMU appeared within 120 s"
             time.sleep(0.2)
@@ -125,3 +125,15 @@ def test_ctrl_c_of_isobench_matrix_kills_the_guest_and_records_the_cell(tmp_path
     assert [c["status"] for c in cells] == ["interrupted"], cells
     assert leftovers.guest_processes(matrix_dir.name) == []
     assert not list(Path("/tmp").glob(f"{guest.GUEST_PREFIX}{matrix_dir.name}-*"))
+
+
+def _qemu_sharing(path: Path) -> list[int]:
+    """Guest QEMUs whose command line shares ``path`` (a matrix's results directory) with the guest."""
+    found = []
+    for p in leftovers.guest_processes():
+        try:
+            if "qemu" in _comm(p) and str(path).encode() in Path(f"/proc/{p}/cmdline").read_bytes():
+                found.append(p)
+        except OSError:  # gone meanwhile
+            continue
+    return found
