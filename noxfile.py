@@ -83,6 +83,7 @@ def bench(session: nox.Session) -> None:
     _delegated(session, "pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
                f"--benchmark-json=results/{run_id}/floor.json")
     session.run("isobench", "report", f"results/{run_id}")
+    session.run("isobench", "report", f"results/{run_id}", "--card")  # card.png beside the report, for a slide
     # the harness's CPU figures beside an independent measurement (tools/crosscheck-cpu.sh: a
     # hand-made cgroup, stress-ng, the kernel's counters), same host, same session; shown, not gating
     _delegated(session, "python", "tools/crosscheck_cpu.py", f"results/{run_id}", success_codes=[0, 1, 2])
