@@ -222,3 +222,4 @@ def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_pat
     assert charts[0] == "ab_00.png" and "compare_overview.png" in charts
     assert html.count('src="data:image/png;base64,') == len(charts)
     assert "+15.0%" in html and "<details>" in html
+

@@ -9,7 +9,7 @@ chart (``headline.rows``), so the chart and the text cannot disagree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ class HeadlineRow:
 class Finding:
     title: str
     lines: list[str] = field(default_factory=list)
+    link: str = ""  # an anchor of the page the lines point to (the warnings)
 
 
 def _ok(data: ReportData) -> pd.DataFrame:
@@ -149,7 +150,7 @@ def findings(data: ReportData, warnings: int = 0) -> list[Finding]:
     out += [f for f in (_peers(data), _floor(data)) if f is not None and f.lines]
     if warnings:
         out.append(Finding("Caveats", [f"{warnings} warning{'s' if warnings != 1 else ''} about these numbers "
-                                       "(listed under Warnings below)."]))
+                                       "(listed under Warnings below)."], link="#warnings"))
     return out
 
 
@@ -171,15 +172,37 @@ def _headline(head: list[HeadlineRow], family: str, ref: str) -> Finding | None:
 
 
 def _density(data: ReportData) -> Finding | None:
+    """The pooled slope per backend with its interval, or "not resolved"; both methods when stored."""
     s = data.summary
     if s.empty:
         return None
-    slopes = s[(s["measurement"] == "density") & (s["metric"] == "density_slope") & (s["n"] > 0)]
+    d = s[(s["measurement"] == "density") & (s["n"] > 0)]
+    slopes = d[d["metric"] == "density_slope"]
     if slopes.empty:
         return None
-    parts = [f"{r['series']} {quantity(r['median'], 'MiB')}" for _, r in _rank(slopes).iterrows()]
-    return Finding("Density: host memory per additional idle instance (least-squares slope)",
-                   ["; ".join(parts) + " (one fit per backend, no interval)."])
+
+    def value(series: str, metric: str) -> float | None:
+        m = d[(d["series"] == series) & (d["metric"] == metric)]
+        return float(m["median"].iloc[0]) if not m.empty else None
+
+    def figure(series: str, slope: str, lo: str, hi: str) -> str | None:
+        v, a, b = value(series, slope), value(series, lo), value(series, hi)
+        if v is None or a is None or b is None:
+            return None
+        if b - a > abs(v):  # wider than the figure itself: no number
+            return f"not resolved ([{a:.2g}, {b:.2g}])"
+        return f"{quantity(v, 'MiB')} [{a:.2g}–{b:.2g}]"
+
+    parts = []
+    for _, r in _rank(slopes).iterrows():
+        host = figure(r["series"], "density_pooled_slope", "density_pooled_lo", "density_pooled_hi")
+        cg = figure(r["series"], "density_charged_pooled", "density_charged_pooled_lo", "density_charged_pooled_hi")
+        if host is None:  # an older run: one least-squares fit per repetition, no interval
+            parts.append(f"{r['series']} {quantity(r['median'], 'MiB')} (no interval)")
+        else:
+            parts.append(f"{r['series']} {host} by MemAvailable" + (f", {cg} by its cgroup's charge" if cg else ""))
+    return Finding("Density: host memory per additional idle instance (Theil–Sen slope, all ramps pooled)",
+                   ["; ".join(parts) + "."])
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:
@@ -234,7 +257,7 @@ def _cpu_verdict(series: str, cells: pd.DataFrame, s: pd.DataFrame, pcols: list[
     return series, not failed, head + (f"; {busy}" if busy else "")
 
 
-def _verdict_line(what: str, verdicts: list[tuple[str, bool | None, str]]) -> str:
+def _verdict_line(what: str, verdicts: Sequence[tuple[str, bool | None, str]]) -> str:
     """``what: held by A (evidence), B (evidence); not held by C (evidence); not judged for D (why).``"""
     held = [f"{s} ({d})" for s, ok, d in verdicts if ok]
     failed = [f"{s} ({d})" for s, ok, d in verdicts if ok is False]
