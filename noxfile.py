@@ -120,3 +120,13 @@ def lint(session: nox.Session) -> None:
     _install(session, "[lint]")
     session.run("ruff", "check", "harness", "runtimes", "tests", "benchmarks", "noxfile.py")
     session.run("mypy")
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """Kernel × cgroup version: scenarios/validate.toml inside virtme-ng guests (6.1 and 6.12, v1 and v2),
+    then the merged report.  ``nox -s matrix -- SCENARIO --kernels … --cgroups …`` overrides."""
+    _prepare_host(session)
+    _install(session)
+    args = session.posargs or ["scenarios/validate.toml", "--kernels", "6.1,6.12", "--cgroups", "v1,v2"]
+    session.run("isobench", "matrix", *args, "--report")

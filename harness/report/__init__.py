@@ -48,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", action="store_true",
                    help="write only card.png/card.svg: the headline chart with host, kernel, cgroup version, "
                         "accelerator and commit, 1600x900 for a slide")
-    p.add_argument("--by", choices=("auto", "host", "kernel", "run", "none"), default="auto",
-                   help="how to tell series of several runs apart (default auto: by host if hosts differ, "
+    p.add_argument("--by", choices=("auto", "cell", "host", "kernel", "run", "none"), default="auto",
+                   help="how to tell series of several runs apart (default auto: by kernel × cgroup cell for "
+                        "isobench matrix runs, else by host if hosts differ, "
                         "else by kernel if kernels differ, else merged)")
 
 
