@@ -199,7 +199,7 @@ def _card(args: argparse.Namespace) -> int:
     data = model.load(args.run_dirs, by=getattr(args, "by", "auto"))
     paths = card.build(data, Path(args.out) if args.out is not None else default_out(args.run_dirs))
     if paths is None:
-        print("isobench report: no card: it needs bare metal and at least one other backend in the run",
+        print("isobench report: no card: it needs two backends in the run (ratios to the first)",
               file=sys.stderr)
         return 2
     for p in paths:

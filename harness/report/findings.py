@@ -35,10 +35,13 @@ NOT_JUDGED = f"the busy host kept the workload below its quota (throttled in < {
 
 
 def reference_backend(data: ReportData) -> str | None:
-    """The backend every ratio is taken to: the one declared the reference (bare metal), if it ran."""
+    """The backend every ratio is taken to: the one declared the reference (bare metal) if it ran,
+    else the first that ran in the registry's order (a peers run compares with our own container)."""
     ran = set(data.rows["backend"]) if not data.rows.empty else set()
     first = runtimes.memory_reference()
-    return first if first in ran else None
+    if first in ran:
+        return first
+    return next((b for b in runtimes.names() if b in ran), None)
 
 
 @dataclass(frozen=True)

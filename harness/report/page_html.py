@@ -79,7 +79,7 @@ def render(doc: Document, report_dir: Path) -> str:
         parts.append('<p class="empty">No measurements to summarise in this run.</p>')
     parts.append("</section>")
     parts.append(figure(report_dir, doc.headline, "headline") if doc.headline else
-                 '<p class="empty" id="headline">No headline chart: it needs bare metal and another backend.</p>')
+                 '<p class="empty" id="headline">No headline chart: it needs two backends in the run.</p>')
     parts.append("</div>")
     parts += _warnings(doc)
     for s in doc.sections:
