@@ -83,6 +83,7 @@ def bench(session: nox.Session) -> None:
     _delegated(session, "pytest", "-q", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider",
                f"--benchmark-json=results/{run_id}/floor.json")
     session.run("isobench", "report", f"results/{run_id}")
+    session.run("isobench", "report", f"results/{run_id}", "--card")  # card.png beside the report, for a slide
     # the harness's CPU figures beside an independent measurement (tools/crosscheck-cpu.sh: a
     # hand-made cgroup, stress-ng, the kernel's counters), same host, same session; shown, not gating
     _delegated(session, "python", "tools/crosscheck_cpu.py", f"results/{run_id}", success_codes=[0, 1, 2])
@@ -119,3 +120,13 @@ def lint(session: nox.Session) -> None:
     _install(session, "[lint]")
     session.run("ruff", "check", "harness", "runtimes", "tests", "benchmarks", "noxfile.py")
     session.run("mypy")
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """Kernel × cgroup version: scenarios/validate.toml inside virtme-ng guests (6.1 and 6.12, v1 and v2),
+    then the merged report.  ``nox -s matrix -- SCENARIO --kernels … --cgroups …`` overrides."""
+    _prepare_host(session)
+    _install(session)
+    args = session.posargs or ["scenarios/validate.toml", "--kernels", "6.1,6.12", "--cgroups", "v1,v2"]
+    session.run("isobench", "matrix", *args, "--report")

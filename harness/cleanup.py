@@ -15,11 +15,14 @@ import runtimes
 from runtimes import cgroups
 from runtimes.declaration import resolve
 
+#: sweeps of what is not a backend: ``isobench matrix`` guests (their QEMU and temporary directories)
+HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers",)
+
 
 def _sweepers() -> list[Callable[[str | None], list[str]]]:
     """Each backend's sweep, once (several backends may share one), in registry order."""
     found = []
-    for ref in dict.fromkeys(d.sweep for d in runtimes.declarations() if d.sweep):
+    for ref in dict.fromkeys([*(d.sweep for d in runtimes.declarations() if d.sweep), *HARNESS_SWEEPS]):
         try:
             found.append(resolve(ref))
         except ImportError:  # that backend's library is not installed: it made nothing here

@@ -19,6 +19,7 @@ DELEGATED = {
     "report": "harness.report",
     "compare": "harness.compare",
     "validate": "harness.validate",
+    "matrix": "harness.matrix.cli",
 }
 DEFAULT_RESULTS = Path("results")
 

@@ -27,6 +27,7 @@ SYSTEM_PACKAGES = [
     "linux-image-amd64", "runc", "crun",
     "python3-venv", "python3-dev", "gcc", "pkg-config", "git",
     "chromium",  # the report tests render report.html as a reader's browser does (headless)
+    "fonts-dejavu-core",  # ... with a real font: chromium only recommends one
     # the container's seccomp filter is compiled by libseccomp (PyPI pyseccomp binds it); the
     # hardening tests build a static probe (gcc -static needs libc6-dev's libc.a)
     "libseccomp2", "libc6-dev",
@@ -39,7 +40,7 @@ PACKAGE_PROBES = {
     "libvirt-daemon-system": "/usr/sbin/libvirtd", "libvirt-clients": "/usr/bin/virsh",
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
-    "chromium": "/usr/bin/chromium",
+    "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child

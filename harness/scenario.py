@@ -297,7 +297,8 @@ def _bind(m: str, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
         params["threads"] = cell["threads"]
         limits = Limits(cpu_quota=float(cell["quota"]),
                         cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
-                        cpu_weight=int(cell["weight"]) if "weight" in cell else None)
+                        cpu_weight=int(cell["weight"]) if "weight" in cell else None,
+                        cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
     elif m == "mem_limit":
         params["mib"] = cell["mib"]
         limits = Limits(memory_mib=cell["limit_mib"])

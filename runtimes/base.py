@@ -19,7 +19,7 @@ import abc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 # PREFIX and Limits live in leaf modules (runtimes.cgroups uses them without importing this
 # contract, which would be an import cycle); re-exported here, where backends find them
@@ -166,7 +166,7 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend-wide resources (connections) at the end of a run; idempotent."""
 
-    def __enter__(self) -> Backend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

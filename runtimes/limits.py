@@ -24,10 +24,13 @@ class Limits:
     #: the default, 1..10000; v1 cpu.shares = weight x 1024 / 100).  Enforcement runs raise it so
     #: that the quota, not busy neighbours, is what holds the workload back.
     cpu_weight: int | None = None
+    #: CFS burst (v1 cpu.cfs_burst_us, v2 cpu.max.burst): quota a cgroup may carry over from idle
+    #: periods, in µs; Linux >= 5.14.  None: not set (the kernel's default, no burst)
+    cpu_burst_us: int | None = None
 
     def any(self) -> bool:
         return (self.cpu_quota is not None or self.memory_mib is not None or self.pids is not None
-                or self.cpu_weight is not None)
+                or self.cpu_weight is not None or self.cpu_burst_us is not None)
 
     @property
     def cpu_shares(self) -> int | None:

@@ -78,7 +78,8 @@ def _spin(cg: Cgroup, seconds: float) -> int:
 @pytest.mark.privileged
 def test_v1_create_applies_limits_below_our_own_cgroups(run_id, no_leftovers) -> None:
     name = f"isobench-{run_id}-lim"
-    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10, cpu_weight=10_000), v=1)
+    cg = Cgroup.create(name, Limits(cpu_quota=0.5, memory_mib=64, pids=10, cpu_weight=10_000,
+                                    cpu_burst_us=20_000), v=1)
     try:
         own = cgroups.own_paths()
         where = {c: m.path for m in cgroups.mounts() if m.version == 1 for c in m.controllers}
@@ -89,6 +90,9 @@ def test_v1_create_applies_limits_below_our_own_cgroups(run_id, no_leftovers) ->
         assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
         assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
         assert (cpu / "cpu.shares").read_text().strip() == "102400"  # weight 10000 on v1's scale
+        if (cpu / "cpu.cfs_burst_us").exists():  # Linux >= 5.14
+            assert (cpu / "cpu.cfs_burst_us").read_text().strip() == "20000"
+            assert cg.usage()["cpu_burst_us"] == 20_000
         assert int((mem / "memory.limit_in_bytes").read_text()) == 64 << 20
         if (mem / "memory.memsw.limit_in_bytes").exists():
             assert int((mem / "memory.memsw.limit_in_bytes").read_text()) == 64 << 20
@@ -252,9 +256,13 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
     for f in ("cpu.max", "cpu.weight", "memory.max", "memory.swap.max", "pids.max"):
         (d / f).write_text("max\n")
     cg = Cgroup("isobench-fake", 2, {"": d})
-    cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10, cpu_weight=10_000))
+    with pytest.raises(CgroupError, match="no cpu.max.burst"):  # an old kernel: refused, not dropped
+        cg.apply(Limits(cpu_quota=0.25, cpu_burst_us=5000))
+    (d / "cpu.max.burst").write_text("0\n")
+    cg.apply(Limits(cpu_quota=0.25, cpu_period_us=10_000, memory_mib=64, pids=10, cpu_weight=10_000,
+                    cpu_burst_us=5000))
     assert (d / "cpu.max").read_text() == "2500 10000"
-    assert (d / "cpu.weight").read_text() == "10000"
+    assert (d / "cpu.weight").read_text() == "10000" and (d / "cpu.max.burst").read_text() == "5000"
     assert (d / "memory.max").read_text() == str(64 << 20)
     assert (d / "memory.swap.max").read_text() == "0"
     assert (d / "pids.max").read_text() == "10"
@@ -269,10 +277,10 @@ def test_v2_limits_and_counters_on_a_stand_in_tree(tmp_path) -> None:
         "cpu_usage_ns": 1_500_000, "cpu_nr_periods": 7, "cpu_nr_throttled": 3, "cpu_throttled_ns": 250_000,
         "mem_current_bytes": 4096, "mem_peak_bytes": 8192, "pids_current": 3,
         "mem_failcnt": 4, "oom_events": 1, "oom_kill": 1, "pids_refused": 2,
-        "cpu_quota_us": 2500, "cpu_period_us": 10_000,  # the bandwidth applied, read back
+        "cpu_quota_us": 2500, "cpu_period_us": 10_000, "cpu_burst_us": 5000,  # the bandwidth applied, read back
     }
     assert cg.cpu_counters() == {k: v for k, v in cg.usage().items()
-                                 if k.startswith("cpu_") and k not in ("cpu_quota_us", "cpu_period_us")}
+                                 if k.startswith("cpu_") and k not in ("cpu_quota_us", "cpu_period_us", "cpu_burst_us")}
 
 
 def test_v2_limit_without_its_controller_is_a_clear_error(tmp_path) -> None:

@@ -187,7 +187,7 @@ def test_no_card_without_bare_metal(tmp_path, capsys):
     p = argparse.ArgumentParser()
     report.add_arguments(p)
     assert report.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 2
-    assert "needs bare metal" in capsys.readouterr().err
+    assert "needs two backends" in capsys.readouterr().err
     assert not (tmp_path / "card" / "card.png").exists()
 
 

@@ -174,3 +174,11 @@ def test_backend_options_reach_the_launch_spec_typed() -> None:
     assert (spec.vcpus, spec.guest_memory_mib) == (2, declaration("vm").option("memory_mib").default)
     assert dict(spec.extra) == {}
     assert ctx.spec(Named("bare"), Workload("noop")).vcpus == 1  # type: ignore[arg-type]
+
+
+def test_cpu_cells_carry_weight_and_burst_as_limits() -> None:
+    text = ("[scenario]\nbackends=['bare']\n[[experiment]]\nmeasurement='cpu_quota'\n"
+            "grid = { quota = [0.5], threads = [2], period_ms = [100], weight = [10000], burst_ms = [50] }\n")
+    (c,) = scenario.parse(__import__("tomllib").loads(text), "w.toml").cases
+    assert c.limits.cpu_weight == 10_000 and c.limits.cpu_burst_us == 50_000
+    assert c.params["weight"] == 10_000  # visible in every row of the cell

@@ -83,6 +83,11 @@ def test_cpu_weight_becomes_the_domain_shares():
     assert render(limits=Limits(cpu_weight=100)).find("cputune").findtext("shares") == "1024"
 
 
+def test_cpu_burst_is_refused_not_dropped():
+    with pytest.raises(BackendError, match="no CFS burst"):
+        render(limits=Limits(cpu_quota=0.5, cpu_burst_us=50_000))
+
+
 def test_metadata_labels_round_trip():
     xml = domain.render(machine.describe(spec(run_id="abc", instance="isobench-abc-3"),
                                          accel="tcg", kernel="/k", initrd="/i"))

@@ -257,13 +257,14 @@ time.sleep(120)
 @pytest.mark.parametrize("where", ["main", "worker"])
 def test_a_sigkilled_harness_leaves_no_zygote(run_id, clean, where) -> None:
     proc = subprocess.Popen([sys.executable, "-c", HARNESS, run_id, where], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline() if select.select([proc.stdout], [], [], 30)[0] else ""
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    # generous: under TCG (a v2 guest) a Python harness takes tens of seconds to import and launch
+    line = proc.stdout.readline() if select.select([proc.stdout], [], [], 120)[0] else ""
     if not line.startswith("PIDS "):
         proc.kill()
         proc.wait()
-        pytest.fail(f"harness did not start a container: {line!r}")
+        pytest.fail(f"harness did not start a container: {line!r}; stderr: {proc.stderr.read()[-2000:]}")
     init_pid, zpid = (int(p) for p in line.split()[1:])
     assert _status(zpid)["Name"] == ZYGOTE_COMM
     proc.send_signal(signal.SIGKILL)

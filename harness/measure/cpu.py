@@ -31,7 +31,9 @@ CPU_QUOTA = MeasurementInfo("cpu_quota", workload="cpu", single_shot=True, grid=
     "quota": GridKey(_NUM, 1e-3, 1024), "threads": GridKey((int,), 1, 1024),
     "period_ms": GridKey(_NUM, 1, 1000, required=False),
     # the cell's CPU weight (cgroup v2 scale, 100 = default): high, so the quota binds, not neighbours
-    "weight": GridKey((int,), 1, 10_000, required=False)})
+    "weight": GridKey((int,), 1, 10_000, required=False),
+    # CFS burst (Linux >= 5.14): quota carried over from idle periods; a busy workload never has any
+    "burst_ms": GridKey(_NUM, 0, 1000, required=False)})
 
 declare(
     Metric("cpu_ratio", "ratio", ONE, "cpu_quota", headline=True, peer=True,
@@ -43,6 +45,7 @@ declare(
     Metric("cpu_quota_applied", "cpus", NONE, "cpu_quota",
            description="the quota the enforcer applied, read back (quota_us / period_us)"),
     Metric("window_s", "s", NONE, "cpu_quota", description="length of the counting window"),
+    Metric("cpu_burst_applied_ms", "ms", NONE, "cpu_quota", description="the CFS burst applied, read back"),
     Metric("nr_periods", "count", NONE, "cpu_quota", description="CFS periods in the window"),
     Metric("nr_throttled", "count", NONE, "cpu_quota", description="periods the group was throttled in"),
     Metric("throttled_share", "ratio", NONE, "cpu_quota", description="nr_throttled / nr_periods"),
@@ -159,7 +162,11 @@ def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
                                   f"({end:g} s after ready)")
         finished_ok(what, inst, watch, seconds - end + case.timeout_s)
         report = guest_report(inst)
-    return _cpu_rows(rows, ctx, series, quota, quota_note, threads, spec.vcpus if guest else None, report)
+    samples = _cpu_rows(rows, ctx, series, quota, quota_note, threads, spec.vcpus if guest else None, report)
+    burst = u0.get("cpu_burst_us")
+    if burst:  # CFS burst the enforcer applied (a busy workload has no idle periods to bank it from)
+        rows.add("cpu_burst_applied_ms", burst / 1000)
+    return samples
 
 
 def _cpu_rows(rows: Rows, ctx: Context, series: periods.Series, quota: float | None, quota_note: str | None,

@@ -48,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", action="store_true",
                    help="write only card.png/card.svg: the headline chart with host, kernel, cgroup version, "
                         "accelerator and commit, 1600x900 for a slide")
-    p.add_argument("--by", choices=("auto", "host", "kernel", "run", "none"), default="auto",
-                   help="how to tell series of several runs apart (default auto: by host if hosts differ, "
+    p.add_argument("--by", choices=("auto", "cell", "host", "kernel", "run", "none"), default="auto",
+                   help="how to tell series of several runs apart (default auto: by kernel × cgroup cell for "
+                        "isobench matrix runs, else by host if hosts differ, "
                         "else by kernel if kernels differ, else merged)")
 
 
@@ -198,7 +199,7 @@ def _card(args: argparse.Namespace) -> int:
     data = model.load(args.run_dirs, by=getattr(args, "by", "auto"))
     paths = card.build(data, Path(args.out) if args.out is not None else default_out(args.run_dirs))
     if paths is None:
-        print("isobench report: no card: it needs bare metal and at least one other backend in the run",
+        print("isobench report: no card: it needs two backends in the run (ratios to the first)",
               file=sys.stderr)
         return 2
     for p in paths:

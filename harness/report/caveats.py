@@ -169,8 +169,8 @@ def busy_host(data: ReportData) -> str:
     for run in data.runs:
         load, cores = run.host.get("loadavg"), run.host.get("cores")
         try:
-            one = float(load[0] if isinstance(load, (list, tuple)) else load)
-            n = int(cores)
+            one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]
+            n = int(cores)  # type: ignore[arg-type]  # None and junk end in the except below
         except (TypeError, ValueError, IndexError):
             continue
         if one > 0.5 * n:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from harness.metric import HIGHER, LOWER
 from harness.report import chartkit as charts
 from harness.report import intervals, page_html, style
 
@@ -49,19 +50,30 @@ def label(r: Row) -> str:
     return f"{k['backend']} · {k['measurement']}/{k['workload']}{params} · {k['metric']}"
 
 
+def estimate(r: Row) -> tuple[float, float, float, bool]:
+    """(new/base, lo, hi, resolved): the interval the verdict rests on where the row carries one
+    (``lo``/``hi`` of the relative change), else a bootstrap interval of the ratio of medians
+    (metrics judged by their distance from 1, whose change is not relative)."""
+    change, lo, hi = (getattr(r, k, math.nan) for k in ("change", "lo", "hi"))
+    if getattr(r, "direction", None) in (LOWER, HIGHER) and all(math.isfinite(v) for v in (change, lo, hi)):
+        return 1 + change, 1 + lo, 1 + hi, True
+    e = intervals.ratio(r.new, r.base)
+    return e.value, e.lo, e.hi, e.resolved
+
+
 def changed(rows: Sequence[Row]) -> list[Row]:
     """Regressions first, then improvements; within each, the largest change first."""
     out = [r for r in rows if r.verdict in CHANGED]
 
     def size(r: Row) -> float:
-        e = intervals.ratio(r.new, r.base)
-        return -abs(math.log(e.value)) if e.value and math.isfinite(e.value) and e.value > 0 else 0.0
+        value = estimate(r)[0]
+        return -abs(math.log(value)) if math.isfinite(value) and value > 0 else 0.0
 
     return sorted(out, key=lambda r: (CHANGED.index(r.verdict), size(r)))
 
 
 def overview(rows: Sequence[Row], base: str, new: str) -> charts.Chart | None:
-    """Ratio new/base of each changed metric with its 95 % interval, log scale."""
+    """Ratio new/base of each changed metric with the interval its verdict rests on."""
     rows = list(rows)
     if not rows:
         return None
@@ -69,20 +81,23 @@ def overview(rows: Sequence[Row], base: str, new: str) -> charts.Chart | None:
     ax = axes[0, 0]
     lo_all, hi_all = [1.0], [1.0]
     for y, r in enumerate(reversed(rows)):
-        e = intervals.ratio(r.new, r.base)
+        value, elo, ehi, resolved = estimate(r)
         colour = VERDICT_COLOURS.get(r.verdict, OTHER_COLOUR)
-        if not (math.isfinite(e.value) and e.value > 0):
+        if not (math.isfinite(value) and value > 0):
             continue
-        if e.resolved:
-            ax.errorbar([e.value], [y], xerr=[[max(e.value - e.lo, 0)], [max(e.hi - e.value, 0)]], fmt="o",
+        margin = getattr(r, "margin", math.nan)
+        if math.isfinite(margin) and 0 < margin < 1:  # the change the verdict calls "no change"
+            ax.fill_betweenx([y - 0.35, y + 0.35], 1 - margin, 1 + margin, color="#dddddd", linewidth=0)
+        if resolved and elo > 0:
+            ax.errorbar([value], [y], xerr=[[max(value - elo, 0)], [max(ehi - value, 0)]], fmt="o",
                         color=colour, capsize=3, markersize=5)
-            lo_all.append(e.lo)
-            hi_all.append(e.hi)
+            lo_all.append(elo)
+            hi_all.append(ehi)
         else:
-            ax.plot([e.value], [y], "o", markerfacecolor="white", markeredgecolor=colour, markersize=5)
-        lo_all.append(e.value)
-        hi_all.append(e.value)
-        ax.annotate(f"{e.value - 1:+.0%}", (e.value, y), textcoords="offset points", xytext=(6, 3), fontsize=7)
+            ax.plot([value], [y], "o", markerfacecolor="white", markeredgecolor=colour, markersize=5)
+        lo_all.append(value)
+        hi_all.append(value)
+        ax.annotate(f"{value - 1:+.0%}", (value, y), textcoords="offset points", xytext=(6, 3), fontsize=7)
     ax.axvline(1.0, color="#888888", linestyle="--", linewidth=1)
     lo, hi = min(v for v in lo_all if v > 0), max(hi_all)
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -104,11 +119,11 @@ def overview(rows: Sequence[Row], base: str, new: str) -> charts.Chart | None:
     ax.set_xlabel(f"{new} vs {base}: {scale}")
     ax.grid(axis="y", visible=False)
     title = f"What changed: {base} → {new}"
-    charts.finish(fig, title, "95 % intervals: bootstrap of the ratio of medians; hollow: too few samples.",
-                  legend=False)
+    charts.finish(fig, title, "whiskers: the interval the verdict rests on; grey band: the margin within which a "
+                  "change counts as none; hollow: no interval.", legend=False)
     return charts.Chart("compare_overview", title, "Each changed metric: its new median against its base median, "
-                        "with a 95 % interval; right of the dashed line is larger; red is a regression, green an "
-                        "improvement.", fig)
+                        "with the interval its verdict rests on; right of the dashed line is larger; red is a "
+                        "regression, green an improvement, the grey band the margin.", fig)
 
 
 def ab_chart(r: Row, i: int, base: str, new: str) -> charts.Chart:
@@ -130,10 +145,10 @@ def ab_chart(r: Row, i: int, base: str, new: str) -> charts.Chart:
     left.set_ylabel(f"{r.key['metric']} ({unit})" if unit else r.key["metric"])
     right.set_xlabel("sample, in the order measured")
     right.legend(fontsize=7, frameon=False)
-    e = intervals.ratio(r.new, r.base)
-    change = f"{e.value - 1:+.1%}" + (f" [{e.lo - 1:+.1%} … {e.hi - 1:+.1%}]" if e.resolved else "")
+    value, elo, ehi, resolved = estimate(r)
+    change = f"{value - 1:+.1%}" + (f" [{elo - 1:+.1%} … {ehi - 1:+.1%}]" if resolved else "")
     title = f"{r.verdict}: {label(r)}"
-    charts.finish(fig, title, f"median change {change} (95 % interval) · n={len(r.base)} → {len(r.new)}"
+    charts.finish(fig, title, f"median change {change} · n={len(r.base)} → {len(r.new)}"
                   + (f" · {r.why}" if r.why else ""), legend=False)
     return charts.Chart(f"ab_{i:02d}", title, f"{label(r)}: base and new samples with their medians (left) and in "
                         f"the order they were measured (right); median change {change}.", fig)
@@ -143,6 +158,7 @@ def write(rows: Sequence[Row], base: str, new: str, table_md: str, out: Path) ->
     """Write ``out``/compare.html, compare.md and charts/; returns the HTML path."""
     import matplotlib
 
+    base, new = short(base), short(new)
     (out / "charts").mkdir(parents=True, exist_ok=True)
     for stale in (out / "charts").glob("*.png"):
         stale.unlink()
@@ -186,14 +202,19 @@ def frame(rows: Sequence[Row]) -> Any:
     order = {v: i for i, v in enumerate(CHANGED)}
     out = []
     for r in sorted(rows, key=lambda r: order.get(r.verdict, len(order))):
-        e = intervals.ratio(r.new, r.base)
-        change = "" if not math.isfinite(e.value) else f"{e.value - 1:+.1%}" + (
-            f" [{e.lo - 1:+.1%} … {e.hi - 1:+.1%}]" if e.resolved else "")
+        value, elo, ehi, resolved = estimate(r)
+        change = "" if not math.isfinite(value) else f"{value - 1:+.1%}" + (
+            f" [{elo - 1:+.1%} … {ehi - 1:+.1%}]" if resolved else "")
         out.append({"series": label(r), "unit": r.key.get("unit", ""),
                     "base median": f"{style.fmt(float(np.median(r.base)))} (n={len(r.base)})" if r.base else "",
                     "new median": f"{style.fmt(float(np.median(r.new)))} (n={len(r.new)})" if r.new else "",
-                    "change (95 % CI)": change, "verdict": r.verdict + (f" — {r.why}" if r.why else "")})
+                    "change (interval)": change, "verdict": r.verdict + (f" — {r.why}" if r.why else "")})
     return pd.DataFrame(out)
+
+
+def short(runs: str) -> str:
+    """Run directories by their names (``results/A,results/B`` → ``A,B``): what a title can hold."""
+    return ",".join(Path(r).name or r for r in str(runs).split(","))
 
 
 def default_out(base: Path, new: Path) -> Path:

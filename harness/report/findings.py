@@ -9,7 +9,7 @@ chart (``headline.rows``), so the chart and the text cannot disagree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +35,13 @@ NOT_JUDGED = f"the busy host kept the workload below its quota (throttled in < {
 
 
 def reference_backend(data: ReportData) -> str | None:
-    """The backend every ratio is taken to: the one declared the reference (bare metal), if it ran."""
+    """The backend every ratio is taken to: the one declared the reference (bare metal) if it ran,
+    else the first that ran in the registry's order (a peers run compares with our own container)."""
     ran = set(data.rows["backend"]) if not data.rows.empty else set()
     first = runtimes.memory_reference()
-    return first if first in ran else None
+    if first in ran:
+        return first
+    return next((b for b in runtimes.names() if b in ran), None)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class HeadlineRow:
 class Finding:
     title: str
     lines: list[str] = field(default_factory=list)
+    link: str = ""  # an anchor of the page the lines point to (the warnings)
 
 
 def _ok(data: ReportData) -> pd.DataFrame:
@@ -149,7 +153,7 @@ def findings(data: ReportData, warnings: int = 0) -> list[Finding]:
     out += [f for f in (_peers(data), _floor(data)) if f is not None and f.lines]
     if warnings:
         out.append(Finding("Caveats", [f"{warnings} warning{'s' if warnings != 1 else ''} about these numbers "
-                                       "(listed under Warnings below)."]))
+                                       "(listed under Warnings below)."], link="#warnings"))
     return out
 
 
@@ -256,7 +260,7 @@ def _cpu_verdict(series: str, cells: pd.DataFrame, s: pd.DataFrame, pcols: list[
     return series, not failed, head + (f"; {busy}" if busy else "")
 
 
-def _verdict_line(what: str, verdicts: list[tuple[str, bool | None, str]]) -> str:
+def _verdict_line(what: str, verdicts: Sequence[tuple[str, bool | None, str]]) -> str:
     """``what: held by A (evidence), B (evidence); not held by C (evidence); not judged for D (why).``"""
     held = [f"{s} ({d})" for s, ok, d in verdicts if ok]
     failed = [f"{s} ({d})" for s, ok, d in verdicts if ok is False]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+import runtimes
 from harness.report import chartkit as charts
 from harness.report import findings, style
 from harness.report.model import ReportData
@@ -24,8 +25,8 @@ PANELS = {
     "memory": "memory (PSS, idle)",
     "enforcement": "CPU delivered / expected",
 }
-CAPTION = ("Read this first: how many times bare metal each backend costs — startup latency, host memory of "
-           "an idle instance, and CPU quota accuracy — as a ratio of medians with its 95 % interval "
+CAPTION = ("Read this first: each backend's startup latency, host memory of an idle instance and CPU quota "
+           "accuracy as a multiple of {ref}'s — a ratio of medians with its 95 % interval "
            "(log scale; hollow: too few samples for an interval).")
 
 
@@ -48,7 +49,7 @@ def chart(data: ReportData, *, row: bool = False, size: tuple[float, float] | No
         panel(ax, family, [h for h in head if h.family == family], labels, ref)
     title = f"Each backend relative to {ref} (ratio of medians, 95 % CI)"
     charts.finish(fig, title, data.footnote(), legend=False)
-    return charts.Chart(name, title, CAPTION, fig)
+    return charts.Chart(name, title, CAPTION.format(ref="bare metal" if ref == runtimes.memory_reference() else ref), fig)
 
 
 def panel(ax: Any, family: str, rows: list[findings.HeadlineRow], labels: list[str], ref: str) -> None:

@@ -19,8 +19,9 @@ from harness import results, stats
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-#: how series are told apart across runs: auto picks host, then kernel, else merges
-SPLITS = ("auto", "host", "kernel", "run", "none")
+#: how series are told apart across runs: auto picks cell (kernel × cgroup version) for runs from
+#: ``isobench matrix`` guests, else host, then kernel, else merges
+SPLITS = ("auto", "cell", "host", "kernel", "run", "none")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class RunInfo:
         cg = self.host.get("cgroup")
         v = cg.get("version") if isinstance(cg, dict) else cg
         return str(v) if v not in (None, "") else "?"
+
+    @property
+    def cell(self) -> str:
+        """kernel × cgroup version: a matrix guest's own label, else from the host metadata."""
+        g = self.manifest.get("guest")
+        if isinstance(g, dict) and g.get("kernel_label"):
+            return f"{g['kernel_label']} cgroup {g.get('cgroup_mode', 'v' + self.cgroup_version)}"
+        return f"{self.kernel} cgroup v{self.cgroup_version}"
+
+    @property
+    def in_guest(self) -> bool:
+        return isinstance(self.manifest.get("guest"), dict)
 
     def accels(self) -> dict[str, str]:
         """backend -> accelerator as the manifest recorded it (only backends that have one)."""
@@ -75,11 +88,15 @@ class ReportData:
             for _, r in self.summary.iterrows()])
 
     def of(self, measurement: str) -> pd.DataFrame:
-        """The ok rows of one measurement."""
+        """The ok rows of one measurement (startup: not those timed inside an emulated matrix guest,
+        whose clock runs under TCG; their tables still show them, labelled emulated)."""
         r = self.rows
         if r.empty:
             return r
-        return r[(r["measurement"] == measurement) & (r["status"] == "ok")]
+        keep = (r["measurement"] == measurement) & (r["status"] == "ok")
+        if measurement == "startup" and "emulated_guest" in r.columns:
+            keep &= ~r["emulated_guest"].fillna(False).astype(bool)
+        return r[keep]
 
     def accels(self, run: RunInfo | None = None) -> dict[str, set[str]]:
         """backend -> accelerators, from the manifests and the rows (of one run, or all)."""
@@ -136,8 +153,10 @@ def series_label(backend: Any, accel: Any, split: Any = None) -> str:
 def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
     if by == "none":
         return None
-    if by in ("host", "kernel", "run"):
+    if by in ("cell", "host", "kernel", "run"):
         return by
+    if any(r.in_guest for r in runs) and len({r.cell for r in runs}) > 1:
+        return "cell"
     if len({r.hostname for r in runs}) > 1:
         return "host"
     if len({r.kernel for r in runs}) > 1:
@@ -169,6 +188,8 @@ def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
         missing = df["accel"].isna()
         df.loc[missing, "accel"] = df.loc[missing, "backend"].map(acc)
         df["run"] = run.run_id
+        df["cell"] = run.cell
+        df["emulated_guest"] = run.in_guest and "tcg" in acc.values()
         frames.append(df)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit", "status",

@@ -73,12 +73,13 @@ def render(doc: Document, report_dir: Path) -> str:
              f'<p class="status{bad}"><b>Status:</b> {e(doc.status)}</p>', '<div class="top">',
              '<section id="findings"><h2>Findings</h2>']
     for f in doc.findings:
-        parts.append(f"<h3>{e(f.title)}</h3><ul>" + "".join(f"<li>{e(x)}</li>" for x in f.lines) + "</ul>")
+        items = [f'<a href="{e(f.link)}">{e(x)}</a>' if f.link else e(x) for x in f.lines]
+        parts.append(f"<h3>{e(f.title)}</h3><ul>" + "".join(f"<li>{x}</li>" for x in items) + "</ul>")
     if not doc.findings:
         parts.append('<p class="empty">No measurements to summarise in this run.</p>')
     parts.append("</section>")
     parts.append(figure(report_dir, doc.headline, "headline") if doc.headline else
-                 '<p class="empty" id="headline">No headline chart: it needs bare metal and another backend.</p>')
+                 '<p class="empty" id="headline">No headline chart: it needs two backends in the run.</p>')
     parts.append("</div>")
     parts += _warnings(doc)
     for s in doc.sections:

@@ -104,12 +104,15 @@ def cpu_periods(data: ReportData) -> Chart | None:
     for ax in axes[-1, :]:
         ax.set_xlabel("period # (first repetition)", fontsize=7)
     title = "CPU delivered per CFS period, against the quota"
-    notes = ["shaded: quota equal to the demand at a short period, throttled by the kernel in about half the "
-             "periods (a known behaviour, recorded as an exception in baselines/enforcement.toml)"] if findings else []
+    notes = ["shaded: quota equal to the demand at a short period, throttled by the kernel in up to about half "
+             "the periods (a known behaviour, recorded as an exception in baselines/enforcement.toml)"] if findings else []
     finish(fig, title, data.footnote(notes))
     caption = ("Each step is one period of the kernel's CFS bandwidth timer (read just before each boundary, "
                f"first {MAX_PERIODS} periods of the first repetition); the dashed line is the quota. "
-               "Steps above the line are a tick's overrun, repaid by the next period's throttling. "
+               "A single period's figure is quantised by the kernel's CPU-time accounting: a running task's "
+               "usage advances at scheduler ticks (4 ms steps on the development host), so at a 10 ms period "
+               "one period reads ±1 tick, and a period's quota can be overrun by up to a tick (repaid by "
+               "throttling the next); the window's ratio and the throttle counts are exact. "
                "Distributions over every period (p1/p50/p99 of delivered ÷ quota) are in the table.")
     if findings:
         caption += " Finding: " + "; ".join(findings) + " — see the validate baseline's exception."

@@ -36,6 +36,8 @@ def validate_limits(limits: Limits) -> None:
         raise CgroupError(f"cpu period must be 1000..1000000 us, got {limits.cpu_period_us}")
     if limits.memory_mib is not None and limits.memory_mib < 4:
         raise CgroupError(f"memory limit must be >= 4 MiB, got {limits.memory_mib}")
+    if limits.cpu_burst_us is not None and (limits.cpu_quota is None or limits.cpu_burst_us < 0):
+        raise CgroupError(f"cpu burst needs a quota and must be >= 0 us, got {limits.cpu_burst_us}")
     if limits.cpu_weight is not None and not 1 <= limits.cpu_weight <= 10_000:
         raise CgroupError(f"cpu weight must be 1..10000, got {limits.cpu_weight}")
     if limits.pids is not None and limits.pids < 1:

@@ -17,6 +17,10 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
     if limits.cpu_quota is not None:
         write(dirs["cpu"] / "cpu.cfs_period_us", str(limits.cpu_period_us))
         write(dirs["cpu"] / "cpu.cfs_quota_us", str(limits.cpu_quota_us))
+    if limits.cpu_burst_us is not None:
+        if not (dirs["cpu"] / "cpu.cfs_burst_us").exists():
+            raise CgroupError("this kernel has no cpu.cfs_burst_us (CFS burst arrived in Linux 5.14)")
+        write(dirs["cpu"] / "cpu.cfs_burst_us", str(limits.cpu_burst_us))
     if limits.cpu_shares is not None:
         write(dirs["cpu"] / "cpu.shares", str(limits.cpu_shares))
     if limits.memory_mib is not None:
@@ -51,7 +55,11 @@ def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
     if "cpu" not in dirs:
         return {}
     q, p = read_int(dirs["cpu"] / "cpu.cfs_quota_us"), read_int(dirs["cpu"] / "cpu.cfs_period_us")
-    return {"cpu_quota_us": q, "cpu_period_us": p} if q is not None and p is not None else {}
+    out: dict[str, float] = {"cpu_quota_us": q, "cpu_period_us": p} if q is not None and p is not None else {}
+    burst = read_int(dirs["cpu"] / "cpu.cfs_burst_us")
+    if burst is not None:
+        out["cpu_burst_us"] = burst
+    return out
 
 
 def usage(dirs: dict[str, Path]) -> dict[str, float]:

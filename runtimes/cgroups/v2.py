@@ -24,6 +24,10 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
         write(d / "cpu.max", f"{limits.cpu_quota_us} {limits.cpu_period_us}")
     if limits.cpu_weight is not None:
         write(d / "cpu.weight", str(limits.cpu_weight))
+    if limits.cpu_burst_us is not None:
+        if not (d / "cpu.max.burst").exists():
+            raise CgroupError("this kernel has no cpu.max.burst (CFS burst arrived in Linux 5.14)")
+        write(d / "cpu.max.burst", str(limits.cpu_burst_us))
     if limits.memory_mib is not None:
         write(d / "memory.max", str(limits.memory_mib << 20))
         if (d / "memory.swap.max").exists():
@@ -49,9 +53,13 @@ def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
     """The CFS bandwidth the kernel applied (cpu.max "QUOTA PERIOD", "max" = none), in µs."""
     try:
         quota, period = (dirs[""] / "cpu.max").read_text().split()
-        return {"cpu_quota_us": -1 if quota == "max" else int(quota), "cpu_period_us": int(period)}
+        out: dict[str, float] = {"cpu_quota_us": -1 if quota == "max" else int(quota), "cpu_period_us": int(period)}
     except (OSError, ValueError):
         return {}
+    burst = read_int(dirs[""] / "cpu.max.burst")
+    if burst is not None:
+        out["cpu_burst_us"] = burst
+    return out
 
 
 def usage(dirs: dict[str, Path]) -> dict[str, float]:

@@ -210,6 +210,8 @@ class OciBackend(Backend):
             cgroups.validate_limits(spec.limits)
         except CgroupError as e:
             raise BackendError(str(e)) from e
+        if spec.limits.cpu_burst_us is not None:  # runtime-spec 1.1's cpu.burst: not in every runc/crun
+            raise BackendError("cpu burst is not passed to OCI runtimes by isobench (runtime-spec 1.1 cpu.burst)")
         root, v, holder = self._prepare()
         try:  # resolved and compiled once (cached), before t_launch
             flt = container_seccomp.prepare(spec.extra.get("seccomp") or self.seccomp, container_caps.OCI_DEFAULT)

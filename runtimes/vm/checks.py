@@ -44,11 +44,13 @@ def check_kvm(probe: bool) -> Check:
     if not probe:
         return Check("kvm", True, "/dev/kvm present (boot probe skipped)")
     try:
-        from runtimes.vm import backend as vm_backend
+        from runtimes.vm.backend import VmBackend
     except ImportError as e:
         return Check("kvm", False, f"cannot probe: {e}", "pip install libvirt-python", essential=False)
     try:
-        verdict = vm_backend.accel_verdict()  # the vm backend's prepare(): the probe boot
+        with VmBackend() as backend:  # closed on the way out
+            backend.prepare()  # the explicit host step the runner takes too: guest files, the probe boot
+            verdict = backend.verdict()  # what prepare() found (cached)
     except Exception as e:  # the probe talks to libvirt; any failure is a finding, not a crash
         return Check("kvm", False, f"probe failed: {e}", "isobench doctor --fix", essential=False)
     usable = verdict.accel == "kvm"

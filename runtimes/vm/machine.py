@@ -74,6 +74,8 @@ def validate(spec: LaunchSpec) -> None:
     q = spec.limits.cpu_quota
     if q is not None and q <= 0:
         raise BackendError(f"cpu quota must be > 0 CPUs, got {q}")
+    if spec.limits.cpu_burst_us is not None:
+        raise BackendError("cpu burst: libvirt's <cputune> has no CFS burst setting; guests cannot be asked for it")
     if not 1000 <= spec.limits.cpu_period_us <= 1_000_000:
         raise BackendError(f"cpu period must be 1000..1000000 us, got {spec.limits.cpu_period_us}")
 
