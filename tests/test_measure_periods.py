@@ -72,6 +72,14 @@ def test_unlocked_reads_are_timed_by_the_clock_and_give_no_periods() -> None:
     assert per_period(s, QUOTA) == []
 
 
+def test_window_falls_back_to_the_clock_when_every_read_was_late() -> None:
+    # an emulated guest: no read landed before its boundary, but usage over the clock is still known
+    s = locked([QUOTA] * 10, late=set(range(1, 12)))
+    assert on_time(s) == [] and per_period(s, QUOTA) == []
+    w = window(s)
+    assert not w.aligned and "late" in w.note and w.delivered == pytest.approx(0.5)
+
+
 def test_window_needs_two_reads() -> None:
     with pytest.raises(ValueError, match="usable"):
         window(Series(P, 1, locked=True))

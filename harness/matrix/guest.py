@@ -34,6 +34,8 @@ from runtimes.naming import PREFIX
 #: the guest name prefix: QEMU's ``-name``, temporary directories, the guest hostname
 GUEST_PREFIX = f"{PREFIX}-guest-"
 ACCELS = ("kvm", "tcg")
+#: util-linux's unshare(1), which owns the guest's PID namespace
+UNSHARE = "/usr/bin/unshare"
 #: guests running now (several with ``isobench matrix --jobs``), for ``kill_all`` on Ctrl-C
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _KILLED: set[int] = set()  # pids kill_all took down: their run() says so
@@ -155,7 +157,7 @@ def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: P
     env = dict(os.environ, TMPDIR=str(tmp), PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     script_file = tmp / "script.sh"
     script_file.write_text(cached_prelude(g.cached_paths) + script)
-    cmd = ["unshare", "--pid", "--fork", "--kill-child", "--", *argv(g, name, script_file, vng)]
+    cmd = [UNSHARE, "--pid", "--fork", "--kill-child", "--", *argv(g, name, script_file, vng)]
     start = time.monotonic()
     status: int | None = None
     timed_out = False

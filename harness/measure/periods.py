@@ -135,6 +135,12 @@ def window(series: Series) -> Window:
     """The longest stretch between two on-time locked reads (a whole number of periods, counted
     by the kernel), or, unlocked, between the first and last read timed by the clock."""
     good = on_time(series) if series.locked else list(series.reads)
+    if series.locked and len(good) < 2 and len(series.reads) >= 2:
+        # every locked read woke too late to be sure of its boundary (an emulated guest or an
+        # overloaded host): the clock window over all reads still measures delivered CPU
+        first, last = series.reads[0], series.reads[-1]
+        return Window(first, last, (last.t_ns - first.t_ns) / 1e9, False,
+                      "reads missed their period boundaries (late wake-ups): clock used, no per-period figures")
     if len(good) < 2:
         raise ValueError(f"only {len(good)} usable reading(s) in the window")
     first, last = good[0], good[-1]
