@@ -278,7 +278,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=abtest.THRESHOLD,
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
     p.add_argument("--alpha", type=float, default=abtest.ALPHA,
-                   help="significance level after the correction (default 0.01)")
+                   help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
     p.add_argument("--correction", choices=("bh", "holm"), default="bh",
                    help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
     p.add_argument("--noise", type=Path, default=None, metavar="FILE",

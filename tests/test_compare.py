@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,8 +136,9 @@ def test_too_few_samples_is_inconclusive_never_no_change():
 
 
 def test_false_alarm_rate_on_a_and_a_data_at_the_configured_level():
-    """200 A/A series (n=30, cv 10 %): p < alpha about alpha of the time, regressions at most that often,
-    and one family of 50 A/A series adjusted together raises no alarm."""
+    """200 A/A series (n=30, cv 10 %): p < alpha about alpha of the time, a regression verdict (one
+    direction, and beyond the margin) at most that often, and one family of 50 A/A series adjusted
+    together raises no alarm."""
     rng = np.random.default_rng(77)
     ps, verdicts = [], []
     for i in range(200):
@@ -145,9 +147,9 @@ def test_false_alarm_rate_on_a_and_a_data_at_the_configured_level():
         ps.append(e.p)
         verdicts.append(abtest.verdict(e, e.p, abtest.LOWER, abtest.THRESHOLD)[0])
     ps_arr = np.array(ps)
-    assert np.mean(ps_arr < abtest.ALPHA) <= 3 * abtest.ALPHA  # 200 draws: 2 expected, 6 allowed
-    assert np.mean(ps_arr < 0.05) == pytest.approx(0.05, abs=0.035)  # the test is calibrated, not just strict
-    assert verdicts.count("regression") <= 2
+    assert np.mean(ps_arr < abtest.ALPHA) == pytest.approx(abtest.ALPHA, abs=0.035)  # calibrated: 10 of 200
+    assert np.mean(ps_arr < 0.01) <= 0.03
+    assert verdicts.count("regression") <= abtest.ALPHA * len(verdicts)
     q = abtest.adjust(ps_arr[:50])
     assert not (q < abtest.ALPHA).any()
 
@@ -223,3 +225,48 @@ def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_pat
     assert html.count('src="data:image/png;base64,') == len(charts)
     assert "+15.0%" in html and "<details>" in html
 
+
+# -- on two real runs of the default scenario, back to back on the development machine --------------
+AB = [Path(__file__).parent.parent / "docs" / "runs" / f"dev-host-ab-{x}" for x in "AB"]
+
+
+def _raised(run: Path, dest: Path, factor: float) -> Path:
+    """A copy of ``run`` whose container launch_to_ready/launch_to_exit samples are ``factor`` times larger."""
+    dest.mkdir(parents=True)
+    (dest / MANIFEST).write_text((run / MANIFEST).read_text())
+    lines = []
+    for line in (run / "samples.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if (r["backend"], r["metric"]) in {("container", "launch_to_ready"), ("container", "launch_to_exit")} \
+                and r["value"] is not None:
+            r["value"] *= factor
+        lines.append(json.dumps(r))
+    (dest / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+RUNS = Path(__file__).parent.parent / "docs" / "runs"
+
+
+@pytest.mark.parametrize("pair", [AB, (RUNS / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
+def test_real_runs_of_one_commit_raise_no_alarm(pair, tmp_path, capsys):
+    """Runs of one commit on the development machine: back to back under load 7-16 from other
+    tenants (medians moved by up to 50 %), and 8 minutes apart (the old compare called container
+    phase_exec +8 % a regression there): nothing is a regression, raw or normalised."""
+    a, b = pair
+    for norm in ((), ("--normalise", "unshare")):
+        assert compare.main(_args(str(a), str(b), *norm, "--out", str(tmp_path / "page"))) == 0
+        assert "**regression**" not in capsys.readouterr().out
+
+
+def test_a_real_run_with_its_container_15_percent_slower_fails_naming_the_container_rows(tmp_path, capsys):
+    """dev-host-default (a quiet moment: container cv ~15 %) against itself with the container's
+    launch_to_ready/launch_to_exit samples raised 15 %: exit 1, naming exactly those rows.  (In
+    the loaded dev-host-ab runs a median's interval spans ±70 % and the same 15 % is inconclusive.)"""
+    a = RUNS / "dev-host-default"
+    slow = _raised(a, tmp_path / "dev-host-default-slow", 1.15)
+    assert compare.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
+    assert "**regression**" in capsys.readouterr().out
+    rows = _compare(load(a), load(slow))
+    bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
+    assert bad == {("container", "launch_to_ready"), ("container", "launch_to_exit")}
