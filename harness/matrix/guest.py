@@ -173,6 +173,7 @@ def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: P
                 timed_out = True
             finally:
                 _kill_group(proc)
+                _wait_gone(name)
                 with _LOCK:
                     _LIVE.discard(proc)
     finally:
@@ -192,6 +193,21 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def _wait_gone(name: str, timeout_s: float = 15.0) -> None:
+    """Until no process of guest ``name`` is left: the kernel kills a PID namespace's processes
+    after its PID 1 is gone, not at once; a caller must find none left when run() returns."""
+    from harness.matrix.leftovers import guest_processes
+
+    deadline = time.monotonic() + timeout_s
+    while (left := guest_processes(name)) and time.monotonic() < deadline:
+        for pid in left:  # anything that escaped the namespace (it cannot, but be sure)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
 
 
 def kill_all() -> None:
