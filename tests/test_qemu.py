@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import runtimes
+from runtimes import exits
 from runtimes.base import LaunchSpec, Limits, now_ns
-from runtimes.oci import exits
 from runtimes.vm import domain, host, qemu
 from runtimes.vm.machine import Machine
 from runtimes.workloads import Workload

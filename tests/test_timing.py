@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 import runtimes
-from runtimes import process
+from runtimes import exits, process
 from runtimes.base import LaunchSpec, now_ns
-from runtimes.oci import exits
 from runtimes.workloads import Workload
 from tests.conftest import require
 

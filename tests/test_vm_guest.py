@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from runtimes import exits
 from runtimes.base import BackendError, InstanceTimeout, LaunchSpec, Limits
-from runtimes.oci import exits
 from runtimes.workloads import Workload
 from tests.conftest import isobench_cgroups
 
@@ -160,6 +160,7 @@ def test_idle_guests_side_by_side_with_cputune(backend, run_id, tmp_path):
             assert a.guest_report()["guest_nproc"] == "2"
             usage = a.usage()
             assert usage["cpu_usage_ns"] > 0 and "cpu_nr_periods" in usage
+            b_qemu = b.processes()[0]
             b.stop()
             assert b.wait(30) == -signal.SIGKILL
         finally:
@@ -167,6 +168,14 @@ def test_idle_guests_side_by_side_with_cputune(backend, run_id, tmp_path):
     finally:
         a.cleanup()
     assert a.times.t_clean is not None and b.times.t_clean is not None
+    # destroyed, no EXIT line: t_exit is QEMU's end (the kernel's event), not libvirt's STOPPED
+    # event, which follows libvirt's teardown of the domain
+    t = b.times
+    assert backend._exits is not None
+    qemu_end = backend._exits.exit_of(b_qemu, t.t_launch)
+    assert qemu_end is not None and t.t_exit == max(qemu_end, t.t_ready)
+    assert t.t_launch < t.t_ready <= t.t_exit <= t.t_clean
+    assert b.t_stopped is None or t.t_exit < b.t_stopped
     assert guest_left(limited.instance) == [] and guest_left(plain.instance) == []
 
 

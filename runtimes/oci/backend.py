@@ -11,7 +11,7 @@ so it costs what starting it from a small shim would, plus one exec.
 
 Timing contract as everywhere: ``t_ready`` when the ready line arrives on the
 pipe; ``t_exit`` when the container's process exited -- the kernel's exit event
-of the runtime's child (``runtimes.oci.exits``), since in the foreground the
+of the runtime's child (``runtimes.exits``), since in the foreground the
 runtime reaps it and deletes the container (cgroups, state) *before* it exits
 itself: that delete is teardown, counted in exit -> clean as the cgroup removal
 of ``bare``/``container`` and a guest's power-off are; ``t_clean`` once the
@@ -34,12 +34,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, exits, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps as container_caps
 from runtimes.container import seccomp as container_seccomp
-from runtimes.oci import bundle, exits, view
+from runtimes.oci import bundle, view
 from runtimes.process import ProcessInstance, instance_log, launching
 
 RUNTIMES = ("runc", "crun")
@@ -108,28 +108,39 @@ class OciInstance(ProcessInstance):
         #: when the harness reaped the runtime (after its delete); set with t_exit
         self.t_runtime_exit: int | None = None
 
+    def spawn(self, argv: list[str], log: Any) -> None:
+        self._posix_spawn(argv, log)
+
     def _exit_time(self) -> int | None:
-        """The exit of the container's process (the runtime's last child to end), not the
-        runtime's own exit, which comes after it deleted the container.  The kernel's time
-        of the exit can precede the *receipt* of the ready line the workload wrote before
-        it (a reader thread that woke late on a loaded host): the host knows of the exit
-        no earlier than of the ready, so ``t_exit`` is never before ``t_ready``, as on every
-        backend.  None when the kernel's event was lost (its queue overflowed)."""
-        self.t_runtime_exit = now_ns()  # the runtime is reaped: it has deleted the container
-        if self.exit_events is None or self.proc is None:
-            return self.t_runtime_exit  # no proc connector here: the runtime's exit (metadata says so)
+        """Called once the runtime is reaped (it has deleted the container by then).  With the
+        kernel's exit events, ``t_exit`` is looked up after ``cleanup`` (``_resolve_exit``), so
+        reading the events costs nothing inside exit -> clean; without them it is now."""
+        if self.t_runtime_exit is None:
+            self.t_runtime_exit = now_ns()
+        return self.t_runtime_exit if self.exit_events is None else None
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self._resolve_exit()
+
+    def _resolve_exit(self) -> None:
+        """``t_exit`` = the exit of the container's process (the runtime's last child to end), not
+        the runtime's own, which came after the delete.  The kernel's time of the exit can
+        precede the *receipt* of the ready line the workload wrote before it (a reader thread
+        that woke late on a loaded host): the host knows of the exit no earlier than of the
+        ready, so it is never before ``t_ready``, as on every backend.  Stays None when the
+        kernel's event was lost (its queue overflowed): the sample then fails, saying so."""
+        if self.times.t_exit is not None or self.exit_events is None or self.proc is None:
+            return
         assert self.times.t_launch is not None
         t = self.exit_events.last_child_exit(self.proc.pid, self.times.t_launch)
         if t is None:
-            return None
+            return
         if self.times.t_ready is not None:
             t = max(t, self.times.t_ready)
-        # teardown phase: the runtime reaping the container, deleting it (cgroups, state), exiting
-        self.times.phases["runtime_delete"] = self.t_runtime_exit - t
-        return t
-
-    def spawn(self, argv: list[str], log: Any) -> None:
-        self._posix_spawn(argv, log)
+        self.times.t_exit = t
+        if self.t_runtime_exit is not None:  # teardown: the runtime reaping, deleting, exiting
+            self.times.phases["runtime_delete"] = self.t_runtime_exit - t
 
     # -- what measurements read -----------------------------------------------------
     def processes(self) -> list[int]:

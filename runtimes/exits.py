@@ -1,21 +1,23 @@
-"""When an OCI container's process exited, from the kernel's own exit events.
+"""When a process the harness does not reap exited, from the kernel's own exit events.
 
-In the foreground (``run``) the runtime itself reaps the container's init,
-then deletes the container (cgroups, state) and only then exits: the
-runtime's exit is not the workload's.  The harness cannot wait for a process
-that is not its child, and a pidfd opened after the ready line races the
-runtime's reaping (a noop exits within microseconds).  So the backend listens
-to the proc connector (netlink, ``CONFIG_PROC_EVENTS``, root, the initial PID
-namespace), which reports every exit with the kernel's ``CLOCK_MONOTONIC``
-timestamp -- the clock of ``now_ns`` -- and picks the exit of the runtime's
-child that ended last before the runtime did: the container's init (runc's
-and crun's setup helpers end before it, and nothing is forked after it).
+An OCI runtime in the foreground (``run``) reaps the container's init itself,
+then deletes the container (cgroups, state) and only then exits: the runtime's
+exit is not the workload's.  A destroyed libvirt guest's QEMU is libvirtd's
+child, and libvirt's STOPPED event follows its own teardown of the domain.
+The harness cannot wait for a process that is not its child, and a pidfd
+opened after the ready line races the runtime's reaping (a noop exits within
+microseconds).  So those backends listen to the proc connector (netlink,
+``CONFIG_PROC_EVENTS``, root, the initial PID namespace), which reports every
+exit with the kernel's ``CLOCK_MONOTONIC`` timestamp -- the clock of
+``now_ns``.  For OCI the container's init is the runtime's child that ended
+last before the runtime did (runc's and crun's setup helpers end before it,
+and nothing is forked after it); for a guest, QEMU's pid.
 
 One socket per backend; the kernel queues events until ``drain`` reads them
 (no thread: nothing of this runs inside another backend's window).  Kernels
 from 6.6 on filter to exit events in the kernel; older ones send every event
 and the rest are skipped.  A queue that overflowed loses events: the instance
-then has no exit event and says so (``ExitEvents.lost``).
+then has no exit event (``ExitEvents.lost`` says that happened).
 """
 
 from __future__ import annotations
