@@ -28,6 +28,8 @@ import os
 import socket
 import struct
 
+from runtimes.base import now_ns
+
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
@@ -91,6 +93,17 @@ class ExitEvents:
         self._exits: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=KEEP)
         #: the kernel dropped events since this subscription began (its queue overflowed)
         self.lost = False
+        self._probe()
+
+    def _probe(self) -> None:
+        """A subscription the kernel ignores (outside the initial PID or user namespace) sends
+        nothing and says nothing: see one child's exit arrive, else raise OSError."""
+        since = now_ns()
+        pid = os.posix_spawn("/bin/true", ["true"], {})
+        os.waitpid(pid, 0)
+        if self.exit_of(pid, since) is None:
+            self.close()
+            raise OSError(0, "the kernel sends no exit events here (not its initial PID namespace?)")
 
     def drain(self) -> None:
         """Read what the kernel queued; keeps the exits of thread-group leaders."""

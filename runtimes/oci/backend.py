@@ -139,8 +139,6 @@ class OciInstance(ProcessInstance):
         if self.times.t_ready is not None:
             t = max(t, self.times.t_ready)
         self.times.t_exit = t
-        if self.t_runtime_exit is not None:  # teardown: the runtime reaping, deleting, exiting
-            self.times.phases["runtime_delete"] = self.t_runtime_exit - t
 
     # -- what measurements read -----------------------------------------------------
     def processes(self) -> list[int]:
