@@ -107,7 +107,9 @@ def run_cell(spec: CellSpec, scenario: Path, out_dir: Path, matrix_id: str, back
     elif outcome.timed_out:
         res.reason = outcome.detail
     elif outcome.status != 0:
-        last = (outcome.tail(3, console=False) or outcome.tail(3)).replace("\n", " | ")
+        said = outcome.tail(200, console=False).splitlines()
+        errors = [line for line in said if line.startswith("isobench: error:")]  # the harness's own words
+        last = " | ".join(errors[-1:] or said[-3:]) or outcome.tail(3).replace("\n", " | ")
         res.reason = (f"isobench run exited {outcome.status} inside the guest: {last}" if res.run_dir else
                       f"the guest gave no run directory (exit {outcome.status}): {last}")
     else:

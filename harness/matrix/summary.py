@@ -65,7 +65,7 @@ def enforcement(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def cpu_chart(df: pd.DataFrame, out_dir: Path, footnote: str) -> list[str]:
+def cpu_chart(df: pd.DataFrame, out_dir: Path, footnote: str, all_cells: list[str] | None = None) -> list[str]:
     """delivered/requested CPU per cell and backend, every sample a dot, the median a bar."""
     import matplotlib
 
@@ -76,7 +76,7 @@ def cpu_chart(df: pd.DataFrame, out_dir: Path, footnote: str) -> list[str]:
     o = o[_p(o, "quota") < _p(o, "threads")]
     if o.empty:
         return []
-    cells_ = list(dict.fromkeys(df["cell"]))
+    cells_ = all_cells or list(dict.fromkeys(df["cell"]))  # a cell without samples still gets its slot
     backends = list(dict.fromkeys(o["backend"]))
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     width = 0.8 / len(backends)
@@ -112,7 +112,7 @@ def write(matrix_dir: Path) -> Path:
     accels = sorted({c["accel"] for c in cs})
     foot = ("guests emulated (TCG): figures from an emulated CPU" if accels == ["tcg"]
             else f"guest accelerator: {', '.join(accels)}")
-    charts = cpu_chart(df, matrix_dir, foot)
+    charts = cpu_chart(df, matrix_dir, foot, [c["cell"] for c in cs])
     cell_table = pd.DataFrame([{
         "cell": c["cell"], "accel": c["accel"] + (" (emulated)" if c["accel"] == "tcg" else ""),
         "status": c["status"], "seconds": c["seconds"],
