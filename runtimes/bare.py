@@ -12,7 +12,7 @@ from typing import Any
 from runtimes.base import Backend, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
 from runtimes.declaration import Declaration
-from runtimes.process import ProcessInstance, close_log, launching, open_log
+from runtimes.process import ProcessInstance, instance_log, launching
 from runtimes.workloads import BUSYBOX
 
 
@@ -25,19 +25,18 @@ class BareBackend(Backend):
         return None
 
     def launch(self, spec: LaunchSpec) -> Instance:
-        times = Timestamps(t_launch=now_ns())
-        cgroup = None
-        if spec.limits.any() or spec.extra.get("cgroup"):
-            cgroup = Cgroup.create(spec.instance, spec.limits)
-            times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
-        inst = ProcessInstance(spec, cgroup, times)
-        # the log is opened inside launching(): a log_dir that cannot be written must not leak the cgroup
-        with launching(inst, f"cannot start {spec.workload.name}"):
-            log, inst.log_path = open_log(spec, "bare")
-            try:
-                inst._spawn(self.command(list(spec.extra.get("argv") or spec.workload.argv())), log)
-            finally:
-                close_log(log)
+        argv = self.command(list(spec.extra.get("argv") or spec.workload.argv()))
+        what = f"cannot start {spec.workload.name}"
+        with instance_log(spec, "bare", what) as (log, log_path):  # before t_launch, as for every backend
+            times = Timestamps(t_launch=now_ns())
+            cgroup = None
+            if spec.limits.any() or spec.extra.get("cgroup"):
+                cgroup = Cgroup.create(spec.instance, spec.limits)
+                times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+            inst = ProcessInstance(spec, cgroup, times)
+            inst.log_path = log_path
+            with launching(inst, what):
+                inst._spawn(argv, log)
         return inst
 
     def command(self, argv: list[str]) -> list[str]:

@@ -7,10 +7,18 @@ two types, so a measurement is defined once and applies to every backend.
 
 Timing contract (host ``CLOCK_MONOTONIC``, nanoseconds, see ``now_ns``):
 
-``t_launch``  taken just before the backend acts;
+``t_launch``  taken just before the backend starts creating the instance: what does not
+              depend on the instance (log files, parent directories, images, helpers) is
+              done before it, by every backend (``runtimes.process.instance_log``);
 ``t_ready``   when the host *receives* the workload's ready marker;
-``t_exit``    when the workload's exit is reaped (or the guest powers off);
+``t_exit``    when the host knows the workload has exited: the harness reaped it, the
+              kernel reported the exit of a process the harness does not reap (an OCI
+              runtime's container), or the guest's EXIT line arrived -- never before
+              ``t_ready``; what follows (cgroup removal, a runtime's delete, a guest's
+              power-off) is teardown, counted in exit -> clean;
 ``t_clean``   when every resource of the instance is gone.
+
+README.md, "Metrics -- exact definitions", says this per backend.
 """
 
 from __future__ import annotations

@@ -36,6 +36,23 @@ def open_log(spec: LaunchSpec, suffix: str) -> tuple[Any, str | None]:
     return subprocess.DEVNULL, None
 
 
+@contextlib.contextmanager
+def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[tuple[Any, str | None]]:
+    """``open_log`` for a launch, entered *before* ``t_launch``: creating the log directory
+    and file is the harness's bookkeeping, not the instance's start, and every backend opens
+    its log outside the timed window (the guests' console logs too).  The file is closed
+    when the block ends (the child has its own copy by then); a log that cannot be opened
+    is one ``BackendError("<what>: <error>")``, before anything of the instance exists."""
+    try:
+        log, path = open_log(spec, suffix)
+    except OSError as e:
+        raise BackendError(f"{what}: {e}") from e
+    try:
+        yield log, path
+    finally:
+        close_log(log)
+
+
 def close_log(log: Any) -> None:
     """Close ``open_log``'s file once the child has its own copy (no-op for inherit / DEVNULL)."""
     if hasattr(log, "close"):
@@ -211,9 +228,14 @@ class ProcessInstance(Instance):
         except subprocess.TimeoutExpired as e:
             raise InstanceTimeout(f"{self.name}: still running after {timeout:g} s") from e
         if self.times.t_exit is None:
-            self.times.t_exit = now_ns()
+            self.times.t_exit = self._exit_time()
         self.marker.join(1.0)
         return self.returncode
+
+    def _exit_time(self) -> int | None:
+        """``t_exit``, called once the child is reaped: now, the moment the harness learnt of the
+        exit (a backend whose child is not the workload itself says when the workload exited)."""
+        return now_ns()
 
     def processes(self) -> list[int]:
         if self.cgroup is not None and not self.cgroup.removed:
@@ -241,7 +263,7 @@ class ProcessInstance(Instance):
             if self.proc is not None:
                 self.proc.wait()
                 if self.times.t_exit is None:
-                    self.times.t_exit = now_ns()
+                    self.times.t_exit = self._exit_time()
         finally:  # even when stop() failed: what can be removed is removed
             self._release()
         self.marker.join(1.0)

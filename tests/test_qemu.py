@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import runtimes
-from runtimes.base import LaunchSpec, Limits
+from runtimes import exits
+from runtimes.base import LaunchSpec, Limits, now_ns
 from runtimes.vm import domain, host, qemu
 from runtimes.vm.machine import Machine
 from runtimes.workloads import Workload
@@ -98,15 +99,33 @@ def _qemu_left(name: str) -> list[str]:
 
 @pytest.mark.vm
 @pytest.mark.slow
-def test_noop_guest_reports_ready_exit_and_phases(run_id: str, tmp_path, no_leftovers) -> None:
+def test_noop_guest_reports_ready_exit_and_phases(run_id: str, tmp_path, monkeypatch, no_leftovers) -> None:
     b = _backend()
     spec = LaunchSpec(Workload("noop"), run_id, f"isobench-{run_id}-0", timeout_s=180, log_dir=str(tmp_path))
-    with b.launch(spec) as inst:
-        inst.wait_ready(180)
-        assert inst.wait(180) == 0
-        assert inst.accel == b.verdict().accel
-    t = inst.times
+    opened: list[int] = []
+    real_logs = qemu.QemuLogs
+
+    def logs(s: LaunchSpec) -> qemu.QemuLogs:
+        opened.append(now_ns())
+        return real_logs(s)
+
+    monkeypatch.setattr(qemu, "QemuLogs", logs)
+    ev = exits.ExitEvents()  # when QEMU ends (power-off or kill), on the kernel's clock
+    try:
+        with b.launch(spec) as inst:
+            inst.wait_ready(180)
+            assert inst.wait(180) == 0
+            assert inst.accel == b.verdict().accel
+            assert inst.proc is not None
+            qemu_pid = inst.proc.pid
+        t = inst.times
+        t_qemu_end = ev.exit_of(qemu_pid, t.t_launch)  # type: ignore[arg-type]
+    finally:
+        ev.close()
+    assert len(opened) == 1 and opened[0] < t.t_launch  # type: ignore[operator]
     assert t.t_launch < t.t_ready <= t.t_exit <= t.t_clean
+    # t_exit is the guest's EXIT line, before the guest is gone (power-off is teardown)
+    assert t.t_exit == inst.t_exit_line and t_qemu_end is not None and t.t_exit < t_qemu_end <= t.t_clean
     assert {"guest_firmware", "guest_kernel", "guest_init"} <= set(t.phases)
     report = inst.guest_report()
     assert float(report["guest_mem_total"]) > 100  # a 256 MiB guest

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runtimes import exits
 from runtimes.base import BackendError, InstanceTimeout, LaunchSpec, Limits
 from runtimes.workloads import Workload
 from tests.conftest import isobench_cgroups
@@ -58,16 +59,22 @@ def noop_run(backend, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("vm-noop")
     run_id = f"vmt{os.getpid()}"
     s = spec(run_id, 0, Workload("noop"), log_dir)
-    inst = backend.launch(s)
+    ev = exits.ExitEvents()  # when QEMU ends (power-off or destroy), on the kernel's clock
     try:
-        pids = inst.processes()
-        qemu_cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode() if pids else ""
-        inst.wait_ready(READY_TIMEOUT_S)
-        rc = inst.wait(READY_TIMEOUT_S)
-        report = inst.guest_report()
+        inst = backend.launch(s)
+        try:
+            pids = inst.processes()
+            qemu_cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().decode() if pids else ""
+            inst.wait_ready(READY_TIMEOUT_S)
+            rc = inst.wait(READY_TIMEOUT_S)
+            report = inst.guest_report()
+        finally:
+            inst.cleanup()
+        t_qemu_end = ev.exit_of(pids[0], inst.times.t_launch) if pids else None
     finally:
-        inst.cleanup()
+        ev.close()
     return {"inst": inst, "rc": rc, "pids": pids, "qemu_cmdline": qemu_cmdline, "report": report,
+            "t_qemu_end": t_qemu_end,
             "left": guest_left(s.instance)}
 
 
@@ -89,6 +96,9 @@ def test_noop_guest_reports_ready_exit_and_phases(noop_run):
     t = inst.times
     assert noop_run["rc"] == 0
     assert t.t_launch < t.t_ready <= t.t_exit < t.t_clean
+    # t_exit is the guest's EXIT line, before the guest is gone (power-off or destroy is teardown)
+    assert t.t_exit == inst.t_exit_line and noop_run["t_qemu_end"] is not None
+    assert t.t_exit < noop_run["t_qemu_end"] <= t.t_clean
     assert inst.accel in ("kvm", "tcg")
     phases = t.phases
     assert list(phases) == ["domain_create", "qemu_start", "guest_firmware", "guest_kernel", "guest_init"]
@@ -150,6 +160,7 @@ def test_idle_guests_side_by_side_with_cputune(backend, run_id, tmp_path):
             assert a.guest_report()["guest_nproc"] == "2"
             usage = a.usage()
             assert usage["cpu_usage_ns"] > 0 and "cpu_nr_periods" in usage
+            b_qemu = b.processes()[0]
             b.stop()
             assert b.wait(30) == -signal.SIGKILL
         finally:
@@ -157,6 +168,14 @@ def test_idle_guests_side_by_side_with_cputune(backend, run_id, tmp_path):
     finally:
         a.cleanup()
     assert a.times.t_clean is not None and b.times.t_clean is not None
+    # destroyed, no EXIT line: t_exit is QEMU's end (the kernel's event), not libvirt's STOPPED
+    # event, which follows libvirt's teardown of the domain
+    t = b.times
+    assert backend._exits is not None
+    qemu_end = backend._exits.exit_of(b_qemu, t.t_launch)
+    assert qemu_end is not None and t.t_exit == max(qemu_end, t.t_ready)
+    assert t.t_launch < t.t_ready <= t.t_exit <= t.t_clean
+    assert b.t_stopped is None or t.t_exit < b.t_stopped
     assert guest_left(limited.instance) == [] and guest_left(plain.instance) == []
 
 

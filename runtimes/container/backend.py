@@ -21,7 +21,7 @@ it -- is the main thread; the kernel ties the parent-death signal to a
 
 Phases (``times.phases``, ns, launch order; they add up to launch→ready):
 helper_start (``container:cold`` only: the zygote's start), cgroup_create,
-request (config, log, pipes; the request to the zygote until it forks), clone
+request (config, pipes; the request to the zygote until it forks), clone
 (the fork, until the child's fds are in place), cgroup_attach (the child moving
 itself into its cgroup; absent when born in it), unshare (the other namespaces),
 mounts, net (hostname and lo), security (rlimits, oom_score_adj, session keyring,
@@ -50,7 +50,7 @@ from runtimes.container import caps, devfilter, hardening, init, mounts, namespa
 from runtimes.container import devices as devices_mod
 from runtimes.container import seccomp as seccomp_mod
 from runtimes.container.zygote import Zygote
-from runtimes.process import ChildProcess, ProcessInstance, close_log, launching, open_log
+from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.workloads import ISOLATED_ENV
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
@@ -93,7 +93,7 @@ class ContainerInstance(ProcessInstance):
         self.proc = ChildProcess(child.pid)  # type: ignore[assignment]
         self.marker.read_fd(marker_r)
         spawned = init.read_status(child.status_fd, child.pid, min(SETUP_TIMEOUT_S, self.spec.timeout_s))
-        # from the cgroup to the fork: the config, log and pipes, and for the zygote the request
+        # from the cgroup to the fork: the config and pipes, and for the zygote the request
         assert self.times.t_launch is not None
         self.times.phases["request"] = child.t_fork - self.times.t_launch - sum(self.times.phases.values())
         self._record(child.t_fork, spawned.marks)
@@ -270,6 +270,14 @@ class ContainerBackend(Backend):
         # the harness's signal handlers: not the instance's business, and ~1.5 ms to read
         # (signal.valid_signals builds an enum per signal), so read before t_launch
         reset_signals = init.default_signals()
+        what = f"{spec.instance}: cannot start the container"
+        # the log before t_launch, as every backend opens its own (runtimes.process.instance_log)
+        with instance_log(spec, "container", what) as (log, log_path):
+            return self._start(spec, zygote, plan, reset_signals, log, log_path, what)
+
+    def _start(self, spec: LaunchSpec, zygote: Zygote | None, plan: tuple[mounts.MountOp, ...],
+               reset_signals: tuple[int, ...], log: Any, log_path: str | None, what: str) -> Instance:
+        """From ``t_launch`` on: the instance's cgroup, devices, config and PID 1."""
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
             self._ensure_zygote(plan)
@@ -285,14 +293,11 @@ class ContainerBackend(Backend):
         elif spec.limits.any():
             raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
         inst = ContainerInstance(spec, cgroup, times)
-        with launching(inst, f"{spec.instance}: cannot start the container"):
+        inst.log_path = log_path
+        with launching(inst, what):
             self._guard_devices(inst)
             cfg = self.config(spec, cgroup, zygote is not None, inst.devices, reset_signals)
-            log, inst.log_path = open_log(spec, "container")
-            try:
-                inst.start(cfg, log, zygote)
-            finally:
-                close_log(log)
+            inst.start(cfg, log, zygote)
         return inst
 
     def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...]) -> None:

@@ -10,10 +10,17 @@ mount namespace of ``runtimes.oci.view`` (where its cgroups land below ours),
 so it costs what starting it from a small shim would, plus one exec.
 
 Timing contract as everywhere: ``t_ready`` when the ready line arrives on the
-pipe, ``t_exit`` when the runtime process is reaped (in the foreground the
-runtime deletes the container, cgroups included, before it exits), ``t_clean``
-once ``delete --force`` (only needed if the runtime died before deleting) ran
-and the bundle directory is gone.
+pipe; ``t_exit`` when the container's process exited -- the kernel's exit event
+of the runtime's child (``runtimes.exits``), since in the foreground the
+runtime reaps it and deletes the container (cgroups, state) *before* it exits
+itself: that delete is teardown, counted in exit -> clean as the cgroup removal
+of ``bare``/``container`` and a guest's power-off are; ``t_clean`` once the
+runtime has exited, ``delete --force`` (only needed if it died before deleting)
+ran and the bundle directory is gone.  Where the kernel gives no exit events
+(no proc connector) ``t_exit`` is the runtime's exit and the metadata says so.
+The log file and the state/bundle parent directories are made before
+``t_launch``, as every backend makes its log; the bundle itself is the
+instance's and is written inside the window.
 """
 
 from __future__ import annotations
@@ -27,13 +34,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, exits, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps as container_caps
 from runtimes.container import seccomp as container_seccomp
 from runtimes.oci import bundle, view
-from runtimes.process import ProcessInstance, close_log, launching, open_log
+from runtimes.process import ProcessInstance, instance_log, launching
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles
@@ -97,9 +104,41 @@ class OciInstance(ProcessInstance):
         self.exe = backend.exe
         self.view = v
         self.bundle_dir = bundle_dir
+        self.exit_events = backend._exits
+        #: when the harness reaped the runtime (after its delete); set with t_exit
+        self.t_runtime_exit: int | None = None
 
     def spawn(self, argv: list[str], log: Any) -> None:
         self._posix_spawn(argv, log)
+
+    def _exit_time(self) -> int | None:
+        """Called once the runtime is reaped (it has deleted the container by then).  With the
+        kernel's exit events, ``t_exit`` is looked up after ``cleanup`` (``_resolve_exit``), so
+        reading the events costs nothing inside exit -> clean; without them it is now."""
+        if self.t_runtime_exit is None:
+            self.t_runtime_exit = now_ns()
+        return self.t_runtime_exit if self.exit_events is None else None
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self._resolve_exit()
+
+    def _resolve_exit(self) -> None:
+        """``t_exit`` = the exit of the container's process (the runtime's last child to end), not
+        the runtime's own, which came after the delete.  The kernel's time of the exit can
+        precede the *receipt* of the ready line the workload wrote before it (a reader thread
+        that woke late on a loaded host): the host knows of the exit no earlier than of the
+        ready, so it is never before ``t_ready``, as on every backend.  Stays None when the
+        kernel's event was lost (its queue overflowed): the sample then fails, saying so."""
+        if self.times.t_exit is not None or self.exit_events is None or self.proc is None:
+            return
+        assert self.times.t_launch is not None
+        t = self.exit_events.last_child_exit(self.proc.pid, self.times.t_launch)
+        if t is None:
+            return
+        if self.times.t_ready is not None:
+            t = max(t, self.times.t_ready)
+        self.times.t_exit = t
 
     # -- what measurements read -----------------------------------------------------
     def processes(self) -> list[int]:
@@ -165,6 +204,9 @@ class OciBackend(Backend):
         self._cgroup_version: int | None = None
         self._memsw: bool | None = None
         self._holder: view.Holder | None = None
+        #: the kernel's exit events (None: no proc connector here, ``_exits_error`` says why)
+        self._exits: exits.ExitEvents | None = None
+        self._exits_error: str | None = None
         #: the built-in container's profile name; the bundle carries its resolved OCI form
         self.seccomp = seccomp
         self._seccomp: dict[str, Any] | None = None
@@ -195,6 +237,11 @@ class OciBackend(Backend):
             self._view = view.make(hide_cgroup2_on_hybrid=self.runtime == "crun")
         if self._holder is None or not self._holder.alive():
             self._holder = view.Holder(self._view)  # owned by whoever owns this backend (close())
+        if self._exits is None and self._exits_error is None:
+            try:
+                self._exits = exits.ExitEvents()  # closed by close(), as the holder
+            except OSError as e:
+                self._exits_error = f"no proc connector: {e.strerror or e}"
         return self._rootfs, self._view, self._holder
 
     def close(self) -> None:
@@ -202,6 +249,10 @@ class OciBackend(Backend):
         if self._holder is not None:
             self._holder.close()
             self._holder = None
+        if self._exits is not None:
+            self._exits.close()
+            self._exits = None
+        self._exits_error = None
 
     def launch(self, spec: LaunchSpec) -> Instance:
         if PREFIX not in spec.instance or "/" in spec.instance:
@@ -220,28 +271,30 @@ class OciBackend(Backend):
         self._seccomp = dict(flt.oci) if flt is not None else None
         assert self._cgroup_version is not None and self._memsw is not None
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
-        times = Timestamps(t_launch=now_ns())
         bundle_dir = bundles_dir() / spec.instance
-        cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                            memsw=self._memsw, seccomp=self._seccomp)
-        bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
-        state_root(self.runtime).mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            bundle.write(bundle_dir, cfg)
-        except FileExistsError as e:
-            raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
-                               f"or was left behind (isobench cleanup)") from e
-        times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
-        inst = OciInstance(spec, times, self, v, bundle_dir)
         argv = nsenter + _runtime_cmd(
             self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
-        # the log is opened inside launching(): if it cannot be, the bundle is removed too
-        with launching(inst, f"cannot start {self.runtime}"):
-            log, inst.log_path = open_log(spec, self.name.replace(":", "-"))
+        # instance-independent setup before t_launch, as for every backend: the parent
+        # directories (once per host), the log, and what the exit events queued meanwhile
+        bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_root(self.runtime).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._exits is not None:
+            self._exits.drain()
+        what = f"cannot start {self.runtime}"
+        with instance_log(spec, self.name.replace(":", "-"), what) as (log, log_path):
+            times = Timestamps(t_launch=now_ns())
+            cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
+                                memsw=self._memsw, seccomp=self._seccomp)
             try:
+                bundle.write(bundle_dir, cfg)
+            except FileExistsError as e:
+                raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
+                                   f"or was left behind (isobench cleanup)") from e
+            times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
+            inst = OciInstance(spec, times, self, v, bundle_dir)
+            inst.log_path = log_path
+            with launching(inst, what):
                 inst.spawn(argv, log)
-            finally:
-                close_log(log)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
@@ -255,6 +308,9 @@ class OciBackend(Backend):
         if self._view is not None:
             meta["cgroup_view"] = self._view.describe()
         meta["spawn"] = "posix_spawn of nsenter --mount (the view) -- runtime"
+        meta["t_exit"] = ("the kernel's exit event of the container's process (proc connector), "
+                          "before the runtime deletes the container" if self._exits is not None else
+                          f"the runtime's exit, after it deleted the container ({self._exits_error or 'not prepared'})")
         return meta
 
 

@@ -17,8 +17,10 @@ Launch sequence and the phases it records (host ``CLOCK_MONOTONIC``)::
 init has reaped the workload, the moment that matches a host process being
 reaped (libvirt's SHUTDOWN event comes later: the guest kernel's power-off and
 QEMU's reaction are teardown, counted in exit -> clean).  Without that line (a
-destroyed or crashed guest) the lifecycle event's time is used.  ``t_clean`` is
-when the domain is gone from libvirt and its QEMU process has exited.
+destroyed or crashed guest) the guest's end: QEMU's exit by the kernel's event
+(``runtimes.exits``; QEMU is libvirtd's child) or libvirt's SHUTDOWN event if
+earlier, not its STOPPED event, which follows libvirt's teardown of the domain.
+``t_clean`` is when the domain is gone from libvirt and its QEMU has exited.
 
 Every domain is started with ``VIR_DOMAIN_START_AUTODESTROY``: if the harness
 dies, even by SIGKILL, libvirtd destroys its guests when the connection drops.
@@ -48,6 +50,7 @@ from runtimes.base import (
     Timestamps,
     now_ns,
 )
+from runtimes.exits import ExitEvents
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
 from runtimes.vm.connection import open_connection, version_string
@@ -142,9 +145,26 @@ class VmInstance(GuestInstance):
             self._ended.set()
 
     # -- the Instance contract --------------------------------------------------------
+    def _guest_end(self) -> int | None:
+        """The guest's end without an EXIT line (module doc); the kernel's events are read
+        after cleanup (None before), so that reading them is not timed."""
+        exits = self.backend._exits
+        if exits is not None and self.qemu is not None and self.times.t_launch is not None:
+            if not self._cleaned:
+                return None
+            ends = [t for t in (self.t_shutdown, exits.exit_of(self.qemu.pid, self.times.t_launch)) if t]
+            if ends:
+                return max(min(ends), self.times.t_ready or 0)  # known no earlier than the ready line
+        return self.t_shutdown or self.t_stopped or now_ns()
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self.times.t_exit is None and self.dom is not None:
+            self.times.t_exit = self._guest_end()
+
     def _ended_without_status(self) -> int:
         if self.times.t_exit is None:
-            self.times.t_exit = self.t_shutdown or self.t_stopped or now_ns()
+            self.times.t_exit = self._guest_end()
         if self._destroyed:
             return -signal.SIGKILL
         raise BackendError(f"{self.name}: the guest ended without reporting an exit status{self._see_log()}")
@@ -171,7 +191,7 @@ class VmInstance(GuestInstance):
             finally:
                 self._wait_gone()
                 if self.times.t_exit is None and self.dom is not None:
-                    self.times.t_exit = self.t_exit_line or self.t_shutdown or self.t_stopped or now_ns()
+                    self.times.t_exit = self.t_exit_line or self._guest_end()
                 self._close_console()
         finally:
             self.backend._forget(self)
@@ -247,6 +267,8 @@ class VmBackend(GuestBackend):
         self._callback: int | None = None
         self._live: dict[str, VmInstance] = {}
         self._lock = threading.RLock()
+        self._exits: ExitEvents | None = None  # QEMU's end when a guest is destroyed (None: unavailable)
+        self._exits_tried = False
 
     # -- host checks and preparation -------------------------------------------------
     def available(self) -> str | None:
@@ -319,6 +341,12 @@ class VmBackend(GuestBackend):
             Path(spec.log_dir).mkdir(parents=True, exist_ok=True)
             log_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
         conn = self._connection()
+        if not self._exits_tried:  # once per backend, before any t_launch; closed by close()
+            self._exits_tried = True
+            with contextlib.suppress(OSError):
+                self._exits = ExitEvents()
+        if self._exits is not None:
+            self._exits.drain()  # what queued since the last launch: outside the window
         with self._lock:
             if spec.instance in self._live:
                 raise BackendError(f"{spec.instance}: an instance of that name is already running")
@@ -349,6 +377,9 @@ class VmBackend(GuestBackend):
         for inst in live:
             with contextlib.suppress(Exception):
                 inst.cleanup()
+        if self._exits is not None:
+            self._exits.close()
+        self._exits, self._exits_tried = None, False
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:

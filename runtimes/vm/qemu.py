@@ -111,15 +111,11 @@ class QemuInstance(GuestInstance):
         self._console: Any = None  # console log file, written by the reader thread
 
     # -- start ------------------------------------------------------------------------
-    def start(self, argv: list[str]) -> None:
-        stderr: Any = None
-        if not self._inherit and self.spec.log_dir:
-            Path(self.spec.log_dir).mkdir(parents=True, exist_ok=True)
-            self.log_path = str(Path(self.spec.log_dir) / f"{self.name}.console.log")
-            self._console = open(self.log_path, "wb")
-            stderr = open(Path(self.spec.log_dir) / f"{self.name}.qemu.log", "wb")
-        elif not self._inherit:
-            stderr = subprocess.DEVNULL
+    def start(self, argv: list[str], logs: QemuLogs) -> None:
+        """Start QEMU; ``logs`` were opened before ``t_launch`` (the console log is ours from here)."""
+        self.log_path, self._console = logs.console_path, logs.console
+        logs.console = None
+        stderr = logs.stderr if logs.stderr is not None else (None if self._inherit else subprocess.DEVNULL)
         procs = [str(p) for p in self._cgroup.procs_files()]
 
         def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
@@ -137,8 +133,7 @@ class QemuInstance(GuestInstance):
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                          preexec_fn=join_cgroup, start_new_session=True)
         finally:
-            if hasattr(stderr, "close"):
-                stderr.close()
+            logs.close()  # QEMU has its own copy of stderr
         self._reader = threading.Thread(target=self._pump, name=f"{self.name}-console", daemon=True)
         self._reader.start()
 
@@ -207,6 +202,33 @@ class QemuInstance(GuestInstance):
                 self._console.close()
                 self._console = None
 
+class QemuLogs:
+    """The console log and QEMU's stderr log of one instance, opened before ``t_launch`` as every
+    backend opens its logs (``runtimes.process.instance_log``); ``close`` closes what is still ours."""
+
+    def __init__(self, spec: LaunchSpec):
+        self.console: Any = None
+        self.console_path: str | None = None
+        self.stderr: Any = None
+        if spec.extra.get("stdio") == "inherit" or not spec.log_dir:
+            return
+        try:
+            Path(spec.log_dir).mkdir(parents=True, exist_ok=True)
+            self.console_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
+            self.console = open(self.console_path, "wb")
+            self.stderr = open(Path(spec.log_dir) / f"{spec.instance}.qemu.log", "wb")
+        except OSError as e:
+            self.close()
+            raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
+
+    def close(self) -> None:
+        for f in (self.console, self.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        self.console = self.stderr = None
+
+
 class QemuBackend(GuestBackend):
     name = "qemu"
 
@@ -264,17 +286,21 @@ class QemuBackend(GuestBackend):
             raise BackendError("qemu-system-x86_64 not found (fix: apt-get install qemu-system-x86)")
         m = self.machine(spec, accel)  # image lookups: cached files, before t_launch as for vm
         argv = qemu_argv(m, qemu)
-        times = Timestamps(t_launch=now_ns())
+        logs = QemuLogs(spec)  # before t_launch, as for every backend
         try:
-            cgroup = Cgroup.create(spec.instance, Limits(cpu_quota=spec.limits.cpu_quota,
-                                                         cpu_period_us=spec.limits.cpu_period_us,
-                                                         cpu_weight=spec.limits.cpu_weight))
-        except CgroupError as e:
-            raise BackendError(f"{spec.instance}: {e}") from e
-        times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
-        inst = QemuInstance(spec, m, cgroup, times)
-        with launching(inst, f"{spec.instance}: cannot start QEMU"):
-            inst.start(argv)
+            times = Timestamps(t_launch=now_ns())
+            try:
+                cgroup = Cgroup.create(spec.instance, Limits(cpu_quota=spec.limits.cpu_quota,
+                                                             cpu_period_us=spec.limits.cpu_period_us,
+                                                             cpu_weight=spec.limits.cpu_weight))
+            except CgroupError as e:
+                raise BackendError(f"{spec.instance}: {e}") from e
+            times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+            inst = QemuInstance(spec, m, cgroup, times)
+            with launching(inst, f"{spec.instance}: cannot start QEMU"):
+                inst.start(argv, logs)
+        finally:
+            logs.close()
         return inst
 
     def metadata(self) -> dict[str, Any]:
