@@ -28,11 +28,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.matrix.leftovers import GUEST_PREFIX, guest_processes
 from runtimes import syscalls
-from runtimes.naming import PREFIX
 
-#: the guest name prefix: QEMU's ``-name``, temporary directories, the guest hostname
-GUEST_PREFIX = f"{PREFIX}-guest-"
+__all__ = ["GUEST_PREFIX", "Guest", "GuestError", "Outcome", "argv", "kill_all", "run", "vng_binary"]
 ACCELS = ("kvm", "tcg")
 #: util-linux's unshare(1), which owns the guest's PID namespace
 UNSHARE = "/usr/bin/unshare"
@@ -198,8 +197,6 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _wait_gone(name: str, timeout_s: float = 15.0) -> None:
     """Until no process of guest ``name`` is left: the kernel kills a PID namespace's processes
     after its PID 1 is gone, not at once; a caller must find none left when run() returns."""
-    from harness.matrix.leftovers import guest_processes
-
     deadline = time.monotonic() + timeout_s
     while (left := guest_processes(name)) and time.monotonic() < deadline:
         for pid in left:  # anything that escaped the namespace (it cannot, but be sure)

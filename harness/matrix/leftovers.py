@@ -16,7 +16,10 @@ import signal
 import tempfile
 from pathlib import Path
 
-from harness.matrix.guest import GUEST_PREFIX
+from runtimes.naming import PREFIX
+
+#: the guest name prefix: QEMU's ``-name``, temporary directories, the guest hostname
+GUEST_PREFIX = f"{PREFIX}-guest-"
 
 _TMP = re.compile(rf"^{re.escape(GUEST_PREFIX)}(?P<name>.+)-(?P<pid>\d+)-[^-]+$")
 
