@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 import runtimes
 from runtimes import rootfs
 from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.marker import MarkerChannel
+from runtimes.wait import wait_until
 from runtimes.workloads import CATALOG, WORKDIR, Workload, parse_marker_line
 from tests.conftest import require
 
@@ -101,17 +104,19 @@ def test_stop_kills_the_whole_tree(run_id: str, no_leftovers) -> None:
     inst = b.launch(_spec(run_id, Workload("pids", {"count": 5, "seconds": 60})))
     try:
         inst.wait_ready(10)
-        import time
-
-        deadline = time.monotonic() + 5
-        while int(inst.results.get("reached", 0)) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        pids = inst.processes()
-        assert len(pids) >= 6
+        wait_until(lambda: int(inst.results.get("reached", 0)) >= 6, timeout=5)
+        # a PID alone can be reused by another process once ours is gone: remember each
+        # process with its start time, which a reused PID does not share
+        procs = [psutil.Process(p) for p in inst.processes()]
+        assert len(procs) >= 6
     finally:
         inst.cleanup()
-    assert not [p for p in pids if os.path.exists(f"/proc/{p}") and
-                open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    survivors = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                survivors.append(proc.pid)
+    assert not survivors
 
 
 @pytest.mark.privileged
