@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import runtimes
-from harness.measure import MEASUREMENTS
-from harness.measure.common import footprint, reported
+from harness.measure import MEASUREMENTS, accounting
+from harness.measure.common import reported
 from harness.measure.context import Context
 from harness.measure.memory import reference_extra
 from harness.scenario import Case
@@ -31,11 +31,11 @@ def test_the_reference_runs_the_rootfs_copy_with_the_isolated_environment() -> N
     assert extra["argv"][1:] == Workload("idle").argv()[1:] and extra["env"] == ISOLATED_ENV
 
 
-def test_footprint_skips_vanished_processes() -> None:
+def test_pages_skip_vanished_processes() -> None:
     import os
 
-    fp = footprint([os.getpid(), 2**22 + 1])  # beyond pid_max: never a live process
-    assert fp.processes == 1 and fp.rss > 0 and fp.uss > 0
+    fp = accounting.pages([os.getpid(), 2**22 + 1])  # beyond pid_max: never a live process
+    assert fp.processes == 1 and fp.rss > 0 and fp.uss > 0 and fp.pss > 0
 
 
 @pytest.fixture

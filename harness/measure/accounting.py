@@ -45,6 +45,10 @@ class Pages:
     private: int = 0  # Private_Clean + Private_Dirty: USS
     processes: int = 0
 
+    @property
+    def uss(self) -> int:
+        return self.private
+
 
 def rollup(pid: int) -> dict[str, int] | None:
     """``/proc/PID/smaps_rollup`` as bytes per field; None when the process is gone."""

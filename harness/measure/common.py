@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,31 +82,6 @@ class Rows:
 
 def ns_to_ms(ns: float) -> float:
     return ns / NS_PER_MS
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """Host memory of a set of processes, in bytes."""
-
-    pss: int = 0
-    uss: int = 0
-    rss: int = 0
-    processes: int = 0
-
-
-def footprint(pids: Iterable[int]) -> Footprint:
-    """Sum PSS/USS/RSS over ``pids`` (smaps_rollup via psutil); vanished processes count 0."""
-    pss = uss = rss = n = 0
-    for pid in pids:
-        try:
-            info = psutil.Process(pid).memory_full_info()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue  # exited between listing and reading: it no longer uses memory
-        pss += getattr(info, "pss", 0)
-        uss += info.uss
-        rss += info.rss
-        n += 1
-    return Footprint(pss, uss, rss, n)
 
 
 def mem_available() -> int:

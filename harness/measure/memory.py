@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import runtimes
 from harness.measure import accounting
-from harness.measure.common import MIB, Footprint, Rows, footprint, guest_report, reported
+from harness.measure.common import MIB, Rows, guest_report, reported
 from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
 from runtimes import rootfs
 from runtimes.base import Backend, BackendError
@@ -54,22 +54,21 @@ declare(
 
 
 def measure_instance(backend: Backend, case: Case, ctx: Context,
-                     **extra: Any) -> tuple[Footprint, accounting.Pages, int | None, dict[str, Any], str | None]:
-    """Launch, wait ready, settle, read the footprint, pages, kernel memory and the guest's report, stop."""
+                     **extra: Any) -> tuple[accounting.Pages, int | None, dict[str, Any], str | None]:
+    """Launch, wait ready, settle, read the pages (one smaps_rollup read per process), kernel memory
+    and the guest's report, stop."""
     inst = backend.launch(ctx.spec(backend, case.workload, case.limits, case.timeout_s, **extra))
     with inst:
         inst.wait_ready(case.timeout_s)
         time.sleep(case.settle_s)
-        pids = inst.processes()
-        fp = footprint(pids)
-        pages = accounting.pages(pids)
+        pages = accounting.pages(inst.processes())
         kernel = accounting.kernel_memory(inst)
         report = guest_report(inst)
         accel = getattr(inst, "accel", None)
         inst.stop()
-    if fp.processes == 0:
+    if pages.processes == 0:
         raise BackendError(f"{backend.name} reported no live host process for {inst.name}")
-    return fp, pages, kernel, report, accel
+    return pages, kernel, report, accel
 
 
 def reference_extra(case: Case) -> dict[str, Any]:
@@ -79,11 +78,11 @@ def reference_extra(case: Case) -> dict[str, Any]:
     return {"argv": argv, "env": dict(ISOLATED_ENV)}
 
 
-def reference_footprint(case: Case, ctx: Context) -> tuple[Footprint, accounting.Pages]:
+def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
     """The memory reference's footprint of this case's workload, launched like for like (one launch)."""
     reference = ctx.open_backend(runtimes.memory_reference())
-    fp, pages, *_ = measure_instance(reference, case, ctx, **reference_extra(case))
-    return fp, pages
+    pages, *_ = measure_instance(reference, case, ctx, **reference_extra(case))
+    return pages
 
 
 @measurement(MeasurementInfo("memory", workload="idle"))
@@ -92,18 +91,18 @@ def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: 
     extra = reference_extra(case) if is_reference else {}
     before = repetition % 2 == 0  # the reference alternates before / after the instance
     ref = reference_footprint(case, ctx) if before and not is_reference else None
-    fp, pages, kernel, report, accel = measure_instance(backend, case, ctx, **extra)
+    pages, kernel, report, accel = measure_instance(backend, case, ctx, **extra)
     if ref is None:
-        ref = (fp, pages) if is_reference else reference_footprint(case, ctx)
+        ref = pages if is_reference else reference_footprint(case, ctx)
     rows = Rows(backend, case, ctx, repetition, warmup, accel=accel)
-    for metric, value in (("pss", fp.pss), ("uss", fp.uss), ("rss", fp.rss), ("anon", pages.anon),
+    for metric, value in (("pss", pages.pss), ("uss", pages.uss), ("rss", pages.rss), ("anon", pages.anon),
                           ("private_dirty", pages.private_dirty)):
         rows.add(metric, value / MIB)
     if kernel is not None:
         rows.add("kernel_memory", kernel / MIB)
-    rows.add("pss_overhead", (fp.pss - ref[0].pss) / MIB)
-    rows.add("uss_overhead", (fp.uss - ref[0].uss) / MIB)
-    rows.add("private_dirty_overhead", (pages.private_dirty - ref[1].private_dirty) / MIB)
+    rows.add("pss_overhead", (pages.pss - ref.pss) / MIB)
+    rows.add("uss_overhead", (pages.uss - ref.uss) / MIB)
+    rows.add("private_dirty_overhead", (pages.private_dirty - ref.private_dirty) / MIB)
     total, used = reported(report, "guest_mem_total"), reported(report, "guest_mem_used")
     if total is not None and used is not None:  # computed by the guest's runtime, stored as is
         note = "as the guest's /proc/meminfo reports it"
