@@ -11,9 +11,10 @@ direction are listed with ``--all`` and never judged.
 - ``--normalise`` divides every sample by the median of the same series of the
   run's reference backend (``reference`` in the scenario, or ``--normalise
   BACKEND``): host drift moves all backends of a run together and cancels.
-- ``--calibrate RUN RUN …`` compares every pair of runs of the same commit and
-  stores the largest change seen per series as its noise floor (``--noise``
-  file); compare uses it as the margin where it exceeds ``--threshold``.
+- ``--calibrate RUN RUN …`` learns from A/A runs of one commit how much a
+  series' median moves from run to run (the standard deviation of its log,
+  ``--noise`` file); compare adds that variance to each test, so two runs that
+  differ only by the host's state are no regression (``abtest`` module doc).
 
 Exit status: 1 only when something regressed, 0 otherwise, 2 with one line on
 unreadable input.
@@ -22,7 +23,6 @@ unreadable input.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HELP = "A/B-compare runs series by series; exit 1 only on a significant regression"
 NOISE_FILE = Path("results/noise.json")
-NOISE_SCHEMA = "isobench/noise"
+NOISE_SCHEMA = "isobench/noise-2"
 
 KEYS = ["backend", "measurement", "workload", "metric", "unit"]
 Key = tuple[Any, ...]
@@ -71,6 +71,8 @@ class Row:
     verdict: str  # regression | improvement | equivalent | inconclusive | not judged | only in base|new
     why: str = ""
     runs: tuple[int, int] = (1, 1)
+    run_sd: float | None = None  # the run-to-run standard deviation from --calibrate, where known
+    detectable: float = math.nan  # the smallest change this comparison would find (abtest.detectable)
 
 
 def key_text(key: Key) -> str:
@@ -161,18 +163,18 @@ def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd
     for key in keys:
         if key in sb and key in sn and direction(key[3], key[4]) != NONE:
             effects[key] = abtest.measure(sb[key], sn[key], direction(key[3], key[4]), alpha=alpha,
-                                          bootstraps=bootstraps)
+                                          bootstraps=bootstraps, run_sd=noise.get(key_text(key)))
     judged = [k for k, e in effects.items() if e.enough]
     qs = dict(zip(judged, abtest.adjust([effects[k].p for k in judged], correction), strict=True))
     rows = []
     for key in keys:
         rows.append(_row(key, sb.get(key, []), sn.get(key, []), effects.get(key), qs.get(key, math.nan),
-                         max(threshold, noise.get(key_text(key), 0.0)), alpha))
+                         threshold, alpha, noise.get(key_text(key))))
     return rows
 
 
 def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abtest.Effect | None, q: float,
-         margin: float, alpha: float) -> Row:
+         margin: float, alpha: float, run_sd: float | None = None) -> Row:
     import numpy as np
 
     k = dict(zip(KEYS, key[:len(KEYS)], strict=True))
@@ -190,31 +192,48 @@ def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abte
     if e is None:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin, "not judged", "no better direction",
                    runs=runs)
-    verdict, why = abtest.verdict(e, q, d, margin, alpha)
-    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, q, margin, verdict, why, runs=runs)
+    from harness.measure import catalogue
+
+    verdict, why = abtest.verdict(e, q, d, margin, alpha, catalogue().resolution(key[3], key[4]))
+    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, q, margin, verdict, why, runs=runs, run_sd=run_sd,
+               detectable=abtest.detectable(e, d, alpha))
 
 
-def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[str, float]:
-    """The noise floor per series: the largest |change| of its median over every pair of runs."""
+def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[str, dict[str, float]]:
+    """Per series, from A/A runs of one commit: ``run_sd``, the standard deviation of the log of a
+    run's median (of its median distance from 1 for ONE metrics) across the runs, and the largest
+    change seen between two of them (for the reader)."""
+    import numpy as np
+
     sides = [side([df], reference) for df in runs]
-    floor: dict[str, float] = {}
-    for a, b in itertools.combinations(sides, 2):
-        for key in set(a) & set(b):
+    medians: dict[Key, list[float]] = {}
+    for s in sides:
+        for key, values in s.items():
             d = direction(key[3], key[4])
-            if d == NONE:
+            v = np.asarray(values[0], dtype=float)
+            v = v[np.isfinite(v)]
+            if d == NONE or v.size < abtest.MIN_N_CI:
                 continue
-            e = abtest.measure(a[key], b[key], d, bootstraps=99)
-            if math.isfinite(e.change):
-                t = key_text(key)
-                floor[t] = max(floor.get(t, 0.0), abs(e.change))
-    return floor
+            m = float(np.median(np.abs(v - 1) if d == ONE else v))
+            if d == ONE or m > 0:
+                medians.setdefault(key, []).append(m if d == ONE else math.log(m))
+    out = {}
+    for key, ms in medians.items():
+        if len(ms) < 2:
+            continue
+        a = np.asarray(ms)
+        spread = float(a.max() - a.min())
+        out[key_text(key)] = {"run_sd": float(np.std(a, ddof=1)), "runs": len(ms),
+                              "largest_change": spread if direction(key[3], key[4]) == ONE else math.expm1(spread)}
+    return out
 
 
 def read_noise(path: Path, normalise: bool) -> dict[str, float]:
+    """The run-to-run standard deviation per series from a ``--calibrate`` file."""
     data = json.loads(path.read_text())
     if data.get("schema") != NOISE_SCHEMA:
-        raise ValueError(f"{path}: not an isobench noise file")
-    return dict(data["normalised" if normalise else "raw"])
+        raise ValueError(f"{path}: not an isobench noise file (schema {NOISE_SCHEMA}); run --calibrate again")
+    return {k: float(v["run_sd"]) for k, v in data["normalised" if normalise else "raw"].items()}
 
 
 def _fmt(v: float) -> str:
@@ -247,8 +266,11 @@ def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: floa
     head = (f"## isobench compare: {base_name} → {new_name}\n\n"
             f"Rank-sum permutation test per series (hierarchical bootstrap where a side pools runs), "
             f"{method}-adjusted p < {alpha:g}; margin {threshold:.0%} (cpu_ratio: {threshold:g} from 1)"
-            + (f" or the noise floor from {noise}, whichever is larger" if noise else " (uncalibrated)")
+            + (f"; the run-to-run variation learned from A/A runs ({noise}) counts in each test"
+               if noise else "; uncalibrated: a test sees the samples of one run a side, not how much "
+                             "two runs of one commit differ (isobench compare --calibrate)")
             + f"; equivalent = the {1 - 2 * alpha:.0%} interval lies within ±margin (TOST)"
+            + f"; sees ≥ = the smallest change this comparison finds 80 % of the time at p < {alpha:g}"
             + (f"; durations normalised to {reference}'s median in the same run" if reference else "")
             + ".  " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + "."
             + ("" if show_all or not counts["not judged"] else " (--all shows the rows not judged)") + "\n")
@@ -258,16 +280,19 @@ def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: floa
             continue
         interval = f"[{_change_text(r, r.lo)}, {_change_text(r, r.hi)}]" if math.isfinite(r.lo) else ""
         runs = "" if r.runs == (1, 1) else f", {r.runs[0]} vs {r.runs[1]} runs"
+        run_sd = "" if r.run_sd is None else (f" (runs ±{r.run_sd:.3f})" if r.direction == ONE
+                                              else f" (runs ±{math.expm1(r.run_sd):.0%})")
         verdict = f"**{r.verdict}**" if r.verdict in ("regression", "improvement") else r.verdict
         table.append([r.key["backend"], f"{r.key['measurement']}/{r.key['workload']}", r.key["params"],
                       r.key["metric"], r.key["unit"], f"{_fmt(r.base_median)} (n={len(r.base)}{runs})",
                       f"{_fmt(r.new_median)} (n={len(r.new)})", _change_text(r, r.change), interval,
                       "" if math.isnan(r.q) else f"{r.q:.2g}",
+                      "" if math.isnan(r.detectable) else _change_text(r, r.detectable).lstrip("+"),
                       "" if r.verdict in ("not judged", "only in base", "only in new") else
-                      (f"±{r.margin:.3f}" if r.direction == ONE else f"±{r.margin:.0%}"),
+                      (f"±{r.margin:.3f}" if r.direction == ONE else f"±{r.margin:.0%}") + run_sd,
                       verdict + (f" — {r.why}" if r.why else "")])
     headers = ["backend", "case", "params", "metric", "unit", "base median", "new median", "change",
-               f"{1 - 2 * alpha:.0%} interval", "adj. p", "margin", "verdict"]
+               f"{1 - 2 * alpha:.0%} interval", "adj. p", "sees ≥", "margin", "verdict"]
     return head + "\n" + tabulate(table, headers=headers, tablefmt="github") + "\n"
 
 
@@ -282,9 +307,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correction", choices=("bh", "holm"), default="bh",
                    help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
     p.add_argument("--noise", type=Path, default=None, metavar="FILE",
-                   help=f"noise floors from --calibrate (default {NOISE_FILE} when it exists)")
+                   help=f"run-to-run variation from --calibrate (default {NOISE_FILE} when it exists)")
     p.add_argument("--calibrate", action="store_true",
-                   help="learn the noise floor per series from A/A runs and write it to --noise")
+                   help="learn each series' run-to-run variation from A/A runs (3 or more) and write it to --noise")
     p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
                    help="divide by the median of the reference backend in the same run "
                         "(default: the scenario's `reference`)")
@@ -312,6 +337,9 @@ def _load(spec: str) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
 def _reference(arg: str | None, manifests: list[dict[str, Any]]) -> str | None:
     if arg is None:
         return None
+    if arg and Path(arg).is_dir():  # `--normalise A B`: argparse took the first run for a backend
+        raise ValueError(f"--normalise takes a backend name, not the run {arg}: write the runs first "
+                         "(compare A B --normalise) or --normalise=BACKEND")
     if arg:
         return arg
     refs = {reference_of(m) for m in manifests}
@@ -326,15 +354,19 @@ def main(args: argparse.Namespace) -> int:
 
     if not 0 <= args.threshold < 10 or not 0 < args.alpha < 0.5:
         return _fail("--threshold must be in [0, 10) and --alpha in (0, 0.5)")
+    try:
+        reference_arg = _reference(args.normalise, []) if args.normalise else args.normalise
+    except ValueError as e:
+        return _fail(str(e))
     if args.calibrate and len(args.runs) < 2 or not args.calibrate and len(args.runs) != 2:
         return _fail("give BASE NEW, or --calibrate with two or more runs")
     try:
         loaded = [_load(s) for s in args.runs]
-        reference = _reference(args.normalise, [m for _, ms in loaded for m in ms])
+        reference = _reference(reference_arg, [m for _, ms in loaded for m in ms])
     except (ResultsError, OSError, ValueError) as e:
         return _fail(str(e))
     if args.calibrate:
-        if reference is None:  # store the normalised floors too whenever the scenario names a reference
+        if reference is None:  # store the normalised variation too whenever the scenario names a reference
             refs = {reference_of(m) for _, ms in loaded for m in ms}
             reference = refs.pop() if len(refs) == 1 else None
         return _write_calibration(args, [df for dfs, _ in loaded for df in dfs], reference)
@@ -375,12 +407,15 @@ def _write_calibration(args: argparse.Namespace, frames: list[pd.DataFrame], ref
     path = args.noise or NOISE_FILE
     data = {"schema": NOISE_SCHEMA, "runs": args.runs, "reference": reference,
             "raw": calibrate(frames), "normalised": calibrate(frames, reference) if reference else {}}
+    if not data["raw"]:
+        return _fail(f"the {len(frames)} runs share no series with {abtest.MIN_N_CI}+ samples in two runs or more")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     except OSError as e:
         return _fail(f"cannot write {path}: {e.strerror}")
-    worst = sorted(data["raw"].items(), key=lambda kv: -kv[1])[:5]
-    print(f"isobench compare: noise floors of {len(data['raw'])} series from {len(frames)} runs written to "
-          f"{path}; largest: " + ", ".join(f"{k} {v:.1%}" for k, v in worst))
+    worst = sorted(data["raw"].items(), key=lambda kv: -kv[1]["run_sd"])[:5]
+    print(f"isobench compare: run-to-run variation of {len(data['raw'])} series from {len(frames)} runs "
+          f"written to {path}; largest (sd of a run's median): "
+          + ", ".join(f"{k} ±{math.expm1(v['run_sd']):.1%}" for k, v in worst))
     return 0

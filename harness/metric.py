@@ -23,6 +23,10 @@ LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
 DIRECTIONS = (LOWER, HIGHER, ONE, NONE)
 #: metrics not declared (rows of an older or newer isobench) are judged by their unit
 UNIT_DIRECTIONS = {"ms": LOWER, "MiB": LOWER}
+#: the smallest absolute change a unit's figures can tell apart, where a metric declares none: memory
+#: moves by a few pages between two runs of one commit (a stack page, an allocator arena: 30 KiB
+#: between the quiet A/A runs in docs/runs), so a -0.01 -> -0.04 MiB overhead is no "-300 %" change
+UNIT_RESOLUTION = {"MiB": 1 / 16, "MiB/instance": 1 / 16}
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Metric:
     peer: bool = False  # worth a ratio peer/reference in the report
     prefix: bool = False
     description: str = ""
+    #: the smallest absolute change (in ``unit``) that means something; None: the unit's default
+    resolution: float | None = None
 
     def __post_init__(self) -> None:
         if self.better not in DIRECTIONS:
@@ -117,6 +123,13 @@ class Catalogue:
     def direction(self, name: str, unit: str | None = None) -> str:
         m = self.get(name)
         return m.better if m is not None else UNIT_DIRECTIONS.get(unit or "", NONE)
+
+    def resolution(self, name: str, unit: str | None = None) -> float:
+        """The smallest absolute change of ``name`` that compare may call a change (0: any)."""
+        m = self.get(name)
+        if m is not None and m.resolution is not None:
+            return m.resolution
+        return UNIT_RESOLUTION.get(unit or (m.unit if m else ""), 0.0)
 
     def headline(self) -> list[Metric]:
         """The terminal summary's metrics, in declaration order."""
