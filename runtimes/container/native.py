@@ -15,7 +15,6 @@ and records why.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -46,9 +45,9 @@ def _compile(cc: str, out: Path, static: bool) -> subprocess.CompletedProcess[st
     return subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
 
 
-@functools.cache
 def build(cache: Path | None = None) -> Path:
-    """The path of the built zygote (built now unless cached); raises ``NativeUnavailable``."""
+    """The path of the built zygote (built now unless cached); raises ``NativeUnavailable``.
+    (Each zygote asks once; finding the cached one costs a hash of the source, ~0.1 ms.)"""
     cc = compiler()
     if cc is None:
         raise NativeUnavailable("no C compiler (cc/gcc) found (fix: apt-get install gcc libc6-dev)")
