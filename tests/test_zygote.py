@@ -280,7 +280,11 @@ def test_a_failing_child_reports_the_step_and_the_reason(run_id, clean, kind, tm
 @pytest.mark.privileged
 def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says_why(run_id, clean,
                                                                                     monkeypatch) -> None:
+    from runtimes.container import checks
+
     monkeypatch.setenv("CC", "false")  # a "compiler" that fails: a build key of its own, never cached
+    line = next(c for c in checks.checks(probe=True) if c.name == "native zygote")
+    assert not line.ok and not line.essential and "false failed" in line.detail and "gcc" in (line.fix or "")
     b = ContainerBackend()
     try:
         with b.launch(_spec(run_id, 0, Workload("noop"))) as inst:
