@@ -359,5 +359,6 @@ def test_on_v2_the_zygote_clones_into_the_cgroup_and_the_fork_launcher_joins_it(
                 # clone3(CLONE_INTO_CGROUP): no attach at all; the fork launcher's child writes cgroup.procs
                 assert ("cgroup_attach" in inst.times.phases) == (launcher == "fork"), inst.times.phases
                 inst.stop()
+        assert b.zygote.kind == "native", b.zygote.describe()  # the C zygote's clone3 was the one tested
     finally:
         b.close()

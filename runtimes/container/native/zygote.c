@@ -420,6 +420,8 @@ __attribute__((noreturn)) static void child_main(const struct config *c, const s
             die("loading the seccomp filter: %s", strerror(errno));
     }
     mark("exec");
+    /* glibc's execvpe searches the *caller's* PATH: the workload's, as Python's os.execvpe does */
+    environ = (char **)c->env;
     execvpe(c->argv[0], (char *const *)c->argv, (char *const *)c->env);
     die("cannot execute %s in the container: %s", c->argv[0], strerror(errno));
 }
