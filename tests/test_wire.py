@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runtimes import syscalls as sc
-from runtimes.container import init, mounts, template, wire
+from runtimes.container import init, mounts, prims, template, wire
 
 RO = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
@@ -26,7 +26,7 @@ def _records(msg: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _decode_prim(payload: bytes) -> wire.Prim:
+def _decode_prim(payload: bytes) -> prims.Prim:
     """The C side's parse_op, in Python: fixed fields, then five NUL-terminated (or empty) strings."""
     prim, cond, flags, mode, dev = struct.unpack_from("<BBQIQ", payload)
     off, strings = 22, []
@@ -38,7 +38,7 @@ def _decode_prim(payload: bytes) -> wire.Prim:
         off += 4 + n
     assert off == len(payload)
     desc, src, dst, fstype, data = strings
-    return wire.Prim(prim, desc, dst, src, fstype, data, flags, mode, dev, cond)
+    return prims.Prim(prim, desc, dst, src, fstype, data, flags, mode, dev, cond)
 
 
 def test_every_op_of_both_plans_and_of_the_template_halves_lowers_and_round_trips(tmp_path: Path) -> None:
@@ -48,37 +48,37 @@ def test_every_op_of_both_plans_and_of_the_template_halves_lowers_and_round_trip
         lists = [plan] + ([halves.shared, halves.instance] if halves is not None else [])
         for ops in lists:
             for op in ops:
-                prims = wire.lower(op)
-                assert prims and all(p.describe == op.describe() for p in prims)  # errors name the step
+                low = wire.lower(op)
+                assert low and all(p.describe == op.describe() for p in low)  # errors name the step
                 recs = _records(b"L" + wire.encode_ops(b"m", [op]))
-                assert [_decode_prim(payload) for _, payload in recs] == prims
+                assert [_decode_prim(payload) for _, payload in recs] == low
     assert template.split(tuple(mounts.plan(tmp_path))) is not None  # the read-only plan is prepared
 
 
 def test_conditional_ops_decide_at_run_time_as_their_execute_does() -> None:
     ro = wire.lower(mounts.ReadOnly("/r/proc/sys"))
-    assert [(p.prim, p.cond) for p in ro] == [(wire.MOUNT, wire.EXISTS)] * 2
+    assert [(p.prim, p.cond) for p in ro] == [(prims.MOUNT, prims.EXISTS)] * 2
     assert ro[0].flags == sc.MS_BIND and ro[1].flags == sc.MS_REMOUNT | sc.MS_BIND | RO
     mask = wire.lower(mounts.Mask("/r/proc/kcore"))
-    assert [(p.cond, p.fstype, p.src) for p in mask] == [(wire.IS_DIR, "tmpfs", "tmpfs"),
-                                                        (wire.EXISTS_NOT_DIR, "", "/dev/null")]
+    assert [(p.cond, p.fstype, p.src) for p in mask] == [(prims.IS_DIR, "tmpfs", "tmpfs"),
+                                                        (prims.EXISTS_NOT_DIR, "", "/dev/null")]
     assert mask[0].flags == RO and mask[0].data == "size=0" and mask[1].flags == sc.MS_BIND
 
 
 def test_lowering_keeps_each_op_s_flags_modes_and_device_numbers() -> None:
-    assert wire.lower(mounts.Bind("/a", "/a")) == [wire.Prim(wire.MOUNT, "bind /a -> /a", "/a", "/a", flags=sc.MS_BIND)]
+    assert wire.lower(mounts.Bind("/a", "/a")) == [prims.Prim(prims.MOUNT, "bind /a -> /a", "/a", "/a", flags=sc.MS_BIND)]
     bind_ro = wire.lower(mounts.Bind("/a", "/b", readonly=True, flags=sc.MS_NOSUID))
     assert bind_ro[1].flags == sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID and bind_ro[1].src == ""
     tmp = wire.lower(mounts.Tmpfs("/t", 0o1777, sc.MS_NOSUID, "64k"))[0]
     assert (tmp.src, tmp.fstype, tmp.flags, tmp.data) == ("tmpfs", "tmpfs", sc.MS_NOSUID, "mode=1777,size=64k")
     dev = wire.lower(mounts.Device("/dev/null", "/r/dev/null"))
-    assert [p.prim for p in dev] == [wire.CREATE, wire.MOUNT] and dev[1].src == "/dev/null"
+    assert [p.prim for p in dev] == [prims.CREATE, prims.MOUNT] and dev[1].src == "/dev/null"
     node = wire.lower(template.Mknod("/dev/null", "/dev/null", 0o20666, 0x103))[0]
-    assert (node.prim, node.mode, node.dev) == (wire.MKNOD, 0o20666, 0x103)
+    assert (node.prim, node.mode, node.dev) == (prims.MKNOD, 0o20666, 0x103)
     assert wire.lower(mounts.Symlink("/proc/self/fd", "/r/dev/fd"))[0].src == "/proc/self/fd"
     assert wire.lower(mounts.Dir("/r/dev/shm", 0o1777))[0].mode == 0o1777
-    assert wire.lower(mounts.PivotRoot("/r"))[0].prim == wire.PIVOT
-    assert [p.prim for p in wire.lower(mounts.Overlay("/r"))] == [wire.MOUNT, wire.MKDIR, wire.MKDIR, wire.MOUNT]
+    assert wire.lower(mounts.PivotRoot("/r"))[0].prim == prims.PIVOT
+    assert [p.prim for p in wire.lower(mounts.Overlay("/r"))] == [prims.MOUNT, prims.MKDIR, prims.MKDIR, prims.MOUNT]
 
 
 def test_an_op_the_c_side_does_not_know_is_refused_by_name() -> None:
@@ -137,3 +137,15 @@ def test_a_prepare_request_carries_the_number_and_both_halves(tmp_path: Path) ->
 def test_a_nul_in_a_string_is_refused_not_truncated() -> None:
     with pytest.raises(wire.WireError, match="NUL"):
         wire.encode_launch(_cfg(argv=("/bin/sh", "a\0b")), b"")
+
+
+def test_conditions_are_read_off_the_path_at_run_time(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("")
+    (tmp_path / "l").symlink_to(tmp_path / "d")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    seen = {name: [prims.holds(prims.Prim(prims.MOUNT, "", str(tmp_path / name), cond=c))
+                   for c in (prims.ALWAYS, prims.EXISTS, prims.IS_DIR, prims.EXISTS_NOT_DIR)]
+            for name in ("d", "f", "l", "dangling", "missing")}
+    assert seen == {"d": [True, True, True, False], "f": [True, True, False, True], "l": [True, True, True, False],
+                    "dangling": [True, True, False, True], "missing": [True, False, False, False]}
