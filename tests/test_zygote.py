@@ -226,6 +226,7 @@ def test_both_launchers_run_the_same_child_setup(backend, run_id, tmp_path) -> N
     assert seen["native"] == seen["fork"] and seen["python"] == seen["fork"]
     assert backend.ran == {"zygote (native)": 1, "zygote (python)": 1, "fork": 1}
     assert backend.metadata()["launcher"] == "fork, zygote (native), zygote (python)"
+    assert backend.metadata()["zygote"] == "native, python (asked for)"  # the zygotes that ran
     mounts = seen["fork"]["mounts"].split()
     assert "/=ro,nosuid,nodev,relatime" in mounts and any(m.startswith("/proc=") for m in mounts), mounts
     assert "crw-rw-rw-1,3null" in seen["fork"]["devs"].split(), seen["fork"]["devs"]

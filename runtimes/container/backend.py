@@ -336,8 +336,10 @@ class ContainerBackend(Backend):
             self._devprog = None
 
     def metadata(self) -> dict[str, Any]:
+        # the zygotes that ran (before any launch: the one that would, built now, before any t_launch)
+        zygotes = [z for z in self._zygotes.values() if z.starts] or [self.zygote]
         if self.launcher == "zygote":
-            self.zygote.resolve()  # which zygote runs is part of the record (a build, before any launch)
+            self.zygote.resolve()
         return {
             "namespaces": list(namespaces.DEFAULT),
             "user_namespace": False,
@@ -355,7 +357,7 @@ class ContainerBackend(Backend):
             # launch); before any launch, what the backend would run
             "launcher": ", ".join(sorted(self.ran)) or self.launcher,
             "launches": dict(self.ran),
-            "zygote": ", ".join(sorted({z.describe() for z in self._zygotes.values()})),
+            "zygote": ", ".join(sorted({z.describe() for z in zygotes})),
             "helper": ("none: the harness forks" if self.launcher == "fork" else
                        "zygote started inside every launch (cold)" if self.cold else
                        "zygote started before the first launch (warm)"),
