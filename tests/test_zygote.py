@@ -264,6 +264,8 @@ def test_a_failing_child_reports_the_step_and_the_reason(run_id, clean, kind, tm
     try:
         with pytest.raises(BackendError, match="cannot execute /nonexistent/tool in the container: No such file"):
             b.launch(_spec(run_id, 0, Workload("noop"), argv=["/nonexistent/tool"]))
+        with pytest.raises(BackendError, match="/no/such/dir.*No such file or directory"):
+            b.launch(_spec(run_id, 2, Workload("noop"), cwd="/no/such/dir"))
         assert b.zygote.kind == kind
     finally:
         b.close()
@@ -298,6 +300,23 @@ def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says
             b.launch(_spec(run_id, 1, zygote="java"))
     finally:
         b.close()
+
+
+@pytest.mark.privileged
+def test_the_run_manifest_records_what_the_launches_ran(run_id, clean, tmp_path) -> None:
+    """A scenario's per-launch options (here zygote = "python") show in the manifest: it is
+    rewritten at the end with each backend's metadata, which records what its launches ran."""
+    import json
+    import tomllib
+
+    from harness import runner, scenario
+
+    text = ('[scenario]\nname = "z"\nbackends = ["container"]\nrepetitions = 2\nwarmups = 0\n'
+            '[backend.container]\nzygote = "python"\n[[experiment]]\nmeasurement = "startup"\nworkloads = ["noop"]\n')
+    run_dir = runner.run(scenario.parse(tomllib.loads(text), "z.toml", text), tmp_path, progress=False, run_id=run_id)
+    meta = json.loads((run_dir / "manifest.json").read_text())["backends"]["container"]
+    assert meta["launcher"] == "zygote (python)" and meta["zygote"] == "python (asked for)", meta
+    assert meta["launches"] == {"zygote (python)": 2}
 
 
 # -- the harness dies -------------------------------------------------------------------------------

@@ -287,7 +287,10 @@ def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
     caps.restrict(cfg.keep_caps, cfg.last_cap)
     caps.no_new_privs()
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    os.chdir(cfg.cwd)
+    try:
+        os.chdir(cfg.cwd)
+    except OSError as e:  # (the bare strerror would not say what was missing)
+        raise OSError(e.errno, f"cannot change to the working directory {cfg.cwd}: {e.strerror}") from e
 
 
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child

@@ -375,7 +375,8 @@ static void harden(const struct config *c) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    if (chdir(c->cwd ? c->cwd : "/") < 0) die("[Errno %d] %s: '%s'", errno, strerror(errno), c->cwd ? c->cwd : "/");
+    if (chdir(c->cwd ? c->cwd : "/") < 0)
+        die("cannot change to the working directory %s: %s", c->cwd ? c->cwd : "/", strerror(errno));
 }
 
 /* The container's PID 1 until it execs: everything init.child_main and init._init do. */
