@@ -79,4 +79,6 @@ def build(cache: Path | None = None) -> Path:
         raise NativeUnavailable(f"building {SOURCE.name} failed: {e}") from e
     finally:
         tmp.unlink(missing_ok=True)
+    if not os.access(target, os.X_OK):  # e.g. a cache on a noexec mount
+        raise NativeUnavailable(f"{target} was built but cannot be executed (a noexec mount?)")
     return target
