@@ -29,7 +29,8 @@ SYSTEM_PACKAGES = [
     "chromium",  # the report tests render report.html as a reader's browser does (headless)
     "fonts-dejavu-core",  # ... with a real font: chromium only recommends one
     # the container's seccomp filter is compiled by libseccomp (PyPI pyseccomp binds it); the
-    # hardening tests build a static probe (gcc -static needs libc6-dev's libc.a)
+    # container's native zygote and the hardening tests' probe are built with gcc, static
+    # where libc6-dev's libc.a is there
     "libseccomp2", "libc6-dev",
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)

@@ -137,9 +137,19 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         status = "completed"
     finally:
         bar.close()
-        writer.update(done_steps=done)
+        # again at the end: a backend's metadata records what its launches ran (e.g. which
+        # launcher and zygote, after the scenario's per-launch options), not only its defaults
+        writer.update(done_steps=done, backends=_final_metadata(backends, backend_meta))
         writer.finish(status)
     return writer.dir
+
+
+def _final_metadata(backends: dict[str, Backend], first: dict[str, Any]) -> dict[str, Any]:
+    out = dict(first)
+    for name, b in backends.items():
+        with contextlib.suppress(Exception):  # the run's results matter more than a late detail
+            out[name] = b.metadata()
+    return out
 
 
 def _execute(backend: Backend, step: Step, ctx: Context) -> list[Sample]:

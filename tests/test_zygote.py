@@ -1,9 +1,11 @@
 """The container's launchers: the zygote (default), the fork of the harness, clone3.
 
 The isolation and enforcement tests in ``test_container.py`` run on the zygote
-(the default launcher); these check the zygote itself: who is whose parent,
-its lifetime (close, crash, SIGKILL of the harness), the cold variant, and that
-the fork launcher runs the same child-side setup.
+(the default launcher) and its default kind, the native one (``native/zygote.c``);
+these check the zygote itself: who is whose parent, its lifetime (close, crash,
+SIGKILL of the harness), the cold variant, that the native zygote, the Python
+zygote and the fork launcher run the same child-side setup, the native child's
+error reports, and the fallback to the Python zygote where the C one cannot be built.
 """
 
 from __future__ import annotations
@@ -124,13 +126,18 @@ def test_clone3_with_clone_parent_makes_a_sibling_that_the_caller_s_parent_reaps
 
 # -- the zygote -------------------------------------------------------------------------------------
 @pytest.mark.privileged
-def test_the_zygote_forks_children_of_the_harness_in_their_cgroup(backend, run_id) -> None:
+@pytest.mark.parametrize("kind", ["native", "python"])
+def test_the_zygote_forks_children_of_the_harness_in_their_cgroup(run_id, clean, kind) -> None:
+    backend = ContainerBackend(zygote=kind)
     insts = [backend.launch(_spec(run_id, n)) for n in range(2)]
     try:
         for inst in insts:
             inst.wait_ready(10)
         zpid = backend.zygote.pid
         assert zpid is not None and backend.zygote.starts == 1  # one zygote for both
+        assert backend.zygote.kind == kind and backend.metadata()["zygote"].startswith(kind)
+        exe = os.readlink(f"/proc/{zpid}/exe")
+        assert ("isobench-zygote-" in exe) == (kind == "native"), exe
         z = _status(zpid)
         assert z["Name"] == ZYGOTE_COMM and z["PPid"] == str(os.getpid())
         assert os.getpgid(zpid) == zpid != os.getpgid(0)  # a process group of its own
@@ -147,6 +154,7 @@ def test_the_zygote_forks_children_of_the_harness_in_their_cgroup(backend, run_i
     finally:
         for inst in insts:
             inst.cleanup()
+        backend.close()
 
 
 @pytest.mark.privileged
@@ -190,11 +198,17 @@ def test_close_stops_the_zygote_and_a_later_launch_starts_another(backend, run_i
 
 @pytest.mark.privileged
 def test_both_launchers_run_the_same_child_setup(backend, run_id, tmp_path) -> None:
-    """The zygote's containers (below its prepared root, template.py) and the fork launcher's
-    (the whole mount plan) look the same from inside: mounts and their options, devices,
-    capabilities, namespaces.  Only how the device nodes got there differs (mknod vs bind)."""
+    """The zygotes' containers (below its prepared root, template.py; set up in C by the native
+    one, in Python by the other) and the fork launcher's (the whole mount plan, in Python) look
+    the same from inside: mounts and their options, devices, capabilities, namespaces, limits,
+    keyring, signal state.  Only how the device nodes got there differs (mknod vs bind)."""
     script = ("res pid $$; res caps $(grep CapEff /proc/self/status | cut -f2); "
               "res bnd $(grep CapBnd /proc/self/status | cut -f2); res nnp $(grep NoNewPrivs /proc/self/status | cut -f2); "
+              "res amb $(grep CapAmb /proc/self/status | cut -f2); res sec $(grep -E '^Seccomp:' /proc/self/status | cut -f2); "
+              "res sig $(grep -E '^Sig(Blk|Ign)' /proc/self/status | cut -f2 | tr '\\n' ' '); res nofile $(ulimit -n); "
+              "res oom $(cat /proc/self/oom_score_adj); res host $(hostname); res cwd $(pwd); "
+              "res lo $(cat /sys/class/net/lo/operstate 2>/dev/null || ip -o link show lo 2>/dev/null | grep -c UP); "
+              "res fds $(ls /proc/$$/fd | tr '\\n' ' '); res sid $(cut -d' ' -f6 /proc/self/stat); "
               "res cgroup $(cut -d: -f3 /proc/self/cgroup | sort -u); res ns $(ls /proc/1/ns | tr '\\n' ' '); "
               "res devs $(ls -ln /dev | awk '{print $1 $5 $6 $NF}' | tr '\\n' ' '); "
               # mount point and options; the binds that mask /proc files (root /null) and the
@@ -202,17 +216,24 @@ def test_both_launchers_run_the_same_child_setup(backend, run_id, tmp_path) -> N
               "res mounts $(awk '$5 ~ /^\\/dev\\/[a-z]+$/ && $5 != \"/dev/shm\" { next } "
               "$4 == \"/null\" { print $5; next } { print $5 \"=\" $6 }' /proc/self/mountinfo | sort | tr '\\n' ' ')")
     seen = {}
-    for n, launcher in enumerate(["zygote", "fork"]):
+    for n, (launcher, kind) in enumerate([("zygote", "native"), ("zygote", "python"), ("fork", None)]):
         spec = LaunchSpec(Workload("noop"), run_id, f"isobench-{run_id}-{n}", timeout_s=30, log_dir=str(tmp_path),
-                          extra={"argv": [BUSYBOX, "sh", "-c", PRELUDE + script], "launcher": launcher})
+                          extra={"argv": [BUSYBOX, "sh", "-c", PRELUDE + script], "launcher": launcher,
+                                 "zygote": kind, "hostname": "same"})
         with backend.launch(spec) as inst:
             assert inst.wait(10) == 0, Path(inst.log_path or "/dev/null").read_text()
-        seen[launcher] = dict(inst.results)
-    assert seen["zygote"] == seen["fork"]
+        seen[kind or launcher] = dict(inst.results)
+    assert seen["native"] == seen["fork"] and seen["python"] == seen["fork"]
+    assert backend.ran == {"zygote (native)": 1, "zygote (python)": 1, "fork": 1}
+    assert backend.metadata()["launcher"] == "fork, zygote (native), zygote (python)"
+    assert backend.metadata()["zygote"] == "native, python (asked for)"  # the zygotes that ran
     mounts = seen["fork"]["mounts"].split()
     assert "/=ro,nosuid,nodev,relatime" in mounts and any(m.startswith("/proc=") for m in mounts), mounts
     assert "crw-rw-rw-1,3null" in seen["fork"]["devs"].split(), seen["fork"]["devs"]
     assert seen["fork"]["pid"] == "1" and seen["fork"]["cgroup"] == "/" and seen["fork"]["nnp"] == "1"
+    assert seen["fork"]["sec"] == "2" and seen["fork"]["nofile"] == "1024" and seen["fork"]["oom"] == "0"
+    # fd 4: the shell's end of the $(...) pipe; the status pipe (4) and mount ns (5) closed at exec
+    assert seen["fork"]["fds"] == "0 1 2 3 4" and seen["fork"]["sid"] == "1" and seen["fork"]["lo"] == "1" and seen["fork"]["amb"] == "0000000000000000"
     with pytest.raises(BackendError, match="launcher must be one of"):
         backend.launch(_spec(run_id, 9, launcher="vfork"))
 
@@ -234,29 +255,93 @@ def test_the_cold_variant_starts_its_zygote_inside_every_launch(run_id, clean) -
         b.close()
 
 
+# -- the native zygote's child reports failures as init.py's does; the fallback ----------------------
+@pytest.mark.privileged
+@pytest.mark.parametrize("kind", ["native", "python"])
+def test_a_failing_child_reports_the_step_and_the_reason(run_id, clean, kind, tmp_path) -> None:
+    """A missing executable, and a root without /proc: the E line names what failed."""
+    b = ContainerBackend(zygote=kind)
+    try:
+        with pytest.raises(BackendError, match="cannot execute /nonexistent/tool in the container: No such file"):
+            b.launch(_spec(run_id, 0, Workload("noop"), argv=["/nonexistent/tool"]))
+        with pytest.raises(BackendError, match="/no/such/dir.*No such file or directory"):
+            b.launch(_spec(run_id, 2, Workload("noop"), cwd="/no/such/dir"))
+        assert b.zygote.kind == kind
+    finally:
+        b.close()
+    root = tmp_path / "root"  # the shared root builds (dev, tmp), the container's /proc mount fails
+    for d in ("dev", "tmp"):
+        (root / d).mkdir(parents=True)
+    b = ContainerBackend(rootfs_dir=str(root), zygote=kind)
+    try:
+        with pytest.raises(BackendError, match=r"mount plan step 'proc -> /proc' failed: .*No such file or directory"):
+            b.launch(_spec(run_id, 1, Workload("noop"), argv=["/bin/true"]))
+    finally:
+        b.close()
+
+
+@pytest.mark.privileged
+def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says_why(run_id, clean,
+                                                                                    monkeypatch) -> None:
+    from runtimes.container import checks
+
+    monkeypatch.setenv("CC", "false")  # a "compiler" that fails: a build key of its own, never cached
+    line = next(c for c in checks.checks(probe=True) if c.name == "native zygote")
+    assert not line.ok and not line.essential and "false failed" in line.detail and "gcc" in (line.fix or "")
+    b = ContainerBackend()
+    try:
+        with b.launch(_spec(run_id, 0, Workload("noop"))) as inst:
+            assert inst.wait(10) == 0
+        assert b.zygote.kind == "python" and b.zygote.fallback is not None
+        meta = b.metadata()
+        assert meta["zygote"].startswith("python (the native one is unavailable: ") and "false failed" in meta["zygote"]
+        assert meta["launcher"] == "zygote (python)" and meta["launches"] == {"zygote (python)": 1}
+        with pytest.raises(BackendError, match="zygote must be one of"):
+            b.launch(_spec(run_id, 1, zygote="java"))
+    finally:
+        b.close()
+
+
+@pytest.mark.privileged
+def test_the_run_manifest_records_what_the_launches_ran(run_id, clean, tmp_path) -> None:
+    """A scenario's per-launch options (here zygote = "python") show in the manifest: it is
+    rewritten at the end with each backend's metadata, which records what its launches ran."""
+    import json
+    import tomllib
+
+    from harness import runner, scenario
+
+    text = ('[scenario]\nname = "z"\nbackends = ["container"]\nrepetitions = 2\nwarmups = 0\n'
+            '[backend.container]\nzygote = "python"\n[[experiment]]\nmeasurement = "startup"\nworkloads = ["noop"]\n')
+    run_dir = runner.run(scenario.parse(tomllib.loads(text), "z.toml", text), tmp_path, progress=False, run_id=run_id)
+    meta = json.loads((run_dir / "manifest.json").read_text())["backends"]["container"]
+    assert meta["launcher"] == "zygote (python)" and meta["zygote"] == "python (asked for)", meta
+    assert meta["launches"] == {"zygote (python)": 2}
+
+
 # -- the harness dies -------------------------------------------------------------------------------
 HARNESS = """
 import sys, threading, time
 from runtimes.base import LaunchSpec
 from runtimes.container.backend import ContainerBackend
 from runtimes.workloads import Workload
-run_id, where = sys.argv[1], sys.argv[2]
-backend = ContainerBackend()
+run_id, where, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+backend = ContainerBackend(zygote=kind)
 if where == "worker":  # the zygote's parent thread is gone before the harness is killed
     t = threading.Thread(target=backend.zygote.ensure)
     t.start()
     t.join()
 inst = backend.launch(LaunchSpec(Workload("idle", {"seconds": 120}), run_id, f"isobench-{run_id}-0"))
 inst.wait_ready(20)
-print("PIDS", inst.proc.pid, backend.zygote.pid, flush=True)
+print("PIDS", inst.proc.pid, backend.zygote.pid, backend.zygote.kind, flush=True)
 time.sleep(120)
 """
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("where", ["main", "worker"])
-def test_a_sigkilled_harness_leaves_no_zygote(run_id, clean, where) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", HARNESS, run_id, where], cwd=REPO, stdout=subprocess.PIPE,
+@pytest.mark.parametrize(("where", "kind"), [("main", "native"), ("worker", "native"), ("main", "python")])
+def test_a_sigkilled_harness_leaves_no_zygote(run_id, clean, where, kind) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", HARNESS, run_id, where, kind], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
     # generous: under TCG (a v2 guest) a Python harness takes tens of seconds to import and launch
@@ -265,8 +350,8 @@ def test_a_sigkilled_harness_leaves_no_zygote(run_id, clean, where) -> None:
         proc.kill()
         proc.wait()
         pytest.fail(f"harness did not start a container: {line!r}; stderr: {proc.stderr.read()[-2000:]}")
-    init_pid, zpid = (int(p) for p in line.split()[1:])
-    assert _status(zpid)["Name"] == ZYGOTE_COMM
+    init_pid, zpid = (int(p) for p in line.split()[1:3])
+    assert _status(zpid)["Name"] == ZYGOTE_COMM and line.split()[3] == kind
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _gone(zpid), "the zygote outlived its harness"
@@ -294,5 +379,6 @@ def test_on_v2_the_zygote_clones_into_the_cgroup_and_the_fork_launcher_joins_it(
                 # clone3(CLONE_INTO_CGROUP): no attach at all; the fork launcher's child writes cgroup.procs
                 assert ("cgroup_attach" in inst.times.phases) == (launcher == "fork"), inst.times.phases
                 inst.stop()
+        assert b.zygote.kind == "native", b.zygote.describe()  # the C zygote's clone3 was the one tested
     finally:
         b.close()

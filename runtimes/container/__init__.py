@@ -23,6 +23,8 @@ def _seccomp(default: str = "default") -> Option:
 
 #: how PID 1 is made: by the zygote (a small helper started once), or by forking the harness
 LAUNCHER = Option("launcher", str, "zygote", help="zygote (default) or fork (fork the harness, the old way)")
+#: which zygote: the C one (built on first use; the Python one where it cannot be), or the Python one
+ZYGOTE = Option("zygote", str, "native", help="native (default: a small C program) or python (the A/B)")
 
 
 DECLARATION = Declaration(
@@ -34,7 +36,7 @@ DECLARATION = Declaration(
     floor_compared=True,
     sweep="runtimes.container.leftovers:cleanup_leftovers",
     doctor="runtimes.container.checks:checks",
-    options=(_seccomp(), LAUNCHER),
+    options=(_seccomp(), LAUNCHER, ZYGOTE),
 )
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
 COLD = Declaration(
@@ -43,7 +45,7 @@ COLD = Declaration(
     label="isobench's own runtime, launch helper started in every launch (cold)",
     colour="#332288",
     sweep="runtimes.container.leftovers:cleanup_leftovers",
-    options=(_seccomp(),),
+    options=(_seccomp(), ZYGOTE),
 )
 #: the same runtime with PID 1 forked from the harness (no zygote): the launcher's A/B
 FORK = Declaration(
@@ -63,7 +65,7 @@ UNCONFINED = Declaration(
     label="isobench's own runtime without its seccomp filter",
     colour="#999933",
     sweep="runtimes.container.leftovers:cleanup_leftovers",
-    options=(_seccomp("unconfined"),),
+    options=(_seccomp("unconfined"), ZYGOTE),
 )
 
 

@@ -1,4 +1,4 @@
-"""Debug entry point: ``python -m runtimes.container plan`` | ``run [--rw] -- CMD...``."""
+"""Debug entry point: ``python -m runtimes.container plan [--lowered]`` | ``run [--rw] [--zygote K] -- CMD...``."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     pl = sub.add_parser("plan", help="print the mount plan")
     pl.add_argument("--rw", action="store_true", help="writable root (overlay)")
+    pl.add_argument("--lowered", action="store_true", help="as the native zygote's primitives (wire.py)")
     run = sub.add_parser("run", help="run a command in a container, output passed through")
     run.add_argument("--rw", action="store_true", help="writable root (overlay)")
+    run.add_argument("--zygote", choices=("native", "python"), default="native", help="which zygote forks it")
     run.add_argument("command", nargs="+")
     args = p.parse_args(argv)
-    backend = ContainerBackend(read_only=not args.rw)
+    backend = ContainerBackend(read_only=not args.rw, zygote=getattr(args, "zygote", "native"))
     if args.cmd == "plan":
-        from runtimes.container.mounts import describe
+        from runtimes.container import mounts, wire
 
-        print(describe(list(backend.plan())))
+        print((wire.describe if args.lowered else mounts.describe)(list(backend.plan())))
         return 0
     why = backend.available()
     if why:

@@ -17,7 +17,9 @@ attach), ``read_only=False`` (writable root: overlay on a tmpfs), ``env``
 ``/tmp``: stress-ng needs a writable working directory), ``die_with_parent``
 (default: when the launching thread -- for the zygote, the thread that started
 it -- is the main thread; the kernel ties the parent-death signal to a
-*thread*), ``launcher`` ("zygote" | "fork").
+*thread*), ``launcher`` ("zygote" | "fork"), ``zygote`` ("native" | "python": which zygote
+forks PID 1; the native one, ``native/zygote.c``, is built on first use and falls back to the
+Python one, with the reason recorded in ``metadata()``, where it cannot be built).
 
 Phases (``times.phases``, ns, launch order; they add up to launch→ready):
 helper_start (``container:cold`` only: the zygote's start), cgroup_create,
@@ -49,7 +51,7 @@ from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps, devfilter, hardening, init, mounts, namespaces
 from runtimes.container import devices as devices_mod
 from runtimes.container import seccomp as seccomp_mod
-from runtimes.container.zygote import Zygote
+from runtimes.container.zygote import KINDS, Zygote
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.workloads import ISOLATED_ENV
 
@@ -129,7 +131,8 @@ class ContainerBackend(Backend):
 
     def __init__(self, rootfs_dir: str | None = None, read_only: bool = True, proc_hardening: bool = True,
                  capabilities: tuple[str, ...] = caps.OCI_DEFAULT, launcher: str = "zygote",
-                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True, name: str | None = None):
+                 seccomp: str = seccomp_mod.DEFAULT, devices: bool = True, name: str | None = None,
+                 zygote: str = "native"):
         if launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         self._rootfs = Path(rootfs_dir) if rootfs_dir else None
@@ -145,7 +148,11 @@ class ContainerBackend(Backend):
         self._last_cap = caps.last_cap()
         self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
         self.launcher = launcher
-        self.zygote = Zygote()
+        #: the zygote of the backend's default kind, and (per-launch ``zygote=``) the other kind's
+        self.zygote = Zygote(zygote)
+        self._zygotes = {zygote: self.zygote}
+        #: what each launch ran ("zygote (native)", "fork", ...) -> how many: the run's metadata
+        self.ran: dict[str, int] = {}
 
     # -- checks -----------------------------------------------------------
     def available(self) -> str | None:
@@ -184,7 +191,7 @@ class ContainerBackend(Backend):
         return self._plans[ro]
 
     # -- launching ----------------------------------------------------------
-    def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: bool = False,
+    def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: Zygote | None = None,
                device_cgroup: devices_mod.DeviceCgroup | None = None,
                reset_signals: tuple[int, ...] | None = None) -> init.InitConfig:
         """Everything the child needs; computed before the fork (and before t_launch where possible)."""
@@ -199,7 +206,7 @@ class ContainerBackend(Backend):
             env.setdefault("TERM", os.environ["TERM"])
         die = spec.extra.get("die_with_parent")
         if die is None:  # the parent-death signal follows the thread that forked (the zygote's parent)
-            die = self.zygote.from_main_thread if zygote else threading.current_thread() is threading.main_thread()
+            die = zygote.from_main_thread if zygote is not None else threading.current_thread() is threading.main_thread()
         attach: tuple[str, ...] = ()
         if cgroup is not None:
             procs = "tasks" if cgroup.version == 1 else "cgroup.procs"  # see init._join_cgroup
@@ -260,13 +267,14 @@ class ContainerBackend(Backend):
         launcher = spec.extra.get("launcher", self.launcher)
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
-        zygote = self.zygote if launcher == "zygote" else None
+        zygote = self._zygote(spec.extra.get("zygote")) if launcher == "zygote" else None
         plan = self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
         if zygote is not None:
+            zygote.resolve()  # the native zygote's build (first launch only): never timed
             if self.cold:
                 zygote.close()
             else:
-                self._ensure_zygote(plan)  # warm: a (re)start happens here, before t_launch
+                self._ensure_zygote(plan, zygote)  # warm: a (re)start happens here, before t_launch
         # the harness's signal handlers: not the instance's business, and ~1.5 ms to read
         # (signal.valid_signals builds an enum per signal), so read before t_launch
         reset_signals = init.default_signals()
@@ -280,7 +288,7 @@ class ContainerBackend(Backend):
         """From ``t_launch`` on: the instance's cgroup, devices, config and PID 1."""
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
-            self._ensure_zygote(plan)
+            self._ensure_zygote(plan, zygote)
             times.phases["helper_start"] = now_ns() - times.t_launch  # type: ignore[operator]
         cgroup = None
         if spec.extra.get("cgroup", True):
@@ -296,25 +304,42 @@ class ContainerBackend(Backend):
         inst.log_path = log_path
         with launching(inst, what):
             self._guard_devices(inst)
-            cfg = self.config(spec, cgroup, zygote is not None, inst.devices, reset_signals)
+            cfg = self.config(spec, cgroup, zygote, inst.devices, reset_signals)
             inst.start(cfg, log, zygote)
+        what_ran = f"zygote ({zygote.kind})" if zygote is not None else "fork"
+        self.ran[what_ran] = self.ran.get(what_ran, 0) + 1
         return inst
 
-    def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...]) -> None:
+    def _zygote(self, kind: str | None) -> Zygote:
+        """The zygote of ``kind`` (None: the backend's own)."""
+        if kind is None:
+            return self.zygote
+        if kind not in KINDS:
+            raise BackendError(f"zygote must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind not in self._zygotes:
+            self._zygotes[kind] = Zygote(kind)
+        return self._zygotes[kind]
+
+    def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...], zygote: Zygote) -> None:
         """The zygote running, with the shared part of ``plan`` prepared (template.py)."""
         try:
-            self.zygote.ensure()
-            self.zygote.prepare(plan)
+            zygote.ensure()
+            zygote.prepare(plan)
         except OSError as e:
             raise BackendError(f"cannot start the container launcher: {e}") from e
 
     def close(self) -> None:
-        self.zygote.close()
+        for zygote in self._zygotes.values():
+            zygote.close()
         if self._devprog is not None:
             os.close(self._devprog)
             self._devprog = None
 
     def metadata(self) -> dict[str, Any]:
+        # the zygotes that ran (before any launch: the one that would, built now, before any t_launch)
+        zygotes = [z for z in self._zygotes.values() if z.starts] or [self.zygote]
+        if self.launcher == "zygote":
+            self.zygote.resolve()
         return {
             "namespaces": list(namespaces.DEFAULT),
             "user_namespace": False,
@@ -328,7 +353,11 @@ class ContainerBackend(Backend):
             "devices": devices_mod.oci_rules(self.device_rules) if self.device_rules is not None else None,
             "rlimits": hardening.oci_rlimits(), "oom_score_adj": hardening.OOM_SCORE_ADJ,
             "session_keyring": "own",
-            "launcher": self.launcher,  # (a scenario's [backend.container] launcher applies per launch)
+            # what the launches ran (a scenario's [backend.container] launcher/zygote apply per
+            # launch); before any launch, what the backend would run
+            "launcher": ", ".join(sorted(self.ran)) or self.launcher,
+            "launches": dict(self.ran),
+            "zygote": ", ".join(sorted({z.describe() for z in zygotes})),
             "helper": ("none: the harness forks" if self.launcher == "fork" else
                        "zygote started inside every launch (cold)" if self.cold else
                        "zygote started before the first launch (warm)"),

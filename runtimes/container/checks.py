@@ -1,5 +1,5 @@
-"""``isobench doctor`` lines of the container's hardening: can the seccomp profile be compiled, and
-which kernel mechanism enforces the device rules here?"""
+"""``isobench doctor`` lines of the container: can the seccomp profile be compiled, which kernel
+mechanism enforces the device rules here, and does the native zygote build?"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ def checks(probe: bool = True) -> list[Check]:
     from runtimes import cgroups
     from runtimes.container import caps, devices, seccomp
 
-    out = []
+    out = [_native_zygote(probe)]
     try:
         flt = seccomp.prepare(seccomp.DEFAULT, caps.OCI_DEFAULT)
         assert flt is not None
@@ -32,3 +32,22 @@ def checks(probe: bool = True) -> list[Check]:
                          "mount it (mount -t cgroup -o devices devices /sys/fs/cgroup/devices) or run "
                          "the container with devices=False", essential=False))
     return out
+
+
+def _native_zygote(probe: bool) -> Check:
+    """The C zygote (native/zygote.c) needs the system compiler; without it the Python one runs."""
+    from runtimes.container import native
+
+    fix = "apt-get install gcc libc6-dev"
+    cc = native.compiler()
+    if cc is None:
+        return Check("native zygote", False, "no C compiler: containers start from the slower Python zygote",
+                     fix, essential=False)
+    if not probe:
+        return Check("native zygote", True, f"{cc} found (built on the container's first launch)")
+    try:
+        path = native.build()
+    except native.NativeUnavailable as e:
+        return Check("native zygote", False, f"{e}: containers start from the slower Python zygote", fix,
+                     essential=False)
+    return Check("native zygote", True, f"built with {cc}: {path}")

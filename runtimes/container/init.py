@@ -11,8 +11,11 @@ Two launchers make the child (``backend.py`` picks one):
 
 Either way the child is PID 1 of a new PID namespace *and* a direct child of
 the harness (CLONE_PARENT makes the zygote's child its sibling): no supervisor
-in between, and ``waitpid`` reports the workload's own exit status.  Both run
-the same child-side code, ``child_main``, so the isolation is identical.
+in between, and ``waitpid`` reports the workload's own exit status.  The fork
+launcher and the Python zygote run the child-side code here, ``child_main``; the
+native zygote (the default, ``native/zygote.c``) runs the same steps in C, with the
+same reports on the status pipe: keep the two in step (``test_zygote``'s
+``test_both_launchers_run_the_same_child_setup`` compares them from inside).
 
 The child (still Python, single-threaded) joins its cgroup first unless it was
 born in it (see ``_join_cgroup``), builds the rest of the container and execs
@@ -284,7 +287,10 @@ def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
     caps.restrict(cfg.keep_caps, cfg.last_cap)
     caps.no_new_privs()
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    os.chdir(cfg.cwd)
+    try:
+        os.chdir(cfg.cwd)
+    except OSError as e:  # (the bare strerror would not say what was missing)
+        raise OSError(e.errno, f"cannot change to the working directory {cfg.cwd}: {e.strerror}") from e
 
 
 def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child

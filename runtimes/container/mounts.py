@@ -1,8 +1,10 @@
 """The container's mount plan, as data.
 
-``plan(rootfs)`` returns a list of small operations; each has ``execute()``
-(run inside the container's fresh mount namespace, before the workload starts)
-and ``describe()`` (one line for humans: ``python -m runtimes.container plan``).
+``plan(rootfs)`` returns a list of small operations; each has ``lower()`` (what
+it does, as mount primitives: ``prims.py``), ``execute()`` (runs them, inside
+the container's fresh mount namespace, before the workload starts; the native
+zygote's C child runs the same primitives) and ``describe()`` (one line for
+humans: ``python -m runtimes.container plan``).
 
 Everything is mounted in the container's private mount namespace, made
 ``MS_PRIVATE`` first, so nothing propagates to the host and everything vanishes
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Protocol
 
 from runtimes import syscalls as sc
+from runtimes.container import prims
+from runtimes.container.prims import Lowered, Prim
 
 #: host device nodes bind-mounted onto files in the container's tmpfs /dev
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -39,188 +43,193 @@ WRITABLE = sc.MS_NOSUID | sc.MS_NODEV
 #: /dev once populated: read-only, so a workload (which keeps CAP_MKNOD, as with runc) makes no
 #: node there; not nodev, because the zygote's shared /dev holds real nodes (template.py)
 DEV_FINAL = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOEXEC
+#: what ReadOnly and Mask mount with: nothing of the host's kernel entries is writable or runnable
+_COVER = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
 class MountOp(Protocol):
+    def lower(self) -> list[Prim]: ...
+
     def execute(self) -> None: ...
 
     def describe(self) -> str: ...
 
 
 @dataclass(frozen=True)
-class MakePrivate:
+class MakePrivate(Lowered):
     """Stop mount events from propagating between this namespace and the host's."""
 
     path: str = "/"
 
-    def execute(self) -> None:
-        sc.mount(None, self.path, None, sc.MS_REC | sc.MS_PRIVATE)
+    def lower(self) -> list[Prim]:
+        return [prims.mount(self.describe(), None, self.path, None, sc.MS_REC | sc.MS_PRIVATE)]
 
     def describe(self) -> str:
         return f"make-rprivate {self.path}"
 
 
 @dataclass(frozen=True)
-class Bind:
+class Bind(Lowered):
     src: str
     dst: str
     readonly: bool = False
     flags: int = 0  # extra MS_NOSUID/MS_NODEV/MS_NOEXEC applied with the read-only remount
 
-    def execute(self) -> None:
-        sc.mount(self.src, self.dst, None, sc.MS_BIND)
+    def lower(self) -> list[Prim]:
+        out = [prims.mount(self.describe(), self.src, self.dst, None, sc.MS_BIND)]
         if self.readonly or self.flags:
-            Remount(self.dst, (sc.MS_RDONLY if self.readonly else 0) | self.flags).execute()
+            out.append(_remount(self.describe(), self.dst, (sc.MS_RDONLY if self.readonly else 0) | self.flags))
+        return out
 
     def describe(self) -> str:
         return f"bind {self.src} -> {self.dst}{' (ro)' if self.readonly else ''}"
 
 
+def _remount(describe: str, dst: str, flags: int, cond: int = prims.ALWAYS) -> Prim:
+    return prims.mount(describe, None, dst, None, sc.MS_REMOUNT | sc.MS_BIND | flags, cond=cond)
+
+
 @dataclass(frozen=True)
-class Remount:
+class Remount(Lowered):
     """Change the flags of the bind mount at ``dst`` (not of its filesystem)."""
 
     dst: str
     flags: int
 
-    def execute(self) -> None:
-        sc.mount(None, self.dst, None, sc.MS_REMOUNT | sc.MS_BIND | self.flags)
+    def lower(self) -> list[Prim]:
+        return [_remount(self.describe(), self.dst, self.flags)]
 
     def describe(self) -> str:
         return f"remount {self.dst} {_flags(self.flags)}"
 
 
 @dataclass(frozen=True)
-class Overlay:
+class Overlay(Lowered):
     """A writable root for one container: rootfs below, a tmpfs above (dies with it).
 
     The tmpfs is mounted on ``<rootfs>/oldroot`` in this namespace only; the
     overlay then covers it, and pivot_root detaches both from view.
     """
 
-    lower: str
+    lowerdir: str
 
-    def execute(self) -> None:
-        scratch = os.path.join(self.lower, "oldroot")
-        sc.mount("tmpfs", scratch, "tmpfs", WRITABLE, f"mode=755,size={TMPFS_SIZE['upper']}")
-        for d in ("upper", "work"):
-            os.mkdir(os.path.join(scratch, d), 0o755)
-        sc.mount("overlay", self.lower, "overlay", WRITABLE,
-                 f"lowerdir={self.lower},upperdir={scratch}/upper,workdir={scratch}/work")
+    def lower(self) -> list[Prim]:
+        d, low = self.describe(), self.lowerdir
+        scratch = os.path.join(low, "oldroot")
+        return [prims.mount(d, "tmpfs", scratch, "tmpfs", WRITABLE, f"mode=755,size={TMPFS_SIZE['upper']}"),
+                *(Prim(prims.MKDIR, d, os.path.join(scratch, sub), mode=0o755) for sub in ("upper", "work")),
+                prims.mount(d, "overlay", low, "overlay", WRITABLE,
+                            f"lowerdir={low},upperdir={scratch}/upper,workdir={scratch}/work")]
 
     def describe(self) -> str:
-        return f"overlay {self.lower} + tmpfs upper -> {self.lower}"
+        return f"overlay {self.lowerdir} + tmpfs upper -> {self.lowerdir}"
 
 
 @dataclass(frozen=True)
-class Proc:
+class Proc(Lowered):
     dst: str
 
-    def execute(self) -> None:
-        sc.mount("proc", self.dst, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    def lower(self) -> list[Prim]:
+        return [prims.mount(self.describe(), "proc", self.dst, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)]
 
     def describe(self) -> str:
         return f"proc -> {self.dst}"
 
 
 @dataclass(frozen=True)
-class Tmpfs:
+class Tmpfs(Lowered):
     dst: str
     mode: int = 0o755
     flags: int = sc.MS_NOSUID | sc.MS_NODEV
     size: str | None = None
 
-    def execute(self) -> None:
+    def lower(self) -> list[Prim]:
         data = f"mode={self.mode:o}" + (f",size={self.size}" if self.size else "")
-        sc.mount("tmpfs", self.dst, "tmpfs", self.flags, data)
+        return [prims.mount(self.describe(), "tmpfs", self.dst, "tmpfs", self.flags, data)]
 
     def describe(self) -> str:
         return f"tmpfs -> {self.dst} mode={self.mode:o}{f' size={self.size}' if self.size else ''} {_flags(self.flags)}"
 
 
 @dataclass(frozen=True)
-class Device:
+class Device(Lowered):
     """A host device node bind-mounted onto an empty file (works without CAP_MKNOD too)."""
 
     host: str
     dst: str
 
-    def execute(self) -> None:
-        os.close(os.open(self.dst, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
-        sc.mount(self.host, self.dst, None, sc.MS_BIND)
+    def lower(self) -> list[Prim]:
+        return [Prim(prims.CREATE, self.describe(), self.dst),
+                prims.mount(self.describe(), self.host, self.dst, None, sc.MS_BIND)]
 
     def describe(self) -> str:
         return f"device {self.host} -> {self.dst}"
 
 
 @dataclass(frozen=True)
-class Dir:
+class Dir(Lowered):
     dst: str
     mode: int = 0o755
 
-    def execute(self) -> None:
-        os.mkdir(self.dst, self.mode)
+    def lower(self) -> list[Prim]:
+        return [Prim(prims.MKDIR, self.describe(), self.dst, mode=self.mode)]
 
     def describe(self) -> str:
         return f"mkdir {self.dst}"
 
 
 @dataclass(frozen=True)
-class Symlink:
+class Symlink(Lowered):
     target: str
     dst: str
 
-    def execute(self) -> None:
-        os.symlink(self.target, self.dst)
+    def lower(self) -> list[Prim]:
+        return [Prim(prims.SYMLINK, self.describe(), self.dst, src=self.target)]
 
     def describe(self) -> str:
         return f"symlink {self.dst} -> {self.target}"
 
 
 @dataclass(frozen=True)
-class ReadOnly:
-    """Bind ``dst`` onto itself read-only; skipped when the kernel has no such entry."""
+class ReadOnly(Lowered):
+    """Bind ``dst`` onto itself read-only; skipped when the kernel has no such entry (decided at
+    run time, in the container)."""
 
     dst: str
 
-    def execute(self) -> None:
-        if os.path.lexists(self.dst):
-            Bind(self.dst, self.dst, readonly=True, flags=sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC).execute()
+    def lower(self) -> list[Prim]:
+        d = self.describe()
+        return [prims.mount(d, self.dst, self.dst, None, sc.MS_BIND, cond=prims.EXISTS),
+                _remount(d, self.dst, _COVER, cond=prims.EXISTS)]
 
     def describe(self) -> str:
         return f"read-only {self.dst}"
 
 
 @dataclass(frozen=True)
-class Mask:
-    """Cover ``dst``: a file with /dev/null, a directory with an empty read-only tmpfs."""
+class Mask(Lowered):
+    """Cover ``dst``: a file with /dev/null, a directory with an empty read-only tmpfs (which one
+    is decided at run time, in the container)."""
 
     dst: str
 
-    def execute(self) -> None:
-        if os.path.isdir(self.dst):
-            sc.mount("tmpfs", self.dst, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
-                     "size=0")
-        elif os.path.lexists(self.dst):
-            sc.mount("/dev/null", self.dst, None, sc.MS_BIND)
+    def lower(self) -> list[Prim]:
+        d = self.describe()
+        return [prims.mount(d, "tmpfs", self.dst, "tmpfs", _COVER, "size=0", cond=prims.IS_DIR),
+                prims.mount(d, "/dev/null", self.dst, None, sc.MS_BIND, cond=prims.EXISTS_NOT_DIR)]
 
     def describe(self) -> str:
         return f"mask {self.dst}"
 
 
 @dataclass(frozen=True)
-class PivotRoot:
+class PivotRoot(Lowered):
     """Make ``new_root`` the root and detach the old one (the host's tree) entirely."""
 
     new_root: str
 
-    def execute(self) -> None:
-        # pivot_root(".", ".") stacks the old root on top of the new one; the
-        # lazy unmount then removes it, so no directory for it is needed.
-        os.chdir(self.new_root)
-        sc.pivot_root(".", ".")
-        sc.umount2(".", sc.MNT_DETACH)
-        os.chdir("/")
+    def lower(self) -> list[Prim]:
+        return [Prim(prims.PIVOT, self.describe(), self.new_root)]  # see prims.run
 
     def describe(self) -> str:
         return f"pivot_root {self.new_root}; umount2(old root, MNT_DETACH)"

@@ -31,7 +31,7 @@ import stat
 from dataclasses import dataclass
 
 from runtimes import syscalls as sc
-from runtimes.container import mounts
+from runtimes.container import mounts, prims
 from runtimes.container.mounts import (
     Bind,
     Device,
@@ -46,13 +46,14 @@ from runtimes.container.mounts import (
     Symlink,
     Tmpfs,
 )
+from runtimes.container.prims import Lowered, Prim
 
 #: per-container operations that run unchanged below the prepared root (paths rebased)
 _REBASABLE = (Proc, Tmpfs, Dir, Symlink, ReadOnly, Mask, Device)
 
 
 @dataclass(frozen=True)
-class Mknod:
+class Mknod(Lowered):
     """A device node like the host's ``host``, made at ``dst`` (in the container's /dev tmpfs)."""
 
     host: str
@@ -65,9 +66,8 @@ class Mknod:
         st = os.stat(host)
         return cls(host, dst, stat.S_IFMT(st.st_mode) | stat.S_IMODE(st.st_mode), st.st_rdev)
 
-    def execute(self) -> None:
-        os.mknod(self.dst, self.mode, self.rdev)
-        os.chmod(self.dst, stat.S_IMODE(self.mode))  # the umask must not narrow it
+    def lower(self) -> list[Prim]:
+        return [Prim(prims.MKNOD, self.describe(), self.dst, mode=self.mode, dev=self.rdev)]  # + chmod
 
     def describe(self) -> str:
         return f"mknod {self.dst} like {self.host} ({os.major(self.rdev)}:{os.minor(self.rdev)})"

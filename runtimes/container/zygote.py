@@ -1,5 +1,12 @@
 """The zygote launcher, host side: a small helper that forks each container's PID 1.
 
+Two zygotes speak the same protocol (``zygote_server``'s doc): the native one
+(``native/zygote.c``, built by ``native.py``; requests encoded by ``wire.py``),
+whose child runs the whole setup in C, and the Python one (``zygote_server``),
+whose child runs ``init.child_main``.  ``Zygote(kind)`` picks; ``resolve()``
+builds the native binary (before any t_launch) or falls back to Python with a
+recorded reason (``describe()``).
+
 Forking the harness itself costs milliseconds (its address space is large, and
 the child's exec then tears that copy down again).  The zygote is a fresh
 ``python -I`` that has imported only the child-side modules
@@ -31,7 +38,7 @@ import threading
 from pathlib import Path
 
 from runtimes.base import BackendError, now_ns
-from runtimes.container import init
+from runtimes.container import init, native, template, wire
 from runtimes.container.mounts import MountOp
 from runtimes.container.zygote_server import MAX_REQUEST, ZYGOTE_COMM
 
@@ -44,6 +51,8 @@ BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from runtimes.container.zy
 START_TIMEOUT_S = 180.0
 #: one request only clones: anything near this means a hung zygote
 REQUEST_TIMEOUT_S = 10.0
+#: the zygotes there are: C (default) and Python (the fallback, and for A/B)
+KINDS = ("native", "python")
 
 
 class _PlanPickler(pickle.Pickler):
@@ -65,7 +74,15 @@ class ZygoteError(BackendError):
 class Zygote:
     """One zygote process; thread-safe (requests are serialised)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "native") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"zygote must be one of {', '.join(KINDS)}, got {kind!r}")
+        #: what runs: "native", or "python" (asked for, or the native one could not be built)
+        self.kind = kind
+        #: why the Python zygote runs where the native one was asked for (None: it was not)
+        self.fallback: str | None = None
+        self._binary: str | None = None
+        self._resolved = kind == "python"
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -79,6 +96,25 @@ class Zygote:
         self._prepared: dict[tuple[MountOp, ...], tuple[int, str | None]] = {}
         #: id() of each prepared plan -> its number: a request names the plan instead of carrying it
         self._plan_ids: dict[int, int] = {}
+        #: native: id() of a plan -> (the plan, kept alive; its launch record: a number or the ops)
+        self._plan_recs: dict[int, tuple[tuple[MountOp, ...], bytes]] = {}
+
+    def resolve(self) -> None:
+        """Build (or find cached) the native zygote; on failure fall back to Python, recording why.
+        Called before any t_launch: a build is not part of a launch."""
+        if self._resolved:
+            return
+        self._resolved = True
+        try:
+            self._binary = str(native.build())
+        except native.NativeUnavailable as e:
+            self.kind, self.fallback = "python", str(e)
+
+    def describe(self) -> str:
+        """Which zygote runs, for the run's metadata: "native", or "python" with why."""
+        if self.kind == "native":
+            return "native"
+        return f"python (the native one is unavailable: {self.fallback})" if self.fallback else "python (asked for)"
 
     @property
     def pid(self) -> int | None:
@@ -102,10 +138,14 @@ class Zygote:
         main = threading.current_thread() is threading.main_thread()
         try:
             fcntl.fcntl(err_r, fcntl.F_SETFL, os.O_NONBLOCK)
+            args = [str(theirs.fileno()), str(os.getpid()), "1" if main else "0"]
+            self.resolve()
+            if self._binary is not None:  # argv[0] is its name: ps and the leftovers sweep show it
+                argv, exe = [ZYGOTE_COMM, *args], self._binary
+            else:
+                argv, exe = [sys.executable, "-I", "-c", BOOT, ROOT, *args, ZYGOTE_COMM], sys.executable
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", BOOT, ROOT, str(theirs.fileno()), str(os.getpid()),
-                 "1" if main else "0", ZYGOTE_COMM],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_w,
+                argv, executable=exe, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err_w,
                 pass_fds=(theirs.fileno(),), start_new_session=True)
         except BaseException:
             mine.close()
@@ -129,10 +169,7 @@ class Zygote:
 
     def spawn(self, cfg: init.InitConfig, stdin: int, stdout: int, stderr: int, marker: int) -> init.Child:
         """Ask the zygote for a container init with these fds as 0-3 (see ``init.spawn``)."""
-        buf = io.BytesIO()
-        buf.write(b"L")
-        _PlanPickler(buf, self._plan_ids).dump(cfg)
-        msg = buf.getvalue()
+        msg = self._launch_message(cfg)
         if len(msg) > MAX_REQUEST:
             raise BackendError(f"container configuration too large for the zygote ({len(msg)} bytes)")
         status_r, status_w = os.pipe()
@@ -167,18 +204,48 @@ class Zygote:
                 return self._prepared[plan][1]
             if self._sock is None or not self.alive():
                 raise self._died("was not running")
+            number = len(self._prepared)
             try:
-                number = len(self._prepared)
-                self._sock.send(b"T" + pickle.dumps((number, plan), pickle.HIGHEST_PROTOCOL))
-                reply = self._sock.recv(4096).decode(errors="replace")
-            except OSError:
-                reply = ""
+                request = self._prepare_message(number, plan)
+            except wire.WireError as e:
+                request, reply = b"", f"T 0 {e}"
+            if request:
+                try:
+                    self._sock.send(request)
+                    reply = self._sock.recv(4096).decode(errors="replace")
+                except OSError:
+                    reply = ""
             if not reply.startswith("T "):
                 raise self._died("died while preparing the container root")
             why = None if reply[2:3] == "1" else reply[4:] or "unknown"
             self._prepared[plan] = (number, why)  # (the key keeps the plan, and so its id, alive)
             self._plan_ids[id(plan)] = number
+            if self.kind == "native":
+                self._plan_recs[id(plan)] = (plan, wire.plan_number(number) if why is None else
+                                             wire.encode_ops(b"m", plan))
             return why
+
+    def _prepare_message(self, number: int, plan: tuple[MountOp, ...]) -> bytes:
+        """The ``T`` request (empty: the answer is known without asking)."""
+        if self.kind == "python":
+            return b"T" + pickle.dumps((number, plan), pickle.HIGHEST_PROTOCOL)
+        halves = template.split(plan)
+        if halves is None:
+            raise wire.WireError("this plan has a step that runs per container")
+        return wire.encode_prepare(number, halves)
+
+    def _launch_message(self, cfg: init.InitConfig) -> bytes:
+        if self.kind == "python":
+            buf = io.BytesIO()
+            buf.write(b"L")
+            _PlanPickler(buf, self._plan_ids).dump(cfg)
+            return buf.getvalue()
+        rec = self._plan_recs.get(id(cfg.mount_plan))
+        try:
+            plan = rec[1] if rec is not None and rec[0] is cfg.mount_plan else wire.encode_ops(b"m", cfg.mount_plan)
+            return wire.encode_launch(cfg, plan)
+        except wire.WireError as e:
+            raise BackendError(f"the native zygote cannot run this configuration: {e}") from e
 
     def _died(self, what: str) -> ZygoteError:
         """Collect a dead (or hung) zygote; the error that says why.  With the lock held."""
@@ -198,6 +265,7 @@ class Zygote:
             self._proc = None
         self._prepared.clear()
         self._plan_ids.clear()
+        self._plan_recs.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

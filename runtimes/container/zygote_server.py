@@ -1,4 +1,8 @@
-"""The zygote's own side: a small Python process that forks container inits on request.
+"""The Python zygote's own side: a small Python process that forks container inits on request.
+
+(The default zygote is the native one, ``native/zygote.c``: the same role and
+replies, its requests encoded by ``wire.py`` instead of pickled.  This one runs
+with ``zygote = "python"``, and where the C one cannot be built.)
 
 Started by ``zygote.Zygote`` as ``python -I -c … isobench-zygote`` with one end
 of a SOCK_SEQPACKET socketpair.  It imports only what the child path needs
