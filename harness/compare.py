@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from harness import abtest
 from harness.metric import HIGHER, LOWER, NONE, ONE
 
-__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "markdown", "calibrate"]
+__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "calibrate"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -236,66 +236,6 @@ def read_noise(path: Path, normalise: bool) -> dict[str, float]:
     return {k: float(v["run_sd"]) for k, v in data["normalised" if normalise else "raw"].items()}
 
 
-def _fmt(v: float) -> str:
-    from harness.report.style import fmt
-
-    return fmt(v)
-
-
-def _change_text(r: Row, v: float) -> str:
-    if math.isnan(v):
-        return ""
-    if not math.isfinite(v):
-        return "∞"
-    return f"{v:+.3f}" if r.direction == ONE else f"{v:+.1%}"
-
-
-ORDER = {"regression": 0, "improvement": 1, "inconclusive": 2, "equivalent": 3, "only in base": 4,
-         "only in new": 5, "not judged": 6}
-
-
-def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: float, alpha: float,
-             show_all: bool = False, *, correction: str = "bh", noise: str | None = None,
-             reference: str | None = None) -> str:
-    """The verdicts as a Markdown table, regressions first; "not judged" rows only with ``show_all``."""
-    from tabulate import tabulate
-
-    rows = list(rows)
-    counts = {v: sum(r.verdict == v for r in rows) for v in ORDER}
-    method = {"bh": "Benjamini–Hochberg", "holm": "Holm"}[correction]
-    head = (f"## isobench compare: {base_name} → {new_name}\n\n"
-            f"Rank-sum permutation test per series (hierarchical bootstrap where a side pools runs), "
-            f"{method}-adjusted p < {alpha:g}; margin {threshold:.0%} (cpu_ratio: {threshold:g} from 1)"
-            + (f"; the run-to-run variation learned from A/A runs ({noise}) counts in each test"
-               if noise else "; uncalibrated: a test sees the samples of one run a side, not how much "
-                             "two runs of one commit differ (isobench compare --calibrate)")
-            + f"; equivalent = the {1 - 2 * alpha:.0%} interval lies within ±margin (TOST)"
-            + f"; sees ≥ = the smallest change this comparison finds 80 % of the time at p < {alpha:g}"
-            + (f"; durations normalised to {reference}'s median in the same run" if reference else "")
-            + ".  " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + "."
-            + ("" if show_all or not counts["not judged"] else " (--all shows the rows not judged)") + "\n")
-    table = []
-    for r in sorted(rows, key=lambda r: ORDER[r.verdict]):
-        if r.verdict == "not judged" and not show_all:
-            continue
-        interval = f"[{_change_text(r, r.lo)}, {_change_text(r, r.hi)}]" if math.isfinite(r.lo) else ""
-        runs = "" if r.runs == (1, 1) else f", {r.runs[0]} vs {r.runs[1]} runs"
-        run_sd = "" if r.run_sd is None else (f" (runs ±{r.run_sd:.3f})" if r.direction == ONE
-                                              else f" (runs ±{math.expm1(r.run_sd):.0%})")
-        verdict = f"**{r.verdict}**" if r.verdict in ("regression", "improvement") else r.verdict
-        table.append([r.key["backend"], f"{r.key['measurement']}/{r.key['workload']}", r.key["params"],
-                      r.key["metric"], r.key["unit"], f"{_fmt(r.base_median)} (n={len(r.base)}{runs})",
-                      f"{_fmt(r.new_median)} (n={len(r.new)})", _change_text(r, r.change), interval,
-                      "" if math.isnan(r.q) else f"{r.q:.2g}",
-                      "" if math.isnan(r.detectable) else _change_text(r, r.detectable).lstrip("+"),
-                      "" if r.verdict in ("not judged", "only in base", "only in new") else
-                      (f"±{r.margin:.3f}" if r.direction == ONE else f"±{r.margin:.0%}") + run_sd,
-                      verdict + (f" — {r.why}" if r.why else "")])
-    headers = ["backend", "case", "params", "metric", "unit", "base median", "new median", "change",
-               f"{1 - 2 * alpha:.0%} interval", "adj. p", "sees ≥", "margin", "verdict"]
-    return head + "\n" + tabulate(table, headers=headers, tablefmt="github") + "\n"
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", type=str, metavar="RUN",
                    help="BASE NEW (each may be several run directories, comma-separated); "
@@ -380,6 +320,8 @@ def main(args: argparse.Namespace) -> int:
                    bootstraps=max(99, args.bootstraps))
     if not any(r.verdict not in ("only in base", "only in new") for r in rows):
         return _fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
+    from harness.report.compare_table import markdown
+
     text = markdown(rows, args.runs[0], args.runs[1], args.threshold, args.alpha,
                     getattr(args, "show_all", False), correction=args.correction,
                     noise=str(noise_path) if noise_path else None, reference=reference)
