@@ -145,8 +145,9 @@ def backend() -> Iterator[ContainerBackend]:
     b = ContainerBackend()
     reason = b.available()
     require(reason is None, f"container backend unavailable: {reason}")
+    b.prepare()  # the backend's own cgroups (devices, v1) exist before any test's leftover check
     yield b
-    b.close()  # the zygote goes with it
+    b.close()  # the zygote and the devices cgroup go with it
 
 
 def _runtime_state(run_id: str) -> list[str]:
@@ -458,10 +459,14 @@ if mode == "term":
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))
 spec = LaunchSpec(Workload("idle", {"seconds": 120}), run_id, f"isobench-{run_id}-0",
                   extra={"die_with_parent": die})
-with ContainerBackend().launch(spec) as inst:
-    inst.wait_ready(20)
-    print("PID", inst.proc.pid, flush=True)
-    time.sleep(120)
+backend = ContainerBackend()
+try:  # as the runner does: the backend's own resources (zygote, devices cgroup) go with close()
+    with backend.launch(spec) as inst:
+        inst.wait_ready(20)
+        print("PID", inst.proc.pid, flush=True)
+        time.sleep(120)
+finally:
+    backend.close()
 """
 
 
@@ -503,6 +508,8 @@ def test_sigkilled_harness_is_cleaned_up(run_id, clean, die_with_parent) -> None
         assert container_inits(run_id) == [(init_pid, f"isobench-{run_id}-0")]
     removed = cleanup_leftovers(run_id)
     assert (f"process {init_pid}" in " ".join(removed)) is not die_with_parent, removed
+    if cgroups.version() == 1:  # the backend's shared devices cgroup: its harness is gone
+        assert f"(the devices cgroup of harness {proc.pid}, which is gone)" in " ".join(removed), removed
     assert _gone(init_pid)
     left = [d for d in cgroups.find_leftovers() if run_id in d.name]
     assert left, "a killed harness cannot remove its cgroup: the sweep must find it"

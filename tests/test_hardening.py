@@ -11,6 +11,7 @@ cannot ask (keyctl, unshare(CLONE_NEWUSER) with its errno) is asked by
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from runtimes.container import devfilter, devices, hardening, mounts, seccomp
 from runtimes.container.backend import ContainerBackend
 from runtimes.marker import MAX_LINE, MarkerChannel
 from runtimes.wait import wait_until
+from runtimes.workloads import Workload
 from tests.conftest import require
 from tests.test_container import PRELUDE, _spec, clean, run_script  # noqa: F401 - clean: a fixture
 
@@ -57,6 +59,7 @@ def probe_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def backend(probe_rootfs: Path) -> Iterator[ContainerBackend]:
     b = ContainerBackend(rootfs_dir=str(probe_rootfs))
+    b.prepare()  # the backend's own cgroups (devices, v1) exist before any test's leftover check
     yield b
     b.close()  # its zygote goes (and is reaped) with it
 
@@ -64,6 +67,7 @@ def backend(probe_rootfs: Path) -> Iterator[ContainerBackend]:
 @pytest.fixture(scope="module")
 def unconfined(probe_rootfs: Path) -> Iterator[ContainerBackend]:
     b = ContainerBackend(rootfs_dir=str(probe_rootfs), seccomp=seccomp.UNCONFINED)
+    b.prepare()
     yield b
     b.close()
 
@@ -110,6 +114,40 @@ def test_the_six_devices_stay_usable_and_the_kernel_holds_the_rules(backend, run
         inst.stop()
         inst.wait(10)
     assert inst.results == {"null": "ok", "urandom": "4"}, Path(inst.log_path).read_text()
+
+
+@pytest.mark.privileged
+def test_on_v1_a_backend_s_containers_share_one_devices_cgroup_made_before_any_launch(run_id, tmp_path) -> None:
+    """The rules are the same for every container: one devices cgroup per backend (prepare, before
+    t_launch), joined by each init, removed by close(); the cold variant makes one per instance."""
+    require(cgroups.version() == 1, "the v1 devices controller (v2 attaches a program per cgroup)")
+    from runtimes.container.backend import ColdContainerBackend
+    from runtimes.container.devices import shared_owner
+
+    b = ContainerBackend()
+    try:
+        b.prepare()
+        shared = b.devices.shared() if b.devices is not None else None
+        assert shared is not None and shared_owner(shared.path.name) == os.getpid() and shared.pids() == []
+        with b.launch(_spec(run_id, 0, Workload("idle", {"seconds": 30}))) as one, \
+                b.launch(_spec(run_id, 1, Workload("idle", {"seconds": 30}))) as two:
+            one.wait_ready(10)
+            two.wait_ready(10)
+            assert one.devices is two.devices is shared and not one.own_devices
+            assert sorted(shared.pids()) == sorted(one.processes() + two.processes())
+        assert shared.path.is_dir()  # the instances went, the backend's cgroup stays ...
+    finally:
+        b.close()
+    assert not shared.path.exists()  # ... until close()
+    cold = ColdContainerBackend()
+    try:
+        with cold.launch(_spec(run_id, 2, Workload("noop"))) as inst:
+            inst.wait(10)
+            assert inst.own_devices and inst.devices is not None and run_id in inst.devices.path.name
+            own = inst.devices.path
+        assert not own.exists()
+    finally:
+        cold.close()
 
 
 @pytest.mark.privileged

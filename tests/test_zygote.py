@@ -302,6 +302,19 @@ def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says
         b.close()
 
 
+def test_a_build_is_cached_by_its_source_and_replaces_the_binaries_of_earlier_sources(tmp_path) -> None:
+    from runtimes.container import native
+
+    stale = tmp_path / "zygote" / "isobench-zygote-0123456789abcdef"  # an earlier source's binary
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    built = native.build(tmp_path)
+    assert built.parent == stale.parent and os.access(built, os.X_OK) and not stale.exists()
+    mtime = built.stat().st_mtime_ns
+    assert native.build(tmp_path) == built and built.stat().st_mtime_ns == mtime  # cached: not rebuilt
+    assert [p.name for p in built.parent.iterdir()] == [built.name]  # no temporary file left
+
+
 @pytest.mark.privileged
 def test_the_run_manifest_records_what_the_launches_ran(run_id, clean, tmp_path) -> None:
     """A scenario's per-launch options (here zygote = "python") show in the manifest: it is

@@ -48,9 +48,10 @@ from typing import Any
 from runtimes import cgroups, rootfs
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps, devfilter, hardening, init, mounts, namespaces
+from runtimes.container import caps, hardening, init, mounts, namespaces
 from runtimes.container import devices as devices_mod
 from runtimes.container import seccomp as seccomp_mod
+from runtimes.container.guard import DeviceGuard
 from runtimes.container.zygote import KINDS, Zygote
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.workloads import ISOLATED_ENV
@@ -68,8 +69,10 @@ class ContainerInstance(ProcessInstance):
     """One container: PID 1 is our direct child; stop/cleanup as for bare (killpg + cgroup)."""
 
     _t_exec: int | None = None  # when the child called execve (the "exec" phase starts)
-    #: v1: the instance's devices cgroup (v2: a BPF program on ``cgroup``, gone with it)
+    #: v1: the devices cgroup it joins (v2: a BPF program on ``cgroup``, gone with it); the
+    #: backend's shared one, or (``container:cold``) its own, removed with it (``own_devices``)
     devices: devices_mod.DeviceCgroup | None = None
+    own_devices: bool = False
 
     def start(self, cfg: init.InitConfig, log: Any, zygote: Zygote | None) -> None:
         """Make PID 1 with the zygote (or by forking the harness when ``zygote`` is None)."""
@@ -114,7 +117,7 @@ class ContainerInstance(ProcessInstance):
         try:
             super()._release()
         finally:
-            if self.devices is not None:
+            if self.devices is not None and self.own_devices:
                 self.devices.remove()
 
     def wait_ready(self, timeout: float) -> int:
@@ -143,7 +146,8 @@ class ContainerBackend(Backend):
             self.name = name
         self.seccomp = seccomp
         self.device_rules = devices_mod.DEFAULT_RULES if devices else None
-        self._devprog: int | None = None  # v2: the loaded device program (once per backend)
+        self.devices = (DeviceGuard(self.device_rules, self.name, per_instance=self.cold)
+                        if self.device_rules is not None else None)
         self.keep_caps = caps.mask(capabilities)
         self._last_cap = caps.last_cap()
         self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
@@ -237,33 +241,25 @@ class ContainerBackend(Backend):
         except seccomp_mod.SeccompError as e:
             raise BackendError(str(e)) from e
 
-    def _device_program(self) -> int:
-        if self._devprog is None:
-            assert self.device_rules is not None
-            try:
-                self._devprog = devfilter.load(devfilter.program(self.device_rules))
-            except OSError as e:
-                raise BackendError(f"cgroup v2 device filter: {e.strerror}") from e
-        return self._devprog
-
     def _guard_devices(self, inst: ContainerInstance) -> None:
-        """v1: the devices cgroup (joined with the others in ``start``); v2: the BPF program on
-        the instance cgroup.  Without rules, or (v2) without an instance cgroup: nothing."""
-        if self.device_rules is None:
+        """The device rules on the instance (``guard.py``); nothing without rules."""
+        if self.devices is None:
             return
         t = now_ns()
-        if inst.cgroup is None or inst.cgroup.version == 1:
-            if cgroups.version() == 1:
-                inst.devices = devices_mod.DeviceCgroup.create(inst.name, self.device_rules)
-        else:
-            devfilter.attach(inst.cgroup.dirs[""], self._device_program())
+        inst.devices, inst.own_devices = self.devices.guard(inst.name, inst.cgroup)
         inst.times.phases["devices"] = now_ns() - t
+
+    def prepare(self) -> None:
+        """What every instance shares and no t_launch should pay: the device rules' cgroup or
+        program (``launch`` does it too, for callers that skip this)."""
+        if self.devices is not None:
+            self.devices.prepare()
 
     def launch(self, spec: LaunchSpec) -> Instance:
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
         self.seccomp_filter(spec.extra.get("seccomp"))  # resolved and compiled once per profile, before t_launch
-        if self.device_rules is not None and cgroups.version() == 2:
-            self._device_program()
+        if self.devices is not None:
+            self.devices.prepare()  # the v2 program, or the v1 devices cgroup every instance joins
         launcher = spec.extra.get("launcher", self.launcher)
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
@@ -331,9 +327,8 @@ class ContainerBackend(Backend):
     def close(self) -> None:
         for zygote in self._zygotes.values():
             zygote.close()
-        if self._devprog is not None:
-            os.close(self._devprog)
-            self._devprog = None
+        if self.devices is not None:
+            self.devices.close()
 
     def metadata(self) -> dict[str, Any]:
         # the zygotes that ran (before any launch: the one that would, built now, before any t_launch)

@@ -2,7 +2,9 @@
 
 A container is its PID 1 (which takes everything else in its PID namespace
 with it when killed), the instance cgroup (removed generically by
-``runtimes.cgroups.find_leftovers``), and nothing else on the host: all mounts
+``runtimes.cgroups.find_leftovers``), on v1 the devices cgroup its backend's
+containers share (named after the harness's pid: removed here once that
+process is gone, whatever the run), and nothing else on the host: all mounts
 live in the container's private mount namespace and no named network
 namespace is ever created.  The sweep still checks the host's mount table and
 ``/run/netns`` so that a bug would be cleaned up and reported, not hidden.
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import psutil
 
+from runtimes import cgroups
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX
+from runtimes.container.devices import shared_owner
 from runtimes.container.init import INIT_COMM, INSTANCE_ENV
 from runtimes.container.zygote_server import ZYGOTE_COMM
 from runtimes.wait import wait_until
@@ -109,6 +113,11 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     for pid, instance in container_inits(run_id):
         _kill(pid)
         removed.append(f"process {pid} (PID 1 of container {instance})")
+    for d in cgroups.find_leftovers():  # not per run either: a backend's devices cgroup (v1) once its harness died
+        owner = shared_owner(d.name)
+        if owner is not None and not psutil.pid_exists(owner):
+            cgroups.remove_dir(d)
+            removed.append(f"cgroup {d} (the devices cgroup of harness {owner}, which is gone)")
     for point in sorted(host_mounts(run_id), key=lambda p: -p.count("/")):
         try:
             sc.umount2(point, sc.MNT_DETACH)

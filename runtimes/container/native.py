@@ -81,4 +81,13 @@ def build(cache: Path | None = None) -> Path:
         tmp.unlink(missing_ok=True)
     if not os.access(target, os.X_OK):  # e.g. a cache on a noexec mount
         raise NativeUnavailable(f"{target} was built but cannot be executed (a noexec mount?)")
+    _prune(target)
     return target
+
+
+def _prune(current: Path) -> None:
+    """Remove the binaries of earlier sources: one per source change would pile up.  A zygote
+    still running from one keeps its inode; a harness of another version rebuilds its own."""
+    for old in current.parent.glob("isobench-zygote-*"):
+        if old != current:
+            old.unlink(missing_ok=True)

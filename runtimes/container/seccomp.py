@@ -25,6 +25,7 @@ Three steps, as the engines do them:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -62,6 +63,10 @@ _OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, 
 
 class SeccompError(ValueError):
     """A profile that cannot be read, resolved or compiled; the message names it."""
+
+
+#: libseccomp's SCMP_FLTATR_CTL_OPTIMIZE: 1 = priority-ordered linear program (the default), 2 = binary tree
+OPTIMIZE_BINARY_TREE = 2
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,13 @@ def compile_bpf(oci: Mapping[str, Any]) -> bytes:
                            f"apt-get install libseccomp2") from e
     default = _action(ps, oci["defaultAction"], oci.get("defaultErrnoRet"))
     flt = ps.SyscallFilter(default)
+    with contextlib.suppress(OSError, AttributeError):  # libseccomp < 2.5: the linear program
+        # The same rules as a binary tree over syscall numbers: on load the kernel emulates the
+        # filter for every syscall of every architecture (its bitmap of always-allowed calls,
+        # 5.11+), which walks a linear 960-instruction program ~1400 times: the load measured
+        # 2.5 ms here, the tree (1200 instructions) 1.6 ms.  Every call of the workload is
+        # decided in O(log n) too.
+        flt.set_attr(ps.Attr.CTL_OPTIMIZE, OPTIMIZE_BINARY_TREE)
     for a in oci.get("architectures") or ():
         arch = getattr(ps.Arch, a.removeprefix("SCMP_ARCH_"), None)
         if arch is None:
