@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "container": "runtimes.container:DECLARATION",
     "container:cold": "runtimes.container:COLD",
     "container:fork": "runtimes.container:FORK",
+    "container:python": "runtimes.container:PYTHON",
     "container:unconfined": "runtimes.container:UNCONFINED",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",

@@ -338,3 +338,21 @@ def test_a_real_run_with_its_container_15_percent_slower_fails_naming_the_contai
     rows = _compare(load(a), load(slow))
     bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
     assert bad == {("container", "launch_to_ready"), ("container", "launch_to_exit")}
+
+
+def test_a_calibrated_back_to_back_pair_is_silent_and_its_container_15_percent_slower_is_not(tmp_path, capsys):
+    """Two quiet back-to-back runs of scenarios/startup.toml (11 s apart) with the run-to-run
+    variation learned from six other runs of that session: exit 0, nothing a regression; the
+    second run with its container launch_to_ready/exit raised 15 % at sample level: exit 1,
+    and what regressed is the container's own rows."""
+    a, b = RUNS / "dev-host-startup-aa-1", RUNS / "dev-host-startup-aa-2"
+    noise = str(RUNS / "dev-host-startup-noise.json")
+    assert compare.main(_args(str(a), str(b), "--noise", noise, "--out", str(tmp_path / "aa"))) == 0
+    out = capsys.readouterr().out
+    assert "**regression**" not in out and "run-to-run variation learned from A/A runs" in out
+    slow = _raised(b, tmp_path / "dev-host-startup-aa-2-slow", 1.15)
+    assert compare.main(_args(str(a), str(slow), "--noise", noise, "--out", str(tmp_path / "ab"))) == 1
+    capsys.readouterr()
+    rows = _compare(load(a), load(slow), noise=compare.read_noise(Path(noise), False))
+    bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
+    assert bad and bad <= {("container", "launch_to_ready"), ("container", "launch_to_exit")}, bad

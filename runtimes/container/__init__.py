@@ -57,6 +57,17 @@ FORK = Declaration(
     sweep="runtimes.container.leftovers:cleanup_leftovers",
     options=(_seccomp(),),
 )
+#: the same runtime with the Python zygote, whose child sets the container up in Python: the A/B
+#: of the native zygote (scenarios/startup.toml), in one interleaved run
+PYTHON = Declaration(
+    name="container:python",
+    factory="runtimes.container.backend:ContainerBackend",
+    factory_args={"zygote": "python", "name": "container:python"},
+    label="isobench's own runtime, Python zygote (the native one's A/B)",
+    colour="#44AA99",
+    sweep="runtimes.container.leftovers:cleanup_leftovers",
+    options=(_seccomp(),),
+)
 #: the same runtime without its seccomp filter: what the filter costs (scenarios/hardening.toml)
 UNCONFINED = Declaration(
     name="container:unconfined",
@@ -76,4 +87,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["COLD", "DECLARATION", "FORK", "UNCONFINED", "cleanup_leftovers"]
+__all__ = ["COLD", "DECLARATION", "FORK", "PYTHON", "UNCONFINED", "cleanup_leftovers"]
