@@ -82,10 +82,10 @@ def for_measurement(data: ReportData, measurement: str) -> pd.DataFrame:
 def _sorted(s: pd.DataFrame) -> pd.DataFrame:
     if s.empty:
         return s
-    order = s.assign(_rank=[str(style.backend_rank(b)) for b in s["backend"]])
+    # the registry's index as a number: as text, "(10, 'qemu')" would sort before "(2, 'container')"
+    order = s.assign(_rank=[style.backend_rank(b)[0] for b in s["backend"]])
     keys = ["metric", "workload", *used_params(s), "_rank", "series"]
-    return order.sort_values(keys, key=lambda c: c.astype(str) if c.name == "_rank" else c,
-                             kind="stable").drop(columns="_rank")
+    return order.sort_values(keys, kind="stable").drop(columns="_rank")
 
 
 def warnings_list(data: ReportData) -> list[str]:
