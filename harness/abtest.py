@@ -20,7 +20,7 @@ commit silent and still catches a 15 % slower container at n = 30:
 - **run-to-run variation**: the samples of one run share that run's host state
   (page cache, pending namespace teardown, the neighbours' load), so two runs of one
   commit differ by more than their samples say: on this host a series' median moves
-  by 2-16 % (sd of its log) between quiet back-to-back runs.  ``isobench compare
+  by 2-12 % (sd of its log) between quiet back-to-back runs.  ``isobench compare
   --calibrate`` learns that standard deviation per series from A/A runs; compare
   then adds ``run_sd**2 / runs`` per side to the bootstrap variance of the change
   and tests it with a normal model in log units (a random-effects test, as when

@@ -50,8 +50,10 @@ def memory_overhead(data: ReportData) -> Chart | None:
         ax.set_yscale("symlog", linthresh=1.0)
         ylabel += " (symlog)"
     # a median below n=6 has no interval (nan): the median bounds the axis instead
-    ax.set_ylim(bottom=min(0.0, float(s[["ci_lo", "median"]].min().min()) * 1.3),
-                top=float(s[["ci_hi", "median"]].max().max()) * 1.6)
+    bottom = min(0.0, float(s[["ci_lo", "median"]].min().min()) * 1.3)
+    top = float(s[["ci_hi", "median"]].max().max()) * 1.6
+    if top > bottom:  # all zero (a toy backend, bare's overhead alone): matplotlib's default axis
+        ax.set_ylim(bottom=bottom, top=top)
     ax.set_ylabel(ylabel)
     ax.axhline(0, color="#333333", linewidth=0.6)
     ax.grid(axis="x", visible=False)
