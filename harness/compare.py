@@ -320,11 +320,13 @@ def main(args: argparse.Namespace) -> int:
                    bootstraps=max(99, args.bootstraps))
     if not any(r.verdict not in ("only in base", "only in new") for r in rows):
         return _fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
+    import runtimes
     from harness.report.compare_table import markdown
 
     text = markdown(rows, args.runs[0], args.runs[1], args.threshold, args.alpha,
                     getattr(args, "show_all", False), correction=args.correction,
-                    noise=str(noise_path) if noise_path else None, reference=reference)
+                    noise=str(noise_path) if noise_path else None, reference=reference,
+                    yardstick=runtimes.memory_reference())
     print(text)
     if args.markdown:
         try:

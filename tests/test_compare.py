@@ -97,6 +97,16 @@ def test_host_drift_cancels_when_normalised_to_the_reference(runs):
         {("container", "launch_to_ready"), ("container", "launch_to_exit")}
 
 
+def test_a_host_that_moved_under_every_backend_is_said_to_have_moved(runs, capsys):
+    """The whole host 12 % slower: bare, which runs none of our code, regressed too -- compare says
+    so above the rows; a change of the container alone raises no such line."""
+    assert compare.main(_args(str(runs["base"]), str(runs["drift"]))) == 1
+    out = capsys.readouterr().out
+    assert "**The host itself changed between the runs:** bare moved in" in out
+    assert compare.main(_args(str(runs["base"]), str(runs["slower"]))) == 1
+    assert "The host itself changed" not in capsys.readouterr().out
+
+
 def test_several_runs_a_side_pool_with_run_as_a_level(runs):
     rows = _compare([load(runs["base"]), load(runs["same"])], [load(runs["slower"]), load(runs["same"])])
     r = next(r for r in rows if (r.key["backend"], r.key["metric"], r.key["workload"]) ==

@@ -30,9 +30,25 @@ ORDER = {"regression": 0, "improvement": 1, "inconclusive": 2, "equivalent": 3, 
          "only in new": 5, "not judged": 6}
 
 
+def host_drift(rows: list[Row], yardstick: str | None) -> str:
+    """A warning when the yardstick (bare metal: none of the code a change touches runs there)
+    changed significantly itself: the host moved between the runs, and every backend's durations
+    carry that move too.  Empty otherwise."""
+    moved = [r for r in rows if r.key["backend"] == yardstick and r.key["unit"] == "ms"
+             and r.verdict in ("regression", "improvement")]
+    if not moved:
+        return ""
+    worst = max(moved, key=lambda r: abs(r.change))
+    return (f"\n**The host itself changed between the runs:** {yardstick} moved in {len(moved)} series "
+            f"(e.g. {worst.key['workload']} {worst.key['metric']} {_change_text(worst, worst.change)}), and "
+            f"every backend's durations carry that.  Calibrate (`--calibrate`), pool runs a side, or "
+            f"`--normalise` to a backend of the same run before reading the rows below as changes of "
+            f"the code.\n")
+
+
 def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: float, alpha: float,
              show_all: bool = False, *, correction: str = "bh", noise: str | None = None,
-             reference: str | None = None) -> str:
+             reference: str | None = None, yardstick: str | None = None) -> str:
     """The verdicts as a Markdown table, regressions first; "not judged" rows only with ``show_all``."""
     from tabulate import tabulate
 
@@ -49,7 +65,8 @@ def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: floa
             + f"; sees ≥ = the smallest change this comparison finds 80 % of the time at p < {alpha:g}"
             + (f"; durations normalised to {reference}'s median in the same run" if reference else "")
             + ".  " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + "."
-            + ("" if show_all or not counts["not judged"] else " (--all shows the rows not judged)") + "\n")
+            + ("" if show_all or not counts["not judged"] else " (--all shows the rows not judged)") + "\n"
+            + host_drift(rows, yardstick))
     table = []
     for r in sorted(rows, key=lambda r: ORDER[r.verdict]):
         if r.verdict == "not judged" and not show_all:
