@@ -92,7 +92,9 @@ def _change(base: np.ndarray, new: np.ndarray, is_abs: bool, axis: int = -1) -> 
         return np.asarray((n - b) / np.abs(b))
 
 
-def _prepare(runs: Sequence[Sequence[float]], direction: str) -> list[np.ndarray]:
+def prepared(runs: Sequence[Sequence[float]], direction: str) -> list[np.ndarray]:
+    """Each run's values as a test sees them: finite floats, as distances from 1 for ONE metrics;
+    runs left empty drop out (``calibrate`` reads runs through it too)."""
     import numpy as np
 
     out = []
@@ -113,7 +115,7 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
     of the log of a run's median, or of its distance from 1 for ONE metrics); None: unknown."""
     import numpy as np
 
-    b_runs, n_runs = _prepare(base_runs, direction), _prepare(new_runs, direction)
+    b_runs, n_runs = prepared(base_runs, direction), prepared(new_runs, direction)
     b = np.concatenate(b_runs) if b_runs else np.empty(0)
     n = np.concatenate(n_runs) if n_runs else np.empty(0)
     is_abs = absolute(direction)
@@ -125,7 +127,8 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
     if not math.isfinite(change) or min(b.size, n.size) < MIN_N_CI:  # nothing a test could tell
         return Effect(bm, nm, change, nan, nan, nan, b.size, n.size, len(b_runs), len(n_runs))
     if run_sd is not None and (is_abs or min(bm, nm) > 0):  # known run-to-run variation: log units
-        p, lo, hi = _with_run_variance(b, n, len(b_runs), len(n_runs), run_sd, is_abs, alpha, bootstraps, seed)
+        p, lo, hi = _with_run_variance(b, n, change, len(b_runs), len(n_runs), run_sd, is_abs, alpha, bootstraps,
+                                       seed)
     elif len(b_runs) == 1 and len(n_runs) == 1:
         p = permutation_p(b, n)
         lo, hi = _bootstrap_interval(b, n, is_abs, alpha, bootstraps, seed)
@@ -136,8 +139,8 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
     return Effect(bm, nm, change, lo, hi, p, b.size, n.size, len(b_runs), len(n_runs))
 
 
-def _with_run_variance(b: np.ndarray, n: np.ndarray, k_base: int, k_new: int, run_sd: float, is_abs: bool,
-                       alpha: float, bootstraps: int, seed: int) -> tuple[float, float, float]:
+def _with_run_variance(b: np.ndarray, n: np.ndarray, change: float, k_base: int, k_new: int, run_sd: float,
+                       is_abs: bool, alpha: float, bootstraps: int, seed: int) -> tuple[float, float, float]:
     """(p, lo, hi) of a change whose standard error is the samples' (bootstrap, within runs) plus
     the run-to-run variance of each side's median, ``run_sd**2 / runs``: a normal model in log units
     (absolute units for ONE metrics).  Two runs of one commit then differ significantly as often as
@@ -148,7 +151,6 @@ def _with_run_variance(b: np.ndarray, n: np.ndarray, k_base: int, k_new: int, ru
 
     z = float(stats.norm.ppf(1 - alpha))
     w_lo, w_hi = _bootstrap_interval(b, n, is_abs, alpha, bootstraps, seed)
-    change = float(_change(b, n, is_abs))
     if is_abs:
         d, se_w = change, (w_hi - w_lo) / (2 * z)
     else:

@@ -210,11 +210,10 @@ def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[st
     for s in sides:
         for key, values in s.items():
             d = direction(key[3], key[4])
-            v = np.asarray(values[0], dtype=float)
-            v = v[np.isfinite(v)]
-            if d == NONE or v.size < abtest.MIN_N_CI:
+            v = abtest.prepared(values, d)  # the run's values as the test sees them
+            if d == NONE or not v or v[0].size < abtest.MIN_N_CI:
                 continue
-            m = float(np.median(np.abs(v - 1) if d == ONE else v))
+            m = float(np.median(v[0]))
             if d == ONE or m > 0:
                 medians.setdefault(key, []).append(m if d == ONE else math.log(m))
     out = {}

@@ -258,8 +258,7 @@ class ContainerBackend(Backend):
     def launch(self, spec: LaunchSpec) -> Instance:
         namespaces.loopback_up_request()  # first call imports pyroute2 (~0.5 s): not timed either
         self.seccomp_filter(spec.extra.get("seccomp"))  # resolved and compiled once per profile, before t_launch
-        if self.devices is not None:
-            self.devices.prepare()  # the v2 program, or the v1 devices cgroup every instance joins
+        self.prepare()  # the v2 device program, or the v1 devices cgroup every instance joins (once)
         launcher = spec.extra.get("launcher", self.launcher)
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
