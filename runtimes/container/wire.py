@@ -62,7 +62,7 @@ def encode_ops(tag: bytes, ops: Iterable[mounts.MountOp]) -> bytes:
 
 def encode_prepare(number: int, split: template.Split) -> bytes:
     """``T``: build the shared half of plan ``number``; containers then run the per-container half."""
-    return b"T" + _rec(b"p", struct.pack("<I", number)) + encode_ops(b"S", split.shared) + encode_ops(b"I", split.instance)
+    return b"T" + plan_number(number) + encode_ops(b"S", split.shared) + encode_ops(b"I", split.instance)
 
 
 def encode_launch(cfg: init.InitConfig, plan: bytes) -> bytes:
