@@ -101,6 +101,7 @@ def _qemu_left(name: str) -> list[str]:
 @pytest.mark.slow
 def test_noop_guest_reports_ready_exit_and_phases(run_id: str, tmp_path, monkeypatch, no_leftovers) -> None:
     b = _backend()
+    b.prepare()  # the accelerator probe (a fresh host has no cached verdict) opens logs of its own
     spec = LaunchSpec(Workload("noop"), run_id, f"isobench-{run_id}-0", timeout_s=180, log_dir=str(tmp_path))
     opened: list[int] = []
     real_logs = qemu.QemuLogs
