@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import abtest
+from harness.stats import abtest
 from harness.compare import NOISE_FILE, NOISE_SCHEMA, calibrate, compare, read_noise, reference_of
 
 if TYPE_CHECKING:  # pragma: no cover
