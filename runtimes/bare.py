@@ -20,6 +20,7 @@ from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamp
 from runtimes.cgroups import Cgroup
 from runtimes.declaration import Declaration
 from runtimes.image.rundir import Runs, Tree
+from runtimes.image.workload import ImageWorkload
 from runtimes.process import ProcessInstance, instance_log, launching
 from runtimes.workloads import BUSYBOX
 
@@ -54,7 +55,8 @@ class BareBackend(Backend):
                 times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
             inst = ProcessInstance(spec, cgroup, times)
             inst.own_netns = self.own_netns
-            inst.lo_down = self.own_netns  # unshare(1) leaves lo down: the readiness probe brings it up
+            # unshare(1) leaves lo down (the readiness probe brings it up) and forks the workload
+            inst.lo_down = inst.forks = self.own_netns
             inst.log_path = log_path
             with launching(inst, what):
                 inst._spawn(argv, log)
@@ -74,13 +76,14 @@ class BareBackend(Backend):
 
     def tree(self, spec: LaunchSpec) -> Tree:
         """The image's read-only tree for this run (mounted on first use)."""
-        image = spec.workload.image
-        assert image is not None
+        workload = spec.workload
+        assert isinstance(workload, ImageWorkload)
+        image = workload.image
         key = (spec.run_id, image.digest)
         if key not in self._trees:
             self._runs.enter(spec.run_id)
             try:
-                self._trees[key] = Tree(spec.run_id, image, spec.workload.missing_mountpoints(),
+                self._trees[key] = Tree(spec.run_id, image, workload.missing_mountpoints(),
                                         self.name.replace(":", "-"))
             except (OSError, ValueError) as e:
                 raise BackendError(f"cannot mount the tree of image {image.name}: {e}") from e

@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from runtimes import readiness
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
-from runtimes import readiness
 from runtimes.marker import MarkerChannel
 from runtimes.output import LineTee
 from runtimes.workloads import MARKER_FD
@@ -160,6 +160,8 @@ class ProcessInstance(Instance):
     own_netns = False
     #: its ``lo`` is down until someone brings it up (unshare(1)): the probe does
     lo_down = False
+    #: ``proc`` is a launcher whose (first) child is the workload (unshare(1) --fork)
+    forks = False
 
     def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps):
         self.spec = spec
@@ -330,9 +332,13 @@ class ProcessInstance(Instance):
             self.proc.wait(grace)
 
     def _signal(self, sig: int) -> None:
-        """Deliver the stop signal: to the process group (bare, unshare(1), which passes it on)."""
+        """Deliver the stop signal to the workload's process: ours, or (``forks``: unshare(1)
+        --fork, which does not pass signals on) its child."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, sig)
+        target = self.proc.pid
+        if self.forks:
+            target = next(iter(readiness.descendants(self.proc.pid)[1:]), target)
+        os.kill(target, sig)
 
     def _teardown(self) -> None:
         try:

@@ -13,14 +13,15 @@ from __future__ import annotations
 from runtimes.base import BackendError, LaunchSpec, Timestamps, now_ns
 from runtimes.container import mounts
 from runtimes.image.rundir import Upper
+from runtimes.image.workload import ImageWorkload
 
 
 def make(spec: LaunchSpec, times: Timestamps, proc_hardening: bool = True) -> tuple[Upper, tuple[mounts.MountOp, ...]]:
     """The instance's upper and its mount plan (phase ``rootfs``); nothing is left behind when this fails."""
     t0 = now_ns()
     workload = spec.workload
+    assert isinstance(workload, ImageWorkload)
     image = workload.image
-    assert image is not None
     upper = Upper.create(spec.run_id, spec.instance, workload.missing_mountpoints())
     try:
         plan = tuple(mounts.image_plan(upper.root, upper.data(image), proc_hardening=proc_hardening))

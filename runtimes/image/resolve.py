@@ -6,6 +6,7 @@ images elsewhere (a test's hand-made layers) can stand in for it with ``use``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from runtimes.image.model import Image, ImageError
@@ -20,7 +21,7 @@ def image(ref: str) -> Image:
     if _finder is not None:
         return _finder(ref)
     try:
-        from runtimes.image import store
+        store = importlib.import_module("runtimes.image.store")
     except ImportError as e:  # pragma: no cover - the store ships with isobench
         raise ImageError(f"cannot read the image store: {e}") from e
     found: Image = store.get(ref)

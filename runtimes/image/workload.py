@@ -89,13 +89,13 @@ class ImageWorkload:
         if ids.home and "HOME" not in env:
             env["HOME"] = ids.home
         # computed once: frozen, so kept with object.__setattr__
-        object.__setattr__(self, "_process", ProcessSpec(self.argv(), env, workdir, ids.uid, ids.gid, ids.groups))
+        object.__setattr__(self, "_process", ProcessSpec(tuple(self.argv()), env, workdir, ids.uid, ids.gid, ids.groups))
         object.__setattr__(self, "_signal", signal_number(self.stop if self.stop is not None
                                                          else self.image.config.stop_signal or "SIGTERM"))
         object.__setattr__(self, "_mountpoints", tuple(
             d for d in MOUNTPOINTS if not image_layers.exists(self.image.layers, d)))
 
-    def argv(self) -> tuple[str, ...]:
+    def argv(self) -> list[str]:
         """Entrypoint + Cmd, with ``command`` replacing the Entrypoint (and the Cmd, given alone)
         and ``args`` replacing the Cmd."""
         cfg = self.image.config
@@ -104,7 +104,7 @@ class ImageWorkload:
             rest = self.args
         else:
             rest = () if self.command is not None else cfg.cmd
-        return tuple(entry) + tuple(rest)
+        return [*entry, *rest]
 
     def cwd(self) -> str:
         return self.workdir or self.image.config.workdir or "/"
