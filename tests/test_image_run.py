@@ -158,3 +158,66 @@ def test_a_dead_runs_directory_and_tree_are_swept(image: Image, run_id: str, no_
     removed = rundir.cleanup_leftovers(run_id)
     assert any(r.startswith("mount ") for r in removed) and not run.exists() and not os.path.ismount(tree.root)
     tree.mounted = False  # already unmounted by the sweep
+
+
+RUN = """
+[scenario]
+backends = ["bare", "unshare", "container"]
+repetitions = 1
+warmups = 0
+timeout = 20
+[workload.web]
+image = "kit"
+ready = { http = "8080/index.html" }
+stop = "KILL"
+[[experiment]]
+measurement = "startup"
+workloads = ["noop", "web"]
+[[experiment]]
+measurement = "memory"
+workloads = ["web"]
+settle = 0.1
+[[experiment]]
+measurement = "mem_limit"
+workloads = ["web"]
+settle = 0.1
+grid = { limit_mib = [32] }
+[[experiment]]
+measurement = "cpu_quota"
+workloads = ["web"]
+settle = 0
+grid = { quota = [0.5] }
+[[experiment]]
+measurement = "pids_limit"
+workloads = ["web"]
+settle = 0.1
+grid = { limit = [16] }
+"""
+
+
+def test_a_run_measures_an_image_beside_the_catalog(image: Image, tmp_path: Path, run_id: str, no_leftovers) -> None:
+    import tomllib
+
+    from harness import results, runner, scenario
+    from runtimes.image import resolve
+
+    undo = resolve.use(lambda ref: image)
+    try:
+        sc = scenario.parse(tomllib.loads(RUN), "images.toml", RUN)
+    finally:
+        undo()
+    run_dir = runner.run(sc, tmp_path, progress=False, run_id=run_id)
+    rows = results.read_samples(run_dir)
+    failed = [r for r in rows if r["status"] != "ok"]
+    assert failed == []
+    web = [r for r in rows if r["workload"] == "web"]
+    assert web and all(r["image"] == image.digest for r in web)
+    assert all(r["image"] is None for r in rows if r["workload"] == "noop")
+    got = {(r["backend"], r["metric"]) for r in web}
+    for b in ("bare", "unshare", "container"):
+        assert {(b, "launch_to_ready"), (b, "pss"), (b, "oom_killed"), (b, "mem_limit_ready"),
+                (b, "cpu_quota_ready"), (b, "pids_limit_ready")} <= got
+    assert {(b, "startup_cpu") for b in ("bare", "container")} <= got  # unshare has no cgroup of its own
+    manifest = results.read_manifest(run_dir)
+    assert manifest["workloads"]["web"]["digest"] == image.digest
+    assert not (rundir.runs_root() / f"isobench-{run_id}").exists(), "the run's directory outlived the run"
