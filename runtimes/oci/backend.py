@@ -39,7 +39,8 @@ from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, T
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import caps as container_caps
 from runtimes.container import seccomp as container_seccomp
-from runtimes.oci import bundle, view
+from runtimes.image.rundir import Upper
+from runtimes.oci import bundle, mounter, view
 from runtimes.process import ProcessInstance, instance_log, launching
 
 RUNTIMES = ("runc", "crun")
@@ -98,6 +99,10 @@ def _run_in_view(argv: list[str], v: view.View, timeout: float = 30.0) -> subpro
 class OciInstance(ProcessInstance):
     """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
 
+    own_netns = True
+    upper: Upper | None = None  # an image instance's own layer, mounted by ``helper`` in the view
+    helper: mounter.Mounter | None = None
+
     def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path):
         super().__init__(spec, None, times)
         self.runtime = backend.runtime
@@ -122,6 +127,12 @@ class OciInstance(ProcessInstance):
     def cleanup(self) -> None:
         super().cleanup()
         self._resolve_exit()
+
+    def _wait_exit(self, timeout: float) -> tuple[int, int | None]:
+        """``ready = exit``: the container process's exit (the kernel's event), not the runtime's."""
+        status = self.wait(timeout)
+        self._resolve_exit()
+        return status, self.times.t_exit or self.t_runtime_exit
 
     def _resolve_exit(self) -> None:
         """``t_exit`` = the exit of the container's process (the runtime's last child to end), not
@@ -151,6 +162,7 @@ class OciInstance(ProcessInstance):
     # -- ending it ------------------------------------------------------------------
     def stop(self) -> None:
         """SIGKILL the container's processes (its cgroup); the runtime then deletes it and exits."""
+        self._stop_gracefully()  # an image's stop signal first: to the runtime, which passes it on
         if self.proc is None or self.proc.poll() is not None:
             return
         if self.cgroup is not None:
@@ -165,10 +177,14 @@ class OciInstance(ProcessInstance):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def _release(self) -> None:
-        """After the runtime is reaped (ProcessInstance.cleanup): its state, cgroups and bundle."""
-        self._delete()
-        self._remove_cgroups()
-        bundle.remove(self.bundle_dir)
+        """After the runtime is reaped: its state, cgroups, bundle (and an image instance's root)."""
+        try:
+            self._delete()
+            self._remove_cgroups()
+            bundle.remove(self.bundle_dir)
+        finally:
+            if self.upper is not None:
+                mounter.release_root(self.helper, self.upper)
 
     def _delete(self) -> None:
         """``delete --force`` when the runtime left its state behind (it was killed)."""
@@ -210,6 +226,7 @@ class OciBackend(Backend):
         #: the built-in container's profile name; the bundle carries its resolved OCI form
         self.seccomp = seccomp
         self._seccomp: dict[str, Any] | None = None
+        self._roots = mounter.ImageRoots()  # image instances' roots: mounted in the view (mounter.py)
 
     def available(self) -> str | None:
         if find_runtime(self.runtime) is None:
@@ -246,6 +263,7 @@ class OciBackend(Backend):
 
     def close(self) -> None:
         """Let the namespace holder go (it exits when its pipe closes)."""
+        self._roots.close()  # (before the holder: the image roots it mounted go with its namespace)
         if self._holder is not None:
             self._holder.close()
             self._holder = None
@@ -272,8 +290,10 @@ class OciBackend(Backend):
         assert self._cgroup_version is not None and self._memsw is not None
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         bundle_dir = bundles_dir() / spec.instance
-        argv = nsenter + _runtime_cmd(
-            self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
+        image = spec.workload.image  # an image's root: its own overlay, mounted in the view
+        mounts = self._roots.prepare(holder.pid, spec.run_id) if image is not None else None
+        argv = nsenter + _runtime_cmd(self.exe, self.runtime, "run", "--preserve-fds", "0" if image else "1",
+                                      "-b", str(bundle_dir), spec.instance)
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -283,15 +303,19 @@ class OciBackend(Backend):
         what = f"cannot start {self.runtime}"
         with instance_log(spec, self.name.replace(":", "-"), what) as (log, log_path):
             times = Timestamps(t_launch=now_ns())
-            cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                                memsw=self._memsw, seccomp=self._seccomp)
-            try:
-                bundle.write(bundle_dir, cfg)
-            except FileExistsError as e:
-                raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
-                                   f"or was left behind (isobench cleanup)") from e
-            times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
+            upper = mounter.instance_root(mounts, spec, times) if mounts is not None else None
+            t0 = now_ns()
+            with mounter.released_on_failure(mounts, upper):
+                cfg = bundle.config(spec, upper.root if upper else root, f"/{spec.instance}",
+                                    cgroup_version=self._cgroup_version, memsw=self._memsw, seccomp=self._seccomp)
+                try:
+                    bundle.write(bundle_dir, cfg)
+                except FileExistsError as e:
+                    raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
+                                       f"or was left behind (isobench cleanup)") from e
+            times.phases["bundle"] = now_ns() - t0
             inst = OciInstance(spec, times, self, v, bundle_dir)
+            inst.upper, inst.helper = upper, mounts
             inst.log_path = log_path
             with launching(inst, what):
                 inst.spawn(argv, log)
