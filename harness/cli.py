@@ -20,6 +20,7 @@ DELEGATED = {
     "compare": "harness.compare",
     "validate": "harness.validate",
     "matrix": "harness.matrix.cli",
+    "image": "harness.commands.image",
 }
 DEFAULT_RESULTS = Path("results")
 
