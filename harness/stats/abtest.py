@@ -37,24 +37,20 @@ commit silent and still catches a 15 % slower container at n = 30:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
+import numpy as np
 
-#: the smallest sample a verdict is given for; equals harness.stats.MIN_N_CI (a test checks), kept
-#: here so that `import harness.compare` stays light (no numpy/scipy for `isobench --help`)
-MIN_N_CI = 6
+from harness.metric import HIGHER, LOWER, NONE, ONE
+from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, SEED, THRESHOLD
+from harness.stats.pvalues import adjust, bootstrap_z_p, permutation_p
+from harness.stats.resample import change_interval, change_of, hierarchical_changes
+
+__all__ = ["ALPHA", "BOOTSTRAPS", "HIGHER", "LOWER", "MIN_N_CI", "NONE", "ONE", "SEED", "THRESHOLD", "Effect",
+           "adjust", "detectable", "measure", "prepared", "verdict"]
 
 REGRESSION, IMPROVEMENT, EQUIVALENT, INCONCLUSIVE = "regression", "improvement", "equivalent", "inconclusive"
-LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
-ALPHA = 0.05  # after the Benjamini–Hochberg correction: a false discovery rate of 5 %
-THRESHOLD = 0.05
-BOOTSTRAPS = 2000
-SEED = 20240601
 
 
 @dataclass(frozen=True)
@@ -82,21 +78,9 @@ def absolute(direction: str) -> bool:
     return direction == ONE
 
 
-def _change(base: np.ndarray, new: np.ndarray, is_abs: bool, axis: int = -1) -> np.ndarray:
-    import numpy as np
-
-    b, n = np.median(base, axis=axis), np.median(new, axis=axis)
-    if is_abs:
-        return np.asarray(n - b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray((n - b) / np.abs(b))
-
-
 def prepared(runs: Sequence[Sequence[float]], direction: str) -> list[np.ndarray]:
     """Each run's values as a test sees them: finite floats, as distances from 1 for ONE metrics;
     runs left empty drop out (``calibrate`` reads runs through it too)."""
-    import numpy as np
-
     out = []
     for r in runs:
         a = np.asarray([v for v in r if v is not None], dtype=float)
@@ -113,8 +97,6 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
 
     ``run_sd``: the series' run-to-run standard deviation learned from A/A runs (``calibrate``;
     of the log of a run's median, or of its distance from 1 for ONE metrics); None: unknown."""
-    import numpy as np
-
     b_runs, n_runs = prepared(base_runs, direction), prepared(new_runs, direction)
     b = np.concatenate(b_runs) if b_runs else np.empty(0)
     n = np.concatenate(n_runs) if n_runs else np.empty(0)
@@ -123,7 +105,7 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
     if b.size == 0 or n.size == 0:
         return Effect(nan, nan, nan, nan, nan, nan, b.size, n.size, len(b_runs), len(n_runs))
     bm, nm = float(np.median(b)), float(np.median(n))
-    change = float(_change(b, n, is_abs))
+    change = float(change_of(b, n, is_abs))
     if not math.isfinite(change) or min(b.size, n.size) < MIN_N_CI:  # nothing a test could tell
         return Effect(bm, nm, change, nan, nan, nan, b.size, n.size, len(b_runs), len(n_runs))
     if run_sd is not None and (is_abs or min(bm, nm) > 0):  # known run-to-run variation: log units
@@ -131,7 +113,7 @@ def measure(base_runs: Sequence[Sequence[float]], new_runs: Sequence[Sequence[fl
                                        seed)
     elif len(b_runs) == 1 and len(n_runs) == 1:
         p = permutation_p(b, n)
-        lo, hi = _bootstrap_interval(b, n, is_abs, alpha, bootstraps, seed)
+        lo, hi = change_interval(b, n, is_abs, alpha, bootstraps, seed)
     else:
         draws = hierarchical_changes(b_runs, n_runs, is_abs, bootstraps, seed)
         p = bootstrap_z_p(draws)
@@ -146,11 +128,10 @@ def _with_run_variance(b: np.ndarray, n: np.ndarray, change: float, k_base: int,
     (absolute units for ONE metrics).  Two runs of one commit then differ significantly as often as
     alpha says, not whenever the host moved between them -- which a test of the samples alone
     cannot see: a run's samples share its host state."""
-    import numpy as np
     from scipy import stats
 
     z = float(stats.norm.ppf(1 - alpha))
-    w_lo, w_hi = _bootstrap_interval(b, n, is_abs, alpha, bootstraps, seed)
+    w_lo, w_hi = change_interval(b, n, is_abs, alpha, bootstraps, seed)
     if is_abs:
         d, se_w = change, (w_hi - w_lo) / (2 * z)
     else:
@@ -162,115 +143,6 @@ def _with_run_variance(b: np.ndarray, n: np.ndarray, change: float, k_base: int,
     p = float(2 * stats.norm.sf(abs(d) / se))
     lo, hi = d - z * se, d + z * se
     return (p, lo, hi) if is_abs else (p, float(np.expm1(lo)), float(np.expm1(hi)))
-
-
-def permutation_p(b: np.ndarray, n: np.ndarray) -> float:
-    """Two-sided p of the permutation test of the rank-sum statistic (Wilcoxon–Mann–Whitney).
-
-    The permutation distribution of the rank sum is known exactly, so small samples get the
-    exact test and large ones its normal limit with a tie correction (``scipy.stats.mannwhitneyu``,
-    method ``auto``): p is never stuck at a Monte-Carlo floor of 1/(B + 1) that a correction over
-    fifty series could not pass, and ranks keep one 2x outlier from deciding the verdict.  A
-    permutation test of the difference of medians was measured here to be much weaker (8 vs 8
-    values, fully separated: p = 0.035).
-    """
-    import numpy as np
-    from scipy import stats
-
-    if np.all(b == b[0]) and np.all(n == b[0]):
-        return 1.0
-    return float(stats.mannwhitneyu(b, n, alternative="two-sided", method="auto").pvalue)
-
-
-def _bootstrap_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float, bootstraps: int,
-                        seed: int) -> tuple[float, float]:
-    """(1 - 2 alpha) interval of the change, both samples resampled (BCa; percentile where BCa cannot)."""
-    import numpy as np
-    from scipy import stats
-
-    if np.all(b == b[0]) and np.all(n == n[0]):
-        c = float(_change(b, n, is_abs))
-        return c, c
-
-    def stat(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
-        return _change(u, v, is_abs, axis)
-
-    lo = hi = math.nan
-    for method in ("BCa", "percentile"):
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # degenerate distributions: the result is checked instead
-            ci = stats.bootstrap((b, n), stat, method=method, confidence_level=1 - 2 * alpha,
-                                 n_resamples=bootstraps, rng=seed, vectorized=True).confidence_interval
-        lo, hi = float(ci.low), float(ci.high)
-        if math.isfinite(lo) and math.isfinite(hi):
-            break
-    return lo, hi
-
-
-def _pooled_medians(runs: list[np.ndarray], draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Medians of ``draws`` two-level resamples: runs with replacement, then samples within each run."""
-    import numpy as np
-
-    sizes = np.array([r.size for r in runs])
-    width = int(sizes.max())
-    padded = np.full((len(runs), width), np.nan)
-    for i, r in enumerate(runs):
-        padded[i, :r.size] = r
-    pick = rng.integers(0, len(runs), size=(draws, len(runs)))  # which runs
-    idx = (rng.random((draws, len(runs), width)) * sizes[pick][..., None]).astype(int)  # samples in each
-    values = padded[pick[..., None], idx]
-    values[np.arange(width)[None, None, :] >= sizes[pick][..., None]] = np.nan  # a run keeps its own size
-    return np.nanmedian(values.reshape(draws, -1), axis=1)
-
-
-def hierarchical_changes(b_runs: list[np.ndarray], n_runs: list[np.ndarray], is_abs: bool,
-                         draws: int = BOOTSTRAPS, seed: int = SEED) -> np.ndarray:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    bm, nm = _pooled_medians(b_runs, draws, rng), _pooled_medians(n_runs, draws, rng)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = nm - bm if is_abs else (nm - bm) / np.abs(bm)
-    return out[np.isfinite(out)]
-
-
-def bootstrap_z_p(draws: np.ndarray) -> float:
-    """Two-sided p of "no change" from a bootstrap distribution, through its normal approximation
-    (a counted tail would stop at 1/draws, too coarse for a correction over fifty series)."""
-    import numpy as np
-    from scipy import stats
-
-    sd = float(np.std(draws))
-    if draws.size == 0:
-        return math.nan
-    if sd == 0:
-        return 1.0 if float(np.mean(draws)) == 0 else 0.0
-    return float(2 * stats.norm.sf(abs(float(np.mean(draws))) / sd))
-
-
-def adjust(pvalues: Sequence[float], method: str = "bh") -> np.ndarray:
-    """Family-wise adjusted p-values: Benjamini–Hochberg (``bh``) or Holm (``holm``); nan stays nan."""
-    import numpy as np
-    from scipy import stats
-
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if not ok.any():
-        return out
-    q = p[ok]
-    if method == "bh":
-        out[ok] = stats.false_discovery_control(q, method="bh")
-    elif method == "holm":
-        order = np.argsort(q)
-        m = q.size
-        stepped = np.maximum.accumulate((m - np.arange(m)) * q[order])
-        adj = np.empty(m)
-        adj[order] = np.minimum(stepped, 1.0)
-        out[ok] = adj
-    else:
-        raise ValueError(f"unknown correction {method!r} (bh or holm)")
-    return out
 
 
 def detectable(e: Effect, direction: str, alpha: float = ALPHA, power: float = 0.8) -> float:
@@ -289,11 +161,6 @@ def detectable(e: Effect, direction: str, alpha: float = ALPHA, power: float = 0
     if e.lo <= -1:
         return math.inf
     return math.expm1(k * (math.log1p(e.hi) - math.log1p(e.lo)) / (2 * z))
-
-
-def min_permutation_p(n1: int, n2: int) -> float:
-    """The smallest two-sided p an exact permutation test can reach with these sizes."""
-    return min(1.0, 2 / math.comb(n1 + n2, n1)) if n1 and n2 else 1.0
 
 
 def verdict(e: Effect, q: float, direction: str, margin: float, alpha: float = ALPHA,
