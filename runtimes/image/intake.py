@@ -30,6 +30,7 @@ from runtimes.image.unpack import OPAQUE_XATTR, Unpacker, check_end
 
 #: how a broken layer fails while it is read (an ImageError says what the store itself refused)
 LAYER_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, zlib.error, OSError, *DECOMPRESSION_ERRORS)
+BROKEN_LAYER: tuple[type[BaseException], ...] = (ImageError, *LAYER_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ def _layer(layout: Layout, archive: sources.Archive, src: sources.LayerSource, d
     if have_tree and src.digest is not None and layout.blob(src.digest).exists():
         return Intake(diff_id, oci.Descriptor("", src.digest, src.size or 0), None, None,
                       tuple(json.loads((layout.layer(diff_id) / "layer.json").read_text())["implicit_dirs"]))
+    if not archive.has(src.path):
+        raise ImageError(f"{what} blob {src.digest or src.path} is missing from the source (no {src.path})")
     f, size = archive.open(src.path)
     if src.size is not None and size != src.size:
         f.close()
@@ -80,12 +83,13 @@ def _layer(layout: Layout, archive: sources.Archive, src: sources.LayerSource, d
                 plain.drain()
             while buffered.read(1 << 20):  # what follows the compressed stream is hashed too
                 pass
-        except ImageError:
-            raise
-        except LAYER_ERRORS as e:
+        except BROKEN_LAYER as e:
+            # a tampered blob reads as broken: say so, when the rest of it shows it is
+            _check_digest(raw, src.digest, what, drain=True)
+            if isinstance(e, ImageError):
+                raise
             raise ImageError(f"{what}: not a readable {kind or 'tar'} layer ({str(e)[:120] or type(e).__name__})") from None
-    if src.digest is not None and raw.digest() != src.digest:
-        raise ImageError(f"{what}: digest mismatch: the blob is {raw.digest()}, the manifest says {src.digest}")
+    _check_digest(raw, src.digest, what)
     if plain.digest() != diff_id:
         raise ImageError(f"{what}: the uncompressed layer is {plain.digest()}, "
                          f"the config's rootfs.diff_ids says {diff_id}")
@@ -99,6 +103,18 @@ def _layer(layout: Layout, archive: sources.Archive, src: sources.LayerSource, d
     blob = oci.Descriptor(oci.LAYER_TYPES[kind], raw.digest(), size)
     new_blob = blob_tmp if keep and not layout.blob(blob.digest).exists() else None
     return Intake(diff_id, blob, new_blob, layer_tmp, implicit)
+
+
+def _check_digest(raw: Hashing, expected: str | None, what: str, drain: bool = False) -> None:
+    if expected is None:
+        return
+    if drain:
+        try:
+            raw.drain()
+        except (ImageError, OSError):  # unreadable or over its size: the first error stands
+            return
+    if raw.digest() != expected:
+        raise ImageError(f"{what}: digest mismatch: the blob is {raw.digest()}, the manifest says {expected}")
 
 
 def _is_whiteout(st: os.stat_result) -> bool:
