@@ -192,6 +192,8 @@ CORPUS: dict[str, tuple[Case, str]] = {
     "garbage after gzip": (oci(ob.compress(GOOD, "gzip") + b"junk" * 10, compression=""), "not a readable gzip layer"),
     "empty layer blob": (oci(b"", compression=""), "not a readable tar layer"),
     "garbage after the tar": (oci(GOOD[:-1024] + b"\xff" * 1024, compression=""), "data after a broken tar header"),
+    "a huge pax header": (_with(lambda c: layer(reg("f", b"x", xattrs={"user.big": "x" * (2 << 20)}))),
+                          "a tar extended header of"),
     "gzip bomb": (oci(layer(reg("zeros", bytes(3 << 20))), compression="gzip"), "larger than the cap of 1 MiB"),
     "zstd bomb": (oci(layer(reg("zeros", bytes(3 << 20))), compression="zstd"), "larger than the cap of 1 MiB"),
     "giant env entry": (_cfg(Env=["A=" + "x" * 200_000]), "Env[0] is longer than"),

@@ -47,6 +47,10 @@ KEPT_XATTRS = ("user.", "security.capability")
 MAX_PATH = 4096
 #: a tar ends with two zero blocks
 END_MARKER = 2 * tarfile.BLOCKSIZE
+#: tar's extended headers (pax, GNU long names) are read into memory whole: real ones are small
+MAX_HEADER = 1 << 20
+_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                 tarfile.GNUTYPE_LONGLINK)
 
 Parts = tuple[str, ...]
 
@@ -91,6 +95,16 @@ def _xattrs(info: tarfile.TarInfo) -> tuple[dict[str, bytes], int]:
     return kept, dropped
 
 
+class BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses an extended header over :data:`MAX_HEADER` before tarfile reads it
+    into memory (``_proc_member`` is where tarfile dispatches on the header's type)."""
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _HEADER_TYPES and self.size > MAX_HEADER:
+            raise ImageError(f"a tar extended header of {self.size} bytes (over {MAX_HEADER})")
+        return super()._proc_member(tarfile)  # type: ignore[misc]
+
+
 class Unpacker:
     """Unpacks one layer tar into ``root`` (an empty directory of the store's temporary area)."""
 
@@ -110,7 +124,7 @@ class Unpacker:
 
     def run(self, stream: BinaryIO) -> LayerStats:
         """Unpack every entry; :attr:`end` is then the offset of the header the tar ended at."""
-        tar = tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape")
+        tar = tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape", tarinfo=BoundedTarInfo)
         for info in tar:
             # stream mode keeps every header otherwise (a million entries = GBs of TarInfo)
             tar.members = []  # type: ignore[attr-defined]
