@@ -68,9 +68,9 @@ def entry_parts(name: str, what: str) -> Parts:
     """``name``'s components inside the layer; () is the layer's root."""
     if len(name) > MAX_PATH:
         raise ImageError(f"{what}: an entry's name is longer than {MAX_PATH} bytes")
-    if name.startswith("/"):
-        raise ImageError(f"{what}: entry {name[:100]!r} has an absolute path")
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if name.startswith("/") and parts:  # "/" alone is the root (umoci insert … / writes it so)
+        raise ImageError(f"{what}: entry {name[:100]!r} has an absolute path")
     if ".." in parts:
         raise ImageError(f"{what}: entry {name[:100]!r} leaves the layer (..)")
     return parts
