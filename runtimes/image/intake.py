@@ -20,13 +20,14 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from runtimes.image import oci, sources
 from runtimes.image.layout import STORE_VERSION, Layout, atomic_write, dump
 from runtimes.image.model import ImageError
 from runtimes.image.names import digest_hex
 from runtimes.image.streams import DECOMPRESSION_ERRORS, Caps, Hashing, compression, decompressed
-from runtimes.image.unpack import OPAQUE_XATTR, Unpacker, check_end
+from runtimes.image.unpack import OPAQUE_XATTR, LayerStats, Unpacker, check_end
 
 #: how a broken layer fails while it is read (an ImageError says what the store itself refused)
 LAYER_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, zlib.error, OSError, *DECOMPRESSION_ERRORS)
@@ -44,13 +45,11 @@ class Intake:
     implicit_dirs: tuple[str, ...]
 
 
-def _layer(layout: Layout, archive: sources.Archive, src: sources.LayerSource, diff_id: str,
-           index: int, tmp: Path, caps: Caps) -> Intake:
-    what = f"layer {index + 1}"
-    have_tree = layout.has_layer(diff_id)
-    if have_tree and src.digest is not None and layout.blob(src.digest).exists():
-        return Intake(diff_id, oci.Descriptor("", src.digest, src.size or 0), None, None,
-                      tuple(json.loads((layout.layer(diff_id) / "layer.json").read_text())["implicit_dirs"]))
+def _implicit(layout: Layout, diff_id: str) -> tuple[str, ...]:
+    return tuple(json.loads((layout.layer(diff_id) / "layer.json").read_text())["implicit_dirs"])
+
+
+def _open_blob(archive: sources.Archive, src: sources.LayerSource, caps: Caps, what: str) -> tuple[BinaryIO, int]:
     if not archive.has(src.path):
         raise ImageError(f"{what} blob {src.digest or src.path} is missing from the source (no {src.path})")
     f, size = archive.open(src.path)
@@ -60,46 +59,62 @@ def _layer(layout: Layout, archive: sources.Archive, src: sources.LayerSource, d
     if size > caps.blob_bytes:
         f.close()
         raise ImageError(f"{what}: the blob is {size} bytes, over the cap of {caps.blob_bytes}")
-    blob_tmp = tmp / f"blob-{index}"
-    layer_tmp = None if have_tree else tmp / f"layer-{index}"
+    return f, size
+
+
+def _read(f: BinaryIO, size: int, copy: BinaryIO | None, src: sources.LayerSource, diff_id: str,
+          tree: Path | None, caps: Caps, what: str) -> tuple[Hashing, Hashing, str, LayerStats | None]:
+    """One pass over a layer blob: hashed (and copied), decompressed, hashed again, unpacked
+    into ``tree`` (None: the store has the tree; only the hashes are wanted)."""
+    raw = Hashing(f, (src.digest or "sha256").partition(":")[0], size, f"{what} (stored)", copy)
+    buffered = io.BufferedReader(raw, 1 << 20)
+    kind = compression(buffered.peek(4)[:4])
+    plain = Hashing(decompressed(buffered, kind), diff_id.partition(":")[0], caps.layer_bytes, f"{what} (uncompressed)")
     stats = None
-    # a blob the store has is only hashed, not copied again
-    keep = src.digest is None or not layout.blob(src.digest).exists()
-    with f, open(blob_tmp if keep else os.devnull, "wb") as copy:
-        algorithm = (src.digest or "sha256").partition(":")[0]
-        raw = Hashing(f, algorithm, size, f"{what} (stored)", copy if keep else None)
-        buffered = io.BufferedReader(raw, 1 << 20)
-        kind = compression(buffered.peek(4)[:4])
-        plain = Hashing(decompressed(buffered, kind), diff_id.partition(":")[0], caps.layer_bytes,
-                        f"{what} (uncompressed)")
-        try:
-            if layer_tmp is not None:
-                (layer_tmp / "tree").mkdir(parents=True)
-                unpacker = Unpacker(layer_tmp / "tree", caps, what)
-                stats = unpacker.run(plain)  # type: ignore[arg-type]
-                plain.drain()
-                check_end(unpacker.end, plain.count, plain.last_data, what)
-            else:
-                plain.drain()
-            while buffered.read(1 << 20):  # what follows the compressed stream is hashed too
-                pass
-        except BROKEN_LAYER as e:
-            # a tampered blob reads as broken: say so, when the rest of it shows it is
-            _check_digest(raw, src.digest, what, drain=True)
-            if isinstance(e, ImageError):
-                raise
-            raise ImageError(f"{what}: not a readable {kind or 'tar'} layer ({str(e)[:120] or type(e).__name__})") from None
+    try:
+        if tree is not None:
+            tree.mkdir(parents=True)
+            unpacker = Unpacker(tree, caps, what)
+            stats = unpacker.run(plain)  # type: ignore[arg-type]
+            plain.drain()
+            check_end(unpacker.end, plain.count, plain.last_data, what)
+        else:
+            plain.drain()
+        while buffered.read(1 << 20):  # what follows the compressed stream is hashed too
+            pass
+    except BROKEN_LAYER as e:
+        # a tampered blob reads as broken: say so, when the rest of it shows it is
+        _check_digest(raw, src.digest, what, drain=True)
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{what}: not a readable {kind or 'tar'} layer ({str(e)[:120] or type(e).__name__})") from None
     _check_digest(raw, src.digest, what)
     if plain.digest() != diff_id:
-        raise ImageError(f"{what}: the uncompressed layer is {plain.digest()}, "
-                         f"the config's rootfs.diff_ids says {diff_id}")
+        raise ImageError(f"{what}: the uncompressed layer is {plain.digest()}, the config's rootfs.diff_ids says {diff_id}")
+    return raw, plain, kind, stats
+
+
+def _layer(layout: Layout, archive: sources.Archive, src: sources.LayerSource, diff_id: str,
+           index: int, tmp: Path, caps: Caps) -> Intake:
+    """Layer ``index`` of the source into ``tmp`` (its blob, its unpacked tree), whatever of it the
+    store lacks; a layer whose tree and blob the store has is not read at all."""
+    what = f"layer {index + 1}"
+    have_tree = layout.has_layer(diff_id)
+    if have_tree and src.digest is not None and layout.blob(src.digest).exists():
+        return Intake(diff_id, oci.Descriptor("", src.digest, src.size or 0), None, None, _implicit(layout, diff_id))
+    f, size = _open_blob(archive, src, caps, what)
+    blob_tmp = tmp / f"blob-{index}"
+    layer_tmp = None if have_tree else tmp / f"layer-{index}"
+    keep = src.digest is None or not layout.blob(src.digest).exists()  # else only hashed, not copied again
+    with f, open(blob_tmp if keep else os.devnull, "wb") as copy:
+        raw, _, kind, stats = _read(f, size, copy if keep else None, src, diff_id,
+                                    layer_tmp / "tree" if layer_tmp else None, caps, what)
     if layer_tmp is not None and stats is not None:
         atomic_write(layer_tmp / "layer.json", dump({
             "diff_id": diff_id, "store_version": STORE_VERSION, "size": stats.size, "entries": stats.entries,
             "skipped_devices": stats.skipped_devices, "dropped_xattrs": stats.dropped_xattrs,
             "implicit_dirs": stats.implicit_dirs}))
-    implicit = tuple(stats.implicit_dirs) if stats is not None else tuple(
-        json.loads((layout.layer(diff_id) / "layer.json").read_text())["implicit_dirs"])
+    implicit = tuple(stats.implicit_dirs) if stats is not None else _implicit(layout, diff_id)
     blob = oci.Descriptor(oci.LAYER_TYPES[kind], raw.digest(), size)
     new_blob = blob_tmp if keep and not layout.blob(blob.digest).exists() else None
     return Intake(diff_id, blob, new_blob, layer_tmp, implicit)
