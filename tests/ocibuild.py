@@ -149,9 +149,25 @@ def pack(src: Path, dest: Path) -> Path:
     return dest
 
 
+def tar_files(dest: Path, files: dict[str, bytes], symlinks: tuple[tuple[str, str], ...] = ()) -> Path:
+    """A plain tar at ``dest`` holding ``files`` (name -> content), then ``symlinks`` (name, target)."""
+    with tarfile.open(dest, "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in symlinks:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return dest
+
+
 def write_docker(dest: Path, layers: list[bytes], repo_tags: list[str] | None = None,
-                 cfg: dict[str, object] | None = None, **runtime: object) -> Path:
-    """A docker-archive (``docker save``'s format): manifest.json, config JSON, layer tars."""
+                 cfg: dict[str, object] | None = None, layer_paths: list[str] | None = None,
+                 **runtime: object) -> Path:
+    """A docker-archive (``docker save``'s format): manifest.json, config JSON, layer tars
+    (``layer_paths`` replaces the manifest's paths to them)."""
     diff_ids = [sha256(t) for t in layers]
     cfg_bytes = json.dumps(cfg if cfg is not None else config(diff_ids, **runtime)).encode()
     files = {f"{hashlib.sha256(cfg_bytes).hexdigest()}.json": cfg_bytes}
@@ -160,10 +176,5 @@ def write_docker(dest: Path, layers: list[bytes], repo_tags: list[str] | None = 
         names.append(f"{hashlib.sha256(t).hexdigest()}/layer.tar")
         files[names[-1]] = t
     files["manifest.json"] = json.dumps([{"Config": next(iter(files)), "RepoTags": repo_tags or [],
-                                          "Layers": names}]).encode()
-    with tarfile.open(dest, "w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return dest
+                                          "Layers": names if layer_paths is None else layer_paths}]).encode()
+    return tar_files(dest, files)

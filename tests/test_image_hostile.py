@@ -177,6 +177,9 @@ CORPUS: dict[str, tuple[Case, str]] = {
     "layer digest mismatch": (_tampered(lambda b: _flip(b.blob(b.layer_digests[0]))), "digest mismatch"),
     "config digest mismatch": (_tampered(lambda b: _flip(b.blob(b.config_digest), 5)), "digest mismatch"),
     "manifest digest mismatch": (_tampered(lambda b: _flip(b.blob(b.manifest_digest), 5)), "digest mismatch"),
+    "a layout blob that is a symlink out": (
+        _tampered(lambda b: (b.blob(b.config_digest).unlink(), b.blob(b.config_digest).symlink_to("/etc/hostname"))),
+        "leads out of"),
     "missing layer blob": (_tampered(lambda b: b.blob(b.layer_digests[0]).unlink()), "is missing from the source"),
     "missing manifest blob": (_tampered(lambda b: b.blob(b.manifest_digest).unlink()), "is missing from the source"),
     "missing config blob": (_tampered(lambda b: b.blob(b.config_digest).unlink()), "is missing from the source"),
@@ -219,47 +222,18 @@ CORPUS: dict[str, tuple[Case, str]] = {
     "deeply nested JSON": (_nested(100_000), "index.json is not valid JSON"),
     "not a linux image": (_raw_cfg({**ob.config([ob.sha256(GOOD)]), "os": "windows"}), "os 'windows' is not linux"),
     "docker-archive layer path with ..": (
-        lambda c, s: _docker_paths(s, ["../../canary/secret"]), "is not a path inside the archive"),
+        _docker([GOOD], layer_paths=["../../canary/secret"]), "is not a path inside the archive"),
     "docker-archive diff_id mismatch": (_docker([GOOD], cfg=ob.config([ob.sha256(b"x")])), "rootfs.diff_ids says"),
     "docker-archive symlink loop": (lambda c, s: _docker_loop(s), "is missing from the archive"),
 }
 
 
-def _docker_paths(src: Path, layer_paths: list[str]) -> Path:
-    archive = write_docker(src.with_suffix(".tar"), [GOOD], ["x:1"])
-    import io
-    import tarfile
-    with tarfile.open(archive) as tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
-    manifest = json.loads(files["manifest.json"])
-    manifest[0]["Layers"] = layer_paths
-    files["manifest.json"] = json.dumps(manifest).encode()
-    with tarfile.open(archive, "w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return archive
-
-
 def _docker_loop(src: Path) -> Path:
-    import io
-    import tarfile
-    archive = src.with_suffix(".tar")
+    """A docker-archive whose one layer is a symlink to a symlink back to it."""
     cfg = json.dumps(ob.config([ob.sha256(GOOD)])).encode()
-    with tarfile.open(archive, "w") as tar:
-        for name, data in (("c.json", cfg), ("manifest.json", json.dumps(
-                [{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["a/layer.tar"]}]).encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (("a/layer.tar", "../b/layer.tar"), ("b/layer.tar", "../a/layer.tar")):
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
-    return archive
-
-
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["a/layer.tar"]}]).encode()
+    return ob.tar_files(src.with_suffix(".tar"), {"c.json": cfg, "manifest.json": manifest},
+                        (("a/layer.tar", "../b/layer.tar"), ("b/layer.tar", "../a/layer.tar")))
 
 
 @pytest.mark.parametrize("case", sorted(CORPUS))

@@ -108,6 +108,9 @@ class DirArchive(Archive):
 
     def open(self, path: str) -> tuple[BinaryIO, int]:
         full = self.root / _clean(path, str(self.root))
+        # a layout unpacked from somewhere else may hold links: none may lead out of it
+        if not Path(os.path.realpath(full)).is_relative_to(os.path.realpath(self.root)):
+            raise ImageError(f"{full} leads out of {self.root} (a symlink)")
         try:
             f = open(full, "rb")
         except OSError as e:
