@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
 from harness.compare import NOISE_FILE, NOISE_SCHEMA, calibrate, compare, read_noise, reference_of
+from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
