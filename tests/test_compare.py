@@ -327,9 +327,10 @@ def _raised(run: Path, dest: Path, factor: float) -> Path:
 
 
 RUNS = Path(__file__).parent.parent / "docs" / "runs"
+FIXTURES = Path(__file__).parent / "data" / "runs"  # stored runs only tests read
 
 
-@pytest.mark.parametrize("pair", [AB, (RUNS / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
+@pytest.mark.parametrize("pair", [AB, (FIXTURES / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
 def test_real_runs_of_one_commit_raise_no_alarm(pair, tmp_path, capsys):
     """Runs of one commit on the development machine: back to back under load 7-16 from other
     tenants (medians moved by up to 50 %), and 8 minutes apart (the old compare called container
@@ -344,7 +345,7 @@ def test_a_real_run_with_its_container_15_percent_slower_fails_naming_the_contai
     """dev-host-default (a quiet moment: container cv ~15 %) against itself with the container's
     launch_to_ready/launch_to_exit samples raised 15 %: exit 1, naming exactly those rows.  (In
     the loaded dev-host-ab runs a median's interval spans ±70 % and the same 15 % is inconclusive.)"""
-    a = RUNS / "dev-host-default"
+    a = FIXTURES / "dev-host-default"
     slow = _raised(a, tmp_path / "dev-host-default-slow", 1.15)
     assert command.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
     assert "**regression**" in capsys.readouterr().out
