@@ -124,6 +124,9 @@ class Declaration:
     #: host metadata key -> command printing the version of a tool it runs (``qemu-system-x86_64
     #: --version``), recorded in every run's manifest under ``host``
     tools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Debian packages it needs beyond the project's own (``harness.doctor.SYSTEM_PACKAGES``), each
+    #: with the file that says it is installed: ``doctor --fix`` installs them
+    packages: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)

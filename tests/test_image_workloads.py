@@ -192,3 +192,14 @@ def test_from_table_checks_its_values(tmp_path: Path) -> None:
                          ({"stop": 1.5}, "signal name or number"), ({"user": 0}, "must be a string")):
         with pytest.raises(ValueError, match=words):
             from_table("w", table, img)
+
+
+def test_readiness_in_words_round_trips_and_an_images_label_is_the_default(tmp_path: Path) -> None:
+    for r in (Ready("exit"), Ready("tcp", port=6379), Ready("http", port=8000, path="/x"), Ready("log", pattern="up")):
+        assert Ready.from_words(r.describe()) == r
+    with pytest.raises(ValueError, match="unknown readiness"):
+        Ready.from_words("udp 53")
+    labelled = _plain_image(tmp_path, labels={"org.isobench.ready": "tcp 6379"})
+    assert from_table("w", {}, labelled).ready == Ready("tcp", port=6379)
+    assert from_table("w", {"ready": "exit"}, labelled).ready == Ready("exit")
+    assert from_table("w", {}, _plain_image(tmp_path / "2")).ready == Ready("exit")
