@@ -113,4 +113,5 @@ DECLARATION = Declaration(
     label="fork/exec on the host",
     colour="#555555",
     memory_reference=True,
+    image_label="chroot",
 )

@@ -127,6 +127,9 @@ class Declaration:
     #: Debian packages it needs beyond the project's own (``harness.doctor.SYSTEM_PACKAGES``), each
     #: with the file that says it is installed: ``doctor --fix`` installs them
     packages: Mapping[str, str] = field(default_factory=dict)
+    #: how it runs an image, when that is not what its name says: every label of its image
+    #: workloads' rows carries it (``bare``: "chroot")
+    image_label: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)

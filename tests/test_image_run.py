@@ -226,4 +226,9 @@ def test_a_run_measures_an_image_beside_the_catalog(image: Image, tmp_path: Path
     assert {(b, "startup_cpu") for b in ("bare", "container")} <= got  # unshare has no cgroup of its own
     manifest = results.read_manifest(run_dir)
     assert manifest["workloads"]["web"]["digest"] == image.digest
+    from harness.report import model
+
+    labels = set(model.load([run_dir]).summary[["series", "workload"]].itertuples(index=False, name=None))
+    assert {("bare (chroot)", "web"), ("unshare (unshare(1) namespaces)", "web"), ("container", "web"),
+            ("bare", "noop"), ("unshare", "noop")} <= labels  # the catalog's rows keep their labels
     assert not (rundir.runs_root() / f"isobench-{run_id}").exists(), "the run's directory outlived the run"
