@@ -95,6 +95,15 @@ def kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
+def reaped(pid: int) -> bool:
+    """Collect a child of ours if it has exited; True once it is gone (or no child of ours)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return bool(done)
+
+
 class ChildProcess:
     """The container's PID 1 as seen from the harness: the slice of ``Popen`` ProcessInstance uses.
 

@@ -29,7 +29,7 @@ from runtimes.base import BackendError, LaunchSpec, Timestamps, now_ns
 from runtimes.image.rundir import OVERLAY_FLAGS, Runs, Upper
 from runtimes.image.workload import ImageWorkload
 from runtimes.naming import PREFIX
-from runtimes.process import kill_and_reap
+from runtimes.process import kill_and_reap, reaped
 from runtimes.wait import wait_until
 
 COMM = f"{PREFIX}-ocimount"
@@ -79,13 +79,8 @@ class Mounter:
         self._ask(b"U" + os.fsencode(target))
 
     def alive(self) -> bool:
-        if self.pid is not None:
-            try:
-                done, _ = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                done = self.pid
-            if done:
-                self.pid = None
+        if self.pid is not None and reaped(self.pid):
+            self.pid = None
         return self.pid is not None
 
     def close(self, timeout: float = 1.0) -> None:
