@@ -212,12 +212,16 @@ def plan_line(c: Comparison, target: float, threshold: float, paired: bool) -> s
                 "`isobench ab` with 3 runs a side or more, or `isobench compare --calibrate` on 3 A/A runs"
                 if blind else "")
     worst_k, worst = max(need, key=lambda t: t[0])
-    ks = sorted(k for k, _ in need)
+    half = int(np.median(sorted(k for k, _ in need)))
+
+    def runs(k: int) -> str:
+        return str(k) if k <= power.MAX_RUNS else f"{power.MAX_RUNS}+"
+
     text = (f"planning: to see a {target:.0%} change in every judged series (80 % of the time, after the "
-            f"correction), take K ≥ {worst_k if worst_k <= power.MAX_RUNS else f'{power.MAX_RUNS}+'} runs a side "
-            f"({'paired' if paired else 'each side'}); the noisiest is {worst.series.label()} "
-            f"{worst.series.measurement}/{worst.series.workload} {worst.series.metric} "
-            f"(a run's median moves ±{math.expm1(worst.run_sd or 0):.1%}); K ≥ {int(np.median(ks))} for half of them")
+            f"correction), take K ≥ {runs(worst_k)} runs a side ({'paired' if paired else 'each side'}); the "
+            f"noisiest is {worst.series.label()} {worst.series.measurement}/{worst.series.workload} "
+            f"{worst.series.metric} (a run's median moves ±{math.expm1(worst.run_sd or 0):.1%}); "
+            f"K ≥ {runs(half)} for half of them")
     if target <= threshold:
         text = f"planning: a change of {target:.0%} is within the margin ({threshold:.0%}): none can be called one"
     return text + (f"; {blind} series had one run a side and no calibration: nothing to plan from" if blind else "")

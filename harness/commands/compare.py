@@ -64,8 +64,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 
-def _fail(msg: str) -> int:
-    print(f"isobench compare: {msg}", file=sys.stderr)
+def fail(msg: str, command: str = "compare") -> int:
+    print(f"isobench {command}: {msg}", file=sys.stderr)
     return 2
 
 
@@ -95,18 +95,18 @@ def main(args: argparse.Namespace) -> int:
     from harness.results import ResultsError
 
     if not 0 <= args.threshold < 10 or not 0 < args.alpha < 0.5:
-        return _fail("--threshold must be in [0, 10) and --alpha in (0, 0.5)")
+        return fail("--threshold must be in [0, 10) and --alpha in (0, 0.5)")
     try:
         reference_arg = _reference(args.normalise, []) if args.normalise else args.normalise
     except ValueError as e:
-        return _fail(str(e))
+        return fail(str(e))
     if args.calibrate and len(args.runs) < 2 or not args.calibrate and len(args.runs) != 2:
-        return _fail("give BASE NEW, or --calibrate with two or more runs")
+        return fail("give BASE NEW, or --calibrate with two or more runs")
     try:
         loaded = [_load(s) for s in args.runs]
         reference = _reference(reference_arg, [m for _, ms in loaded for m in ms])
     except (ResultsError, OSError, ValueError) as e:
-        return _fail(str(e))
+        return fail(str(e))
     if args.calibrate:
         if reference is None:  # store the normalised variation too whenever the scenario names a reference
             refs = {reference_of(m) for _, ms in loaded for m in ms}
@@ -114,19 +114,19 @@ def main(args: argparse.Namespace) -> int:
         return _write_calibration(args, loaded, reference)
     try:
         noise, notes = _calibration(args.noise, [m for _, ms in loaded for m in ms])
-        injected = _injections(args.inject)
+        injected = injections(args.inject)
     except UserError as e:
-        return _fail(str(e))
+        return fail(str(e))
     from harness.ab.inject import applied
 
     c = comparison(loaded[0][0], applied(loaded[1][0], injected), args.threshold, args.alpha, noise=noise,
                    correction=args.correction, reference=reference, bootstraps=max(99, args.bootstraps))
     if not any(r.verdict not in ("only in base", "only in new") for r in c.rows):
-        return _fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
+        return fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
     return report(args, c, notes, injected, noise, reference)
 
 
-def _injections(specs: list[str]) -> list[Any]:
+def injections(specs: list[str]) -> list[Any]:
     from harness.ab.inject import Injection
 
     return [Injection.parse(s) for s in specs]
@@ -171,7 +171,7 @@ def report(args: argparse.Namespace, c: Comparison, notes: list[str], injected: 
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             args.markdown.write_text(text)
         except OSError as e:
-            return _fail(f"cannot write {args.markdown}: {e.strerror}")
+            return fail(f"cannot write {args.markdown}: {e.strerror}")
     from harness.report import compare_page
 
     first = [Path(r.split(",")[0]) for r in args.runs]
@@ -181,7 +181,7 @@ def report(args: argparse.Namespace, c: Comparison, notes: list[str], injected: 
         page = compare_page.write(shown, args.runs[0], args.runs[1], text, out)
         print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
     except OSError as e:
-        return _fail(f"cannot write the page under {out}: {e.strerror}")
+        return fail(f"cannot write the page under {out}: {e.strerror}")
     from harness.stats.abtest import REGRESSION
 
     return 1 if any(r.verdict == REGRESSION for r in rows) else 0
@@ -196,14 +196,14 @@ def _write_calibration(args: argparse.Namespace, loaded: list[tuple[list[pd.Data
     path = args.noise or NOISE_FILE
     raw, g_eff = calibrate(frames)
     if not raw:
-        return _fail(f"the {len(frames)} runs share no series with {MIN_N_CI}+ samples in two runs or more")
+        return fail(f"the {len(frames)} runs share no series with {MIN_N_CI}+ samples in two runs or more")
     hosts, scenarios = [host_of(m) for m in manifests], [scenario_of(m) for m in manifests]
     cal = Calibration(raw, calibrate(frames, reference)[0] if reference else {}, reference,
                       tuple(str(m.get("run_id")) for m in manifests), hosts[0], scenarios[0], g_eff, str(path))
     try:
         write(path, cal)
     except OSError as e:
-        return _fail(f"cannot write {path}: {e.strerror}")
+        return fail(f"cannot write {path}: {e.strerror}")
     worst = sorted(raw.items(), key=lambda kv: -kv[1].var)[:5]
     mixed = [w for w, xs in (("hosts", hosts), ("scenarios", scenarios)) if len({str(x) for x in xs}) > 1]
     print(f"isobench compare: run-to-run variation of {len(raw)} series from {len(frames)} runs "
