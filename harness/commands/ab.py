@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from harness.commands import compare as compare_command
 from harness.commands.run import DEFAULT_RESULTS
 from harness.errors import UserError
-from harness.stats import ALPHA, BOOTSTRAPS, THRESHOLD
+from harness.stats import BOOTSTRAPS
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.ab.session import Session
@@ -40,18 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the session directory goes (default: results/)")
     p.add_argument("--reuse", type=Path, metavar="SESSION",
                    help="compare the runs of a session already made instead of running (its directory)")
-    p.add_argument("--threshold", type=float, default=THRESHOLD,
-                   help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=ALPHA,
-                   help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
-    p.add_argument("--correction", choices=("bh", "holm"), default="bh",
-                   help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
-    p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N", help=argparse.SUPPRESS)
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
-    p.add_argument("--out", type=Path, metavar="DIR", help="where compare.html/compare.md go (default: the session)")
-    p.add_argument("--all", action="store_true", dest="show_all",
-                   help="also list metrics without a better direction (counts set by the case)")
     compare_command.add_common(p)
+    p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, metavar="DIR", help="where compare.html/compare.md go (default: the session)")
 
 
 def _session(args: argparse.Namespace) -> Session:

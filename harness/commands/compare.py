@@ -29,12 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", type=str, metavar="RUN",
                    help="BASE NEW (each may be several run directories, comma-separated); "
                         "with --calibrate: two or more runs of the same commit")
-    p.add_argument("--threshold", type=float, default=THRESHOLD,
-                   help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=ALPHA,
-                   help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
-    p.add_argument("--correction", choices=("bh", "holm"), default="bh",
-                   help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
+    add_common(p)
     p.add_argument("--noise", type=Path, default=None, metavar="FILE",
                    help="apply the run-to-run variation learned by --calibrate (never applied unless named; "
                         f"--calibrate writes {NOISE_FILE} by default)")
@@ -45,16 +40,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the scenario's `reference`)")
     p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N",
                    help=f"bootstrap resamples per series for the intervals (default {BOOTSTRAPS})")
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
-    p.add_argument("--all", action="store_true", dest="show_all",
-                   help="also list metrics without a better direction (counts set by the case)")
-    add_common(p)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    """The options ``isobench ab`` shares with compare."""
+    """The options ``isobench ab`` shares with compare: the verdicts' level, margin and correction, the
+    outputs, planning and the validation facility."""
+    p.add_argument("--threshold", type=float, default=THRESHOLD,
+                   help="smallest relative change of a median that counts (default 0.05 = 5%%)")
+    p.add_argument("--alpha", type=float, default=ALPHA,
+                   help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
+    p.add_argument("--correction", choices=("bh", "holm"), default="bh",
+                   help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="also list metrics without a better direction (counts set by the case)")
     p.add_argument("--see", type=float, default=0.10, metavar="CHANGE",
                    help="the change the planning line sizes the runs for (default 0.10 = 10%%)")
     p.add_argument("--inject", action="append", default=[], metavar="SPEC",
