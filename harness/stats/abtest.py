@@ -30,6 +30,7 @@ resolution (``harness.metric``): a change of seven pages of a near-zero memory o
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -104,7 +105,8 @@ def t_p(d: float, se: float, df: float) -> float:
     if se == 0:
         return 1.0 if d == 0 else math.nan
     t = abs(d) / se
-    return float(2 * (special.ndtr(-t) if math.isinf(df) else special.stdtr(df, -t)))
+    p = float(2 * (special.ndtr(-t) if math.isinf(df) else special.stdtr(df, -t)))
+    return max(p, sys.float_info.min)  # underflow is not certainty: no finite sample gives p = 0
 
 
 def _finish(e: Effect, d: float, half: float) -> Effect:
