@@ -10,9 +10,11 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import runtimes
 from harness.errors import UserError
+from harness.numbers import number
 
 #: commands implemented in their own modules: name -> module with HELP, add_arguments, main
 DELEGATED = {
@@ -24,8 +26,15 @@ DELEGATED = {
 DEFAULT_RESULTS = Path("results")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line, like every other error (``isobench: error: …``), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="isobench",
         description="Startup latency, memory overhead and cgroup-enforcement accuracy of "
                     "bare metal, containers and VMs, side by side.")
@@ -53,11 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("exec", help="run one command in an environment, passing output and status through")
     e.add_argument("--backend", default=runtimes.DEFAULT_EXEC,
                    help=f"{', '.join(runtimes.names())} (default: {runtimes.DEFAULT_EXEC})")
-    e.add_argument("--cpus", type=float, help="CPU quota in CPUs (e.g. 0.5)")
-    e.add_argument("--period-ms", type=float, default=100.0, help="CPU quota period (default 100 ms)")
-    e.add_argument("--memory", type=int, metavar="MIB", help="memory limit in MiB")
-    e.add_argument("--pids", type=int, help="pids limit")
-    e.add_argument("--timeout", type=float, default=None, help="kill after this many seconds")
+    e.add_argument("--cpus", type=number(float, 0, above=True), help="CPU quota in CPUs (e.g. 0.5)")
+    e.add_argument("--period-ms", type=number(float, 1, 1000), default=100.0,
+                   help="CPU quota period (default 100 ms)")
+    e.add_argument("--memory", type=number(int, 4), metavar="MIB", help="memory limit in MiB")
+    e.add_argument("--pids", type=number(int, 1), help="pids limit")
+    e.add_argument("--timeout", type=number(float, 0, above=True), default=None,
+                   help="kill after this many seconds")
     e.add_argument("--seccomp", metavar="PROFILE", default=None,
                    help="container/oci backends: default (Docker's profile), unconfined, or a profile JSON file")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS…")
@@ -99,6 +110,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from harness import cleanup
 
+    owner = cleanup.live_run(args.run_id) if args.run_id else None
+    if owner is not None:
+        print(f"isobench cleanup: run {args.run_id} is live (harness pid {owner.pid}): nothing of it is touched")
     removed = cleanup.cleanup(args.run_id)
     for line in removed:
         print(f"removed {line}")
@@ -121,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.scenario import ScenarioError
     from runtimes.base import BackendError
     from runtimes.cgroups import CgroupError
+    from runtimes.naming import BadName
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, ScenarioError, CgroupError) as e:
+    except (UserError, ScenarioError, CgroupError, BadName) as e:
         print(f"isobench: error: {e}", file=sys.stderr)
         return 2
     except BackendError as e:

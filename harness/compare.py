@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import abtest
 from harness.metric import HIGHER, LOWER, NONE, ONE
+from harness.numbers import number
 
 __all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "calibrate"]
 
@@ -239,9 +240,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", type=str, metavar="RUN",
                    help="BASE NEW (each may be several run directories, comma-separated); "
                         "with --calibrate: two or more runs of the same commit")
-    p.add_argument("--threshold", type=float, default=abtest.THRESHOLD,
+    p.add_argument("--threshold", type=number(float, 0, 10), default=abtest.THRESHOLD,
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=abtest.ALPHA,
+    p.add_argument("--alpha", type=number(float, 0, 0.5, above=True), default=abtest.ALPHA,
                    help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
     p.add_argument("--correction", choices=("bh", "holm"), default="bh",
                    help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
@@ -252,7 +253,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
                    help="divide by the median of the reference backend in the same run "
                         "(default: the scenario's `reference`)")
-    p.add_argument("--bootstraps", type=int, default=abtest.BOOTSTRAPS, metavar="N",
+    p.add_argument("--bootstraps", type=number(int, 1), default=abtest.BOOTSTRAPS, metavar="N",
                    help=f"bootstrap resamples per series for the intervals (default {abtest.BOOTSTRAPS})")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--out", type=Path, metavar="DIR",

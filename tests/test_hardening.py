@@ -11,7 +11,6 @@ cannot ask (keyctl, unshare(CLONE_NEWUSER) with its errno) is asked by
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runtimes import cgroups
+from runtimes import cgroups, owners
 from runtimes.base import BackendError, Limits
 from runtimes.container import devfilter, devices, hardening, mounts, seccomp
 from runtimes.container.backend import ContainerBackend
@@ -128,7 +127,7 @@ def test_on_v1_a_backend_s_containers_share_one_devices_cgroup_made_before_any_l
     try:
         b.prepare()
         shared = b.devices.shared() if b.devices is not None else None
-        assert shared is not None and shared_owner(shared.path.name) == os.getpid() and shared.pids() == []
+        assert shared is not None and shared_owner(shared.path.name) == owners.me() and shared.pids() == []
         with b.launch(_spec(run_id, 0, Workload("idle", {"seconds": 30}))) as one, \
                 b.launch(_spec(run_id, 1, Workload("idle", {"seconds": 30}))) as two:
             one.wait_ready(10)

@@ -3,6 +3,7 @@ reads it is exercised by every container test, the native zygote being the defau
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -71,10 +72,11 @@ def test_lowering_keeps_each_op_s_flags_modes_and_device_numbers() -> None:
     assert bind_ro[1].flags == sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID and bind_ro[1].src == ""
     tmp = wire.lower(mounts.Tmpfs("/t", 0o1777, sc.MS_NOSUID, "64k"))[0]
     assert (tmp.src, tmp.fstype, tmp.flags, tmp.data) == ("tmpfs", "tmpfs", sc.MS_NOSUID, "mode=1777,size=64k")
-    dev = wire.lower(mounts.Device("/dev/null", "/r/dev/null"))
-    assert [p.prim for p in dev] == [prims.CREATE, prims.MOUNT] and dev[1].src == "/dev/null"
-    node = wire.lower(template.Mknod("/dev/null", "/dev/null", 0o20666, 0x103))[0]
-    assert (node.prim, node.mode, node.dev) == (prims.MKNOD, 0o20666, 0x103)
+    node = wire.lower(mounts.Device("/dev/null", "/r/dev/null", 0o20666, 0x103))
+    assert [(p.prim, p.dst, p.mode, p.dev, p.src) for p in node] == [(prims.MKNOD, "/r/dev/null", 0o20666, 0x103, "")]
+    st = os.stat("/dev/null")
+    assert mounts.Device.like("/dev/null", "/r/dev/null") == mounts.Device("/dev/null", "/r/dev/null",
+                                                                           st.st_mode, st.st_rdev)
     assert wire.lower(mounts.Symlink("/proc/self/fd", "/r/dev/fd"))[0].src == "/proc/self/fd"
     assert wire.lower(mounts.Dir("/r/dev/shm", 0o1777))[0].mode == 0o1777
     assert wire.lower(mounts.PivotRoot("/r"))[0].prim == prims.PIVOT

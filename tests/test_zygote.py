@@ -285,7 +285,7 @@ def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says
                                                                                     monkeypatch) -> None:
     from runtimes.container import checks
 
-    monkeypatch.setenv("CC", "false")  # a "compiler" that fails: a build key of its own, never cached
+    monkeypatch.setenv("CC", "/bin/false")  # a "compiler" that fails: a build key of its own, never cached
     line = next(c for c in checks.checks(probe=True) if c.name == "native zygote")
     assert not line.ok and not line.essential and "false failed" in line.detail and "gcc" in (line.fix or "")
     b = ContainerBackend()

@@ -139,6 +139,8 @@ class Zygote:
         try:
             fcntl.fcntl(err_r, fcntl.F_SETFL, os.O_NONBLOCK)
             args = [str(theirs.fileno()), str(os.getpid()), "1" if main else "0"]
+            if self._binary is not None and not os.access(self._binary, os.X_OK):
+                self._resolved = False  # pruned by a harness built from another source: build it again
             self.resolve()
             if self._binary is not None:  # argv[0] is its name: ps and the leftovers sweep show it
                 argv, exe = [ZYGOTE_COMM, *args], self._binary

@@ -92,7 +92,8 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
     Returns ``mounts``, ``maskedPaths``, ``readonlyPaths`` and ``readonly`` (root).
     Operations the runtimes do by themselves are not listed: the root bind and
     pivot_root, the default device nodes (null zero full random urandom tty, the
-    same six ``mounts.DEVICES`` binds) and the /dev symlinks (fd, stdin...).
+    same six ``mounts.DEVICES`` nodes) and the /dev symlinks (fd, stdin...).  /proc
+    comes first, as in ``runc spec`` (our plan builds /dev first, for its masks' sake).
     """
     root = os.fspath(rootfs)
     ops = container_mounts.plan(root)
@@ -110,9 +111,9 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
             data = [f"mode={op.mode:o}"] + ([f"size={op.size}"] if op.size else [])
             flags = op.flags
             if inside(op.dst) == "/dev":
-                # runc/crun mknod the default nodes into /dev (ours are bind mounts, which keep
-                # their own flags): nodev there would make them unusable; the device cgroup rules,
-                # the same as ours, are what stops a workload's own nodes there
+                # runc/crun mknod the default nodes into /dev, as we do: nodev there would make
+                # them unusable; the device cgroup rules, the same as ours, are what stops a
+                # workload's own nodes there
                 flags &= ~sc.MS_NODEV
             out["mounts"].append({"destination": inside(op.dst), "type": "tmpfs", "source": "tmpfs",
                                   "options": _options(flags, data)})
@@ -122,6 +123,7 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
             out["readonlyPaths"].append(inside(op.dst))
         elif isinstance(op, container_mounts.Remount) and op.dst == root and op.flags & sc.MS_RDONLY:
             out["readonly"] = True
+    out["mounts"].sort(key=lambda m: m["destination"] != "/proc")  # stable: the rest keep their order
     return out
 
 

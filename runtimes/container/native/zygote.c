@@ -379,6 +379,15 @@ static void harden(const struct config *c) {
         die("cannot change to the working directory %s: %s", c->cwd ? c->cwd : "/", strerror(errno));
 }
 
+/* stdin becomes the container's own /dev/null, in place of the harness's empty pipe: nothing of
+ * the host's /dev is ever one of its fds (as init._own_stdin). */
+static void own_stdin(void) {
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0) die("cannot open the container's /dev/null as stdin: %s", strerror(errno));
+    if (dup2(fd, 0) < 0) die("dup2(/dev/null, 0): %s", strerror(errno));
+    close(fd);
+}
+
 /* The container's PID 1 until it execs: everything init.child_main and init._init do. */
 __attribute__((noreturn)) static void child_main(const struct config *c, const struct ops *ops, const int *fds,
                                                  int nfds, int born_in_cgroup, int mount_ns) {
@@ -405,6 +414,7 @@ __attribute__((noreturn)) static void child_main(const struct config *c, const s
     if (unshare((int)flags) < 0) die("unshare(%#llx): %s", (unsigned long long)flags, strerror(errno));
     mark("unshare");
     if (run_ops(ops, err, sizeof err) < 0) die("%s", err);
+    own_stdin();
     mark("mounts");
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
         die("sethostname('%s'): %s", c->hostname, strerror(errno));
