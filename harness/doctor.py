@@ -181,7 +181,8 @@ def cgroup_migration_notes(version: int, fdm: dict[str, object]) -> list[str]:
             f"at some cost to fork/exit; isobench records the state in every run's host metadata."]
 
 
-def main(fix: bool = False, probe: bool = True) -> int:
+def examine(fix: bool = False, probe: bool = True) -> int:
+    """Print one line per check (after installing what is missing, with ``fix``); 1 if an essential one failed."""
     if fix:
         rc = apply_fixes()
         if rc:

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import abtest, compare
+from harness import compare
+from harness.commands import compare as command
 from harness.results import MANIFEST, load
+from harness.stats import abtest
 from tests import synth
 
 MEAS = ("startup", "memory")
@@ -20,7 +22,7 @@ FAST = ("--bootstraps", "499")  # keeps the suite fast; the verdicts do not hing
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    compare.add_arguments(p)
+    command.add_arguments(p)
     return p.parse_args([*argv, *FAST])
 
 
@@ -55,7 +57,7 @@ def runs(tmp_path_factory):
 
 
 def test_a_and_a_prime_exit_0_and_nothing_regresses(runs, capsys):
-    assert compare.main(_args(str(runs["base"]), str(runs["same"]))) == 0
+    assert command.main(_args(str(runs["base"]), str(runs["same"]))) == 0
     out = capsys.readouterr().out
     assert "**regression**" not in out and "| backend" in out
     rows = _compare(load(runs["base"]), load(runs["same"]))
@@ -64,7 +66,7 @@ def test_a_and_a_prime_exit_0_and_nothing_regresses(runs, capsys):
 
 def test_container_launch_raised_15_percent_exits_1_naming_the_container_rows(runs, capsys, tmp_path):
     md = tmp_path / "out" / "cmp.md"
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--markdown", str(md))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]), "--markdown", str(md))) == 1
     out = capsys.readouterr().out
     assert md.read_text().strip() == out.strip()
     rows = _compare(load(runs["base"]), load(runs["slower"]))
@@ -76,7 +78,7 @@ def test_container_launch_raised_15_percent_exits_1_naming_the_container_rows(ru
 
 
 def test_a_regression_within_the_margin_is_not_one(runs):
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--threshold", "0.25")) == 0
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]), "--threshold", "0.25")) == 0
 
 
 def test_improvement_is_not_a_failure(runs):
@@ -100,10 +102,10 @@ def test_host_drift_cancels_when_normalised_to_the_reference(runs):
 def test_a_host_that_moved_under_every_backend_is_said_to_have_moved(runs, capsys):
     """The whole host 12 % slower: bare, which runs none of our code, regressed too -- compare says
     so above the rows; a change of the container alone raises no such line."""
-    assert compare.main(_args(str(runs["base"]), str(runs["drift"]))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]))) == 1
     out = capsys.readouterr().out
     assert "**The host itself changed between the runs:** bare moved in" in out
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]))) == 1
     assert "The host itself changed" not in capsys.readouterr().out
 
 
@@ -121,18 +123,18 @@ def test_calibration_learns_each_series_run_to_run_variation(runs, tmp_path, cap
     is no regression, and the table says what the test counted."""
     noise = tmp_path / "noise.json"
     three = [str(runs[k]) for k in ("base", "same", "drift")]
-    assert compare.main(_args("--calibrate", *three, "--noise", str(noise))) == 0
+    assert command.main(_args("--calibrate", *three, "--noise", str(noise))) == 0
     data = json.loads(noise.read_text())
     assert data["schema"] == compare.NOISE_SCHEMA
     learned = data["raw"]["container|startup|noop|launch_to_ready|ms|"]
     assert learned["runs"] == 3 and learned["run_sd"] == pytest.approx(0.065, abs=0.03)
     assert learned["largest_change"] == pytest.approx(0.12, abs=0.06)
     capsys.readouterr()
-    assert compare.main(_args(str(runs["base"]), str(runs["drift"]))) == 1  # uncalibrated: the host's 12 %
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]))) == 1  # uncalibrated: the host's 12 %
     assert "uncalibrated" in capsys.readouterr().out
-    assert compare.main(_args(str(runs["base"]), str(runs["drift"]), "--noise", str(noise))) == 0
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]), "--noise", str(noise))) == 0
     assert "run-to-run variation learned from A/A runs" in capsys.readouterr().out
-    assert compare.main(_args("--calibrate", str(runs["base"]), "--noise", str(noise))) == 2
+    assert command.main(_args("--calibrate", str(runs["base"]), "--noise", str(noise))) == 2
 
 
 def _runs(rng: np.random.Generator, k: int, run_sd: float, factor: float = 1.0, n: int = 30,
@@ -202,7 +204,6 @@ def test_too_few_samples_is_inconclusive_never_no_change():
     e = abtest.measure([[10, 10.1, 9.9]], [[20, 20.1, 19.9]], abtest.LOWER)
     verdict, why = abtest.verdict(e, e.p, abtest.LOWER, 0.05)
     assert verdict == "inconclusive" and "too few samples" in why
-    assert abtest.min_permutation_p(3, 3) == pytest.approx(0.1)
 
 
 def test_false_alarm_rate_on_a_and_a_data_at_the_configured_level():
@@ -252,6 +253,14 @@ def test_directions():
     assert compare.direction("something_new", "count") == compare.NONE
 
 
+def test_the_reference_is_read_from_the_manifest_and_from_the_scenario_text_of_older_runs():
+    text = '[scenario]\nname = "s"\nbackends = ["bare", "container"]\nreference = "bare"\n'
+    assert compare.reference_of({"scenario": {"reference": "container", "text": text}}) == "container"
+    assert compare.reference_of({"scenario": {"reference": None, "text": text}}) is None  # recorded: none
+    assert compare.reference_of({"scenario": {"text": text}}) == "bare"  # written before the runner recorded it
+    assert compare.reference_of({"scenario": {"text": "not toml ["}}) is None
+
+
 def test_series_only_in_one_run(runs, tmp_path):
     only_bare = synth.make_run(tmp_path, run_id="only-bare", seed=5, backends=("bare",), measurements=MEAS)
     rows = _compare(load(runs["base"]), load(only_bare))
@@ -260,40 +269,34 @@ def test_series_only_in_one_run(runs, tmp_path):
 
 
 def test_bad_input_exits_2_with_one_line(runs, tmp_path, capsys):
-    assert compare.main(_args(str(runs["base"]), str(tmp_path / "missing"))) == 2
+    assert command.main(_args(str(runs["base"]), str(tmp_path / "missing"))) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not a run directory" in err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / MANIFEST).write_text("{not json")
-    assert compare.main(_args(str(broken), str(runs["base"]))) == 2
+    assert command.main(_args(str(broken), str(runs["base"]))) == 2
     assert "unreadable manifest" in capsys.readouterr().err
     other = tmp_path / "other"
     other.mkdir()
     (other / MANIFEST).write_text(json.dumps({"schema": "something/else"}))
-    assert compare.main(_args(str(runs["base"]), str(other))) == 2
-    assert compare.main(_args(str(runs["base"]))) == 2
-    assert compare.main(_args(str(runs["base"]), str(runs["same"]), "--normalise")) == 2
+    assert command.main(_args(str(runs["base"]), str(other))) == 2
+    assert command.main(_args(str(runs["base"]))) == 2
+    assert command.main(_args(str(runs["base"]), str(runs["same"]), "--normalise")) == 2
     assert "reference" in capsys.readouterr().err
     # `--normalise A B`: the option took run A for a backend name
-    assert compare.main(_args("--normalise", str(runs["base"]), str(runs["same"]))) == 2
+    assert command.main(_args("--normalise", str(runs["base"]), str(runs["same"]))) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "takes a backend name, not the run" in err
     noise = tmp_path / "old-noise.json"
     noise.write_text(json.dumps({"schema": "isobench/noise", "raw": {"x": 0.1}}))  # the first format
-    assert compare.main(_args(str(runs["base"]), str(runs["same"]), "--noise", str(noise))) == 2
+    assert command.main(_args(str(runs["base"]), str(runs["same"]), "--noise", str(noise))) == 2
     assert "run --calibrate again" in capsys.readouterr().err
-
-
-def test_abtest_min_n_matches_stats():
-    from harness import stats
-
-    assert abtest.MIN_N_CI == stats.MIN_N_CI
 
 
 def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_path, capsys):
     out = tmp_path / "page"
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--out", str(out))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]), "--out", str(out))) == 1
     assert f"page {out / 'compare.html'}" in capsys.readouterr().err
     html = (out / "compare.html").read_text()
     md = (out / "compare.md").read_text()
@@ -324,16 +327,17 @@ def _raised(run: Path, dest: Path, factor: float) -> Path:
 
 
 RUNS = Path(__file__).parent.parent / "docs" / "runs"
+FIXTURES = Path(__file__).parent / "data" / "runs"  # stored runs only tests read
 
 
-@pytest.mark.parametrize("pair", [AB, (RUNS / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
+@pytest.mark.parametrize("pair", [AB, (FIXTURES / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
 def test_real_runs_of_one_commit_raise_no_alarm(pair, tmp_path, capsys):
     """Runs of one commit on the development machine: back to back under load 7-16 from other
     tenants (medians moved by up to 50 %), and 8 minutes apart (the old compare called container
     phase_exec +8 % a regression there): nothing is a regression, raw or normalised."""
     a, b = pair
     for norm in ((), ("--normalise", "unshare")):
-        assert compare.main(_args(str(a), str(b), *norm, "--out", str(tmp_path / "page"))) == 0
+        assert command.main(_args(str(a), str(b), *norm, "--out", str(tmp_path / "page"))) == 0
         assert "**regression**" not in capsys.readouterr().out
 
 
@@ -341,9 +345,9 @@ def test_a_real_run_with_its_container_15_percent_slower_fails_naming_the_contai
     """dev-host-default (a quiet moment: container cv ~15 %) against itself with the container's
     launch_to_ready/launch_to_exit samples raised 15 %: exit 1, naming exactly those rows.  (In
     the loaded dev-host-ab runs a median's interval spans ±70 % and the same 15 % is inconclusive.)"""
-    a = RUNS / "dev-host-default"
+    a = FIXTURES / "dev-host-default"
     slow = _raised(a, tmp_path / "dev-host-default-slow", 1.15)
-    assert compare.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
+    assert command.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
     assert "**regression**" in capsys.readouterr().out
     rows = _compare(load(a), load(slow))
     bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
@@ -357,11 +361,11 @@ def test_a_calibrated_back_to_back_pair_is_silent_and_its_container_15_percent_s
     and what regressed is the container's own rows."""
     a, b = RUNS / "dev-host-startup-aa-1", RUNS / "dev-host-startup-aa-2"
     noise = str(RUNS / "dev-host-startup-noise.json")
-    assert compare.main(_args(str(a), str(b), "--noise", noise, "--out", str(tmp_path / "aa"))) == 0
+    assert command.main(_args(str(a), str(b), "--noise", noise, "--out", str(tmp_path / "aa"))) == 0
     out = capsys.readouterr().out
     assert "**regression**" not in out and "run-to-run variation learned from A/A runs" in out
     slow = _raised(b, tmp_path / "dev-host-startup-aa-2-slow", 1.15)
-    assert compare.main(_args(str(a), str(slow), "--noise", noise, "--out", str(tmp_path / "ab"))) == 1
+    assert command.main(_args(str(a), str(slow), "--noise", noise, "--out", str(tmp_path / "ab"))) == 1
     capsys.readouterr()
     rows = _compare(load(a), load(slow), noise=compare.read_noise(Path(noise), False))
     bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
