@@ -8,7 +8,7 @@ as containerd's shim does:
 
 - stdin: the read end of a pipe nobody writes (EOF at once).  The built-in container
   replaces it with its *own* ``/dev/null``, opened inside the container once its mounts
-  are done (``init``, ``native/zygote.c``);
+  are done (``launcher/init.py``, ``launcher/zygote.c``);
 - stdout, stderr: the write ends of pipes whose read ends the harness copies to its own
   stdout/stderr (``isobench exec``), to the instance's log (one pipe for both, so their
   lines interleave as they did in a shared file), or nowhere.

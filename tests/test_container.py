@@ -23,9 +23,11 @@ import pytest
 
 from runtimes import cgroups, owners
 from runtimes.base import BackendError, InstanceTimeout, LaunchSpec, Limits
-from runtimes.container import caps, cleanup_leftovers, init, mounts, namespaces
+from runtimes.container import cleanup_leftovers, mounts, namespaces
 from runtimes.container.backend import ChildProcess, ContainerBackend
+from runtimes.container.launcher import init
 from runtimes.container.leftovers import NETNS_DIR, container_inits, host_mounts
+from runtimes.container.security import caps
 from runtimes.workloads import BUSYBOX, Workload
 from tests.conftest import require
 

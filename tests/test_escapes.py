@@ -331,7 +331,7 @@ def _profile(tmp_path: Path, rule: object, **top: object) -> str:
 ])
 def test_a_malformed_seccomp_profile_is_one_line_naming_the_rule(tmp_path: Path, rule: object, top: dict,
                                                                  message: str) -> None:
-    from runtimes.container import seccomp
+    from runtimes.container.security import seccomp
 
     with pytest.raises(seccomp.SeccompError, match=message) as e:
         seccomp.prepare(_profile(tmp_path, rule, **top), ())
@@ -339,7 +339,7 @@ def test_a_malformed_seccomp_profile_is_one_line_naming_the_rule(tmp_path: Path,
 
 
 def test_shipped_and_engine_profiles_validate_and_unknown_names_beside_known_ones_are_skipped(tmp_path: Path) -> None:
-    from runtimes.container import seccomp
+    from runtimes.container.security import seccomp
 
     assert seccomp.prepare(seccomp.DEFAULT, ()) is not None
     if os.path.exists("/usr/share/containers/seccomp.json"):  # podman's (containers-common)
@@ -350,7 +350,7 @@ def test_shipped_and_engine_profiles_validate_and_unknown_names_beside_known_one
 
 
 def test_the_zygote_compiler_is_an_absolute_root_owned_system_path(tmp_path: Path, monkeypatch) -> None:
-    from runtimes.container import native
+    from runtimes.container.launcher import native
 
     monkeypatch.delenv("CC", raising=False)
     cc = native.compiler()

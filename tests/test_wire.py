@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from runtimes import syscalls as sc
-from runtimes.container import init, mounts, prims, template, wire
+from runtimes.container import mounts, prims
+from runtimes.container.launcher import init, template, wire
 
 RO = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 

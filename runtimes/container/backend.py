@@ -1,7 +1,7 @@
 """The ``container`` backend: isobench's own namespace + cgroup runtime.
 
 Per launch: a cgroup below ours (limits applied), then PID 1 of a new PID
-namespace (see ``init.py``), made by the zygote (``zygote.py``: a small helper
+namespace (see ``launcher/init.py``), made by the zygote (``launcher/zygote.py``: a small helper
 started once, before any t_launch) or, with ``launcher="fork"``, by forking the
 harness.  The child joins its cgroup (or is born in it: clone3 CLONE_INTO_CGROUP
 on v2), unshares mount, UTS, IPC, network and cgroup namespaces, mounts the
@@ -18,7 +18,7 @@ attach), ``read_only=False`` (writable root: overlay on a tmpfs), ``env``
 (default: when the launching thread -- for the zygote, the thread that started
 it -- is the main thread; the kernel ties the parent-death signal to a
 *thread*), ``launcher`` ("zygote" | "fork"), ``zygote`` ("native" | "python": which zygote
-forks PID 1; the native one, ``native/zygote.c``, is built on first use and falls back to the
+forks PID 1; the native one, ``launcher/zygote.c``, is built on first use and falls back to the
 Python one, with the reason recorded in ``metadata()``, where it cannot be built).
 
 Phases (``times.phases``, ns, launch order; they add up to launch→ready):
@@ -33,7 +33,7 @@ devices cgroup with its rules, or attaching the v2 BPF program).
 
 Hardening at runc/crun parity (``seccomp=`` option, also per launch in
 ``spec.extra``: ``default``, ``unconfined`` or a profile path; ``devices=False`` turns the device rules off for comparisons):
-see ``seccomp.py``, ``devices.py``, ``devfilter.py``, ``hardening.py`` and the
+see ``security/`` (seccomp, capabilities, process attributes), ``devices/`` and the
 mount plan.
 """
 
@@ -47,11 +47,13 @@ from typing import Any
 from runtimes import cgroups, rootfs
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps, hardening, init, mounts, namespaces
-from runtimes.container import devices as devices_mod
-from runtimes.container import seccomp as seccomp_mod
-from runtimes.container.guard import DeviceGuard
-from runtimes.container.zygote import KINDS, Zygote
+from runtimes.container import mounts, namespaces
+from runtimes.container.devices import rules as devices_mod
+from runtimes.container.devices.guard import DeviceGuard
+from runtimes.container.launcher import init
+from runtimes.container.launcher.zygote import KINDS, Zygote
+from runtimes.container.security import caps, hardening
+from runtimes.container.security import seccomp as seccomp_mod
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.stdio import Stdio
 from runtimes.workloads import ISOLATED_ENV
@@ -240,7 +242,7 @@ class ContainerBackend(Backend):
             raise BackendError(str(e)) from e
 
     def _guard_devices(self, inst: ContainerInstance) -> None:
-        """The device rules on the instance (``guard.py``); nothing without rules."""
+        """The device rules on the instance (``devices/guard.py``); nothing without rules."""
         if self.devices is None:
             return
         t = now_ns()

@@ -28,9 +28,9 @@ import psutil
 from runtimes import cgroups, owners, rootfs
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX
-from runtimes.container.devices import shared_owner
-from runtimes.container.init import INIT_COMM, INSTANCE_ENV
-from runtimes.container.zygote_server import ZYGOTE_COMM
+from runtimes.container.devices.rules import shared_owner
+from runtimes.container.launcher.init import INIT_COMM, INSTANCE_ENV
+from runtimes.container.launcher.zygote_server import ZYGOTE_COMM
 from runtimes.naming import of_run
 from runtimes.wait import wait_until
 

@@ -37,8 +37,8 @@ from typing import Any
 from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps as container_caps
-from runtimes.container import seccomp as container_seccomp
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import seccomp as container_seccomp
 from runtimes.naming import of_run
 from runtimes.oci import bundle, view
 from runtimes.process import ProcessInstance, instance_log, launching

@@ -3,10 +3,10 @@
 Generated here, not by ``runc spec``: the same namespaces
 (``runtimes.container.namespaces.DEFAULT``), the same mounts, masked and
 read-only /proc paths (``runtimes.container.mounts.plan``), the same
-capabilities (``runtimes.container.caps.OCI_DEFAULT``), the same seccomp filter
-(``runtimes.container.seccomp``: the resolved profile the built-in container
+capabilities (``runtimes.container.security.caps.OCI_DEFAULT``), the same seccomp filter
+(``runtimes.container.security.seccomp``: the resolved profile the built-in container
 compiles), the same device rules (``runtimes.container.devices``), rlimits and
-oom_score_adj (``runtimes.container.hardening``) and the same limits as
+oom_score_adj (``runtimes.container.security.hardening``) and the same limits as
 ``runtimes.cgroups.Cgroup.apply`` writes (CFS quota/period, a memory limit with
 no swap beyond it, a pids limit).  The root is the shared workload rootfs
 itself, ``readonly``: the runtimes bind it read-only and never write into it,
@@ -27,11 +27,11 @@ from typing import Any
 
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX, LaunchSpec, Limits
-from runtimes.container import caps as container_caps
-from runtimes.container import devices as container_devices
-from runtimes.container import hardening as container_hardening
 from runtimes.container import mounts as container_mounts
 from runtimes.container import namespaces as container_namespaces
+from runtimes.container.devices import rules as container_devices
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import hardening as container_hardening
 
 OCI_VERSION = "1.0.2"
 #: /proc/<pid>/ns names (the built-in container's vocabulary) -> OCI namespace types

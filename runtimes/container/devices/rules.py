@@ -10,7 +10,7 @@ of the six nodes the container sees (null zero full random urandom tty) plus
   denied, the rules allowed (``DeviceCgroup``), joined together with the
   instance's other cgroups.
 - cgroup v2: a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the instance's
-  cgroup (``devfilter.py``).
+  cgroup (``bpf.py``).
 - OCI: the same rules as ``linux.resources.devices`` (``oci_rules``).
 
 Nodes a workload makes itself are also unusable because every writable mount

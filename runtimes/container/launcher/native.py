@@ -1,4 +1,4 @@
-"""Building the native zygote (``native/zygote.c``) with the system C compiler, cached.
+"""Building the native zygote (``zygote.c``, beside this module) with the system C compiler, cached.
 
 The binary is built on the first launch of a backend (before any t_launch),
 under the cache that also holds the rootfs (``rootfs.cache_dir()``), named by a
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from runtimes import rootfs
 
-SOURCE = Path(__file__).resolve().parent / "native" / "zygote.c"
+SOURCE = Path(__file__).resolve().with_name("zygote.c")
 #: where the system compiler is looked for (in this order of names: cc, gcc, clang)
 SYSTEM_DIRS = ("/usr/bin", "/bin")
 COMPILERS = ("cc", "gcc", "clang")

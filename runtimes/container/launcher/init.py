@@ -13,7 +13,7 @@ Either way the child is PID 1 of a new PID namespace *and* a direct child of
 the harness (CLONE_PARENT makes the zygote's child its sibling): no supervisor
 in between, and ``waitpid`` reports the workload's own exit status.  The fork
 launcher and the Python zygote run the child-side code here, ``child_main``; the
-native zygote (the default, ``native/zygote.c``) runs the same steps in C, with the
+native zygote (the default, ``zygote.c``) runs the same steps in C, with the
 same reports on the status pipe: keep the two in step (``test_zygote``'s
 ``test_both_launchers_run_the_same_child_setup`` compares them from inside).
 
@@ -40,7 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtimes import syscalls as sc
-from runtimes.container import caps, hardening, mounts, namespaces, seccomp
+from runtimes.container import mounts, namespaces
+from runtimes.container.security import caps, hardening, seccomp
 from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)

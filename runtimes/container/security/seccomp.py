@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import syscalls as sc
-from runtimes.container import seccomp_schema
+from runtimes.container.security import seccomp_schema
 
 PROFILES = Path(__file__).with_name("profiles")
 #: profile names accepted besides a path to a JSON file

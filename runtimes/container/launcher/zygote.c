@@ -8,11 +8,11 @@
  * child does what init.child_main/_init/harden do, reporting the same lines on the status pipe,
  * so the host side (init.read_status, the phase table) is unchanged.
  *
- * Usage (started by runtimes/container/zygote.py, never by hand):
+ * Usage (started by runtimes/container/launcher/zygote.py, never by hand):
  *     isobench-zygote SOCKET_FD HARNESS_PID PDEATHSIG(0|1)
  *
  * Requests arrive on a SOCK_SEQPACKET socket, one message each; the encoding is made by
- * runtimes/container/wire.py: the first byte is the kind, then records (u8 tag, u32 length
+ * runtimes/container/launcher/wire.py: the first byte is the kind, then records (u8 tag, u32 length
  * little-endian, payload).  Strings are sent with their NUL, so the payload is used in place.
  *   'T': prepare a shared root: 'p' plan number, 'S' shared mount ops, 'I' per-container ops.
  *        Answer "T 1" or "T 0 <why not>".
