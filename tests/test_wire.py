@@ -4,6 +4,7 @@ reads it is exercised by every container test, the native zygote being the defau
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -152,3 +153,41 @@ def test_conditions_are_read_off_the_path_at_run_time(tmp_path: Path) -> None:
             for name in ("d", "f", "l", "dangling", "missing")}
     assert seen == {"d": [True, True, True, False], "f": [True, True, False, True], "l": [True, True, True, False],
                     "dangling": [True, True, False, True], "missing": [True, False, False, False]}
+
+
+def _c_constants(source: str) -> dict[str, int]:
+    """zygote.c's ``#define NAME NUMBER-EXPRESSION`` and ``enum { A = n, B, … }`` values."""
+    out: dict[str, int] = {}
+    for name, expr in re.findall(r"^#define (\w+) ([0-9x()<\sULL]+?)\s*(?:/\*.*)?$", source, re.M):
+        out[name] = eval(expr.replace("ULL", ""), {})  # noqa: S307 - digits, shifts and parentheses only
+    for body in re.findall(r"enum \{([^}]*)\}", source):
+        value = -1
+        for item in body.split(","):
+            name, _, given = item.strip().partition(" = ")
+            value = int(given) if given else value + 1
+            out[name] = value
+    return out
+
+
+def test_the_c_zygote_s_constants_are_python_s() -> None:
+    """zygote.c cannot import Python: every number (and comm name) the two sides share, read from
+    the C source and compared with the Python definitions it mirrors."""
+    from runtimes import syscalls
+    from runtimes.container.launcher import native, zygote_server
+    from runtimes.workloads import MARKER_FD
+
+    source = native.SOURCE.read_text()
+    c = _c_constants(source)
+    assert {k: c[k] for k in ("STATUS_FD", "MOUNT_NS_FD", "MARKER_FD", "REQUEST_FDS", "MAX_REQUEST")} == {
+        "STATUS_FD": init.STATUS_FD, "MOUNT_NS_FD": init.MOUNT_NS_FD, "MARKER_FD": MARKER_FD,
+        "REQUEST_FDS": zygote_server.REQUEST_FDS, "MAX_REQUEST": zygote_server.MAX_REQUEST}
+    assert c["CLONE_INTO_CGROUP_FLAG"] == syscalls.CLONE_INTO_CGROUP
+    assert [c[f"P_{n}"] for n in ("MOUNT", "MKDIR", "SYMLINK", "MKNOD", "CREATE", "PIVOT")] == [
+        prims.MOUNT, prims.MKDIR, prims.SYMLINK, prims.MKNOD, prims.CREATE, prims.PIVOT]
+    assert [c[f"C_{n}"] for n in ("ALWAYS", "EXISTS", "IS_DIR", "EXISTS_NOT_DIR")] == [
+        prims.ALWAYS, prims.EXISTS, prims.IS_DIR, prims.EXISTS_NOT_DIR]
+    # the record sizes the C side insists on: what wire.py packs
+    sizes = {int(n) for n in re.findall(r"len (?:!=|<) (\d+)", source)}
+    assert {struct.calcsize("<BBQIQ"), struct.calcsize("<QQIBBBBi"), struct.calcsize("<iqq"),
+            struct.calcsize("<i"), struct.calcsize("<I")} == sizes
+    assert f'"{init.INIT_COMM}"' in source and f'"{zygote_server.ZYGOTE_COMM}"' in source

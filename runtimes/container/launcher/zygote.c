@@ -58,9 +58,10 @@
 #define MAX_PLANS 64
 #define STATUS_FD 4   /* init.STATUS_FD */
 #define MOUNT_NS_FD 5 /* init.MOUNT_NS_FD */
-#define MARKER_FD 3
+#define MARKER_FD 3   /* workloads.MARKER_FD */
 
-/* mount primitives and their conditions (wire.py has the same numbers) */
+/* mount primitives and their conditions: prims.py has the same numbers (wire.py sends them);
+ * these defines and enums are checked against Python's by tests/test_wire.py */
 enum { P_MOUNT = 1, P_MKDIR, P_SYMLINK, P_MKNOD, P_CREATE, P_PIVOT };
 enum { C_ALWAYS = 0, C_EXISTS, C_IS_DIR, C_EXISTS_NOT_DIR };
 
