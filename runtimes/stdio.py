@@ -121,10 +121,13 @@ class _Copier:
                     continue
                 except OSError:
                     data = b""
-                if data:
-                    stream.write(data)
-                else:
+                if not data:
                     self._finish(ep, stream)
+                    continue
+                try:
+                    stream.write(data)
+                except Exception:  # noqa: BLE001 - one stream's failure must not stall every other:
+                    stream.sink = None  # it is drained from here on, never left to fill and block
             with self._lock:
                 dropped, self._drop = self._drop, []
             for stream in dropped:

@@ -129,6 +129,24 @@ def test_a_workload_may_report_only_so_many_result_keys(run_id: str, tmp_path: P
     assert stat.S_IMODE(log.stat().st_mode) == 0o600  # written by root from a workload's output
 
 
+def test_a_log_is_root_s_alone_and_never_a_symlink_s_target(tmp_path: Path) -> None:
+    from runtimes.stdio import Stdio, create_log
+
+    old = tmp_path / "logs" / "old.log"
+    old.parent.mkdir(mode=0o755)
+    old.write_bytes(b"before")
+    old.chmod(0o644)
+    create_log(old).close()
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600 and old.read_bytes() == b""
+    new = tmp_path / "fresh" / "x.log"
+    with create_log(new):
+        assert stat.S_IMODE(new.parent.stat().st_mode) == 0o700
+    (tmp_path / "logs" / "link.log").symlink_to(tmp_path / "victim")
+    with pytest.raises(OSError):
+        Stdio.to_log(tmp_path / "logs" / "link.log")
+    assert not (tmp_path / "victim").exists()
+
+
 # -- isobench cleanup ---------------------------------------------------------------------------
 def _mount(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=True)
