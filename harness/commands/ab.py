@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.cli import number
 from harness.commands import compare as compare_command
 from harness.commands.run import DEFAULT_RESULTS
 from harness.errors import UserError
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse", type=Path, metavar="SESSION",
                    help="compare the runs of a session already made instead of running (its directory)")
     compare_command.add_common(p)
-    p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--bootstraps", type=number(int, 1), default=BOOTSTRAPS, metavar="N", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, metavar="DIR", help="where compare.html/compare.md go (default: the session)")
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.cli import number
 from harness.compare import NOISE_FILE, calibrate, comparison, plan_line, reference_of
 from harness.errors import UserError
 from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
                    help="divide by the median of the reference backend in the same run "
                         "(default: the scenario's `reference`)")
-    p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N",
+    p.add_argument("--bootstraps", type=number(int, 1), default=BOOTSTRAPS, metavar="N",
                    help=f"bootstrap resamples per series for the intervals (default {BOOTSTRAPS})")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
@@ -47,16 +48,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_common(p: argparse.ArgumentParser) -> None:
     """The options ``isobench ab`` shares with compare: the verdicts' level, margin and correction, the
     outputs, planning and the validation facility."""
-    p.add_argument("--threshold", type=float, default=THRESHOLD,
+    p.add_argument("--threshold", type=number(float, 0, 10), default=THRESHOLD,
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=ALPHA,
+    p.add_argument("--alpha", type=number(float, 0, 0.5, above=True), default=ALPHA,
                    help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
     p.add_argument("--correction", choices=("bh", "holm"), default="bh",
                    help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="also list metrics without a better direction (counts set by the case)")
-    p.add_argument("--see", type=float, default=0.10, metavar="CHANGE",
+    p.add_argument("--see", type=number(float, 0, 10, above=True), default=0.10, metavar="CHANGE",
                    help="the change the planning line sizes the runs for (default 0.10 = 10%%)")
     p.add_argument("--inject", action="append", default=[], metavar="SPEC",
                    help="validation only: multiply the new side's values, e.g. "
