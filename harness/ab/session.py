@@ -16,7 +16,7 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,3 @@ def existing(session_dir: Path) -> Session:
     if len(s.run_dirs["A"]) != len(s.run_dirs["B"]) or not s.run_dirs["A"]:
         raise UserError(f"{session_dir}: the session did not complete its pairs")
     return s
-
-
-def pairs(session: Session) -> Sequence[tuple[Path, Path]]:
-    return list(zip(session.run_dirs["A"], session.run_dirs["B"], strict=True))

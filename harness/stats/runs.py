@@ -92,11 +92,6 @@ class Runs:
     def k(self) -> int:
         return int(self.medians.size)
 
-    @property
-    def within_mean(self) -> float:
-        """The mean within-run variance of a median (nan if unknown for any run)."""
-        return float(np.mean(self.within)) if self.k else math.nan
-
 
 def on_scale(v: np.ndarray | float, scale: str) -> np.ndarray:
     return np.log(v) if scale == LOG else np.asarray(v, dtype=float)
