@@ -38,6 +38,7 @@ from runtimes.declaration import Declaration
 from runtimes.image.model import Image
 from runtimes.process import ProcessInstance, instance_log, launching
 from runtimes.rootfs import cache_dir
+from runtimes.stdio import Stdio
 
 RUNROOT = Path(f"/run/{PREFIX}-podman")
 #: podman runs itself with this RLIMIT_NPROC (podman 4.3, measured) and cannot hand a container more
@@ -66,8 +67,8 @@ class PodmanInstance(ProcessInstance):
 
     own_netns = True
 
-    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: PodmanBackend, pidfile: Path):
-        super().__init__(spec, None, times)
+    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: PodmanBackend, pidfile: Path, stdio: Stdio):
+        super().__init__(spec, None, times, stdio)
         self.backend = backend
         self.pidfile = pidfile
         self._pidfd: int | None = None
@@ -222,12 +223,11 @@ class PodmanBackend(Backend):
                 "--pidfile", str(pidfile), "--ulimit", f"nofile={NOFILE}:{NOFILE}", "--ulimit", f"nproc={nproc}:{nproc}",
                 "--hostname", spec.instance, "--workdir", process.cwd, *user, *env,
                 "--entrypoint", json.dumps([process.argv[0]]), image_id, *process.argv[1:]]
-        with instance_log(spec, "podman", "cannot start podman") as (log, log_path):
+        with instance_log(spec, "podman", "cannot start podman") as stdio:
             times = Timestamps(t_launch=now_ns())
-            inst = PodmanInstance(spec, times, self, pidfile)
-            inst.log_path = log_path
+            inst = PodmanInstance(spec, times, self, pidfile, stdio)
             with launching(inst, "cannot start podman"):
-                inst._posix_spawn(argv, log)
+                inst._posix_spawn(argv)
         return inst
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import runtimes
+from runtimes import owners
 from runtimes.base import Backend, BackendError, LaunchSpec, Limits
 from runtimes.image import rundir
 from runtimes.image.model import Image
@@ -160,7 +161,8 @@ def test_a_dead_runs_directory_and_tree_are_swept(image: Image, run_id: str, no_
     upper = rundir.Upper.create(run_id, f"isobench-{run_id}-0", ("tmp",))
     assert os.path.ismount(tree.root) and (tree.root / "proc").is_dir() and (upper.upper / "tmp").stat().st_mode & 0o1777 == 0o1777
     run = rundir.run_dir(run_id)
-    (run / rundir.OWNER).write_text("999999999 0\n")  # a run whose harness is gone
+    assert rundir.cleanup_leftovers(run_id) == [] and os.path.ismount(tree.root)  # a live run's: spared
+    owners.release(run_id)  # as if its harness were gone
     removed = rundir.cleanup_leftovers(run_id)
     assert any(r.startswith("mount ") for r in removed) and not run.exists() and not os.path.ismount(tree.root)
     tree.mounted = False  # already unmounted by the sweep

@@ -100,9 +100,15 @@ def _line(rows: Rows, name: str, points: Sequence[int], note: str) -> None:
     from harness.stats import slope
 
     fit = slope.theil_sen(list(range(len(points))), [(v - points[0]) / MIB for v in points])
-    rows.add(f"{name}_slope", fit.slope, note=note)
-    rows.add(f"{name}_slope_lo", fit.lo)
-    rows.add(f"{name}_slope_hi", fit.hi)
+    _fit_rows(rows, f"{name}_slope", fit, note)
+
+
+def _fit_rows(rows: Rows, metric: str, fit: Any, note: str) -> None:
+    """A slope and, when it has one (``harness.stats.slope``: enough points), its interval."""
+    rows.add(metric, fit.slope, note="; ".join(w for w in (note, fit.why) if w))
+    if not fit.why:
+        rows.add(f"{metric}_lo", fit.lo)
+        rows.add(f"{metric}_hi", fit.hi)
 
 
 def add_rows(rows: Rows, ramp: Reads, control: Reads) -> None:
@@ -135,6 +141,4 @@ def pool(rows: Rows, ramps: Sequence[Reads], pooled_fit: Callable[[list[list[flo
         if not series:
             continue
         fit = pooled_fit([[-v / MIB for v in s] for s in series])  # growth, as density's drop
-        rows.add(f"{name}_pooled", fit.slope, note=f"{note}; {len(series)} ramps pooled")
-        rows.add(f"{name}_pooled_lo", fit.lo)
-        rows.add(f"{name}_pooled_hi", fit.hi)
+        _fit_rows(rows, f"{name}_pooled", fit, f"{note}; {len(series)} ramps pooled")

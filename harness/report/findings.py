@@ -176,8 +176,10 @@ def _density(data: ReportData) -> Finding | None:
     def growth(series: str, name: str) -> str:
         """A page-cache growth per instance: its figure, or the bound its interval sets when that holds 0."""
         v, a, b = (value(series, f"{name}_pooled{s}") for s in ("", "_lo", "_hi"))
-        if v is None or a is None or b is None:
+        if v is None:
             return "n/a"
+        if a is None or b is None:
+            return f"{quantity(v, 'MiB')} (no interval: too few ramps)"
         if a <= 0 <= b:
             return f"none resolved (at most {b:.2g} MiB, 95 %)"
         return figure(series, f"{name}_pooled", f"{name}_pooled_lo", f"{name}_pooled_hi") or "n/a"

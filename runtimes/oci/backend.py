@@ -34,14 +34,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, exits, rootfs
+from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps as container_caps
-from runtimes.container import seccomp as container_seccomp
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import seccomp as container_seccomp
 from runtimes.image.rundir import Upper
+from runtimes.naming import of_run
 from runtimes.oci import bundle, mounter, view
 from runtimes.process import ProcessInstance, instance_log, launching
+from runtimes.stdio import Stdio
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles
@@ -103,8 +105,9 @@ class OciInstance(ProcessInstance):
     upper: Upper | None = None  # an image instance's own layer, mounted by ``helper`` in the view
     helper: mounter.Mounter | None = None
 
-    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path):
-        super().__init__(spec, None, times)
+    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
+                 stdio: Stdio):
+        super().__init__(spec, None, times, stdio)
         self.runtime = backend.runtime
         self.exe = backend.exe
         self.view = v
@@ -113,8 +116,10 @@ class OciInstance(ProcessInstance):
         #: when the harness reaped the runtime (after its delete); set with t_exit
         self.t_runtime_exit: int | None = None
 
-    def spawn(self, argv: list[str], log: Any) -> None:
-        self._posix_spawn(argv, log)
+    def spawn(self, argv: list[str]) -> None:
+        """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
+        container's process as they are (a pipe, never a file of the host)."""
+        self._posix_spawn(argv)
 
     def _exit_time(self) -> int | None:
         """Called once the runtime is reaped (it has deleted the container by then).  With the
@@ -183,8 +188,7 @@ class OciInstance(ProcessInstance):
             self._remove_cgroups()
             bundle.remove(self.bundle_dir)
         finally:
-            if self.upper is not None:
-                mounter.release_root(self.helper, self.upper)
+            mounter.release_root(self.helper, self.upper)
 
     def _delete(self) -> None:
         """``delete --force`` when the runtime left its state behind (it was killed)."""
@@ -273,8 +277,6 @@ class OciBackend(Backend):
         self._exits_error = None
 
     def launch(self, spec: LaunchSpec) -> Instance:
-        if PREFIX not in spec.instance or "/" in spec.instance:
-            raise BackendError(f"instance name {spec.instance!r} must contain {PREFIX!r} and no '/'")
         try:
             cgroups.validate_limits(spec.limits)
         except CgroupError as e:
@@ -290,9 +292,8 @@ class OciBackend(Backend):
         assert self._cgroup_version is not None and self._memsw is not None
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         bundle_dir = bundles_dir() / spec.instance
-        image = spec.workload.image  # an image's root: its own overlay, mounted in the view
-        mounts = self._roots.prepare(holder.pid, spec.run_id) if image is not None else None
-        argv = nsenter + _runtime_cmd(self.exe, self.runtime, "run", "--preserve-fds", "0" if image else "1",
+        mounts = self._roots.prepare(holder.pid, spec.run_id) if spec.workload.image is not None else None
+        argv = nsenter + _runtime_cmd(self.exe, self.runtime, "run", "--preserve-fds", "0" if mounts else "1",
                                       "-b", str(bundle_dir), spec.instance)
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
@@ -301,7 +302,7 @@ class OciBackend(Backend):
         if self._exits is not None:
             self._exits.drain()
         what = f"cannot start {self.runtime}"
-        with instance_log(spec, self.name.replace(":", "-"), what) as (log, log_path):
+        with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
             upper = mounter.instance_root(mounts, spec, times) if mounts is not None else None
             t0 = now_ns()
@@ -314,11 +315,10 @@ class OciBackend(Backend):
                     raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
                                        f"or was left behind (isobench cleanup)") from e
             times.phases["bundle"] = now_ns() - t0
-            inst = OciInstance(spec, times, self, v, bundle_dir)
+            inst = OciInstance(spec, times, self, v, bundle_dir, stdio)
             inst.upper, inst.helper = upper, mounts
-            inst.log_path = log_path
             with launching(inst, what):
-                inst.spawn(argv, log)
+                inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
@@ -352,14 +352,19 @@ def _container_cgroup(name: str, version: int, v: view.View) -> Cgroup:
 
 
 def _leftover_names(run_id: str | None) -> dict[str, set[str]]:
-    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles)."""
+    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles),
+    of ``run_id`` if given, and of no run whose owner lives (``runtimes.owners``)."""
     out: dict[str, set[str]] = {}
-    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+    live = owners.live()
+
+    def leftover(name: str) -> bool:
+        return (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")) and not live.owns(name)
+
     for rt in RUNTIMES:
         with contextlib.suppress(FileNotFoundError):
-            out[rt] = {p.name for p in state_root(rt).iterdir() if p.name.startswith(prefix)}
+            out[rt] = {p.name for p in state_root(rt).iterdir() if leftover(p.name)}
     with contextlib.suppress(FileNotFoundError):
-        out[""] = {p.name for p in bundles_dir().iterdir() if p.name.startswith(prefix)}
+        out[""] = {p.name for p in bundles_dir().iterdir() if leftover(p.name)}
     return out
 
 

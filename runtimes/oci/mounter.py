@@ -154,8 +154,10 @@ def instance_root(mounter: Mounter, spec: LaunchSpec, times: Timestamps) -> Uppe
     return upper
 
 
-def release_root(mounter: Mounter | None, upper: Upper) -> None:
-    """Unmount an instance's root (the runtime's container is gone) and remove its upper."""
+def release_root(mounter: Mounter | None, upper: Upper | None) -> None:
+    """Unmount an instance's root (the runtime's container is gone) and remove its upper (if any)."""
+    if upper is None:
+        return
     try:
         if mounter is not None and mounter.alive():
             mounter.umount(str(upper.root))
