@@ -274,6 +274,10 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for b in only:
             if b not in backends:
                 raise _err(p, f"{where}.backends", f"{b!r} is not among scenario.backends")
+    imageless = [b for b in (only or backends) if not runtimes.declaration(b).images]
+    if imageless and any(n in images for n in names):
+        raise _err(p, f"{where}.backends", f"{', '.join(imageless)} runs no image workload: give the experiment "
+                   f"a backends list without it")
     base_params = exp.get("params", {})
     if not isinstance(base_params, Mapping):
         raise _err(p, f"{where}.params", "must be a table of workload parameters")

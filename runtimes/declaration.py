@@ -133,6 +133,8 @@ class Declaration:
     #: how it runs an image, when that is not what its name says: every label of its image
     #: workloads' rows carries it (``bare``: "chroot")
     image_label: str | None = None
+    #: it runs image workloads (``[workload.NAME]``); False: a launch of one is a clear error
+    images: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)
