@@ -66,6 +66,7 @@ class PodmanInstance(ProcessInstance):
     """``proc`` is podman; the container's process is read from ``--pidfile``."""
 
     own_netns = True
+    workload_env = False  # podman gets the harness's environment; the container the image's (--env)
 
     def __init__(self, spec: LaunchSpec, times: Timestamps, backend: PodmanBackend, pidfile: Path, stdio: Stdio):
         super().__init__(spec, None, times, stdio)

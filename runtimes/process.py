@@ -173,6 +173,9 @@ class ProcessInstance(Instance):
     lo_down = False
     #: ``proc`` is a launcher whose (first) child is the workload (unshare(1) --fork)
     forks = False
+    #: ``proc`` gets an image's environment (it is the workload, or a launcher that passes its own
+    #: on); False: a runtime that sets the workload's environment itself (runc, crun, podman)
+    workload_env = True
 
     def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps, stdio: Stdio | None = None):
         self.spec = spec
@@ -195,7 +198,7 @@ class ProcessInstance(Instance):
         if env is not None:
             return dict(env)
         process = self.spec.workload.process
-        return dict(process.env) if process is not None else os.environ
+        return dict(process.env) if process is not None and self.workload_env else os.environ
 
     def _spawn(self, argv: list[str], preexec: Any = None) -> None:
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []

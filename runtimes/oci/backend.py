@@ -101,7 +101,7 @@ def _run_in_view(argv: list[str], v: view.View, timeout: float = 30.0) -> subpro
 class OciInstance(ProcessInstance):
     """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
 
-    own_netns = True
+    own_netns, workload_env = True, False  # (config.json carries an image's env, not the runtime's)
     upper: Upper | None = None  # an image instance's own layer, mounted by ``helper`` in the view
     helper: mounter.Mounter | None = None
 
