@@ -20,6 +20,7 @@ sample with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -65,6 +66,13 @@ class Held:
     #: the counters read until ready (or the failure), then during the hold
     reads: list[dict[str, float]] = field(default_factory=list)
     ready_index: int = 0  # the first read after ready (or after the failure)
+    status: int | None = None  # the exit status of an app that did not become ready
+
+    def sigkilled_unread(self) -> bool:
+        """It died by SIGKILL before it was ready and its counters went with it (the last read found
+        none): a runtime that removes the cgroup of a killed container at once (runc, crun)."""
+        return (self.t_ready is None and self.status in (-9, 128 + 9) and bool(self.reads)
+                and "oom_kill" not in self.reads[-1])
 
     def ready_ms(self) -> float | None:
         return ns_to_ms(self.t_ready - self.t_launch) if self.t_ready is not None else None
@@ -96,6 +104,9 @@ def hold(backend: Backend, case: Case, ctx: Context, rows: Rows) -> Held:
             waiter.join(POLL_S)
         held.ready_index = len(held.reads)
         held.reads.append(read_usage(inst))
+        if held.t_ready is None:
+            with contextlib.suppress(BackendError):
+                held.status = inst.wait(1.0)
         end = now_ns() + int(case.settle_s * 1e9) if held.t_ready is not None else 0
         while now_ns() < end and inst.processes():
             time.sleep(POLL_S)
@@ -108,6 +119,11 @@ def _wait_ready(inst: Instance, timeout: float, held: Held) -> None:
         held.t_ready = inst.wait_ready(timeout)
     except BackendError as e:  # (a timeout too) the limit may be why: the counters say
         held.why = str(e)
+
+
+#: the note of an OOM kill the counters could not show
+INFERRED_OOM = ("OOM kill inferred: the app died by SIGKILL under the memory limit before it was ready, and its "
+                "runtime removed the cgroup (with its OOM counter) before the next read")
 
 
 def _not_ready(what: str, held: Held) -> BackendError:
@@ -147,6 +163,8 @@ def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
     rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "memory"))
     held = hold(backend, case, ctx, rows)
     kills = held.most("oom_kill")
+    if not kills and held.sigkilled_unread():
+        kills, rows.note = 1, "; ".join(filter(None, [rows.note, INFERRED_OOM]))
     if kills is None:
         raise BackendError(f"{backend.name} exposes no OOM counter (usage() has no oom_kill): cannot measure "
                            f"mem_limit")
