@@ -32,6 +32,7 @@ SYSTEM_PACKAGES = [
     # container's native zygote and the hardening tests' probe are built with gcc, static
     # where libc6-dev's libc.a is there
     "libseccomp2", "libc6-dev",
+    "runsc", "bubblewrap",  # the optional peers oci:runsc (gVisor) and bwrap
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -42,6 +43,7 @@ PACKAGE_PROBES = {
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "runsc": "/usr/bin/runsc", "bubblewrap": "/usr/bin/bwrap",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child

@@ -194,10 +194,11 @@ class ProcessInstance(Instance):
             os.close(w)
         self.marker.read_fd(r)
 
-    def _posix_spawn(self, argv: list[str], log: Any) -> None:
+    def _posix_spawn(self, argv: list[str], log: Any, marker_fd: int = MARKER_FD) -> None:
         """posix_spawn ``argv`` with the marker pipe on fd 3: a vfork, so the harness's own
         size costs nothing (a full fork of the Python harness, as a ``preexec_fn`` forces,
-        costs milliseconds).  Used whenever no code has to run in the child before exec."""
+        costs milliseconds).  Used whenever no code has to run in the child before exec.
+        ``marker_fd`` 1 puts the marker pipe on stdout instead (runsc hands on only stdio)."""
         r, w = os.pipe()
         high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
         os.close(w)
@@ -206,7 +207,7 @@ class ProcessInstance(Instance):
             actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
         elif log is not None:
             actions += [(os.POSIX_SPAWN_DUP2, log.fileno(), 1), (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
-        actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
+        actions.append((os.POSIX_SPAWN_DUP2, high, marker_fd))
         try:
             pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
         except BaseException:

@@ -30,7 +30,8 @@ def test_the_hosts_table_keeps_the_host_accelerator_beside_the_guests(tmp_path: 
 
 def test_the_oci_doctor_line_uses_the_backends_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
     """runc lives in /usr/sbin on Debian, off a user's PATH: doctor finds it where the backend does."""
-    from runtimes.oci import RUNTIMES, checks, find_runtime
+    from runtimes.oci import checks, find_runtime
+    from runtimes.oci.checks import RUNTIMES
 
     monkeypatch.setenv("PATH", "/nonexistent")
     (line,) = checks.checks()
