@@ -171,3 +171,41 @@ def test_a_peer_that_cannot_run_is_skipped_with_its_reason(optional: bool, tmp_p
     assert manifest["status"] == "completed" and list(manifest["backends"]) == ["bare"]
     assert manifest["skipped_backends"] == {"missing": "not installed here (fix: apt-get install nothing)"}
     assert "isobench: skipping missing: not installed here" in capsys.readouterr().err
+
+
+# -- the gate on runsc -----------------------------------------------------------------------
+
+AROUND = runtimes.declaration("oci:runsc").enforcement["pids"]
+
+
+def _pids_case(count: int, reached: float, peak: float, refused: float, backend: str = "oci:runsc"):
+    from harness.validate import Case
+
+    values = {"pids_reached": [reached] * 3, "pids_peak": [peak] * 3, "pids_refused": [refused] * 3,
+              "pids_tried": [float(count)] * 3, "pids_limit": [128.0] * 3}
+    return Case(backend, "pids_limit", "pids", {"count": float(count), "limit": 128.0}, values, [],
+                (AROUND,) if backend == "oci:runsc" else ())
+
+
+def test_the_shipped_baseline_judges_runsc_by_what_its_host_cgroup_counts() -> None:
+    """The sandbox's own tasks count: 8 forks fit 128 and each got through; 128 forks are refused by
+    the host cgroup long before the workload counts 128 (a bare process would reach exactly 128)."""
+    from harness.validate import load_baseline, run_checks
+    from harness.validate.held import held
+
+    baseline = load_baseline(Path(__file__).parent.parent / "baselines" / "enforcement.toml")
+    fits, refused = _pids_case(8, 9, 97, 0), _pids_case(128, 18, 128, 1)
+    checks = run_checks(baseline, [fits, refused], ["oci:runsc"])
+    mine = [c for c in checks if c.name.startswith("oci:runsc pids_limit")]
+    assert mine and all(c.outcome == "pass" for c in mine), [c.message for c in mine if c.outcome != "pass"]
+    assert any("pids_reached all == 9" in c.name for c in mine)  # every fork, below the limit
+    assert any("pids_peak all <= 128" in c.name for c in mine)
+    verdicts = held(checks, [fits, refused, _pids_case(8, 9, 40, 0, backend="container")])
+    assert [h.verdict for h in verdicts] == ["held", "held"]  # the container's own cgroup: not listed
+    assert verdicts[0].how == AROUND and verdicts[0].line().startswith("HELD       oci:runsc pids_limit/pids count=8")
+    # one fork past the limit, as seen from inside the sandbox: not held, and why
+    over = _pids_case(128, 129, 128, 1)
+    (bad,) = held(run_checks(baseline, [over], ["oci:runsc"]), [over])
+    assert bad.verdict == "not held" and "pids_reached worst sample 129 > max 128" in bad.why
+    (none,) = held([], [over])
+    assert none.verdict == "not judged" and none.why == "no bound of the baseline applies"
