@@ -24,6 +24,7 @@ def test_bwrap_runs_the_workload_in_the_containers_namespaces_over_the_rootfs(ru
     own = {k: container_namespaces.ns_id("self", k) for k in kinds}
     script = (f"echo '{READY}' >&{MARKER_FD}; "
               + "".join(f"echo \"{RESULT} ns_{k}=$({bb} readlink /proc/self/ns/{k})\" >&{MARKER_FD}; " for k in kinds)
+              + "".join(f"echo \"{RESULT} fd{n}=$({bb} readlink /proc/self/fd/{n})\" >&{MARKER_FD}; " for n in (0, 1, 2))
               + f"{bb} touch /isobench-probe 2>/dev/null; echo \"{RESULT} write_root=$?\" >&{MARKER_FD}; "
               f"echo \"{RESULT} root=\" /* >&{MARKER_FD}; exit 3")
     spec = LaunchSpec(Workload("noop"), run_id, f"isobench-{run_id}-0", timeout_s=30, extra={"argv": [bb, "sh", "-c", script]})
@@ -36,6 +37,7 @@ def test_bwrap_runs_the_workload_in_the_containers_namespaces_over_the_rootfs(ru
         assert inst.results[f"ns_{k}"] != f"{k}:[{own[k]}]", k
     assert len(NAMESPACE_ARGS) == len(kinds) - 1  # bwrap always makes the mount namespace
     assert inst.results["write_root"] != "0"  # the shared rootfs is bound read-only
+    assert all(inst.results[f"fd{n}"].startswith("pipe:") for n in (0, 1, 2))  # stdio the harness owns
     assert inst.results["root"].split() == sorted(f"/{p.name}" for p in rootfs.build().iterdir()
                                                   if not p.name.startswith("."))
     assert not (rootfs.build() / "isobench-probe").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import runtimes
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, owners, rootfs
 from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.oci import backend as oci_backend
 from runtimes.oci import runsc
@@ -81,6 +81,9 @@ def test_the_host_cgroup_holds_the_sandbox_and_its_processes_count(backend, run_
             cmdlines = [_cmdline(p) for p in held]
             assert any("runsc-sandbox" in c for c in cmdlines) and any("runsc-gofer" in c for c in cmdlines)
             assert inst.processes() == [inst.proc.pid, *held]
+            # stdio the harness owns: pipes, never a file of the host (runsc hands them to the sandbox)
+            for fd in (0, 1, 2):
+                assert os.readlink(f"/proc/{inst.proc.pid}/fd/{fd}").startswith("pipe:"), fd
             if ours.version == 1:
                 for ctrl, f in (("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"),
                                 ("memory", "memory.limit_in_bytes")):
@@ -129,6 +132,8 @@ def test_cleanup_leftovers_removes_a_sandbox_whose_runtime_died(backend, run_id:
         inst.wait_ready(20)
         os.kill(inst.proc.pid, signal.SIGKILL)  # a crashed harness: state, cgroups, bundle stay
         inst.proc.wait()
+        assert runtimes.oci.cleanup_leftovers(run_id) == []  # while its harness (this process) lives
+        owners.release(run_id)  # ... as if it were gone
         assert _left_behind(inst.name), "a killed runsc left nothing to clean?"
         removed = runtimes.oci.cleanup_leftovers(run_id)
         assert any(inst.name in r for r in removed)

@@ -32,7 +32,7 @@ def _declare(runtime: str, colour: str, *options: Option, **more: Any) -> Declar
         colour=colour,
         peer_of="container",
         sweep="runtimes.oci.backend:cleanup_leftovers",
-        # the bundle carries the built-in container's profile, resolved (runtimes.container.seccomp)
+        # the bundle carries the built-in container's profile, resolved (runtimes.container.security.seccomp)
         options=(Option("seccomp", str, "default",
                         help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file"),
                  *options),

@@ -33,14 +33,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, exits, rootfs
+from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import CgroupError
-from runtimes.container import caps as container_caps
-from runtimes.container import seccomp as container_seccomp
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import seccomp as container_seccomp
+from runtimes.naming import of_run
 from runtimes.oci import bundle, runsc, view
 from runtimes.oci.cli import Cli, Crun, find_runtime, runtime_version
 from runtimes.process import ProcessInstance, instance_log, launching
+from runtimes.stdio import Stdio
 from runtimes.vm.accel import Verdict
 from runtimes.workloads import Workload
 
@@ -72,8 +74,8 @@ class OciInstance(ProcessInstance):
     """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
 
     def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
-                 cli: Cli):
-        super().__init__(spec, None, times)
+                 stdio: Stdio, cli: Cli):
+        super().__init__(spec, None, times, stdio)
         self.runtime = backend.runtime
         self.cli = cli
         self.accel = cli.platform  # runsc's platform; None for runc and crun
@@ -86,8 +88,11 @@ class OciInstance(ProcessInstance):
         #: child (runsc's Sentry), read from the bundle before it is removed
         self.sandbox_pid: int | None = None
 
-    def spawn(self, argv: list[str], log: Any) -> None:
-        self._posix_spawn(argv, log, marker_fd=self.cli.marker_fd)
+    def spawn(self, argv: list[str]) -> None:
+        """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
+        container's process as they are (a pipe, never a file of the host); the marker pipe on
+        the descriptor the runtime hands on (runsc: its stdout)."""
+        self._posix_spawn(argv, marker_fd=self.cli.marker_fd)
 
     def _exit_time(self) -> int | None:
         """Called once the runtime is reaped (it has deleted the container by then).  With the
@@ -265,8 +270,6 @@ class OciBackend(Backend):
         self._exits_error = None
 
     def launch(self, spec: LaunchSpec) -> Instance:
-        if PREFIX not in spec.instance or "/" in spec.instance:
-            raise BackendError(f"instance name {spec.instance!r} must contain {PREFIX!r} and no '/'")
         try:
             cgroups.validate_limits(spec.limits)
         except CgroupError as e:
@@ -293,7 +296,7 @@ class OciBackend(Backend):
         if self._exits is not None:
             self._exits.drain()
         what = f"cannot start {self.runtime}"
-        with instance_log(spec, self.name.replace(":", "-"), what) as (log, log_path):
+        with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
             cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
                                 memsw=self._memsw, seccomp=self._seccomp, wrap_argv=cli.argv)
@@ -303,10 +306,9 @@ class OciBackend(Backend):
                 raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
                                    f"or was left behind (isobench cleanup)") from e
             times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
-            inst = OciInstance(spec, times, self, v, bundle_dir, cli)
-            inst.log_path = log_path
+            inst = OciInstance(spec, times, self, v, bundle_dir, stdio, cli)
             with launching(inst, what):
-                inst.spawn(argv, log)
+                inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = view.container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
@@ -332,13 +334,18 @@ class OciBackend(Backend):
 
 
 def _leftover_names(run_id: str | None) -> dict[str, set[str]]:
-    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles)."""
+    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles),
+    of ``run_id`` if given, and of no run whose owner lives (``runtimes.owners``)."""
     out: dict[str, set[str]] = {}
-    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+    live = owners.live()
+
+    def leftover(name: str) -> bool:
+        return (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")) and not live.owns(name)
+
     for rt in RUNTIMES:
-        out[rt] = {n for n in runtime_cli(rt).names() if n.startswith(prefix)}
+        out[rt] = {n for n in runtime_cli(rt).names() if leftover(n)}
     with contextlib.suppress(FileNotFoundError):
-        out[""] = {p.name for p in bundles_dir().iterdir() if p.name.startswith(prefix)}
+        out[""] = {p.name for p in bundles_dir().iterdir() if leftover(p.name)}
     return out
 
 
