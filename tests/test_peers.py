@@ -209,3 +209,34 @@ def test_the_shipped_baseline_judges_runsc_by_what_its_host_cgroup_counts() -> N
     assert bad.verdict == "not held" and "pids_reached worst sample 129 > max 128" in bad.why
     (none,) = held([], [over])
     assert none.verdict == "not judged" and none.why == "no bound of the baseline applies"
+
+
+# -- where the container sits ------------------------------------------------------------------
+
+
+def test_the_findings_place_the_container_between_its_peers_with_intervals() -> None:
+    import pandas as pd
+
+    from harness.report import placement
+
+    def row(peer: str, ratio: float, lo: float, hi: float, n: int = 30, metric: str = "launch_to_ready"):
+        return {"peer": peer, "reference": "container", "metric": metric, "workload": "noop", "ratio": ratio,
+                "ci_lo": lo, "ci_hi": hi, "n_peer": n, "n_ref": n}
+
+    peers = pd.DataFrame([row("oci:runsc (gVisor ptrace platform)", 9.8, 9.1, 10.5), row("bwrap", 0.61, 0.55, 0.66),
+                          row("oci:crun", 1.02, 0.95, 1.1), row("oci:runc", 1.6, 1.4, 1.8, n=4),
+                          row("bwrap", 0.5, 0.4, 0.6, metric="pss")])
+    (line,) = placement.lines(peers)  # pss has one peer: nothing to place it between
+    assert line == ("container among its peers, launch_to_ready (noop): above bwrap 0.610× [0.550–0.660]; "
+                    "below oci:runsc (gVisor ptrace platform) 9.80× [9.10–10.5]; "
+                    "not resolved from oci:crun 1.02× [0.950–1.10], oci:runc ≈1.60×")
+    assert placement.lines(peers.iloc[0:0]) == []
+
+
+def test_peers_scenario_runs_the_seven_in_one_interleaved_run() -> None:
+    path = Path(__file__).parent.parent / "scenarios" / "peers.toml"
+    sc = scenario.parse(tomllib.loads(path.read_text()), str(path), path.read_text())
+    assert sc.backends[:7] == ["bare", "unshare", "bwrap", "container", "oci:crun", "oci:runc", "oci:runsc"]
+    startup, memory = sc.cases[0], sc.cases[-1]
+    assert startup.backends is None  # every backend, interleaved
+    assert memory.backends is not None and not {"unshare", "bwrap"} & set(memory.backends)
