@@ -52,7 +52,7 @@ RUNSC = _declare(
                                          "ptrace), ptrace or kvm"),
     label="gVisor's runsc (an application kernel) running an OCI bundle of the same rootfs",
     factory_args={"name": "oci:runsc", "platform": "auto"},
-    doctor="runtimes.oci.runsc:checks",
+    doctor="runtimes.oci.checks:runsc",
     optional=True,
     enforcement={"cpu": f"{_AROUND}: cpu quota", "memory": f"{_AROUND}: memory limit, Sentry included",
                  "pids": f"{_AROUND}: pids limit, counting the Sentry's and Gofer's threads"},

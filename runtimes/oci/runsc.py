@@ -45,8 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtimes.declaration import Check
-from runtimes.oci.cli import Cli, find_runtime, runtime_version
+from runtimes.oci.cli import Cli
 from runtimes.vm import accel as verdicts
 from runtimes.workloads import BUSYBOX, MARKER_FD
 
@@ -143,12 +142,3 @@ def platform(requested: str, version: str, probe: Callable[[float], str | None],
     with contextlib.suppress(OSError):
         verdicts.store(cache, key, verdict)
     return verdict
-
-
-def checks(probe: bool = True) -> list[Check]:
-    """``isobench doctor``: is runsc installed (an optional peer)?"""
-    exe = find_runtime("runsc")
-    if exe is None:
-        return [Check("runsc", False, "not installed (an optional peer: skipped)", "apt-get install runsc",
-                      essential=False)]
-    return [Check("runsc", True, f"{exe} {runtime_version(exe) or '(version unknown)'}", essential=False)]
