@@ -51,6 +51,7 @@ from runtimes.workloads import BUSYBOX, MARKER_FD
 
 #: platforms a scenario may ask for (``auto``: KVM where a probe sandbox starts on it, else ptrace)
 PLATFORMS = ("auto", "ptrace", "kvm")
+#: the platform when none was decided (a delete, a sweep: runsc ignores it there)
 DEFAULT_PLATFORM = "ptrace"
 #: a noop sandbox on KVM is ready in well under a second where KVM works; where /dev/kvm is
 #: there but its guests hang (a nested paravirtual KVM), the probe costs this once per host
