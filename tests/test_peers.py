@@ -123,11 +123,12 @@ def test_the_platform_is_asked_for_or_probed_once_and_cached(tmp_path: Path) -> 
     assert no_kvm.accel == "ptrace" and "KVM unavailable" in no_kvm.reason and calls == []
     kvm = tmp_path / "kvm"
     kvm.touch()  # opens read-write: "a device is there", so the probe decides
-    first = runsc.platform("auto", "v1", hangs, tmp_path, kvm_device=str(kvm))
+    cache = tmp_path / "cache"  # made when the first verdict is stored
+    first = runsc.platform("auto", "v1", hangs, cache, kvm_device=str(kvm))
     assert first == Verdict("ptrace", first.reason) and "did not start (no ready marker" in first.reason
-    again = runsc.platform("auto", "v1", hangs, tmp_path, kvm_device=str(kvm))
+    again = runsc.platform("auto", "v1", hangs, cache, kvm_device=str(kvm))
     assert again.accel == "ptrace" and again.cached and calls == [runsc.PROBE_TIMEOUT_S]
-    works = runsc.platform("auto", "v2", lambda t: None, tmp_path, kvm_device=str(kvm))  # a new version: probed
+    works = runsc.platform("auto", "v2", lambda t: None, cache, kvm_device=str(kvm))  # a new version: probed
     assert works.accel == "kvm" and not works.cached
     with pytest.raises(ValueError, match="unknown runsc platform 'warp'"):
         runsc.platform("warp", "v1", hangs, tmp_path)

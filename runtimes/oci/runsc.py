@@ -140,6 +140,7 @@ def platform(requested: str, version: str, probe: Callable[[float], str | None],
                if why is None else
                verdicts.Verdict("ptrace", f"/dev/kvm is present but a probe sandbox on the KVM platform did not "
                                           f"start ({why}): the ptrace platform"))
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # not cached: the next backend probes again
+        cache.mkdir(parents=True, exist_ok=True)
         verdicts.store(cache, key, verdict)
     return verdict
