@@ -207,6 +207,6 @@ def test_cpu_periods_chart_reads_the_per_period_series(tmp_path):
     (run / "logs" / periods.PERIODS_FILE).write_text("".join(json.dumps(x) + "\n" for x in lines) + "{cut")
     series = list(periods.load_series([run]))
     assert [(s.quota, s.index) for s in series] == [(0.5, [0, 1, 3]), (1.0, [0, 1, 3])]
-    chart = periods.cpu_periods(load_report([run]))
+    chart = periods.cpu_periods(load_report([run]), "cpu_quota")
     assert chart is not None and chart.name == "cpu_periods"
     assert "Finding: 10 ms · quota 1 · 1 thr (at demand)" in chart.caption  # the at-quota 10 ms cell

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 import runtimes
 from harness.measure import accounting
 from harness.measure.common import MIB, Rows, guest_report, reported
-from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, NONE, Headline, MeasurementInfo, Metric, declare, measurement
 from runtimes import rootfs
 from runtimes.base import Backend, BackendError
 from runtimes.workloads import BUSYBOX, ISOLATED_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 declare(
     Metric("pss", "MiB", LOWER, "memory", headline=True, peer=True,
@@ -85,7 +85,12 @@ def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
     return pages
 
 
-@measurement(MeasurementInfo("memory", workload="idle"))
+MEMORY = MeasurementInfo(
+    "memory", title="Memory overhead", workload="idle", charts=("harness.report.charts_memory:memory_overhead",),
+    headline=Headline("pss", ("idle",), "host memory (PSS) of an idle instance", "memory (PSS, idle)"))
+
+
+@measurement(MEMORY)
 def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     is_reference = backend.name == runtimes.memory_reference()
     extra = reference_extra(case) if is_reference else {}

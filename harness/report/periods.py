@@ -74,7 +74,8 @@ def _title(period_ms: float, quota: float, threads: int) -> str:
     return f"{period_ms:g} ms · quota {quota:g} · {threads} thr ({where} demand)"
 
 
-def cpu_periods(data: ReportData) -> Chart | None:
+def cpu_periods(data: ReportData, measurement: str) -> Chart | None:
+    """The chart of ``measurement``'s per-period series (the file holds that measurement's only)."""
     series = list(load_series([r.path for r in data.runs]))
     if not series:
         return None

@@ -24,9 +24,6 @@ from harness.validate.expr import BaselineError, Expr
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-ENFORCEMENT = ("cpu_quota", "mem_limit", "pids_limit")
-
-
 @dataclass(frozen=True)
 class Case:
     """One backend's rows for one cell of the matrix."""
@@ -57,12 +54,14 @@ class Check:
 
 
 def cases(df: pd.DataFrame) -> list[Case]:
-    """The run's enforcement rows grouped per (backend, measurement, workload, params); warm-ups dropped."""
+    """The rows of the gated measurements (``MeasurementInfo.gated``: the enforcement ones) grouped per
+    (backend, measurement, workload, params); warm-ups dropped."""
     from harness import stats  # pandas: only when a run is actually checked
+    from harness.measure import catalogue
 
     if df.empty:
         return []
-    df = df[df["measurement"].isin(ENFORCEMENT) & ~df["warmup"].fillna(False).astype(bool)]
+    df = df[df["measurement"].isin(catalogue().gated()) & ~df["warmup"].fillna(False).astype(bool)]
     pcols = stats.param_columns(df)
     out = []
     for key, g in df.groupby(["backend", "measurement", "workload", *pcols], dropna=False, sort=True):
