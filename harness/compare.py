@@ -1,7 +1,7 @@
 """An A/B comparison with a known false-alarm rate (``isobench compare``: ``harness.commands.compare``).
 
 Every series present on both sides (backend, measurement, workload, metric,
-unit, params) gets a verdict from ``harness.abtest``: ``regression``,
+unit, params) gets a verdict from ``harness.stats.abtest``: ``regression``,
 ``improvement``, ``equivalent`` (TOST within the margin) or ``inconclusive``
 (too few samples, or the data cannot tell).  Metrics without a better
 direction are listed with ``--all`` and never judged.
@@ -27,19 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import abtest
 from harness.metric import HIGHER, LOWER, NONE, ONE
+from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
+from harness.stats.series import SeriesKey
 
 __all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "calibrate"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from harness.stats import abtest
+
 NOISE_FILE = Path("results/noise.json")
 NOISE_SCHEMA = "isobench/noise-2"
-
-KEYS = ["backend", "measurement", "workload", "metric", "unit"]
-Key = tuple[Any, ...]
 
 
 def direction(name: str, unit: str | None = None) -> str:
@@ -50,7 +50,7 @@ def direction(name: str, unit: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class Row:
-    key: dict[str, Any]
+    series: SeriesKey
     base: list[float]
     new: list[float]
     direction: str
@@ -68,55 +68,44 @@ class Row:
     run_sd: float | None = None  # the run-to-run standard deviation from --calibrate, where known
     detectable: float = math.nan  # the smallest change this comparison would find (abtest.detectable)
 
-
-def key_text(key: Key) -> str:
-    """A stable text form of a series key (the noise file's keys)."""
-    params = " ".join(f"{k}={v}" for k, v in key[-1])
-    return "|".join([*(str(k) for k in key[:len(KEYS)]), params])
-
-
-def _norm(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, float) and v.is_integer():
-        return int(v)  # 100 and 100.0 (a column with gaps turns ints into floats) are one case
-    return v
+    @property
+    def key(self) -> dict[str, Any]:
+        """backend, measurement, workload, metric, unit and params (as text), for a table."""
+        return self.series.fields()
 
 
-def series(df: pd.DataFrame) -> dict[Key, list[float]]:
-    """ok, non-warm-up values per (KEYS + params) key; missing params read as None."""
-    from harness import stats
+def series(df: pd.DataFrame) -> dict[SeriesKey, list[float]]:
+    """ok, non-warm-up values per series."""
+    from harness.stats.series import groups
 
     if df.empty:
         return {}
     df = df[(df["status"] == "ok") & ~df["warmup"].fillna(False).astype(bool)]
-    pcols = stats.param_columns(df)
-    out: dict[Key, list[float]] = {}
-    for key, g in df.groupby(KEYS + pcols, dropna=False):
-        params = tuple((c.removeprefix("param_"), _norm(v)) for c, v in zip(pcols, key[len(KEYS):], strict=True)
-                       if _norm(v) is not None)
-        out[(*key[:len(KEYS)], params)] = [float(v) for v in g["value"]]
-    return out
+    return {key: [float(v) for v in g["value"]] for key, _, g in groups(df)}
 
 
 #: units normalised by --normalise: host drift scales durations; memory and ratios keep their values
 NORMALISED_UNITS = {"ms"}
 
 
-def normalised(s: Mapping[Key, list[float]], reference: str) -> dict[Key, list[float]]:
+def normalised(s: Mapping[SeriesKey, list[float]], reference: str) -> dict[SeriesKey, list[float]]:
     """Each duration series divided by the median of the reference backend's same series in the
     same run; durations without a reference counterpart (or a zero one) and the reference's own
     durations drop out; other units pass unchanged."""
     import numpy as np
 
-    out: dict[Key, list[float]] = {}
+    def case(key: SeriesKey) -> SeriesKey:
+        return key._replace(backend="", accel=None)
+
+    refs = {case(k): v for k, v in s.items() if k.backend == reference}
+    out: dict[SeriesKey, list[float]] = {}
     for key, values in s.items():
-        if key[4] not in NORMALISED_UNITS:
+        if key.unit not in NORMALISED_UNITS:
             out[key] = values
             continue
-        if key[0] == reference:
+        if key.backend == reference:
             continue
-        ref = s.get((reference, *key[1:]))
+        ref = refs.get(case(key))
         if not ref or np.median(ref) == 0:
             continue
         m = float(np.median(ref))
@@ -125,8 +114,13 @@ def normalised(s: Mapping[Key, list[float]], reference: str) -> dict[Key, list[f
 
 
 def reference_of(manifest: Mapping[str, Any]) -> str | None:
-    """The scenario's ``reference`` backend, read from the scenario text stored in the manifest."""
-    text = (manifest.get("scenario") or {}).get("text") or ""
+    """The scenario's ``reference`` backend as the runner recorded it (runs before it did: read
+    from the scenario text stored in the manifest)."""
+    scenario = manifest.get("scenario") or {}
+    if "reference" in scenario:
+        ref = scenario["reference"]
+        return ref if isinstance(ref, str) else None
+    text = scenario.get("text") or ""
     try:
         ref = tomllib.loads(text).get("scenario", {}).get("reference")
     except tomllib.TOMLDecodeError:
@@ -134,9 +128,9 @@ def reference_of(manifest: Mapping[str, Any]) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[Key, list[list[float]]]:
+def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[SeriesKey, list[list[float]]]:
     """Per series, one list of values per run (runs normalised first when ``reference`` is set)."""
-    out: dict[Key, list[list[float]]] = {}
+    out: dict[SeriesKey, list[list[float]]] = {}
     for df in frames:
         s = series(df)
         for key, values in (normalised(s, reference) if reference else s).items():
@@ -145,35 +139,37 @@ def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[K
 
 
 def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
-            threshold: float = abtest.THRESHOLD, alpha: float = abtest.ALPHA, *,
+            threshold: float = THRESHOLD, alpha: float = ALPHA, *,
             noise: Mapping[str, float] | None = None, correction: str = "bh",
-            reference: str | None = None, bootstraps: int = abtest.BOOTSTRAPS) -> list[Row]:
+            reference: str | None = None, bootstraps: int = BOOTSTRAPS) -> list[Row]:
     """A verdict per series; p-values of the judged series are adjusted together."""
+    from harness.stats import abtest
+
     sb = side(base if isinstance(base, list) else [base], reference)
     sn = side(new if isinstance(new, list) else [new], reference)
     noise = noise or {}
     keys = sorted(set(sb) | set(sn), key=lambda k: tuple(str(x) for x in k))
-    effects: dict[Key, abtest.Effect] = {}
+    effects: dict[SeriesKey, abtest.Effect] = {}
     for key in keys:
-        if key in sb and key in sn and direction(key[3], key[4]) != NONE:
-            effects[key] = abtest.measure(sb[key], sn[key], direction(key[3], key[4]), alpha=alpha,
-                                          bootstraps=bootstraps, run_sd=noise.get(key_text(key)))
+        if key in sb and key in sn and direction(key.metric, key.unit) != NONE:
+            effects[key] = abtest.measure(sb[key], sn[key], direction(key.metric, key.unit), alpha=alpha,
+                                          bootstraps=bootstraps, run_sd=noise.get(key.text()))
     judged = [k for k, e in effects.items() if e.enough]
     qs = dict(zip(judged, abtest.adjust([effects[k].p for k in judged], correction), strict=True))
     rows = []
     for key in keys:
         rows.append(_row(key, sb.get(key, []), sn.get(key, []), effects.get(key), qs.get(key, math.nan),
-                         threshold, alpha, noise.get(key_text(key))))
+                         threshold, alpha, noise.get(key.text())))
     return rows
 
 
-def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abtest.Effect | None, q: float,
+def _row(k: SeriesKey, b_runs: list[list[float]], n_runs: list[list[float]], e: abtest.Effect | None, q: float,
          margin: float, alpha: float, run_sd: float | None = None) -> Row:
     import numpy as np
 
-    k = dict(zip(KEYS, key[:len(KEYS)], strict=True))
-    k["params"] = " ".join(f"{name}={v}" for name, v in key[-1])
-    d = direction(key[3], key[4])
+    from harness.stats import abtest
+
+    d = direction(k.metric, k.unit)
     b = [v for r in b_runs for v in r]
     n = [v for r in n_runs for v in r]
     nan = math.nan
@@ -188,7 +184,7 @@ def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abte
                    runs=runs)
     from harness.measure import catalogue
 
-    verdict, why = abtest.verdict(e, q, d, margin, alpha, catalogue().resolution(key[3], key[4]))
+    verdict, why = abtest.verdict(e, q, d, margin, alpha, catalogue().resolution(k.metric, k.unit))
     return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, q, margin, verdict, why, runs=runs, run_sd=run_sd,
                detectable=abtest.detectable(e, d, alpha))
 
@@ -199,13 +195,15 @@ def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[st
     change seen between two of them (for the reader)."""
     import numpy as np
 
+    from harness.stats import abtest
+
     sides = [side([df], reference) for df in runs]
-    medians: dict[Key, list[float]] = {}
+    medians: dict[SeriesKey, list[float]] = {}
     for s in sides:
         for key, values in s.items():
-            d = direction(key[3], key[4])
+            d = direction(key.metric, key.unit)
             v = abtest.prepared(values, d)  # the run's values as the test sees them
-            if d == NONE or not v or v[0].size < abtest.MIN_N_CI:
+            if d == NONE or not v or v[0].size < MIN_N_CI:
                 continue
             m = float(np.median(v[0]))
             if d == ONE or m > 0:
@@ -216,8 +214,8 @@ def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[st
             continue
         a = np.asarray(ms)
         spread = float(a.max() - a.min())
-        out[key_text(key)] = {"run_sd": float(np.std(a, ddof=1)), "runs": len(ms),
-                              "largest_change": spread if direction(key[3], key[4]) == ONE else math.expm1(spread)}
+        out[key.text()] = {"run_sd": float(np.std(a, ddof=1)), "runs": len(ms),
+                           "largest_change": spread if direction(key.metric, key.unit) == ONE else math.expm1(spread)}
     return out
 
 

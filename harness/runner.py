@@ -106,7 +106,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
     steps = plan(scenario.cases, list(backends), accel, scenario.seed)
     writer = RunWriter(results_dir, {
-        "scenario": {"path": scenario.path, "name": scenario.name,
+        "scenario": {"path": scenario.path, "name": scenario.name, "reference": scenario.reference,
                      "description": scenario.description, "text": scenario.text},
         "argv": sys.argv,
         "backends": backend_meta,

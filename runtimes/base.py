@@ -18,7 +18,7 @@ Timing contract (host ``CLOCK_MONOTONIC``, nanoseconds, see ``now_ns``):
               power-off) is teardown, counted in exit -> clean;
 ``t_clean``   when every resource of the instance is gone.
 
-README.md, "Metrics -- exact definitions", says this per backend.
+docs/metrics.md, "The timing contract", says this per backend.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import abtest, compare
+from harness import compare
 from harness.commands import compare as command
 from harness.results import MANIFEST, load
+from harness.stats import abtest
 from tests import synth
 
 MEAS = ("startup", "memory")
@@ -203,7 +204,6 @@ def test_too_few_samples_is_inconclusive_never_no_change():
     e = abtest.measure([[10, 10.1, 9.9]], [[20, 20.1, 19.9]], abtest.LOWER)
     verdict, why = abtest.verdict(e, e.p, abtest.LOWER, 0.05)
     assert verdict == "inconclusive" and "too few samples" in why
-    assert abtest.min_permutation_p(3, 3) == pytest.approx(0.1)
 
 
 def test_false_alarm_rate_on_a_and_a_data_at_the_configured_level():
@@ -253,6 +253,14 @@ def test_directions():
     assert compare.direction("something_new", "count") == compare.NONE
 
 
+def test_the_reference_is_read_from_the_manifest_and_from_the_scenario_text_of_older_runs():
+    text = '[scenario]\nname = "s"\nbackends = ["bare", "container"]\nreference = "bare"\n'
+    assert compare.reference_of({"scenario": {"reference": "container", "text": text}}) == "container"
+    assert compare.reference_of({"scenario": {"reference": None, "text": text}}) is None  # recorded: none
+    assert compare.reference_of({"scenario": {"text": text}}) == "bare"  # written before the runner recorded it
+    assert compare.reference_of({"scenario": {"text": "not toml ["}}) is None
+
+
 def test_series_only_in_one_run(runs, tmp_path):
     only_bare = synth.make_run(tmp_path, run_id="only-bare", seed=5, backends=("bare",), measurements=MEAS)
     rows = _compare(load(runs["base"]), load(only_bare))
@@ -284,12 +292,6 @@ def test_bad_input_exits_2_with_one_line(runs, tmp_path, capsys):
     noise.write_text(json.dumps({"schema": "isobench/noise", "raw": {"x": 0.1}}))  # the first format
     assert command.main(_args(str(runs["base"]), str(runs["same"]), "--noise", str(noise))) == 2
     assert "run --calibrate again" in capsys.readouterr().err
-
-
-def test_abtest_min_n_matches_stats():
-    from harness import stats
-
-    assert abtest.MIN_N_CI == stats.MIN_N_CI
 
 
 def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_path, capsys):
@@ -325,9 +327,10 @@ def _raised(run: Path, dest: Path, factor: float) -> Path:
 
 
 RUNS = Path(__file__).parent.parent / "docs" / "runs"
+FIXTURES = Path(__file__).parent / "data" / "runs"  # stored runs only tests read
 
 
-@pytest.mark.parametrize("pair", [AB, (RUNS / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
+@pytest.mark.parametrize("pair", [AB, (FIXTURES / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
 def test_real_runs_of_one_commit_raise_no_alarm(pair, tmp_path, capsys):
     """Runs of one commit on the development machine: back to back under load 7-16 from other
     tenants (medians moved by up to 50 %), and 8 minutes apart (the old compare called container
@@ -342,7 +345,7 @@ def test_a_real_run_with_its_container_15_percent_slower_fails_naming_the_contai
     """dev-host-default (a quiet moment: container cv ~15 %) against itself with the container's
     launch_to_ready/launch_to_exit samples raised 15 %: exit 1, naming exactly those rows.  (In
     the loaded dev-host-ab runs a median's interval spans ±70 % and the same 15 % is inconclusive.)"""
-    a = RUNS / "dev-host-default"
+    a = FIXTURES / "dev-host-default"
     slow = _raised(a, tmp_path / "dev-host-default-slow", 1.15)
     assert command.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
     assert "**regression**" in capsys.readouterr().out

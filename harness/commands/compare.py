@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import abtest
 from harness.compare import NOISE_FILE, NOISE_SCHEMA, calibrate, compare, read_noise, reference_of
+from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -26,9 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", type=str, metavar="RUN",
                    help="BASE NEW (each may be several run directories, comma-separated); "
                         "with --calibrate: two or more runs of the same commit")
-    p.add_argument("--threshold", type=float, default=abtest.THRESHOLD,
+    p.add_argument("--threshold", type=float, default=THRESHOLD,
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=abtest.ALPHA,
+    p.add_argument("--alpha", type=float, default=ALPHA,
                    help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
     p.add_argument("--correction", choices=("bh", "holm"), default="bh",
                    help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
                    help="divide by the median of the reference backend in the same run "
                         "(default: the scenario's `reference`)")
-    p.add_argument("--bootstraps", type=int, default=abtest.BOOTSTRAPS, metavar="N",
-                   help=f"bootstrap resamples per series for the intervals (default {abtest.BOOTSTRAPS})")
+    p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N",
+                   help=f"bootstrap resamples per series for the intervals (default {BOOTSTRAPS})")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
@@ -132,7 +132,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
     except OSError as e:
         return _fail(f"cannot write the page under {out}: {e.strerror}")
-    return 1 if any(r.verdict == abtest.REGRESSION for r in rows) else 0
+    from harness.stats.abtest import REGRESSION
+
+    return 1 if any(r.verdict == REGRESSION for r in rows) else 0
 
 
 def _write_calibration(args: argparse.Namespace, frames: list[pd.DataFrame], reference: str | None) -> int:
@@ -140,7 +142,7 @@ def _write_calibration(args: argparse.Namespace, frames: list[pd.DataFrame], ref
     data = {"schema": NOISE_SCHEMA, "runs": args.runs, "reference": reference,
             "raw": calibrate(frames), "normalised": calibrate(frames, reference) if reference else {}}
     if not data["raw"]:
-        return _fail(f"the {len(frames)} runs share no series with {abtest.MIN_N_CI}+ samples in two runs or more")
+        return _fail(f"the {len(frames)} runs share no series with {MIN_N_CI}+ samples in two runs or more")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

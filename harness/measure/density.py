@@ -120,14 +120,14 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
         rows.add("mem_available", r / MIB, instances=k)
         rows.add("mem_available_control", c / MIB, instances=k)
     # imported here: numpy would swell the harness that every launch forks (fork cost ~ RSS)
-    from harness import stats
+    from harness.stats import slope
 
     ks = list(range(len(ramp)))
-    one = stats.theil_sen(ks, [(ramp[0] - v) / MIB for v in ramp])
+    one = slope.theil_sen(ks, [(ramp[0] - v) / MIB for v in ramp])
     rows.add("density_slope", one.slope)
     rows.add("density_slope_lo", one.lo)
     rows.add("density_slope_hi", one.hi)
-    rows.add("density_control_slope", stats.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
+    rows.add("density_control_slope", slope.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
     charged = per_instance.pop("charged")
     for metric, values in per_instance.items():
         if values:
@@ -135,7 +135,7 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
     if charged:
         for k, v in enumerate(charged):
             rows.add("mem_charged", v / MIB, instances=k)
-        rows.add("density_charged_slope", stats.theil_sen(ks, [(v - charged[0]) / MIB for v in charged]).slope)
+        rows.add("density_charged_slope", slope.theil_sen(ks, [(v - charged[0]) / MIB for v in charged]).slope)
     if not warmup:
         _pool(rows, case, ctx, repetition, ramp, control, charged)
     return rows.samples
@@ -208,11 +208,11 @@ def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int]
 
 
 def pooled_fit(ramps: list[list[float]]) -> Any:
-    """Theil–Sen over every ramp's (k, MiB dropped since its own k=0) points: a ``harness.stats.Slope``.
+    """Theil–Sen over every ramp's (k, MiB dropped since its own k=0) points: a ``harness.stats.slope.Slope``.
 
     ``ramps`` holds MemAvailable in MiB, one list per repetition (index = instances held): also what
     a report passes from the stored ``mem_available`` rows."""
-    from harness import stats
+    from harness.stats import slope
 
     ks = [k for r in ramps for k in range(len(r))]
-    return stats.theil_sen(ks, [float(r[0]) - float(v) for r in ramps for v in r])
+    return slope.theil_sen(ks, [float(r[0]) - float(v) for r in ramps for v in r])

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from harness.report.model import ReportData
     from harness.report.render import Section
+    from harness.stats.series import SeriesKey
 
 #: files build() owns inside the report directory (cleared before writing, nothing else is touched)
 OWNED = {"charts": ("*.png", "*.svg"), "tables": ("*.csv", "*.md")}
@@ -110,12 +111,12 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
     return out
 
 
-def _with_notes(shown: pd.DataFrame, summary: pd.DataFrame, notes: dict[tuple[str, ...], str]) -> pd.DataFrame:
+def _with_notes(shown: pd.DataFrame, summary: pd.DataFrame, notes: dict[SeriesKey, str]) -> pd.DataFrame:
     """Replace pyperf's cv-based warnings with the report's per-series checks (``caveats.notes``)."""
-    from harness.report import caveats, tables
+    from harness.stats.series import SeriesKey, param_columns
 
-    pcols = tables.used_params(summary)
-    keys = [caveats.series_key(r, pcols) for _, r in summary.iterrows()]
+    pcols = param_columns(summary)
+    keys = [SeriesKey.of(r, pcols, split=True) for _, r in summary.iterrows()]
     failed = [f"{int(n)} failed" if n else "" for n in summary["failed"]]
     shown = shown.drop(columns=["warnings"])
     shown["notes"] = ["; ".join(filter(None, [f, notes.get(k, "")])) for f, k in zip(failed, keys, strict=True)]

@@ -7,15 +7,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from harness.metric import ONE
+from harness.stats.numbers import fmt
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.compare import Row
-
-
-def _fmt(v: float) -> str:
-    from harness.report.style import fmt
-
-    return fmt(v)
 
 
 def _change_text(r: Row, v: float) -> str:
@@ -77,8 +72,8 @@ def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: floa
                                               else f" (runs ±{math.expm1(r.run_sd):.0%})")
         verdict = f"**{r.verdict}**" if r.verdict in ("regression", "improvement") else r.verdict
         table.append([r.key["backend"], f"{r.key['measurement']}/{r.key['workload']}", r.key["params"],
-                      r.key["metric"], r.key["unit"], f"{_fmt(r.base_median)} (n={len(r.base)}{runs})",
-                      f"{_fmt(r.new_median)} (n={len(r.new)})", _change_text(r, r.change), interval,
+                      r.key["metric"], r.key["unit"], f"{fmt(r.base_median)} (n={len(r.base)}{runs})",
+                      f"{fmt(r.new_median)} (n={len(r.new)})", _change_text(r, r.change), interval,
                       "" if math.isnan(r.q) else f"{r.q:.2g}",
                       "" if math.isnan(r.detectable) else _change_text(r, r.detectable).lstrip("+"),
                       "" if r.verdict in ("not judged", "only in base", "only in new") else

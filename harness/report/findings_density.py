@@ -4,8 +4,9 @@ when stored."""
 
 from __future__ import annotations
 
-from harness.report.findings import Finding, quantity, rank
+from harness.report.findings import Finding, rank
 from harness.report.model import ReportData
+from harness.stats.numbers import quantity
 
 
 def density(data: ReportData, measurement: str) -> Finding | None:

@@ -19,6 +19,7 @@ from harness.measure import catalogue
 from harness.report import chartkit as charts
 from harness.report import findings, style
 from harness.report.model import ReportData
+from harness.stats.numbers import PROSE, fmt
 
 CAPTION = ("Read this first: each backend's startup latency, host memory of an idle instance and CPU quota "
            "accuracy as a multiple of {ref}'s — a ratio of medians with its 95 % interval "
@@ -65,10 +66,10 @@ def panel(ax: Any, title: str, rows: list[findings.HeadlineRow], labels: list[st
                         color=colour, markersize=6, capsize=3, elinewidth=1.4)
             lo_all.append(r.lo)
             hi_all.append(r.hi)
-            text = f"{findings.num(r.value)}×"
+            text = f"{fmt(r.value, PROSE)}×"
         else:
             ax.plot([r.value], [y], "o", markerfacecolor="white", markeredgecolor=colour, markersize=6, mew=1.5)
-            text = f"≈{findings.num(r.value)}× (n={r.n})"
+            text = f"≈{fmt(r.value, PROSE)}× (n={r.n})"
         if math.isfinite(r.value) and r.value > 0:
             lo_all.append(r.value)
             hi_all.append(r.value)
