@@ -6,7 +6,7 @@ the measurement (family) it belongs to, whether it is summarised or a
 per-sample point, and whether it heads the terminal summary or earns a peer
 ratio.  A :class:`MeasurementInfo` is everything the harness knows of one
 measurement: what a scenario may ask of it (its workload, grid keys, extra
-keys), how a grid cell becomes a workload and limits (``bind``), how the
+keys), how a grid cell becomes workload parameters and limits, how the
 report shows it (section title, charts, findings, headline figure) and how
 ``isobench validate`` gates it.  Scenario, runner, summary, report, compare and
 validate read these; none of them names a measurement.
@@ -102,8 +102,6 @@ class Headline:
     names_workload: bool = False  # that paragraph's title names the workload
 
 
-#: what ``bind`` makes of a grid cell: parameters for the workload, and the limits to apply
-Binding = tuple[Mapping[str, Any], "Limits"]
 #: code of the report or of validate for one measurement: ``"module:function"``, imported when
 #: used (``runtimes.declaration.resolve``), or the function itself
 Ref = str | Callable[..., Any]
@@ -121,8 +119,11 @@ class MeasurementInfo:
     #: its cases are usually measured once each (a grid, or one long sample): "too few
     #: samples" is no news, and the summary shows the range across the grid
     single_shot: bool = False
-    #: a grid cell -> (workload parameters, limits); None: the workload as given, no limits
-    bind: Callable[[Mapping[str, Any]], Binding] | None = None
+    # -- how a grid cell binds: its ``workload_keys`` are the workload's parameters of the same
+    # name (cpu_quota's ``threads``), and ``limits`` makes the limits it asks for (None: none);
+    # an image workload takes the limits alone
+    workload_keys: tuple[str, ...] = ()
+    limits: Callable[[Mapping[str, Any]], Limits] | None = None
     #: its figures are launch timings: those timed inside an emulated (TCG) matrix guest, whose
     #: clock runs under emulation, stay out of its charts (its tables show them, labelled)
     timed: bool = False

@@ -256,13 +256,15 @@ def _overrides(p: str, where: str, raw: Any, backends: list[str], info: Measurem
 
 def _bind(info: MeasurementInfo, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
           seconds: float | None) -> tuple[Workload, Limits]:
-    """Turn a grid cell into the workload to run and the limits to apply (the measurement's
-    ``bind`` says which cell values are the workload's and which are limits)."""
+    """Turn a grid cell into the workload to run (the measurement's ``workload_keys`` are its
+    parameters) and the limits to apply."""
     params = dict(base)
     if seconds is not None and "seconds" in CATALOG[name].params:
         params["seconds"] = seconds
-    limits = Limits()
-    if info.bind is not None:
-        own, limits = info.bind(cell)
-        params.update(own)
-    return Workload(name, params), limits
+    params.update({k: cell[k] for k in info.workload_keys})
+    return Workload(name, params), _limits(info, cell)
+
+
+def _limits(info: MeasurementInfo, cell: Mapping[str, Any]) -> Limits:
+    """The limits a grid cell asks for, as its measurement declares them."""
+    return info.limits(cell) if info.limits is not None else Limits()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from harness.measure.common import Rows, launch, ns_to_ms
-from harness.metric import LOWER, NONE, Binding, GridKey, Headline, MeasurementInfo, Metric, Option
+from harness.metric import LOWER, NONE, GridKey, Headline, MeasurementInfo, Metric, Option
 from runtimes.base import Backend, Limits
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,8 +31,8 @@ METRICS = (
 )
 
 
-def bind(cell: Mapping[str, Any]) -> Binding:
-    return {}, Limits(pids=16 * int(cell["level"]))
+def limits(cell: Mapping[str, Any]) -> Limits:
+    return Limits(pids=16 * int(cell["level"]))
 
 
 def chart(data: ReportData, measurement: str) -> Chart | None:
@@ -70,7 +70,7 @@ def regress(c: Checked, cores: int) -> dict[str, list[float]] | None:
 
 INFO = MeasurementInfo(
     NAME, title="Toy launches", workload="noop", grid={"level": GridKey((int,), 1, 4)},
-    options={"rounds": Option((int,), 1, 5, 1, overridable=True)}, bind=bind,
+    options={"rounds": Option((int,), 1, 5, 1, overridable=True)}, limits=limits,
     charts=(chart,), findings=(finding,),
     headline=Headline("toy_ms", ("noop",), "toy launch → ready", "toy (launch → ready)"),
     gated=True, bounds=bounds, mutations={"toy limit one too high": regress})

@@ -21,7 +21,6 @@ from harness.measure.watch import Usage, delta, failed_workload, finished_ok, re
 from harness.metric import (
     NONE,
     ONE,
-    Binding,
     GridKey,
     Headline,
     MeasurementInfo,
@@ -40,12 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
 _NUM = (int, float)
 
 
-def bind(cell: Mapping[str, Any]) -> Binding:
-    """``threads`` busy threads under the cell's quota, period, weight and burst."""
-    return {"threads": cell["threads"]}, Limits(
-        cpu_quota=float(cell["quota"]), cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
-        cpu_weight=int(cell["weight"]) if "weight" in cell else None,
-        cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
+def limits(cell: Mapping[str, Any]) -> Limits:
+    """The cell's quota, period, weight and burst."""
+    return Limits(cpu_quota=float(cell["quota"]), cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
+                  cpu_weight=int(cell["weight"]) if "weight" in cell else None,
+                  cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
 
 
 _SELFTEST = "harness.validate.selftest"
@@ -57,7 +55,7 @@ CPU_QUOTA = MeasurementInfo(
         "weight": GridKey((int,), 1, 10_000, required=False),
         # CFS burst (Linux >= 5.14): quota carried over from idle periods; a busy workload never has any
         "burst_ms": GridKey(_NUM, 0, 1000, required=False)},
-    bind=bind,
+    workload_keys=("threads",), limits=limits,  # busy threads under the quota
     charts=("harness.report.charts_enforcement:cpu_quota", "harness.report.charts_enforcement:cpu_ratio",
             "harness.report.periods:cpu_periods"),
     findings=("harness.report.findings_enforcement:cpu_quota",),

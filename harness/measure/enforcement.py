@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.measure.common import MIB, Rows, enforcement_note, guest_report, is_guest, ns_to_ms, reported
 from harness.measure.watch import failed_workload, finished_ok, poll, reported_int, running
-from harness.metric import LOWER, NONE, Binding, GridKey, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, NONE, GridKey, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend, BackendError, InstanceTimeout, Limits
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,26 +27,26 @@ if TYPE_CHECKING:  # pragma: no cover
 _INT = (int,)
 
 
-def bind_memory(cell: Mapping[str, Any]) -> Binding:
-    """Touch ``mib`` MiB under a limit of ``limit_mib``."""
-    return {"mib": cell["mib"]}, Limits(memory_mib=cell["limit_mib"])
+def memory_limits(cell: Mapping[str, Any]) -> Limits:
+    return Limits(memory_mib=cell["limit_mib"])
 
 
-def bind_pids(cell: Mapping[str, Any]) -> Binding:
-    """Try ``count`` forks under a limit of ``limit`` processes."""
-    return {"count": cell["count"]}, Limits(pids=cell["limit"])
+def pids_limits(cell: Mapping[str, Any]) -> Limits:
+    return Limits(pids=cell["limit"])
 
 
 _REPORT, _VALIDATE = "harness.report.charts_enforcement", "harness.validate"
 MEM_LIMIT = MeasurementInfo(
     "mem_limit", title="Memory limit enforcement", workload="mem", single_shot=True,
-    grid={"limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)}, bind=bind_memory,
+    grid={"limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)},
+    workload_keys=("mib",), limits=memory_limits,  # touch ``mib`` MiB under a limit of ``limit_mib``
     charts=(f"{_REPORT}:mem_limit",), findings=("harness.report.findings_enforcement:mem_limit",),
     gated=True, bounds=f"{_VALIDATE}.derive:mem_limit_bounds",
     mutations={"OOM never happens": f"{_VALIDATE}.selftest:oom_never"})
 PIDS_LIMIT = MeasurementInfo(
     "pids_limit", title="Pids limit enforcement", workload="pids", single_shot=True,
-    grid={"limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)}, bind=bind_pids,
+    grid={"limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)},
+    workload_keys=("count",), limits=pids_limits,  # try ``count`` forks under a limit of ``limit``
     charts=(f"{_REPORT}:pids_limit",), findings=("harness.report.findings_enforcement:pids_limit",),
     gated=True, bounds=f"{_VALIDATE}.derive:pids_limit_bounds",
     mutations={"pids limit lets one extra fork through": f"{_VALIDATE}.selftest:extra_fork"})
