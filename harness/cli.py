@@ -24,6 +24,7 @@ COMMANDS = {
     "validate": "harness.commands.validate",
     "matrix": "harness.commands.matrix",
     "floor": "harness.commands.floor",
+    "image": "harness.commands.image",
 }
 
 

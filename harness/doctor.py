@@ -32,6 +32,8 @@ SYSTEM_PACKAGES = [
     # container's native zygote and the hardening tests' probe are built with gcc, static
     # where libc6-dev's libc.a is there
     "libseccomp2", "libc6-dev",
+    "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
+    "redis-server",  # the example redis image is made from this package's files
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -42,6 +44,7 @@ PACKAGE_PROBES = {
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child
