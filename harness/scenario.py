@@ -115,7 +115,7 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
     for key in head:
         if key not in SCENARIO_KEYS:
             raise _err(p, f"scenario.{key}", "unknown key")
-    backends = head.get("backends", [runtimes.memory_reference()])
+    backends = head.get("backends", [runtimes.reference()])
     if not isinstance(backends, list) or not backends:
         raise _err(p, "scenario.backends", "must be a non-empty list of backend names")
     for b in backends:

@@ -51,6 +51,7 @@ DECLARATION = Declaration(
     name="bare",
     factory="runtimes.bare:BareBackend",
     label="fork/exec on the host",
+    in_words="bare metal",
     colour="#555555",
-    memory_reference=True,
+    reference=True,
 )

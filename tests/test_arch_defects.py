@@ -44,7 +44,7 @@ def test_the_oci_doctor_line_uses_the_backends_lookup(monkeypatch: pytest.Monkey
 def test_instances_a_measurement_leaves_live_are_cleaned_by_the_context(tmp_path: Path) -> None:
     """The runner's last word (``Context.cleanup_live``) removes what a measurement did not."""
     ctx = Context(run_id="leak", log_dir=tmp_path)
-    backend = runtimes.get(runtimes.memory_reference())
+    backend = runtimes.get(runtimes.reference())
     inst = ctx.launch(backend, ctx.spec(backend, Workload("idle"), timeout_s=30))
     inst.wait_ready(30)
     (pid,) = inst.processes()

@@ -190,8 +190,8 @@ def test_every_declaration_is_complete(name: str) -> None:
     assert len({runtimes.declaration(n).colour for n in runtimes.names()}) == len(runtimes.names())
 
 
-def test_exactly_one_memory_reference_and_floor_target() -> None:
-    assert runtimes.known(runtimes.memory_reference()) and runtimes.known(runtimes.floor_target())
+def test_exactly_one_reference_and_floor_target() -> None:
+    assert runtimes.known(runtimes.reference()) and runtimes.known(runtimes.floor_target())
 
 
 def _imports_argparse(path: Path) -> bool:

@@ -46,7 +46,7 @@ def ctx(run_id: str, tmp_path: Path) -> Context:
 @pytest.mark.privileged
 def test_bare_has_about_zero_overhead(ctx: Context, no_leftovers) -> None:
     case = Case("memory", Workload("idle"), settle_s=0.3, timeout_s=30)
-    reference = runtimes.get(runtimes.memory_reference())
+    reference = runtimes.get(runtimes.reference())
     rows = MEASUREMENTS["memory"](reference, case, ctx, 0, False)
     by = {r.metric: r for r in rows}
     assert {"pss", "uss", "rss", "anon", "private_dirty", "pss_overhead", "uss_overhead",

@@ -196,7 +196,7 @@ def test_no_card_without_bare_metal(tmp_path, capsys):
 def test_cpu_periods_chart_reads_the_per_period_series(tmp_path):
     import json
 
-    from harness.report import periods
+    from harness.report import charts_periods as periods
     from harness.report.model import load as load_report
 
     run = synth.make_run(tmp_path / "results", run_id="per", measurements=("cpu_quota",), backends=("bare",))

@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     text = markdown(rows, args.runs[0], args.runs[1], args.threshold, args.alpha,
                     getattr(args, "show_all", False), correction=args.correction,
                     noise=str(noise_path) if noise_path else None, reference=reference,
-                    yardstick=runtimes.memory_reference())
+                    yardstick=runtimes.reference())
     print(text)
     if args.markdown:
         try:

@@ -57,7 +57,7 @@ CPU_QUOTA = MeasurementInfo(
         "burst_ms": GridKey(_NUM, 0, 1000, required=False)},
     workload_keys=("threads",), limits=limits,  # busy threads under the quota
     charts=("harness.report.charts_enforcement:cpu_quota", "harness.report.charts_enforcement:cpu_ratio",
-            "harness.report.periods:cpu_periods"),
+            "harness.report.charts_periods:cpu_periods"),
     findings=("harness.report.findings_enforcement:cpu_quota",),
     headline=Headline("cpu_ratio", ("cpu",), "CPU delivered / expected, all quota cells", "CPU delivered / expected",
                       finding=False),  # the enforcement finding states it, cell by cell

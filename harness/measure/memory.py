@@ -7,7 +7,7 @@ bound; beside them the anonymous memory, the private dirty pages (what the
 instance wrote itself) and the kernel memory charged to its cgroup.
 
 Overhead is like for like: the reference (the backend declared
-``memory_reference``, the host process) runs **the same file** the isolated
+``runtimes.reference()``, the host process) runs **the same file** the isolated
 backends run — the rootfs copy of busybox, not the host's — with **the same
 environment** (``runtimes.workloads.ISOLATED_ENV``), and it is measured **at
 every repetition**, right before or right after the instance (alternating), so
@@ -80,7 +80,7 @@ def reference_extra(case: Case) -> dict[str, Any]:
 
 def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
     """The memory reference's footprint of this case's workload, launched like for like (one launch)."""
-    reference = ctx.open_backend(runtimes.memory_reference())
+    reference = ctx.open_backend(runtimes.reference())
     pages, *_ = measure_instance(reference, case, ctx, **reference_extra(case))
     return pages
 
@@ -92,7 +92,7 @@ MEMORY = MeasurementInfo(
 
 @measurement(MEMORY)
 def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    is_reference = backend.name == runtimes.memory_reference()
+    is_reference = backend.name == runtimes.reference()
     extra = reference_extra(case) if is_reference else {}
     before = repetition % 2 == 0  # the reference alternates before / after the instance
     ref = reference_footprint(case, ctx) if before and not is_reference else None

@@ -2,7 +2,7 @@
 
 Every number a sentence states carries its 95 % interval and sample size, or
 says why it has none ("too few samples"); ratios are to the reference backend
-(bare metal) measured in the same run.  The same numbers feed the headline
+(``runtimes.reference()``, bare metal) measured in the same run.  The same numbers feed the headline
 chart (``headline.rows``), so the chart and the text cannot disagree.
 """
 
@@ -28,10 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def reference_backend(data: ReportData) -> str | None:
-    """The backend every ratio is taken to: the one declared the reference (bare metal) if it ran,
-    else the first that ran in the registry's order (a peers run compares with our own container)."""
+    """The backend every ratio is taken to: the reference backend (bare metal) if it ran, else the
+    first that ran in the registry's order (a peers run compares with our own container)."""
     ran = set(data.rows["backend"]) if not data.rows.empty else set()
-    first = runtimes.memory_reference()
+    first = runtimes.reference()
     if first in ran:
         return first
     return next((b for b in runtimes.names() if b in ran), None)

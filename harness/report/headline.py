@@ -51,7 +51,7 @@ def chart(data: ReportData, *, row: bool = False, size: tuple[float, float] | No
         panel(ax, titles[family], [h for h in head if h.family == family], labels, ref)
     title = f"Each backend relative to {ref} (ratio of medians, 95 % CI)"
     charts.finish(fig, title, data.footnote(), legend=False)
-    return charts.Chart(name, title, CAPTION.format(ref="bare metal" if ref == runtimes.memory_reference() else ref), fig)
+    return charts.Chart(name, title, CAPTION.format(ref=runtimes.declaration(ref).words), fig)
 
 
 def panel(ax: Any, title: str, rows: list[findings.HeadlineRow], labels: list[str], ref: str) -> None:

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.measure.cpu import PERIODS_FILE
 from harness.report import style
 from harness.report.chartkit import Chart, figure, finish
 from harness.report.model import ReportData
 
-#: the file harness.measure.cpu writes (kept in step with its PERIODS_FILE)
-PERIODS_FILE = "cpu-periods.jsonl"
 #: at most this many periods per panel: enough to see the pattern, few enough to see each one
 MAX_PERIODS = 100
 COLUMNS = 4
