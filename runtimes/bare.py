@@ -32,7 +32,7 @@ class BareBackend(Backend):
             cgroup = None
             if spec.limits.any() or spec.extra.get("cgroup"):
                 cgroup = Cgroup.create(spec.instance, spec.limits)
-                times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+                times.phases["cgroup_create"] = times.since_launch()
             inst = ProcessInstance(spec, cgroup, times)
             inst.log_path = log_path
             with launching(inst, what):

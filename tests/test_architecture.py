@@ -17,7 +17,7 @@ import runtimes
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "runtimes")
 MAX_LINES = 400
-#: modules still over the cap while their owners split them (issue 10); the test fails when one of
+#: modules still over the cap while their owners split them; the test fails when one of
 #: these is split (remove it here) and when any other module grows past the cap
 BEING_SPLIT: set[str] = set()
 

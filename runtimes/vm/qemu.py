@@ -285,7 +285,7 @@ class QemuBackend(GuestBackend):
                                                              cpu_weight=spec.limits.cpu_weight))
             except CgroupError as e:
                 raise BackendError(f"{spec.instance}: {e}") from e
-            times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+            times.phases["cgroup_create"] = times.since_launch()
             inst = QemuInstance(spec, m, cgroup, times)
             with launching(inst, f"{spec.instance}: cannot start QEMU"):
                 inst.start(argv, logs)
