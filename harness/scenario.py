@@ -161,13 +161,12 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
 
     infos = catalogue().measurements
     m = exp.get("measurement")
-    known = infos.get(m) if isinstance(m, str) else None
+    info = infos.get(m) if isinstance(m, str) else None
     for key in exp:
-        if key not in EXPERIMENT_KEYS and (known is None or key not in known.options):
+        if key not in EXPERIMENT_KEYS and (info is None or key not in info.options):
             raise _err(p, f"{where}.{key}", "unknown key")
-    if known is None:
+    if info is None:
         raise _err(p, f"{where}.measurement", f"unknown measurement {m!r} (known: {', '.join(infos)})")
-    info = known
     default_wl, grid_spec = info.workload, info.grid
     where = f"{where}({m})"
     names = exp.get("workloads", [exp["workload"]] if "workload" in exp else [default_wl] if default_wl else None)
