@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 import runtimes
+from harness.case import Case
 from harness.measure import MEASUREMENTS, accounting
 from harness.measure.common import reported
 from harness.measure.context import Context
 from harness.measure.memory import reference_extra
-from harness.scenario import Case
 from runtimes.workloads import Workload
 
 

@@ -79,7 +79,9 @@ class ReportData:
 
     def __post_init__(self) -> None:
         # "split" is always a key (all-missing without a split) so every table has the column
-        self.summary = describe.summary_table(self.rows, split=True)
+        from harness.measure import catalogue
+
+        self.summary = describe.summary_table(self.rows, split=True, tick=catalogue().tick)
         if self.summary.empty:
             self.summary["series"] = []
             return
