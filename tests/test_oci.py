@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -266,3 +267,17 @@ def test_stop_before_ready_and_invalid_limits(name: str, run_id: str, no_leftove
     inst.cleanup()
     assert inst.times.t_clean is not None
     assert _left_behind(inst.name) == []
+
+
+def test_the_oci_doctor_line_uses_the_backends_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runc lives in /usr/sbin on Debian, off a user's PATH: doctor finds it where the backend does."""
+    from runtimes.oci import checks, find_runtime
+    from runtimes.oci.checks import RUNTIMES  # runc and crun: runsc has a line of its own
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (line,) = checks.checks()
+    found = [r for r in RUNTIMES if find_runtime(r)]
+    assert line.ok == (found == list(RUNTIMES)) and line.detail == (", ".join(found) or "none")
+    if os.path.exists("/usr/sbin/runc"):
+        assert "runc" in line.detail  # `which runc` under this PATH would have missed it
+    assert shutil.which("runc") is None
