@@ -272,6 +272,7 @@ DECLARATION = Declaration(
     label="podman run (crun) on the same image: the whole image -> overlay -> runtime path",
     colour="#882255",
     peer_of="container",
+    optional=True,  # a run without podman goes on, saying why
     sweep="runtimes.podman:cleanup_leftovers",
     packages={"podman": "/usr/bin/podman"},
 )
