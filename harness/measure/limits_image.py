@@ -32,8 +32,8 @@ from harness.metric import LOWER, NONE, GridKey, Metric, declare
 from runtimes.base import Backend, BackendError, Instance, now_ns
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.measure.context import Context
     from harness.case import Case
+    from harness.measure.context import Context
 
 _NUM, _INT = (int, float), (int,)
 #: the grids an image workload takes (``MeasurementInfo.images``): the limit alone
