@@ -26,6 +26,7 @@ import runtimes
 from harness import metadata
 from harness.errors import UserError
 from harness.measure import MEASUREMENTS
+from harness.measure.common import image_digest
 from harness.measure.context import Context
 from harness.results import RunWriter, Sample
 from harness.scenario import Scenario
@@ -127,6 +128,8 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "host": metadata.collect(),
         "planned_steps": len(steps),
         "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},
+        # each image workload: its image's name, digests and layers, and the process it runs
+        "workloads": {c.workload.name: c.workload.describe() for c in scenario.cases if c.workload.image},
     }, run_id)
     owners.claim(writer.run_id)  # `isobench cleanup` leaves this run's objects alone while it lives
     # the workloads' logs: written by root from untrusted output, readable by root only
@@ -179,4 +182,5 @@ def _execute(backend: Backend, step: Step, ctx: Context) -> list[Sample]:
         return [Sample(backend=backend.name, workload=case.workload.name, measurement=case.measurement,
                        metric="error", value=None, unit="", params=dict(case.params),
                        repetition=step.repetition, warmup=step.warmup, status="failed",
-                       error=f"{type(e).__name__}: {e}", accel=ctx.accel.get(backend.name), case=case.id)]
+                       error=f"{type(e).__name__}: {e}", accel=ctx.accel.get(backend.name), case=case.id,
+                       image=image_digest(case))]

@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
     "oci:runsc": "runtimes.oci:RUNSC",
+    "podman": "runtimes.podman:DECLARATION",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
 }

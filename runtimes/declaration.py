@@ -137,6 +137,14 @@ class Declaration:
     #: accelerator or platform the rows record (``accel``) -> the words every figure of this
     #: backend's series carries, as "TCG, emulated" does for a guest (``harness.stats.series.label``)
     accel_labels: Mapping[str, str] = field(default_factory=dict)
+    #: Debian packages it needs beyond the project's own (``harness.doctor.SYSTEM_PACKAGES``), each
+    #: with the file that says it is installed: ``doctor --fix`` installs them
+    packages: Mapping[str, str] = field(default_factory=dict)
+    #: how it runs an image, when that is not what its name says: every label of its image
+    #: workloads' rows carries it (``bare``: "chroot")
+    image_label: str | None = None
+    #: it runs image workloads (``[workload.NAME]``); False: a launch of one is a clear error
+    images: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)

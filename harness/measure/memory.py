@@ -72,7 +72,10 @@ def measure_instance(backend: Backend, case: Case, ctx: Context,
 
 
 def reference_extra(case: Case) -> dict[str, Any]:
-    """Launch options that make the reference run the isolated backends' file with their environment."""
+    """Launch options that make the reference run the isolated backends' file with their environment
+    (an image workload: none, the reference runs the image's own files, with its own environment)."""
+    if case.workload.image is not None:
+        return {}
     busybox = rootfs.build() / BUSYBOX.lstrip("/")
     argv = [str(busybox), *case.workload.argv()[1:]]
     return {"argv": argv, "env": dict(ISOLATED_ENV)}
@@ -86,7 +89,8 @@ def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
 
 
 MEMORY = MeasurementInfo(
-    "memory", title="Memory overhead", workload="idle", charts=("harness.report.charts_memory:memory_overhead",),
+    "memory", title="Memory overhead", workload="idle", images={},
+    charts=("harness.report.charts_memory:memory_overhead",),
     headline=Headline("pss", ("idle",), "host memory (PSS) of an idle instance", "memory (PSS, idle)"))
 
 

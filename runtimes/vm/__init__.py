@@ -36,6 +36,7 @@ DECLARATION = Declaration(
     colour="#D55E00",
     options=_guest_options(),
     guest=True,
+    images=False,  # its guests' root is the catalog's initramfs (an image's root: not yet)
     floor_compared=True,
     enforcement={"cpu": "libvirt <cputune> global quota on the domain's cpu cgroup",
                  "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
@@ -51,6 +52,7 @@ QEMU = Declaration(
     colour="#E69F00",
     options=_guest_options(),
     guest=True,
+    images=False,
     peer_of="vm",
     enforcement={"cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
                  "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
