@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from harness.metric import HIGHER, LOWER, NONE, ONE
 from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
 from harness.stats.series import SeriesKey
+from runtimes.userpaths import read_regular
 
 __all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "calibrate"]
 
@@ -221,7 +222,7 @@ def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[st
 
 def read_noise(path: Path, normalise: bool) -> dict[str, float]:
     """The run-to-run standard deviation per series from a ``--calibrate`` file."""
-    data = json.loads(path.read_text())
+    data = json.loads(read_regular(path))
     if data.get("schema") != NOISE_SCHEMA:
         raise ValueError(f"{path}: not an isobench noise file (schema {NOISE_SCHEMA}); run --calibrate again")
     return {k: float(v["run_sd"]) for k, v in data["normalised" if normalise else "raw"].items()}

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.sample import Sample
 from runtimes.naming import check_run_id
 from runtimes.owners import proc_start
+from runtimes.userpaths import open_regular, read_regular
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -36,6 +37,14 @@ SAMPLES = "samples.jsonl"
 #: optional: pytest-benchmark JSON of the kernel primitives (``nox -s bench`` takes it on the
 #: same host right after the run); its sum joins the samples as ``floor_total`` rows
 FLOOR = "floor.json"
+#: what a manifest must hold for anything to read it (the rest is looked up with defaults)
+MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {"run_id": str, "status": str, "host": (dict, type(None))}
+#: a sample row: these keys with these types (``Sample``); any other row is not one
+SAMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "backend": str, "workload": str, "measurement": str, "metric": str, "value": (int, float, type(None)),
+    "unit": str, "params": dict, "status": str}
+#: the largest samples file read (a 10,000-launch soak writes ~30 MiB)
+SAMPLES_LIMIT = 4 << 30
 
 
 class ResultsError(RuntimeError):
@@ -115,13 +124,18 @@ class RunWriter:
 def read_manifest(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(read_regular(path))
     except FileNotFoundError as e:
         raise ResultsError(f"{run_dir}: not a run directory (no {MANIFEST})") from e
-    except json.JSONDecodeError as e:
+    except OSError as e:  # a file where the directory should be, a FIFO for a manifest …
+        raise ResultsError(f"{run_dir}: not a run directory ({path.name}: {e.strerror})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: unreadable manifest: {e}") from e
-    if data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f"{path}: not an isobench manifest")
+    for key, kind in MANIFEST_TYPES.items():
+        if not isinstance(data.get(key), kind):
+            raise ResultsError(f"{path}: not an isobench manifest ({key!r} is {type(data.get(key)).__name__})")
     if data.get("schema_version", 0) > SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema version {data['schema_version']} is newer than this isobench")
     if data.get("status") == "running" and not _writer_alive(data.get("writer", {})):
@@ -142,10 +156,19 @@ def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
     path = Path(run_dir) / SAMPLES
     if not path.exists():
         return rows
-    with open(path) as fh:
-        for line in fh:
-            with contextlib.suppress(json.JSONDecodeError):
-                rows.append(json.loads(line))
+    try:
+        fd = open_regular(path, SAMPLES_LIMIT)
+    except OSError as e:
+        raise ResultsError(f"{path}: unreadable ({e.strerror})") from e
+    with open(fd, errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(row, dict) or any(not isinstance(row.get(k), t) for k, t in SAMPLE_TYPES.items()):
+                raise ResultsError(f"{path}: line {n} is not a sample (a row needs {', '.join(SAMPLE_TYPES)})")
+            rows.append(row)
     return rows
 
 

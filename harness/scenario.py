@@ -41,6 +41,7 @@ import runtimes
 from runtimes import names as backend_names
 from runtimes.base import Limits
 from runtimes.declaration import OptionError
+from runtimes.userpaths import read_regular
 from runtimes.workloads import CATALOG, Workload
 
 
@@ -134,7 +135,7 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
 def load(path: str | Path) -> Scenario:
     p = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = read_regular(path).decode("utf-8")
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:

@@ -27,6 +27,7 @@ import contextlib
 import os
 import socket
 import struct
+import weakref
 
 from runtimes.base import now_ns
 
@@ -74,21 +75,36 @@ def parse(datagram: bytes) -> tuple[int, int, int] | None:
     return (ptgid, tgid, ts) if pid == tgid else None
 
 
+def _unsubscribe(sock: socket.socket, exit_only: bool) -> None:
+    """Tell the kernel this listener is gone, then close: the kernel counts listeners by these
+    messages alone (a socket closed without one leaves its count up, and every fork, exec and
+    exit on the host keeps building an event for nobody)."""
+    with contextlib.suppress(OSError):
+        sock.send(_control(PROC_CN_MCAST_IGNORE, exit_only))
+    sock.close()
+
+
 class ExitEvents:
-    """A proc connector subscription; raises OSError when it cannot be made."""
+    """A proc connector subscription; raises OSError when it cannot be made.
+
+    Released by ``close()``; one never closed is released when it is collected or when the
+    interpreter exits (``weakref.finalize``), so every exit path but SIGKILL sends the kernel
+    its IGNORE.  After a SIGKILL the kernel frees the socket but keeps counting the listener
+    (``cn_release`` frees the socket's filter only): nothing in user space can undo that."""
 
     def __init__(self) -> None:
         self._exit_only = _filters_in_kernel()
-        self._sock: socket.socket | None = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        self._sock: socket.socket | None = sock
+        self._release = weakref.finalize(self, _unsubscribe, sock, self._exit_only)
         try:
             with contextlib.suppress(OSError):  # without it: the default queue
-                self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-            self._sock.bind((0, CN_IDX_PROC))
-            self._sock.send(_control(PROC_CN_MCAST_LISTEN, self._exit_only))
-            self._sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+            sock.bind((0, CN_IDX_PROC))
+            sock.send(_control(PROC_CN_MCAST_LISTEN, self._exit_only))
+            sock.setblocking(False)
         except BaseException:
-            self._sock.close()
-            self._sock = None
+            self.close()
             raise
         self._exits: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=KEEP)
         #: the kernel dropped events since this subscription began (its queue overflowed)
@@ -132,9 +148,9 @@ class ExitEvents:
 
     def close(self) -> None:
         """Unsubscribe (the kernel counts listeners) and close; idempotent."""
-        if self._sock is None:
-            return
-        with contextlib.suppress(OSError):
-            self._sock.send(_control(PROC_CN_MCAST_IGNORE, self._exit_only))
-        self._sock.close()
         self._sock = None
+        self._release()  # runs _unsubscribe once, whoever asks first
+
+    def fileno(self) -> int:
+        """The socket's descriptor (-1 once closed): how a sampler finds the subscription."""
+        return self._sock.fileno() if self._sock is not None else -1

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from harness.cli import number
 from harness.compare import NOISE_FILE, NOISE_SCHEMA, calibrate, compare, read_noise, reference_of
 from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
+from runtimes.userpaths import PathRefused, check_output_dir, check_output_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -79,6 +80,7 @@ def _reference(arg: str | None, manifests: list[dict[str, Any]]) -> str | None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.report import compare_page
     from harness.results import ResultsError
 
     if not 0 <= args.threshold < 10 or not 0 < args.alpha < 0.5:
@@ -89,6 +91,16 @@ def main(args: argparse.Namespace) -> int:
         return _fail(str(e))
     if args.calibrate and len(args.runs) < 2 or not args.calibrate and len(args.runs) != 2:
         return _fail("give BASE NEW, or --calibrate with two or more runs")
+    try:  # where the outputs go, before any run is read
+        if args.calibrate:
+            check_output_file(args.noise or NOISE_FILE, "--noise")
+        else:
+            if args.markdown:
+                check_output_file(args.markdown, "--markdown")
+            first = [Path(r.split(",")[0]) for r in args.runs]
+            check_output_dir(getattr(args, "out", None) or compare_page.default_out(first[0], first[1]), "--out")
+    except PathRefused as e:
+        return _fail(str(e))
     try:
         loaded = [_load(s) for s in args.runs]
         reference = _reference(reference_arg, [m for _, ms in loaded for m in ms])
@@ -102,8 +114,10 @@ def main(args: argparse.Namespace) -> int:
     noise_path = args.noise or (NOISE_FILE if NOISE_FILE.exists() else None)
     try:
         noise = read_noise(noise_path, reference is not None) if noise_path else {}
-    except (OSError, ValueError, KeyError) as e:
-        return _fail(f"cannot read the noise file: {e}")
+    except OSError as e:
+        return _fail(f"cannot read the noise file {noise_path}: {e.strerror}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return _fail(f"cannot read the noise file {noise_path}: {e}")
     rows = compare(loaded[0][0], loaded[1][0], args.threshold, args.alpha, noise=noise,
                    correction=args.correction, reference=reference,
                    bootstraps=max(99, args.bootstraps))
@@ -123,8 +137,6 @@ def main(args: argparse.Namespace) -> int:
             args.markdown.write_text(text)
         except OSError as e:
             return _fail(f"cannot write {args.markdown}: {e.strerror}")
-    from harness.report import compare_page
-
     first = [Path(r.split(",")[0]) for r in args.runs]
     out = getattr(args, "out", None) or compare_page.default_out(first[0], first[1])
     try:

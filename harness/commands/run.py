@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import runtimes
 from harness.errors import UserError
+from runtimes.naming import check_run_id
+from runtimes.userpaths import check_output_dir
 
 HELP = "run a scenario and store its samples"
 DEFAULT_RESULTS = Path("results")
@@ -26,7 +29,13 @@ def main(args: argparse.Namespace) -> int:
     from harness import runner, scenario, summary
 
     sc = scenario.load(args.scenario)
-    names = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    # where the run goes, checked before any backend starts (a zygote, a cgroup, a guest)
+    check_output_dir(args.results, "--results")
+    if args.run_id is not None and os.path.lexists(args.results / check_run_id(args.run_id)):
+        raise UserError(f"--run-id {args.run_id}: {args.results / args.run_id} exists already (choose another id)")
+    names = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends is not None else None
+    if names is not None and not names:
+        raise UserError(f"--backends {args.backends!r}: names no backend")
     if names:
         unknown = [b for b in names if not runtimes.known(b)]
         if unknown:

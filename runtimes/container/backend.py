@@ -44,7 +44,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, rootfs, trust
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import mounts, namespaces
@@ -165,6 +165,9 @@ class ContainerBackend(Backend):
         for kind in namespaces.DEFAULT:
             if not os.path.exists(f"/proc/self/ns/{kind}"):
                 return f"the kernel has no {kind} namespaces (/proc/self/ns/{kind} missing)"
+        why = trust.untrusted_dir(rootfs.cache_dir())
+        if why is not None:  # the zygote and the root file system come from there, run as root
+            return f"its cache {rootfs.cache_dir()} is refused: {why} (make it root's alone)"
         try:
             if self._rootfs is None:
                 rootfs.inputs()

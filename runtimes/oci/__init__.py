@@ -30,7 +30,8 @@ def _declare(runtime: str, colour: str) -> Declaration:
         doctor="runtimes.oci.checks:checks",
         # the bundle carries the built-in container's profile, resolved (runtimes.container.security.seccomp)
         options=(Option("seccomp", str, "default",
-                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file"),),
+                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file",
+                        verify="runtimes.container.security.seccomp:check"),),
     )
 
 
