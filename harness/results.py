@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -70,22 +71,35 @@ def _now() -> str:
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` at ``path`` whole or not at all: a full disk leaves the previous version."""
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class RunWriter:
-    """Owns one run directory while the run is in progress."""
+    """Owns one run directory while the run is in progress.
+
+    A sample is one ``write`` of one line to an ``O_APPEND`` descriptor; a line the file system
+    could not take whole (a full disk) is cut off again (``ftruncate`` to the last whole line),
+    and the run ends with one ``ResultsError`` naming the file: every sample written before
+    stays readable, the manifest keeps its last whole version."""
 
     def __init__(self, results_dir: Path, manifest: Mapping[str, Any], run_id: str | None = None):
         self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.dir = Path(results_dir) / self.run_id
-        self.dir.mkdir(parents=True, exist_ok=False)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=False)
+        except OSError as e:
+            raise ResultsError(f"cannot create the run directory {self.dir}: {e.strerror}") from e
         self.manifest: dict[str, Any] = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -96,17 +110,32 @@ class RunWriter:
             "writer": {"pid": os.getpid(), "start": proc_start(os.getpid()), "boot_id": _boot_id()},
             **manifest,
         }
-        _write_json_atomic(self.dir / MANIFEST, self.manifest)
-        self._fh = open(self.dir / SAMPLES, "a", buffering=1)
+        self._fd = -1
+        try:
+            _write_json_atomic(self.dir / MANIFEST, self.manifest)
+            self._fd = os.open(self.dir / SAMPLES, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:  # nothing of the run exists yet: leave no empty run behind
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise ResultsError(f"cannot write the run directory {self.dir}: {e.strerror}") from e
+        self._size = 0  # the end of the last whole line
         self._seq = 0
         self.counts = {"ok": 0, "failed": 0}
 
     def add(self, sample: Sample) -> None:
         row = {"run_id": self.run_id, "seq": self._seq, **asdict(sample)}
+        data = (json.dumps(row, default=str) + "\n").encode()
+        try:  # straight to the kernel: a killed run keeps every sample written so far
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)  # no half line: what was whole stays readable
+            raise ResultsError(f"cannot write {self.dir / SAMPLES}: {e.strerror}; the {self._seq} "
+                               f"sample(s) written before are kept") from e
+        self._size += len(data)
         self._seq += 1
         self.counts[sample.status] = self.counts.get(sample.status, 0) + 1
-        self._fh.write(json.dumps(row, default=str) + "\n")
-        self._fh.flush()  # a killed run keeps every sample written so far
 
     def add_all(self, samples: Iterable[Sample]) -> None:
         for s in samples:
@@ -114,10 +143,16 @@ class RunWriter:
 
     def update(self, **fields: Any) -> None:
         self.manifest.update(fields)
-        _write_json_atomic(self.dir / MANIFEST, self.manifest)
+        try:
+            _write_json_atomic(self.dir / MANIFEST, self.manifest)
+        except OSError as e:
+            raise ResultsError(f"cannot write {self.dir / MANIFEST}: {e.strerror}; its last version and "
+                               f"the {self._seq} sample(s) written are kept") from e
 
     def finish(self, status: str) -> None:
-        self._fh.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         self.update(status=status, ended=_now(), samples=dict(self.counts))
 
 

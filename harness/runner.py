@@ -27,7 +27,7 @@ from harness import metadata
 from harness.errors import UserError
 from harness.measure import MEASUREMENTS
 from harness.measure.context import Context
-from harness.results import RunWriter, Sample
+from harness.results import ResultsError, RunWriter, Sample
 from harness.scenario import Scenario
 from harness.schedule import Conditions, Step, label, plan
 from runtimes import cgroups, owners
@@ -97,7 +97,10 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
         cgroups.prepare()
     with contextlib.ExitStack() as stack:
         backends = open_backends(names, skip_unavailable, stack)
-        return _run(scenario, results_dir, backends, progress, run_id, stack)
+        run_dir = _run(scenario, results_dir, backends, progress, run_id, stack)
+    # every instance and backend is closed: nothing of the run is left to spare from a sweep
+    owners.release(run_dir.name)
+    return run_dir
 
 
 def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
@@ -122,6 +125,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
     # registered after the backends: runs before they close (what a measurement left live goes first)
     stack.callback(ctx.cleanup_live)
     status = "interrupted"
+    ending = True  # an exception ends the run: it, not a later one of the manifest's, is what is shown
     done = 0  # counted here: the progress bar does not count when it is disabled
     bar = _progress(steps, progress)
     try:
@@ -137,13 +141,17 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
                 bar.update(1)
                 if done % 20 == 1:
                     writer.update(done_steps=done)
-        status = "completed"
+        status, ending = "completed", False
     finally:
         bar.close()
-        # again at the end: a backend's metadata records what its launches ran (e.g. which
-        # launcher and zygote, after the scenario's per-launch options), not only its defaults
-        writer.update(done_steps=done, backends=_final_metadata(backends, backend_meta))
-        writer.finish(status)
+        try:
+            # again at the end: a backend's metadata records what its launches ran (e.g. which
+            # launcher and zygote, after the scenario's per-launch options), not only its defaults
+            writer.update(done_steps=done, backends=_final_metadata(backends, backend_meta))
+            writer.finish(status)
+        except ResultsError:
+            if not ending:
+                raise
     return writer.dir
 
 

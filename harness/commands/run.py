@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import runtimes
@@ -27,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness import runner, scenario, summary
+    from harness.results import ResultsError
 
     sc = scenario.load(args.scenario)
     # where the run goes, checked before any backend starts (a zygote, a cgroup, a guest)
@@ -41,7 +43,11 @@ def main(args: argparse.Namespace) -> int:
         if unknown:
             raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(runtimes.names())})")
     progress = False if args.no_progress else None
-    run_dir = runner.run(sc, args.results, names, progress, args.skip_unavailable, args.run_id)
+    try:
+        run_dir = runner.run(sc, args.results, names, progress, args.skip_unavailable, args.run_id)
+    except ResultsError as e:  # a full disk: what was written is kept, the run ends here
+        print(f"isobench: error: {e}", file=sys.stderr)
+        return 1
     summary.print_summary(run_dir)
     print(run_dir)
     return 0

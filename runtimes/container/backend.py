@@ -325,6 +325,10 @@ class ContainerBackend(Backend):
         except OSError as e:
             raise BackendError(f"cannot start the container launcher: {e}") from e
 
+    def helpers(self) -> dict[str, int]:
+        """The zygotes that run (a restarted one under its new pid)."""
+        return {f"zygote ({kind})": z.pid for kind, z in self._zygotes.items() if z.pid is not None and z.alive()}
+
     def close(self) -> None:
         for zygote in self._zygotes.values():
             zygote.close()
