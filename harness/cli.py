@@ -29,6 +29,7 @@ COMMANDS = {
     "matrix": "harness.commands.matrix",
     "floor": "harness.commands.floor",
     "image": "harness.commands.image",
+    "soak": "harness.commands.soak",
 }
 
 

@@ -28,8 +28,8 @@ import pytest
 
 from harness import results, runner, scenario
 from runtimes import cgroups, owners
-from runtimes.base import Limits
 from runtimes import syscalls as sc
+from runtimes.base import Limits
 from runtimes.naming import PREFIX
 from tests.conftest import isobench_cgroups, isobench_mounts
 

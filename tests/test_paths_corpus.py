@@ -75,7 +75,11 @@ CORPUS: dict[str, list[list[str]]] = {
               ["import", "{tmp}/adir"], ["import", "{tmp}/afile"], ["import", "{tmp}/adir", "--name", "../x"],
               ["import", "{tmp}/adir", "--name", "UPPER"], ["import", "{tmp}/adir", "--max-layer-mib", "-1"],
               ["inspect", "../../etc"], ["inspect", "sha256:"], ["rm", ""], ["rm", "/etc/passwd"]],
-    # arrives with the stats helper's `isobench ab`: checked from the day it is registered
+    "soak": [["{tmp}/missing.toml"], ["{tmp}/afifo"], [SCENARIO, "--results", "{tmp}/afile"],
+             [SCENARIO, "--run-id", "../escape"], [SCENARIO, "--results", "{tmp}/results", "--run-id", "taken"],
+             ["{tmp}/afifo", "--scale", "0.5"], [SCENARIO, "--scale", "0"], [SCENARIO, "--every", "0"],
+             [SCENARIO, "--backends", ","]],
+    # the stats helper's `isobench ab`
     "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"]],
 }
 
@@ -174,7 +178,7 @@ def test_a_hostile_path_is_one_line_exit_2_and_nothing_made(command: str, argv: 
     monkeypatch.chdir(sandbox)
     monkeypatch.setenv("ISOBENCH_CACHE", str(sandbox / "cache"))
     args = [command, *(a.replace("{tmp}", str(sandbox)) for a in argv)]
-    if command == "run" and "--run-id" not in args:  # anything it wrongly made would carry TAG
+    if command in ("run", "soak") and "--run-id" not in args:  # anything it wrongly made would carry TAG
         args += ["--run-id", TAG]
     before_tree, before_objects = _tree(sandbox), _kernel_objects()
     with _alarm(30):

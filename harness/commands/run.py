@@ -26,12 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def main(args: argparse.Namespace) -> int:
-    from harness import runner, scenario, summary
-    from harness.results import ResultsError
-
-    sc = scenario.load(args.scenario)
-    # where the run goes, checked before any backend starts (a zygote, a cgroup, a guest)
+def targets(args: argparse.Namespace) -> list[str] | None:
+    """Where the run goes and what it runs, checked before any backend starts (a zygote, a cgroup,
+    a guest): the results directory can be written, the run id is a free name, the backends exist."""
     check_output_dir(args.results, "--results")
     if args.run_id is not None and os.path.lexists(args.results / check_run_id(args.run_id)):
         raise UserError(f"--run-id {args.run_id}: {args.results / args.run_id} exists already (choose another id)")
@@ -42,6 +39,15 @@ def main(args: argparse.Namespace) -> int:
         unknown = [b for b in names if not runtimes.known(b)]
         if unknown:
             raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(runtimes.names())})")
+    return names
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness import runner, scenario, summary
+    from harness.results import ResultsError
+
+    sc = scenario.load(args.scenario)
+    names = targets(args)
     progress = False if args.no_progress else None
     try:
         run_dir = runner.run(sc, args.results, names, progress, args.skip_unavailable, args.run_id)

@@ -216,8 +216,7 @@ class ContainerBackend(Backend):
             die = zygote.from_main_thread if zygote is not None else threading.current_thread() is threading.main_thread()
         attach: tuple[str, ...] = ()
         if cgroup is not None:
-            procs = "tasks" if cgroup.version == 1 else "cgroup.procs"  # see init._join_cgroup
-            attach = tuple(str(d / procs) for d in dict.fromkeys(cgroup.dirs.values()))
+            attach = tuple(map(str, cgroup.join_files()))  # see init._join_cgroup
         if device_cgroup is not None:  # v1: the devices hierarchy is joined the same way
             attach += (str(device_cgroup.path / "tasks"),)
         return init.InitConfig(
