@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tomllib
@@ -61,7 +62,8 @@ def scaled(path: str, scale: float) -> Any:
         data = tomllib.loads(read_regular(path).decode())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return scenario.load(path)  # the one-line error of a plain load
-    experiments = [e for e in data.get("experiment", []) if isinstance(e, dict)]
+    listed = data.get("experiment")
+    experiments = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
     overrides = [o for e in experiments if isinstance(e.get("overrides"), dict) for o in e["overrides"].values()]
     for table in [data.get("scenario", {}), *experiments, *overrides]:
         if isinstance(table, dict) and isinstance(table.get("repetitions"), int):
@@ -74,7 +76,8 @@ class _Leak:
     """The self-test's leak: one more open file every ``every`` steps, all closed at the end."""
 
     def __init__(self, every: int):
-        self.every, self.fds = every, []  # type: ignore[var-annotated]
+        self.every = every
+        self.fds: list[int] = []
 
     def __call__(self, done: int, *_: object) -> None:
         if done and done % self.every == 0:
@@ -112,10 +115,16 @@ def main(args: argparse.Namespace) -> int:
     figs = analysis.figures(load(run_dir))
     remaining = left(run_dir.name)
     text = analysis.table(figs)
-    (run_dir / "soak.md").write_text(text + "\n")
-    (run_dir / "soak.json").write_text(json.dumps({
-        "every": args.every, "scale": args.scale, "inject_leak": args.inject_leak, "warmup": analysis.WARMUP,
-        "launches": sampler.launches, "left": remaining, "figures": [asdict(f) for f in figs]}, indent=1) + "\n")
+    doc = {"every": args.every, "scale": args.scale, "inject_leak": args.inject_leak, "warmup": analysis.WARMUP,
+           "launches": sampler.launches, "left": remaining,
+           "figures": [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(f).items()}
+                       for f in figs]}
+    try:
+        (run_dir / "soak.md").write_text(text + "\n")
+        (run_dir / "soak.json").write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as e:
+        print(f"isobench: error: cannot write the soak's figures into {run_dir}: {e.strerror}", file=sys.stderr)
+        return 1
     print(text)
     print(run_dir)
     return _verdict(figs, remaining, args.inject_leak is not None)

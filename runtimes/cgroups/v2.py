@@ -43,13 +43,14 @@ def apply_memory(d: Path, mib: int) -> None:
         write(d / "memory.swap.max", "0")
 
 
+def _ints(d: Path, files: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """key -> the integer in ``d / file``, for the files that exist."""
+    return {key: val for key, fname in files if (val := read_int(d / fname)) is not None}
+
+
 def memory_usage(d: Path) -> dict[str, float]:
     """The memory counters of directory ``d`` under the names v1's have."""
-    u: dict[str, float] = {}
-    for key, fname in (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak")):
-        val = read_int(d / fname)
-        if val is not None:
-            u[key] = val
+    u = _ints(d, (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak")))
     ev = read_kv(d / "memory.events")
     if ev:
         u["mem_failcnt"] = ev.get("max", 0)
@@ -86,11 +87,8 @@ def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
 
 def usage(dirs: dict[str, Path]) -> dict[str, float]:
     d = dirs[""]
-    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs), **memory_usage(d)}
-    for key, fname in (("pids_current", "pids.current"), ("pids_peak", "pids.peak")):
-        val = read_int(d / fname)
-        if val is not None:
-            u[key] = val
+    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs), **memory_usage(d),
+         **_ints(d, (("pids_current", "pids.current"), ("pids_peak", "pids.peak")))}
     pe = read_kv(d / "pids.events")
     if pe:
         u["pids_refused"] = pe.get("max", 0)

@@ -119,10 +119,24 @@ def build(cache: Path | None = None) -> Path:
     return target
 
 
+#: binaries verified, by what a write would change (device, inode, size, mtime, ctime): a
+#: ``container:cold`` launch starts a zygote inside its timed window, and hashing the binary
+#: there (~2 ms) would be counted in every launch; a stat is not
+_verified: dict[Path, tuple[int, ...]] = {}
+
+
 def verified(binary: Path) -> None:
     """``trust.Untrusted`` unless ``binary`` still holds the bytes built from today's source
     (asked before every start of the zygote: a restart must not run something swapped in)."""
+    try:
+        st = os.stat(binary)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        key = ()
+    if key and _verified.get(binary) == key:
+        return
     trust.verify(binary, _origin(SOURCE.read_bytes(), compiler()), "the native zygote")
+    _verified[binary] = key
 
 
 def _origin(source: bytes, cc: str) -> dict[str, object]:
