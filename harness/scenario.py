@@ -238,8 +238,10 @@ def _overrides(p: str, where: str, raw: Any, backends: list[str], info: Measurem
         backend, _, accel = key.partition("@")
         if backend not in backend_names():
             raise _err(p, f"{where}.{key}", "unknown backend")
-        if accel and accel not in ("kvm", "tcg"):
-            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} (kvm or tcg)")
+        # a guest's accelerator, or a platform the backend declares (gVisor's ptrace, kvm)
+        known = ["kvm", "tcg", *(a for a in runtimes.declaration(backend).accel_labels if a not in ("kvm", "tcg"))]
+        if accel and accel not in known:
+            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} ({' or '.join(known)})")
         if not isinstance(o, Mapping):
             raise _err(p, f"{where}.{key}", "must be a table")
         for k, v in o.items():

@@ -21,6 +21,7 @@ from runtimes.declaration import Declaration, resolve
 REGISTRY: dict[str, str] = {
     "bare": "runtimes.bare:DECLARATION",
     "unshare": "runtimes.unshare:DECLARATION",
+    "bwrap": "runtimes.bwrap:DECLARATION",
     "container": "runtimes.container:DECLARATION",
     "container:cold": "runtimes.container:COLD",
     "container:fork": "runtimes.container:FORK",
@@ -28,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "container:unconfined": "runtimes.container:UNCONFINED",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
+    "oci:runsc": "runtimes.oci:RUNSC",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
 }

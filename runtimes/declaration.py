@@ -140,6 +140,12 @@ class Declaration:
     #: host metadata key -> command printing the version of a tool it runs (``qemu-system-x86_64
     #: --version``), recorded in every run's manifest under ``host``
     tools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: a peer a run can do without: where it cannot run (not installed, cannot start) the run
+    #: skips it with the reason, as ``--skip-unavailable`` does, instead of refusing to start
+    optional: bool = False
+    #: accelerator or platform the rows record (``accel``) -> the words every figure of this
+    #: backend's series carries, as "TCG, emulated" does for a guest (``harness.stats.series.label``)
+    accel_labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)

@@ -142,7 +142,8 @@ def accel_words(accels: dict[str, set[str]]) -> str:
     parts = []
     for backend in sorted(accels):
         for a in sorted(accels[backend]):
-            parts.append(f"{backend}: emulated (TCG)" if a == "tcg" else f"{backend}: {a.upper()}")
+            words = series.accel_words(backend, a)
+            parts.append(f"{backend}: emulated (TCG)" if a == series.EMULATED else f"{backend}: {words or a.upper()}")
     return ", ".join(parts)
 
 

@@ -25,6 +25,7 @@ and records why.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -128,11 +129,10 @@ _verified: dict[Path, tuple[int, ...]] = {}
 def verified(binary: Path) -> None:
     """``trust.Untrusted`` unless ``binary`` still holds the bytes built from today's source
     (asked before every start of the zygote: a restart must not run something swapped in)."""
-    try:
+    key: tuple[int, ...] = ()
+    with contextlib.suppress(OSError):
         st = os.stat(binary)
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    except OSError:
-        key = ()
     if key and _verified.get(binary) == key:
         return
     trust.verify(binary, _origin(SOURCE.read_bytes(), compiler()), "the native zygote")
