@@ -55,6 +55,7 @@ from runtimes.image import resolve
 from runtimes.image import workload as image_workload
 from runtimes.image.model import ImageError
 from runtimes.image.workload import ImageWorkload
+from runtimes.userpaths import read_regular
 from runtimes.workloads import CATALOG, Workload
 
 
@@ -109,7 +110,7 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
 def load(path: str | Path) -> Scenario:
     p = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = read_regular(path).decode("utf-8")
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:

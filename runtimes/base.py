@@ -184,6 +184,11 @@ class Backend(abc.ABC):
         reports, never probes: what ``prepare()`` found."""
         return {}
 
+    def helpers(self) -> dict[str, int]:
+        """The long-lived processes the backend keeps between launches (name -> pid; none by
+        default): what a soak samples beside the harness (``harness.soak``)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend-wide resources (connections) at the end of a run; idempotent."""
 

@@ -52,6 +52,11 @@ class Option:
     help: str = ""
     #: the ``LaunchSpec`` field this option fills (e.g. ``vcpus``); None: it goes to ``spec.extra``
     spec_field: str | None = None
+    #: the only values it may take (empty: any of its type)
+    choices: tuple[Any, ...] = ()
+    #: ``"module:function"``: value -> why it cannot serve (None: it can), asked when a scenario is
+    #: read, so a value that names a file (a seccomp profile) is refused before anything is created
+    verify: str | None = None
 
     def check(self, value: Any) -> Any:
         """The value if it is valid, else an ``OptionError`` naming this option."""
@@ -66,6 +71,10 @@ class Option:
             raise OptionError(self.name, f"must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and not lo <= value <= hi:
             raise OptionError(self.name, f"must be between {lo:g} and {hi:g}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise OptionError(self.name, f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.verify is not None and (problem := resolve(self.verify)(value)) is not None:
+            raise OptionError(self.name, str(problem))
         return value
 
 

@@ -44,7 +44,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, rootfs, trust
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.container import image_root, mounts, namespaces
@@ -171,6 +171,9 @@ class ContainerBackend(Backend):
         for kind in namespaces.DEFAULT:
             if not os.path.exists(f"/proc/self/ns/{kind}"):
                 return f"the kernel has no {kind} namespaces (/proc/self/ns/{kind} missing)"
+        why = trust.untrusted_dir(rootfs.cache_dir())
+        if why is not None:  # the zygote and the root file system come from there, run as root
+            return f"its cache {rootfs.cache_dir()} is refused: {why} (make it root's alone)"
         try:
             if self._rootfs is None:
                 rootfs.inputs()
@@ -221,8 +224,7 @@ class ContainerBackend(Backend):
             die = zygote.from_main_thread if zygote is not None else threading.current_thread() is threading.main_thread()
         attach: tuple[str, ...] = ()
         if cgroup is not None:
-            procs = "tasks" if cgroup.version == 1 else "cgroup.procs"  # see init._join_cgroup
-            attach = tuple(str(d / procs) for d in dict.fromkeys(cgroup.dirs.values()))
+            attach = tuple(map(str, cgroup.join_files()))  # see init._join_cgroup
         if device_cgroup is not None:  # v1: the devices hierarchy is joined the same way
             attach += (str(device_cgroup.path / "tasks"),)
         return init.InitConfig(
@@ -336,6 +338,10 @@ class ContainerBackend(Backend):
                 zygote.prepare(plan)
         except OSError as e:
             raise BackendError(f"cannot start the container launcher: {e}") from e
+
+    def helpers(self) -> dict[str, int]:
+        """The zygotes that run (a restarted one under its new pid)."""
+        return {f"zygote ({kind})": z.pid for kind, z in self._zygotes.items() if z.pid is not None and z.alive()}
 
     def close(self) -> None:
         for zygote in self._zygotes.values():

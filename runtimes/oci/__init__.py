@@ -34,7 +34,8 @@ def _declare(runtime: str, colour: str, *options: Option, **more: Any) -> Declar
         sweep="runtimes.oci.backend:cleanup_leftovers",
         # the bundle carries the built-in container's profile, resolved (runtimes.container.security.seccomp)
         options=(Option("seccomp", str, "default",
-                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file"),
+                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file",
+                        verify="runtimes.container.security.seccomp:check"),
                  *options),
         **fields,
     )

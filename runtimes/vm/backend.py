@@ -55,7 +55,7 @@ from runtimes.exits import ExitEvents
 from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
-from runtimes.vm.connection import open_connection, version_string
+from runtimes.vm.connection import Connection, alive, version_string
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.machine import Machine, validate
 from runtimes.vm.machine_cgroup import cpu_usage
@@ -176,15 +176,31 @@ class VmInstance(GuestInstance):
             return [self.qemu.pid]
         return []
 
+    def _domain(self) -> libvirt.virDomain | None:
+        """The domain on a live connection: the one it was created on, or -- after libvirtd was
+        restarted, which closes every connection while the guest runs on -- looked up again."""
+        if self.dom is not None and not alive(self.dom.connect()):
+            self.dom = self.backend._conn.lookup(self.name)
+        return self.dom
+
     def stop(self) -> None:
         if self.dom is None or self._stopped.is_set():
             return
         try:
-            self.dom.destroy()
+            dom = self._domain()
+            if dom is not None:
+                dom.destroy()
             self._destroyed = self.marker.exit_status is None
-        except libvirt.libvirtError as e:
-            if not _gone(e):
+        except (libvirt.libvirtError, BackendError) as e:
+            if isinstance(e, libvirt.libvirtError) and _gone(e):
+                return
+            if self.qemu is None or not self.qemu.is_running():
                 raise BackendError(f"{self.name}: cannot destroy the domain: {e}") from e
+            # libvirtd does not answer (restarting): end the guest's QEMU itself; the daemon,
+            # back, finds it gone and drops the domain
+            with contextlib.suppress(psutil.Error):
+                self.qemu.kill()
+            self._destroyed = self.marker.exit_status is None
 
     def _teardown(self) -> None:
         try:
@@ -202,14 +218,16 @@ class VmInstance(GuestInstance):
         """Until libvirt no longer knows the domain and its QEMU has exited."""
         if self.dom is None:
             return
-        dom = self.dom
 
         def gone() -> bool:
             try:
-                active = dom.isActive()
+                dom = self._domain()
+                active = dom is not None and bool(dom.isActive())
             except libvirt.libvirtError as e:
                 if not _gone(e):
                     raise
+                active = False
+            except BackendError:  # libvirtd away: its QEMU is what is left to see
                 active = False
             return not active and not self.processes()
 
@@ -261,8 +279,7 @@ class VmBackend(GuestBackend):
         super().__init__(guest)
         self.uri = uri or host.uri()
         self.reprobe = reprobe or os.environ.get("ISOBENCH_ACCEL_REPROBE", "") not in ("", "0")
-        self._conn: libvirt.virConnect | None = None
-        self._callback: int | None = None
+        self._conn = Connection(self.uri, self._on_lifecycle)  # opened on first use, again after a restart
         self._live: dict[str, VmInstance] = {}
         self._lock = threading.RLock()
         self._exits: ExitEvents | None = None  # QEMU's end when a guest is destroyed (None: unavailable)
@@ -278,13 +295,7 @@ class VmBackend(GuestBackend):
         return None
 
     def _connection(self) -> libvirt.virConnect:
-        with self._lock:
-            if self._conn is None:
-                conn = open_connection(self.uri)
-                self._callback = conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
-                self._conn = conn  # closed by close(), which the backend's owner calls
-            return self._conn
+        return self._conn.get()  # closed by close(), which the backend's owner calls
 
     def _on_lifecycle(self, _conn: Any, dom: libvirt.virDomain, event: int, detail: int, _opaque: Any) -> None:
         inst = self._live.get(dom.name())
@@ -376,14 +387,7 @@ class VmBackend(GuestBackend):
         if self._exits is not None:
             self._exits.close()
         self._exits, self._exits_tried = None, False
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    if self._callback is not None:
-                        conn.domainEventDeregisterAny(self._callback)
-                    conn.close()
-                self._callback = None
+        self._conn.close()
 
 
 def accel_verdict(refresh: bool = False) -> accelerator.Verdict:
