@@ -26,7 +26,8 @@ from runtimes import cgroups
 from runtimes import syscalls as sc
 from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.container import cleanup_leftovers
-from runtimes.container.backend import ColdContainerBackend, ContainerBackend
+from runtimes.container.backend import ContainerBackend
+from runtimes.container.cold import ColdContainerBackend
 from runtimes.container.launcher.zygote_server import ZYGOTE_COMM
 from runtimes.container.leftovers import orphaned_zygotes
 from runtimes.workloads import BUSYBOX, Workload

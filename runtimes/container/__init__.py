@@ -52,7 +52,7 @@ DECLARATION = Declaration(
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
 COLD = Declaration(
     name="container:cold",
-    factory="runtimes.container.backend:ColdContainerBackend",
+    factory="runtimes.container.cold:ColdContainerBackend",
     label="isobench's own runtime, launch helper started in every launch (cold)",
     colour="#332288",
     sweep="runtimes.container.leftovers:cleanup_leftovers",

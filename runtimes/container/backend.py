@@ -392,13 +392,3 @@ def _join_method() -> str:
         return "born in it: clone3(CLONE_INTO_CGROUP) from the zygote; else it writes 0 to cgroup.procs"
     return "it moves its only thread itself (0 > tasks): no wait for an RCU grace period"
 
-
-class ColdContainerBackend(ContainerBackend):
-    """``container:cold``: the same runtime, the zygote started anew inside every launch.
-
-    Its launch→ready is the cold figure (helper start included, phase ``helper_start``)
-    beside ``container``'s warm one, measured in the same run.
-    """
-
-    name = "container:cold"
-    cold = True
