@@ -71,6 +71,13 @@ class MeasurementInfo:
     #: its cases are usually measured once each (a grid, or one long sample): "too few
     #: samples" is no news, and the summary shows the range across the grid
     single_shot: bool = False
+    #: the grid it takes with an image workload (``[workload.NAME]``) in place of ``workload``;
+    #: None: it runs no image workload (a measurement of any workload takes images with ``grid``)
+    images: Mapping[str, GridKey] | None = None
+
+    def image_grid(self) -> Mapping[str, GridKey] | None:
+        """The grid keys an image workload may use here; None when it takes none."""
+        return self.grid if self.workload is None else self.images
 
     @property
     def ranged(self) -> bool:

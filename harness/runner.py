@@ -26,6 +26,7 @@ import runtimes
 from harness import metadata
 from harness.errors import UserError
 from harness.measure import MEASUREMENTS
+from harness.measure.common import image_digest
 from harness.measure.context import Context
 from harness.results import RunWriter, Sample
 from harness.scenario import Scenario
@@ -113,6 +114,8 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "host": metadata.collect(),
         "planned_steps": len(steps),
         "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},
+        # each image workload: its image's name, digests and layers, and the process it runs
+        "workloads": {c.workload.name: c.workload.describe() for c in scenario.cases if c.workload.image},
     }, run_id)
     ctx = Context(run_id=writer.run_id, log_dir=writer.dir / "logs", accel=accel,
                   backend_options=scenario.backend_options, backends=dict(backends), stack=stack)
@@ -162,4 +165,5 @@ def _execute(backend: Backend, step: Step, ctx: Context) -> list[Sample]:
         return [Sample(backend=backend.name, workload=case.workload.name, measurement=case.measurement,
                        metric="error", value=None, unit="", params=dict(case.params),
                        repetition=step.repetition, warmup=step.warmup, status="failed",
-                       error=f"{type(e).__name__}: {e}", accel=ctx.accel.get(backend.name), case=case.id)]
+                       error=f"{type(e).__name__}: {e}", accel=ctx.accel.get(backend.name), case=case.id,
+                       image=image_digest(case))]

@@ -23,6 +23,14 @@
     seconds = 3
     grid = { quota = [0.25, 0.5], threads = [1, 2], period_ms = [100] }
 
+    [workload.web]            # a workload made of an imported image (runtimes.image.workload)
+    image = "pyhttp"
+    ready = { http = "8000/" }
+
+An experiment names image workloads beside catalog ones (``workloads = ["web"]``);
+a measurement with a catalog workload of its own takes them with its image grid
+(``MeasurementInfo.images``: e.g. mem_limit's ``limit_mib`` alone).
+
 Validation fails with one ``ScenarioError`` line naming the file, the key and
 the problem; nothing is created before a scenario validated.
 """
@@ -40,6 +48,10 @@ import runtimes
 from runtimes import names as backend_names
 from runtimes.base import Limits
 from runtimes.declaration import OptionError
+from runtimes.image import resolve
+from runtimes.image import workload as image_workload
+from runtimes.image.model import ImageError
+from runtimes.image.workload import ImageWorkload
 from runtimes.workloads import CATALOG, Workload
 
 
@@ -53,7 +65,9 @@ EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params",
 #: (``seconds`` is not: it is part of the workload, the same on every backend of a case)
 OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "skip"}
 SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
-TOP_KEYS = {"scenario", "backend", "experiment"}
+TOP_KEYS = {"scenario", "backend", "experiment", "workload"}
+#: the keys of a ``[workload.NAME]`` table
+WORKLOAD_KEYS = {"image", "command", "args", "env", "workdir", "user", "ready", "stop", "grace"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +75,7 @@ class Case:
     """One cell of the matrix: a measurement of one workload with one parameter set."""
 
     measurement: str
-    workload: Workload
+    workload: Workload | ImageWorkload
     limits: Limits = Limits()
     params: Mapping[str, Any] = field(default_factory=dict)  # grid values, recorded in rows
     repetitions: int = 1
@@ -177,12 +191,13 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
             runtimes.declaration(b).check_options(opts)
         except OptionError as e:
             raise _err(p, f"backend.{b}.{e.key}", str(e)) from e
+    images = _image_workloads(p, data.get("workload", {}))
     experiments = data.get("experiment", [])
     if not isinstance(experiments, list) or not experiments:
         raise _err(p, "experiment", "at least one [[experiment]] is needed")
     cases: list[Case] = []
     for i, exp in enumerate(experiments):
-        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends)
+        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends, images)
     reference = head.get("reference")
     if reference is not None and reference not in backends:
         raise _err(p, "scenario.reference", f"must be one of the scenario's backends, got {reference!r}")
@@ -191,7 +206,32 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
                     _number(p, "scenario.seed", head.get("seed", 0), 0, 2**63, (int,)), reference)
 
 
-def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:
+def _image_workloads(p: str, raw: Any) -> dict[str, ImageWorkload]:
+    """The ``[workload.NAME]`` tables: each resolved to its imported image now (one clear line
+    when it is not there: nothing runs)."""
+    if not isinstance(raw, Mapping):
+        raise _err(p, "workload", "must be a table of [workload.NAME] tables")
+    out = {}
+    for name, table in raw.items():
+        where = f"workload.{name}"
+        if name in CATALOG:
+            raise _err(p, where, f"{name!r} is a catalog workload: give the image workload another name")
+        if not isinstance(table, Mapping):
+            raise _err(p, where, "must be a table")
+        for key in table:
+            if key not in WORKLOAD_KEYS:
+                raise _err(p, f"{where}.{key}", f"unknown key (known: {', '.join(sorted(WORKLOAD_KEYS))})")
+        if not isinstance(table.get("image"), str):
+            raise _err(p, f"{where}.image", "must name an imported image (isobench image ls)")
+        try:
+            out[name] = image_workload.from_table(name, table, resolve.image(table["image"]))
+        except (ImageError, ValueError) as e:
+            raise _err(p, where, str(e)) from e
+    return out
+
+
+def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str],
+            images: Mapping[str, ImageWorkload]) -> list[Case]:
     if not isinstance(exp, Mapping):
         raise _err(p, where, "must be a table")
     for key in exp:
@@ -209,10 +249,12 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
     if not isinstance(names, list) or not names:
         raise _err(p, f"{where}.workloads", "must name at least one workload")
     for n in names:
-        if n not in CATALOG:
-            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join(CATALOG)})")
-    if default_wl and names != [default_wl]:
-        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only")
+        if n not in CATALOG and n not in images:
+            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join([*CATALOG, *images])})")
+    if default_wl and any(n != default_wl and n not in images for n in names):
+        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only (or image workloads)")
+    if any(n in images for n in names):
+        grid_spec = _image_grid(p, where, m, names, images, grid_spec)
     reps = _number(p, f"{where}.repetitions", exp.get("repetitions", defaults["repetitions"]), 1, 100_000, (int,))
     warm = _number(p, f"{where}.warmups", exp.get("warmups", defaults["warmups"]), 0, 100_000, (int,))
     timeout = _number(p, f"{where}.timeout", exp.get("timeout", defaults["timeout"]), 0.1, 86_400)
@@ -253,7 +295,8 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
             cell = dict(zip(keys, combo, strict=True))
             try:
-                wl, limits = _bind(m, name, cell, base_params, seconds)
+                wl, limits = (images[name], _limits(m, cell)) if name in images else _bind(
+                    m, name, cell, base_params, seconds)
             except ValueError as e:
                 raise _err(p, where, str(e)) from e
             cases.append(Case(m, wl, limits, cell, reps, warm, float(timeout), instances, float(settle),
@@ -292,17 +335,36 @@ def _bind(m: str, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
     params = dict(base)
     if seconds is not None and "seconds" in CATALOG[name].params:
         params["seconds"] = seconds
-    limits = Limits()
+    for measurement, key, param in (("cpu_quota", "threads", "threads"), ("mem_limit", "mib", "mib"),
+                                    ("pids_limit", "count", "count")):
+        if m == measurement:
+            params[param] = cell[key]
+    return Workload(name, params), _limits(m, cell)
+
+
+def _limits(m: str, cell: Mapping[str, Any]) -> Limits:
+    """The limits a grid cell asks for (an image workload takes these and nothing else)."""
     if m == "cpu_quota":
-        params["threads"] = cell["threads"]
-        limits = Limits(cpu_quota=float(cell["quota"]),
-                        cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
-                        cpu_weight=int(cell["weight"]) if "weight" in cell else None,
-                        cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
-    elif m == "mem_limit":
-        params["mib"] = cell["mib"]
-        limits = Limits(memory_mib=cell["limit_mib"])
-    elif m == "pids_limit":
-        params["count"] = cell["count"]
-        limits = Limits(pids=cell["limit"])
-    return Workload(name, params), limits
+        return Limits(cpu_quota=float(cell["quota"]),
+                      cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
+                      cpu_weight=int(cell["weight"]) if "weight" in cell else None,
+                      cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
+    if m == "mem_limit":
+        return Limits(memory_mib=cell["limit_mib"])
+    if m == "pids_limit":
+        return Limits(pids=cell["limit"])
+    return Limits()
+
+
+def _image_grid(p: str, where: str, m: str, names: list[str], images: Mapping[str, ImageWorkload],
+                grid_spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The grid keys of an experiment with image workloads (the measurement's image grid)."""
+    from harness.measure import catalogue
+
+    spec = catalogue().measurements[m].image_grid()
+    if spec is None:
+        raise _err(p, f"{where}.workloads", f"{m} runs no image workload")
+    if any(n not in images for n in names) and dict(spec) != dict(grid_spec):
+        raise _err(p, f"{where}.workloads", f"{m} takes other grid keys with image workloads "
+                   f"({', '.join(spec) or 'none'}): give them an experiment of their own")
+    return spec

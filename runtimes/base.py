@@ -36,6 +36,7 @@ from runtimes.naming import PREFIX as PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.cgroups import Cgroup
+    from runtimes.image.workload import ImageWorkload
     from runtimes.workloads import Workload
 
 
@@ -56,7 +57,7 @@ class InstanceTimeout(BackendError):
 class LaunchSpec:
     """What to run and under which limits: the same for every backend."""
 
-    workload: Workload
+    workload: Workload | ImageWorkload  # a catalog entry, or an image's process
     run_id: str
     instance: str  # unique name, ``isobench-<run_id>-<n>``; used for cgroups, domains, hostnames
     limits: Limits = Limits()

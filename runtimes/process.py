@@ -19,9 +19,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from runtimes import readiness
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
 from runtimes.marker import MarkerChannel
+from runtimes.output import LineTee
 from runtimes.workloads import MARKER_FD
 
 
@@ -47,6 +49,12 @@ def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[tuple[Any
         log, path = open_log(spec, suffix)
     except OSError as e:
         raise BackendError(f"{what}: {e}") from e
+    ready = spec.workload.ready
+    readiness.prepare(ready)  # what a probe needs, made before t_launch
+    if ready.kind == "log":  # read line by line (``runtimes.output``), copied to the log file
+        assert ready.pattern is not None
+        log = LineTee(ready.pattern, log if log not in (None, subprocess.DEVNULL) else
+                      (os.fdopen(os.dup(1), "wb") if log is None else None))
     try:
         yield log, path
     finally:
@@ -148,6 +156,13 @@ class ChildProcess:
 class ProcessInstance(Instance):
     """A workload run as a host process tree (bare; the base of process-like backends)."""
 
+    #: the workload has a network namespace of its own (probes enter it; bare: the host's)
+    own_netns = False
+    #: its ``lo`` is down until someone brings it up (unshare(1)): the probe does
+    lo_down = False
+    #: ``proc`` is a launcher whose (first) child is the workload (unshare(1) --fork)
+    forks = False
+
     def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps):
         self.spec = spec
         self.name = spec.instance
@@ -157,18 +172,31 @@ class ProcessInstance(Instance):
         self.results = self.marker.results
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+        #: the workload's output, read line by line (``log`` readiness), else None
+        self.output: LineTee | None = None
+        #: catalog workloads report on fd 3; an image's process gets no fd 3 at all
+        self.uses_marker = spec.workload.ready.kind == "marker"
 
     def _env(self) -> Mapping[str, str]:
         """``extra["env"]`` when the caller gives one (e.g. a container's environment, for a like
-        for like memory reference), else the harness's own."""
+        for like memory reference), else an image's process environment, else the harness's own."""
         env = self.spec.extra.get("env")
-        return dict(env) if env is not None else os.environ
+        if env is not None:
+            return dict(env)
+        process = self.spec.workload.process
+        return dict(process.env) if process is not None else os.environ
+
+    def _take_output(self, log: Any) -> None:
+        if isinstance(log, LineTee):
+            self.output = log
 
     def _spawn(self, argv: list[str], log: Any, preexec: Any = None) -> None:
+        self._take_output(log)
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
         if not cg_files and preexec is None:
             self._posix_spawn(argv, log)
             return
+        marker = self.uses_marker
         r, w = os.pipe()
 
         def child() -> None:
@@ -179,25 +207,35 @@ class ProcessInstance(Instance):
                 fd = os.open(f, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
-            os.dup2(w, MARKER_FD)
+            if marker:
+                os.dup2(w, MARKER_FD)
             if preexec is not None:
                 preexec()
 
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(MARKER_FD,), env=self._env(),
-                preexec_fn=child, start_new_session=True)
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(MARKER_FD,) if marker else (),
+                env=self._env(), preexec_fn=child, start_new_session=True)
         except BaseException:
             os.close(r)
             raise
         finally:
             os.close(w)
-        self.marker.read_fd(r)
+        self._read_marker(r)
+
+    def _read_marker(self, r: int) -> None:
+        """The marker pipe's read end: read (catalog), or closed at once (an image's process has none)."""
+        if self.uses_marker:
+            self.marker.read_fd(r)
+        else:
+            os.close(r)
+            self.marker.close()
 
     def _posix_spawn(self, argv: list[str], log: Any) -> None:
         """posix_spawn ``argv`` with the marker pipe on fd 3: a vfork, so the harness's own
         size costs nothing (a full fork of the Python harness, as a ``preexec_fn`` forces,
         costs milliseconds).  Used whenever no code has to run in the child before exec."""
+        self._take_output(log)
         r, w = os.pipe()
         high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
         os.close(w)
@@ -206,7 +244,8 @@ class ProcessInstance(Instance):
             actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
         elif log is not None:
             actions += [(os.POSIX_SPAWN_DUP2, log.fileno(), 1), (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
-        actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
+        if self.uses_marker:
+            actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
         try:
             pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
         except BaseException:
@@ -215,11 +254,34 @@ class ProcessInstance(Instance):
         finally:
             os.close(high)
         self.proc = ChildProcess(pid)  # type: ignore[assignment]
-        self.marker.read_fd(r)
+        self._read_marker(r)
 
     def wait_ready(self, timeout: float) -> int:
-        self.times.t_ready = self.marker.wait_ready(timeout, self.name)
+        ready = self.spec.workload.ready
+        if ready.kind == "marker":
+            self.times.t_ready = self.marker.wait_ready(timeout, self.name)
+        else:
+            self.times.t_ready = readiness.wait(ready, self.probe_target(), timeout)
         return self.times.t_ready
+
+    def probe_target(self) -> readiness.Target:
+        """What a readiness probe needs of this instance (``runtimes.readiness``)."""
+        return readiness.Target(self.name, self._exited, self._probe_pids, own_netns=self.own_netns,
+                                lo_up=self.lo_down, lines=self.output, wait_exit=self._wait_exit)
+
+    def _probe_pids(self) -> list[int]:
+        """``processes()`` without psutil (whose first import, ~70 ms, would land in t_ready)."""
+        if self.cgroup is not None or self.proc is None:
+            return self.processes()
+        return readiness.descendants(self.proc.pid)
+
+    def _exited(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def _wait_exit(self, timeout: float) -> tuple[int, int | None]:
+        """``ready = exit``: the status and ``t_exit`` (an OCI runtime's is the container's exit)."""
+        status = self.wait(timeout)
+        return status, self.times.t_exit
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
@@ -251,11 +313,32 @@ class ProcessInstance(Instance):
             return []
 
     def stop(self) -> None:
+        self._stop_gracefully()
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.kill()
+
+    def _stop_gracefully(self) -> None:
+        """An image workload's stop: its stop signal, then up to its grace for it to exit (the
+        caller kills what is left).  Catalog workloads are killed at once."""
+        sig, grace = self.spec.workload.stop_signal, self.spec.workload.stop_grace_s
+        if sig is None or sig == signal.SIGKILL or self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(grace)
+
+    def _signal(self, sig: int) -> None:
+        """Deliver the stop signal to the workload's process: ours, or (``forks``: unshare(1)
+        --fork, which does not pass signals on) its child."""
+        assert self.proc is not None
+        target = self.proc.pid
+        if self.forks:
+            target = next(iter(readiness.descendants(self.proc.pid)[1:]), target)
+        os.kill(target, sig)
 
     def _teardown(self) -> None:
         try:

@@ -15,10 +15,11 @@ and a guest's init adds ``ISOBENCH EXIT <status>`` after the workload ended.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 BUSYBOX = "/bin/busybox"
 #: the environment a workload starts with inside an isolated environment (the container's, and the
@@ -139,12 +140,112 @@ CATALOG: dict[str, WorkloadDef] = {
 }
 
 
+#: how the harness knows a workload is ready (``Ready.kind``): the catalog's marker line on fd 3;
+#: an image workload's exit with status 0, a line of its output, a TCP connection or a 2xx HTTP
+#: answer inside the instance's own network namespace (``runtimes.readiness`` probes them)
+READY_KINDS = ("marker", "exit", "log", "tcp", "http")
+
+
+@dataclass(frozen=True)
+class Ready:
+    """One readiness condition, as data (a guest's init is handed the same thing)."""
+
+    kind: str = "marker"
+    port: int | None = None  # tcp, http
+    path: str = "/"  # http: the path asked for
+    pattern: str | None = None  # log: a regular expression searched in each output line
+
+    def __post_init__(self) -> None:
+        if self.kind not in READY_KINDS:
+            raise ValueError(f"unknown readiness {self.kind!r} (known: {', '.join(READY_KINDS)})")
+        if self.kind in ("tcp", "http") and (self.port is None or isinstance(self.port, bool)
+                                            or not 1 <= self.port <= 65535):
+            raise ValueError(f"{self.kind} readiness needs a port between 1 and 65535, got {self.port!r}")
+        if self.kind == "http" and not self.path.startswith("/"):
+            raise ValueError(f"http readiness: the path must start with '/', got {self.path!r}")
+        if self.kind == "log":
+            if not self.pattern:
+                raise ValueError("log readiness needs a regular expression")
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"log readiness: bad regular expression {self.pattern!r}: {e}") from e
+
+    @classmethod
+    def parse(cls, raw: Any) -> Ready:
+        """A scenario's ``ready``: ``"exit"``, ``{log = "REGEX"}``, ``{tcp = PORT}`` or
+        ``{http = "PORT/PATH"}``; ValueError naming what is wrong."""
+        if raw == "exit":
+            return cls("exit")
+        if not isinstance(raw, Mapping) or len(raw) != 1:
+            raise ValueError(f'must be "exit" or a table with one of log, tcp, http, got {raw!r}')
+        (kind, value), = raw.items()
+        if kind == "log":
+            if not isinstance(value, str):
+                raise ValueError(f"ready.log must be a string (a regular expression), got {value!r}")
+            return cls("log", pattern=value)
+        if kind == "tcp":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"ready.tcp must be a port number, got {value!r}")
+            return cls("tcp", port=value)
+        if kind == "http":
+            port, sep, path = str(value).partition("/")
+            if not isinstance(value, str) or not port.isdigit():
+                raise ValueError(f'ready.http must be "PORT/PATH" (e.g. "8000/healthz"), got {value!r}')
+            return cls("http", port=int(port), path="/" + path if sep else "/")
+        raise ValueError(f"unknown readiness {kind!r} (ready is \"exit\", or log, tcp or http)")
+
+    def describe(self) -> str:
+        """In words, for rows' notes and the manifest: "tcp 6379", "http 8000/healthz"..."""
+        if self.kind in ("tcp", "http"):
+            return f"{self.kind} {self.port}{self.path if self.kind == 'http' else ''}"
+        return f"log /{self.pattern}/" if self.kind == "log" else self.kind
+
+
+#: the catalog's readiness: its ready marker
+MARKER = Ready("marker")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What an image workload's first process is: the same on every backend."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+
+
 @dataclass(frozen=True)
 class Workload:
-    """A catalog entry with its parameters bound: what every backend runs."""
+    """A catalog entry with its parameters bound: what every backend runs.
+
+    Every workload kind (this one, ``runtimes.image.workload.ImageWorkload``) answers the
+    same questions: ``name``, ``kind``, ``ready``, ``exits_by_itself``, ``image``,
+    ``process`` (None: the backend's own environment around ``argv()``), ``stop_signal``
+    and ``stop_grace_s``, ``describe()``.
+    """
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "catalog"
+    ready: ClassVar[Ready] = MARKER
+    image: ClassVar[None] = None
+    process: ClassVar[None] = None
+    #: None: stop() kills at once (SIGKILL), as it always has for the catalog
+    stop_signal: ClassVar[int | None] = None
+    stop_grace_s: ClassVar[float] = 0.0
+
+    @property
+    def exits_by_itself(self) -> bool:
+        """It ends on its own right after ready (startup measures launch -> exit)."""
+        return self.name == "noop"
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records of it."""
+        return {"kind": self.kind, "name": self.name, "params": self.bound(), "ready": self.ready.describe()}
 
     def __post_init__(self) -> None:
         if self.name not in CATALOG:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from harness.measure import periods
+from harness.measure import limits_image, periods
 from harness.measure.common import Rows, enforcement_note, guest_report, is_guest, reported
 from harness.measure.watch import Usage, delta, failed_workload, finished_ok, read_usage, running
 from harness.metric import NONE, ONE, GridKey, MeasurementInfo, Metric, declare, measurement
@@ -34,7 +34,7 @@ CPU_QUOTA = MeasurementInfo("cpu_quota", workload="cpu", single_shot=True, grid=
     # the cell's CPU weight (cgroup v2 scale, 100 = default): high, so the quota binds, not neighbours
     "weight": GridKey((int,), 1, 10_000, required=False),
     # CFS burst (Linux >= 5.14): quota carried over from idle periods; a busy workload never has any
-    "burst_ms": GridKey(_NUM, 0, 1000, required=False)})
+    "burst_ms": GridKey(_NUM, 0, 1000, required=False)}, images=limits_image.CPU_GRID)
 
 declare(
     Metric("cpu_ratio", "ratio", ONE, "cpu_quota", headline=True, peer=True,
@@ -138,6 +138,8 @@ def applied_quota(u: Usage, requested: float | None) -> tuple[float | None, int 
 
 @measurement(CPU_QUOTA)
 def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.workload.image is not None:  # an app under the quota (limits_image)
+        return limits_image.cpu_quota(backend, case, ctx, repetition, warmup)
     bound = case.workload.bound()
     threads, seconds = int(bound["threads"]), float(bound["seconds"])
     lead, end = cpu_window(seconds)

@@ -93,7 +93,7 @@ def settled_available(settle_s: float, read: Callable[[], int] = accounting.mem_
     return reads[-1]
 
 
-@measurement(MeasurementInfo("density", workload="idle", single_shot=True))
+@measurement(MeasurementInfo("density", workload="idle", single_shot=True, images={}))
 def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     if case.instances < 1:
         raise ValueError(f"density needs instances >= 1, got {case.instances}")

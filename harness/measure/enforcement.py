@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from harness.measure import limits_image
 from harness.measure.common import MIB, Rows, enforcement_note, guest_report, is_guest, ns_to_ms, reported
 from harness.measure.watch import failed_workload, finished_ok, poll, reported_int, running
 from harness.metric import LOWER, NONE, GridKey, MeasurementInfo, Metric, declare, measurement
@@ -26,9 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _INT = (int,)
 MEM_LIMIT = MeasurementInfo("mem_limit", workload="mem", single_shot=True, grid={
-    "limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)})
+    "limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)}, images=limits_image.MEM_GRID)
 PIDS_LIMIT = MeasurementInfo("pids_limit", workload="pids", single_shot=True, grid={
-    "limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)})
+    "limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)}, images=limits_image.PIDS_GRID)
 
 declare(
     Metric("mem_peak", "MiB", NONE, "mem_limit", peer=True, description="the cgroup's peak usage"),
@@ -57,6 +58,8 @@ def _also(note: str | None, words: str) -> str:
 # -- mem_limit -------------------------------------------------------------------------
 @measurement(MEM_LIMIT)
 def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.workload.image is not None:  # an app under the limit (limits_image)
+        return limits_image.mem_limit(backend, case, ctx, repetition, warmup)
     limit_mib = case.limits.memory_mib
     if limit_mib is None:
         raise ValueError("mem_limit needs a memory limit (grid key limit_mib)")
@@ -121,6 +124,8 @@ def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, d
 # -- pids_limit ------------------------------------------------------------------------
 @measurement(PIDS_LIMIT)
 def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.workload.image is not None:  # an app under the limit (limits_image)
+        return limits_image.pids_limit(backend, case, ctx, repetition, warmup)
     limit = case.limits.pids
     if limit is None:
         raise ValueError("pids_limit needs a pids limit (grid key limit)")

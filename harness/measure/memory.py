@@ -72,7 +72,10 @@ def measure_instance(backend: Backend, case: Case, ctx: Context,
 
 
 def reference_extra(case: Case) -> dict[str, Any]:
-    """Launch options that make the reference run the isolated backends' file with their environment."""
+    """Launch options that make the reference run the isolated backends' file with their environment
+    (an image workload: none, the reference runs the image's own files, with its own environment)."""
+    if case.workload.image is not None:
+        return {}
     busybox = rootfs.build() / BUSYBOX.lstrip("/")
     argv = [str(busybox), *case.workload.argv()[1:]]
     return {"argv": argv, "env": dict(ISOLATED_ENV)}
@@ -85,7 +88,7 @@ def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
     return pages
 
 
-@measurement(MeasurementInfo("memory", workload="idle"))
+@measurement(MeasurementInfo("memory", workload="idle", images={}))
 def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     is_reference = backend.name == runtimes.memory_reference()
     extra = reference_extra(case) if is_reference else {}

@@ -1,0 +1,40 @@
+"""Finding an imported image by the reference a scenario gives (``image = "NAME[:TAG]"`` or a digest).
+
+One indirection over the image store (``runtimes.image.store``), so a caller that has its
+images elsewhere (a test's hand-made layers) can stand in for it with ``use``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from runtimes.image.model import Image, ImageError
+
+_finder: Callable[[str], Image] | None = None
+
+
+def image(ref: str) -> Image:
+    """The image ``ref`` names; ``ImageError`` (one line for the user) when there is none."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ImageError(f"an image reference must be a non-empty string, got {ref!r}")
+    if _finder is not None:
+        return _finder(ref)
+    try:
+        store = importlib.import_module("runtimes.image.store")
+    except ImportError as e:  # pragma: no cover - the store ships with isobench
+        raise ImageError(f"cannot read the image store: {e}") from e
+    found: Image = store.get(ref)
+    return found
+
+
+def use(finder: Callable[[str], Image]) -> Callable[[], None]:
+    """Resolve references with ``finder`` from now on; returns the function that undoes it."""
+    global _finder
+    previous, _finder = _finder, finder
+
+    def undo() -> None:
+        global _finder
+        _finder = previous
+
+    return undo
