@@ -51,6 +51,8 @@ class Option:
     help: str = ""
     #: the ``LaunchSpec`` field this option fills (e.g. ``vcpus``); None: it goes to ``spec.extra``
     spec_field: str | None = None
+    #: the values it may take, when only a few may (None: any of its type and range)
+    choices: tuple[Any, ...] | None = None
 
     def check(self, value: Any) -> Any:
         """The value if it is valid, else an ``OptionError`` naming this option."""
@@ -63,6 +65,8 @@ class Option:
         hi = self.maximum if self.maximum is not None else float("inf")
         if isinstance(value, (int, float)) and not lo <= value <= hi:
             raise OptionError(self.name, f"must be between {lo:g} and {hi:g}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(self.name, f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
         return value
 
 

@@ -26,7 +26,10 @@ _TOOLS = {"qemu": ("qemu-system-x86_64", "--version")}
 def _guest_options() -> tuple[Option, ...]:
     return (Option("vcpus", int, 1, 1, 1 << 20, "virtual CPUs of the guest", spec_field="vcpus"),
             Option("memory_mib", int, 256, 32, 1 << 20, "the guest's RAM (its memory limit), MiB",
-                   spec_field="guest_memory_mib"))
+                   spec_field="guest_memory_mib"),
+            Option("image_root", str, "erofs", help="how an image's guest reads its layers: erofs (a read-only "
+                   "disk per layer) or virtiofs (the store's layers shared by virtiofsd)",
+                   choices=("erofs", "virtiofs")))
 
 
 DECLARATION = Declaration(

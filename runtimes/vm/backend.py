@@ -56,7 +56,7 @@ from runtimes.vm import domain, host, image
 from runtimes.vm.connection import open_connection, version_string
 from runtimes.vm.guest import GuestBackend, GuestInstance
 from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, validate
-from runtimes.vm.machine_cgroup import cpu_usage
+from runtimes.vm.machine_cgroup import cpu_usage, qemu_process
 from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
 
@@ -110,7 +110,7 @@ class VmInstance(GuestInstance):
         self.dom.resume()
         self.t_resume = now_ns()
         self.times.phases["qemu_start"] = self.t_resume - t1
-        self.qemu = _qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
+        self.qemu = qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
 
     # -- console (GuestInstance hooks) --------------------------------------------------
     def _read_console(self) -> bytes:
@@ -122,6 +122,10 @@ class VmInstance(GuestInstance):
         if self._log is not None:
             self._log.write(data)
             self._log.flush()
+
+    def _send_console(self, data: bytes) -> None:
+        assert self.stream is not None
+        self.stream.send(data)
 
     def _boot_start(self) -> int | None:
         return self.t_resume  # the domain was created paused: the guest runs from its resume
@@ -177,6 +181,7 @@ class VmInstance(GuestInstance):
     def stop(self) -> None:
         if self.dom is None or self._stopped.is_set():
             return
+        self._stop_app()  # an image's app: its own stop signal and grace first
         try:
             self.dom.destroy()
             self._destroyed = self.marker.exit_status is None
@@ -233,21 +238,6 @@ class VmInstance(GuestInstance):
             return cpu_usage(self.qemu.pid)
         except (OSError, psutil.Error):
             return {}
-
-
-def _qemu_process(name: str, uri: str) -> psutil.Process | None:
-    """The QEMU of domain ``name``: libvirt's pid file, else its ``-name guest=NAME`` argument."""
-    candidates = [Path("/run/libvirt/qemu") / f"{name}.pid"]
-    if uri.endswith("/session"):
-        candidates.append(Path.home() / ".config/libvirt/qemu/run" / f"{name}.pid")
-    for pidfile in candidates:
-        with contextlib.suppress(OSError, ValueError, psutil.Error):
-            return psutil.Process(int(pidfile.read_text().strip()))
-    needle = f"guest={name},"
-    for p in psutil.process_iter(["cmdline"]):
-        if any(needle in a or a == f"guest={name}" for a in p.info["cmdline"] or []):
-            return p
-    return None
 
 
 class VmBackend(GuestBackend):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +22,18 @@ from typing import Any
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image
+from runtimes.vm import host, image, image_guest
 from runtimes.vm import kernel as guest_kernel
-from runtimes.vm.machine import Machine, describe
+from runtimes.vm.image_ready import ImageReadiness
+from runtimes.vm.machine import Machine, SharedDir, describe
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
+#: the console line that asks the guest's app starter to stop the app (``native/guest_run.c``)
+STOP_REQUEST = "ISOBENCH STOP"
+#: beyond an image app's grace: the request's way in, and EXIT's way out, of an emulated guest
+STOP_MARGIN_S = 5.0
 
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
@@ -68,8 +74,12 @@ class GuestInstance(Instance):
         self.machine = machine
         self.accel = machine.accel
         self.times = times
-        self.marker = MarkerChannel(log=marker_log)
+        self._marker_log = marker_log
+        self.marker = MarkerChannel(log=self._console_line)
         self.results = self.marker.results
+        #: an image's app: its readiness, read off the console (None: a catalog workload's marker)
+        self.image_ready = ImageReadiness(self.name, spec.workload.ready) if spec.workload.image else None
+        self._t_chunk = 0  # receipt of the console chunk being parsed
         self._reader: threading.Thread | None = None
         #: set by the EXIT line, the console's end, or (vm) libvirt's STOPPED event
         self._ended = threading.Event()
@@ -84,6 +94,10 @@ class GuestInstance(Instance):
     @abc.abstractmethod
     def _write_console(self, data: bytes) -> None:
         """Keep a chunk the marker channel has seen (console log, or the terminal)."""
+
+    @abc.abstractmethod
+    def _send_console(self, data: bytes) -> None:
+        """Write to the guest's console (its init reads requests such as ``ISOBENCH STOP``)."""
 
     @abc.abstractmethod
     def _boot_start(self) -> int | None:
@@ -102,10 +116,18 @@ class GuestInstance(Instance):
             pass  # the console breaks when the guest is destroyed
         finally:
             self.marker.close()
+            if self.image_ready is not None:
+                self.image_ready.end()
             self._ended.set()
 
+    def _console_line(self, line: str) -> None:
+        if self.image_ready is not None:
+            self.image_ready.line(line, self._t_chunk)
+        if self._marker_log is not None:
+            self._marker_log(line)
+
     def _take_console(self, data: bytes) -> None:
-        t = now_ns()
+        t = self._t_chunk = now_ns()
         had_init = "guest_uptime_init" in self.results
         self.marker.feed(data)  # timestamps READY before anything else happens
         self._write_console(data)
@@ -121,7 +143,8 @@ class GuestInstance(Instance):
     # -- the Instance contract --------------------------------------------------------
     def wait_ready(self, timeout: float) -> int:
         try:
-            t = self.marker.wait_ready(timeout, self.name)
+            t = (self.marker.wait_ready(timeout, self.name) if self.image_ready is None
+                 else self.image_ready.wait(timeout))
         except InstanceTimeout as e:
             self.stop()
             raise InstanceTimeout(f"{e}{self._see_log()}") from None
@@ -158,6 +181,20 @@ class GuestInstance(Instance):
 
     def guest_report(self) -> dict[str, str]:
         return guest_report(self.results, self.accel)
+
+    def _stop_app(self) -> None:
+        """An image's app: its stop signal through the guest (the app starter sends it, then
+        SIGKILL after the grace), and until the guest reports its exit; the caller then ends
+        the guest.  Nothing to do for a catalog workload, or before the app has started."""
+        w = self.spec.workload
+        r = self.image_ready
+        if r is None or not r.app_started or self._ended.is_set() or w.stop_signal in (None, signal.SIGKILL):
+            return
+        try:
+            self._send_console(f"{STOP_REQUEST}\n".encode())
+        except self._console_errors + (OSError, ValueError):
+            return  # the guest is going away anyway
+        self._ended.wait(w.stop_grace_s + STOP_MARGIN_S)
 
 
 class GuestBackend(Backend):
@@ -196,13 +233,26 @@ class GuestBackend(Backend):
 
     def base_image(self) -> Path:
         if self._base is None:
-            bk = self.boot_kernel()
-            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
-            self._base = image.base_image(comp, self.cache)
+            self._base = image.base_image(self.compression_for(), self.cache)
         return self._base
+
+    def share(self, spec: LaunchSpec) -> SharedDir | None:
+        """The virtio-fs share of an image's layers when ``spec`` asks for one (``image_root =
+        "virtiofs"``), else None.  A backend that cannot share says so."""
+        if image_guest.root_kind(spec) == "virtiofs":
+            raise BackendError(f"{self.name}: image_root = \"virtiofs\" is not supported by this backend")
+        return None
+
+    def compression_for(self) -> str:
+        return self.compression or image.choose_compression(host.kernel_config(self.boot_kernel().source))
 
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
+        if spec.workload.image is not None:
+            initrd, extra = image_guest.files(self.boot_kernel().source, spec, self.compression_for(), self.cache,
+                                              self.share(spec))
+            return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
+                            machine_type=self.machine_type, cmdline=self.cmdline, extra=extra)
         argv = spec.extra.get("argv")
         # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
         run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)

@@ -51,8 +51,10 @@ from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.
 from runtimes.vm.machine import (
     DEFAULT_MACHINE_TYPE,
     KERNEL_CMDLINE,
+    LayerDisk,
     Machine,
     SerialConsole,
+    SharedDir,
     validate,
 )
 from runtimes.workloads import Workload
@@ -76,7 +78,9 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         # libvirt: <cpu mode='host-passthrough'> with KVM, its default model under TCG
         "-cpu", "host,migratable=on" if m.accel == "kvm" else "qemu64",
         "-m", str(m.memory_mib),
-        "-object", f"memory-backend-ram,id=pc.ram,size={m.memory_mib << 20}",
+        # libvirt's <memoryBacking><source type='memfd'/><access mode='shared'/> for virtio-fs
+        "-object", (f"memory-backend-memfd,id=pc.ram,size={m.memory_mib << 20},share=on" if m.shared_memory
+                    else f"memory-backend-ram,id=pc.ram,size={m.memory_mib << 20}"),
         "-overcommit", "mem-lock=off",
         "-smp", f"{m.vcpus},sockets={m.vcpus},cores=1,threads=1",
         "-display", "none",
@@ -89,13 +93,27 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         "-initrd", m.initrd,
         "-append", m.cmdline,
     ]
-    for dev in m.devices:
+    for i, dev in enumerate(m.devices):
         if isinstance(dev, SerialConsole):
             # stdio can back one chardev only: the benchmark guest has one console
             argv += ["-chardev", f"stdio,id=charserial{dev.port},signal=off",
                      "-device", f"isa-serial,chardev=charserial{dev.port},id=serial{dev.port},index={dev.port}"]
+        elif isinstance(dev, LayerDisk):
+            # what libvirt passes for a read-only raw <disk> (host page cache on, as its default)
+            argv += ["-blockdev", f"driver=file,filename={_escape(dev.path)},node-name=disk{i}-storage,"
+                                  "read-only=on,cache.direct=off",
+                     "-blockdev", f"driver=raw,node-name=disk{i},file=disk{i}-storage,read-only=on",
+                     "-device", f"virtio-blk-pci,drive=disk{i},id=virtio-disk{i},serial={_escape(dev.serial)}"]
+        elif isinstance(dev, SharedDir):
+            argv += ["-chardev", f"socket,id=chr-vu-fs{i},path={_escape(dev.socket)}",
+                     "-device", f"vhost-user-fs-pci,chardev=chr-vu-fs{i},id=fs{i},tag={_escape(dev.tag)}"]
     argv += ["-audiodev", "none,id=audio1", "-sandbox", SANDBOX, "-msg", "timestamp=on"]
     return argv
+
+
+def _escape(value: str) -> str:
+    """A value inside QEMU's key=value option syntax (a comma is written twice)."""
+    return value.replace(",", ",,")
 
 
 class QemuInstance(GuestInstance):
@@ -149,6 +167,11 @@ class QemuInstance(GuestInstance):
         elif self._inherit:
             os.write(1, data)
 
+    def _send_console(self, data: bytes) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
     def _boot_start(self) -> int | None:
         return self.t_spawn  # QEMU starts the guest at once: its startup counts as firmware time
 
@@ -174,7 +197,9 @@ class QemuInstance(GuestInstance):
         return []
 
     def stop(self) -> None:
-        """SIGKILL QEMU (libvirt's destroy does the same after a SIGTERM)."""
+        """SIGKILL QEMU (libvirt's destroy does the same after a SIGTERM); an image's app is
+        asked to stop first, with its signal and grace."""
+        self._stop_app()
         if self.proc is not None and self.proc.poll() is None:
             self._killed = self.marker.exit_status is None
             with contextlib.suppress(ProcessLookupError):
