@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "oci:crun": "runtimes.oci:CRUN",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
+    "qemu:virtiofs": "runtimes.vm:QEMU_VIRTIOFS",
 }
 
 #: what ``isobench exec`` runs a command in unless told otherwise

@@ -171,6 +171,21 @@ def test_readiness_read_off_the_console() -> None:
         ImageReadiness("i", Ready("tcp", port=1)).wait(0)
 
 
+def test_an_image_guests_report_has_its_page_cache_with_the_app_running() -> None:
+    from runtimes.vm.guest import guest_report
+
+    base = {"guest_mem_total_kib": "204800", "guest_mem_available_kib": "180000"}
+    ready = {f"guest_ready_{k}_kib": v for k, v in (("mem_available", "150000"), ("cached", "30720"),
+                                                      ("shmem", "10240"))}
+    now = {f"guest_now_{k}_kib": v for k, v in (("mem_available", "102400"), ("cached", "51200"),
+                                                  ("shmem", "10240"))}
+    r = guest_report({**base, **ready}, None)
+    assert float(r["guest_page_cache"]) == 20.0 and float(r["guest_app_mem_used"]) == (204800 - 150000) / 1024
+    r = guest_report({**base, **ready, **now}, None)  # the latest answer wins
+    assert float(r["guest_page_cache"]) == 40.0 and float(r["guest_app_mem_used"]) == 100.0
+    assert "guest_page_cache" not in guest_report(base, None)  # a catalog guest: no such figure
+
+
 def test_image_root_option_takes_only_known_kinds() -> None:
     decl = runtimes.declaration("qemu")
     assert decl.check_options({})["image_root"] == "erofs"
@@ -216,11 +231,12 @@ SCRIPT = ("b=/bin/busybox; $b id -u; $b id -g; $b id -G; $b pwd; echo \"greeting
 
 @pytest.mark.vm
 @pytest.mark.privileged
+@pytest.mark.parametrize("root", ["erofs", "virtiofs"])
 def test_the_guest_runs_the_app_on_its_layers_as_the_image_says(image: Image, qemu_backend, run_id: str,
-                                                                 tmp_path: Path, no_leftovers) -> None:
+                                                                 tmp_path: Path, root: str, no_leftovers) -> None:
     wl = ImageWorkload("who", image, command=("/bin/sh", "-c", SCRIPT), workdir="/www", user="app",
                        env={"GREETING": "hi from the scenario"}, ready=Ready("exit"))
-    spec = _spec(run_id, 0, wl, tmp_path)
+    spec = _spec(run_id, 0, wl, tmp_path, extra={"image_root": root})
     with qemu_backend.launch(spec) as inst:
         t = inst.wait_ready(READY_TIMEOUT_S)
         assert inst.wait(READY_TIMEOUT_S) == 0 and t == inst.times.t_exit  # ready = exit: t_ready is t_exit
@@ -231,30 +247,18 @@ def test_the_guest_runs_the_app_on_its_layers_as_the_image_says(image: Image, qe
     mounts = [line.split() for line in app if line.startswith(("overlay", "proc", "sysfs", "devtmpfs"))]
     assert mounts[0][:3] == ["overlay", "/", "overlay"] and {"nosuid", "nodev"} <= set(mounts[0][3].split(","))
     r = inst.results
-    assert "lowerdir=/isobench/layers/1:/isobench/layers/0," in r["guest_mount_root"]
     assert "upperdir=/isobench/rw/upper" in r["guest_mount_root"]
-    for i, diff_id in enumerate(image.diff_ids):  # each layer: its own erofs disk, built once from its content
-        fstype, dev, opts = r[f"guest_mount_layers_{i}"].split()
-        assert fstype == "erofs" and re.fullmatch(r"/dev/vd[a-z]+", dev) and "ro" in opts.split(",")
-        assert layers.disk_path(diff_id).is_file()
-    assert _qemu_left(spec.instance) == []
-
-
-@pytest.mark.vm
-@pytest.mark.privileged
-def test_log_readiness_and_the_stop_signal_through_the_guest(image: Image, qemu_backend, run_id: str,
-                                                             tmp_path: Path, no_leftovers) -> None:
-    script = "trap 'echo stopping; exit 7' USR1; echo booting; echo 'app is up'; while :; do /bin/busybox sleep 0.1; done"
-    wl = ImageWorkload("polite", image, command=("/bin/sh", "-c", script), ready=Ready("log", pattern=r"is (up)$"),
-                       stop="SIGUSR1", grace_s=20)
-    spec = _spec(run_id, 1, wl, tmp_path)
-    with qemu_backend.launch(spec) as inst:
-        inst.wait_ready(READY_TIMEOUT_S)
-        inst.stop()
-        assert inst.wait(1) == 7 and inst.results["guest_stop_signal"] == "10"
-        assert "guest_stop_killed" not in inst.results
-    out = Path(inst.log_path or "").read_text()
-    assert out.index("app is up") < out.index("stopping")
+    if root == "erofs":
+        assert "lowerdir=/isobench/layers/1:/isobench/layers/0," in r["guest_mount_root"]
+        for i, diff_id in enumerate(image.diff_ids):  # each layer: its own erofs disk, built once from its content
+            fstype, dev, opts = r[f"guest_mount_layers_{i}"].split()
+            assert fstype == "erofs" and re.fullmatch(r"/dev/vd[a-z]+", dev) and "ro" in opts.split(",")
+            assert layers.disk_path(diff_id).is_file()
+    else:  # the store's own layer directories, shared read-only
+        assert "lowerdir=/isobench/layers/layer1:/isobench/layers/layer0," in r["guest_mount_root"]
+        fstype, tag, opts = r["guest_mount_layers"].split()
+        assert (fstype, tag) == ("virtiofs", "isobench-layers") and "ro" in opts.split(",")
+        assert not os.path.exists(f"/run/isobench-vm/{spec.instance}.sock")
     assert _qemu_left(spec.instance) == []
 
 
@@ -267,6 +271,8 @@ def test_http_readiness_inside_the_guest_under_its_limits(image: Image, qemu_bac
     with qemu_backend.launch(spec) as inst:
         t = inst.wait_ready(READY_TIMEOUT_S)
         assert inst.times.t_launch is not None and t > inst.times.t_launch
+        report = inst.guest_report()  # asks the guest for its memory now
+        assert inst.results["guest_now_seq"] == "1" and float(report["guest_page_cache"]) > 0
         inst.stop()
         inst.wait(READY_TIMEOUT_S)
     r = inst.results
@@ -294,3 +300,31 @@ def test_redis_in_a_libvirt_guest_ready_by_tcp(run_id: str, tmp_path: Path, no_l
     assert "Ready to accept connections" in Path(inst.log_path or "").read_text()
     assert [inst.results[f"guest_mount_layers_{i}"].split()[0] for i in range(2)] == ["erofs", "erofs"]
     assert guest_left(spec.instance) == []
+
+
+@pytest.mark.vm
+@pytest.mark.libvirt
+@pytest.mark.privileged
+def test_a_libvirt_guest_reads_the_layers_over_virtiofs_ready_by_log_stopped_by_its_signal(
+        image: Image, run_id: str, tmp_path: Path, no_leftovers) -> None:
+    from tests.test_vm_guest import guest_left
+
+    script = ("trap 'echo stopping; exit 7' USR1; b=/bin/busybox; echo whiteout=$($b ls /junk) opaque=$($b ls /opq); "
+              "echo 'app is up'; while :; do $b sleep 0.1; done")
+    wl = ImageWorkload("polite", image, command=("/bin/sh", "-c", script), ready=Ready("log", pattern=r"is (up)$"),
+                       stop="SIGUSR1", grace_s=20)
+    spec = _spec(run_id, 4, wl, tmp_path, extra={"image_root": "virtiofs"})
+    with runtimes.get("vm") as b:
+        b.prepare()
+        with b.launch(spec) as inst:
+            inst.wait_ready(READY_TIMEOUT_S)
+            daemons = inst.processes()[1:]  # libvirt's virtiofsd: its memory is the guest's
+            assert len(daemons) == 1 and "virtiofsd" in Path(f"/proc/{daemons[0]}/cmdline").read_text()
+            inst.stop()  # the app's own signal, through the guest: its trap runs
+            assert inst.wait(1) == 7 and inst.results["guest_stop_signal"] == "10"
+            assert "guest_stop_killed" not in inst.results
+    out = Path(inst.log_path or "").read_text()
+    assert "whiteout= opaque=new.txt" in out  # the layers' trusted.* xattrs reach the guest
+    assert out.index("app is up") < out.index("stopping")
+    assert inst.results["guest_mount_layers"].startswith("virtiofs isobench-layers ")
+    assert guest_left(spec.instance) == [] and not any(os.path.exists(f"/proc/{p}") for p in daemons)

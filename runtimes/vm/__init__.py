@@ -23,11 +23,11 @@ _GUEST_PIDS = "pids.max of a cgroup inside the guest (its own kernel enforces it
 _TOOLS = {"qemu": ("qemu-system-x86_64", "--version")}
 
 
-def _guest_options() -> tuple[Option, ...]:
+def _guest_options(image_root: str = "erofs") -> tuple[Option, ...]:
     return (Option("vcpus", int, 1, 1, 1 << 20, "virtual CPUs of the guest", spec_field="vcpus"),
             Option("memory_mib", int, 256, 32, 1 << 20, "the guest's RAM (its memory limit), MiB",
                    spec_field="guest_memory_mib"),
-            Option("image_root", str, "erofs", help="how an image's guest reads its layers: erofs (a read-only "
+            Option("image_root", str, image_root, help="how an image's guest reads its layers: erofs (a read-only "
                    "disk per layer) or virtiofs (the store's layers shared by virtiofsd)",
                    choices=("erofs", "virtiofs")))
 
@@ -62,6 +62,21 @@ QEMU = Declaration(
     tools=_TOOLS,
 )
 
+#: the qemu guest with an image's layers over virtio-fs: the A/B of how a guest reads an image
+#: (scenarios/image-guests.toml), in one interleaved run; a catalog workload runs as on qemu
+QEMU_VIRTIOFS = Declaration(
+    name="qemu:virtiofs",
+    factory="runtimes.vm.qemu:QemuBackend",
+    label="the qemu guest, an image's layers shared by virtiofsd instead of erofs disks",
+    colour="#F0E442",
+    options=_guest_options("virtiofs"),
+    guest=True,
+    enforcement=QEMU.enforcement,
+    sweep="runtimes.vm.qemu:cleanup_leftovers",
+    doctor="runtimes.vm.checks:checks",
+    tools=_TOOLS,
+)
+
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     """Destroy every isobench domain (of ``run_id`` if given); returns their names."""
@@ -70,4 +85,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     return impl(run_id)
 
 
-__all__ = ["DECLARATION", "QEMU", "cleanup_leftovers"]
+__all__ = ["DECLARATION", "QEMU", "QEMU_VIRTIOFS", "cleanup_leftovers"]

@@ -52,7 +52,7 @@ from runtimes.base import (
 )
 from runtimes.exits import ExitEvents
 from runtimes.vm import accel as accelerator
-from runtimes.vm import domain, host, image
+from runtimes.vm import domain, host, image, virtiofs
 from runtimes.vm.connection import open_connection, version_string
 from runtimes.vm.guest import GuestBackend, GuestInstance
 from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, validate
@@ -174,9 +174,13 @@ class VmInstance(GuestInstance):
         raise BackendError(f"{self.name}: the guest ended without reporting an exit status{self._see_log()}")
 
     def processes(self) -> list[int]:
-        if self.qemu is not None and self.qemu.is_running():
-            return [self.qemu.pid]
-        return []
+        """QEMU, and the virtiofsd libvirt started for an image's layers (its memory is the guest's)."""
+        if self.qemu is None or not self.qemu.is_running():
+            return []
+        daemons: list[int] = []
+        with contextlib.suppress(libvirt.libvirtError):
+            daemons = virtiofs.libvirt_daemons(self.dom.ID()) if self.dom is not None else []
+        return [self.qemu.pid, *daemons]
 
     def stop(self) -> None:
         if self.dom is None or self._stopped.is_set():
@@ -244,6 +248,7 @@ class VmBackend(GuestBackend):
     """Guests through libvirt; one connection (and event callback) per backend."""
 
     name = "vm"
+    libvirt_starts_virtiofsd = True
 
     def __init__(self, uri: str | None = None, *, kernel: str | None = None, kernel_format: str | None = None,
                  machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,

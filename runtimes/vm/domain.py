@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from runtimes.vm.machine import VIRTIOFSD, LayerDisk, Machine, SerialConsole, SharedDir
+from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir
 
 #: the namespace of our <metadata> element: how ``cleanup_leftovers`` recognises our domains
 NS = "urn:isobench:domain:1"
@@ -109,8 +109,7 @@ def _shared_dir(devices: ET.Element, dev: SharedDir) -> None:
     """libvirt starts (and ends) the share's virtiofsd itself; ``dev.socket`` is QEMU's own."""
     fs = _sub(devices, "filesystem", type="mount", accessmode="passthrough")
     _sub(fs, "driver", type="virtiofs")
-    binary = _sub(fs, "binary", path=VIRTIOFSD, xattr="on")
-    _sub(binary, "cache", mode="auto")
+    _sub(fs, "binary", path=dev.binary, xattr="on")  # cache: virtiofsd's default (auto), as for qemu
     _sub(fs, "source", dir=dev.source)
     _sub(fs, "target", dir=dev.tag)
 

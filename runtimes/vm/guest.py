@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -22,10 +23,11 @@ from typing import Any
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image, image_guest
+from runtimes.vm import host, image, image_guest, virtiofs
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.image_ready import ImageReadiness
 from runtimes.vm.machine import Machine, SharedDir, describe
+from runtimes.wait import wait_until
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
@@ -34,11 +36,15 @@ READER_DRAIN_S = 1.0
 STOP_REQUEST = "ISOBENCH STOP"
 #: beyond an image app's grace: the request's way in, and EXIT's way out, of an emulated guest
 STOP_MARGIN_S = 5.0
+#: the console line that asks the app starter for the guest's memory now
+MEMINFO_REQUEST = "ISOBENCH MEMINFO"
+MEMINFO_TIMEOUT_S = 10.0
 
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
     """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used (MiB)
-    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock).
+    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock); for an
+    image's guest, guest_app_mem_used and guest_page_cache (MiB, with the app running).
 
     These derived values are computed here only (the measurements store them as they
     are), at full precision: ``repr`` of the float, which reads back exactly."""
@@ -51,6 +57,13 @@ def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
         wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
         if wall > 0:
             r["guest_cpu_delivered"] = repr(float(r["guest_cpu_busy_s"]) / wall)
+    # an image's guest with its app running: the latest answer to a meminfo request, else ready's
+    for tag in ("now", "ready"):
+        with contextlib.suppress(KeyError, ValueError):
+            total = int(r["guest_mem_total_kib"])
+            r["guest_app_mem_used"] = repr((total - int(r[f"guest_{tag}_mem_available_kib"])) / 1024)
+            r["guest_page_cache"] = repr((int(r[f"guest_{tag}_cached_kib"]) - int(r[f"guest_{tag}_shmem_kib"])) / 1024)
+            break
     if accel:
         r["accel"] = accel
     return r
@@ -180,7 +193,20 @@ class GuestInstance(Instance):
         return self._ended_without_status()
 
     def guest_report(self) -> dict[str, str]:
+        """The guest's report (``guest_report``); an image's guest is asked for its memory now."""
+        with contextlib.suppress(*self._console_errors, OSError, ValueError):
+            self.ask_meminfo()
         return guest_report(self.results, self.accel)
+
+    def ask_meminfo(self, timeout: float = MEMINFO_TIMEOUT_S) -> bool:
+        """Ask an image's guest for its memory now (``guest_now_*`` results, see ``native/guest_run.c``);
+        whether it answered.  Nothing to ask of a catalog guest, or of one whose app is not running."""
+        r = self.image_ready
+        if r is None or not r.app_started or self._ended.is_set():
+            return False
+        seq = self.results.get("guest_now_seq")
+        self._send_console(f"{MEMINFO_REQUEST}\n".encode())
+        return wait_until(lambda: self.results.get("guest_now_seq") != seq, timeout, interval=0.005)
 
     def _stop_app(self) -> None:
         """An image's app: its stop signal through the guest (the app starter sends it, then
@@ -202,6 +228,8 @@ class GuestBackend(Backend):
     per-workload initrd from the same cache, so both boot exactly the same guest."""
 
     NO_KERNEL = "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+    #: libvirt starts an image share's virtiofsd from the domain XML (the harness does for QEMU)
+    libvirt_starts_virtiofsd = False
 
     def _init_guest(self, *, kernel: str | None, kernel_format: str | None, machine_type: str, cmdline: str,
                     accel: str | None, probe_timeout_s: float | None, compression: str | None,
@@ -238,10 +266,14 @@ class GuestBackend(Backend):
 
     def share(self, spec: LaunchSpec) -> SharedDir | None:
         """The virtio-fs share of an image's layers when ``spec`` asks for one (``image_root =
-        "virtiofs"``), else None.  A backend that cannot share says so."""
-        if image_guest.root_kind(spec) == "virtiofs":
-            raise BackendError(f"{self.name}: image_root = \"virtiofs\" is not supported by this backend")
-        return None
+        "virtiofs"``), else None.  QEMU's virtiofsd is started by ``qemu``; libvirt starts its own."""
+        img = spec.workload.image
+        if img is None or image_guest.root_kind(spec) != "virtiofs":
+            return None
+        share = virtiofs.share_for(img, spec.instance)
+        if self.libvirt_starts_virtiofsd:
+            share = dataclasses.replace(share, binary=virtiofs.libvirt_binary(image.vm_cache(self.cache)))
+        return share
 
     def compression_for(self) -> str:
         return self.compression or image.choose_compression(host.kernel_config(self.boot_kernel().source))

@@ -49,6 +49,8 @@ class SharedDir:
     socket: str
     tag: str
     source: str
+    #: the virtiofsd libvirt runs (QEMU's own, or a wrapper that adds options libvirt cannot)
+    binary: str = VIRTIOFSD
 
 
 #: a benchmark guest's devices: its console, and an image guest's layers

@@ -45,7 +45,7 @@ from runtimes.base import (
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.process import launching
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image
+from runtimes.vm import host, image, virtiofs
 from runtimes.vm.guest import GuestBackend, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
 from runtimes.vm.machine import (
@@ -127,6 +127,8 @@ class QemuInstance(GuestInstance):
         self._killed = False
         self._inherit = spec.extra.get("stdio") == "inherit"
         self._console: Any = None  # console log file, written by the reader thread
+        #: the virtiofsd sharing an image's layers (``image_root = "virtiofs"``), else None
+        self.virtiofsd: virtiofs.Daemon | None = None
 
     # -- start ------------------------------------------------------------------------
     def start(self, argv: list[str], logs: QemuLogs) -> None:
@@ -145,6 +147,11 @@ class QemuInstance(GuestInstance):
                 finally:
                     os.close(fd)
 
+        share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
+        if share is not None:  # QEMU connects to its socket at start: it must be listening
+            log = str(Path(self.spec.log_dir) / f"{self.name}.virtiofsd.log") if self.spec.log_dir else None
+            self.virtiofsd = virtiofs.Daemon(share, procs, log)
+            self.times.phases["virtiofsd_start"] = self.virtiofsd.start()
         self.t_spawn = now_ns()
         try:
             # stdin: a pipe nobody writes (EOF on /dev/null would close the stdio chardev)
@@ -192,9 +199,8 @@ class QemuInstance(GuestInstance):
                            f"(QEMU exit {self.proc.returncode}){self._see_log()}")
 
     def processes(self) -> list[int]:
-        if self.proc is not None and self.proc.poll() is None:
-            return [self.proc.pid]
-        return []
+        qemu = [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+        return qemu + (self.virtiofsd.pids() if self.virtiofsd is not None else [])
 
     def stop(self) -> None:
         """SIGKILL QEMU (libvirt's destroy does the same after a SIGTERM); an image's app is
@@ -214,6 +220,8 @@ class QemuInstance(GuestInstance):
                     if self.times.t_exit is None:
                         self.times.t_exit = self.t_exit_line or now_ns()
             finally:  # also when QEMU outlived its kill: the cgroup sweep kills and removes it
+                if self.virtiofsd is not None:
+                    self.virtiofsd.stop()
                 self._cgroup.remove()
             if self._reader is not None:
                 self._reader.join(5.0)
@@ -371,4 +379,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             removed.append(f"qemu {name} (pid {pid})")
-    return removed
+    return removed + virtiofs.cleanup_leftovers(run_id)
