@@ -31,8 +31,8 @@ READY_TIMEOUT_S = 180.0  # TCG on a loaded 2-core machine
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     img = imagekit.make(tmp_path_factory.mktemp("image"))
     yield img
-    for diff_id in img.diff_ids:  # the test image's layers are made anew each session
-        layers.disk_path(diff_id).unlink(missing_ok=True)
+    for tree, diff_id in zip(img.layers, img.diff_ids, strict=True):  # the test's layers are new each session
+        layers.disk_path(tree, diff_id).unlink(missing_ok=True)
 
 
 def _records(spec: bytes) -> list[tuple[str, str]]:
@@ -194,14 +194,19 @@ def test_image_root_option_takes_only_known_kinds() -> None:
 
 
 def test_the_layer_disk_sweep_keeps_the_stores_layers(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
     keep, drop = "sha256:" + "a" * 64, "sha256:" + "b" * 64
-    kept, dropped = layers.disk_path(keep, tmp_path), layers.disk_path(drop, tmp_path)
+    kept, dropped = layers.disk_path(tree, keep, tmp_path), layers.disk_path(tree, drop, tmp_path)
     young, old = kept.parent / ".isobench-new.img", kept.parent / ".isobench-old.img"
     for f in (kept, dropped, young, old):
         f.write_bytes(b"x")
     os.utime(old, (time.time() - 2 * layers.BUILD_TIMEOUT_S,) * 2)
-    removed = layers.sweep({keep}, tmp_path)
+    removed = layers.sweep({kept.name}, tmp_path)
     assert len(removed) == 2 and kept.exists() and young.exists() and not dropped.exists() and not old.exists()
+    tree.rmdir()
+    tree.mkdir()  # the same layer imported again: a new tree, a new disk
+    assert layers.disk_path(tree, keep, tmp_path) != kept
 
 
 # -- real guests ---------------------------------------------------------------------
@@ -253,7 +258,7 @@ def test_the_guest_runs_the_app_on_its_layers_as_the_image_says(image: Image, qe
         for i, diff_id in enumerate(image.diff_ids):  # each layer: its own erofs disk, built once from its content
             fstype, dev, opts = r[f"guest_mount_layers_{i}"].split()
             assert fstype == "erofs" and re.fullmatch(r"/dev/vd[a-z]+", dev) and "ro" in opts.split(",")
-            assert layers.disk_path(diff_id).is_file()
+            assert layers.disk_path(image.layers[i], diff_id).is_file()
     else:  # the store's own layer directories, shared read-only
         assert "lowerdir=/isobench/layers/layer1:/isobench/layers/layer0," in r["guest_mount_root"]
         fstype, tag, opts = r["guest_mount_layers"].split()

@@ -11,6 +11,8 @@ does not import libvirt.
 
 from __future__ import annotations
 
+import os
+
 from runtimes.declaration import Declaration, Option
 
 #: how a guest enforces limits: its own kernel applies them to a cgroup inside the guest that
@@ -79,10 +81,16 @@ QEMU_VIRTIOFS = Declaration(
 
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
-    """Destroy every isobench domain (of ``run_id`` if given); returns their names."""
+    """Destroy every isobench domain (of ``run_id`` if given); returns their names.  Without a
+    run id, also the guests' layer disks of layers the image store no longer has."""
     from runtimes.vm.leftovers import cleanup_leftovers as impl
 
-    return impl(run_id)
+    removed = impl(run_id)
+    if run_id is None and os.geteuid() == 0:
+        from runtimes.vm import layers
+
+        removed += layers.sweep_unused()
+    return removed
 
 
 __all__ = ["DECLARATION", "QEMU", "QEMU_VIRTIOFS", "cleanup_leftovers"]

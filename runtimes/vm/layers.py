@@ -8,12 +8,13 @@ owners, modes, mtimes, hardlinks and xattrs.  Inside the guest the erofs disks a
 overlay's lowerdirs, as the layer directories are on the host: the same layers, stacked the
 same way, never flattened.
 
-The file is named by the layer's diff_id (the digest of its content) and the packing's own
-version, so it is built once per layer -- shared by every image that has the layer, and by
-every guest of those images -- and never rebuilt while the layer is the same.  It is
+The file is named by the layer's diff_id (the digest of its content), the packing's own
+version and the layer directory's identity, so it is built once per layer -- shared by every
+image that has the layer, and by every guest of those images -- and never rebuilt while the
+layer is the same.  It is
 uncompressed: the guest's page cache then holds the same bytes a container's does, with no
 decompression in the guest's CPU time.  Built into a temporary file, renamed into place.
-``sweep`` removes the disks of layers the store no longer has.
+``sweep_unused`` (``isobench cleanup``) removes the disks of layers the store no longer has.
 """
 
 from __future__ import annotations
@@ -55,14 +56,17 @@ def _hex(diff_id: str) -> str:
     return value
 
 
-def disk_path(diff_id: str, cache: Path | None = None) -> Path:
-    key = hashlib.sha256(f"{FORMAT}\0{' '.join(MKFS_OPTIONS)}".encode()).hexdigest()[:8]
-    return disks_dir(cache) / f"erofs-{_hex(diff_id)}-{key}.img"
+def disk_path(tree: Path, diff_id: str, cache: Path | None = None) -> Path:
+    """Where the disk of layer ``tree`` is: named by its diff_id, the packing's options and the
+    tree's identity (a layer removed from the store and imported again is a new tree)."""
+    st = os.stat(tree)
+    key = hashlib.sha256(f"{FORMAT}\0{' '.join(MKFS_OPTIONS)}\0{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}".encode())
+    return disks_dir(cache) / f"erofs-{_hex(diff_id)}-{key.hexdigest()[:12]}.img"
 
 
 def erofs_disk(tree: Path, diff_id: str, cache: Path | None = None) -> Path:
     """The erofs image of the layer ``tree`` (the store's unpacked layer), built unless cached."""
-    dest = disk_path(diff_id, cache)
+    dest = disk_path(tree, diff_id, cache)
     if dest.exists():
         return dest
     mkfs = shutil.which("mkfs.erofs")
@@ -92,19 +96,29 @@ def disks(image: Image, cache: Path | None = None) -> tuple[LayerDisk, ...]:
                  for i, (tree, diff_id) in enumerate(zip(image.layers, image.diff_ids, strict=True)))
 
 
-def sweep(known_diff_ids: set[str], cache: Path | None = None) -> list[str]:
-    """Remove the disks of layers not in ``known_diff_ids`` (the store's), and dead temporaries.
-    A running guest keeps its open disk (the inode stays until QEMU closes it)."""
-    keep = {_hex(d) for d in known_diff_ids}
+def sweep(wanted: set[str], cache: Path | None = None) -> list[str]:
+    """Remove the disks not named in ``wanted`` (the store's layers' ``disk_path`` names), and
+    dead temporaries.  A running guest keeps its open disk (the inode stays until QEMU closes it)."""
     removed = []
     for f in disks_dir(cache).iterdir():
-        parts = f.name.split("-")
         with contextlib.suppress(FileNotFoundError):
             # a temporary is dead once no build could still be writing it
             dead = (f.name.startswith(f".{PREFIX}-") and time.time() - f.stat().st_mtime > BUILD_TIMEOUT_S) or (
-                f.name.startswith("erofs-") and len(parts) == 3 and parts[1] not in keep)
-        if dead:
-            with contextlib.suppress(FileNotFoundError):
+                f.name.startswith("erofs-") and f.name not in wanted)
+            if dead:
                 f.unlink()
                 removed.append(f"guest layer disk {f.name}")
     return removed
+
+
+def sweep_unused(cache: Path | None = None) -> list[str]:
+    """``sweep`` against the image store's layers (``isobench cleanup``); nothing when the store
+    cannot be read (a disk is cheap to keep, costly to rebuild)."""
+    from runtimes.image.store import Store
+
+    try:
+        wanted = {disk_path(tree, d, cache).name for img in Store().list()
+                  for tree, d in zip(img.layers, img.diff_ids, strict=True)}
+    except (OSError, ValueError):
+        return []
+    return sweep(wanted, cache)

@@ -4,7 +4,7 @@ It runs inside a guest whose initramfs holds busybox and nothing else of a C lib
 be static (libc6-dev's ``libc.a``).  Built before any ``t_launch`` into the guest cache
 (``image.vm_cache()``), named by a hash of its source and build command, written to a
 temporary file and renamed into place, so concurrent harnesses never pack a half-written one.
-Old builds are left for the cache's own pruning: a guest's initramfs holds its own copy.
+Builds of earlier sources are removed: a base archive holds its own copy of the starter.
 """
 
 from __future__ import annotations
@@ -51,4 +51,7 @@ def guest_run(cache_dir: Path) -> Path:
         raise BackendError(f"building the guest's app starter failed: {e}") from e
     finally:
         tmp.unlink(missing_ok=True)
+    for old in cache_dir.glob("guest-run-*"):  # earlier sources' builds (a base archive keeps its own copy)
+        if old != target:
+            old.unlink(missing_ok=True)
     return target
