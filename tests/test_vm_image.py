@@ -231,7 +231,7 @@ def qemu_backend() -> Iterator[qemu.QemuBackend]:
 
 SCRIPT = ("b=/bin/busybox; $b id -u; $b id -g; $b id -G; $b pwd; echo \"greeting=$GREETING\"; "
           "echo whiteout=$($b ls /junk); echo opaque=$($b ls /opq); $b touch /home/app/written && echo wrote; "
-          "$b cat /proc/mounts")
+          "$b cat /proc/mounts; $b printf no-newline-at-the-end")
 
 
 @pytest.mark.vm

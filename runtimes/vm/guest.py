@@ -23,7 +23,7 @@ from typing import Any
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image, image_guest, virtiofs
+from runtimes.vm import host, image, image_guest, image_init, virtiofs
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.image_ready import ImageReadiness
 from runtimes.vm.machine import Machine, SharedDir, describe
@@ -246,6 +246,7 @@ class GuestBackend(Backend):
         self._verdict: accelerator.Verdict | None = None
         self._kernel: guest_kernel.BootKernel | None = None
         self._base: Path | None = None
+        self._image_base: Path | None = None  # an image guest's base archive, found once per backend
 
     def _kernel_source(self) -> str | None:
         return self.kernel_source or host.find_kernel()
@@ -264,6 +265,13 @@ class GuestBackend(Backend):
             self._base = image.base_image(self.compression_for(), self.cache)
         return self._base
 
+    def image_base(self) -> Path:
+        """The base archive of every image guest (busybox, modules, app starter), built or found
+        once: a launch never builds it, and a run boots the same one throughout."""
+        if self._image_base is None:
+            self._image_base = image_init.base_image(self.boot_kernel().source, self.compression_for(), self.cache)
+        return self._image_base
+
     def share(self, spec: LaunchSpec) -> SharedDir | None:
         """The virtio-fs share of an image's layers when ``spec`` asks for one (``image_root =
         "virtiofs"``), else None.  QEMU's virtiofsd is started by ``qemu``; libvirt starts its own."""
@@ -281,7 +289,7 @@ class GuestBackend(Backend):
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
         if spec.workload.image is not None:
-            initrd, extra = image_guest.files(self.boot_kernel().source, spec, self.compression_for(), self.cache,
+            initrd, extra = image_guest.files(self.boot_kernel().source, spec, self.image_base(), self.cache,
                                               self.share(spec))
             return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
                             machine_type=self.machine_type, cmdline=self.cmdline, extra=extra)
@@ -312,4 +320,6 @@ class GuestBackend(Backend):
         meta["machine_type"] = self.machine_type
         if self._base is not None:
             meta["initramfs"] = self._base.name
+        if self._image_base is not None:
+            meta["image_initramfs"] = self._image_base.name
         return meta

@@ -2,8 +2,8 @@
 
 ``files(kernel, spec, …)`` is what ``GuestBackend.machine`` calls for a ``LaunchSpec`` whose
 workload is an image (``runtimes.image.workload.ImageWorkload``): everything is looked up or
-built here, before ``t_launch`` -- the layer disks once per layer, the base archive once per
-content, the per-workload archive once per process, limits and root kind.
+built here, before ``t_launch`` -- the layer disks once per layer, the per-workload archive
+once per process, limits and root kind (the shared base archive once per backend).
 
 The root kind is the backend option ``image_root``: ``erofs`` (the default: one read-only
 erofs disk per layer, ``runtimes.vm.layers``) or ``virtiofs`` (the store's layer directories
@@ -52,10 +52,11 @@ def spec_bytes(workload: ImageWorkload, *, cgroup: bool) -> bytes:
     return b"".join(r.encode() + b"\0" for r in records)
 
 
-def files(kernel: str, spec: LaunchSpec, compression: str, cache: Path | None,
+def files(kernel: str, spec: LaunchSpec, base: Path, cache: Path | None,
           share: SharedDir | None = None) -> tuple[Path, tuple[Device, ...]]:
-    """(the initrd, the devices after the console) of the guest running ``spec``'s image; with
-    ``share`` (virtiofs) the layers come through it instead of disks."""
+    """(the initrd, the devices after the console) of the guest running ``spec``'s image on
+    ``base`` (``image_init.base_image``); with ``share`` (virtiofs) the layers come through it
+    instead of disks."""
     workload = spec.workload
     img = workload.image
     if not isinstance(workload, ImageWorkload) or img is None:
@@ -72,5 +73,4 @@ def files(kernel: str, spec: LaunchSpec, compression: str, cache: Path | None,
     limited = spec.limits.memory_mib is not None or spec.limits.pids is not None
     entries = image_init.workload_entries(kernel, root, spec_bytes(workload, cgroup=limited),
                                           workload.missing_mountpoints(), spec.limits.memory_mib, spec.limits.pids)
-    base = image_init.base_image(kernel, compression, cache)
     return image.initrd_with(entries, base, cache), devices

@@ -33,6 +33,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,9 @@ static int argc_, envc_;
 static const char *cwd = "/", *cgroup, *ready = "none", *path = "/", *groups = "";
 static long uid, gid, port, interval_us = 1000, fast_us = 2000000, slow_us = 10000, attempt_ms = 1000;
 static long stop_signal = SIGTERM, grace_ms = 5000;
+/* whether the app's output, as copied to the console, ends with a whole line: a marker written
+ * after a partial line would be glued to it (print() writes its text and its newline apart) */
+static int at_line_start = 1;
 
 static void die(const char *what) {
     fprintf(stderr, "isobench-guest-run: %s: %s\n", what, strerror(errno));
@@ -149,6 +153,25 @@ static void become_app(const char *root, int out) {
     _exit(errno == ENOENT ? 127 : 126);
 }
 
+static void relay(const char *buf, ssize_t len) {
+    if (len > 0) {
+        (void)!write(1, buf, len);
+        at_line_start = buf[len - 1] == '\n';
+    }
+}
+
+/* A marker line on the console (fd 3), always on a line of its own. */
+static void marker(const char *fmt, ...) {
+    va_list ap;
+    if (!at_line_start) {
+        (void)!write(1, "\n", 1);
+        at_line_start = 1;
+    }
+    va_start(ap, fmt);
+    vdprintf(MARKER_FD, fmt, ap);
+    va_end(ap);
+}
+
 static long now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -179,6 +202,10 @@ static int probe_once(void) {
                     got += r;
             resp[got] = 0;
             ok = got >= 12 && !strncmp(resp, "HTTP/", 5) && strchr(resp, ' ') && strchr(resp, ' ')[1] == '2';
+            /* read the rest of the answer (Connection: close): closing with unread data would reset
+             * the connection under the app's feet, an error it would log (capped, as the attempt) */
+            for (size_t rest = 0; r > 0 && rest < (1 << 20); rest += r)
+                r = recv(s, req, sizeof req, 0);
         }
     }
     close(s);
@@ -201,7 +228,7 @@ static void meminfo(const char *tag) {
         if (sscanf(text, "%63[^:]: %ld", key, &kib) == 2)
             for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
                 if (!strcmp(key, fields[i][0]))
-                    dprintf(MARKER_FD, "ISOBENCH RESULT guest_%s_%s_kib=%ld\n", tag, fields[i][1], kib);
+                    marker("ISOBENCH RESULT guest_%s_%s_kib=%ld\n", tag, fields[i][1], kib);
     fclose(f);
 }
 
@@ -244,7 +271,7 @@ int main(int argc, char **argv) {
         if (fds[0].revents) { /* the app's output, copied as it is */
             ssize_t r = read(pipefd[0], buf, sizeof buf);
             if (r > 0)
-                (void)!write(1, buf, r);
+                relay(buf, r);
             else
                 fds[0].fd = -1;
         }
@@ -258,10 +285,10 @@ int main(int argc, char **argv) {
                 if (strstr(line, STOP_LINE) && kill_at < 0) {
                     kill(child, stop_signal);
                     kill_at = now_us() + grace_ms * 1000;
-                    dprintf(MARKER_FD, "ISOBENCH RESULT guest_stop_signal=%ld\n", stop_signal);
+                    marker("ISOBENCH RESULT guest_stop_signal=%ld\n", stop_signal);
                 } else if (strstr(line, MEMINFO_LINE)) {
                     meminfo("now");
-                    dprintf(MARKER_FD, "ISOBENCH RESULT guest_now_seq=%ld\n", ++meminfo_seq);
+                    marker("ISOBENCH RESULT guest_now_seq=%ld\n", ++meminfo_seq);
                 }
                 held = 0;
             }
@@ -274,12 +301,12 @@ int main(int argc, char **argv) {
         }
         if (kill_at >= 0 && !exited && now_us() >= kill_at) {
             kill(child, SIGKILL);
-            dprintf(MARKER_FD, "ISOBENCH RESULT guest_stop_killed=1\n");
+            marker("ISOBENCH RESULT guest_stop_killed=1\n");
             kill_at = -1;
         }
         if (probing && !exited && now_us() >= next_probe) {
             if (probe_once()) {
-                dprintf(MARKER_FD, "ISOBENCH READY\n");
+                marker("ISOBENCH READY\n");
                 meminfo("ready");
                 probing = 0;
             } else {
@@ -293,7 +320,9 @@ int main(int argc, char **argv) {
         ssize_t r = read(pipefd[0], buf, sizeof buf);
         if (r <= 0)
             break;
-        (void)!write(1, buf, r);
+        relay(buf, r);
     }
+    if (!at_line_start) /* the init's own lines (EXIT) follow */
+        (void)!write(1, "\n", 1);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
