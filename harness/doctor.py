@@ -34,7 +34,6 @@ SYSTEM_PACKAGES = [
     "libseccomp2", "libc6-dev",
     "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
     "redis-server",  # the example redis image is made from this package's files
-    "erofs-utils",  # an image's guest reads each layer as an erofs disk (mkfs.erofs)
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -46,15 +45,21 @@ PACKAGE_PROBES = {
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
-    "erofs-utils": "/usr/bin/mkfs.erofs",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child
 UNSHARE_TOOL = os.path.basename(PACKAGE_PROBES["util-linux"])
 
 
+def _declared_packages() -> dict[str, str]:
+    """The packages the backends declare (``Declaration.packages``: package -> the file it installs)."""
+    import runtimes  # (the declarations only: standard library)
+
+    return {pkg: probe for d in runtimes.declarations() for pkg, probe in d.packages.items()}
+
+
 def _debian_package_missing(pkg: str) -> bool:
-    probe = PACKAGE_PROBES.get(pkg)
+    probe = PACKAGE_PROBES.get(pkg) or _declared_packages().get(pkg)
     if probe is not None:
         return not (os.path.exists(probe) or shutil.which(os.path.basename(probe)))
     if pkg == "linux-image-amd64":
@@ -71,7 +76,8 @@ def _debian_package_missing(pkg: str) -> bool:
 
 
 def missing_packages() -> list[str]:
-    return [p for p in SYSTEM_PACKAGES if _debian_package_missing(p)]
+    wanted = [*SYSTEM_PACKAGES, *(p for p in _declared_packages() if p not in SYSTEM_PACKAGES)]
+    return [p for p in wanted if _debian_package_missing(p)]
 
 
 def check_root() -> Check:
@@ -81,10 +87,11 @@ def check_root() -> Check:
 
 
 def check_cgroups() -> Check:
-    from runtimes import cgroups
+    from runtimes import cgroups, owners
 
     try:
         info = cgroups.describe()
+        owners.claim(f"doctor-{os.getpid()}")  # `isobench cleanup` meanwhile leaves it alone
         cg = cgroups.Cgroup.create(f"{PREFIX}-doctor-{os.getpid()}")
         cg.remove()
     except (OSError, cgroups.CgroupError) as e:

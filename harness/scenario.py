@@ -38,6 +38,7 @@ the problem; nothing is created before a scenario validated.
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -137,6 +138,8 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
     if isinstance(value, bool) or not isinstance(value, types) or not isinstance(value, (int, float)):
         kind = "an integer" if types == (int,) else "a number"
         raise _err(path, key, f"must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise _err(path, key, f"must be a finite number, got {value!r}")
     if not lo <= value <= hi:
         raise _err(path, key, f"must be between {lo:g} and {hi:g}, got {value!r}")
     return value
@@ -271,6 +274,10 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for b in only:
             if b not in backends:
                 raise _err(p, f"{where}.backends", f"{b!r} is not among scenario.backends")
+    imageless = [b for b in (only or backends) if not runtimes.declaration(b).images]
+    if imageless and any(n in images for n in names):
+        raise _err(p, f"{where}.backends", f"{', '.join(imageless)} runs no image workload: give the experiment "
+                   f"a backends list without it")
     base_params = exp.get("params", {})
     if not isinstance(base_params, Mapping):
         raise _err(p, f"{where}.params", "must be a table of workload parameters")

@@ -28,6 +28,7 @@ REGISTRY: dict[str, str] = {
     "container:unconfined": "runtimes.container:UNCONFINED",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
+    "podman": "runtimes.podman:DECLARATION",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
     "qemu:virtiofs": "runtimes.vm:QEMU_VIRTIOFS",

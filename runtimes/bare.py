@@ -47,19 +47,18 @@ class BareBackend(Backend):
     def launch(self, spec: LaunchSpec) -> Instance:
         argv = self._argv(spec)  # an image's tree is mounted here, before t_launch
         what = f"cannot start {spec.workload.name}"
-        with instance_log(spec, "bare", what) as (log, log_path):  # before t_launch, as for every backend
+        with instance_log(spec, "bare", what) as stdio:  # before t_launch, as for every backend
             times = Timestamps(t_launch=now_ns())
             cgroup = None
             if spec.limits.any() or spec.extra.get("cgroup"):
                 cgroup = Cgroup.create(spec.instance, spec.limits)
                 times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
-            inst = ProcessInstance(spec, cgroup, times)
+            inst = ProcessInstance(spec, cgroup, times, stdio)
             inst.own_netns = self.own_netns
             # unshare(1) leaves lo down (the readiness probe brings it up) and forks the workload
             inst.lo_down = inst.forks = self.own_netns
-            inst.log_path = log_path
             with launching(inst, what):
-                inst._spawn(argv, log)
+                inst._spawn(argv)
         return inst
 
     def _argv(self, spec: LaunchSpec) -> list[str]:
@@ -113,4 +112,5 @@ DECLARATION = Declaration(
     label="fork/exec on the host",
     colour="#555555",
     memory_reference=True,
+    image_label="chroot",
 )

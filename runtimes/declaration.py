@@ -15,6 +15,7 @@ Generic code (harness/) asks these declarations; it never names a backend.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,8 @@ class Option:
             raise OptionError(self.name, f"must be {kind}, got {value!r}")
         lo = self.minimum if self.minimum is not None else float("-inf")
         hi = self.maximum if self.maximum is not None else float("inf")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(self.name, f"must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and not lo <= value <= hi:
             raise OptionError(self.name, f"must be between {lo:g} and {hi:g}, got {value!r}")
         if self.choices is not None and value not in self.choices:
@@ -128,6 +131,14 @@ class Declaration:
     #: host metadata key -> command printing the version of a tool it runs (``qemu-system-x86_64
     #: --version``), recorded in every run's manifest under ``host``
     tools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Debian packages it needs beyond the project's own (``harness.doctor.SYSTEM_PACKAGES``), each
+    #: with the file that says it is installed: ``doctor --fix`` installs them
+    packages: Mapping[str, str] = field(default_factory=dict)
+    #: how it runs an image, when that is not what its name says: every label of its image
+    #: workloads' rows carries it (``bare``: "chroot")
+    image_label: str | None = None
+    #: it runs image workloads (``[workload.NAME]``); False: a launch of one is a clear error
+    images: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)

@@ -1,78 +1,56 @@
-"""A workload's stdout/stderr read by the harness, line by line: the ``log`` readiness.
+"""A workload's stdout/stderr read line by line, as it arrives: the ``log`` readiness.
 
-``LineTee`` is the write end of a pipe that a backend hands to the workload as its stdout and
-stderr, exactly where it would hand the instance's log file (it has a ``fileno()``); a thread
-copies everything to the log file (when there is one) and timestamps the first line that
-matches the pattern: ``t_ready`` is when the host *received* that line, as for the ready
-marker.  Lines are capped at ``MAX_LINE`` bytes for matching (a longer line is matched by its
-last ``MAX_LINE`` bytes); the log file gets everything.
+The harness already copies every workload's output from pipes it owns (``runtimes.stdio``:
+one thread for all instances); for a workload that is ready by a line of its output, each of
+its output streams also feeds a ``LineWatch``, chunk by chunk, as the copier receives it:
+``t_ready`` is when the host *received* the first line the pattern matches, as for the ready
+marker.  Lines are matched by their last ``MAX_LINE`` bytes (a line longer than that cannot
+grow the harness's memory); the log gets everything, as before.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import threading
-from typing import Any
 
 from runtimes.base import now_ns
 
 MAX_LINE = 64 * 1024
 
 
-class LineTee:
-    """The pipe a workload writes its output to; see the module doc."""
+class LineWatch:
+    """The first line (of any of the streams that feed it) matching ``pattern``, with its receive time."""
 
-    def __init__(self, pattern: str, log: Any = None):
+    def __init__(self, pattern: str):
         self.pattern = re.compile(pattern)
-        self._log = log if hasattr(log, "write") else None
         self.t_match: int | None = None
         self.line: str | None = None
         self.matched = threading.Event()
         self.eof = threading.Event()
-        r, w = os.pipe()
-        self._w: int | None = w
-        self._thread = threading.Thread(target=self._pump, args=(r,), name="isobench-output", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._open = 0
 
-    def fileno(self) -> int:
-        if self._w is None:
-            raise ValueError("the workload's output pipe is closed here")
-        return self._w
+    def feeder(self) -> Feeder:
+        """One stream's way in (each splits its own lines); EOF when every feeder is closed."""
+        with self._lock:
+            self._open += 1
+        return Feeder(self)
 
-    def close(self) -> None:
-        """Close the harness's copy of the write end (the workload keeps its own); idempotent."""
-        if self._w is not None:
-            os.close(self._w)
-            self._w = None
+    def _line(self, raw: bytes, t: int) -> None:
+        if self.t_match is not None:
+            return
+        line = raw[-MAX_LINE:].decode(errors="replace").rstrip("\r")
+        if self.pattern.search(line):
+            with self._lock:
+                if self.t_match is None:
+                    self.t_match, self.line = t, line
+            self.matched.set()
 
-    def _pump(self, fd: int) -> None:
-        partial = b""
-        try:
-            while chunk := os.read(fd, 65536):
-                t = now_ns()
-                if self._log is not None:
-                    with contextlib.suppress(OSError, ValueError):
-                        self._log.write(chunk)
-                        self._log.flush()
-                if self.t_match is not None:
-                    continue
-                *lines, partial = (partial + chunk).split(b"\n")
-                partial = partial[-MAX_LINE:]
-                for raw in lines:
-                    line = raw[-MAX_LINE:].decode(errors="replace").rstrip("\r")
-                    if self.pattern.search(line):
-                        self.t_match, self.line = t, line
-                        self.matched.set()
-                        break
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-            if self._log is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    self._log.close()
+    def _closed(self) -> None:
+        with self._lock:
+            self._open -= 1
+            done = self._open <= 0
+        if done:
             self.eof.set()
             self.matched.set()  # wake a waiter: it sees whether a line matched
 
@@ -82,5 +60,27 @@ class LineTee:
         self.matched.wait(timeout)
         return self.t_match
 
-    def join(self, timeout: float = 1.0) -> None:
-        self._thread.join(timeout)
+
+class Feeder:
+    """One output stream's bytes, split into lines for its ``LineWatch``."""
+
+    def __init__(self, watch: LineWatch):
+        self.watch = watch
+        self._partial = b""
+        self._closed = False
+
+    def feed(self, data: bytes) -> None:
+        t = now_ns()
+        if self.watch.t_match is not None:
+            return
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self._partial = self._partial[-MAX_LINE:]
+        for raw in lines:
+            self.watch._line(raw, t)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._partial:  # a last line without its newline still counts
+                self.watch._line(self._partial, now_ns())
+            self.watch._closed()

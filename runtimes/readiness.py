@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from runtimes import syscalls as sc
 from runtimes.base import BackendError, InstanceTimeout, now_ns
-from runtimes.output import LineTee
+from runtimes.output import LineWatch
 from runtimes.workloads import Ready
 
 INTERVAL_S = 0.001
@@ -59,7 +59,7 @@ class Target:
     #: bring ``lo`` up on entering it (unshare(1) leaves it down; runtimes bring it up themselves)
     lo_up: bool = False
     #: the workload's output, for ``log``
-    lines: LineTee | None = None
+    lines: LineWatch | None = None
     #: blocks until the exit; returns (status, t_exit), for ``exit``
     wait_exit: Callable[[float], tuple[int, int | None]] | None = None
 

@@ -42,4 +42,5 @@ DECLARATION = Declaration(
     factory="runtimes.unshare:UnshareBackend",
     label="unshare(1) with the container's namespaces (a yardstick)",
     colour="#56B4E9",
+    image_label="unshare(1) namespaces",
 )

@@ -15,6 +15,7 @@ and a guest's init adds ``ISOBENCH EXIT <status>`` after the workload ended.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -195,6 +196,20 @@ class Ready:
             return cls("http", port=int(port), path="/" + path if sep else "/")
         raise ValueError(f"unknown readiness {kind!r} (ready is \"exit\", or log, tcp or http)")
 
+    @classmethod
+    def from_words(cls, text: str) -> Ready:
+        """The form ``describe()`` writes (and an image's ``org.isobench.ready`` label carries):
+        ``exit``, ``tcp 6379``, ``http 8000/healthz``, ``log REGEX``."""
+        kind, _, rest = text.strip().partition(" ")
+        rest = rest.strip()
+        if kind == "exit" and not rest:
+            return cls("exit")
+        if kind == "log" and rest:
+            return cls("log", pattern=rest[1:-1] if len(rest) > 1 and rest[0] == rest[-1] == "/" else rest)
+        if kind in ("tcp", "http"):
+            return cls.parse({kind: int(rest) if kind == "tcp" and rest.isdigit() else rest})
+        raise ValueError(f"unknown readiness {text!r} (exit, tcp PORT, http PORT/PATH or log REGEX)")
+
     def describe(self) -> str:
         """In words, for rows' notes and the manifest: "tcp 6379", "http 8000/healthz"..."""
         if self.kind in ("tcp", "http"):
@@ -256,8 +271,8 @@ class Workload:
             raise ValueError(f"workload {self.name!r} has no parameter {sorted(unknown)[0]!r}")
         for key, value in self.params.items():
             p = d.params[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"workload {self.name!r}: {key} must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"workload {self.name!r}: {key} must be a finite number, got {value!r}")
             if p.kind is int and value != int(value):
                 raise ValueError(f"workload {self.name!r}: {key} must be a whole number, got {value}")
             if value < p.minimum:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import runtimes
+from runtimes import owners
 from runtimes.base import Backend, BackendError, LaunchSpec, Limits
 from runtimes.image import rundir
 from runtimes.image.model import Image
@@ -19,7 +20,7 @@ from runtimes.workloads import Ready
 from tests import imagekit
 
 pytestmark = pytest.mark.privileged
-BACKENDS = ("bare", "unshare", "container")
+BACKENDS = ("bare", "unshare", "container", "oci:runc", "oci:crun")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def backends(no_leftovers) -> Iterator[dict[str, Backend]]:
 
 
 def _spec(run_id: str, n: int, wl: ImageWorkload, tmp_path: Path, limits: Limits = Limits(), **extra) -> LaunchSpec:
+    # one instance name per launch (the OCI runtimes refuse a name still in their state)
     return LaunchSpec(wl, run_id, f"isobench-{run_id}-{n}", limits=limits, timeout_s=10, log_dir=str(tmp_path),
                       extra=extra)
 
@@ -45,24 +47,29 @@ def _snapshot(image: Image) -> set[tuple[str, int, int]]:
     return {(str(p), p.lstat().st_mode, p.lstat().st_mtime_ns) for layer in image.layers for p in layer.rglob("*")}
 
 
-@pytest.mark.parametrize("zygote", ["native", "python"])
+@pytest.mark.parametrize(("backend", "extra"), [("container", {"zygote": "native"}),
+                                              ("container", {"zygote": "python"}), ("oci:runc", {}), ("oci:crun", {})])
 def test_the_container_root_is_the_image_layers_under_its_own_upper(image: Image, backends, run_id: str,
-                                                                    tmp_path: Path, zygote: str) -> None:
+                                                                    tmp_path: Path, backend: str, extra) -> None:
     before = _snapshot(image)
     wl = ImageWorkload("web", image, ready=Ready("http", port=imagekit.PORT, path="/index.html"), stop="KILL")
-    inst = backends["container"].launch(_spec(run_id, 0, wl, tmp_path, zygote=zygote))
+    inst = backends[backend].launch(_spec(run_id, 0, wl, tmp_path, **extra))
     with inst:
         inst.wait_ready(10)
         upper = inst.upper
         assert upper is not None and upper.dir.is_dir() and f"isobench-{run_id}" in str(upper.dir)
-        root = next(line.split() for line in Path(f"/proc/{inst.proc.pid}/mountinfo").read_text().splitlines()
+        app = [p for p in inst.processes() if p != inst.proc.pid] if backend.startswith("oci") else [inst.proc.pid]
+        root = next(line.split() for line in Path(f"/proc/{app[0]}/mountinfo").read_text().splitlines()
                     if line.split()[4] == "/")
         fstype = root[root.index("-") + 1]
         options = dict(o.partition("=")[::2] for o in root[-1].split(","))
-        assert fstype == "overlay" and {"nosuid", "nodev"} <= set(root[5].split(","))
+        assert fstype == "overlay"
+        if backend != "oci:crun":  # crun binds the root anew, without them (no_new_privs still holds)
+            assert {"nosuid", "nodev"} <= set(root[5].split(","))
         assert options["lowerdir"].split(":") == [str(p) for p in reversed(image.layers)]
         assert options["upperdir"] == str(upper.upper) and options["workdir"] == str(upper.work)
         assert "rootfs" in inst.times.phases  # the upper is made inside the launch
+        assert not any(str(upper.root) in line for line in Path("/proc/self/mountinfo").read_text().splitlines())
     assert not upper.dir.exists(), "the instance's upper outlived it"
     assert _snapshot(image) == before, "a layer was written to"
 
@@ -108,7 +115,7 @@ def test_the_image_user_env_and_workdir_are_the_same_everywhere(image: Image, ru
                        env={"EXTRA": "x"})
     with runtimes.get(backend) as b:
         out = _run(b, _spec(run_id, 0, wl, tmp_path)).split("\n")
-    groups = {"1000", "2000"} if backend.startswith("container") else {"1000"}  # unshare(1) drops supplementary
+    groups = {"1000"} if backend in ("bare", "unshare") else {"1000", "2000"}  # unshare(1) drops supplementary
     assert out[:2] == ["1000", "1000"] and set(out[2].split()) == groups and out[3:5] == ["/www", "hello x"]
 
 
@@ -134,7 +141,7 @@ def test_bare_does_not_take_another_programs_port_for_the_apps(image: Image, bac
             inst.wait_ready(10)
 
 
-@pytest.mark.parametrize("backend", ["unshare", "container"])
+@pytest.mark.parametrize("backend", ["unshare", "container", "oci:runc", "oci:crun"])
 def test_stop_sends_the_stop_signal_then_waits(image: Image, backends, run_id: str, tmp_path: Path,
                                                backend: str) -> None:
     # PID 1 of a PID namespace gets the signal only because it has a handler (the trap)
@@ -154,7 +161,8 @@ def test_a_dead_runs_directory_and_tree_are_swept(image: Image, run_id: str, no_
     upper = rundir.Upper.create(run_id, f"isobench-{run_id}-0", ("tmp",))
     assert os.path.ismount(tree.root) and (tree.root / "proc").is_dir() and (upper.upper / "tmp").stat().st_mode & 0o1777 == 0o1777
     run = rundir.run_dir(run_id)
-    (run / rundir.OWNER).write_text("999999999 0\n")  # a run whose harness is gone
+    assert rundir.cleanup_leftovers(run_id) == [] and os.path.ismount(tree.root)  # a live run's: spared
+    owners.release(run_id)  # as if its harness were gone
     removed = rundir.cleanup_leftovers(run_id)
     assert any(r.startswith("mount ") for r in removed) and not run.exists() and not os.path.ismount(tree.root)
     tree.mounted = False  # already unmounted by the sweep
@@ -220,4 +228,9 @@ def test_a_run_measures_an_image_beside_the_catalog(image: Image, tmp_path: Path
     assert {(b, "startup_cpu") for b in ("bare", "container")} <= got  # unshare has no cgroup of its own
     manifest = results.read_manifest(run_dir)
     assert manifest["workloads"]["web"]["digest"] == image.digest
+    from harness.report import model
+
+    labels = set(model.load([run_dir]).summary[["series", "workload"]].itertuples(index=False, name=None))
+    assert {("bare (chroot)", "web"), ("unshare (unshare(1) namespaces)", "web"), ("container", "web"),
+            ("bare", "noop"), ("unshare", "noop")} <= labels  # the catalog's rows keep their labels
     assert not (rundir.runs_root() / f"isobench-{run_id}").exists(), "the run's directory outlived the run"

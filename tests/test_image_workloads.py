@@ -192,3 +192,33 @@ def test_from_table_checks_its_values(tmp_path: Path) -> None:
                          ({"stop": 1.5}, "signal name or number"), ({"user": 0}, "must be a string")):
         with pytest.raises(ValueError, match=words):
             from_table("w", table, img)
+
+
+def test_readiness_in_words_round_trips_and_an_images_label_is_the_default(tmp_path: Path) -> None:
+    for r in (Ready("exit"), Ready("tcp", port=6379), Ready("http", port=8000, path="/x"), Ready("log", pattern="up")):
+        assert Ready.from_words(r.describe()) == r
+    with pytest.raises(ValueError, match="unknown readiness"):
+        Ready.from_words("udp 53")
+    labelled = _plain_image(tmp_path, labels={"org.isobench.ready": "tcp 6379"})
+    assert from_table("w", {}, labelled).ready == Ready("tcp", port=6379)
+    assert from_table("w", {"ready": "exit"}, labelled).ready == Ready("exit")
+    assert from_table("w", {}, _plain_image(tmp_path / "2")).ready == Ready("exit")
+
+
+def test_a_backend_that_runs_no_image_is_refused_before_the_run(images: dict[str, Image]) -> None:
+    import dataclasses
+
+    import runtimes
+    from tests import toy_backend
+
+    undo = runtimes.register(dataclasses.replace(toy_backend.DECLARATION, images=False))
+    try:
+        text = SCENARIO.replace('backends = ["bare", "container"]', 'backends = ["bare", "toy"]', 1)
+        with pytest.raises(scenario.ScenarioError, match="toy runs no image workload"):
+            scenario.parse(tomllib.loads(text), "s.toml", text)
+        limited = text.replace('workloads = ["noop", "web"]', 'workloads = ["noop", "web"]\nbackends = ["bare"]')
+        limited = limited.replace('workloads = ["idle", "web"]', 'workloads = ["idle", "web"]\nbackends = ["bare"]')
+        limited = limited.replace('workloads = ["web"]\ngrid', 'workloads = ["web"]\nbackends = ["bare"]\ngrid')
+        assert scenario.parse(tomllib.loads(limited), "s.toml", limited).cases
+    finally:
+        undo()

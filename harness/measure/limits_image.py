@@ -20,6 +20,7 @@ sample with the reason.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 from harness.measure.common import MIB, Rows, enforcement_note, ns_to_ms
 from harness.measure.watch import POLL_S, read_usage, running
 from harness.metric import LOWER, NONE, GridKey, Metric, declare
-from runtimes.base import Backend, BackendError, now_ns
+from runtimes.base import Backend, BackendError, Instance, now_ns
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.measure.context import Context
@@ -61,15 +62,17 @@ class Held:
     t_launch: int
     t_ready: int | None
     why: str | None  # why it did not become ready
-    #: the counters read just after ready (or the failure), then during the hold
+    #: the counters read until ready (or the failure), then during the hold
     reads: list[dict[str, float]] = field(default_factory=list)
+    ready_index: int = 0  # the first read after ready (or after the failure)
 
     def ready_ms(self) -> float | None:
         return ns_to_ms(self.t_ready - self.t_launch) if self.t_ready is not None else None
 
-    def last(self, key: str) -> float | None:
-        values = [u[key] for u in self.reads if key in u]
-        return values[-1] if values else None
+    @property
+    def at_ready(self) -> dict[str, float]:
+        """The first read after ready (the counters until ready: cumulative from the launch)."""
+        return self.reads[self.ready_index] if self.ready_index < len(self.reads) else {}
 
     def most(self, key: str) -> float | None:
         values = [u[key] for u in self.reads if key in u]
@@ -77,21 +80,34 @@ class Held:
 
 
 def hold(backend: Backend, case: Case, ctx: Context, rows: Rows) -> Held:
-    """Launch the case's image under its limits, wait for ready, hold it ``settle`` s, read the counters."""
+    """Launch the case's image under its limits, wait for ready, hold it ``settle`` s, reading the
+    counters every ``POLL_S`` all along: an app the limit ends before it is ready takes its
+    counters with it where a runtime removes the cgroup at once (runc, crun)."""
     spec = ctx.spec(backend, case.workload, case.limits, case.timeout_s)
     with running(ctx, backend, spec) as (inst, _):
         rows.seen(inst)
         assert inst.times.t_launch is not None
-        try:
-            held = Held(inst.times.t_launch, inst.wait_ready(case.timeout_s), None)
-        except BackendError as e:  # (a timeout too) the limit may be why: the counters say
-            held = Held(inst.times.t_launch, None, str(e))
+        held = Held(inst.times.t_launch, None, None)
+        waiter = threading.Thread(target=_wait_ready, args=(inst, case.timeout_s, held), daemon=True,
+                                  name=f"{inst.name}-ready")
+        waiter.start()
+        while waiter.is_alive():
+            held.reads.append(read_usage(inst))
+            waiter.join(POLL_S)
+        held.ready_index = len(held.reads)
         held.reads.append(read_usage(inst))
         end = now_ns() + int(case.settle_s * 1e9) if held.t_ready is not None else 0
         while now_ns() < end and inst.processes():
             time.sleep(POLL_S)
             held.reads.append(read_usage(inst))
     return held
+
+
+def _wait_ready(inst: Instance, timeout: float, held: Held) -> None:
+    try:
+        held.t_ready = inst.wait_ready(timeout)
+    except BackendError as e:  # (a timeout too) the limit may be why: the counters say
+        held.why = str(e)
 
 
 def _not_ready(what: str, held: Held) -> BackendError:
@@ -106,8 +122,7 @@ def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmu
     if ready is None:
         raise _not_ready("CPU quota", held)
     rows.add("cpu_quota_ready", ready)
-    at_ready = held.reads[0]
-    _cpu_rows(rows, at_ready)
+    _cpu_rows(rows, held.at_ready)
     return rows.samples
 
 

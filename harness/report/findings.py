@@ -159,6 +159,8 @@ def _density(data: ReportData) -> Finding | None:
         v, a, b = value(series, slope), value(series, lo), value(series, hi)
         if v is None or a is None or b is None:
             return None
+        if v < 0:  # an instance costs no less than nothing: memory left what was measured meanwhile
+            return f"not resolved: negative ({v:.2g} [{a:.2g}, {b:.2g}]: memory left what was measured faster)"
         if b - a > abs(v):  # wider than the figure itself: no number
             return f"not resolved ([{a:.2g}, {b:.2g}])"
         return f"{quantity(v, 'MiB')} [{a:.2g}–{b:.2g}]"
@@ -171,8 +173,28 @@ def _density(data: ReportData) -> Finding | None:
             parts.append(f"{r['series']} {quantity(r['median'], 'MiB')} (no interval)")
         else:
             parts.append(f"{r['series']} {host} by MemAvailable" + (f", {cg} by its cgroup's charge" if cg else ""))
-    return Finding("Density: host memory per additional idle instance (Theil–Sen slope, all ramps pooled)",
-                   ["; ".join(parts) + "."])
+    def growth(series: str, name: str) -> str:
+        """A page-cache growth per instance: its figure, or the bound its interval sets when that holds 0."""
+        v, a, b = (value(series, f"{name}_pooled{s}") for s in ("", "_lo", "_hi"))
+        if v is None:
+            return "n/a"
+        if a is None or b is None:
+            return f"{quantity(v, 'MiB')} (no interval: too few ramps)"
+        if a <= 0 <= b:
+            return f"none resolved (at most {b:.2g} MiB, 95 %)"
+        return figure(series, f"{name}_pooled", f"{name}_pooled_lo", f"{name}_pooled_hi") or "n/a"
+
+    lines = ["; ".join(parts) + "."]
+    for _, r in _rank(d[d["metric"] == "image_resident_held"]).iterrows():  # image workloads: the page cache
+        held = value(r["series"], "image_resident_held")
+        by_mincore, by_cached = growth(r["series"], "image_resident"), growth(r["series"], "cached")
+        rest = value(r["series"], "file_charge_rest")
+        lines.append(f"{r['series']}: the image's pages in the page cache {quantity(held or 0, 'MiB')} with every "
+                     f"instance held (mincore of its layers); per added instance {by_mincore} by mincore, "
+                     f"{by_cached} by Cached" + (f"; each later instance's cgroup charged "
+                                                          f"{quantity(rest, 'MiB')} of page cache" if rest is not None
+                                                          else "") + ".")
+    return Finding("Density: host memory per additional idle instance (Theil–Sen slope, all ramps pooled)", lines)
 
 
 def _rank(df: pd.DataFrame) -> pd.DataFrame:

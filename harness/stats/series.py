@@ -34,9 +34,10 @@ def norm(v: Any) -> Any:
     return v
 
 
-def label(backend: Any, accel: Any = None, split: Any = None) -> str:
-    """The series as the report names it: ``vm (TCG, emulated) @ host-b``."""
-    text = str(backend)
+def label(backend: Any, accel: Any = None, split: Any = None, how: str | None = None) -> str:
+    """The series as the report names it: ``vm (TCG, emulated) @ host-b``; ``how`` says how the
+    backend ran an image where its name does not (``bare (chroot)``)."""
+    text = str(backend) + (f" ({how})" if how else "")
     if accel == EMULATED:
         text += " (TCG, emulated)"
     if not is_missing(split):

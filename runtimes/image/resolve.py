@@ -6,7 +6,6 @@ images elsewhere (a test's hand-made layers) can stand in for it with ``use``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from runtimes.image.model import Image, ImageError
@@ -20,12 +19,10 @@ def image(ref: str) -> Image:
         raise ImageError(f"an image reference must be a non-empty string, got {ref!r}")
     if _finder is not None:
         return _finder(ref)
-    try:
-        store = importlib.import_module("runtimes.image.store")
-    except ImportError as e:  # pragma: no cover - the store ships with isobench
-        raise ImageError(f"cannot read the image store: {e}") from e
-    found: Image = store.get(ref)
-    return found
+    # imported here: the store's module (its locks, its layout) is only needed when a scenario names an image
+    from runtimes.image import store
+
+    return store.get(ref)
 
 
 def use(finder: Callable[[str], Image]) -> Callable[[], None]:

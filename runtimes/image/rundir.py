@@ -4,8 +4,8 @@ Per run, one directory ``<cache>/run/isobench-<run_id>/`` (on the image store's 
 an engine keeps its containers' layers beside its images); in it, per instance,
 ``<instance>/{upper,work,root}``: the overlay's upper and work directories and the empty
 directory the overlay is mounted on.  Nothing is ever copied from a layer: the instance's
-writes land in its ``upper``; the directory is removed at the instance's cleanup.  A run
-directory records its owner (pid and start time), so ``isobench cleanup`` spares the
+writes land in its ``upper``; the directory is removed at the instance's cleanup.  Making a
+run's directory claims the run (``runtimes.owners``), so ``isobench cleanup`` spares the
 directories of live runs and removes the rest (``cleanup_leftovers``), unmounting whatever
 is still mounted below them first.
 
@@ -24,12 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtimes import owners
 from runtimes import syscalls as sc
 from runtimes.image.model import Image
-from runtimes.naming import PREFIX
+from runtimes.naming import PREFIX, check_run_id
 from runtimes.rootfs import cache_dir
 
-OWNER = ".owner"
 #: the directories every backend mounts something on (or a program expects), with their modes:
 #: made in each instance's own upper layer when the image lacks them, never in a layer
 MOUNTPOINTS = {"proc": 0o555, "dev": 0o755, "sys": 0o555, "tmp": 0o1777}
@@ -43,31 +43,19 @@ def runs_root() -> Path:
     return cache_dir() / "run"
 
 
-def _proc_start(pid: int) -> str:
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    return ""
-
-
 def run_dir(run_id: str) -> Path:
-    """This run's directory, made (with its owner record) on first use."""
-    if not run_id or "/" in run_id or run_id in (".", ".."):
-        raise ValueError(f"bad run id {run_id!r}")
+    """This run's directory (made on first use, the run claimed first: nothing is mounted below it
+    before ``isobench cleanup`` knows the run is live)."""
+    owners.claim(check_run_id(run_id))
     d = runs_root() / f"{PREFIX}-{run_id}"
-    if not (d / OWNER).exists():
-        d.mkdir(parents=True, exist_ok=True, mode=0o711)
-        (d / OWNER).write_text(f"{os.getpid()} {_proc_start(os.getpid())}\n")
+    d.mkdir(parents=True, exist_ok=True, mode=0o711)
     return d
 
 
 def release_run_dir(run_id: str) -> None:
-    """Remove this run's directory once nothing but its owner record is left in it."""
-    d = runs_root() / f"{PREFIX}-{run_id}"
+    """Remove this run's directory once it is empty."""
     with contextlib.suppress(OSError):
-        if set(os.listdir(d)) <= {OWNER}:
-            with contextlib.suppress(FileNotFoundError):
-                (d / OWNER).unlink()
-            d.rmdir()
+        (runs_root() / f"{PREFIX}-{run_id}").rmdir()
 
 
 class Runs:
@@ -157,7 +145,7 @@ class Tree:
 
     def __init__(self, run_id: str, image: Image, mountpoints: Iterable[str], owner: str):
         self.image = image
-        self.dir = run_dir(run_id) / f"{PREFIX}-tree-{owner}-{image.digest.split(':')[-1][:16]}"
+        self.dir = run_dir(run_id) / f"tree-{owner}-{image.digest.split(':')[-1][:16]}"
         self.root = self.dir / "root"
         self.mounted = False
         self.dir.mkdir(mode=0o755)
@@ -175,21 +163,13 @@ class Tree:
             raise
 
     def close(self) -> None:
-        """Unmount and remove; idempotent."""
+        """Unmount and remove; idempotent (a tree ``isobench cleanup`` already unmounted is fine)."""
         if self.mounted:
-            sc.umount2(self.root, sc.MNT_DETACH)
+            with contextlib.suppress(OSError):
+                sc.umount2(self.root, sc.MNT_DETACH)
             self.mounted = False
         if self.dir.exists():
             remove_tree(self.dir)
-
-
-def _owner_alive(d: Path) -> bool:
-    try:
-        pid_s, start = (d / OWNER).read_text().split()[:2]
-        pid = int(pid_s)
-    except (OSError, ValueError):
-        return False
-    return pid != os.getpid() and Path(f"/proc/{pid}").exists() and _proc_start(pid) == start
 
 
 def _mounts_below(d: Path) -> list[str]:
@@ -206,11 +186,12 @@ def _mounts_below(d: Path) -> list[str]:
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     """Unmount and remove the run directories of dead runs (of ``run_id`` only, if given)."""
     removed: list[str] = []
+    live = owners.live()
     with contextlib.suppress(FileNotFoundError):
         for d in sorted(runs_root().iterdir()):
             if not d.name.startswith(f"{PREFIX}-") or (run_id and d.name != f"{PREFIX}-{run_id}"):
                 continue
-            if _owner_alive(d):
+            if live.owns(d.name):
                 continue
             for target in _mounts_below(d):
                 with contextlib.suppress(OSError):

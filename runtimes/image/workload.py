@@ -7,7 +7,8 @@
     env = { GREETING = "hi" }         # over the image's Env
     workdir = "/srv"                  # default: the image's WorkingDir
     user = "nobody"                   # default: the image's User
-    ready = { http = "8000/" }        # "exit" | {log = "REGEX"} | {tcp = PORT} | {http = "PORT/PATH"}
+    ready = { http = "8000/" }        # "exit" | {log = "REGEX"} | {tcp = PORT} | {http = "PORT/PATH"};
+                                      # default: the image's label org.isobench.ready, else "exit"
     stop = "SIGTERM"                  # default: the image's StopSignal, else SIGTERM
     grace = 5                         # seconds between the stop signal and SIGKILL
 
@@ -32,6 +33,9 @@ from runtimes.workloads import ProcessSpec, Ready
 
 #: Docker's PATH when the image's Env has none
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: the image label that says how the image is ready ("http 8000/"), when a scenario does not
+#: (the example images carry it: runtimes.image.examples)
+READY_LABEL = "org.isobench.ready"
 #: seconds between the stop signal and SIGKILL when the scenario does not say
 DEFAULT_GRACE_S = 5.0
 
@@ -170,8 +174,9 @@ def from_table(name: str, table: Mapping[str, Any], image: Image) -> ImageWorklo
     grace = table.get("grace", DEFAULT_GRACE_S)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)):
         raise ValueError(f"grace must be a number of seconds, got {grace!r}")
-    try:
-        ready = Ready.parse(table.get("ready", "exit"))
+    try:  # default: what the image says of itself (the example images' label), else its exit
+        label = image.config.labels.get(READY_LABEL)
+        ready = Ready.parse(table["ready"]) if "ready" in table else Ready.from_words(label or "exit")
     except ValueError as e:
         raise ValueError(f"ready: {e}") from e
     return ImageWorkload(name, image, strings("command"), strings("args"), dict(env), table.get("workdir"),

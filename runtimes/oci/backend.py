@@ -34,13 +34,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, exits, rootfs
+from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps as container_caps
-from runtimes.container import seccomp as container_seccomp
-from runtimes.oci import bundle, view
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import seccomp as container_seccomp
+from runtimes.image.rundir import Upper
+from runtimes.naming import of_run
+from runtimes.oci import bundle, mounter, view
 from runtimes.process import ProcessInstance, instance_log, launching
+from runtimes.stdio import Stdio
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles
@@ -98,8 +101,13 @@ def _run_in_view(argv: list[str], v: view.View, timeout: float = 30.0) -> subpro
 class OciInstance(ProcessInstance):
     """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
 
-    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path):
-        super().__init__(spec, None, times)
+    own_netns = True
+    upper: Upper | None = None  # an image instance's own layer, mounted by ``helper`` in the view
+    helper: mounter.Mounter | None = None
+
+    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
+                 stdio: Stdio):
+        super().__init__(spec, None, times, stdio)
         self.runtime = backend.runtime
         self.exe = backend.exe
         self.view = v
@@ -108,8 +116,10 @@ class OciInstance(ProcessInstance):
         #: when the harness reaped the runtime (after its delete); set with t_exit
         self.t_runtime_exit: int | None = None
 
-    def spawn(self, argv: list[str], log: Any) -> None:
-        self._posix_spawn(argv, log)
+    def spawn(self, argv: list[str]) -> None:
+        """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
+        container's process as they are (a pipe, never a file of the host)."""
+        self._posix_spawn(argv)
 
     def _exit_time(self) -> int | None:
         """Called once the runtime is reaped (it has deleted the container by then).  With the
@@ -122,6 +132,12 @@ class OciInstance(ProcessInstance):
     def cleanup(self) -> None:
         super().cleanup()
         self._resolve_exit()
+
+    def _wait_exit(self, timeout: float) -> tuple[int, int | None]:
+        """``ready = exit``: the container process's exit (the kernel's event), not the runtime's."""
+        status = self.wait(timeout)
+        self._resolve_exit()
+        return status, self.times.t_exit or self.t_runtime_exit
 
     def _resolve_exit(self) -> None:
         """``t_exit`` = the exit of the container's process (the runtime's last child to end), not
@@ -151,6 +167,7 @@ class OciInstance(ProcessInstance):
     # -- ending it ------------------------------------------------------------------
     def stop(self) -> None:
         """SIGKILL the container's processes (its cgroup); the runtime then deletes it and exits."""
+        self._stop_gracefully()  # an image's stop signal first: to the runtime, which passes it on
         if self.proc is None or self.proc.poll() is not None:
             return
         if self.cgroup is not None:
@@ -165,10 +182,13 @@ class OciInstance(ProcessInstance):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def _release(self) -> None:
-        """After the runtime is reaped (ProcessInstance.cleanup): its state, cgroups and bundle."""
-        self._delete()
-        self._remove_cgroups()
-        bundle.remove(self.bundle_dir)
+        """After the runtime is reaped: its state, cgroups, bundle (and an image instance's root)."""
+        try:
+            self._delete()
+            self._remove_cgroups()
+            bundle.remove(self.bundle_dir)
+        finally:
+            mounter.release_root(self.helper, self.upper)
 
     def _delete(self) -> None:
         """``delete --force`` when the runtime left its state behind (it was killed)."""
@@ -210,6 +230,7 @@ class OciBackend(Backend):
         #: the built-in container's profile name; the bundle carries its resolved OCI form
         self.seccomp = seccomp
         self._seccomp: dict[str, Any] | None = None
+        self._roots = mounter.ImageRoots()  # image instances' roots: mounted in the view (mounter.py)
 
     def available(self) -> str | None:
         if find_runtime(self.runtime) is None:
@@ -246,6 +267,7 @@ class OciBackend(Backend):
 
     def close(self) -> None:
         """Let the namespace holder go (it exits when its pipe closes)."""
+        self._roots.close()  # (before the holder: the image roots it mounted go with its namespace)
         if self._holder is not None:
             self._holder.close()
             self._holder = None
@@ -255,8 +277,6 @@ class OciBackend(Backend):
         self._exits_error = None
 
     def launch(self, spec: LaunchSpec) -> Instance:
-        if PREFIX not in spec.instance or "/" in spec.instance:
-            raise BackendError(f"instance name {spec.instance!r} must contain {PREFIX!r} and no '/'")
         try:
             cgroups.validate_limits(spec.limits)
         except CgroupError as e:
@@ -272,8 +292,9 @@ class OciBackend(Backend):
         assert self._cgroup_version is not None and self._memsw is not None
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         bundle_dir = bundles_dir() / spec.instance
-        argv = nsenter + _runtime_cmd(
-            self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
+        mounts = self._roots.prepare(holder.pid, spec.run_id) if spec.workload.image is not None else None
+        argv = nsenter + _runtime_cmd(self.exe, self.runtime, "run", "--preserve-fds", "0" if mounts else "1",
+                                      "-b", str(bundle_dir), spec.instance)
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -281,20 +302,23 @@ class OciBackend(Backend):
         if self._exits is not None:
             self._exits.drain()
         what = f"cannot start {self.runtime}"
-        with instance_log(spec, self.name.replace(":", "-"), what) as (log, log_path):
+        with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
-            cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                                memsw=self._memsw, seccomp=self._seccomp)
-            try:
-                bundle.write(bundle_dir, cfg)
-            except FileExistsError as e:
-                raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
-                                   f"or was left behind (isobench cleanup)") from e
-            times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
-            inst = OciInstance(spec, times, self, v, bundle_dir)
-            inst.log_path = log_path
+            upper = mounter.instance_root(mounts, spec, times) if mounts is not None else None
+            t0 = now_ns()
+            with mounter.released_on_failure(mounts, upper):
+                cfg = bundle.config(spec, upper.root if upper else root, f"/{spec.instance}",
+                                    cgroup_version=self._cgroup_version, memsw=self._memsw, seccomp=self._seccomp)
+                try:
+                    bundle.write(bundle_dir, cfg)
+                except FileExistsError as e:
+                    raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
+                                       f"or was left behind (isobench cleanup)") from e
+            times.phases["bundle"] = now_ns() - t0
+            inst = OciInstance(spec, times, self, v, bundle_dir, stdio)
+            inst.upper, inst.helper = upper, mounts
             with launching(inst, what):
-                inst.spawn(argv, log)
+                inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
@@ -328,14 +352,19 @@ def _container_cgroup(name: str, version: int, v: view.View) -> Cgroup:
 
 
 def _leftover_names(run_id: str | None) -> dict[str, set[str]]:
-    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles)."""
+    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles),
+    of ``run_id`` if given, and of no run whose owner lives (``runtimes.owners``)."""
     out: dict[str, set[str]] = {}
-    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+    live = owners.live()
+
+    def leftover(name: str) -> bool:
+        return (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")) and not live.owns(name)
+
     for rt in RUNTIMES:
         with contextlib.suppress(FileNotFoundError):
-            out[rt] = {p.name for p in state_root(rt).iterdir() if p.name.startswith(prefix)}
+            out[rt] = {p.name for p in state_root(rt).iterdir() if leftover(p.name)}
     with contextlib.suppress(FileNotFoundError):
-        out[""] = {p.name for p in bundles_dir().iterdir() if p.name.startswith(prefix)}
+        out[""] = {p.name for p in bundles_dir().iterdir() if leftover(p.name)}
     return out
 
 

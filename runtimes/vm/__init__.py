@@ -23,6 +23,8 @@ _GUEST_PIDS = "pids.max of a cgroup inside the guest (its own kernel enforces it
 
 #: the emulator both guest backends run, recorded in the manifest's host facts
 _TOOLS = {"qemu": ("qemu-system-x86_64", "--version")}
+#: an image's guest reads each layer as an erofs disk (mkfs.erofs); the project's own list has the rest
+_PACKAGES = {"erofs-utils": "/usr/bin/mkfs.erofs"}
 
 
 def _guest_options(image_root: str = "erofs") -> tuple[Option, ...]:
@@ -41,6 +43,7 @@ DECLARATION = Declaration(
     colour="#D55E00",
     options=_guest_options(),
     guest=True,
+    packages=_PACKAGES,
     floor_compared=True,
     enforcement={"cpu": "libvirt <cputune> global quota on the domain's cpu cgroup",
                  "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
@@ -56,6 +59,7 @@ QEMU = Declaration(
     colour="#E69F00",
     options=_guest_options(),
     guest=True,
+    packages=_PACKAGES,
     peer_of="vm",
     enforcement={"cpu": "cgroup cpu quota on the QEMU process (as libvirt's global quota)",
                  "memory": _GUEST_MEMORY, "pids": _GUEST_PIDS},
@@ -73,6 +77,7 @@ QEMU_VIRTIOFS = Declaration(
     colour="#F0E442",
     options=_guest_options("virtiofs"),
     guest=True,
+    packages=_PACKAGES,
     enforcement=QEMU.enforcement,
     sweep="runtimes.vm.qemu:cleanup_leftovers",
     doctor="runtimes.vm.checks:checks",
