@@ -35,6 +35,7 @@ from pathlib import Path
 
 import psutil
 
+from runtimes import owners
 from runtimes.base import PREFIX, BackendError, now_ns
 from runtimes.image.model import Image
 from runtimes.vm.image_init import FS_TAG
@@ -132,16 +133,24 @@ def libvirt_daemons(domain_id: int) -> list[int]:
 
 
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
-    """Kill the virtiofsd a dead harness left (their socket names the instance) and remove sockets."""
-    prefix = str(SOCKET_DIR / (f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"))
+    """Kill the virtiofsd a dead harness left and remove their sockets (the socket names the
+    instance; a live run's are not leftovers)."""
+    live = owners.live()
+    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
     removed = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if cmd[:1] == [VIRTIOFSD] and any(a.startswith(f"--socket-path={prefix}") for a in cmd):
+        sockets = [Path(a.partition("=")[2]) for a in cmd if a.startswith("--socket-path=")]
+        if cmd[:1] == [VIRTIOFSD] and sockets and sockets[0].parent == SOCKET_DIR and _dead(sockets[0], prefix, live):
             with contextlib.suppress(psutil.Error):
                 p.kill()
-                removed.append(f"virtiofsd pid {p.pid}")
+                removed.append(f"virtiofsd {sockets[0].stem} (pid {p.pid})")
     if SOCKET_DIR.is_dir():
-        for sock in SOCKET_DIR.glob(f"{Path(prefix).name}*.sock"):
-            sock.unlink(missing_ok=True)
+        for sock in SOCKET_DIR.glob("*.sock"):
+            if _dead(sock, prefix, live):
+                sock.unlink(missing_ok=True)
     return removed
+
+
+def _dead(socket: Path, prefix: str, live: owners.Live) -> bool:
+    return socket.stem.startswith(prefix) and not live.owns(socket.stem)
