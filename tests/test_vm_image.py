@@ -209,6 +209,26 @@ def test_the_layer_disk_sweep_keeps_the_stores_layers(tmp_path: Path) -> None:
     assert layers.disk_path(tree, keep, tmp_path) != kept
 
 
+@pytest.mark.privileged
+def test_virtiofsd_leftovers_of_a_dead_run_go_a_live_runs_stay(run_id: str) -> None:
+    from runtimes import owners
+    from runtimes.vm import virtiofs
+
+    live_id, dead_id = f"{run_id}l", f"{run_id}d"
+    owners.claim(live_id)
+    virtiofs.SOCKET_DIR.mkdir(mode=0o700, exist_ok=True)
+    live, dead = (virtiofs.SOCKET_DIR / f"isobench-{r}-0.sock" for r in (live_id, dead_id))
+    try:
+        for sock in (live, dead):
+            sock.touch()
+        assert virtiofs.cleanup_leftovers(dead_id) == [] and not dead.exists() and live.exists()
+        virtiofs.cleanup_leftovers(live_id)
+        assert live.exists()  # its harness (this process) is alive
+    finally:
+        live.unlink(missing_ok=True)
+        owners.release(live_id)
+
+
 # -- real guests ---------------------------------------------------------------------
 
 
@@ -278,6 +298,9 @@ def test_http_readiness_inside_the_guest_under_its_limits(image: Image, qemu_bac
         assert inst.times.t_launch is not None and t > inst.times.t_launch
         report = inst.guest_report()  # asks the guest for its memory now
         assert inst.results["guest_now_seq"] == "1" and float(report["guest_page_cache"]) > 0
+        u = inst.usage()  # the guest cgroup's counters, under the keys a host cgroup's have
+        assert u["oom_kill"] == 0 and u["pids_current"] >= 1 and 0 < u["mem_current_bytes"] <= 48 << 20
+        assert "cpu_usage_ns" in u  # beside the host's own counters of the guest
         inst.stop()
         inst.wait(READY_TIMEOUT_S)
     r = inst.results

@@ -237,11 +237,12 @@ class VmInstance(GuestInstance):
             self._log = None
 
     def usage(self) -> dict[str, float]:
-        """CPU counters of the domain's cgroup (where libvirt applies <cputune>)."""
+        """CPU counters of the domain's cgroup (where libvirt applies <cputune>); an image's guest
+        adds its own cgroup's (``guest_usage``)."""
         if self.qemu is None:
             return {}
         try:
-            return cpu_usage(self.qemu.pid)
+            return {**cpu_usage(self.qemu.pid), **self.guest_usage()}
         except (OSError, psutil.Error):
             return {}
 

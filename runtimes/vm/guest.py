@@ -14,31 +14,23 @@ import abc
 import contextlib
 import dataclasses
 import os
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
+from runtimes.image.workload import ImageWorkload
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image, image_guest, image_init, virtiofs
 from runtimes.vm import kernel as guest_kernel
-from runtimes.vm.image_ready import ImageReadiness
+from runtimes.vm.image_app import ImageApp
 from runtimes.vm.machine import Machine, SharedDir, describe
-from runtimes.wait import wait_until
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
-#: the console line that asks the guest's app starter to stop the app (``native/guest_run.c``)
-STOP_REQUEST = "ISOBENCH STOP"
-#: beyond an image app's grace: the request's way in, and EXIT's way out, of an emulated guest
-STOP_MARGIN_S = 5.0
-#: the console line that asks the app starter for the guest's memory now
-MEMINFO_REQUEST = "ISOBENCH MEMINFO"
-MEMINFO_TIMEOUT_S = 10.0
 
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
@@ -90,12 +82,13 @@ class GuestInstance(Instance):
         self._marker_log = marker_log
         self.marker = MarkerChannel(log=self._console_line)
         self.results = self.marker.results
-        #: an image's app: its readiness, read off the console (None: a catalog workload's marker)
-        self.image_ready = ImageReadiness(self.name, spec.workload.ready) if spec.workload.image else None
         self._t_chunk = 0  # receipt of the console chunk being parsed
         self._reader: threading.Thread | None = None
         #: set by the EXIT line, the console's end, or (vm) libvirt's STOPPED event
         self._ended = threading.Event()
+        #: an image's app, reached through the console (None: a catalog workload, with its marker)
+        self.app = ImageApp(self.name, spec.workload, self._send_console, self._ended, self.results,
+                            self._console_errors) if isinstance(spec.workload, ImageWorkload) else None
         self.t_init_line: int | None = None  # receipt of guest_uptime_init
         self.t_exit_line: int | None = None  # receipt of ISOBENCH EXIT
 
@@ -129,13 +122,13 @@ class GuestInstance(Instance):
             pass  # the console breaks when the guest is destroyed
         finally:
             self.marker.close()
-            if self.image_ready is not None:
-                self.image_ready.end()
+            if self.app is not None:
+                self.app.readiness.end()
             self._ended.set()
 
     def _console_line(self, line: str) -> None:
-        if self.image_ready is not None:
-            self.image_ready.line(line, self._t_chunk)
+        if self.app is not None:
+            self.app.readiness.line(line, self._t_chunk)
         if self._marker_log is not None:
             self._marker_log(line)
 
@@ -156,8 +149,8 @@ class GuestInstance(Instance):
     # -- the Instance contract --------------------------------------------------------
     def wait_ready(self, timeout: float) -> int:
         try:
-            t = (self.marker.wait_ready(timeout, self.name) if self.image_ready is None
-                 else self.image_ready.wait(timeout))
+            t = (self.marker.wait_ready(timeout, self.name) if self.app is None
+                 else self.app.readiness.wait(timeout))
         except InstanceTimeout as e:
             self.stop()
             raise InstanceTimeout(f"{e}{self._see_log()}") from None
@@ -194,33 +187,21 @@ class GuestInstance(Instance):
 
     def guest_report(self) -> dict[str, str]:
         """The guest's report (``guest_report``); an image's guest is asked for its memory now."""
-        with contextlib.suppress(*self._console_errors, OSError, ValueError):
-            self.ask_meminfo()
+        if self.app is not None:
+            self.app.ask()
         return guest_report(self.results, self.accel)
 
-    def ask_meminfo(self, timeout: float = MEMINFO_TIMEOUT_S) -> bool:
-        """Ask an image's guest for its memory now (``guest_now_*`` results, see ``native/guest_run.c``);
-        whether it answered.  Nothing to ask of a catalog guest, or of one whose app is not running."""
-        r = self.image_ready
-        if r is None or not r.app_started or self._ended.is_set():
-            return False
-        seq = self.results.get("guest_now_seq")
-        self._send_console(f"{MEMINFO_REQUEST}\n".encode())
-        return wait_until(lambda: self.results.get("guest_now_seq") != seq, timeout, interval=0.005)
+    def usage(self) -> dict[str, float]:
+        return {**super().usage(), **self.guest_usage()}
+
+    def guest_usage(self) -> dict[str, float]:
+        """An image's guest: the counters of the cgroup inside it (``ImageApp.usage``)."""
+        return self.app.usage() if self.app is not None else {}
 
     def _stop_app(self) -> None:
-        """An image's app: its stop signal through the guest (the app starter sends it, then
-        SIGKILL after the grace), and until the guest reports its exit; the caller then ends
-        the guest.  Nothing to do for a catalog workload, or before the app has started."""
-        w = self.spec.workload
-        r = self.image_ready
-        if r is None or not r.app_started or self._ended.is_set() or w.stop_signal in (None, signal.SIGKILL):
-            return
-        try:
-            self._send_console(f"{STOP_REQUEST}\n".encode())
-        except self._console_errors + (OSError, ValueError):
-            return  # the guest is going away anyway
-        self._ended.wait(w.stop_grace_s + STOP_MARGIN_S)
+        """An image's app: its own stop signal and grace, through the guest (``ImageApp.stop``)."""
+        if self.app is not None:
+            self.app.stop()
 
 
 class GuestBackend(Backend):

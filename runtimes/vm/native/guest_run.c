@@ -212,6 +212,26 @@ static int probe_once(void) {
     return ok;
 }
 
+/* A number from a cgroup file: its first number, or that of the line starting with key; -1: none. */
+static long cgroup_counter(const char *file, const char *key) {
+    char path[4096], text[256], name[64];
+    long n = -1, v;
+    snprintf(path, sizeof path, "%s/%s", cgroup, file);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (n < 0 && fgets(text, sizeof text, f))
+        if (!key ? sscanf(text, "%ld", &v) == 1 : sscanf(text, "%63s %ld", name, &v) == 2 && !strcmp(name, key))
+            n = v;
+    fclose(f);
+    return n;
+}
+
+static const struct { const char *name, *file, *key; } counters[] = {
+    {"oom_kill", "memory.events", "oom_kill"}, {"mem_peak", "memory.peak", NULL},
+    {"mem_current", "memory.current", NULL}, {"pids_current", "pids.current", NULL},
+    {"pids_refused", "pids.events", "max"}};
+
 /* The guest's memory as the kernel counts it, as RESULT lines guest_<tag>_<field>_kib: the page
  * cache (cached: file pages of the image's layers and the initramfs; shmem: tmpfs, the initramfs
  * and the instance's upper among them), the app's anonymous memory, what is left. */
@@ -230,6 +250,12 @@ static void meminfo(const char *tag) {
                 if (!strcmp(key, fields[i][0]))
                     marker("ISOBENCH RESULT guest_%s_%s_kib=%ld\n", tag, fields[i][1], kib);
     fclose(f);
+    if (cgroup) /* the guest cgroup's own counters, while the app runs under its limits */
+        for (size_t i = 0; i < sizeof counters / sizeof *counters; i++) {
+            long n = cgroup_counter(counters[i].file, counters[i].key);
+            if (n >= 0)
+                marker("ISOBENCH RESULT guest_%s_cg_%s=%ld\n", tag, counters[i].name, n);
+        }
 }
 
 int main(int argc, char **argv) {
