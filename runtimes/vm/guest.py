@@ -23,7 +23,7 @@ from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, Laun
 from runtimes.image.workload import ImageWorkload
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image, image_guest, image_init, virtiofs
+from runtimes.vm import host, image, image_guest, image_init, layers, virtiofs
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.image_app import ImageApp
 from runtimes.vm.machine import Machine, SharedDir, describe
@@ -252,6 +252,13 @@ class GuestBackend(Backend):
         if self._image_base is None:
             self._image_base = image_init.base_image(self.boot_kernel().source, self.compression_for(), self.cache)
         return self._image_base
+
+    def image_files(self, spec: LaunchSpec) -> tuple[Path, ...] | None:
+        """An erofs guest reads its image from the layer disks (virtio-fs: the layers themselves)."""
+        img = spec.workload.image
+        if img is None or image_guest.root_kind(spec) != "erofs":
+            return None
+        return tuple(layers.disk_path(tree, d, self.cache) for tree, d in zip(img.layers, img.diff_ids, strict=True))
 
     def share(self, spec: LaunchSpec) -> SharedDir | None:
         """The virtio-fs share of an image's layers when ``spec`` asks for one (``image_root =

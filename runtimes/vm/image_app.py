@@ -31,8 +31,9 @@ STOP_REQUEST = "ISOBENCH STOP"
 STOP_MARGIN_S = 5.0
 MEMINFO_REQUEST = "ISOBENCH MEMINFO"
 MEMINFO_TIMEOUT_S = 10.0
-#: ``usage()`` asks the guest for its cgroup's counters at most this often (a console round trip)
-POLL_S = 0.5
+#: ``usage()`` asks the guest for its cgroup's counters at most this often: each answer is a dozen
+#: lines through an emulated UART, work the guest does beside the app
+POLL_S = 1.0
 POLL_TIMEOUT_S = 2.0
 #: usage key -> (the init's final report once the app ended, the app starter's live counter)
 COUNTERS = {"oom_kill": ("guest_cg_mem_oom_kill", "oom_kill"), "mem_peak_bytes": ("guest_cg_mem_peak", "mem_peak"),
