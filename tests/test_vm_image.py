@@ -186,6 +186,46 @@ def test_an_image_guests_report_has_its_page_cache_with_the_app_running() -> Non
     assert "guest_page_cache" not in guest_report(base, None)  # a catalog guest: no such figure
 
 
+def test_density_reads_a_guests_disks_and_each_guests_own_page_cache(image: Image, tmp_path: Path) -> None:
+    from harness.measure import sharing
+
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"x" * (64 << 10))
+    with open(disk, "rb") as f:
+        f.read()  # its pages are in the page cache now
+    ramp, control = sharing.Reads(image, (disk,)), sharing.Reads()
+    for reads in (ramp, control, ramp, control):  # two points each: a slope needs them
+        reads.read()
+
+    class Guest:
+        results: dict[str, str] = {}
+        cgroup = None  # a guest's file pages are not charged to a host cgroup of its own
+
+        def __init__(self, mib: str) -> None:
+            self.mib = mib
+
+        def guest_report(self) -> dict[str, str]:
+            return {"guest_page_cache": self.mib}
+
+    ramp.charge([Guest("12.0"), Guest("13.0")])  # type: ignore[list-item]
+    assert ramp.image_bytes == 64 << 10 and ramp.resident == [64 << 10] * 2 and ramp.where.endswith("layer disks")
+    rows: list[tuple[str, float]] = []
+
+    class Rows:
+        def add(self, name: str, value: float, **_: object) -> None:
+            rows.append((name, value))
+
+    sharing.add_rows(Rows(), ramp, control)  # type: ignore[arg-type]
+    got = dict(rows)
+    assert got["guest_cache_each"] == 12.5 and got["guest_cache_total"] == 25.0 and got["image_resident_held"] == 0.0625
+    gb = runtimes.get("qemu")
+    spec = LaunchSpec(ImageWorkload("w", image), "u", "isobench-u-0")
+    files = gb.image_files(spec)
+    assert files == tuple(layers.disk_path(t, d) for t, d in zip(image.layers, image.diff_ids, strict=True))
+    assert gb.image_files(LaunchSpec(ImageWorkload("w", image), "u", "isobench-u-0",
+                                     extra={"image_root": "virtiofs"})) is None  # the layers themselves
+
+
 def test_image_root_option_takes_only_known_kinds() -> None:
     decl = runtimes.declaration("qemu")
     assert decl.check_options({})["image_root"] == "erofs"
