@@ -52,7 +52,7 @@ class BareBackend(Backend):
             cgroup = None
             if spec.limits.any() or spec.extra.get("cgroup"):
                 cgroup = Cgroup.create(spec.instance, spec.limits)
-                times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+                times.phases["cgroup_create"] = times.since_launch()
             inst = ProcessInstance(spec, cgroup, times, stdio)
             inst.own_netns = self.own_netns
             # unshare(1) leaves lo down (the readiness probe brings it up) and forks the workload
@@ -110,7 +110,8 @@ DECLARATION = Declaration(
     name="bare",
     factory="runtimes.bare:BareBackend",
     label="fork/exec on the host",
+    in_words="bare metal",
     colour="#555555",
-    memory_reference=True,
+    reference=True,
     image_label="chroot",
 )

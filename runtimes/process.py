@@ -173,6 +173,9 @@ class ProcessInstance(Instance):
     lo_down = False
     #: ``proc`` is a launcher whose (first) child is the workload (unshare(1) --fork)
     forks = False
+    #: ``proc`` gets an image's environment (it is the workload, or a launcher that passes its own
+    #: on); False: a runtime that sets the workload's environment itself (runc, crun, podman)
+    workload_env = True
 
     def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps, stdio: Stdio | None = None):
         self.spec = spec
@@ -195,7 +198,7 @@ class ProcessInstance(Instance):
         if env is not None:
             return dict(env)
         process = self.spec.workload.process
-        return dict(process.env) if process is not None else os.environ
+        return dict(process.env) if process is not None and self.workload_env else os.environ
 
     def _spawn(self, argv: list[str], preexec: Any = None) -> None:
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
@@ -239,11 +242,12 @@ class ProcessInstance(Instance):
             os.close(r)
             self.marker.close()
 
-    def _posix_spawn(self, argv: list[str]) -> None:
+    def _posix_spawn(self, argv: list[str], marker_fd: int = MARKER_FD) -> None:
         """posix_spawn ``argv`` with the stdio pipes on 0-2 and the marker pipe on fd 3: a vfork,
         so the harness's own size costs nothing (a full fork of the Python harness, as a
         ``preexec_fn`` forces, costs milliseconds).  Used whenever no code has to run in the
-        child before exec."""
+        child before exec.  ``marker_fd`` 1 puts the marker pipe on stdout instead of the stdout
+        pipe (runsc hands a container only its stdio)."""
         assert self.stdio is not None
         r, w = os.pipe()
         high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
@@ -252,7 +256,7 @@ class ProcessInstance(Instance):
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, fd, target)
                                           for target, fd in enumerate(self.stdio.child)]
         if self.uses_marker:
-            actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
+            actions.append((os.POSIX_SPAWN_DUP2, high, marker_fd))
         try:
             pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
         except BaseException:

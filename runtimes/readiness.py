@@ -128,6 +128,7 @@ class _NetProbe(threading.Thread):
         self.t_ready: int | None = None
         self.error: BaseException | None = None
         self.attempts = 0
+        self.foreign = False  # (bare) the last answer came from a socket not the instance's
 
     def run(self) -> None:
         try:
@@ -143,11 +144,13 @@ class _NetProbe(threading.Thread):
 
     def _check(self) -> None:
         status = self.target.exited()
+        foreign = (f" (port {self.ready.port} on the host's loopback answered, but not from this instance: it "
+                   f"shares the host's network, and another process holds the port)") if self.foreign else ""
         if status is not None:
             raise BackendError(f"{self.target.name}: exited with status {status} before {self.ready.describe()} "
-                               f"answered")
+                               f"answered{foreign}")
         if time.monotonic() > self.deadline or self.stop.is_set():
-            raise InstanceTimeout(f"{self.target.name}: {self.ready.describe()} not ready in time")
+            raise InstanceTimeout(f"{self.target.name}: {self.ready.describe()} not ready in time{foreign}")
 
     def _enter(self) -> None:
         """setns into the network namespace of one of the instance's processes (not ours)."""
@@ -174,9 +177,7 @@ class _NetProbe(threading.Thread):
         while True:
             self.attempts += 1
             t = self._attempt()
-            if t is not None:
-                if not self.target.own_netns:
-                    self._owned()
+            if t is not None and (self.target.own_netns or self._owned()):
                 return t
             self._pause(started)
 
@@ -199,14 +200,13 @@ class _NetProbe(threading.Thread):
         finally:
             conn.close()
 
-    def _owned(self) -> None:
-        """On the host's network: the listening socket must be one of the instance's."""
+    def _owned(self) -> bool:
+        """On the host's network: is the listening socket one of the instance's?  (Until it is, the
+        answer is another program's: the probe goes on, and says so if the instance never answers.)"""
         assert self.ready.port is not None
-        inodes = listening_inodes(self.ready.port)
-        if not inodes & socket_inodes(self.target.pids()):
-            raise BackendError(f"{self.target.name}: port {self.ready.port} on the host's loopback answers, but "
-                               f"not from this instance (it shares the host's network: another process holds "
-                               f"the port)")
+        owned = bool(listening_inodes(self.ready.port) & socket_inodes(self.target.pids()))
+        self.foreign = not owned
+        return owned
 
 
 def descendants(pid: int) -> list[int]:

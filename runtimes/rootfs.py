@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from runtimes.base import PREFIX
+from runtimes.naming import PREFIX
 from runtimes.workloads import BUSYBOX, STRESS_NG
 
 #: bump when the layout below changes, so cached trees are rebuilt

@@ -87,7 +87,8 @@ def test_density_of_an_image_reads_its_page_cache_at_every_point(tmp_path: Path,
         sc = scenario.parse(tomllib.loads(DENSITY), "density.toml", DENSITY)
     finally:
         undo()
-    rows = results.read_samples(runner.run(sc, tmp_path / "results", progress=False, run_id=run_id))
+    run_dir = runner.run(sc, tmp_path / "results", progress=False, run_id=run_id)
+    rows = results.read_samples(run_dir)
     assert [r for r in rows if r["status"] != "ok"] == []
     for backend in ("container", "bare"):
         mine = [r for r in rows if r["backend"] == backend]
@@ -104,3 +105,8 @@ def test_density_of_an_image_reads_its_page_cache_at_every_point(tmp_path: Path,
     container = [r["metric"] for r in rows if r["backend"] == "container"]
     assert container.count("file_charge") == 2 * 2 and "density_charged_resolved" in container
     assert "file_charge" not in [r["metric"] for r in rows if r["backend"] == "bare"]  # no cgroup of its own
+    from harness.report import findings, model
+
+    lines = [line for f in findings.findings(model.load([run_dir])) if f.title.startswith("Density") for line in f.lines]
+    assert any(line.startswith("container: the image's pages in the page cache") for line in lines), lines
+    assert any(line.startswith("bare (chroot): the image's pages") for line in lines), lines

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from harness.measure import accounting, sharing
 from harness.measure.common import MIB, Rows, launch
-from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, NONE, MeasurementInfo, Metric, Option, declare, measurement
 from runtimes.base import Backend
 from runtimes.wait import wait_until
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 declare(
     Metric("mem_available", "MiB", NONE, "density", summarised=False,
@@ -96,10 +96,21 @@ def settled_available(settle_s: float, read: Callable[[], int] = accounting.mem_
     return reads[-1]
 
 
-@measurement(MeasurementInfo("density", workload="idle", single_shot=True, images={}))
+DENSITY = MeasurementInfo(
+    "density", title="Density", workload="idle", single_shot=True, images={},
+    options={"instances": Option((int,), 1, 4096, 8, overridable=True)},  # the ramp's length
+    charts=("harness.report.charts_memory:density",), findings=("harness.report.findings_density:density",))
+
+
+def _instances(case: Case) -> int:
+    """The ramp's length (the experiment's ``instances``, a backend's override applied)."""
+    return int(case.options.get("instances", 0))
+
+
+@measurement(DENSITY)
 def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    if case.instances < 1:
-        raise ValueError(f"density needs instances >= 1, got {case.instances}")
+    if _instances(case) < 1:
+        raise ValueError(f"density needs instances >= 1, got {_instances(case)}")
     rows = Rows(backend, case, ctx, repetition, warmup)
     # alternate which comes first, so neither always runs on a host the other just disturbed
     files = backend.image_files(ctx.spec(backend, case.workload, case.limits, case.timeout_s))
@@ -152,7 +163,7 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows,
     # whether the run completes, instance k fails to start, or Ctrl-C arrives.
     with contextlib.ExitStack() as stack:
         held = []
-        for _ in range(case.instances):
+        for _ in range(_instances(case)):
             inst = stack.enter_context(launch(backend, case, ctx))
             rows.seen(inst)
             inst.wait_ready(case.timeout_s)
@@ -160,7 +171,7 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows,
             points.append(settled_available(case.settle_s))
             shared.read()
             charged.append(accounting.charged())
-        pace = (time.monotonic() - t0) / case.instances
+        pace = (time.monotonic() - t0) / _instances(case)
         shared.charge(held)
         for inst in held:  # read with all of them held, as MemAvailable was
             pss = accounting.pages(inst.processes()).pss
@@ -178,7 +189,7 @@ def _control(case: Case, pace: float | None, shared: sharing.Reads) -> list[int]
     """The same reads at the same pace (the ramp's, when known) with nothing launched."""
     points = [settled_available(case.settle_s)]
     shared.read()
-    for _ in range(case.instances):
+    for _ in range(_instances(case)):
         t0 = time.monotonic()
         if pace:
             time.sleep(max(0.0, pace - case.settle_s))

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image, image_guest, image_init, layers, virtiofs
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.image_app import ImageApp
-from runtimes.vm.machine import Machine, SharedDir, describe
+from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, SharedDir, describe
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
@@ -204,6 +205,29 @@ class GuestInstance(Instance):
             self.app.stop()
 
 
+@dataclass(frozen=True)
+class GuestConfig:
+    """What the guest backends boot, the same for ``vm`` and ``qemu``; None: this host's default."""
+
+    kernel: str | None = None  # a kernel image; None: the newest in /boot, or $ISOBENCH_VM_KERNEL
+    kernel_format: str | None = None  # how to boot it; None: $ISOBENCH_VM_KERNEL_FORMAT, else vmlinux
+    machine_type: str = DEFAULT_MACHINE_TYPE
+    cmdline: str = KERNEL_CMDLINE
+    accel: str | None = None  # kvm or tcg, forced; None: the probe's verdict
+    probe_timeout_s: float | None = None  # None: $ISOBENCH_KVM_PROBE_TIMEOUT, else the probe's default
+    compression: str | None = None  # of the initramfs; None: the best the guest kernel reads
+    cache: Path | None = None  # kernel, initramfs and verdict cache; None: the shared one
+
+    @property
+    def boot_format(self) -> str:
+        return self.kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
+
+    @property
+    def probe_timeout(self) -> float:
+        return self.probe_timeout_s or float(
+            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
+
+
 class GuestBackend(Backend):
     """The guest files of the ``vm`` and ``qemu`` backends: the same kernel, base initramfs and
     per-workload initrd from the same cache, so both boot exactly the same guest."""
@@ -212,25 +236,15 @@ class GuestBackend(Backend):
     #: libvirt starts an image share's virtiofsd from the domain XML (the harness does for QEMU)
     libvirt_starts_virtiofsd = False
 
-    def _init_guest(self, *, kernel: str | None, kernel_format: str | None, machine_type: str, cmdline: str,
-                    accel: str | None, probe_timeout_s: float | None, compression: str | None,
-                    cache: Path | None) -> None:
-        self.kernel_source = kernel
-        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
-        self.machine_type = machine_type
-        self.cmdline = cmdline
-        self.forced_accel = accel
-        self.probe_timeout_s = probe_timeout_s or float(
-            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
-        self.compression = compression
-        self.cache = cache
+    def __init__(self, guest: GuestConfig | None = None) -> None:
+        self.guest = guest or GuestConfig()
         self._verdict: accelerator.Verdict | None = None
         self._kernel: guest_kernel.BootKernel | None = None
         self._base: Path | None = None
         self._image_base: Path | None = None  # an image guest's base archive, found once per backend
 
     def _kernel_source(self) -> str | None:
-        return self.kernel_source or host.find_kernel()
+        return self.guest.kernel or host.find_kernel()
 
     def boot_kernel(self) -> guest_kernel.BootKernel:
         if self._kernel is None:
@@ -238,19 +252,20 @@ class GuestBackend(Backend):
             if source is None or not os.path.isfile(source):
                 raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
                                    "or set ISOBENCH_VM_KERNEL)")
-            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
+            self._kernel = guest_kernel.boot_kernel(source, self.guest.boot_format, image.vm_cache(self.guest.cache))
         return self._kernel
 
     def base_image(self) -> Path:
         if self._base is None:
-            self._base = image.base_image(self.compression_for(), self.cache)
+            self._base = image.base_image(self.compression_for(), self.guest.cache)
         return self._base
 
     def image_base(self) -> Path:
         """The base archive of every image guest (busybox, modules, app starter), built or found
         once: a launch never builds it, and a run boots the same one throughout."""
         if self._image_base is None:
-            self._image_base = image_init.base_image(self.boot_kernel().source, self.compression_for(), self.cache)
+            self._image_base = image_init.base_image(self.boot_kernel().source, self.compression_for(),
+                                                     self.guest.cache)
         return self._image_base
 
     def image_files(self, spec: LaunchSpec) -> tuple[Path, ...] | None:
@@ -258,7 +273,8 @@ class GuestBackend(Backend):
         img = spec.workload.image
         if img is None or image_guest.root_kind(spec) != "erofs":
             return None
-        return tuple(layers.disk_path(tree, d, self.cache) for tree, d in zip(img.layers, img.diff_ids, strict=True))
+        return tuple(layers.disk_path(tree, d, self.guest.cache)
+                     for tree, d in zip(img.layers, img.diff_ids, strict=True))
 
     def share(self, spec: LaunchSpec) -> SharedDir | None:
         """The virtio-fs share of an image's layers when ``spec`` asks for one (``image_root =
@@ -268,25 +284,25 @@ class GuestBackend(Backend):
             return None
         share = virtiofs.share_for(img, spec.instance)
         if self.libvirt_starts_virtiofsd:
-            share = dataclasses.replace(share, binary=virtiofs.libvirt_binary(image.vm_cache(self.cache)))
+            share = dataclasses.replace(share, binary=virtiofs.libvirt_binary(image.vm_cache(self.guest.cache)))
         return share
 
     def compression_for(self) -> str:
-        return self.compression or image.choose_compression(host.kernel_config(self.boot_kernel().source))
+        return self.guest.compression or image.choose_compression(host.kernel_config(self.boot_kernel().source))
 
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
         if spec.workload.image is not None:
-            initrd, extra = image_guest.files(self.boot_kernel().source, spec, self.image_base(), self.cache,
+            initrd, extra = image_guest.files(self.boot_kernel().source, spec, self.image_base(), self.guest.cache,
                                               self.share(spec))
             return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
-                            machine_type=self.machine_type, cmdline=self.cmdline, extra=extra)
+                            machine_type=self.guest.machine_type, cmdline=self.guest.cmdline, extra=extra)
         argv = spec.extra.get("argv")
         # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
         run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
-        initrd = image.initrd_for(run, self.base_image(), self.cache, applets=bool(argv))
+        initrd = image.initrd_for(run, self.base_image(), self.guest.cache, applets=bool(argv))
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
-                        machine_type=self.machine_type, cmdline=self.cmdline)
+                        machine_type=self.guest.machine_type, cmdline=self.guest.cmdline)
 
     @abc.abstractmethod
     def verdict(self) -> accelerator.Verdict:
@@ -305,7 +321,7 @@ class GuestBackend(Backend):
         if self._kernel is not None:
             bk = self._kernel
             meta.update(kernel=bk.source, kernel_boot=bk.format + (f" ({bk.note})" if bk.note else ""))
-        meta["machine_type"] = self.machine_type
+        meta["machine_type"] = self.guest.machine_type
         if self._base is not None:
             meta["initramfs"] = self._base.name
         if self._image_base is not None:
