@@ -291,6 +291,7 @@ def qemu_backend() -> Iterator[qemu.QemuBackend]:
 
 SCRIPT = ("b=/bin/busybox; $b id -u; $b id -g; $b id -G; $b pwd; echo \"greeting=$GREETING\"; "
           "echo whiteout=$($b ls /junk); echo opaque=$($b ls /opq); $b touch /home/app/written && echo wrote; "
+          "$b readlink /proc/$$/fd/3 || echo no-fd-3; "
           "$b cat /proc/mounts; $b printf no-newline-at-the-end")
 
 
@@ -309,6 +310,7 @@ def test_the_guest_runs_the_app_on_its_layers_as_the_image_says(image: Image, qe
     app = out[out.index(APP_STARTS):].splitlines()[1:]
     assert app[:5] == ["1000", "1000", "1000 2000", "/www", "greeting=hi from the scenario"]
     assert app[5:8] == ["whiteout=", "opaque=new.txt", "wrote"]  # the overlay honours the layers' own form
+    assert app[8] == "no-fd-3"  # the app gets stdin, stdout, stderr and nothing else of the guest's
     mounts = [line.split() for line in app if line.startswith(("overlay", "proc", "sysfs", "devtmpfs"))]
     assert mounts[0][:3] == ["overlay", "/", "overlay"] and {"nosuid", "nodev"} <= set(mounts[0][3].split(","))
     r = inst.results
