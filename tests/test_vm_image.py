@@ -43,6 +43,7 @@ def _records(spec: bytes) -> list[tuple[str, str]]:
 # -- units ---------------------------------------------------------------------------
 
 
+@pytest.mark.privileged  # the test image's layers have owners (imagekit)
 def test_the_starters_spec_is_the_resolved_process(image: Image) -> None:
     wl = ImageWorkload("who", image, command=("/bin/sh", "-c", "echo $A"), workdir="/www", user="app",
                        env={"A": "x=y"}, ready=Ready("http", port=8080, path="/index.html"), stop="SIGUSR1",
@@ -58,6 +59,7 @@ def test_the_starters_spec_is_the_resolved_process(image: Image) -> None:
     assert plain["ready"] == "none" and "port" not in plain and "cgroup" not in plain
 
 
+@pytest.mark.privileged  # the test image's layers have owners (imagekit)
 def test_a_nul_in_the_environment_is_refused(image: Image) -> None:
     wl = ImageWorkload("x", image, env={"A": "a\0b"})
     with pytest.raises(BackendError, match="NUL"):
@@ -92,6 +94,7 @@ def test_modules_come_with_their_dependencies_first_and_builtins_left_out(tmp_pa
         modules.resolve(str(kernel), ("fuse",))
 
 
+@pytest.mark.vm  # the guest kernel and its modules (linux-image-amd64)
 def test_the_host_kernel_has_what_an_image_guest_loads() -> None:
     from runtimes.vm import host
 
@@ -186,6 +189,7 @@ def test_an_image_guests_report_has_its_page_cache_with_the_app_running() -> Non
     assert "guest_page_cache" not in guest_report(base, None)  # a catalog guest: no such figure
 
 
+@pytest.mark.privileged  # the test image's layers have owners (imagekit)
 def test_density_reads_a_guests_disks_and_each_guests_own_page_cache(image: Image, tmp_path: Path) -> None:
     from harness.measure import sharing
 
