@@ -144,8 +144,7 @@ class QemuInstance(GuestInstance):
 
         share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
         if share is not None:  # QEMU connects to its socket at start: it must be listening
-            log = str(Path(self.spec.log_dir) / f"{self.name}.virtiofsd.log") if self.spec.log_dir else None
-            self.virtiofsd = virtiofs.Daemon(share, procs, log)
+            self.virtiofsd = virtiofs.Daemon(share, procs, logs.virtiofsd)
             self.times.phases["virtiofsd_start"] = self.virtiofsd.start()
         self.t_spawn = now_ns()
         try:
@@ -234,26 +233,29 @@ class QemuLogs:
     """The console log and QEMU's stderr log of one instance, opened before ``t_launch`` as every
     backend opens its logs (``runtimes.process.instance_log``); ``close`` closes what is still ours."""
 
-    def __init__(self, spec: LaunchSpec):
+    def __init__(self, spec: LaunchSpec, virtiofsd: bool = False):
         self.console: Any = None
         self.console_path: str | None = None
         self.stderr: Any = None
+        self.virtiofsd: Any = None  # the output of an image share's virtiofsd
         if spec.extra.get("stdio") == "inherit" or not spec.log_dir:
             return
         try:
             self.console_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
             self.console = create_log(Path(self.console_path))
             self.stderr = create_log(Path(spec.log_dir) / f"{spec.instance}.qemu.log")
+            if virtiofsd:
+                self.virtiofsd = create_log(Path(spec.log_dir) / f"{spec.instance}.virtiofsd.log")
         except OSError as e:
             self.close()
             raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
 
     def close(self) -> None:
-        for f in (self.console, self.stderr):
+        for f in (self.console, self.stderr, self.virtiofsd):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
-        self.console = self.stderr = None
+        self.console = self.stderr = self.virtiofsd = None
 
 
 class QemuBackend(GuestBackend):
@@ -310,7 +312,7 @@ class QemuBackend(GuestBackend):
         m = self.machine(spec, accel)  # image lookups: cached files, before t_launch as for vm
         argv = qemu_argv(m, qemu)
         owners.claim(spec.run_id)  # before anything of the run exists: `isobench cleanup` leaves it alone
-        logs = QemuLogs(spec)  # before t_launch, as for every backend
+        logs = QemuLogs(spec, any(isinstance(d, SharedDir) for d in m.devices))  # before t_launch, as for all
         try:
             times = Timestamps(t_launch=now_ns())
             try:

@@ -32,6 +32,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -62,10 +63,10 @@ def argv(share: SharedDir) -> list[str]:
 class Daemon:
     """The virtiofsd of one guest: started into the guest's cgroup, killed with the guest."""
 
-    def __init__(self, share: SharedDir, procs_files: Sequence[str], log: str | None = None):
+    def __init__(self, share: SharedDir, procs_files: Sequence[str], log: IO[bytes] | None = None):
         self.share = share
         self.procs_files = list(procs_files)
-        self.log = log
+        self.log = log  # opened by the caller before t_launch (its path says nothing here)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> int:
@@ -85,15 +86,14 @@ class Daemon:
                     os.close(fd)
 
         t0 = now_ns()
-        with open(self.log or os.devnull, "wb") as err:
-            self.proc = subprocess.Popen(argv(self.share), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         preexec_fn=join_cgroup, start_new_session=True)
+        out = self.log if self.log is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv(self.share), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     preexec_fn=join_cgroup, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(self.share.socket):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise BackendError(f"virtiofsd did not start (exit {self.proc.returncode}"
-                                   f"{'; see ' + self.log if self.log else ''})")
+                raise BackendError(f"virtiofsd did not start (exit {self.proc.returncode}; see its log)")
             time.sleep(0.001)
         return now_ns() - t0
 
