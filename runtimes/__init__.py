@@ -33,6 +33,7 @@ REGISTRY: dict[str, str] = {
     "podman": "runtimes.podman:DECLARATION",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
+    "qemu:virtiofs": "runtimes.vm:QEMU_VIRTIOFS",
 }
 
 #: what ``isobench exec`` runs a command in unless told otherwise

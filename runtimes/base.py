@@ -27,6 +27,7 @@ import abc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 # PREFIX and Limits live in leaf modules (runtimes.cgroups uses them without importing this
@@ -191,6 +192,12 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend-wide resources (connections) at the end of a run; idempotent."""
+
+    def image_files(self, spec: LaunchSpec) -> tuple[Path, ...] | None:
+        """The host files an instance of ``spec`` reads its image's bytes from, when they are not
+        the image's layer directories (None): a guest's layer disks.  The page-cache measurement
+        asks the kernel which of their pages are cached (nothing is built or read in here)."""
+        return None
 
     def __enter__(self) -> Self:
         return self

@@ -315,12 +315,22 @@ def in_guest_cgroup(argv: list[str], memory_mib: int | None, pids: int | None) -
     stays outside the cgroup, so the workload's first process is the cgroup's first,
     as on a host; after the workload it reports the cgroup's own counters
     (``guest_cg_*``) and exits with the workload's status.  Without limits, ``argv``."""
-    if memory_mib is None and pids is None:
+    setup = guest_cgroup_setup(memory_mib, pids)
+    if setup is None:
         return argv
+    # the inner sh's $$ is its own pid: it joins the cgroup, then becomes the workload
+    run = f"{BUSYBOX} sh -c 'echo $$ > {GUEST_CGROUP}/cgroup.procs && exec \"$@\"' workload {shlex.join(argv)}"
+    return [BUSYBOX, "sh", "-c", f"{setup}; {run}; rc=$?; {guest_cgroup_report()}; exit $rc"]
+
+
+def guest_cgroup_setup(memory_mib: int | None, pids: int | None) -> str | None:
+    """Shell that makes ``GUEST_CGROUP`` with these limits (None: no limit, no cgroup).  Every
+    step must work (a limit that was not applied is no measurement): on failure it exits 97
+    before the workload starts, with the reason on the console."""
+    if memory_mib is None and pids is None:
+        return None
     g, b = GUEST_CGROUP, BUSYBOX
-    # every step must work (a limit that was not applied is no measurement): on failure the
-    # wrapper exits before the workload's ready marker, with the reason on the console
-    setup = [f"{{ {b} mountpoint -q /sys/fs/cgroup || {b} mount -t cgroup2 none /sys/fs/cgroup; }}",
+    setup = [f"{{ {b} grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || {b} mount -t cgroup2 none /sys/fs/cgroup; }}",
              "echo '+memory +pids' > /sys/fs/cgroup/cgroup.subtree_control", f"{b} mkdir -p {g}"]
     if memory_mib is not None:
         setup.append(f"echo {memory_mib << 20} > {g}/memory.max")
@@ -328,10 +338,13 @@ def in_guest_cgroup(argv: list[str], memory_mib: int | None, pids: int | None) -
         setup.append(f"echo {pids} > {g}/pids.max")
     swap_off = f"{{ [ ! -e {g}/memory.swap.max ] || echo 0 > {g}/memory.swap.max; }}"
     fail = "{ echo 'isobench: cannot apply the limits in the guest cgroup' >&2; exit 97; }"
-    # the inner sh's $$ is its own pid: it joins the cgroup, then becomes the workload
-    run = f"{b} sh -c 'echo $$ > {g}/cgroup.procs && exec \"$@\"' workload {shlex.join(argv)}"
-    report = (f"rc=$?; while read k v; do echo \"{RESULT} guest_cg_mem_$k=$v\" >&{MARKER_FD}; "
-              f"done < {g}/memory.events; "
-              f"echo \"{RESULT} guest_cg_mem_peak=$({b} cat {g}/memory.peak 2>/dev/null)\" >&{MARKER_FD}; "
-              f"read k v < {g}/pids.events; echo \"{RESULT} guest_cg_pids_max=$v\" >&{MARKER_FD}; exit $rc")
-    return [BUSYBOX, "sh", "-c", f"{{ {' && '.join(setup)} && {swap_off}; }} || {fail}; {run}; {report}"]
+    return f"{{ {' && '.join(setup)} && {swap_off}; }} || {fail}"
+
+
+def guest_cgroup_report() -> str:
+    """Shell that reports ``GUEST_CGROUP``'s own counters (``guest_cg_*``) on the marker channel."""
+    g, b = GUEST_CGROUP, BUSYBOX
+    return (f"while read k v; do echo \"{RESULT} guest_cg_mem_$k=$v\" >&{MARKER_FD}; "
+            f"done < {g}/memory.events; "
+            f"echo \"{RESULT} guest_cg_mem_peak=$({b} cat {g}/memory.peak 2>/dev/null)\" >&{MARKER_FD}; "
+            f"read k v < {g}/pids.events; echo \"{RESULT} guest_cg_pids_max=$v\" >&{MARKER_FD}")

@@ -206,10 +206,19 @@ def test_readiness_in_words_round_trips_and_an_images_label_is_the_default(tmp_p
 
 
 def test_a_backend_that_runs_no_image_is_refused_before_the_run(images: dict[str, Image]) -> None:
-    text = SCENARIO.replace('backends = ["bare", "container"]', 'backends = ["bare", "vm"]', 1)
-    with pytest.raises(scenario.ScenarioError, match="vm runs no image workload"):
-        scenario.parse(tomllib.loads(text), "s.toml", text)
-    limited = text.replace('workloads = ["noop", "web"]', 'workloads = ["noop", "web"]\nbackends = ["bare"]')
-    limited = limited.replace('workloads = ["idle", "web"]', 'workloads = ["idle", "web"]\nbackends = ["bare"]')
-    limited = limited.replace('workloads = ["web"]\ngrid', 'workloads = ["web"]\nbackends = ["bare"]\ngrid')
-    assert scenario.parse(tomllib.loads(limited), "s.toml", limited).cases
+    import dataclasses
+
+    import runtimes
+    from tests import toy_backend
+
+    undo = runtimes.register(dataclasses.replace(toy_backend.DECLARATION, images=False))
+    try:
+        text = SCENARIO.replace('backends = ["bare", "container"]', 'backends = ["bare", "toy"]', 1)
+        with pytest.raises(scenario.ScenarioError, match="toy runs no image workload"):
+            scenario.parse(tomllib.loads(text), "s.toml", text)
+        limited = text.replace('workloads = ["noop", "web"]', 'workloads = ["noop", "web"]\nbackends = ["bare"]')
+        limited = limited.replace('workloads = ["idle", "web"]', 'workloads = ["idle", "web"]\nbackends = ["bare"]')
+        limited = limited.replace('workloads = ["web"]\ngrid', 'workloads = ["web"]\nbackends = ["bare"]\ngrid')
+        assert scenario.parse(tomllib.loads(limited), "s.toml", limited).cases
+    finally:
+        undo()

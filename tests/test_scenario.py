@@ -73,7 +73,7 @@ BAD = {
     "seconds override": ("[[experiment]]\nmeasurement='cpu_quota'\nseconds=3\ngrid={quota=[1], threads=[1]}\n"
                          "overrides={container={seconds=1}}", "overrides.container.seconds: cannot be overridden"),
     "unknown backend option": ("[backend.vm]\nvcpu=2\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
-                               "backend.vm.vcpu: unknown option of backend vm (known: vcpus, memory_mib)"),
+                               "backend.vm.vcpu: unknown option of backend vm (known: vcpus, memory_mib, image_root)"),
     "option of a backend without options": ("[backend.bare]\nvcpus=2\n[[experiment]]\nmeasurement='startup'\n"
                                             "workloads=['noop']", "backend.bare.vcpus: unknown option"),
     "backend option type": ("[backend.vm]\nvcpus='two'\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",
@@ -190,7 +190,7 @@ def test_backend_options_reach_the_launch_spec_typed() -> None:
     ctx = Context(run_id="u", log_dir=Path("/nonexistent"), backend_options={"vm": {"vcpus": 2}})
     spec = ctx.spec(Named("vm"), Workload("noop"))  # type: ignore[arg-type]
     assert (spec.vcpus, spec.guest_memory_mib) == (2, declaration("vm").option("memory_mib").default)
-    assert dict(spec.extra) == {}
+    assert dict(spec.extra) == {"image_root": "erofs"}  # an option without a LaunchSpec field: in extra
     assert ctx.spec(Named("bare"), Workload("noop")).vcpus == 1  # type: ignore[arg-type]
 
 

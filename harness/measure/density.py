@@ -113,7 +113,8 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
         raise ValueError(f"density needs instances >= 1, got {_instances(case)}")
     rows = Rows(backend, case, ctx, repetition, warmup)
     # alternate which comes first, so neither always runs on a host the other just disturbed
-    shared, shared_control = sharing.Reads(case.workload.image), sharing.Reads()  # the page cache, beside
+    files = backend.image_files(ctx.spec(backend, case.workload, case.limits, case.timeout_s))
+    shared, shared_control = sharing.Reads(case.workload.image, files), sharing.Reads()  # the page cache, beside
     if repetition % 2 == 0:
         ramp, per_instance, pace = _ramp(backend, case, ctx, rows, shared)
         control = _control(case, pace, shared_control)

@@ -49,6 +49,11 @@ declare(
            description="private_dirty minus the reference's, measured beside it"),
     Metric("guest_mem_total", "MiB", NONE, "memory", description="MemTotal inside a guest"),
     Metric("guest_mem_used", "MiB", LOWER, "memory", description="MemTotal - MemAvailable inside a guest"),
+    Metric("guest_app_mem_used", "MiB", LOWER, "memory",
+           description="MemTotal - MemAvailable inside an image's guest with its app running (after ready)"),
+    Metric("guest_page_cache", "MiB", NONE, "memory",
+           description="file pages in an image's guest's own page cache (Cached - Shmem, after ready): "
+                       "the image's files this guest read, held by it alone"),
 )
 
 
@@ -117,4 +122,8 @@ def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: 
         note = "as the guest's /proc/meminfo reports it"
         rows.add("guest_mem_total", total, note=note)
         rows.add("guest_mem_used", used, note=note)
+    for key in ("guest_app_mem_used", "guest_page_cache"):  # an image's guest, asked after ready
+        mib = reported(report, key)
+        if mib is not None:
+            rows.add(key, mib, note="as the guest's /proc/meminfo reports it with the app running")
     return rows.samples

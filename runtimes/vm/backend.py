@@ -54,11 +54,11 @@ from runtimes.base import (
 from runtimes.exits import ExitEvents
 from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
-from runtimes.vm import domain, host, image
+from runtimes.vm import domain, host, image, virtiofs
 from runtimes.vm.connection import Connection, alive, version_string
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.machine import Machine, validate
-from runtimes.vm.machine_cgroup import cpu_usage
+from runtimes.vm.machine_cgroup import cpu_usage, qemu_process
 from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
 
@@ -112,7 +112,7 @@ class VmInstance(GuestInstance):
         self.dom.resume()
         self.t_resume = now_ns()
         self.times.phases["qemu_start"] = self.t_resume - t1
-        self.qemu = _qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
+        self.qemu = qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
 
     # -- console (GuestInstance hooks) --------------------------------------------------
     def _read_console(self) -> bytes:
@@ -124,6 +124,10 @@ class VmInstance(GuestInstance):
         if self._log is not None:
             self._log.write(data)
             self._log.flush()
+
+    def _send_console(self, data: bytes) -> None:
+        assert self.stream is not None
+        self.stream.send(data)
 
     def _boot_start(self) -> int | None:
         return self.t_resume  # the domain was created paused: the guest runs from its resume
@@ -172,9 +176,13 @@ class VmInstance(GuestInstance):
         raise BackendError(f"{self.name}: the guest ended without reporting an exit status{self._see_log()}")
 
     def processes(self) -> list[int]:
-        if self.qemu is not None and self.qemu.is_running():
-            return [self.qemu.pid]
-        return []
+        """QEMU, and the virtiofsd libvirt started for an image's layers (its memory is the guest's)."""
+        if self.qemu is None or not self.qemu.is_running():
+            return []
+        daemons: list[int] = []
+        with contextlib.suppress(libvirt.libvirtError):
+            daemons = virtiofs.libvirt_daemons(self.dom.ID()) if self.dom is not None else []
+        return [self.qemu.pid, *daemons]
 
     def _domain(self) -> libvirt.virDomain | None:
         """The domain on a live connection: the one it was created on, or -- after libvirtd was
@@ -186,6 +194,7 @@ class VmInstance(GuestInstance):
     def stop(self) -> None:
         if self.dom is None or self._stopped.is_set():
             return
+        self._stop_app()  # an image's app: its own stop signal and grace first
         try:
             dom = self._domain()
             if dom is not None:
@@ -246,34 +255,21 @@ class VmInstance(GuestInstance):
             self._log = None
 
     def usage(self) -> dict[str, float]:
-        """CPU counters of the domain's cgroup (where libvirt applies <cputune>)."""
+        """CPU counters of the domain's cgroup (where libvirt applies <cputune>); an image's guest
+        adds its own cgroup's (``guest_usage``)."""
         if self.qemu is None:
             return {}
         try:
-            return cpu_usage(self.qemu.pid)
+            return {**cpu_usage(self.qemu.pid), **self.guest_usage()}
         except (OSError, psutil.Error):
             return {}
-
-
-def _qemu_process(name: str, uri: str) -> psutil.Process | None:
-    """The QEMU of domain ``name``: libvirt's pid file, else its ``-name guest=NAME`` argument."""
-    candidates = [Path("/run/libvirt/qemu") / f"{name}.pid"]
-    if uri.endswith("/session"):
-        candidates.append(Path.home() / ".config/libvirt/qemu/run" / f"{name}.pid")
-    for pidfile in candidates:
-        with contextlib.suppress(OSError, ValueError, psutil.Error):
-            return psutil.Process(int(pidfile.read_text().strip()))
-    needle = f"guest={name},"
-    for p in psutil.process_iter(["cmdline"]):
-        if any(needle in a or a == f"guest={name}" for a in p.info["cmdline"] or []):
-            return p
-    return None
 
 
 class VmBackend(GuestBackend):
     """Guests through libvirt; one connection (and event callback) per backend."""
 
     name = "vm"
+    libvirt_starts_virtiofsd = True
 
     def __init__(self, uri: str | None = None, *, guest: GuestConfig | None = None, reprobe: bool = False):
         super().__init__(guest)
