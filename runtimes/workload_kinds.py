@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runtimes.declaration import resolve
+from runtimes.declaration import resolve_named
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.workloads import AnyWorkload
@@ -51,10 +51,7 @@ _loaded: dict[str, Kind] = {}
 def kind(name: str) -> Kind:
     """The kind ``name`` (imports only its module)."""
     if name not in _loaded:
-        found = resolve(KINDS[name])
-        if not isinstance(found, Kind) or found.name != name:
-            raise TypeError(f"{KINDS[name]} is not the workload kind {name!r}")
-        _loaded[name] = found
+        _loaded[name] = resolve_named(KINDS[name], Kind, name, "workload kind")
     return _loaded[name]
 
 
