@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 BUSYBOX = "/bin/busybox"
 #: the environment a workload starts with inside an isolated environment (the container's, and the
@@ -233,15 +233,39 @@ class ProcessSpec:
     groups: tuple[int, ...] = ()
 
 
+class AnyWorkload(Protocol):
+    """What a backend, a measurement and the runner ask of a workload, whatever its kind: the
+    catalog's ``Workload`` below, or one a ``[workload.NAME]`` table defines
+    (``runtimes.workload_kinds``: an image's ``ImageWorkload``).  A backend that needs more of
+    one kind (an image's layers) asks for it with ``isinstance``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...  # "catalog", or the kind that defined it
+    @property
+    def ready(self) -> Ready: ...
+    @property
+    def image(self) -> Any: ...  # the image it runs (``runtimes.image.model.Image``), None for the catalog
+    #: the first process, resolved (None: the backend's own environment around ``argv()``)
+    @property
+    def process(self) -> ProcessSpec | None: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def exits_by_itself(self) -> bool: ...
+    @property
+    def stop_signal(self) -> int | None: ...  # None: stop() kills at once
+    @property
+    def stop_grace_s(self) -> float: ...
+    def argv(self) -> list[str]: ...
+    def bound(self) -> dict[str, Any]: ...  # its parameters, defaults filled in
+    def describe(self) -> dict[str, Any]: ...  # what the manifest records of it
+
+
 @dataclass(frozen=True)
 class Workload:
-    """A catalog entry with its parameters bound: what every backend runs.
-
-    Every workload kind (this one, ``runtimes.image.workload.ImageWorkload``) answers the
-    same questions: ``name``, ``kind``, ``ready``, ``exits_by_itself``, ``image``,
-    ``process`` (None: the backend's own environment around ``argv()``), ``stop_signal``
-    and ``stop_grace_s``, ``describe()``.
-    """
+    """A catalog entry with its parameters bound: what every backend runs (an ``AnyWorkload``)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
