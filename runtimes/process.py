@@ -366,13 +366,15 @@ class ProcessInstance(Instance):
     def cleanup(self) -> None:
         """``Instance.cleanup``, then the rest of the workload's output is copied and the log
         closed: after ``t_clean``, as the harness's own bookkeeping (the instance is gone by
-        then; its output's EOF came with its exit, unless something it left holds the pipe)."""
+        then; its output's EOF came with its exit, unless something it left holds the pipe).
+        A log nothing was written to is removed (``log_path`` becomes None)."""
         try:
             super().cleanup()
         finally:
             if self.stdio is not None:
                 self.stdio.drain(OUTPUT_DRAIN_S)
                 self.stdio.close()
+                self.log_path = self.stdio.path
 
     def _release(self) -> None:
         """What is left on the host once the process is reaped (cleanup's backend-specific step)."""

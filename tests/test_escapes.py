@@ -115,7 +115,7 @@ def test_a_workload_may_report_only_so_many_result_keys(run_id: str, tmp_path: P
     b = ContainerBackend()
     require((why := b.available()) is None, f"container backend unavailable: {why}")
     script = ("i=0; while [ $i -lt 3000 ]; do echo \"ISOBENCH RESULT k$i=$i\"; i=$((i+1)); done >&3; "
-              "echo 'ISOBENCH RESULT k0=again' >&3")
+              "echo 'ISOBENCH RESULT k0=again' >&3; echo done")  # (a log only when something is written)
     spec = LaunchSpec(Workload("noop"), run_id, f"{PREFIX}-{run_id}-0", timeout_s=30, log_dir=str(tmp_path),
                       extra={"argv": [BUSYBOX, "sh", "-c", script]})
     try:

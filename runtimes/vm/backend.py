@@ -52,7 +52,7 @@ from runtimes.base import (
     now_ns,
 )
 from runtimes.exits import ExitEvents
-from runtimes.stdio import create_log
+from runtimes.stdio import close_log, create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image, virtiofs
 from runtimes.vm.connection import Connection, alive, version_string
@@ -250,8 +250,9 @@ class VmInstance(GuestInstance):
             with contextlib.suppress(libvirt.libvirtError):
                 self.stream.abort()
             self.stream = None
-        if self._log is not None:
-            self._log.close()
+        if self._log is not None and self.log_path is not None:
+            if not close_log(self._log, self.log_path):
+                self.log_path = None  # nothing was written: no log
             self._log = None
 
     def usage(self) -> dict[str, float]:
