@@ -113,6 +113,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert command.main(_args("--reuse", str(_session(tmp_path, 2)), "--inject", "factor=2")) == 2
 
 
+def test_a_directory_it_cannot_write_is_refused_before_anything_runs(tmp_path, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "afile").write_text("")
+    for option, where in (("--results", "/proc/isobench-ab-test"), ("--results", str(tmp_path / "afile" / "x")),
+                          ("--out", str(tmp_path / "afile"))):
+        assert command.main(_args(str(tmp_path / "tiny.toml"), option, where)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{option} {where}: cannot create or write this directory" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "tiny.toml"]
+
+
 @pytest.mark.privileged
 def test_a_real_session_alternates_the_variants_and_records_what_ran(tmp_path, capsys):
     toml = tmp_path / "tiny.toml"

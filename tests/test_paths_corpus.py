@@ -80,7 +80,10 @@ CORPUS: dict[str, list[list[str]]] = {
              ["{tmp}/afifo", "--scale", "0.5"], [SCENARIO, "--scale", "0"], [SCENARIO, "--every", "0"],
              [SCENARIO, "--backends", ","]],
     # the stats helper's `isobench ab`
-    "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"]],
+    "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"],
+           [SCENARIO, "--results", "{tmp}/afile/sub"], [SCENARIO, "--results", "/proc/isobench-corpus"],
+           [SCENARIO, "--results", "/sys/isobench-corpus"], [SCENARIO, "--out", "{tmp}/afile"],
+           ["--reuse", "{tmp}/run", "--out", "/proc/isobench-corpus"]],
 }
 
 _SCENARIO_WITH = """[scenario]
