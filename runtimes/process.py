@@ -15,7 +15,7 @@ import select
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,20 +71,27 @@ def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[Stdio]:
 
 
 @contextlib.contextmanager
-def launching(inst: Instance, what: str) -> Iterator[None]:
+def undone_on_failure(undo: Callable[[], object], what: str,
+                      errors: tuple[type[Exception], ...] = (OSError,)) -> Iterator[None]:
+    """Around a step that follows the making of something ``undo`` removes: on any exception it
+    is undone, and one of ``errors`` becomes one readable ``BackendError("<what>: <error>")``."""
+    try:
+        yield
+    except errors as e:
+        undo()
+        raise BackendError(f"{what}: {e}") from e
+    except BaseException:
+        undo()
+        raise
+
+
+def launching(inst: Instance, what: str) -> contextlib.AbstractContextManager[None]:
     """Around the start of a created instance: nothing half-created survives a failure.
 
     On any exception ``inst`` is cleaned up; an OSError becomes one readable
     ``BackendError("<what>: <error>")``.
     """
-    try:
-        yield
-    except OSError as e:
-        inst.cleanup()
-        raise BackendError(f"{what}: {e}") from e
-    except BaseException:
-        inst.cleanup()
-        raise
+    return undone_on_failure(inst.cleanup, what)
 
 
 def kill_and_reap(pid: int) -> None:

@@ -29,7 +29,7 @@ from runtimes.base import BackendError, LaunchSpec, Timestamps, now_ns
 from runtimes.image.rundir import OVERLAY_FLAGS, Runs, Upper
 from runtimes.image.workload import ImageWorkload
 from runtimes.naming import PREFIX
-from runtimes.process import kill_and_reap, reaped
+from runtimes.process import kill_and_reap, reaped, undone_on_failure
 from runtimes.wait import wait_until
 
 COMM = f"{PREFIX}-ocimount"
@@ -142,14 +142,8 @@ def instance_root(mounter: Mounter, spec: LaunchSpec, times: Timestamps) -> Uppe
     workload = spec.workload
     assert isinstance(workload, ImageWorkload)
     upper = Upper.create(spec.run_id, spec.instance, workload.missing_mountpoints())
-    try:
+    with undone_on_failure(upper.remove, f"{spec.instance}: cannot mount the image's root", (OSError, ValueError)):
         mounter.mount(str(upper.root), upper.data(workload.image))
-    except (OSError, ValueError) as e:
-        upper.remove()
-        raise BackendError(f"{spec.instance}: cannot mount the image's root: {e}") from e
-    except BaseException:
-        upper.remove()
-        raise
     times.phases["rootfs"] = now_ns() - t0
     return upper
 
