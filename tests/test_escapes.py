@@ -368,11 +368,12 @@ def test_shipped_and_engine_profiles_validate_and_unknown_names_beside_known_one
 
 
 def test_the_zygote_compiler_is_an_absolute_root_owned_system_path(tmp_path: Path, monkeypatch) -> None:
+    from runtimes import trust
     from runtimes.container.launcher import native
 
     monkeypatch.delenv("CC", raising=False)
     cc = native.compiler()
-    assert os.path.isabs(cc) and native.untrusted(cc) is None
+    assert os.path.isabs(cc) and trust.untrusted(cc) is None
     monkeypatch.setenv("CC", "gcc")
     with pytest.raises(native.NativeUnavailable, match="not an absolute path"):
         native.compiler()
