@@ -21,7 +21,7 @@ from typing import Any
 
 from runtimes import owners, readiness
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
-from runtimes.cgroups import Cgroup
+from runtimes.cgroups import Cgroup, join_self
 from runtimes.marker import MarkerChannel
 from runtimes.output import LineWatch
 from runtimes.stdio import Stdio
@@ -220,11 +220,7 @@ class ProcessInstance(Instance):
         def child() -> None:
             # Runs in the child between fork and exec: join the cgroup first, so
             # everything the workload forks is counted and limited.
-            pid = str(os.getpid()).encode()
-            for f in cg_files:
-                fd = os.open(f, os.O_WRONLY)
-                os.write(fd, pid)
-                os.close(fd)
+            join_self(cg_files)
             if marker:
                 os.dup2(w, MARKER_FD)
             if preexec is not None:

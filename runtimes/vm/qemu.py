@@ -23,6 +23,7 @@ and its cgroup is gone.  Phases: guest_firmware, guest_kernel, guest_init.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -43,7 +44,7 @@ from runtimes.base import (
     Timestamps,
     now_ns,
 )
-from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.cgroups import Cgroup, CgroupError, join_self
 from runtimes.naming import of_run
 from runtimes.process import launching
 from runtimes.stdio import close_log, create_log
@@ -131,15 +132,7 @@ class QemuInstance(GuestInstance):
         self._logs, self.log_path = logs, logs.console_path  # closed at cleanup (_teardown)
         stderr = logs.file("qemu") or (None if self._inherit else subprocess.DEVNULL)
         procs = [str(p) for p in self._cgroup.procs_files()]
-
-        def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
-            pid = str(os.getpid()).encode()
-            for f in procs:
-                fd = os.open(f, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
+        join_cgroup = functools.partial(join_self, procs)  # between fork and exec: QEMU's threads are born inside
 
         share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
         if share is not None:  # QEMU connects to its socket at start: it must be listening
