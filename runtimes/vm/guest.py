@@ -27,7 +27,7 @@ from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image, image_guest, image_init, layers, virtiofs
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.image_app import ImageApp
-from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, SharedDir, describe
+from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, SharedDir, describe, validate
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
@@ -235,6 +235,8 @@ class GuestBackend(Backend):
     NO_KERNEL = "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
     #: libvirt starts an image share's virtiofsd from the domain XML (the harness does for QEMU)
     libvirt_starts_virtiofsd = False
+    #: probe the accelerator anew instead of reading the cached verdict (the vm backend's option)
+    reprobe = False
 
     def __init__(self, guest: GuestConfig | None = None) -> None:
         self.guest = guest or GuestConfig()
@@ -304,9 +306,27 @@ class GuestBackend(Backend):
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
                         machine_type=self.guest.machine_type, cmdline=self.guest.cmdline)
 
-    @abc.abstractmethod
     def verdict(self) -> accelerator.Verdict:
-        """KVM or TCG for this host (probed once, then cached on disk)."""
+        """KVM or TCG for this host: probed once (``_probe``), then cached on disk under the key
+        both guest backends use (QEMU's version, the guest kernel): one probe serves both."""
+        if self._verdict is None:
+            key = accelerator.cache_key(host.qemu_version() or "?", self.boot_kernel().path)
+            self._verdict = accelerator.resolve(
+                cache=image.vm_cache(self.guest.cache), key=key, probe=self._probe,
+                forced=self.guest.accel, refresh=self.reprobe, timeout_s=self.guest.probe_timeout)
+        return self._verdict
+
+    @abc.abstractmethod
+    def _probe(self, timeout: float) -> accelerator.ProbeResult:
+        """This backend's boot of the noop guest under KVM: does it reach its ready marker in time?"""
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        validate(spec)
+        return self._launch(spec, self.verdict().accel)
+
+    @abc.abstractmethod
+    def _launch(self, spec: LaunchSpec, accel: str) -> Instance:
+        """Boot ``spec``'s guest on accelerator ``accel`` (the probe asks for "kvm" itself)."""
 
     def prepare(self) -> None:
         """The guest's files (kernel, base initramfs) and the accelerator verdict: a probe boot

@@ -37,7 +37,6 @@ from runtimes import owners
 from runtimes.base import (
     PREFIX,
     BackendError,
-    Instance,
     InstanceTimeout,
     LaunchSpec,
     Limits,
@@ -49,10 +48,10 @@ from runtimes.naming import of_run
 from runtimes.process import launching
 from runtimes.stdio import close_log, create_log
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image, virtiofs
+from runtimes.vm import host, virtiofs
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
-from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir, validate
+from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir
 from runtimes.workloads import Workload
 
 #: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
@@ -268,16 +267,6 @@ class QemuBackend(GuestBackend):
             return self.NO_KERNEL
         return None
 
-    def verdict(self) -> accelerator.Verdict:
-        """The vm backend's verdict: the same cache (same key: QEMU version and guest kernel),
-        probed here by booting QEMU directly when nothing is cached yet."""
-        if self._verdict is None:
-            bk = self.boot_kernel()
-            self._verdict = accelerator.resolve(
-                cache=image.vm_cache(self.guest.cache), key=accelerator.cache_key(host.qemu_version() or "?", bk.path),
-                probe=self._probe, forced=self.guest.accel, timeout_s=self.guest.probe_timeout)
-        return self._verdict
-
     def _probe(self, timeout: float) -> accelerator.ProbeResult:
         import time
 
@@ -292,10 +281,6 @@ class QemuBackend(GuestBackend):
             return accelerator.ProbeResult(False, time.monotonic() - t0, str(e))
 
     # -- launching -------------------------------------------------------------------
-    def launch(self, spec: LaunchSpec) -> Instance:
-        validate(spec)
-        return self._launch(spec, self.verdict().accel)
-
     def _launch(self, spec: LaunchSpec, accel: str) -> QemuInstance:
         qemu = self.qemu()
         if qemu is None:
