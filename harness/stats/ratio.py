@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from harness.stats import BOOTSTRAPS, CONFIDENCE, MIN_N_CI, SEED
 from harness.stats.quantile import clean
+from harness.stats.resample import two_sample_interval
 
 
 def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = CONFIDENCE,
@@ -27,8 +27,6 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
     best, so the interval's ends move out by that much on either median (ticks of 0.1 ms
     collapsed the interval of tied medians to a point).
     """
-    from scipy import stats
-
     xa, xb = clean(a), clean(b)
     if xa.size == 0 or xb.size == 0 or np.median(xb) == 0:
         return math.nan, math.nan, math.nan
@@ -42,16 +40,7 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(np.median(u, axis=axis) / np.median(v, axis=axis))
 
-    lo = hi = math.nan
-    for method in ("BCa", "percentile"):
-        # scipy warns on a degenerate bootstrap distribution; the result is checked instead
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ci = stats.bootstrap((xa, xb), stat, method=method, confidence_level=confidence,
-                                 n_resamples=n_resamples, rng=seed, vectorized=True).confidence_interval
-        lo, hi = float(ci.low), float(ci.high)
-        if math.isfinite(lo) and math.isfinite(hi):
-            break
+    lo, hi = two_sample_interval(xa, xb, stat, confidence, n_resamples, seed)
     return (ratio, *_widened(lo, hi, float(np.median(xa)), float(np.median(xb)), tick))
 
 
