@@ -32,6 +32,7 @@ SYSTEM_PACKAGES = [
     # container's native zygote and the hardening tests' probe are built with gcc, static
     # where libc6-dev's libc.a is there
     "libseccomp2", "libc6-dev",
+    "fio", "iperf3", "sockperf",  # the throughput measurement's tools (copied into its workload tree)
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -42,6 +43,7 @@ PACKAGE_PROBES = {
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "fio": "/usr/bin/fio", "iperf3": "/usr/bin/iperf3", "sockperf": "/usr/bin/sockperf",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child

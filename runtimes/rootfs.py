@@ -4,6 +4,12 @@ Bare metal runs the host's files; the container, OCI runtimes and VM guests run
 these copies, placed at the same paths, so every backend executes the same
 bytes.  The tree is cached under a hash of its inputs' content: a changed host
 binary gives a new tree, an unchanged one is reused.
+
+``build(extra=...)`` adds more host programs (the throughput tools: fio, iperf3,
+sockperf) with their own library closures.  That is a tree of its own, keyed by
+its own inputs: the base tree -- and so every other measurement's container root
+and guest initramfs -- stays byte for byte what it was (fio alone brings ~80 MiB
+of libraries, which a 256 MiB guest would feel).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from runtimes.base import PREFIX
@@ -53,13 +60,16 @@ def library_closure(binary: str) -> list[str]:
     return libs
 
 
-def inputs() -> list[str]:
-    missing = [b for b in BINARIES if not os.path.exists(b)]
+def inputs(extra: Mapping[str, str] | None = None) -> list[str]:
+    """Every file of the tree: the base binaries, the ``extra`` ones (path -> the Debian package
+    that provides it, for the fix), and the libraries each loads."""
+    wanted = {BUSYBOX: "busybox-static", STRESS_NG: "stress-ng", **(extra or {})}
+    missing = [b for b in wanted if not os.path.exists(b)]
     if missing:
-        raise RootfsError(
-            f"workload tools missing: {', '.join(missing)} (fix: apt-get install busybox-static stress-ng)")
-    files = list(BINARIES)
-    for b in BINARIES:
+        packages = " ".join(dict.fromkeys(wanted[b] for b in missing))
+        raise RootfsError(f"workload tools missing: {', '.join(missing)} (fix: apt-get install {packages})")
+    files = list(wanted)
+    for b in wanted:
         files += library_closure(b)
     return sorted(dict.fromkeys(files))
 
@@ -74,7 +84,7 @@ def content_hash(files: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _populate(root: Path, files: list[str]) -> None:
+def _populate(root: Path, files: list[str], nobody: bool = False) -> None:
     for link in USR_LINKS:
         host = Path("/") / link
         if host.is_symlink():
@@ -94,8 +104,12 @@ def _populate(root: Path, files: list[str]) -> None:
     for d in MOUNTPOINTS:
         (root / d).mkdir(exist_ok=True)
     (root / "etc" / "hostname").write_text(f"{PREFIX}\n")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
+    users, groups = ["root:x:0:0:root:/root:/bin/sh"], ["root:x:0:"]
+    if nobody:  # stress-ng's exec stressor refuses root: the throughput tree runs it as nobody
+        users.append("nobody:x:65534:65534:nobody:/nonexistent:/bin/sh")
+        groups.append("nogroup:x:65534:")
+    (root / "etc" / "passwd").write_text("\n".join(users) + "\n")
+    (root / "etc" / "group").write_text("\n".join(groups) + "\n")
     # busybox applets as commands (`isobench exec -- ls /`); only names the tree lacks
     usr_bin = root / "usr" / "bin"
     for applet in _applets():
@@ -109,9 +123,10 @@ def _applets() -> list[str]:
     return [a for a in out.split() if a and "/" not in a]
 
 
-def build(cache: Path | None = None) -> Path:
-    """Return the cached rootfs for the host's current binaries, building it if needed."""
-    files = inputs()
+def build(cache: Path | None = None, extra: Mapping[str, str] | None = None) -> Path:
+    """Return the cached rootfs for the host's current binaries (with ``extra``, see
+    ``inputs``), building it if needed."""
+    files = inputs(extra)
     cache = cache or cache_dir()
     root = cache / "rootfs" / content_hash(files)
     if (root / ".complete").exists():
@@ -120,7 +135,7 @@ def build(cache: Path | None = None) -> Path:
     # Build beside the final place and rename: a crash never leaves a half tree in use.
     tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}-rootfs-", dir=root.parent))
     try:
-        _populate(tmp, files)
+        _populate(tmp, files, nobody=bool(extra))
         (tmp / ".complete").write_text("\n".join(files) + "\n")
         try:
             os.rename(tmp, root)

@@ -16,7 +16,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from runtimes.naming import PREFIX
+from runtimes.naming import PREFIX, pid_alive
 
 #: the guest name prefix: QEMU's ``-name``, temporary directories, the guest hostname
 GUEST_PREFIX = f"{PREFIX}-guest-"
@@ -41,21 +41,11 @@ def guest_processes(run_id: str | None = None) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]:
     out = []
     for d in (tmp or Path(tempfile.gettempdir())).glob(f"{GUEST_PREFIX}*"):
         m = _TMP.match(d.name)
-        if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id in m["name"]):
+        if m and d.is_dir() and not pid_alive(int(m["pid"])) and (run_id is None or run_id in m["name"]):
             out.append(d)
     return out
 

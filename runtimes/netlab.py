@@ -1,0 +1,222 @@
+"""Network plumbing for benchmarks: namespaces, veth pairs and addresses that never leave isobench.
+
+The network rule (HOST-NOTES): traffic only between addresses inside network
+namespaces isobench itself created, or on loopback.  So a benchmark's client
+never runs in the host's namespace: it runs in a namespace made here, joined to
+the instance by a veth pair (bare: a second namespace made here; container: the
+instance's own namespace) or, for a guest, by a tap that lives in a namespace
+made here.  Every address comes from ``SUBNET`` (10.231.0.0/16, one /30 per
+link) and exists only inside those namespaces; IPv6 is switched off in them, so
+no link-local address or router solicitation appears either.  Nothing is routed:
+a /30 holds the two ends of one link and no default route is ever set.
+
+Names: a namespace is ``isobench-<run id>-p<pid>-<role>`` (``/run/netns``), so
+``sweep`` can tell a crashed run's namespaces (their creator is gone) from a
+live run's; an interface name is limited to 15 bytes, so interfaces are named
+``isobench<n>`` and live only inside our namespaces, where they vanish with
+the namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+from runtimes.naming import PREFIX, pid_alive
+
+#: the only addresses isobench configures: private, and used only inside its own namespaces
+SUBNET = ipaddress.IPv4Network("10.231.0.0/16")
+#: where ``ip netns`` (and pyroute2) keep named namespaces
+NETNS_DIR = Path("/run/netns")
+#: /30 links in SUBNET
+MAX_LINKS = SUBNET.num_addresses // 4
+_NAME = re.compile(rf"^{re.escape(PREFIX)}-(?P<run>.+)-p(?P<pid>\d+)-(?P<role>[a-z0-9]+)$")
+_ROLE = re.compile(r"^[a-z0-9]{1,12}$")
+#: interfaces made here: ``isobench`` + a number (IFNAMSIZ leaves 15 bytes)
+IFACE = PREFIX
+
+
+class NetlabError(RuntimeError):
+    """Plumbing failed; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """One /30: the client's end (``.1``) and the instance's end (``.2``)."""
+
+    index: int
+    client: ipaddress.IPv4Interface
+    peer: ipaddress.IPv4Interface
+
+    @property
+    def peer_ip(self) -> str:
+        return str(self.peer.ip)
+
+    @property
+    def client_ip(self) -> str:
+        return str(self.client.ip)
+
+
+def link_addresses(index: int) -> Link:
+    """The ``index``-th /30 of SUBNET."""
+    if not 0 <= index < MAX_LINKS:
+        raise ValueError(f"link index {index} outside 0..{MAX_LINKS - 1}")
+    base = int(SUBNET.network_address) + 4 * index
+    return Link(index, ipaddress.IPv4Interface(f"{ipaddress.IPv4Address(base + 1)}/30"),
+                ipaddress.IPv4Interface(f"{ipaddress.IPv4Address(base + 2)}/30"))
+
+
+def allowed(address: str) -> bool:
+    """May a benchmark use this address?  SUBNET (inside our namespaces) or loopback."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return ip.is_loopback or (ip.version == 4 and ip in SUBNET)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A network namespace: one made here (``name`` set, under /run/netns), or an instance's
+    (``path`` = /proc/PID/ns/net, which this module never removes)."""
+
+    path: str
+    name: str | None = None
+
+
+def ns_name(run_id: str, role: str) -> str:
+    if not _ROLE.match(role):
+        raise ValueError(f"namespace role {role!r}: 1-12 lowercase letters or digits")
+    return f"{PREFIX}-{run_id}-p{os.getpid()}-{role}"
+
+
+def create(run_id: str, role: str) -> Namespace:
+    """A fresh namespace with loopback up and IPv6 off (the caller removes it: ``remove``)."""
+    name = ns_name(run_id, role)
+    try:
+        with NetNS(name, flags=os.O_CREAT | os.O_EXCL) as n:
+            n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
+    except OSError as e:
+        raise NetlabError(f"cannot create network namespace {name}: {e}") from e
+    ns = Namespace(str(NETNS_DIR / name), name)
+    try:
+        _ipv6_off(ns)
+    except BaseException:
+        remove(ns)
+        raise
+    return ns
+
+
+def remove(ns: Namespace) -> None:
+    """Remove a namespace made here (its interfaces go with it); idempotent."""
+    if ns.name is None:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        netns.remove(ns.name)
+
+
+def _ipv6_off(ns: Namespace, device: str | None = None) -> None:
+    """No IPv6 in ``ns`` (or on one device of it): /proc/sys/net is the caller's namespace's,
+    so a process inside writes it."""
+    keys = ["all", "default"] if device is None else [device]
+    script = "; ".join(f"echo 1 > /proc/sys/net/ipv6/conf/{k}/disable_ipv6" for k in keys)
+    done = run_in(ns, ["sh", "-c", script], timeout=10)
+    if done.returncode != 0 and os.path.exists("/proc/sys/net/ipv6"):
+        raise NetlabError(f"cannot switch IPv6 off in {ns.path}: {done.stderr.strip()}")
+
+
+def run_in(ns: Namespace, argv: Sequence[str], timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (the host's binaries) in ``ns`` and wait for it; output captured as text."""
+    return subprocess.run(nsenter(ns, argv), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def nsenter(ns: Namespace, argv: Sequence[str]) -> list[str]:
+    """``argv`` prefixed so that it runs in ``ns`` (nothing but the network namespace changes)."""
+    tool = shutil.which("nsenter") or "nsenter"
+    return [tool, f"--net={ns.path}", "--", *argv]
+
+
+def veth(client: Namespace, peer: Namespace, index: int) -> Link:
+    """A veth pair between ``client`` and ``peer``, addressed as link ``index``, both ends up.
+
+    The pair is created inside ``client`` with its other end born in ``peer``: neither end
+    ever exists in the host's namespace."""
+    link = link_addresses(index)
+    here, there = f"{IFACE}{index}c", f"{IFACE}{index}p"
+    try:
+        with NetNS(client.path) as n:
+            n.link("add", ifname=here, kind="veth", peer={"ifname": there, "net_ns_fd": peer.path})
+        if peer.name is None:  # an instance's namespace: its `default` setting is not ours
+            _ipv6_off(peer, there)
+        for ns, dev, addr in ((client, here, link.client), (peer, there, link.peer)):
+            with NetNS(ns.path) as n:
+                idx = n.link_lookup(ifname=dev)[0]
+                n.addr("add", index=idx, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+                n.link("set", index=idx, state="up")
+                n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
+    except (OSError, IndexError) as e:
+        raise NetlabError(f"cannot make the veth pair of link {index} ({client.path} <-> {peer.path}): "
+                          f"{e}") from e
+    return link
+
+
+def addresses(ns: Namespace) -> list[str]:
+    """Every address configured in ``ns`` (IPv4 and IPv6), as text."""
+    with NetNS(ns.path) as n:
+        return [str(a.get_attr("IFA_ADDRESS")) for a in n.get_addr()]
+
+
+class Lab:
+    """The namespaces of one sample: made on demand, all removed by ``close`` (a context manager)."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.made: list[Namespace] = []
+        self._next_link = 0
+
+    def namespace(self, role: str) -> Namespace:
+        ns = create(self.run_id, role)
+        self.made.append(ns)
+        return ns
+
+    def link(self, client: Namespace, peer: Namespace) -> Link:
+        """The next /30 of this lab, as a veth pair ``client`` <-> ``peer``."""
+        index, self._next_link = self._next_link, self._next_link + 1
+        return veth(client, peer, index)
+
+    def close(self) -> None:
+        while self.made:
+            remove(self.made.pop())
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ours(run_id: str | None = None) -> Iterator[tuple[str, int]]:
+    """(name, creator pid) of every namespace made here (of ``run_id`` only, if given)."""
+    with contextlib.suppress(FileNotFoundError):
+        for entry in sorted(os.listdir(NETNS_DIR)):
+            m = _NAME.match(entry)
+            if m and (run_id is None or m["run"] == run_id):
+                yield entry, int(m["pid"])
+
+
+def sweep(run_id: str | None = None) -> list[str]:
+    """Remove the namespaces a crashed run left (their creator is gone), or every one of
+    ``run_id``'s when asked by id; what was removed, one line each."""
+    removed = []
+    for name, pid in ours(run_id):
+        if run_id is None and pid_alive(pid):
+            continue  # a live run's
+        remove(Namespace(str(NETNS_DIR / name), name))
+        removed.append(f"network namespace {name}")
+    return removed
