@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from harness.errors import UserError
 
@@ -24,11 +27,44 @@ COMMANDS = {
     "validate": "harness.commands.validate",
     "matrix": "harness.commands.matrix",
     "floor": "harness.commands.floor",
+    "image": "harness.commands.image",
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line, like every other error (``isobench: error: …``), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def number(kind: type[int] | type[float], low: float | None = None, high: float | None = None, *,
+           above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` for the commands' numeric options: a finite ``kind`` within
+    [``low``, ``high``] (``above``: strictly greater than ``low``).  ``nan``, ``inf`` and ``-1``
+    all parse as numbers; each would become a traceback (``round(nan)``), a limit the kernel
+    reads as "unlimited", or a misleading message far from the option."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{'a whole number' if kind is int else 'a number'} is needed, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="isobench",
         description="Startup latency, memory overhead and cgroup-enforcement accuracy of "
                     "bare metal, containers and VMs, side by side.")
@@ -49,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.scenario import ScenarioError
     from runtimes.base import BackendError
     from runtimes.cgroups import CgroupError
+    from runtimes.naming import BadName
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, ScenarioError, CgroupError) as e:
+    except (UserError, ScenarioError, CgroupError, BadName) as e:
         print(f"isobench: error: {e}", file=sys.stderr)
         return 2
     except BackendError as e:

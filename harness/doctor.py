@@ -32,6 +32,8 @@ SYSTEM_PACKAGES = [
     # container's native zygote and the hardening tests' probe are built with gcc, static
     # where libc6-dev's libc.a is there
     "libseccomp2", "libc6-dev",
+    "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
+    "redis-server",  # the example redis image is made from this package's files
     "fio", "iperf3", "sockperf",  # the throughput measurement's tools (copied into its workload tree)
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
@@ -43,6 +45,7 @@ PACKAGE_PROBES = {
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
     "fio": "/usr/bin/fio", "iperf3": "/usr/bin/iperf3", "sockperf": "/usr/bin/sockperf",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
@@ -78,10 +81,11 @@ def check_root() -> Check:
 
 
 def check_cgroups() -> Check:
-    from runtimes import cgroups
+    from runtimes import cgroups, owners
 
     try:
         info = cgroups.describe()
+        owners.claim(f"doctor-{os.getpid()}")  # `isobench cleanup` meanwhile leaves it alone
         cg = cgroups.Cgroup.create(f"{PREFIX}-doctor-{os.getpid()}")
         cg.remove()
     except (OSError, cgroups.CgroupError) as e:

@@ -10,9 +10,10 @@ link) and exists only inside those namespaces; IPv6 is switched off in them, so
 no link-local address or router solicitation appears either.  Nothing is routed:
 a /30 holds the two ends of one link and no default route is ever set.
 
-Names: a namespace is ``isobench-<run id>-p<pid>-<role>`` (``/run/netns``), so
-``sweep`` can tell a crashed run's namespaces (their creator is gone) from a
-live run's; an interface name is limited to 15 bytes, so interfaces are named
+Names: a namespace is ``isobench-<run id>-<pid>.<start>-<role>`` (``/run/netns``;
+the middle part is its creator, ``runtimes.owners``), and the creator claims the
+run first, so ``sweep`` (``isobench cleanup``) removes only what a dead harness
+left and never a live run's; an interface name is limited to 15 bytes, so interfaces are named
 ``isobench<n>`` and live only inside our namespaces, where they vanish with
 the namespace.
 """
@@ -31,7 +32,8 @@ from pathlib import Path
 
 from pyroute2 import NetNS, netns
 
-from runtimes.naming import PREFIX, pid_alive
+from runtimes import owners
+from runtimes.naming import PREFIX
 
 #: the only addresses isobench configures: private, and used only inside its own namespaces
 SUBNET = ipaddress.IPv4Network("10.231.0.0/16")
@@ -39,7 +41,7 @@ SUBNET = ipaddress.IPv4Network("10.231.0.0/16")
 NETNS_DIR = Path("/run/netns")
 #: /30 links in SUBNET
 MAX_LINKS = SUBNET.num_addresses // 4
-_NAME = re.compile(rf"^{re.escape(PREFIX)}-(?P<run>.+)-p(?P<pid>\d+)-(?P<role>[a-z0-9]+)$")
+_NAME = re.compile(rf"^{re.escape(PREFIX)}-(?P<run>.+)-(?P<owner>\d+\.\d+)-(?P<role>[a-z0-9]+)$")
 _ROLE = re.compile(r"^[a-z0-9]{1,12}$")
 #: interfaces made here: ``isobench`` + a number (IFNAMSIZ leaves 15 bytes)
 IFACE = PREFIX
@@ -93,12 +95,13 @@ class Namespace:
 def ns_name(run_id: str, role: str) -> str:
     if not _ROLE.match(role):
         raise ValueError(f"namespace role {role!r}: 1-12 lowercase letters or digits")
-    return f"{PREFIX}-{run_id}-p{os.getpid()}-{role}"
+    return f"{PREFIX}-{run_id}-{owners.me().tag()}-{role}"
 
 
 def create(run_id: str, role: str) -> Namespace:
     """A fresh namespace with loopback up and IPv6 off (the caller removes it: ``remove``)."""
     name = ns_name(run_id, role)
+    owners.claim(run_id)  # first: `isobench cleanup` leaves a live run's namespaces alone
     try:
         with NetNS(name, flags=os.O_CREAT | os.O_EXCL) as n:
             n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
@@ -201,22 +204,23 @@ class Lab:
         self.close()
 
 
-def ours(run_id: str | None = None) -> Iterator[tuple[str, int]]:
-    """(name, creator pid) of every namespace made here (of ``run_id`` only, if given)."""
+def ours(run_id: str | None = None) -> Iterator[str]:
+    """The name of every namespace made here (of ``run_id`` only, if given)."""
     with contextlib.suppress(FileNotFoundError):
         for entry in sorted(os.listdir(NETNS_DIR)):
             m = _NAME.match(entry)
             if m and (run_id is None or m["run"] == run_id):
-                yield entry, int(m["pid"])
+                yield entry
 
 
 def sweep(run_id: str | None = None) -> list[str]:
-    """Remove the namespaces a crashed run left (their creator is gone), or every one of
-    ``run_id``'s when asked by id; what was removed, one line each."""
+    """Remove the namespaces dead harnesses left (of ``run_id`` only, if given): neither their
+    run nor their creator is alive; what was removed, one line each."""
+    live = owners.live()
     removed = []
-    for name, pid in ours(run_id):
-        if run_id is None and pid_alive(pid):
-            continue  # a live run's
+    for name in ours(run_id):
+        if live.owns(name):
+            continue  # a live run's, or its creator still runs
         remove(Namespace(str(NETNS_DIR / name), name))
         removed.append(f"network namespace {name}")
     return removed

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness import cleanup
-from runtimes import netlab
+from runtimes import netlab, owners
 from runtimes.throughput import catalog, parse
 
 
@@ -40,14 +40,14 @@ def test_only_the_subnet_and_loopback_are_allowed() -> None:
 
 def test_namespace_names_carry_run_and_creator_and_refuse_odd_roles() -> None:
     name = netlab.ns_name("20261207-101010-x-ab12", "client0")
-    assert name == f"isobench-20261207-101010-x-ab12-p{os.getpid()}-client0"
+    assert name == f"isobench-20261207-101010-x-ab12-{owners.me().tag()}-client0"
     for role in ("", "Client", "a-b", "x" * 13):
         with pytest.raises(ValueError):
             netlab.ns_name("r", role)
 
 
 def _ours(run_id: str) -> list[str]:
-    return [n for n, _ in netlab.ours(run_id)]
+    return list(netlab.ours(run_id))
 
 
 @pytest.mark.privileged
@@ -79,7 +79,7 @@ def test_veth_links_use_only_allowed_addresses_and_carry_real_traffic(run_id: st
 
 _KILLED_CHILD = """
 import sys, time
-from runtimes import netlab
+from runtimes import netlab, owners
 netlab.create(sys.argv[1], "orphan")
 print("made", flush=True)
 time.sleep(60)
@@ -88,24 +88,25 @@ time.sleep(60)
 
 @pytest.mark.privileged
 def test_sweep_removes_a_killed_runs_namespaces_and_spares_live_ones(run_id: str, no_leftovers: None) -> None:
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, run_id], stdout=subprocess.PIPE, text=True,
+    killed_run = f"{run_id}k"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, killed_run], stdout=subprocess.PIPE, text=True,
                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    live = None
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "made"
         live = netlab.create(run_id, "live")
-        assert len(_ours(run_id)) == 2
-        assert [line for line in netlab.sweep(None) if run_id in line] == []
-        assert len(_ours(run_id)) == 2, "a live creator's namespaces are not swept"
-    finally:
+        assert [line for line in cleanup.cleanup(killed_run) + cleanup.cleanup(run_id)] == []
+        assert len(_ours(killed_run)) == 1 and _ours(run_id) == [live.name], "live runs' namespaces are spared"
         child.send_signal(signal.SIGKILL)
         child.wait()
-    try:
-        # the harness's sweep (isobench cleanup) finds the orphan: its creator is gone
-        removed = [line for line in netlab.sweep(None) if run_id in line]
-        assert len(removed) == 1 and removed[0].startswith("network namespace ") and "orphan" in removed[0]
-        assert _ours(run_id) == [live.name]
-        # asked by run id, isobench cleanup removes the run's namespaces, live or not
-        assert any(live.name in line for line in cleanup.cleanup(run_id))
-        assert _ours(run_id) == []
+        # isobench cleanup (every registered sweep) finds the orphan: its run and creator are gone
+        # (the mount sweep may unmount its /run/netns handle first; the namespace sweep removes it)
+        removed = [line for line in cleanup.cleanup(None) if killed_run in line]
+        assert any(line.startswith("network namespace ") and "orphan" in line for line in removed), removed
+        assert _ours(killed_run) == [] and _ours(run_id) == [live.name]
     finally:
-        netlab.remove(live)
+        child.kill()
+        child.wait()
+        if live is not None:
+            netlab.remove(live)
+    assert _ours(run_id) == []

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from harness import cleanup
 
+    owner = cleanup.live_run(args.run_id) if args.run_id else None
+    if owner is not None:
+        print(f"isobench cleanup: run {args.run_id} is live (harness pid {owner.pid}): nothing of it is touched")
     removed = cleanup.cleanup(args.run_id)
     for line in removed:
         print(f"removed {line}")

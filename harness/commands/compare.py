@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.cli import number
 from harness.compare import NOISE_FILE, NOISE_SCHEMA, calibrate, compare, read_noise, reference_of
 from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
 
@@ -26,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", type=str, metavar="RUN",
                    help="BASE NEW (each may be several run directories, comma-separated); "
                         "with --calibrate: two or more runs of the same commit")
-    p.add_argument("--threshold", type=float, default=THRESHOLD,
+    p.add_argument("--threshold", type=number(float, 0, 10), default=THRESHOLD,
                    help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=ALPHA,
+    p.add_argument("--alpha", type=number(float, 0, 0.5, above=True), default=ALPHA,
                    help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
     p.add_argument("--correction", choices=("bh", "holm"), default="bh",
                    help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
@@ -39,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
                    help="divide by the median of the reference backend in the same run "
                         "(default: the scenario's `reference`)")
-    p.add_argument("--bootstraps", type=int, default=BOOTSTRAPS, metavar="N",
+    p.add_argument("--bootstraps", type=number(int, 1), default=BOOTSTRAPS, metavar="N",
                    help=f"bootstrap resamples per series for the intervals (default {BOOTSTRAPS})")
     p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
     p.add_argument("--out", type=Path, metavar="DIR",

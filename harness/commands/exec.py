@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import runtimes
+from harness.cli import number
 from harness.errors import UserError
 
 HELP = "run one command in an environment, passing output and status through"
@@ -13,11 +14,13 @@ HELP = "run one command in an environment, passing output and status through"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=runtimes.DEFAULT_EXEC,
                    help=f"{', '.join(runtimes.names())} (default: {runtimes.DEFAULT_EXEC})")
-    p.add_argument("--cpus", type=float, help="CPU quota in CPUs (e.g. 0.5)")
-    p.add_argument("--period-ms", type=float, default=100.0, help="CPU quota period (default 100 ms)")
-    p.add_argument("--memory", type=int, metavar="MIB", help="memory limit in MiB")
-    p.add_argument("--pids", type=int, help="pids limit")
-    p.add_argument("--timeout", type=float, default=None, help="kill after this many seconds")
+    p.add_argument("--cpus", type=number(float, 0, above=True), help="CPU quota in CPUs (e.g. 0.5)")
+    p.add_argument("--period-ms", type=number(float, 1, 1000), default=100.0,
+                   help="CPU quota period (default 100 ms)")
+    p.add_argument("--memory", type=number(int, 4), metavar="MIB", help="memory limit in MiB")
+    p.add_argument("--pids", type=number(int, 1), help="pids limit")
+    p.add_argument("--timeout", type=number(float, 0, above=True), default=None,
+                   help="kill after this many seconds")
     p.add_argument("--seccomp", metavar="PROFILE", default=None,
                    help="container/oci backends: default (Docker's profile), unconfined, or a profile JSON file")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS…")

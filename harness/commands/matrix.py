@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from harness.cli import number
 from harness.errors import UserError
 
 HELP = "run a scenario inside guests: one per kernel × cgroup version (virtme-ng)"
@@ -34,10 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cgroups", default="v1,v2", help="comma-separated cgroup modes: v1, v2 (default both)")
     p.add_argument("--backends", help="comma-separated subset of the scenario's backends (run inside the guest)")
     p.add_argument("--results", type=Path, default=Path("results"), help="where the matrix directory goes")
-    p.add_argument("--jobs", type=int, default=1, help="cells at once (default 1: timing)")
-    p.add_argument("--cpus", type=int, default=2, help="vCPUs per guest (default 2)")
-    p.add_argument("--memory", type=int, default=2048, metavar="MIB", help="guest memory (default 2048)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per cell before it is killed")
+    p.add_argument("--jobs", type=number(int, 1), default=1, help="cells at once (default 1: timing)")
+    p.add_argument("--cpus", type=number(int, 1), default=2, help="vCPUs per guest (default 2)")
+    p.add_argument("--memory", type=number(int, 64), default=2048, metavar="MIB", help="guest memory (default 2048)")
+    p.add_argument("--timeout", type=number(float, 0, above=True), default=DEFAULT_TIMEOUT_S,
+                   help="seconds per cell before it is killed")
     p.add_argument("--report", action="store_true", help="build the merged report when done")
 
 

@@ -10,7 +10,7 @@ of the six nodes the container sees (null zero full random urandom tty) plus
   denied, the rules allowed (``DeviceCgroup``), joined together with the
   instance's other cgroups.
 - cgroup v2: a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the instance's
-  cgroup (``devfilter.py``).
+  cgroup (``bpf.py``).
 - OCI: the same rules as ``linux.resources.devices`` (``oci_rules``).
 
 Nodes a workload makes itself are also unusable because every writable mount
@@ -25,25 +25,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups
+from runtimes import cgroups, owners
 from runtimes.cgroups import Cgroup, CgroupError
 from runtimes.cgroups.files import write
 from runtimes.naming import PREFIX
 
 WILDCARD = -1
 #: v1: the devices cgroup all containers of one backend share (``guard.py``), named after the
-#: harness's pid: ``isobench-devices-<pid>-<backend>-<id>``
+#: harness process (pid and start time, ``owners.Owner.tag``):
+#: ``isobench-devices-<pid>.<start>-<backend>-<id>``
 SHARED_PREFIX = f"{PREFIX}-devices-"
 
 
 def shared_name(owner: str, ident: int) -> str:
-    return f"{SHARED_PREFIX}{os.getpid()}-{owner.replace(':', '-')}-{ident:x}"
+    return f"{SHARED_PREFIX}{owners.me().tag()}-{owner.replace(':', '-')}-{ident:x}"
 
 
-def shared_owner(name: str) -> int | None:
-    """The pid of the harness a shared devices cgroup belongs to; None for any other name."""
-    pid = name.removeprefix(SHARED_PREFIX).partition("-")[0] if name.startswith(SHARED_PREFIX) else ""
-    return int(pid) if pid.isdigit() else None
+def shared_owner(name: str) -> owners.Owner | None:
+    """The harness a shared devices cgroup belongs to; None for any other name."""
+    tag = name.removeprefix(SHARED_PREFIX).partition("-")[0] if name.startswith(SHARED_PREFIX) else ""
+    return owners.Owner.parse(tag)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The native zygote's request encoding (``native/zygote.c`` reads it).
+"""The native zygote's request encoding (``zygote.c`` reads it).
 
 A request is its kind byte (``L`` launch, ``T`` prepare a shared root) and then
 records: a 1-byte tag, a u32 length (little-endian) and the payload.  Strings
@@ -16,7 +16,8 @@ import os
 import struct
 from collections.abc import Iterable
 
-from runtimes.container import init, mounts, prims, template
+from runtimes.container import mounts, prims
+from runtimes.container.launcher import init, template
 from runtimes.container.prims import Prim
 
 

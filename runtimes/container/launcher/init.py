@@ -13,7 +13,7 @@ Either way the child is PID 1 of a new PID namespace *and* a direct child of
 the harness (CLONE_PARENT makes the zygote's child its sibling): no supervisor
 in between, and ``waitpid`` reports the workload's own exit status.  The fork
 launcher and the Python zygote run the child-side code here, ``child_main``; the
-native zygote (the default, ``native/zygote.c``) runs the same steps in C, with the
+native zygote (the default, ``zygote.c``) runs the same steps in C, with the
 same reports on the status pipe: keep the two in step (``test_zygote``'s
 ``test_both_launchers_run_the_same_child_setup`` compares them from inside).
 
@@ -40,7 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtimes import syscalls as sc
-from runtimes.container import caps, hardening, mounts, namespaces, seccomp
+from runtimes.container import mounts, namespaces
+from runtimes.container.security import caps, hardening, seccomp
 from runtimes.workloads import MARKER_FD
 
 #: fd of the status pipe in the child while it sets up (above stdio and the marker fd)
@@ -49,6 +50,8 @@ STATUS_FD = MARKER_FD + 1
 MOUNT_NS_FD = STATUS_FD + 1
 #: comm of the child until it execs: ``cleanup_leftovers`` recognises a stuck one by it
 INIT_COMM = "isobench-init"
+#: the container's stdin, opened inside it once its root is in place (``_own_stdin``)
+CONTAINER_NULL = "/dev/null"
 #: the workload's environment carries its instance name, so leftovers can be traced to a run
 INSTANCE_ENV = "ISOBENCH_INSTANCE"
 #: the steps the child reports (``T <step>``) as it finishes them, in order
@@ -259,6 +262,7 @@ def _init(cfg: InitConfig, born_in_cgroup: bool, mount_ns: bool) -> None:  # pra
     sc.unshare(cfg.ns_flags | (sc.CLONE_NEWCGROUP if cfg.cgroupns else 0))
     _mark("unshare")
     mounts.execute(list(cfg.mount_plan))
+    _own_stdin()
     _mark("mounts")
     sc.sethostname(cfg.hostname)
     if cfg.lo_request is not None:
@@ -273,6 +277,17 @@ def _init(cfg: InitConfig, born_in_cgroup: bool, mount_ns: bool) -> None:  # pra
         os.execvpe(cfg.argv[0], list(cfg.argv), dict(cfg.env))
     except OSError as e:
         raise OSError(e.errno, f"cannot execute {cfg.argv[0]} in the container: {e.strerror}") from e
+
+
+def _own_stdin() -> None:  # pragma: no cover - runs in the child
+    """stdin becomes the container's own /dev/null (the node its mount plan made), in place of
+    the harness's empty pipe: nothing of the host's /dev is ever one of its fds."""
+    try:
+        fd = os.open(CONTAINER_NULL, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot open the container's {CONTAINER_NULL} as stdin: {e.strerror}") from e
+    os.dup2(fd, 0)  # (inheritable: dup2's default)
+    os.close(fd)
 
 
 def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child

@@ -22,7 +22,7 @@ import os
 import platform
 import struct
 
-from runtimes.container.devices import WILDCARD, Rule
+from runtimes.container.devices.rules import WILDCARD, Rule
 
 # <linux/bpf.h>
 BPF_PROG_LOAD = 5

@@ -1,7 +1,7 @@
 """The zygote launcher, host side: a small helper that forks each container's PID 1.
 
 Two zygotes speak the same protocol (``zygote_server``'s doc): the native one
-(``native/zygote.c``, built by ``native.py``; requests encoded by ``wire.py``),
+(``zygote.c``, built by ``native.py``; requests encoded by ``wire.py``),
 whose child runs the whole setup in C, and the Python one (``zygote_server``),
 whose child runs ``init.child_main``.  ``Zygote(kind)`` picks; ``resolve()``
 builds the native binary (before any t_launch) or falls back to Python with a
@@ -38,13 +38,13 @@ import threading
 from pathlib import Path
 
 from runtimes.base import BackendError, now_ns
-from runtimes.container import init, native, template, wire
+from runtimes.container.launcher import init, native, template, wire
+from runtimes.container.launcher.zygote_server import MAX_REQUEST, ZYGOTE_COMM
 from runtimes.container.mounts import MountOp
-from runtimes.container.zygote_server import MAX_REQUEST, ZYGOTE_COMM
 
 #: the repository root, put on the zygote's sys.path (``-I`` ignores PYTHONPATH and the cwd)
-ROOT = str(Path(__file__).resolve().parents[2])
-BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from runtimes.container.zygote_server import main; "
+ROOT = str(Path(__file__).resolve().parents[3])
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from runtimes.container.launcher.zygote_server import main; "
         "main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1')")
 #: a liveness bound, not a speed goal: inside an emulated (TCG) guest on a loaded host, where CI
 #: runs the v2 tests, the zygote's Python start alone took 23 s and sometimes over 30 s
@@ -139,6 +139,8 @@ class Zygote:
         try:
             fcntl.fcntl(err_r, fcntl.F_SETFL, os.O_NONBLOCK)
             args = [str(theirs.fileno()), str(os.getpid()), "1" if main else "0"]
+            if self._binary is not None and not os.access(self._binary, os.X_OK):
+                self._resolved = False  # pruned by a harness built from another source: build it again
             self.resolve()
             if self._binary is not None:  # argv[0] is its name: ps and the leftovers sweep show it
                 argv, exe = [ZYGOTE_COMM, *args], self._binary

@@ -7,7 +7,7 @@
   ``isobench cleanup`` removes the one a killed harness left.  ``container:cold`` (everything
   per launch) makes one per instance instead, removed with it.
 - cgroup v2: one BPF_PROG_TYPE_CGROUP_DEVICE program, loaded once, attached to each instance's
-  cgroup (``devfilter.py``), gone with it.
+  cgroup (``bpf.py``), gone with it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 from runtimes import cgroups
 from runtimes.base import BackendError
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import devfilter
-from runtimes.container.devices import DeviceCgroup, Rule, shared_name
+from runtimes.container.devices import bpf
+from runtimes.container.devices.rules import DeviceCgroup, Rule, shared_name
 
 
 class DeviceGuard:
@@ -40,7 +40,7 @@ class DeviceGuard:
         """Put the rules on instance ``name``: (the v1 devices cgroup its init joins, whether the
         instance owns it); (None, False) on v2, where the program goes on its ``cgroup``."""
         if cgroup is not None and cgroup.version == 2:
-            devfilter.attach(cgroup.dirs[""], self._load())
+            bpf.attach(cgroup.dirs[""], self._load())
             return None, False
         if cgroups.version() != 1:  # v2 without an instance cgroup: nothing to hold a program
             return None, False
@@ -59,7 +59,7 @@ class DeviceGuard:
     def _load(self) -> int:
         if self._program is None:
             try:
-                self._program = devfilter.load(devfilter.program(self.rules))
+                self._program = bpf.load(bpf.program(self.rules))
             except OSError as e:
                 raise BackendError(f"cgroup v2 device filter: {e.strerror}") from e
         return self._program

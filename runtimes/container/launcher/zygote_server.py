@@ -1,6 +1,6 @@
 """The Python zygote's own side: a small Python process that forks container inits on request.
 
-(The default zygote is the native one, ``native/zygote.c``: the same role and
+(The default zygote is the native one, ``zygote.c``: the same role and
 replies, its requests encoded by ``wire.py`` instead of pickled.  This one runs
 with ``zygote = "python"``, and where the C one cannot be built.)
 
@@ -41,7 +41,7 @@ import sys
 import time
 
 from runtimes import syscalls as sc
-from runtimes.container import init, template
+from runtimes.container.launcher import init, template
 from runtimes.container.mounts import MountOp
 
 #: comm of the zygote (15 bytes at most); leftovers sweeps recognise it

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from runtimes import syscalls as sc
+from runtimes.container.security import seccomp_schema
 
 PROFILES = Path(__file__).with_name("profiles")
 #: profile names accepted besides a path to a JSON file
@@ -84,7 +85,8 @@ class Filter:
 
 # -- 1. reading and resolving -------------------------------------------------------
 def read_profile(name: str) -> dict[str, Any]:
-    """A named profile or a JSON file (engine or OCI format)."""
+    """A named profile or a JSON file (engine or OCI format), checked against the schema
+    (``seccomp_schema``): a malformed one is one line naming the rule, never a rule lost."""
     path = NAMED.get(name, Path(name))
     try:
         data = json.loads(path.read_text())
@@ -92,9 +94,10 @@ def read_profile(name: str) -> dict[str, Any]:
         raise SeccompError(f"seccomp profile {name}: {e.strerror}") from e
     except ValueError as e:
         raise SeccompError(f"seccomp profile {name}: not JSON ({e})") from e
-    if not isinstance(data, dict) or "defaultAction" not in data:
-        raise SeccompError(f"seccomp profile {name}: no defaultAction (not a seccomp profile)")
-    return data
+    try:
+        return dict(seccomp_schema.validate(data, name))
+    except seccomp_schema.ProfileError as e:
+        raise SeccompError(str(e)) from None
 
 
 def _kernel_at_least(wanted: str, release: str) -> bool:
@@ -196,10 +199,14 @@ def compile_bpf(oci: Mapping[str, Any]) -> bytes:
         indices = [a["index"] for a in rule.get("args") or ()]
         # runc: repeated argument indices mean "any of these" -> one rule per condition
         groups = [[c] for c in conds] if len(set(indices)) < len(indices) else [conds]
-        for name in rule["names"]:
-            nr = ps.resolve_syscall(ps.Arch.NATIVE, name)
-            if nr == -1:  # __NR_SCMP_ERROR: a name this libseccomp does not know; runc skips it too
-                continue
+        # a name this libseccomp does not know (__NR_SCMP_ERROR) is skipped, as runc does: profiles
+        # list the syscalls of newer kernels; a rule none of whose names is known is an error, or
+        # the profile would silently lose it
+        numbers = [(name, nr) for name in rule["names"] if (nr := ps.resolve_syscall(ps.Arch.NATIVE, name)) != -1]
+        if not numbers:
+            raise SeccompError(f"seccomp rule {rule['action']} {', '.join(rule['names'])}: no syscall of that "
+                               f"name is known here ({platform.machine()}, libseccomp)")
+        for name, nr in numbers:
             for group in groups:
                 try:
                     flt.add_rule(action, nr, *group)

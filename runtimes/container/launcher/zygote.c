@@ -8,11 +8,11 @@
  * child does what init.child_main/_init/harden do, reporting the same lines on the status pipe,
  * so the host side (init.read_status, the phase table) is unchanged.
  *
- * Usage (started by runtimes/container/zygote.py, never by hand):
+ * Usage (started by runtimes/container/launcher/zygote.py, never by hand):
  *     isobench-zygote SOCKET_FD HARNESS_PID PDEATHSIG(0|1)
  *
  * Requests arrive on a SOCK_SEQPACKET socket, one message each; the encoding is made by
- * runtimes/container/wire.py: the first byte is the kind, then records (u8 tag, u32 length
+ * runtimes/container/launcher/wire.py: the first byte is the kind, then records (u8 tag, u32 length
  * little-endian, payload).  Strings are sent with their NUL, so the payload is used in place.
  *   'T': prepare a shared root: 'p' plan number, 'S' shared mount ops, 'I' per-container ops.
  *        Answer "T 1" or "T 0 <why not>".
@@ -58,9 +58,10 @@
 #define MAX_PLANS 64
 #define STATUS_FD 4   /* init.STATUS_FD */
 #define MOUNT_NS_FD 5 /* init.MOUNT_NS_FD */
-#define MARKER_FD 3
+#define MARKER_FD 3   /* workloads.MARKER_FD */
 
-/* mount primitives and their conditions (wire.py has the same numbers) */
+/* mount primitives and their conditions: prims.py has the same numbers (wire.py sends them);
+ * these defines and enums are checked against Python's by tests/test_wire.py */
 enum { P_MOUNT = 1, P_MKDIR, P_SYMLINK, P_MKNOD, P_CREATE, P_PIVOT };
 enum { C_ALWAYS = 0, C_EXISTS, C_IS_DIR, C_EXISTS_NOT_DIR };
 
@@ -379,6 +380,15 @@ static void harden(const struct config *c) {
         die("cannot change to the working directory %s: %s", c->cwd ? c->cwd : "/", strerror(errno));
 }
 
+/* stdin becomes the container's own /dev/null, in place of the harness's empty pipe: nothing of
+ * the host's /dev is ever one of its fds (as init._own_stdin). */
+static void own_stdin(void) {
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0) die("cannot open the container's /dev/null as stdin: %s", strerror(errno));
+    if (dup2(fd, 0) < 0) die("dup2(/dev/null, 0): %s", strerror(errno));
+    close(fd);
+}
+
 /* The container's PID 1 until it execs: everything init.child_main and init._init do. */
 __attribute__((noreturn)) static void child_main(const struct config *c, const struct ops *ops, const int *fds,
                                                  int nfds, int born_in_cgroup, int mount_ns) {
@@ -405,6 +415,7 @@ __attribute__((noreturn)) static void child_main(const struct config *c, const s
     if (unshare((int)flags) < 0) die("unshare(%#llx): %s", (unsigned long long)flags, strerror(errno));
     mark("unshare");
     if (run_ops(ops, err, sizeof err) < 0) die("%s", err);
+    own_stdin();
     mark("mounts");
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
         die("sethostname('%s'): %s", c->hostname, strerror(errno));

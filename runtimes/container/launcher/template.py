@@ -8,16 +8,14 @@ instead builds the shared part once per plan -- the rootfs bind, read-only,
 pivoted into, the host tree detached -- in a mount namespace of its own, held
 by an fd (nothing appears in the host's mount table).  Each container then
 ``setns``-es into it and unshares a private copy (one mount) and runs only its
-own operations: /dev (first: the masks below bind its /dev/null), /proc and
-its masks, /dev/shm, /tmp.
+own operations: /dev/shm, /proc and its masks (which bind the shared /dev's
+null), /tmp.
 
-Device nodes cannot be bind-mounted from the host once inside the prepared
-root, so ``Device`` becomes ``Mknod``: the same node (type, major:minor,
-mode), as runc does for a container without a user namespace.  /dev itself
-(its tmpfs, the six nodes, the fd/std* links, the shm mountpoint, and the
-remount that makes it read-only: ``mounts.DEV_FINAL``) is part of the shared
-root, built once: read-only, no workload makes a node there (the device cgroup
-stands behind that too).  /dev/shm stays a tmpfs per container.  ``split``
+/dev itself (its tmpfs, the six nodes made with mknod -- ``mounts.Device`` --,
+the fd/std* links, the shm mountpoint, and the remount that makes it read-only:
+``mounts.DEV_FINAL``) is part of the shared root, built once: read-only, no
+workload makes or changes a node there (the device cgroup stands behind that
+too).  /dev/shm stays a tmpfs per container.  ``split``
 returns None for a plan with an operation it does not know, or a writable root
 (an overlay per container): such a plan runs whole, as the fork launcher runs
 every plan.
@@ -27,11 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 from dataclasses import dataclass
 
 from runtimes import syscalls as sc
-from runtimes.container import mounts, prims
+from runtimes.container import mounts
 from runtimes.container.mounts import (
     Bind,
     Device,
@@ -46,31 +43,9 @@ from runtimes.container.mounts import (
     Symlink,
     Tmpfs,
 )
-from runtimes.container.prims import Lowered, Prim
 
 #: per-container operations that run unchanged below the prepared root (paths rebased)
 _REBASABLE = (Proc, Tmpfs, Dir, Symlink, ReadOnly, Mask, Device)
-
-
-@dataclass(frozen=True)
-class Mknod(Lowered):
-    """A device node like the host's ``host``, made at ``dst`` (in the container's /dev tmpfs)."""
-
-    host: str
-    dst: str
-    mode: int  # S_IFCHR/S_IFBLK | permissions
-    rdev: int
-
-    @classmethod
-    def like(cls, host: str, dst: str) -> Mknod:
-        st = os.stat(host)
-        return cls(host, dst, stat.S_IFMT(st.st_mode) | stat.S_IMODE(st.st_mode), st.st_rdev)
-
-    def lower(self) -> list[Prim]:
-        return [Prim(prims.MKNOD, self.describe(), self.dst, mode=self.mode, dev=self.rdev)]  # + chmod
-
-    def describe(self) -> str:
-        return f"mknod {self.dst} like {self.host} ({os.major(self.rdev)}:{os.minor(self.rdev)})"
 
 
 @dataclass(frozen=True)
@@ -102,14 +77,18 @@ def split(plan: tuple[MountOp, ...]) -> Split | None:
             shared.append(op)  # the root's flags: a property of the shared bind
             continue
         if _shared_dev(op, dev_dir):  # built once, read-only (see the module doc)
-            shared.append(Mknod.like(op.host, op.dst) if isinstance(op, Device) else op)
+            shared.append(op)
             continue
         dst = getattr(op, "dst", None)
         new_dst = _rebase(dst, root) if isinstance(op, _REBASABLE) and isinstance(dst, str) else None
         if new_dst is None:
             return None
-        new: MountOp = (Mknod.like(op.host, new_dst) if isinstance(op, Device)
-                        else dataclasses.replace(op, dst=new_dst))  # type: ignore[type-var]
+        new: MountOp = dataclasses.replace(op, dst=new_dst)  # type: ignore[type-var]
+        if isinstance(op, Mask):  # its cover, the container's /dev/null, is below the root too
+            null = _rebase(op.null, root)
+            if null is None:
+                return None
+            new = dataclasses.replace(new, null=null)  # type: ignore[type-var]
         (dev if new_dst == "/dev" or new_dst.startswith("/dev/") else rest).append(new)
     shared.append(ops[-1])
     return Split(tuple(shared), tuple(dev + rest))
