@@ -23,9 +23,10 @@ from runtimes.declaration import resolve
 from runtimes.naming import check_run_id, of_run
 
 #: sweeps of what is not a backend: ``isobench matrix`` guests (their QEMU and temporary directories),
-#: the image store (what a killed ``isobench image import`` left), the benchmarks' network namespaces
+#: the image store (what a killed ``isobench image import`` left), the throughput benchmarks' network
+#: namespaces and taps, and their scratch directories
 HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers", "runtimes.image.store:cleanup_leftovers",
-                  "runtimes.netlab:sweep")
+                  "runtimes.netlab:sweep", "runtimes.throughput.scratch:sweep")
 
 
 def _sweepers() -> list[Callable[[str | None], list[str]]]:

@@ -2,11 +2,15 @@
 
 With limits (or ``extra["cgroup"]``) the child places itself into a fresh
 cgroup below the harness's own before it execs, so nothing it forks escapes.
+With ``extra["netns"]`` (a network namespace's path: the throughput measurement's
+server side, ``runtimes.netlab``) it runs in that namespace instead of the host's,
+entered by nsenter(1), which execs the workload (no process in between).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 from runtimes.base import Backend, Instance, LaunchSpec, Timestamps, now_ns
@@ -26,6 +30,9 @@ class BareBackend(Backend):
 
     def launch(self, spec: LaunchSpec) -> Instance:
         argv = self.command(list(spec.extra.get("argv") or spec.workload.argv()))
+        netns = spec.extra.get("netns")
+        if netns:  # a backend that makes its own network namespace (unshare) makes it inside this one
+            argv = [shutil.which("nsenter") or "nsenter", f"--net={netns}", "--", *argv]
         what = f"cannot start {spec.workload.name}"
         with instance_log(spec, "bare", what) as stdio:  # before t_launch, as for every backend
             times = Timestamps(t_launch=now_ns())

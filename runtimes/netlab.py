@@ -10,6 +10,12 @@ link) and exists only inside those namespaces; IPv6 is switched off in them, so
 no link-local address or router solicitation appears either.  Nothing is routed:
 a /30 holds the two ends of one link and no default route is ever set.
 
+A guest's link is a tap: a guest backend opens it by name in the host's namespace
+(libvirt's ``managed='no'`` ethernet interface, QEMU's ``ifname=``), so ``tap``
+makes it there -- down, without an address, IPv6 off, its alias naming its run
+and owner -- and ``move_tap`` moves it, still open, into the client's namespace
+as soon as the guest's QEMU holds it; there it gets the client's address.
+
 Names: a namespace is ``isobench-<run id>-<pid>.<start>-<role>`` (``/run/netns``;
 the middle part is its creator, ``runtimes.owners``), and the creator claims the
 run first, so ``sweep`` (``isobench cleanup``) removes only what a dead harness
@@ -24,16 +30,17 @@ import contextlib
 import ipaddress
 import os
 import re
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import NetNS, netns
+from pyroute2 import IPRoute, NetNS, netns
 
 from runtimes import owners
-from runtimes.naming import PREFIX
+from runtimes.naming import PREFIX, of_run
 
 #: the only addresses isobench configures: private, and used only inside its own namespaces
 SUBNET = ipaddress.IPv4Network("10.231.0.0/16")
@@ -169,6 +176,57 @@ def veth(client: Namespace, peer: Namespace, index: int) -> Link:
     return link
 
 
+def tap(run_id: str) -> str:
+    """A persistent tap in the host's namespace for a guest to open by name (see the module doc);
+    the caller moves it (``move_tap``) or removes it (``remove_tap``)."""
+    owners.claim(run_id)
+    name = f"{IFACE}{secrets.token_hex(3)}t"  # 15 bytes: unique while it lives in the host's namespace
+    with IPRoute() as ip:
+        try:
+            ip.link("add", ifname=name, kind="tuntap", mode="tap")
+        except OSError as e:
+            raise NetlabError(f"cannot make a tap for the guest: {e}") from e
+        try:
+            idx = ip.link_lookup(ifname=name)[0]
+            ip.link("set", index=idx, ifalias=f"{PREFIX}-{run_id}-{owners.me().tag()}-tap")
+            with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as f:
+                f.write("1")
+        except (OSError, IndexError) as e:
+            remove_tap(name)
+            raise NetlabError(f"cannot set up tap {name}: {e}") from e
+    return name
+
+
+def move_tap(name: str, client: Namespace, index: int) -> Link:
+    """Tap ``name`` into ``client`` with the client's address of link ``index``, up."""
+    link = link_addresses(index)
+    try:
+        with IPRoute() as ip:
+            ip.link("set", index=ip.link_lookup(ifname=name)[0], net_ns_fd=client.path)
+        with NetNS(client.path) as n:
+            idx = n.link_lookup(ifname=name)[0]
+            n.addr("add", index=idx, address=link.client_ip, prefixlen=link.client.network.prefixlen)
+            n.link("set", index=idx, state="up")
+    except (OSError, IndexError) as e:
+        raise NetlabError(f"cannot move tap {name} into {client.path}: {e}") from e
+    return link
+
+
+def remove_tap(name: str) -> None:
+    """Remove a tap still in the host's namespace (one moved goes with its namespace); idempotent."""
+    with IPRoute() as ip, contextlib.suppress(OSError, IndexError):
+        ip.link("del", index=ip.link_lookup(ifname=name)[0])
+
+
+def _host_taps() -> Iterator[tuple[str, str]]:
+    """(name, alias) of the taps made here that are still in the host's namespace."""
+    with IPRoute() as ip:
+        for link in ip.get_links():
+            name, alias = link.get_attr("IFLA_IFNAME") or "", link.get_attr("IFLA_IFALIAS") or ""
+            if name.startswith(IFACE) and alias.startswith(f"{PREFIX}-"):
+                yield name, alias
+
+
 def addresses(ns: Namespace) -> list[str]:
     """Every address configured in ``ns`` (IPv4 and IPv6), as text."""
     with NetNS(ns.path) as n:
@@ -223,4 +281,8 @@ def sweep(run_id: str | None = None) -> list[str]:
             continue  # a live run's, or its creator still runs
         remove(Namespace(str(NETNS_DIR / name), name))
         removed.append(f"network namespace {name}")
+    for name, alias in _host_taps():
+        if (run_id is None or of_run(alias, run_id)) and not live.owns(alias):
+            remove_tap(name)
+            removed.append(f"tap {name} ({alias})")
     return removed

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runtimes.base import PREFIX
-from runtimes.workloads import BUSYBOX, STRESS_NG
+from runtimes.workloads import BUSYBOX, STRESS_NG, Workload
 
 #: bump when the layout below changes, so cached trees are rebuilt
 LAYOUT_VERSION = "2"
@@ -145,3 +145,23 @@ def build(cache: Path | None = None, extra: Mapping[str, str] | None = None) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def for_workload(workload: Workload | None, cache: Path | None = None) -> Path:
+    """The tree a workload runs in: the base one, or the one with the tools it declares."""
+    return build(cache, extra=workload.tools if workload is not None and workload.tools else None)
+
+
+class Trees:
+    """A backend's workload trees, looked up once each: ``build`` hashes every input file, so a
+    backend asks here, before ``t_launch``, rather than per launch."""
+
+    def __init__(self, cache: Path | None = None):
+        self.cache = cache
+        self._trees: dict[tuple[str, ...], Path] = {}
+
+    def get(self, workload: Workload | None = None) -> Path:
+        tools = tuple(sorted(workload.tools)) if workload is not None else ()
+        if tools not in self._trees:
+            self._trees[tools] = for_workload(workload, self.cache)
+        return self._trees[tools]

@@ -27,6 +27,13 @@ BUSYBOX = "/bin/busybox"
 ISOLATED_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
                 "container": "isobench"}
 STRESS_NG = "/usr/bin/stress-ng"
+#: the throughput benchmarks' tools (``runtimes.throughput``): not in the base workload tree, but
+#: in a tree of their own for the workloads that declare them (``WorkloadDef.tools``)
+FIO = "/usr/bin/fio"
+IPERF3 = "/usr/bin/iperf3"
+SOCKPERF = "/usr/bin/sockperf"
+#: path -> the Debian package that provides it
+THROUGHPUT_TOOLS: Mapping[str, str] = {FIO: "fio", IPERF3: "iperf3", SOCKPERF: "sockperf"}
 MARKER_FD = 3
 READY = "ISOBENCH READY"
 RESULT = "ISOBENCH RESULT"
@@ -64,6 +71,9 @@ class WorkloadDef:
     help: str
     params: Mapping[str, Param]
     script: Callable[..., str]
+    #: programs beyond busybox and stress-ng it runs (path -> Debian package): every backend
+    #: gives it the workload tree that holds them (``runtimes.rootfs.for_workload``)
+    tools: Mapping[str, str] = field(default_factory=dict)
 
 
 def _noop() -> str:
@@ -102,6 +112,12 @@ def _pids(count: int, seconds: float) -> str:
     )
 
 
+def _tools() -> str:
+    # standalone, the throughput workload only shows that its tools run; the throughput
+    # measurement gives it its benchmarks as a script of its own (runtimes.throughput.script)
+    return f"{_enter}; {_ready}; " + _then_status(" && ".join(f"{t} --version" for t in THROUGHPUT_TOOLS))
+
+
 CATALOG: dict[str, WorkloadDef] = {
     "noop": WorkloadDef("noop", "write the ready marker and exit at once", {}, _noop),
     "idle": WorkloadDef(
@@ -137,6 +153,10 @@ CATALOG: dict[str, WorkloadDef] = {
         },
         _pids,
     ),
+    "throughput": WorkloadDef(
+        "throughput", "the throughput tools (fio, iperf3, sockperf): each says its version", {}, _tools,
+        tools=THROUGHPUT_TOOLS,
+    ),
 }
 
 
@@ -169,6 +189,11 @@ class Workload:
 
     def script(self) -> str:
         return CATALOG[self.name].script(**self.bound())
+
+    @property
+    def tools(self) -> Mapping[str, str]:
+        """Programs beyond the base tree's that it runs (path -> Debian package)."""
+        return CATALOG[self.name].tools
 
     def argv(self) -> list[str]:
         """The command line, with paths valid on the host and inside the rootfs alike."""

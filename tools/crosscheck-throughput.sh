@@ -12,7 +12,7 @@
 # Prints one line: bench=BENCH value=V unit=U
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 BENCH SECONDS [DIR [SIZE_MIB]]" >&2; exit 2; }
-bench=$1 seconds=$2 dir=${3:-/var/tmp} size=${4:-256}
+bench=$1 seconds=$2 dir=${3:-/var/tmp} size=${4:-128}
 work=$(mktemp -d /tmp/isobench-xcheck.XXXXXX)
 chmod 777 "$work"
 a=isobench-xcheck-$$-a b=isobench-xcheck-$$-b

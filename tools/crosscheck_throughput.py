@@ -47,7 +47,7 @@ def harness_figures(run_dir: Path) -> dict[str, dict[str, float]]:
         if bench not in BENCHES:
             continue
         values[bench].append(float(r["value"]))
-        params[bench] = {"seconds": float(p.get("seconds", 5)), "size_mib": float(p.get("size_mib", 256))}
+        params[bench] = {"seconds": float(p.get("seconds", 5)), "size_mib": float(p.get("size_mib", 128))}
     return {b: {"median": statistics.median(v), **params[b]} for b, v in values.items()}
 
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         for bench in args.only:
             try:
-                print(f"{bench:<14} {by_hand(bench, args.seconds, args.dir, 256, args.repeat):>14.6g}")
+                print(f"{bench:<14} {by_hand(bench, args.seconds, args.dir, 128, args.repeat):>14.6g}")
             except RuntimeError as e:
                 print(f"crosscheck: {bench}: {e}", file=sys.stderr)
                 return 2

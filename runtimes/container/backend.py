@@ -56,7 +56,7 @@ from runtimes.container.security import caps, hardening
 from runtimes.container.security import seccomp as seccomp_mod
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.stdio import Stdio
-from runtimes.workloads import ISOLATED_ENV
+from runtimes.workloads import ISOLATED_ENV, Workload
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
 BASE_ENV = ISOLATED_ENV
@@ -150,7 +150,8 @@ class ContainerBackend(Backend):
                         if self.device_rules is not None else None)
         self.keep_caps = caps.mask(capabilities)
         self._last_cap = caps.last_cap()
-        self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
+        self._plans: dict[tuple[bool, Path, str | None], tuple[mounts.MountOp, ...]] = {}
+        self._trees = rootfs.Trees()
         self.launcher = launcher
         #: the zygote of the backend's default kind, and (per-launch ``zygote=``) the other kind's
         self.zygote = Zygote(zygote)
@@ -176,11 +177,10 @@ class ContainerBackend(Backend):
             return "the cgroup v1 devices controller is not mounted (or pass devices=False)"
         return seccomp_mod.check(self.seccomp)
 
-    def rootfs(self) -> Path:
-        """The container root (built and cached on first use; never written to)."""
-        if self._rootfs is None:
-            self._rootfs = rootfs.build()
-        return self._rootfs
+    def rootfs(self, workload: Workload | None = None) -> Path:
+        """The container root: the one the backend was given, else the workload tree ``workload``
+        runs in (``rootfs.for_workload``: built and cached on first use; never written to)."""
+        return self._rootfs if self._rootfs is not None else self._trees.get(workload)
 
     def _rootfs_or_none(self) -> str | None:
         try:
@@ -188,11 +188,19 @@ class ContainerBackend(Backend):
         except rootfs.RootfsError:
             return None
 
-    def plan(self, read_only: bool | None = None) -> tuple[mounts.MountOp, ...]:
+    def plan(self, read_only: bool | None = None, workload: Workload | None = None,
+             volume: str | None = None) -> tuple[mounts.MountOp, ...]:
+        """The mount plan of a launch: the backend's (read-only root, base tree), or one with a
+        writable root, the tree of ``workload``'s tools, a volume (``spec.extra``); cached."""
         ro = self.read_only if read_only is None else read_only
-        if ro not in self._plans:
-            self._plans[ro] = tuple(mounts.plan(self.rootfs(), read_only=ro, proc_hardening=self.proc_hardening))
-        return self._plans[ro]
+        key = (ro, self.rootfs(workload), volume)
+        if key not in self._plans:
+            try:
+                self._plans[key] = tuple(mounts.plan(key[1], read_only=ro, proc_hardening=self.proc_hardening,
+                                                     volume=volume))
+            except ValueError as e:
+                raise BackendError(str(e)) from e
+        return self._plans[key]
 
     # -- launching ----------------------------------------------------------
     def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: Zygote | None = None,
@@ -221,7 +229,7 @@ class ContainerBackend(Backend):
             argv=tuple(argv), env=env, hostname=hostname,
             ns_flags=namespaces.flags(tuple(k for k in namespaces.DEFAULT if k not in ("pid", "cgroup"))),
             cgroupns=cgroup is not None,
-            mount_plan=self.plan(spec.extra.get("read_only")),
+            mount_plan=self.plan(spec.extra.get("read_only"), spec.workload, spec.extra.get("volume")),
             keep_caps=self.keep_caps, last_cap=self._last_cap,
             lo_request=namespaces.loopback_up_request(), die_with_parent=bool(die),
             reset_signals=init.default_signals() if reset_signals is None else reset_signals,
@@ -263,7 +271,8 @@ class ContainerBackend(Backend):
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         zygote = self._zygote(spec.extra.get("zygote")) if launcher == "zygote" else None
-        plan = self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
+        # tree + plan: once per tree (and root kind, volume), not timed
+        plan = self.plan(spec.extra.get("read_only"), spec.workload, spec.extra.get("volume"))
         if zygote is not None:
             zygote.resolve()  # the native zygote's build (first launch only): never timed
             if self.cold:

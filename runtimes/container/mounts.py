@@ -252,8 +252,16 @@ def _flags(flags: int) -> str:
     return ",".join(name for bit, name in known if flags & bit) or "-"
 
 
-def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = True) -> list[MountOp]:
-    """The mount operations that turn ``rootfs`` into the container's root, in order."""
+#: where a volume (``plan(volume=...)``) appears in the container: the tree's empty /mnt
+VOLUME_AT = "/mnt"
+
+
+def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = True,
+         volume: str | None = None) -> list[MountOp]:
+    """The mount operations that turn ``rootfs`` into the container's root, in order.
+
+    ``volume``: a host directory bind-mounted read-write at ``VOLUME_AT`` (a volume, as an
+    engine's ``-v DIR:/mnt``: the throughput measurement's storage target)."""
     root = os.fspath(rootfs)
     if not os.path.isdir(root):
         raise ValueError(f"rootfs {root} is not a directory")
@@ -277,6 +285,10 @@ def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = T
         ops += [Mask(at(f"proc/{p}"), at("dev/null")) for p in PROC_MASKED]
     ops.append(Tmpfs(at("dev/shm"), 0o1777, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev/shm"]))
     ops.append(Tmpfs(at("tmp"), 0o1777, WRITABLE, TMPFS_SIZE["tmp"]))
+    if volume is not None:
+        if not os.path.isdir(volume):
+            raise ValueError(f"volume {volume} is not a directory")
+        ops.append(Bind(os.path.realpath(volume), at(VOLUME_AT.lstrip("/")), flags=WRITABLE))
     if read_only:
         # only the root bind turns read-only; /proc, /dev, /tmp are mounts of their own
         ops.append(Remount(root, sc.MS_RDONLY | WRITABLE))

@@ -86,7 +86,7 @@ def _options(flags: int, extra: Iterable[str] = ()) -> list[str]:
     return [word for bit, word in _FLAG_WORDS if flags & bit] + list(extra)
 
 
-def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
+def mount_plan(rootfs: str | os.PathLike[str], volume: str | None = None) -> dict[str, Any]:
     """The built-in container's mount plan translated to OCI terms.
 
     Returns ``mounts``, ``maskedPaths``, ``readonlyPaths`` and ``readonly`` (root).
@@ -96,7 +96,7 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
     comes first, as in ``runc spec`` (our plan builds /dev first, for its masks' sake).
     """
     root = os.fspath(rootfs)
-    ops = container_mounts.plan(root)
+    ops = container_mounts.plan(root, volume=volume)
 
     def inside(path: str) -> str:
         rel = os.path.relpath(path, root)
@@ -117,6 +117,9 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
                 flags &= ~sc.MS_NODEV
             out["mounts"].append({"destination": inside(op.dst), "type": "tmpfs", "source": "tmpfs",
                                   "options": _options(flags, data)})
+        elif isinstance(op, container_mounts.Bind) and op.dst != root:  # a volume
+            out["mounts"].append({"destination": inside(op.dst), "type": "bind", "source": op.src,
+                                  "options": ["rbind", "ro" if op.readonly else "rw", *_options(op.flags)]})
         elif isinstance(op, container_mounts.Mask):
             out["maskedPaths"].append(inside(op.dst))
         elif isinstance(op, container_mounts.ReadOnly):
@@ -140,7 +143,7 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
         raise ValueError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
     if not cgroups_path.startswith("/"):
         raise ValueError(f"cgroupsPath must be absolute, got {cgroups_path!r}")
-    plan = mount_plan(rootfs)
+    plan = mount_plan(rootfs, spec.extra.get("volume"))
     argv = list(spec.extra.get("argv") or spec.workload.argv())
     linux: dict[str, Any] = {
         "namespaces": namespaces(),

@@ -19,21 +19,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtimes.workloads import BUSYBOX, STRESS_NG
+from runtimes.workloads import BUSYBOX, FIO, IPERF3, SOCKPERF, STRESS_NG, THROUGHPUT_TOOLS
 
-FIO = "/usr/bin/fio"
-IPERF3 = "/usr/bin/iperf3"
-SOCKPERF = "/usr/bin/sockperf"
 #: the tools the throughput tree adds to the base one: path -> the Debian package providing it
-#: (``runtimes.rootfs.build(extra=TOOLS)``)
-TOOLS: Mapping[str, str] = {FIO: "fio", IPERF3: "iperf3", SOCKPERF: "sockperf"}
+#: (``runtimes.rootfs.build(extra=TOOLS)``; the ``throughput`` workload declares them)
+TOOLS: Mapping[str, str] = THROUGHPUT_TOOLS
+#: the catalog workload that carries them
+WORKLOAD = "throughput"
 
 FAMILIES = ("cpu", "memory", "kernel", "storage", "network")
 #: stress-ng sizes each of STREAM's three arrays at 4x the L3 it is told: 8M -> 3 x 32 MiB, past
 #: this host's 32 MiB L3 in all; the same on every backend (a guest's CPU model reports another L3)
 STREAM_L3 = "8M"
-#: fio: the file (or block-device region) every storage benchmark works on, and the queue depth
-FIO_SIZE_MIB = 256
+#: fio: the file (or block-device region) every storage benchmark works on (it fits the built-in
+#: container's writable layer, a 256 MiB tmpfs upper), and the queue depth
+FIO_SIZE_MIB = 128
 IODEPTH = 16
 #: what fio discards at the start of each job (queue filling, the first writes' allocation)
 FIO_RAMP_S = 1

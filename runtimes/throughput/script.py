@@ -23,7 +23,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from runtimes.throughput import catalog
+from runtimes.throughput import catalog, scratch
 from runtimes.throughput.catalog import Bench
 from runtimes.workloads import BUSYBOX, MARKER_FD, READY, RESULT, WORKDIR
 
@@ -49,21 +49,59 @@ def _listening(port: int) -> str:
     return f"{BUSYBOX} grep -q ' 00000000:{_hexport(port)} 00000000:0000 0A' /proc/net/tcp"
 
 
-def suite(benches: Sequence[Bench], seconds: int, target: str | None = None, net_setup: str = "",
-          size_mib: int = catalog.FIO_SIZE_MIB) -> str:
-    """The script of one instance: the gate, each benchmark of ``benches`` (storage ones on
-    ``target``: a directory, or a block device), then the servers of the client benchmarks.
+#: the serial of the guest's virtio-blk disk, by which the script finds its device
+DISK_SERIAL = "isobench-fio"
+#: what the instance wrote its fio file to, reported as ``tp.target``: the host directory (bare,
+#: unshare), the guest's virtio-blk disk, the instance's own root (the container's writable layer)
+#: or the volume (a host directory bind-mounted at /mnt)
+TARGETS = ("host", "disk", "layer", "volume")
+TARGET_KEY = f"{KEY}.target"
+NO_TARGET = 92
+
+
+def storage_target(host_dir: str, index: int, layer: bool) -> list[str]:
+    """Lines that set ``$t`` to the fio file (or device) and report which target it is.
+
+    The same lines on every backend: what the instance finds decides.  The host directory
+    when it sees it (it shares the host's mounts), else a guest's virtio-blk disk (by its
+    serial), else -- asked for the writable layer -- a file in its own root, else the volume
+    at /mnt (identified by the marker the host wrote into the directory)."""
+    b, marker = BUSYBOX, f"{scratch.MARKER}"
+    name = f"fio-{index}.dat"
+    return [
+        "t=; kind=",
+        f"if [ -e {shlex.quote(host_dir)}/{marker} ]; then t={shlex.quote(host_dir)}/{name}; kind=host; fi",
+        f'if [ -z "$t" ]; then for s in /sys/block/vd*/serial; do [ -e "$s" ] && '
+        f'[ "$({b} cat "$s")" = {DISK_SERIAL} ] && {{ v=${{s%/serial}}; t=/dev/${{v##*/}}; kind=disk; }}; done; fi',
+        *([f'if [ -z "$t" ]; then t=/root/{name}; kind=layer; fi'] if layer else []),
+        f'if [ -z "$t" ] && [ "$({b} cat /mnt/{marker} 2>/dev/null)" = {shlex.quote(host_dir)} ]; '
+        f"then t=/mnt/{name}; kind=volume; fi",
+        f"[ -n \"$t\" ] || {{ echo 'isobench: no storage target (no host directory, disk, layer or volume)' >&2; "
+        f"exit {NO_TARGET}; }}",
+        f"echo \"{RESULT} {TARGET_KEY}=$kind\" >&{MARKER_FD}",
+    ]
+
+
+def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None, index: int = 0,
+          layer: bool = False, net_setup: Sequence[str] = (), size_mib: int = catalog.FIO_SIZE_MIB) -> str:
+    """The script of one instance: the gate, each benchmark of ``benches``, then the servers of
+    the client benchmarks.  Storage benchmarks write ``fio-<index>.dat`` on the target
+    ``storage_target`` finds (``host_dir``: the sample's directory on the host).
 
     ``net_setup``: shell lines that bring the instance's own network end up (a guest
-    configures its virtio-net device itself); empty where the host plumbs it."""
+    configures its virtio-net device itself); none where the host plumbs it."""
     b = BUSYBOX
+    storage = [bench for bench in benches if bench.where == "instance" and bench.tool == "fio"]
+    if storage and host_dir is None:
+        raise ValueError(f"benchmark {storage[0].name} needs a storage target (host_dir)")
     lines = [
         f"cd {WORKDIR} || exit {NO_WORKDIR}",
         f"echo '{READY}' >&{MARKER_FD}",
         f"d=$({b} mktemp -d {WORKDIR}/isobench-tp.XXXXXX) || exit {NO_SCRATCH}",
         # stress-ng's exec benchmark runs as nobody and writes its YAML here
         f"{b} chmod 777 \"$d\"; trap '{b} rm -rf \"$d\"' EXIT",
-        net_setup,
+        *net_setup,
+        *(storage_target(host_dir, index, layer) if storage and host_dir is not None else []),
         # the gate: one connection from the host's client namespace, then go
         f"{b} nc -l -p {catalog.GATE_PORT} </dev/null >/dev/null 2>&1 || "
         f"{{ echo 'isobench: the start gate failed' >&2; exit {GATE_FAILED}; }}",
@@ -83,16 +121,21 @@ def suite(benches: Sequence[Bench], seconds: int, target: str | None = None, net
             continue
         out = f"{bench.name}.out"
         if bench.tool == "fio":
-            if target is None:
-                raise ValueError(f"benchmark {bench.name} needs a storage target")
-            argv = catalog.fio_argv(bench, target, seconds, out, size_mib)
+            # the target is the shell's $t: quoted for the shell only after the join
+            cmd = shlex.join(catalog.fio_argv(bench, _TARGET, seconds, out, size_mib)).replace(_TARGET, '"$t"')
         else:
-            argv = catalog.stress_argv(bench, seconds, out)
-        lines.append(f"tp {bench.name} {shlex.join(argv)}")
+            cmd = shlex.join(catalog.stress_argv(bench, seconds, out))
+        lines.append(f"tp {bench.name} {cmd}")
+    if storage:  # the file goes with the sample (a device is the guest's own disk)
+        lines.append(f'[ ! -f "$t" ] || {b} rm -f "$t"')
     if any(bench.where == "client" for bench in benches):
         lines += _servers()
     lines.append("exit 0")
-    return "\n".join(line for line in lines if line) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+#: fio's target while the command is joined: safe for shlex (left unquoted), then "$t"
+_TARGET = "@TARGET@"
 
 
 def _servers() -> list[str]:

@@ -1,0 +1,81 @@
+"""One throughput sample for real: instances of bare and the built-in container at once, their
+network only between namespaces isobench made, every address checked, nothing left behind."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+
+import runtimes
+from harness.throughput import session
+from runtimes import netlab
+from runtimes.base import Instance, LaunchSpec
+from runtimes.netlab import Namespace
+from runtimes.throughput import catalog, scratch
+from runtimes.workloads import Workload
+
+#: one of each kind: a stress-ng run as nobody, fio on the storage target, both network clients
+BENCHES = tuple(catalog.bench(n) for n in ("forkexec", "randread", "tcp_rr", "tcp_stream"))
+
+
+def _host_state() -> tuple[set[str], set[str]]:
+    """The host namespace's addresses and its interfaces named like ours."""
+    with IPRoute() as ip:
+        addrs = {str(a.get_attr("IFA_ADDRESS")) for a in ip.get_addr()}
+        names = {str(link.get_attr("IFLA_IFNAME")) for link in ip.get_links()}
+    return addrs, {n for n in names if n.startswith(netlab.IFACE)}
+
+
+def _run(name: str, run_id: str, tmp_path: Path, plan: session.Plan) -> tuple[list[session.Outcome], list[str]]:
+    backend = runtimes.get(name)
+    count = itertools.count()
+    seen: list[str] = []
+
+    def launch(extra: Mapping[str, Any]) -> Instance:
+        spec = LaunchSpec(workload=Workload(catalog.WORKLOAD), run_id=run_id, instance=f"isobench-{run_id}-{next(count)}",
+                          timeout_s=60, log_dir=str(tmp_path), extra=dict(extra))
+        return backend.launch(spec)
+
+    def observe(namespaces: list[Namespace]) -> None:
+        assert len(namespaces) == 2 * plan.instances  # the clients' and the instances' own
+        for ns in namespaces:
+            seen.extend(netlab.addresses(ns))
+        assert _host_state()[1] == before[1], "no interface of ours in the host's namespace"
+
+    before = _host_state()
+    with backend:
+        out = session.run(launch, runtimes.is_guest(name), run_id, plan, 60, observe=observe)
+    assert _host_state() == before
+    return out, seen
+
+
+@pytest.mark.privileged
+@pytest.mark.slow
+@pytest.mark.parametrize("name, target", [("bare", "host"), ("container", "volume")])
+def test_two_instances_at_once_measure_on_their_own_links(name: str, target: str, run_id: str, tmp_path: Path,
+                                                          no_leftovers: None) -> None:
+    plan = session.Plan(BENCHES, 1, instances=2, size_mib=16)
+    out, seen = _run(name, run_id, tmp_path, plan)
+    assert len(out) == 2
+    for o in out:
+        assert o.failures == {} and sorted(o.readings) == sorted(b.name for b in BENCHES)
+        assert all(r.value > 0 for r in o.readings.values()) and o.target == target
+    # every address the sample's traffic could use: 10.231.0.0/16 or loopback, one /30 per instance
+    assert seen and all(netlab.allowed(a) for a in seen), seen
+    assert {netlab.link_addresses(k).peer_ip for k in range(2)} <= set(seen)
+    assert list(netlab.ours(run_id)) == [] and not list(scratch.root().glob(f"isobench-{run_id}-*"))
+
+
+@pytest.mark.privileged
+def test_a_failing_tool_fails_its_benchmark_only(run_id: str, tmp_path: Path) -> None:
+    # the container's root is read-only: asked for its writable layer, oci:crun's fio cannot write
+    # there; the kernel benchmark beside it still counts
+    plan = session.Plan((catalog.bench("syscall"), catalog.bench("randwrite")), 1, layer=True, size_mib=16)
+    out, _ = _run("oci:crun", run_id, tmp_path, plan)
+    assert out[0].readings["syscall"].value > 0 and out[0].target == "layer"
+    assert "Read-only file system" in out[0].failures["randwrite"] and "randwrite" not in out[0].readings
