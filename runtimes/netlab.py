@@ -218,7 +218,7 @@ def remove_tap(name: str) -> None:
         ip.link("del", index=ip.link_lookup(ifname=name)[0])
 
 
-def _host_taps() -> Iterator[tuple[str, str]]:
+def host_taps() -> Iterator[tuple[str, str]]:
     """(name, alias) of the taps made here that are still in the host's namespace."""
     with IPRoute() as ip:
         for link in ip.get_links():
@@ -281,7 +281,7 @@ def sweep(run_id: str | None = None) -> list[str]:
             continue  # a live run's, or its creator still runs
         remove(Namespace(str(NETNS_DIR / name), name))
         removed.append(f"network namespace {name}")
-    for name, alias in _host_taps():
+    for name, alias in host_taps():
         if (run_id is None or of_run(alias, run_id)) and not live.owns(alias):
             remove_tap(name)
             removed.append(f"tap {name} ({alias})")

@@ -79,3 +79,32 @@ def test_a_failing_tool_fails_its_benchmark_only(run_id: str, tmp_path: Path) ->
     out, _ = _run("oci:crun", run_id, tmp_path, plan)
     assert out[0].readings["syscall"].value > 0 and out[0].target == "layer"
     assert "Read-only file system" in out[0].failures["randwrite"] and "randwrite" not in out[0].readings
+
+
+@pytest.mark.privileged
+@pytest.mark.vm
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_a_guest_gets_its_tap_and_disk_and_measures_on_them(run_id: str, tmp_path: Path) -> None:
+    plan = session.Plan((catalog.bench("syscall"), catalog.bench("randread"), catalog.bench("tcp_rr")), 1,
+                        size_mib=16)
+    backend = runtimes.get("vm")
+    seen: list[str] = []
+
+    def launch(extra: Mapping[str, Any]) -> Instance:
+        # the throughput tree unpacked in RAM, beside what the tools use: more than the default 256 MiB
+        spec = LaunchSpec(workload=Workload(catalog.WORKLOAD), run_id=run_id, instance=f"isobench-{run_id}-vm",
+                          timeout_s=240, log_dir=str(tmp_path), guest_memory_mib=768, extra=dict(extra))
+        return backend.launch(spec)
+
+    def observe(namespaces: list[Namespace]) -> None:
+        assert len(namespaces) == 2 and namespaces[1] == namespaces[0]  # the tap lives in the client's
+        seen.extend(netlab.addresses(namespaces[0]))
+
+    with backend:
+        backend.prepare()
+        out = session.run(launch, True, run_id, plan, 240, observe=observe)
+    assert out[0].failures == {} and out[0].target == "disk"
+    assert all(r.value > 0 for r in out[0].readings.values()) and len(out[0].readings) == 3
+    assert seen and all(netlab.allowed(a) for a in seen) and netlab.link_addresses(0).client_ip in seen
+    assert list(netlab.ours(run_id)) == [] and not [n for n, alias in netlab.host_taps() if run_id in alias]

@@ -240,6 +240,9 @@ def _measure(plan: Plan, clients: list[Namespace], links: list[Link], insts: lis
                         outcomes[k].readings[bench.name] = fut.result()
                     except ToolFailure as e:
                         outcomes[k].failures[bench.name] = str(e)
+            # the second knock: the clients are done, the instances stop their servers and end
+            deadline = time.monotonic() + GATE_S
+            list(pool.map(lambda k: _open_gate(clients[k], links[k], deadline), range(n)))
     for k, inst in enumerate(insts):
         _collect(plan, inst, inst.wait(plan.allowance() + timeout), outcomes[k])
     return outcomes

@@ -118,9 +118,8 @@ def fio_argv(b: Bench, target: str, seconds: int, json_out: str, size_mib: int =
 
 
 def iperf3_server() -> list[str]:
-    # -1: serve one test and exit (the instance's script then ends); -4: any IPv4 address, so it
-    # listens before the instance's address exists
-    return [IPERF3, "-s", "-1", "-4", "-p", str(IPERF_PORT)]
+    # -4: any IPv4 address, so it listens before the instance's address exists
+    return [IPERF3, "-s", "-4", "-p", str(IPERF_PORT)]
 
 
 def iperf3_client(address: str, seconds: int) -> list[str]:

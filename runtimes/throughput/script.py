@@ -13,9 +13,9 @@ marker channel, per benchmark ``ID``::
 
 and the host judges each one (``runtimes.throughput.parse``): the script never
 decides whether a run counted.  Last, when the sample has ``client``
-benchmarks, it starts the iperf3 and sockperf servers, says
-``tp.servers=up`` once both listen, and ends when iperf3 has served its one
-test.  Its scratch directory is removed on exit.
+benchmarks, it starts their servers (iperf3, sockperf), says ``tp.servers=up``
+once they listen, and ends when the host knocks at the gate a second time (its
+clients are done).  Its scratch directory is removed on exit.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None
     if storage:  # the file goes with the sample (a device is the guest's own disk)
         lines.append(f'[ ! -f "$t" ] || {b} rm -f "$t"')
     if any(bench.where == "client" for bench in benches):
-        lines += _servers()
+        lines += _servers(benches)
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
@@ -138,17 +138,26 @@ def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None
 _TARGET = "@TARGET@"
 
 
-def _servers() -> list[str]:
+def _servers(benches: Sequence[Bench]) -> list[str]:
+    """Start the servers the client benchmarks need, say so once they listen, and stop them when
+    the host knocks at the gate a second time (its clients are done)."""
     b = BUSYBOX
-    up = f"{_listening(catalog.IPERF_PORT)} && {_listening(catalog.SOCKPERF_PORT)}"
+    tools = {bench.tool for bench in benches if bench.where == "client"}
+    lines, pids, up = [], [], []
+    if "iperf3" in tools:
+        lines.append(f"{shlex.join(catalog.iperf3_server())} > \"$d/iperf3-server.log\" 2>&1 & ip3=$!")
+        pids.append("$ip3")
+        up.append(_listening(catalog.IPERF_PORT))
+    if "sockperf" in tools:
+        lines.append(f"{shlex.join(catalog.sockperf_server())} > \"$d/sockperf-server.log\" 2>&1 & sp=$!")
+        pids.append("$sp")
+        up.append(_listening(catalog.SOCKPERF_PORT))
     return [
-        f"{shlex.join(catalog.iperf3_server())} > \"$d/iperf3-server.log\" 2>&1 & ip3=$!",
-        f"{shlex.join(catalog.sockperf_server())} > \"$d/sockperf-server.log\" 2>&1 & sp=$!",
-        # both listening within ~10 s, or the sample fails here with the servers' own words
-        f"n=0; until {up}; do n=$((n+1)); [ $n -lt 200 ] || {{ {b} tail -c 400 \"$d\"/*-server.log >&2; "
+        *lines,
+        # listening within ~10 s, or the sample fails here with the servers' own words
+        f"n=0; until {' && '.join(up)}; do n=$((n+1)); [ $n -lt 200 ] || {{ {b} tail -c 400 \"$d\"/*-server.log >&2; "
         f"exit {SERVERS_FAILED}; }}; {b} sleep 0.05; done",
         f"echo \"{RESULT} {SERVERS_UP}=up\" >&{MARKER_FD}",
-        "wait $ip3",
-        f"echo \"{RESULT} {KEY}.iperf3_server.rc=$?\" >&{MARKER_FD}",
-        "kill $sp 2>/dev/null; wait $sp",
+        f"{b} nc -l -p {catalog.GATE_PORT} </dev/null >/dev/null 2>&1",
+        f"kill {' '.join(pids)} 2>/dev/null; wait",
     ]

@@ -2,14 +2,15 @@
 
 The domain is minimal on purpose: direct kernel boot, one serial console,
 nothing else (no disk, network, USB, graphics or balloon), so that the VM's
-startup and memory figures are those of the machine, not of its peripherals.
+startup and memory figures are those of the machine, not of its peripherals;
+the throughput measurement adds a virtio NIC on its own tap and a scratch disk.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from runtimes.vm.machine import Machine, SerialConsole
+from runtimes.vm.machine import Machine, Nic, ScratchDisk, SerialConsole
 
 #: the namespace of our <metadata> element: how ``cleanup_leftovers`` recognises our domains
 NS = "urn:isobench:domain:1"
@@ -66,6 +67,18 @@ def render(m: Machine) -> str:
             _sub(serial, "target", port=str(dev.port))
             console = _sub(devices, "console", type="pty")
             _sub(console, "target", type="serial", port=str(dev.port))
+        elif isinstance(dev, Nic):
+            # managed='no': libvirt opens the host's tap by name and leaves it as it is
+            nic = _sub(devices, "interface", type="ethernet")
+            _sub(nic, "target", dev=dev.tap, managed="no")
+            _sub(nic, "model", type="virtio")
+        elif isinstance(dev, ScratchDisk):
+            disk = _sub(devices, "disk", type="file", device="disk")
+            _sub(disk, "driver", name="qemu", type="raw", cache="none", io="native")
+            source = _sub(disk, "source", file=dev.path)
+            _sub(source, "seclabel", model="dac", relabel="no")  # the harness made it readable
+            _sub(disk, "target", dev="vda", bus="virtio")
+            _sub(disk, "serial", dev.serial)
     # libvirt adds a USB controller and a balloon unless told not to
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runtimes import rootfs
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image
+from runtimes.vm import host, image, modules
 from runtimes.vm import kernel as guest_kernel
-from runtimes.vm.machine import Machine, describe
-from runtimes.workloads import in_guest_cgroup
+from runtimes.vm.machine import Device, Machine, Nic, ScratchDisk, bench_devices, describe
+from runtimes.workloads import Workload, in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
@@ -180,7 +181,9 @@ class GuestBackend(Backend):
         self.cache = cache
         self._verdict: accelerator.Verdict | None = None
         self._kernel: guest_kernel.BootKernel | None = None
-        self._base: Path | None = None
+        self._base: Path | None = None  # the base tree's (the manifest names it)
+        self._bases: dict[tuple[str, ...], Path] = {}
+        self._trees = rootfs.Trees(cache)
 
     def _kernel_source(self) -> str | None:
         return self.kernel_source or host.find_kernel()
@@ -194,21 +197,36 @@ class GuestBackend(Backend):
             self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
         return self._kernel
 
-    def base_image(self) -> Path:
-        if self._base is None:
+    def base_image(self, workload: Workload | None = None) -> Path:
+        """The base archive of the workload tree ``workload`` runs in (built once per tree)."""
+        tools = tuple(sorted(workload.tools)) if workload is not None else ()
+        if tools not in self._bases:
             bk = self.boot_kernel()
             comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
-            self._base = image.base_image(comp, self.cache)
-        return self._base
+            tree = self._trees.get(workload) if tools else None
+            self._bases[tools] = image.base_image(comp, self.cache, tree)
+            if not tools:
+                self._base = self._bases[tools]
+        return self._bases[tools]
 
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
         argv = spec.extra.get("argv")
         # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
         run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
-        initrd = image.initrd_for(run, self.base_image(), self.cache, applets=bool(argv))
+        devices = bench_devices(spec)
+        initrd = image.initrd_for(run, self.base_image(spec.workload), self.cache, applets=bool(argv),
+                                  modules=self._modules(devices))
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
-                        machine_type=self.machine_type, cmdline=self.cmdline)
+                        machine_type=self.machine_type, cmdline=self.cmdline, extra=devices)
+
+    def _modules(self, devices: tuple[Device, ...]) -> list[tuple[str, bytes]]:
+        """The guest kernel's modules the devices need ((name, .ko bytes), dependencies first)."""
+        wanted = [*(modules.VIRTIO_NET if any(isinstance(d, Nic) for d in devices) else ()),
+                  *(modules.VIRTIO_BLK if any(isinstance(d, ScratchDisk) for d in devices) else ())]
+        if not wanted:
+            return []
+        return [(m.name, modules.load(m)) for m in modules.resolve(self.boot_kernel().source, tuple(wanted))]
 
     @abc.abstractmethod
     def verdict(self) -> accelerator.Verdict:

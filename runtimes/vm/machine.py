@@ -30,7 +30,35 @@ class SerialConsole:
     port: int = 0
 
 
-Device = SerialConsole  # the only device a benchmark guest gets; a Union when others come
+@dataclass(frozen=True)
+class Nic:
+    """virtio-net on an existing tap the host made (``runtimes.netlab.tap``), opened by name:
+    the throughput measurement's link to the guest."""
+
+    tap: str
+
+
+@dataclass(frozen=True)
+class ScratchDisk:
+    """A writable virtio disk on a raw file, host page cache off (the throughput measurement's
+    storage target); the guest finds it by its serial."""
+
+    path: str
+    serial: str
+
+
+#: a benchmark guest's devices: its console, and what the throughput measurement adds
+Device = SerialConsole | Nic | ScratchDisk
+
+
+def bench_devices(spec: LaunchSpec) -> tuple[Device, ...]:
+    """The devices ``spec.extra`` asks for: ``tap`` (a NIC on it), ``disk`` with ``disk_serial``."""
+    out: list[Device] = []
+    if spec.extra.get("tap"):
+        out.append(Nic(str(spec.extra["tap"])))
+    if spec.extra.get("disk"):
+        out.append(ScratchDisk(str(spec.extra["disk"]), str(spec.extra.get("disk_serial") or "isobench")))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -81,8 +109,10 @@ def validate(spec: LaunchSpec) -> None:
 
 
 def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
-             machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE) -> Machine:
-    """The machine that runs ``spec``: its vCPUs, memory, CPU limit and labels."""
+             machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
+             extra: tuple[Device, ...] = ()) -> Machine:
+    """The machine that runs ``spec``: its vCPUs, memory, CPU limit and labels; ``extra``
+    devices after the console."""
     validate(spec)
     if accel not in ACCELS:
         raise BackendError(f"unknown accelerator {accel!r} (known: {', '.join(ACCELS)})")
@@ -99,4 +129,5 @@ def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
         cpu_period_us=spec.limits.cpu_period_us,
         cpu_shares=spec.limits.cpu_shares,
         labels=(("run_id", spec.run_id), ("workload", spec.workload.name)),
+        devices=(SerialConsole(), *extra),
     )

@@ -55,6 +55,8 @@ from runtimes.vm.machine import (
     DEFAULT_MACHINE_TYPE,
     KERNEL_CMDLINE,
     Machine,
+    Nic,
+    ScratchDisk,
     SerialConsole,
     validate,
 )
@@ -64,6 +66,11 @@ from runtimes.workloads import Workload
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 #: how long cleanup waits for a killed QEMU to be reaped
 KILL_TIMEOUT_S = 10.0
+
+
+def _escape(value: str) -> str:
+    """A value inside QEMU's key=value option syntax (a comma is written twice)."""
+    return value.replace(",", ",,")
 
 
 def qemu_argv(m: Machine, qemu: str) -> list[str]:
@@ -92,11 +99,19 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         "-initrd", m.initrd,
         "-append", m.cmdline,
     ]
-    for dev in m.devices:
+    for i, dev in enumerate(m.devices):
         if isinstance(dev, SerialConsole):
             # stdio can back one chardev only: the benchmark guest has one console
             argv += ["-chardev", f"stdio,id=charserial{dev.port},signal=off",
                      "-device", f"isa-serial,chardev=charserial{dev.port},id=serial{dev.port},index={dev.port}"]
+        elif isinstance(dev, Nic):  # libvirt's <interface type='ethernet'> on an existing tap
+            argv += ["-netdev", f"tap,id=net{i},ifname={_escape(dev.tap)},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=net{i},id=net{i}dev"]
+        elif isinstance(dev, ScratchDisk):  # libvirt's raw <disk> with cache='none' io='native'
+            argv += ["-blockdev", f"driver=file,filename={_escape(dev.path)},node-name=disk{i}-storage,"
+                                  "cache.direct=on,aio=native",
+                     "-blockdev", f"driver=raw,node-name=disk{i},file=disk{i}-storage",
+                     "-device", f"virtio-blk-pci,drive=disk{i},id=virtio-disk{i},serial={_escape(dev.serial)}"]
     argv += ["-audiodev", "none,id=audio1", "-sandbox", SANDBOX, "-msg", "timestamp=on"]
     return argv
 
