@@ -24,6 +24,7 @@ COMMANDS = {
     "exec": "harness.commands.exec",
     "report": "harness.commands.report",
     "compare": "harness.commands.compare",
+    "ab": "harness.commands.ab",
     "validate": "harness.commands.validate",
     "matrix": "harness.commands.matrix",
     "floor": "harness.commands.floor",

@@ -1,51 +1,59 @@
-"""An A/B comparison with a known false-alarm rate (``isobench compare``: ``harness.commands.compare``).
+"""An A/B comparison with a known false-alarm rate (``isobench compare`` and ``isobench ab``).
 
 Every series present on both sides (backend, measurement, workload, metric,
-unit, params) gets a verdict from ``harness.stats.abtest``: ``regression``,
+unit, params) gets a verdict from ``harness.stats.family``: ``regression``,
 ``improvement``, ``equivalent`` (TOST within the margin) or ``inconclusive``
 (too few samples, or the data cannot tell).  Metrics without a better
 direction are listed with ``--all`` and never judged.
 
-- BASE and NEW may each be several runs, comma-separated (``A1,A2,A3``): they
-  are pooled with the run as a level, so run-to-run variance counts.
+- BASE and NEW may each be several runs, comma-separated (``A1,A2,A3``): the run is the
+  unit -- each run's median is one observation, and their spread is the run-to-run variation
+  the test needs (``harness.stats.runs``).  ``isobench ab`` pairs its runs (A B B A ...).
 - ``--normalise`` divides every sample by the median of the same series of the
   run's reference backend (``reference`` in the scenario, or ``--normalise
-  BACKEND``): host drift moves all backends of a run together and cancels.
+  BACKEND``): host drift moves all backends of a run together and cancels; the
+  reference's own sampling error is carried into the test, not dropped.
 - ``--calibrate RUN RUN …`` learns from A/A runs of one commit how much a
-  series' median moves from run to run (the standard deviation of its log,
-  ``--noise`` file); compare adds that variance to each test, so two runs that
-  differ only by the host's state are no regression (``abtest`` module doc).
+  series' median moves from run to run (``harness.stats.calibration``); ``--noise FILE``
+  applies it as a prior with its own degrees of freedom -- only when asked.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.metric import HIGHER, LOWER, NONE, ONE
-from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
+from harness.stats import ALPHA, BOOTSTRAPS, THRESHOLD
 from harness.stats.series import SeriesKey
 
-__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "calibrate"]
+__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "Row", "calibrate", "compare", "comparison", "direction"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from harness.stats import abtest
+    from harness.stats.calibration import Calibration, SeriesNoise
+    from harness.stats.family import Family, Judged
 
 NOISE_FILE = Path("results/noise.json")
-NOISE_SCHEMA = "isobench/noise-2"
+#: (values of one run, the sampling variance of the reference median they were divided by: 0 unnormalised)
+RunValues = tuple[list[float], float]
 
 
 def direction(name: str, unit: str | None = None) -> str:
     from harness.measure import catalogue
 
     return catalogue().direction(name, unit)
+
+
+def _tick(key: SeriesKey) -> float:
+    from harness.measure import catalogue
+
+    return catalogue().tick(key.metric, key.unit)
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Row:
     direction: str
     base_median: float
     new_median: float
-    change: float  # relative change of the median; for ONE, change of |median - 1|
+    change: float  # relative change of the level; for ONE, change of |median - 1|
     lo: float  # (1 - 2 alpha) interval of the change
     hi: float
     p: float  # uncorrected
@@ -65,13 +73,24 @@ class Row:
     verdict: str  # regression | improvement | equivalent | inconclusive | not judged | only in base|new
     why: str = ""
     runs: tuple[int, int] = (1, 1)
-    run_sd: float | None = None  # the run-to-run standard deviation from --calibrate, where known
-    detectable: float = math.nan  # the smallest change this comparison would find (abtest.detectable)
+    run_sd: float | None = None  # sd of a run's value (of its log) the test used; None: a test of samples
+    detectable: float = math.nan  # "sees >=": the smallest change found as a regression 4 times in 5
+    shift: float = math.nan  # the Hodges–Lehmann shift of the samples (the rank test's own estimate)
+    test: str = ""  # runs | paired runs | samples (harness.stats.abtest)
+    df: float = math.nan  # degrees of freedom of the test
+    prior_df: float = 0.0  # of them, lent by a calibration or by the other series
 
     @property
     def key(self) -> dict[str, Any]:
         """backend, measurement, workload, metric, unit and params (as text), for a table."""
         return self.series.fields()
+
+
+@dataclass
+class Comparison:
+    rows: list[Row]
+    family: Family | None = None
+    notes: list[str] = field(default_factory=list)  # what was applied, what is doubtful
 
 
 def series(df: pd.DataFrame) -> dict[SeriesKey, list[float]]:
@@ -88,28 +107,32 @@ def series(df: pd.DataFrame) -> dict[SeriesKey, list[float]]:
 NORMALISED_UNITS = {"ms"}
 
 
-def normalised(s: Mapping[SeriesKey, list[float]], reference: str) -> dict[SeriesKey, list[float]]:
+def normalised(s: Mapping[SeriesKey, list[float]], reference: str) -> dict[SeriesKey, RunValues]:
     """Each duration series divided by the median of the reference backend's same series in the
-    same run; durations without a reference counterpart (or a zero one) and the reference's own
-    durations drop out; other units pass unchanged."""
+    same run, with that median's sampling variance (of its log); durations without a reference
+    counterpart (or a zero one) and the reference's own durations drop out; other units pass
+    unchanged."""
     import numpy as np
+
+    from harness.stats.runs import reference_within
 
     def case(key: SeriesKey) -> SeriesKey:
         return key._replace(backend="", accel=None)
 
-    refs = {case(k): v for k, v in s.items() if k.backend == reference}
-    out: dict[SeriesKey, list[float]] = {}
+    refs = {case(k): (k, v) for k, v in s.items() if k.backend == reference}
+    out: dict[SeriesKey, RunValues] = {}
     for key, values in s.items():
         if key.unit not in NORMALISED_UNITS:
-            out[key] = values
+            out[key] = values, 0.0
             continue
-        if key.backend == reference:
+        if key.backend == reference or case(key) not in refs:
             continue
-        ref = refs.get(case(key))
-        if not ref or np.median(ref) == 0:
-            continue
+        ref_key, ref = refs[case(key)]
         m = float(np.median(ref))
-        out[key] = [v / m for v in values]
+        if m <= 0:
+            continue
+        within = reference_within(np.asarray(ref, dtype=float), _tick(ref_key))
+        out[key] = [v / m for v in values], within if math.isfinite(within) else 0.0
     return out
 
 
@@ -128,50 +151,97 @@ def reference_of(manifest: Mapping[str, Any]) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[SeriesKey, list[list[float]]]:
-    """Per series, one list of values per run (runs normalised first when ``reference`` is set)."""
-    out: dict[SeriesKey, list[list[float]]] = {}
+def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[SeriesKey, list[RunValues]]:
+    """Per series, one entry per run (runs normalised first when ``reference`` is set)."""
+    out: dict[SeriesKey, list[RunValues]] = {}
     for df in frames:
         s = series(df)
-        for key, values in (normalised(s, reference) if reference else s).items():
-            out.setdefault(key, []).append(values)
+        per = normalised(s, reference) if reference else {k: (v, 0.0) for k, v in s.items()}
+        for key, run in per.items():
+            out.setdefault(key, []).append(run)
     return out
 
 
-def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
-            threshold: float = THRESHOLD, alpha: float = ALPHA, *,
-            noise: Mapping[str, float] | None = None, correction: str = "bh",
-            reference: str | None = None, bootstraps: int = BOOTSTRAPS) -> list[Row]:
-    """A verdict per series; p-values of the judged series are adjusted together."""
-    from harness.stats import abtest
+def comparison(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
+               threshold: float = THRESHOLD, alpha: float = ALPHA, *, noise: Calibration | None = None,
+               correction: str = "bh", reference: str | None = None, bootstraps: int = BOOTSTRAPS,
+               paired: bool = False) -> Comparison:
+    """A verdict per series; p-values of the judged series are adjusted together.  ``paired``: the
+    i-th base run and the i-th new run were made side by side (``isobench ab``)."""
+    from harness.measure import catalogue
+    from harness.stats.family import SeriesData, judge
 
     sb = side(base if isinstance(base, list) else [base], reference)
     sn = side(new if isinstance(new, list) else [new], reference)
-    noise = noise or {}
     keys = sorted(set(sb) | set(sn), key=lambda k: tuple(str(x) for x in k))
-    effects: dict[SeriesKey, abtest.Effect] = {}
-    for key in keys:
-        if key in sb and key in sn and direction(key.metric, key.unit) != NONE:
-            effects[key] = abtest.measure(sb[key], sn[key], direction(key.metric, key.unit), alpha=alpha,
-                                          bootstraps=bootstraps, run_sd=noise.get(key.text()))
-    judged = [k for k, e in effects.items() if e.enough]
-    qs = dict(zip(judged, abtest.adjust([effects[k].p for k in judged], correction), strict=True))
-    rows = []
-    for key in keys:
-        rows.append(_row(key, sb.get(key, []), sn.get(key, []), effects.get(key), qs.get(key, math.nan),
-                         threshold, alpha, noise.get(key.text())))
-    return rows
+    cat = catalogue()
+    data: dict[Hashable, SeriesData] = {}
+    for k in keys:
+        if k in sb and k in sn:
+            cal = noise.table(reference is not None).get(k.text()) if noise else None
+            data[k] = SeriesData([v for v, _ in sb[k]], [v for v, _ in sn[k]], direction(k.metric, k.unit), k.unit,
+                                 _tick(k), cat.resolution(k.metric, k.unit), cal.prior() if cal else None,
+                                 cal.scale if cal else None, [e for _, e in sb[k]] if reference else None,
+                                 [e for _, e in sn[k]] if reference else None)
+    fam = judge(data, paired=paired, threshold=threshold, alpha=alpha, correction=correction, bootstraps=bootstraps,
+                g_eff=noise.effective_series if noise else None)
+    rows = [_row(k, sb.get(k, []), sn.get(k, []), fam.judged.get(k), threshold) for k in keys]
+    return Comparison(rows, fam)
 
 
-def _row(k: SeriesKey, b_runs: list[list[float]], n_runs: list[list[float]], e: abtest.Effect | None, q: float,
-         margin: float, alpha: float, run_sd: float | None = None) -> Row:
+def plan_line(c: Comparison, target: float, threshold: float, paired: bool) -> str:
+    """"To see 10 % here, take K >= ..." from the variance of run medians each series' test used
+    (``harness.stats.power.plan``); what it takes instead where no test had one."""
     import numpy as np
 
-    from harness.stats import abtest
+    from harness.stats import power
+
+    a_eff = c.family.alpha_eff if c.family else ALPHA
+    need: list[tuple[int, Row]] = []
+    blind = 0
+    for r in c.rows:
+        if r.verdict in ("not judged", "only in base", "only in new") or r.direction == ONE:
+            continue
+        if r.run_sd is None:
+            blind += 1
+            continue
+        k = power.plan(r.run_sd ** 2, r.prior_df, target, threshold, a_eff, paired=paired)
+        need.append((power.MAX_RUNS + 1 if k is None else k, r))
+    if not need:
+        return (f"planning: to see {target:.0%} here, first learn the run-to-run variation: "
+                "`isobench ab` with 3 runs a side or more, or `isobench compare --calibrate` on 3 A/A runs"
+                if blind else "")
+    worst_k, worst = max(need, key=lambda t: t[0])
+    half = int(np.median(sorted(k for k, _ in need)))
+
+    def runs(k: int) -> str:
+        return str(k) if k <= power.MAX_RUNS else f"{power.MAX_RUNS}+"
+
+    text = (f"planning: to see a {target:.0%} change in every judged series (80 % of the time, after the "
+            f"correction), take K ≥ {runs(worst_k)} runs a side ({'paired' if paired else 'each side'}); the "
+            f"noisiest is {worst.series.label()} {worst.series.measurement}/{worst.series.workload} "
+            f"{worst.series.metric} (a run's median moves ±{math.expm1(worst.run_sd or 0):.1%}); "
+            f"K ≥ {runs(half)} for half of them")
+    if target <= threshold:
+        text = f"planning: a change of {target:.0%} is within the margin ({threshold:.0%}): none can be called one"
+    return text + (f"; {blind} series had one run a side and no calibration: nothing to plan from" if blind else "")
+
+
+def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
+            threshold: float = THRESHOLD, alpha: float = ALPHA, **kw: Any) -> list[Row]:
+    """``comparison(...).rows``."""
+    return comparison(base, new, threshold, alpha, **kw).rows
+
+
+def _row(k: SeriesKey, b_runs: list[RunValues], n_runs: list[RunValues], j: Judged | None, margin: float) -> Row:
+    import numpy as np
+
+    from harness.stats.runs import LOG
+    from harness.stats.shift import hodges_lehmann
 
     d = direction(k.metric, k.unit)
-    b = [v for r in b_runs for v in r]
-    n = [v for r in n_runs for v in r]
+    b = [v for r, _ in b_runs for v in r]
+    n = [v for r, _ in n_runs for v in r]
     nan = math.nan
     bm = float(np.median(b)) if b else nan
     nm = float(np.median(n)) if n else nan
@@ -179,49 +249,24 @@ def _row(k: SeriesKey, b_runs: list[list[float]], n_runs: list[list[float]], e: 
     if not b or not n:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin,
                    "only in new" if not b else "only in base", runs=runs)
-    if e is None:
+    if j is None or j.effect is None:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin, "not judged", "no better direction",
                    runs=runs)
-    from harness.measure import catalogue
+    e = j.effect
+    ba, na = np.asarray(b, dtype=float), np.asarray(n, dtype=float)
+    shift = hodges_lehmann(np.abs(ba - 1), np.abs(na - 1), relative=False) if d == ONE else \
+        hodges_lehmann(ba, na, relative=e.scale == LOG)
+    run_sd = math.sqrt(j.variance.var) if j.variance.usable else None
+    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, j.q, margin, j.verdict, j.why, runs=runs,
+               run_sd=run_sd, detectable=j.sees, shift=shift, test=e.test, df=e.df, prior_df=j.prior_df)
 
-    verdict, why = abtest.verdict(e, q, d, margin, alpha, catalogue().resolution(k.metric, k.unit))
-    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, q, margin, verdict, why, runs=runs, run_sd=run_sd,
-               detectable=abtest.detectable(e, d, alpha))
 
-
-def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[str, dict[str, float]]:
-    """Per series, from A/A runs of one commit: ``run_sd``, the standard deviation of the log of a
-    run's median (of its median distance from 1 for ONE metrics) across the runs, and the largest
-    change seen between two of them (for the reader)."""
-    import numpy as np
-
-    from harness.stats import abtest
+def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> tuple[dict[str, SeriesNoise], float | None]:
+    """Per series, from A/A runs of one commit: the variance of a run's median (of its log) across
+    the runs with its degrees of freedom, the within-run part of it, and the largest change seen
+    between two of them; and how many independent series the runs' effects amount to."""
+    from harness.stats.calibration import fit
 
     sides = [side([df], reference) for df in runs]
-    medians: dict[SeriesKey, list[float]] = {}
-    for s in sides:
-        for key, values in s.items():
-            d = direction(key.metric, key.unit)
-            v = abtest.prepared(values, d)  # the run's values as the test sees them
-            if d == NONE or not v or v[0].size < MIN_N_CI:
-                continue
-            m = float(np.median(v[0]))
-            if d == ONE or m > 0:
-                medians.setdefault(key, []).append(m if d == ONE else math.log(m))
-    out = {}
-    for key, ms in medians.items():
-        if len(ms) < 2:
-            continue
-        a = np.asarray(ms)
-        spread = float(a.max() - a.min())
-        out[key.text()] = {"run_sd": float(np.std(a, ddof=1)), "runs": len(ms),
-                           "largest_change": spread if direction(key.metric, key.unit) == ONE else math.expm1(spread)}
-    return out
-
-
-def read_noise(path: Path, normalise: bool) -> dict[str, float]:
-    """The run-to-run standard deviation per series from a ``--calibrate`` file."""
-    data = json.loads(path.read_text())
-    if data.get("schema") != NOISE_SCHEMA:
-        raise ValueError(f"{path}: not an isobench noise file (schema {NOISE_SCHEMA}); run --calibrate again")
-    return {k: float(v["run_sd"]) for k, v in data["normalised" if normalise else "raw"].items()}
+    return fit([{k: v[0] for k, v in s.items()} for s in sides], lambda k: direction(k.metric, k.unit),
+               lambda k: k.text(), _tick)

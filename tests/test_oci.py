@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -264,3 +265,16 @@ def test_stop_before_ready_and_invalid_limits(name: str, run_id: str, no_leftove
     inst.cleanup()
     assert inst.times.t_clean is not None
     assert _left_behind(inst.name) == []
+
+
+def test_the_oci_doctor_line_uses_the_backends_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runc lives in /usr/sbin on Debian, off a user's PATH: doctor finds it where the backend does."""
+    from runtimes.oci import RUNTIMES, checks, find_runtime
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (line,) = checks.checks()
+    found = [r for r in RUNTIMES if find_runtime(r)]
+    assert line.ok == (found == list(RUNTIMES)) and line.detail == (", ".join(found) or "none")
+    if os.path.exists("/usr/sbin/runc"):
+        assert "runc" in line.detail  # `which runc` under this PATH would have missed it
+    assert shutil.which("runc") is None

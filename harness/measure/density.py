@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from harness.measure import accounting
 from harness.measure.common import MIB, Rows, launch
-from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, NONE, MeasurementInfo, Metric, Option, declare, measurement
 from runtimes.base import Backend
 from runtimes.wait import wait_until
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 declare(
     Metric("mem_available", "MiB", NONE, "density", summarised=False,
@@ -93,10 +93,21 @@ def settled_available(settle_s: float, read: Callable[[], int] = accounting.mem_
     return reads[-1]
 
 
-@measurement(MeasurementInfo("density", workload="idle", single_shot=True))
+DENSITY = MeasurementInfo(
+    "density", title="Density", workload="idle", single_shot=True,
+    options={"instances": Option((int,), 1, 4096, 8, overridable=True)},  # the ramp's length
+    charts=("harness.report.charts_memory:density",), findings=("harness.report.findings_density:density",))
+
+
+def _instances(case: Case) -> int:
+    """The ramp's length (the experiment's ``instances``, a backend's override applied)."""
+    return int(case.options.get("instances", 0))
+
+
+@measurement(DENSITY)
 def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    if case.instances < 1:
-        raise ValueError(f"density needs instances >= 1, got {case.instances}")
+    if _instances(case) < 1:
+        raise ValueError(f"density needs instances >= 1, got {_instances(case)}")
     rows = Rows(backend, case, ctx, repetition, warmup)
     # alternate which comes first, so neither always runs on a host the other just disturbed
     if repetition % 2 == 0:
@@ -113,9 +124,10 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
 
     ks = list(range(len(ramp)))
     one = slope.theil_sen(ks, [(ramp[0] - v) / MIB for v in ramp])
-    rows.add("density_slope", one.slope)
-    rows.add("density_slope_lo", one.lo)
-    rows.add("density_slope_hi", one.hi)
+    rows.add("density_slope", one.slope, note=_slope_note(one))
+    if not one.why:  # no interval below slope.MIN_POINTS: no rows, rather than a made-up one
+        rows.add("density_slope_lo", one.lo)
+        rows.add("density_slope_hi", one.hi)
     rows.add("density_control_slope", slope.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
     charged = per_instance.pop("charged")
     for metric, values in per_instance.items():
@@ -142,14 +154,14 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
     # whether the run completes, instance k fails to start, or Ctrl-C arrives.
     with contextlib.ExitStack() as stack:
         held = []
-        for _ in range(case.instances):
+        for _ in range(_instances(case)):
             inst = stack.enter_context(launch(backend, case, ctx))
             rows.seen(inst)
             inst.wait_ready(case.timeout_s)
             held.append(inst)
             points.append(settled_available(case.settle_s))
             charged.append(accounting.charged())
-        pace = (time.monotonic() - t0) / case.instances
+        pace = (time.monotonic() - t0) / _instances(case)
         for inst in held:  # read with all of them held, as MemAvailable was
             pss = accounting.pages(inst.processes()).pss
             kernel = accounting.kernel_memory(inst)
@@ -165,7 +177,7 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
 def _control(case: Case, pace: float | None) -> list[int]:
     """The same reads at the same pace (the ramp's, when known) with nothing launched."""
     points = [settled_available(case.settle_s)]
-    for _ in range(case.instances):
+    for _ in range(_instances(case)):
         t0 = time.monotonic()
         if pace:
             time.sleep(max(0.0, pace - case.settle_s))
@@ -184,24 +196,35 @@ def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int]
         return
     fit = pooled_fit([[v / MIB for v in r] for r, _, _ in ramps])
     drift = pooled_fit([[v / MIB for v in c] for _, c, _ in ramps])
-    rows.add("density_pooled_slope", fit.slope, note=f"{len(ramps)} ramps pooled")
-    rows.add("density_pooled_lo", fit.lo)
-    rows.add("density_pooled_hi", fit.hi)
+    rows.add("density_pooled_slope", fit.slope, note=_slope_note(fit, f"{len(ramps)} ramps pooled"))
+    if not fit.why:
+        rows.add("density_pooled_lo", fit.lo)
+        rows.add("density_pooled_hi", fit.hi)
     rows.add("density_pooled_control", drift.slope)
     rows.add("density_resolved", float(fit.resolved))
     if all(ch for _, _, ch in ramps):  # charged memory grows: negate to read as a drop
         by_cgroup = pooled_fit([[-v / MIB for v in ch] for _, _, ch in ramps])
-        rows.add("density_charged_pooled", by_cgroup.slope, note=f"{len(ramps)} ramps pooled")
-        rows.add("density_charged_pooled_lo", by_cgroup.lo)
-        rows.add("density_charged_pooled_hi", by_cgroup.hi)
+        rows.add("density_charged_pooled", by_cgroup.slope,
+                 note=_slope_note(by_cgroup, f"{len(ramps)} ramps pooled"))
+        if not by_cgroup.why:
+            rows.add("density_charged_pooled_lo", by_cgroup.lo)
+            rows.add("density_charged_pooled_hi", by_cgroup.hi)
+
+
+def _slope_note(s: Any, prefix: str = "") -> str | None:
+    """``prefix``, then why a slope has no interval and whether its points drifted together
+    (``harness.stats.slope``); None when there is nothing to say."""
+    words = [w for w in (prefix, s.why, "the points drifted (they wander together)" if s.drift else "") if w]
+    return "; ".join(words) or None
 
 
 def pooled_fit(ramps: list[list[float]]) -> Any:
-    """Theil–Sen over every ramp's (k, MiB dropped since its own k=0) points: a ``harness.stats.slope.Slope``.
+    """The slope of every ramp's (k, MiB dropped since its own k=0) points with the ramp as the unit
+    (``harness.stats.slope.over_ramps``): what a ramp's points share -- the host's state while it
+    ran -- counts once per ramp, not once per point.
 
     ``ramps`` holds MemAvailable in MiB, one list per repetition (index = instances held): also what
     a report passes from the stored ``mem_available`` rows."""
     from harness.stats import slope
 
-    ks = [k for r in ramps for k in range(len(r))]
-    return slope.theil_sen(ks, [float(r[0]) - float(v) for r in ramps for v in r])
+    return slope.over_ramps([(list(range(len(r))), [float(r[0]) - float(v) for v in r]) for r in ramps])

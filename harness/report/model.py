@@ -79,7 +79,9 @@ class ReportData:
 
     def __post_init__(self) -> None:
         # "split" is always a key (all-missing without a split) so every table has the column
-        self.summary = describe.summary_table(self.rows, split=True)
+        from harness.measure import catalogue
+
+        self.summary = describe.summary_table(self.rows, split=True, tick=catalogue().tick)
         if self.summary.empty:
             self.summary["series"] = []
             return
@@ -88,13 +90,16 @@ class ReportData:
             for _, r in self.summary.iterrows()])
 
     def of(self, measurement: str) -> pd.DataFrame:
-        """The ok rows of one measurement (startup: not those timed inside an emulated matrix guest,
-        whose clock runs under TCG; their tables still show them, labelled emulated)."""
+        """The ok rows of one measurement (of a ``timed`` one not those timed inside an emulated matrix
+        guest, whose clock runs under TCG; their tables still show them, labelled emulated)."""
+        from harness.measure import catalogue
+
         r = self.rows
         if r.empty:
             return r
         keep = (r["measurement"] == measurement) & (r["status"] == "ok")
-        if measurement == "startup" and "emulated_guest" in r.columns:
+        info = catalogue().info(measurement)
+        if info is not None and info.timed and "emulated_guest" in r.columns:
             keep &= ~r["emulated_guest"].fillna(False).astype(bool)
         return r[keep]
 

@@ -9,10 +9,14 @@ the same intervals and verdicts.  The modules:
 - ``describe``: one series' summary (median, interval, spread, outliers) and the summary table;
 - ``estimate``: a median or a ratio of medians with its interval, or why it has none;
 - ``ratio``: the bootstrap interval of a ratio of two medians;
-- ``slope``: Theil–Sen slopes with their interval;
+- ``slope``: Theil–Sen slopes with their interval (minimum points, drift, the ramp as the unit);
 - ``shape``: drift over a run and two-cluster (bimodal) samples;
-- ``abtest``, ``pvalues``, ``resample``: the A/B test behind ``isobench compare``;
-- ``calibration``: run-to-run variation learned from A/A runs;
+- the A/B test behind ``isobench compare`` and ``isobench ab``, the run as the unit: ``runs``
+  (one value per run and its sampling error), ``prior`` (variances with degrees of freedom, the
+  family prior), ``abtest`` (one series' test and verdict), ``family`` (a whole comparison),
+  ``power`` ("sees >=", planning), ``pvalues`` and ``resample`` (the one-run-a-side test),
+  ``shift`` (Hodges–Lehmann);
+- ``calibration``: run-to-run variation learned from A/A runs, with where it was learned;
 - ``numbers``: how a number is written for a reader.
 
 Conventions:

@@ -7,7 +7,7 @@ Outliers are points whose modified z-score (Iglewicz & Hoaglin) exceeds 3.5.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,8 @@ CV_WARN = 0.10
 MIN_SAMPLES = 5
 #: modified z-score above which a point is an outlier (Iglewicz & Hoaglin 1993)
 OUTLIER_Z = 3.5
+#: the warning of a median interval of width 0: tied values read at an unknown resolution
+ZERO_WIDTH = "not resolved: the median's interval has width 0 (tied values, resolution unknown)"
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ def outlier_mask(x: np.ndarray) -> np.ndarray:
     return dev / scale > OUTLIER_Z
 
 
-def summarize(values: Iterable[Any]) -> Summary:
-    """Summary statistics of one series, with warnings where the numbers deserve doubt."""
+def summarize(values: Iterable[Any], tick: float = 0.0) -> Summary:
+    """Summary statistics of one series, with warnings where the numbers deserve doubt; ``tick``: the
+    resolution the values were read at (the median's interval is never narrower)."""
     x = clean(values)
     n = int(x.size)
     if n == 0:
@@ -78,7 +81,7 @@ def summarize(values: Iterable[Any]) -> Summary:
     mean = float(np.mean(x))
     stdev = float(np.std(x, ddof=1)) if n > 1 else math.nan
     cv = stdev / abs(mean) if n > 1 and mean != 0 else math.nan
-    lo, hi = quantile_ci(x)
+    lo, hi = quantile_ci(x, tick=tick)
     outliers = int(outlier_mask(x).sum())
     warnings = []
     if n < MIN_N_CI:
@@ -87,6 +90,8 @@ def summarize(values: Iterable[Any]) -> Summary:
         warnings.append(f"too few samples (n={n} < {MIN_SAMPLES})")
     if not math.isnan(cv) and cv >= CV_WARN:
         warnings.append(f"unstable: cv {cv:.0%} >= {CV_WARN:.0%}")
+    if lo == hi:
+        warnings.append(ZERO_WIDTH)
     if outliers:
         warnings.append(f"{outliers} outlier{'s' if outliers > 1 else ''} (MAD)")
     p90, p99 = np.percentile(x, [90, 99])
@@ -94,13 +99,15 @@ def summarize(values: Iterable[Any]) -> Summary:
                    mean, stdev, cv, lo, hi, outliers, tuple(warnings))
 
 
-def summary_table(df: pd.DataFrame, split: bool = False) -> pd.DataFrame:
+def summary_table(df: pd.DataFrame, split: bool = False,
+                  tick: Callable[[str, str], float] | None = None) -> pd.DataFrame:
     """One row per series (``series.COLUMNS``, ``split`` when asked, every ``param_*``) with its
     ``Summary``.
 
     Warm-up rows are dropped; failed rows do not enter the statistics but are counted in
     ``failed`` (a series that only failed still gets a row, n = 0).  ``split`` tells apart the
-    series of runs from different hosts or kernels (``harness.report.model``).
+    series of runs from different hosts or kernels (``harness.report.model``); ``tick(metric,
+    unit)``: the resolution each metric is read at (``harness.metric``).
     """
     import pandas as pd
 
@@ -113,9 +120,9 @@ def summary_table(df: pd.DataFrame, split: bool = False) -> pd.DataFrame:
     status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
     df = df.assign(_ok=status.eq("ok"))
     rows = []
-    for _, raw, g in groups(df, split):
+    for key, raw, g in groups(df, split):
         ok = g[g["_ok"]]
-        s = summarize(ok["value"]) if len(ok) else summarize([])
+        s = summarize(ok["value"], tick(key.metric, key.unit) if tick else 0.0) if len(ok) else summarize([])
         d: dict[str, Any] = dict(raw)
         d.update(s.as_dict())
         d["failed"] = int((~g["_ok"]).sum())

@@ -38,24 +38,35 @@ class Estimate:
         return (self.hi - self.lo) / 2 / abs(self.value)
 
 
-def median(values: Iterable[Any]) -> Estimate:
+#: why a zero-width interval is not stated: the values tie at a resolution nobody declared
+ZERO_WIDTH = "zero-width interval (tied values, resolution unknown)"
+
+
+def median(values: Iterable[Any], tick: float = 0.0) -> Estimate:
+    """The median with its distribution-free 95 % interval, widened by half the ``tick`` the values
+    were read at; unresolved below ``MIN_N_CI`` samples and when the interval has width 0."""
     x = clean(values)
     if x.size == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, "no samples")
     med = float(np.median(x))
     if x.size < MIN_N_CI:
         return Estimate(med, math.nan, math.nan, int(x.size), f"too few samples (n={x.size} < {MIN_N_CI})")
-    lo, hi = quantile_ci(x)  # distribution-free order-statistic interval
+    lo, hi = quantile_ci(x, tick=tick)  # distribution-free order-statistic interval
+    if lo == hi:
+        return Estimate(med, math.nan, math.nan, int(x.size), ZERO_WIDTH)
     return Estimate(med, lo, hi, int(x.size))
 
 
-def ratio(a: Iterable[Any], b: Iterable[Any]) -> Estimate:
-    """median(a) / median(b) with its 95 % interval; unresolved when either side is too small."""
+def ratio(a: Iterable[Any], b: Iterable[Any], tick: float = 0.0) -> Estimate:
+    """median(a) / median(b) with its 95 % interval; unresolved when either side is too small or the
+    interval has width 0."""
     xa, xb = clean(a), clean(b)
     n = int(min(xa.size, xb.size))
-    r, lo, hi = ratio_of_medians(xa, xb)
+    r, lo, hi = ratio_of_medians(xa, xb, tick=tick)
     if n < MIN_N_CI:
         return Estimate(r, math.nan, math.nan, n, f"too few samples (n={n} < {MIN_N_CI})")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return Estimate(r, math.nan, math.nan, n, "no interval")
+    if lo == hi:
+        return Estimate(r, math.nan, math.nan, n, ZERO_WIDTH)
     return Estimate(r, lo, hi, n)

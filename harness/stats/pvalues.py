@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,19 +22,6 @@ def permutation_p(b: np.ndarray, n: np.ndarray) -> float:
     if np.all(b == b[0]) and np.all(n == b[0]):
         return 1.0
     return float(stats.mannwhitneyu(b, n, alternative="two-sided", method="auto").pvalue)
-
-
-def bootstrap_z_p(draws: np.ndarray) -> float:
-    """Two-sided p of "no change" from a bootstrap distribution, through its normal approximation
-    (a counted tail would stop at 1/draws, too coarse for a correction over fifty series)."""
-    from scipy import stats
-
-    sd = float(np.std(draws))
-    if draws.size == 0:
-        return math.nan
-    if sd == 0:
-        return 1.0 if float(np.mean(draws)) == 0 else 0.0
-    return float(2 * stats.norm.sf(abs(float(np.mean(draws))) / sd))
 
 
 def adjust(pvalues: Sequence[float], method: str = "bh") -> np.ndarray:

@@ -12,6 +12,7 @@ or bootstrap interval that covers far less than it claims.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ def quantile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+@functools.lru_cache(maxsize=1024)
 def quantile_ci_ranks(n: int, q: float = 0.5, confidence: float = CONFIDENCE) -> tuple[int, int] | None:
     """1-based ranks (l, u) of the order statistics that bound the ``q`` quantile with at
     least ``confidence`` (equal tails, each <= (1 - confidence) / 2), or None when n is too small.
@@ -65,12 +67,18 @@ def quantile_ci_ranks(n: int, q: float = 0.5, confidence: float = CONFIDENCE) ->
     return int(lows[-1]) + 1, int(highs[0])
 
 
-def quantile_ci(x: np.ndarray, q: float = 0.5, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Distribution-free interval of the ``q`` quantile; (nan, nan) when n is too small for one."""
+def quantile_ci(x: np.ndarray, q: float = 0.5, confidence: float = CONFIDENCE,
+                tick: float = 0.0) -> tuple[float, float]:
+    """Distribution-free interval of the ``q`` quantile; (nan, nan) when n is too small for one.
+
+    ``tick``: the resolution the values were read at.  Rounding to a tick moves every order
+    statistic by at most half a tick (rounding keeps the order), so the interval widened by half a
+    tick each way covers the quantile of the unrounded values as often as the interval of those
+    would: at 0.1 ms ticks and n = 40 the bare interval covered 68 % (28 % of them zero-width)."""
     import numpy as np
 
     ranks = quantile_ci_ranks(int(x.size), q, confidence)
     if ranks is None:
         return math.nan, math.nan
     s = np.sort(x)
-    return float(s[ranks[0] - 1]), float(s[ranks[1] - 1])
+    return float(s[ranks[0] - 1]) - tick / 2, float(s[ranks[1] - 1]) + tick / 2

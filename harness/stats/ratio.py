@@ -15,7 +15,7 @@ from harness.stats.quantile import clean
 
 
 def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = CONFIDENCE,
-                     n_resamples: int = BOOTSTRAPS, seed: int = SEED) -> tuple[float, float, float]:
+                     n_resamples: int = BOOTSTRAPS, seed: int = SEED, tick: float = 0.0) -> tuple[float, float, float]:
     """median(a) / median(b) with a BCa bootstrap interval that resamples both samples.
 
     The ratio is nan when either sample is empty or median(b) is 0; the interval
@@ -23,6 +23,9 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
     values has a handful of distinct medians and covers far less than it says).
     BCa corrects the bias and skew of a ratio; where it cannot (all resampled
     medians equal, a degenerate jackknife) the percentile interval stands in.
+    ``tick``: the resolution both samples were read at; each median is known to half a tick at
+    best, so the interval's ends move out by that much on either median (ticks of 0.1 ms
+    collapsed the interval of tied medians to a point).
     """
     from scipy import stats
 
@@ -33,7 +36,7 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
     if min(xa.size, xb.size) < MIN_N_CI:
         return ratio, math.nan, math.nan
     if np.all(xa == xa[0]) and np.all(xb == xb[0]):
-        return ratio, ratio, ratio
+        return (ratio, *_widened(ratio, ratio, float(np.median(xa)), float(np.median(xb)), tick))
 
     def stat(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -49,4 +52,14 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         lo, hi = float(ci.low), float(ci.high)
         if math.isfinite(lo) and math.isfinite(hi):
             break
-    return ratio, lo, hi
+    return (ratio, *_widened(lo, hi, float(np.median(xa)), float(np.median(xb)), tick))
+
+
+def _widened(lo: float, hi: float, ma: float, mb: float, tick: float) -> tuple[float, float]:
+    """The interval of ma / mb with each median off by up to half a tick."""
+    if tick <= 0 or not (math.isfinite(lo) and math.isfinite(hi)):
+        return lo, hi
+    h = tick / 2
+    down = (ma - h) / (mb + h) / (ma / mb) if mb + h > 0 else math.nan
+    up = (ma + h) / (mb - h) / (ma / mb) if mb - h > 0 else math.inf
+    return lo * min(down, 1.0), hi * max(up, 1.0)

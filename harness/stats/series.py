@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the columns of a row (and of the summary table) that identify its series, besides its params
 COLUMNS = ("backend", "accel", "measurement", "workload", "metric", "unit")
+#: the column in which each row stores its case (``Case.id``: measurement, workload, grid values)
+CASE = "case"
 #: the accelerator whose figures are emulated: every label of its series says so
 EMULATED = "tcg"
 
@@ -88,11 +90,19 @@ def param_columns(df: pd.DataFrame) -> list[str]:
     return sorted(c for c in df.columns if c.startswith("param_"))
 
 
+def case_columns(df: pd.DataFrame) -> list[str]:
+    """What tells one case's rows from another's: every ``param_*`` (the case's grid values, and a
+    point's own, such as density's ``instances``), then the stored ``case`` itself — last, so that
+    series sort by their params' values."""
+    return [*param_columns(df), CASE]
+
+
 def groups(df: pd.DataFrame, split: bool = False) -> Iterator[tuple[SeriesKey, dict[str, Any], pd.DataFrame]]:
     """Each series' key, the raw values of its key columns (``COLUMNS``, ``split``, every
-    ``param_*``; missing columns read as None) and its rows, in the order of those values."""
+    ``param_*``, the stored ``case``; missing columns read as None) and its rows, in the order of
+    those values."""
     pcols = param_columns(df)
-    keys = [*COLUMNS, *(["split"] if split else []), *pcols]
+    keys = [*COLUMNS, *(["split"] if split else []), *case_columns(df)]
     missing = [k for k in keys if k not in df.columns]
     if missing:
         df = df.assign(**{k: None for k in missing})

@@ -295,7 +295,7 @@ class OciBackend(Backend):
             except FileExistsError as e:
                 raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
                                    f"or was left behind (isobench cleanup)") from e
-            times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
+            times.phases["bundle"] = times.since_launch()
             inst = OciInstance(spec, times, self, v, bundle_dir, stdio)
             with launching(inst, what):
                 inst.spawn(argv)

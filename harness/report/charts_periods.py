@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.measure.cpu import PERIODS_FILE
 from harness.report import style
 from harness.report.chartkit import Chart, figure, finish
 from harness.report.model import ReportData
 
-#: the file harness.measure.cpu writes (kept in step with its PERIODS_FILE)
-PERIODS_FILE = "cpu-periods.jsonl"
 #: at most this many periods per panel: enough to see the pattern, few enough to see each one
 MAX_PERIODS = 100
 COLUMNS = 4
@@ -74,7 +73,8 @@ def _title(period_ms: float, quota: float, threads: int) -> str:
     return f"{period_ms:g} ms · quota {quota:g} · {threads} thr ({where} demand)"
 
 
-def cpu_periods(data: ReportData) -> Chart | None:
+def cpu_periods(data: ReportData, measurement: str) -> Chart | None:
+    """The chart of ``measurement``'s per-period series (the file holds that measurement's only)."""
     series = list(load_series([r.path for r in data.runs]))
     if not series:
         return None
