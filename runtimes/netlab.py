@@ -16,6 +16,11 @@ makes it there -- down, without an address, IPv6 off, its alias naming its run
 and owner -- and ``move_tap`` moves it, still open, into the client's namespace
 as soon as the guest's QEMU holds it; there it gets the client's address.
 
+Everything inside a namespace is done by iproute2's ``ip`` (and nsenter), never by
+pyroute2's ``NetNS``: that forks the harness -- a multithreaded process -- to open each
+socket in another namespace, and a forked child that times out under load goes on
+running the harness's own code.  A subprocess is fork+exec, which is safe.
+
 Names: a namespace is ``isobench-<run id>-<pid>.<start>-<role>`` (``/run/netns``;
 the middle part is its creator, ``runtimes.owners``), and the creator claims the
 run first, so ``sweep`` (``isobench cleanup``) removes only what a dead harness
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -37,7 +43,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute
 
 from runtimes import owners
 from runtimes.naming import PREFIX, of_run
@@ -93,10 +99,22 @@ def allowed(address: str) -> bool:
 @dataclass(frozen=True)
 class Namespace:
     """A network namespace: one made here (``name`` set, under /run/netns), or an instance's
-    (``path`` = /proc/PID/ns/net, which this module never removes)."""
+    (``path`` = /proc/PID/ns/net, ``pid`` set; this module never removes it)."""
 
     path: str
     name: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def of_process(cls, pid: int) -> Namespace:
+        return cls(f"/proc/{pid}/ns/net", pid=pid)
+
+    @property
+    def ref(self) -> str:
+        """How ``ip ... netns REF`` names it: its name, or a process in it."""
+        if self.name is None and self.pid is None:
+            raise ValueError(f"namespace {self.path} has neither a name nor a process")
+        return self.name if self.name is not None else str(self.pid)
 
 
 def ns_name(run_id: str, role: str) -> str:
@@ -109,14 +127,11 @@ def create(run_id: str, role: str) -> Namespace:
     """A fresh namespace with loopback up and IPv6 off (the caller removes it: ``remove``)."""
     name = ns_name(run_id, role)
     owners.claim(run_id)  # first: `isobench cleanup` leaves a live run's namespaces alone
-    try:
-        with NetNS(name, flags=os.O_CREAT | os.O_EXCL) as n:
-            n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
-    except OSError as e:
-        raise NetlabError(f"cannot create network namespace {name}: {e}") from e
+    _ip(None, "netns", "add", name)
     ns = Namespace(str(NETNS_DIR / name), name)
     try:
         _ipv6_off(ns)
+        _ip(ns, "link", "set", "lo", "up")
     except BaseException:
         remove(ns)
         raise
@@ -125,10 +140,29 @@ def create(run_id: str, role: str) -> Namespace:
 
 def remove(ns: Namespace) -> None:
     """Remove a namespace made here (its interfaces go with it); idempotent."""
-    if ns.name is None:
+    if ns.name is None or not os.path.exists(ns.path):
         return
-    with contextlib.suppress(FileNotFoundError):
-        netns.remove(ns.name)
+    done = subprocess.run([_tool("ip"), "netns", "delete", ns.name], capture_output=True, text=True, check=False)
+    if done.returncode != 0 and os.path.exists(ns.path):
+        raise NetlabError(f"cannot remove network namespace {ns.name}: {done.stderr.strip()}")
+
+
+def _tool(name: str) -> str:
+    return shutil.which(name) or name
+
+
+def _ip(ns: Namespace | None, *args: str) -> str:
+    """``ip ARGS`` in ``ns`` (None: the host's namespace); its output, or NetlabError with its words."""
+    argv = [_tool("ip"), *args]
+    try:
+        done = subprocess.run(nsenter(ns, argv) if ns is not None else argv, capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NetlabError(f"ip {' '.join(args)}: {e}") from e
+    if done.returncode != 0:
+        where = f" in {ns.path}" if ns is not None else ""
+        raise NetlabError(f"ip {' '.join(args)}{where}: {done.stderr.strip() or f'exit status {done.returncode}'}")
+    return done.stdout
 
 
 def _ipv6_off(ns: Namespace, device: str | None = None) -> None:
@@ -159,21 +193,19 @@ def veth(client: Namespace, peer: Namespace, index: int) -> Link:
     ever exists in the host's namespace."""
     link = link_addresses(index)
     here, there = f"{IFACE}{index}c", f"{IFACE}{index}p"
-    try:
-        with NetNS(client.path) as n:
-            n.link("add", ifname=here, kind="veth", peer={"ifname": there, "net_ns_fd": peer.path})
-        if peer.name is None:  # an instance's namespace: its `default` setting is not ours
-            _ipv6_off(peer, there)
-        for ns, dev, addr in ((client, here, link.client), (peer, there, link.peer)):
-            with NetNS(ns.path) as n:
-                idx = n.link_lookup(ifname=dev)[0]
-                n.addr("add", index=idx, address=str(addr.ip), prefixlen=addr.network.prefixlen)
-                n.link("set", index=idx, state="up")
-                n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
-    except (OSError, IndexError) as e:
-        raise NetlabError(f"cannot make the veth pair of link {index} ({client.path} <-> {peer.path}): "
-                          f"{e}") from e
+    _ip(client, "link", "add", here, "type", "veth", "peer", "name", there, "netns", peer.ref)
+    if peer.name is None:  # an instance's namespace: its `default` setting is not ours
+        _ipv6_off(peer, there)
+    for ns, dev, addr in ((client, here, link.client), (peer, there, link.peer)):
+        _ip(ns, "addr", "add", addr.with_prefixlen, "dev", dev)
+        _ip(ns, "link", "set", dev, "up")
+        _ip(ns, "link", "set", "lo", "up")
     return link
+
+
+def unlink(client: Namespace, index: int) -> None:
+    """Remove the veth pair of link ``index`` (both ends: deleting one deletes its peer)."""
+    _ip(client, "link", "delete", f"{IFACE}{index}c")
 
 
 def tap(run_id: str) -> str:
@@ -200,15 +232,9 @@ def tap(run_id: str) -> str:
 def move_tap(name: str, client: Namespace, index: int) -> Link:
     """Tap ``name`` into ``client`` with the client's address of link ``index``, up."""
     link = link_addresses(index)
-    try:
-        with IPRoute() as ip:
-            ip.link("set", index=ip.link_lookup(ifname=name)[0], net_ns_fd=client.path)
-        with NetNS(client.path) as n:
-            idx = n.link_lookup(ifname=name)[0]
-            n.addr("add", index=idx, address=link.client_ip, prefixlen=link.client.network.prefixlen)
-            n.link("set", index=idx, state="up")
-    except (OSError, IndexError) as e:
-        raise NetlabError(f"cannot move tap {name} into {client.path}: {e}") from e
+    _ip(None, "link", "set", "dev", name, "netns", client.ref)
+    _ip(client, "addr", "add", link.client.with_prefixlen, "dev", name)
+    _ip(client, "link", "set", name, "up")
     return link
 
 
@@ -229,8 +255,8 @@ def host_taps() -> Iterator[tuple[str, str]]:
 
 def addresses(ns: Namespace) -> list[str]:
     """Every address configured in ``ns`` (IPv4 and IPv6), as text."""
-    with NetNS(ns.path) as n:
-        return [str(a.get_attr("IFA_ADDRESS")) for a in n.get_addr()]
+    return [a["local"] for link in json.loads(_ip(ns, "-j", "addr", "show") or "[]")
+            for a in link.get("addr_info", []) if "local" in a]
 
 
 class Lab:

@@ -154,7 +154,16 @@ CATALOG: dict[str, WorkloadDef] = {
         _pids,
     ),
     "throughput": WorkloadDef(
-        "throughput", "the throughput tools (fio, iperf3, sockperf): each says its version", {}, _tools,
+        "throughput",
+        "the throughput benchmarks' tools (the throughput measurement runs them; alone: each says its version)",
+        {
+            "seconds": Param(3, int, 1, "how long each benchmark measures (whole seconds, as for cpu)"),
+            # which benchmark families a sample runs (1: run it, 0: leave it out)
+            **{family: Param(1, int, 0, f"run the {family} benchmarks (1) or not (0)")
+               for family in ("cpu", "memory", "kernel", "storage", "network")},
+            "size_mib": Param(128, int, 8, "the storage benchmarks' file (or disk region), MiB"),
+        },
+        lambda **_: _tools(),
         tools=THROUGHPUT_TOOLS,
     ),
 }

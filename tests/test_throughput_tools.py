@@ -75,7 +75,7 @@ def test_every_tool_runs_in_the_tree_and_counts(run_id: str, tmp_path: Path, no_
     channel = MarkerChannel()
     with netlab.Lab(run_id) as lab:
         ns = lab.namespace("tools")
-        proc = subprocess.Popen(netlab.nsenter(ns, ["unshare", "--mount", "--pid", "--fork", "busybox", "sh", "-c", setup]),
+        proc = subprocess.Popen(netlab.nsenter(ns, ["unshare", "--mount", "--pid", "--fork", "--kill-child", "busybox", "sh", "-c", setup]),
                                 pass_fds=(write_fd,),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         os.close(write_fd)

@@ -54,6 +54,9 @@ class Plan:
     #: the containers' storage target: their own writable root (True) or the volume (False)
     layer: bool = False
     size_mib: int = catalog.FIO_SIZE_MIB
+    #: host CPUs every instance is pinned to (its tools by taskset; a guest's vCPUs by the host);
+    #: empty: not pinned
+    cpus: tuple[int, ...] = ()
 
     @property
     def local(self) -> tuple[Bench, ...]:
@@ -111,9 +114,10 @@ def attach(inst: Instance, client: Namespace, server: Namespace, index: int, lab
             seen.setdefault(ino, pid)
     own = [pid for ino, pid in seen.items() if ino not in (host, prepared)]
     if own:
-        netlab.remove(server)  # its end of the prepared pair goes with it
+        netlab.unlink(client, index)  # the prepared pair (a namespace's end goes only when it is freed)
+        netlab.remove(server)
         lab.made.remove(server)
-        return netlab.veth(client, Namespace(f"/proc/{own[0]}/ns/net"), index)
+        return netlab.veth(client, Namespace.of_process(own[0]), index)
     if prepared in seen:
         return netlab.link_addresses(index)
     raise BackendError(f"{inst.name} runs in the host's network namespace: the benchmarks' traffic must "
@@ -125,9 +129,8 @@ def _instance_ns(inst: Instance, lab: netlab.Lab) -> Namespace:
     on the host -- then the client's, which holds the tap."""
     host = _netns_inode("/proc/self/ns/net")
     for pid in inst.processes():
-        path = f"/proc/{pid}/ns/net"
-        if _netns_inode(path) not in (None, host):
-            return Namespace(path)
+        if _netns_inode(f"/proc/{pid}/ns/net") not in (None, host):
+            return Namespace.of_process(pid)
     return lab.made[0]
 
 
@@ -196,9 +199,11 @@ def _prepare(k: int, guest: bool, plan: Plan, lab: netlab.Lab, client: Namespace
         link = netlab.link_addresses(k)
         tap = netlab.tap(lab.run_id)
         stack.callback(netlab.remove_tap, tap)  # a no-op once moved (it goes with the namespace)
-        argv = _argv(plan, host_dir, k, guest_net(link))
+        argv = _argv(plan, host_dir, k, guest_net(link), guest=True)
         keys: dict[str, Any] = {"argv": argv, "tap": tap, "disk": str(scratch.disk(k, plan.size_mib)),
                                 "disk_serial": script.DISK_SERIAL}
+        if plan.cpus:
+            keys["cpuset"] = ",".join(map(str, plan.cpus))
 
         def start_guest(inst: Instance) -> Link:
             _wait_carrier(tap, TAP_S)
@@ -213,9 +218,9 @@ def _prepare(k: int, guest: bool, plan: Plan, lab: netlab.Lab, client: Namespace
     return extra, lambda inst: attach(inst, client, server, k, lab)
 
 
-def _argv(plan: Plan, host_dir: str, index: int, net_setup: Sequence[str]) -> list[str]:
+def _argv(plan: Plan, host_dir: str, index: int, net_setup: Sequence[str], guest: bool = False) -> list[str]:
     text = script.suite(plan.benches, plan.seconds, host_dir=host_dir, index=index, layer=plan.layer,
-                        net_setup=net_setup, size_mib=plan.size_mib)
+                        net_setup=net_setup, size_mib=plan.size_mib, cpus=() if guest else plan.cpus)
     return ["/bin/busybox", "sh", "-c", text]
 
 

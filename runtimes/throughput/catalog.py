@@ -28,6 +28,8 @@ TOOLS: Mapping[str, str] = THROUGHPUT_TOOLS
 WORKLOAD = "throughput"
 
 FAMILIES = ("cpu", "memory", "kernel", "storage", "network")
+FAMILY_TITLES = {"cpu": "CPU", "memory": "Memory", "kernel": "Kernel paths", "storage": "Storage",
+                 "network": "Network"}
 #: stress-ng sizes each of STREAM's three arrays at 4x the L3 it is told: 8M -> 3 x 32 MiB, past
 #: this host's 32 MiB L3 in all; the same on every backend (a guest's CPU model reports another L3)
 STREAM_L3 = "8M"

@@ -83,14 +83,18 @@ def storage_target(host_dir: str, index: int, layer: bool) -> list[str]:
 
 
 def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None, index: int = 0,
-          layer: bool = False, net_setup: Sequence[str] = (), size_mib: int = catalog.FIO_SIZE_MIB) -> str:
+          layer: bool = False, net_setup: Sequence[str] = (), size_mib: int = catalog.FIO_SIZE_MIB,
+          cpus: Sequence[int] = ()) -> str:
     """The script of one instance: the gate, each benchmark of ``benches``, then the servers of
     the client benchmarks.  Storage benchmarks write ``fio-<index>.dat`` on the target
     ``storage_target`` finds (``host_dir``: the sample's directory on the host).
 
     ``net_setup``: shell lines that bring the instance's own network end up (a guest
-    configures its virtio-net device itself); none where the host plumbs it."""
+    configures its virtio-net device itself); none where the host plumbs it.  ``cpus``: the
+    host CPUs every tool is pinned to (busybox taskset; a guest's vCPUs are pinned by the host
+    instead, so its script gets none)."""
     b = BUSYBOX
+    pin = f"{b} taskset -c {','.join(map(str, cpus))} " if cpus else ""
     storage = [bench for bench in benches if bench.where == "instance" and bench.tool == "fio"]
     if storage and host_dir is None:
         raise ValueError(f"benchmark {storage[0].name} needs a storage target (host_dir)")
@@ -108,7 +112,7 @@ def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None
         "tp() {",
         '  _id=$1; shift',
         # in the scratch directory: result files are named relative to it (stress-ng's temp-path too)
-        '  (cd "$d" && exec "$@") > "$d/$_id.log" 2>&1',
+        f'  (cd "$d" && exec {pin}"$@") > "$d/$_id.log" 2>&1',
         f"  echo \"{RESULT} {KEY}.$_id.rc=$?\" >&{MARKER_FD}",
         f"  [ ! -s \"$d/$_id.out\" ] || echo \"{RESULT} {KEY}.$_id.out=$({b} gzip -c \"$d/$_id.out\" | "
         f"{b} base64 -w 0)\" >&{MARKER_FD}",

@@ -32,7 +32,7 @@ def render(m: Machine) -> str:
     meta = _sub(dom, "metadata")
     ET.SubElement(meta, f"{{{NS}}}instance", dict(m.labels))
     _sub(dom, "memory", m.memory_mib, unit="MiB")
-    _sub(dom, "vcpu", m.vcpus, placement="static")
+    _sub(dom, "vcpu", m.vcpus, placement="static", **({"cpuset": m.cpuset} if m.cpuset else {}))
     if m.cpu_quota_us is not None:
         # libvirt's <period>/<quota> apply to *each* vCPU thread (its own cgroup):
         # N vCPUs could use N x quota, and one busy vCPU could not use an idle

@@ -75,6 +75,8 @@ class Machine:
     cpu_quota: float | None = None
     cpu_period_us: int = 100_000
     cpu_shares: int | None = None  # the domain's CPU weight against the host's other work
+    #: host CPUs the guest's vCPUs (and QEMU's other threads) run on, as a list ("0,1"); None: any
+    cpuset: str | None = None
     #: ACPI lets ``poweroff -f`` in the guest end the machine (without it, it only halts)
     acpi: bool = True
     devices: tuple[Device, ...] = (SerialConsole(),)
@@ -130,4 +132,15 @@ def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
         cpu_shares=spec.limits.cpu_shares,
         labels=(("run_id", spec.run_id), ("workload", spec.workload.name)),
         devices=(SerialConsole(), *extra),
+        cpuset=_cpuset(spec.extra.get("cpuset")),
     )
+
+
+def _cpuset(value: object) -> str | None:
+    """``extra["cpuset"]``: a comma-separated list of host CPU numbers, checked."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not all(part.isdigit() for part in text.split(",")):
+        raise BackendError(f"cpuset must be a comma-separated list of CPU numbers, got {text!r}")
+    return text

@@ -127,6 +127,7 @@ class QemuInstance(GuestInstance):
         logs.console = None
         stderr = logs.stderr if logs.stderr is not None else (None if self._inherit else subprocess.DEVNULL)
         procs = [str(p) for p in self._cgroup.procs_files()]
+        cpus = {int(c) for c in self.machine.cpuset.split(",")} if self.machine.cpuset else None
 
         def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
             pid = str(os.getpid()).encode()
@@ -136,6 +137,8 @@ class QemuInstance(GuestInstance):
                     os.write(fd, pid)
                 finally:
                     os.close(fd)
+            if cpus is not None:  # libvirt's <vcpu cpuset=…>: every thread of QEMU on those CPUs
+                os.sched_setaffinity(0, cpus)
 
         self.t_spawn = now_ns()
         try:
