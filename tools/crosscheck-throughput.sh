@@ -64,7 +64,7 @@ case $bench in
 cpu) stress cpu stress-ng --cpu 1 --cpu-method int64 $t ;;
 matrix) stress matrix stress-ng --matrix 1 --matrix-method prod --matrix-size 128 $t ;;
 stream) stress stream stress-ng --stream 1 --stream-l3-size 8M $t ;;
-stream_random) stress stream stress-ng --stream 1 --stream-index 3 --stream-l3-size 8M $t ;;
+stream_random) stress stream stress-ng --stream 1 --stream-index 3 --stream-l3-size 2M $t ;;
 syscall) stress get stress-ng --get 1 $t ;;
 forkexec) stress exec su -s /bin/sh nobody -c "exec stress-ng --exec 1 $t" ;;
 ctxswitch) stress switch stress-ng --switch 1 --switch-method pipe $t ;;

@@ -3,13 +3,17 @@
 
     python3 tools/crosscheck_throughput.py RUN_DIR [--repeat N] [--tolerance 0.03] [--dir DIR]
     python3 tools/crosscheck_throughput.py --self BENCH [BENCH ...] [--seconds S]
+    python3 tools/crosscheck_throughput.py --study BENCH [BENCH ...] [--durations 1,2,4] [--runs 5]
 
 For each benchmark the stored run measured on ``bare`` with one instance (rows of the
 ``throughput`` measurement, metric ``tp_<bench>``), runs ``tools/crosscheck-throughput.sh``
 -- the tool started from a shell with its arguments written out, its plain-text output read
 with awk: nothing of the harness -- ``--repeat`` times with the same duration and file size,
 and prints both medians and their difference.  Exit status 1 when a benchmark disagrees by
-more than the tolerance.  ``--self`` only prints the by-hand figures (no run needed).
+more than the tolerance.  ``--self`` only prints the by-hand figures (no run needed);
+``--study`` runs each benchmark ``--runs`` times at each of ``--durations`` (interleaved: run 1
+at every duration, then run 2 ...) and prints the median and the coefficient of variation per
+duration: how the scenario's ``seconds`` was chosen (docs/throughput.md).
 Standard library only, and no harness import: the comparison must not share the code it checks.
 """
 
@@ -64,15 +68,41 @@ def by_hand(bench: str, seconds: int, directory: str, size_mib: int, repeat: int
     return statistics.median(got)
 
 
+def study(benches: list[str], durations: list[int], runs: int, directory: str) -> int:
+    """Median and coefficient of variation of each benchmark by hand, per duration."""
+    got: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for _ in range(runs):
+        for seconds in durations:
+            for bench in benches:
+                try:
+                    got[bench, seconds].append(by_hand(bench, seconds, directory, 128, 1))
+                except RuntimeError as e:
+                    print(f"crosscheck: {bench} at {seconds} s: {e}", file=sys.stderr)
+    print(f"{'benchmark':<14} " + " ".join(f"{f'{s} s: median  cv':>24}" for s in durations))
+    for bench in benches:
+        cells = []
+        for s in durations:
+            v = got[bench, s]
+            cv = statistics.stdev(v) / statistics.fmean(v) if len(v) > 1 and statistics.fmean(v) else float("nan")
+            cells.append(f"{statistics.median(v) if v else float('nan'):>14.5g} {cv:>8.1%}")
+        print(f"{bench:<14} " + " ".join(f"{c:>24}" for c in cells))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run_dir", type=Path, nargs="?")
     ap.add_argument("--self", nargs="+", metavar="BENCH", dest="only", help="only run the tool by hand")
+    ap.add_argument("--study", nargs="+", metavar="BENCH", help="spread of the tools by hand per duration")
+    ap.add_argument("--durations", default="1,2,4", help="with --study: seconds to try, comma-separated")
+    ap.add_argument("--runs", type=int, default=5, help="with --study: runs per benchmark and duration")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the tool per benchmark")
     ap.add_argument("--seconds", type=int, default=5, help="duration with --self")
     ap.add_argument("--dir", default="/var/tmp", help="directory of the fio file (a host directory on disk)")
     ap.add_argument("--tolerance", type=float, default=0.03, help="allowed relative difference")
     args = ap.parse_args(argv)
+    if args.study:
+        return study(args.study, [int(d) for d in args.durations.split(",")], args.runs, args.dir)
     if args.only:
         for bench in args.only:
             try:
