@@ -22,7 +22,7 @@ spec.loader.exec_module(xcheck)
 def row(metric: str, value: float, backend: str = "bare", instances: int = 1, **kw: object) -> str:
     return json.dumps({"measurement": "throughput", "backend": backend, "metric": metric, "value": value,
                        "status": kw.get("status", "ok"), "warmup": kw.get("warmup", False),
-                       "params": {"instances": instances, "seconds": 3, "size_mib": 64}})
+                       "params": {"instances": instances, "seconds": 3, "size_mib": 64, "cpus": "0"}})
 
 
 def test_it_compares_only_bare_single_instance_counted_rows(tmp_path: Path) -> None:
@@ -31,15 +31,15 @@ def test_it_compares_only_bare_single_instance_counted_rows(tmp_path: Path) -> N
             row("tp_tcp_rr", 7.5), row("cpu_ratio", 1.0), "not json"]
     (tmp_path / "samples.jsonl").write_text("\n".join(rows) + "\n")
     got = xcheck.harness_figures(tmp_path)
-    assert got == {"cpu": {"median": 200, "seconds": 3, "size_mib": 64},
-                   "tcp_rr": {"median": 7.5, "seconds": 3, "size_mib": 64}}
+    assert got == {"cpu": {"median": 200, "seconds": 3, "size_mib": 64, "cpus": "0"},
+                   "tcp_rr": {"median": 7.5, "seconds": 3, "size_mib": 64, "cpus": "0"}}
 
 
 @pytest.mark.privileged
 def test_the_shell_tool_measures_by_hand_and_leaves_nothing() -> None:
     before = list(netlab.ours())
     for bench in ("syscall", "tcp_rr"):
-        done = subprocess.run(["sh", str(TOOLS / "crosscheck-throughput.sh"), bench, "1"],
+        done = subprocess.run(["sh", str(TOOLS / "crosscheck-throughput.sh"), bench, "1", "/var/tmp", "16", "0"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         kv = dict(f.split("=", 1) for f in done.stdout.split())

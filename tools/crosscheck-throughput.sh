@@ -5,14 +5,18 @@
 # percentile line).  The network pair is made here with ip(8): two namespaces joined by a veth,
 # addresses from 10.231.255.252/30 inside them only, removed on any exit.
 #
-#   tools/crosscheck-throughput.sh BENCH SECONDS [DIR [SIZE_MIB]]
+#   tools/crosscheck-throughput.sh BENCH SECONDS [DIR [SIZE_MIB [CPUS]]]
 #
+# CPUS: a CPU list (taskset -c) the tool -- for the network benchmarks, the server -- is pinned
+# to, as the harness pinned the instance (its rows' `cpus`); empty: not pinned.
 # BENCH: cpu matrix stream stream_random syscall forkexec ctxswitch (stress-ng),
 #        randread randwrite seqread seqwrite (fio, on DIR/isobench-xcheck.dat), tcp_stream tcp_rr.
 # Prints one line: bench=BENCH value=V unit=U
 set -eu
 [ $# -ge 2 ] || { echo "usage: $0 BENCH SECONDS [DIR [SIZE_MIB]]" >&2; exit 2; }
-bench=$1 seconds=$2 dir=${3:-/var/tmp} size=${4:-128}
+bench=$1 seconds=$2 dir=${3:-/var/tmp} size=${4:-128} cpus=${5:-}
+pin=
+[ -z "$cpus" ] || pin="taskset -c $cpus"
 work=$(mktemp -d /tmp/isobench-xcheck.XXXXXX)
 chmod 777 "$work"
 a=isobench-xcheck-$$-a b=isobench-xcheck-$$-b
@@ -27,14 +31,14 @@ cd "$work"
 stress() {  # stressor, then the command: bogo ops/s (real time) from stress-ng's metrics line
     name=$1
     shift
-    "$@" > log 2>&1 || { tail -n 3 log >&2; exit 1; }
+    $pin "$@" > log 2>&1 || { tail -n 3 log >&2; exit 1; }
     awk -v s="$name" '$2 == "metrc:" && $4 == s && NF == 10 && $9 ~ /^[0-9.]+$/ { v = $9 } END {
         if (v == "") exit 1; printf "bench=%s value=%s unit=bogo-ops/s\n", ENVIRON["bench"], v }' log ||
         { echo "stress-ng printed no rate: $(tail -n 1 log)" >&2; exit 1; }
 }
 
 fio_() {  # rw bs: terse v3 fields 7/8 (read KiB/s, IOPS), 48/49 (write)
-    fio --name="$bench" --filename="$dir/isobench-xcheck-$$.dat" --size="${size}M" --rw="$1" --bs="$2" \
+    $pin fio --name="$bench" --filename="$dir/isobench-xcheck-$$.dat" --size="${size}M" --rw="$1" --bs="$2" \
         --iodepth=16 --ioengine=libaio --direct=1 --time_based --runtime="$seconds" --ramp_time=1 \
         --output-format=terse --terse-version=3 > log 2>&1 || { tail -n 3 log >&2; exit 1; }
     awk -F';' -v rw="$1" 'NF > 50 { w = (rw ~ /write/); bw = w ? $48 : $7; iops = w ? $49 : $8 } END {
@@ -74,7 +78,7 @@ seqread) fio_ read 1M ;;
 seqwrite) fio_ write 1M ;;
 tcp_stream)
     pair
-    ip netns exec "$b" iperf3 -s -1 -4 -p 5201 > server.log 2>&1 &
+    ip netns exec "$b" $pin iperf3 -s -1 -4 -p 5201 > server.log 2>&1 &
     sleep 0.5
     ip netns exec "$a" iperf3 -c 10.231.255.254 -p 5201 -t "$seconds" -O 1 -f m > log 2>&1 || { tail -n 3 log >&2; exit 1; }
     wait
@@ -83,7 +87,7 @@ tcp_stream)
         { echo "iperf3 printed no rate: $(tail -n 1 log)" >&2; exit 1; } ;;
 tcp_rr)
     pair
-    ip netns exec "$b" sockperf server --tcp -i 0.0.0.0 -p 11111 > server.log 2>&1 &
+    ip netns exec "$b" $pin sockperf server --tcp -i 0.0.0.0 -p 11111 > server.log 2>&1 &
     server=$!
     sleep 0.5
     ip netns exec "$a" sockperf ping-pong --tcp -i 10.231.255.254 -p 11111 -t "$seconds" > log 2>&1 || true

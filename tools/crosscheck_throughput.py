@@ -26,6 +26,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 TOOL = Path(__file__).with_name("crosscheck-throughput.sh")
 MEASUREMENT, PREFIX = "throughput", "tp_"
@@ -34,10 +35,10 @@ BENCHES = ("cpu", "matrix", "stream", "stream_random", "syscall", "forkexec", "c
            "randread", "randwrite", "seqread", "seqwrite", "tcp_stream", "tcp_rr")
 
 
-def harness_figures(run_dir: Path) -> dict[str, dict[str, float]]:
-    """bench -> {median, seconds, size_mib} of the run's bare rows with one instance."""
+def harness_figures(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """bench -> {median, seconds, size_mib, cpus} of the run's bare rows with one instance."""
     values: dict[str, list[float]] = defaultdict(list)
-    params: dict[str, dict[str, float]] = {}
+    params: dict[str, dict[str, Any]] = {}
     for line in (run_dir / "samples.jsonl").read_text().splitlines():
         try:
             r = json.loads(line)
@@ -51,15 +52,16 @@ def harness_figures(run_dir: Path) -> dict[str, dict[str, float]]:
         if bench not in BENCHES:
             continue
         values[bench].append(float(r["value"]))
-        params[bench] = {"seconds": float(p.get("seconds", 5)), "size_mib": float(p.get("size_mib", 128))}
+        params[bench] = {"seconds": float(p.get("seconds", 5)), "size_mib": float(p.get("size_mib", 128)),
+                         "cpus": str(p.get("cpus") or "")}
     return {b: {"median": statistics.median(v), **params[b]} for b, v in values.items()}
 
 
-def by_hand(bench: str, seconds: int, directory: str, size_mib: int, repeat: int) -> float:
+def by_hand(bench: str, seconds: int, directory: str, size_mib: int, repeat: int, cpus: str = "") -> float:
     """Median of ``repeat`` runs of the shell tool; RuntimeError with the tool's own words."""
     got = []
     for _ in range(repeat):
-        done = subprocess.run(["sh", str(TOOL), bench, str(seconds), directory, str(size_mib)],
+        done = subprocess.run(["sh", str(TOOL), bench, str(seconds), directory, str(size_mib), cpus],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError((done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1])
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for bench in (b for b in BENCHES if b in figures):
         h = figures[bench]
         try:
-            t = by_hand(bench, int(h["seconds"]), args.dir, int(h["size_mib"]), args.repeat)
+            t = by_hand(bench, int(h["seconds"]), args.dir, int(h["size_mib"]), args.repeat, h["cpus"])
         except RuntimeError as e:
             print(f"{bench:<14} {h['median']:>14.6g} {'-':>14} {'':>8}  the tool failed by hand: {e}")
             bad += 1

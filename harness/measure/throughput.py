@@ -53,7 +53,10 @@ THROUGHPUT = MeasurementInfo(
     charts=(f"{_REPORT}:chart_ratios", f"{_REPORT}:chart_slopes"),
     findings=(f"{_REPORT}:findings", f"{_REPORT}:felter_finding"))
 
+#: one benchmark per family in the terminal summary at the end of ``isobench run``
+SUMMARISED = ("matrix", "stream", "syscall", "randread", "tcp_rr")
 declare(*(Metric(f"{PREFIX}{b.name}", b.unit, HIGHER if b.higher else LOWER, NAME, peer=True,
+                 headline=b.name in SUMMARISED,
                  description=f"{b.what}; per instance, mean over the instances of the sample") for b in BENCHES))
 
 
@@ -99,7 +102,8 @@ def throughput(backend: Backend, case: Case, ctx: Context, repetition: int, warm
         return inst
 
     outcomes = session.run(launch, is_guest(backend), ctx.run_id, p, case.timeout_s)
-    common = {"seconds": p.seconds, "size_mib": p.size_mib}
+    # what the by-hand cross-check repeats (tools/crosscheck_throughput.py): duration, file, CPUs
+    common = {"seconds": p.seconds, "size_mib": p.size_mib, "cpus": ",".join(map(str, p.cpus))}
     out: list[Sample] = []
     for bench in p.benches:
         params: dict[str, Any] = dict(common)

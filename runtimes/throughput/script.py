@@ -133,7 +133,7 @@ def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None
     if storage:  # the file goes with the sample (a device is the guest's own disk)
         lines.append(f'[ ! -f "$t" ] || {b} rm -f "$t"')
     if any(bench.where == "client" for bench in benches):
-        lines += _servers(benches)
+        lines += _servers(benches, pin)
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
@@ -142,18 +142,18 @@ def suite(benches: Sequence[Bench], seconds: int, *, host_dir: str | None = None
 _TARGET = "@TARGET@"
 
 
-def _servers(benches: Sequence[Bench]) -> list[str]:
+def _servers(benches: Sequence[Bench], pin: str = "") -> list[str]:
     """Start the servers the client benchmarks need, say so once they listen, and stop them when
     the host knocks at the gate a second time (its clients are done)."""
     b = BUSYBOX
     tools = {bench.tool for bench in benches if bench.where == "client"}
     lines, pids, up = [], [], []
     if "iperf3" in tools:
-        lines.append(f"{shlex.join(catalog.iperf3_server())} > \"$d/iperf3-server.log\" 2>&1 & ip3=$!")
+        lines.append(f"{pin}{shlex.join(catalog.iperf3_server())} > \"$d/iperf3-server.log\" 2>&1 & ip3=$!")
         pids.append("$ip3")
         up.append(_listening(catalog.IPERF_PORT))
     if "sockperf" in tools:
-        lines.append(f"{shlex.join(catalog.sockperf_server())} > \"$d/sockperf-server.log\" 2>&1 & sp=$!")
+        lines.append(f"{pin}{shlex.join(catalog.sockperf_server())} > \"$d/sockperf-server.log\" 2>&1 & sp=$!")
         pids.append("$sp")
         up.append(_listening(catalog.SOCKPERF_PORT))
     return [
