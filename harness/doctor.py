@@ -34,6 +34,7 @@ SYSTEM_PACKAGES = [
     "libseccomp2", "libc6-dev",
     "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
     "redis-server",  # the example redis image is made from this package's files
+    "runsc", "bubblewrap",  # the optional peers oci:runsc (gVisor) and bwrap
     "fio", "iperf3", "sockperf",  # the throughput measurement's tools (copied into its workload tree)
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
@@ -46,6 +47,7 @@ PACKAGE_PROBES = {
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
+    "runsc": "/usr/bin/runsc", "bubblewrap": "/usr/bin/bwrap",
     "fio": "/usr/bin/fio", "iperf3": "/usr/bin/iperf3", "sockperf": "/usr/bin/sockperf",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
@@ -53,8 +55,15 @@ NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 UNSHARE_TOOL = os.path.basename(PACKAGE_PROBES["util-linux"])
 
 
+def _declared_packages() -> dict[str, str]:
+    """The packages the backends declare (``Declaration.packages``: package -> the file it installs)."""
+    import runtimes  # (the declarations only: standard library)
+
+    return {pkg: probe for d in runtimes.declarations() for pkg, probe in d.packages.items()}
+
+
 def _debian_package_missing(pkg: str) -> bool:
-    probe = PACKAGE_PROBES.get(pkg)
+    probe = PACKAGE_PROBES.get(pkg) or _declared_packages().get(pkg)
     if probe is not None:
         return not (os.path.exists(probe) or shutil.which(os.path.basename(probe)))
     if pkg == "linux-image-amd64":
@@ -71,7 +80,8 @@ def _debian_package_missing(pkg: str) -> bool:
 
 
 def missing_packages() -> list[str]:
-    return [p for p in SYSTEM_PACKAGES if _debian_package_missing(p)]
+    wanted = [*SYSTEM_PACKAGES, *(p for p in _declared_packages() if p not in SYSTEM_PACKAGES)]
+    return [p for p in wanted if _debian_package_missing(p)]
 
 
 def check_root() -> Check:

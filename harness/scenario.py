@@ -23,6 +23,14 @@
     seconds = 3
     grid = { quota = [0.25, 0.5], threads = [1, 2], period_ms = [100] }
 
+    [workload.web]            # a workload made of an imported image (runtimes.image.workload)
+    image = "isobench/pyhttp"
+    ready = { http = "8000/" }
+
+An experiment names image workloads beside catalog ones (``workloads = ["web"]``);
+a measurement with a catalog workload of its own takes them with its image grid
+(``MeasurementInfo.images``: e.g. mem_limit's ``limit_mib`` alone).
+
 Validation fails with one ``ScenarioError`` line naming the file, the key and
 the problem; nothing is created before a scenario validated.
 """
@@ -43,6 +51,11 @@ from harness.metric import MeasurementInfo
 from runtimes import names as backend_names
 from runtimes.base import Limits
 from runtimes.declaration import OptionError
+from runtimes.image import resolve
+from runtimes.image import workload as image_workload
+from runtimes.image.model import ImageError
+from runtimes.image.workload import ImageWorkload
+from runtimes.userpaths import read_regular
 from runtimes.workloads import CATALOG, Workload
 
 
@@ -57,7 +70,9 @@ EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params",
 #: (``seconds`` is not: it is part of the workload, the same on every backend of a case)
 OVERRIDABLE = {"repetitions", "warmups", "timeout", "skip"}
 SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
-TOP_KEYS = {"scenario", "backend", "experiment"}
+TOP_KEYS = {"scenario", "backend", "experiment", "workload"}
+#: the keys of a ``[workload.NAME]`` table
+WORKLOAD_KEYS = {"image", "command", "args", "env", "workdir", "user", "ready", "stop", "grace"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,7 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
 def load(path: str | Path) -> Scenario:
     p = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = read_regular(path).decode("utf-8")
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:
@@ -141,12 +156,13 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
             runtimes.declaration(b).check_options(opts)
         except OptionError as e:
             raise _err(p, f"backend.{b}.{e.key}", str(e)) from e
+    images = _image_workloads(p, data.get("workload", {}))
     experiments = data.get("experiment", [])
     if not isinstance(experiments, list) or not experiments:
         raise _err(p, "experiment", "at least one [[experiment]] is needed")
     cases: list[Case] = []
     for i, exp in enumerate(experiments):
-        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends)
+        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends, images)
     reference = head.get("reference")
     if reference is not None and reference not in backends:
         raise _err(p, "scenario.reference", f"must be one of the scenario's backends, got {reference!r}")
@@ -155,7 +171,32 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
                     _number(p, "scenario.seed", head.get("seed", 0), 0, 2**63, (int,)), reference)
 
 
-def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:
+def _image_workloads(p: str, raw: Any) -> dict[str, ImageWorkload]:
+    """The ``[workload.NAME]`` tables: each resolved to its imported image now (one clear line
+    when it is not there: nothing runs)."""
+    if not isinstance(raw, Mapping):
+        raise _err(p, "workload", "must be a table of [workload.NAME] tables")
+    out = {}
+    for name, table in raw.items():
+        where = f"workload.{name}"
+        if name in CATALOG:
+            raise _err(p, where, f"{name!r} is a catalog workload: give the image workload another name")
+        if not isinstance(table, Mapping):
+            raise _err(p, where, "must be a table")
+        for key in table:
+            if key not in WORKLOAD_KEYS:
+                raise _err(p, f"{where}.{key}", f"unknown key (known: {', '.join(sorted(WORKLOAD_KEYS))})")
+        if not isinstance(table.get("image"), str):
+            raise _err(p, f"{where}.image", "must name an imported image (isobench image ls)")
+        try:
+            out[name] = image_workload.from_table(name, table, resolve.image(table["image"]))
+        except (ImageError, ValueError) as e:
+            raise _err(p, where, str(e)) from e
+    return out
+
+
+def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str],
+            images: Mapping[str, ImageWorkload]) -> list[Case]:
     if not isinstance(exp, Mapping):
         raise _err(p, where, "must be a table")
     # the measurements declare their workload, grid and keys; imported here, not at the top,
@@ -176,10 +217,12 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
     if not isinstance(names, list) or not names:
         raise _err(p, f"{where}.workloads", "must name at least one workload")
     for n in names:
-        if n not in CATALOG:
-            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join(CATALOG)})")
-    if default_wl and names != [default_wl]:
-        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only")
+        if n not in CATALOG and n not in images:
+            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join([*CATALOG, *images])})")
+    if default_wl and any(n != default_wl and n not in images for n in names):
+        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only (or image workloads)")
+    if any(n in images for n in names):
+        grid_spec = _image_grid(p, where, info, names, images)
     reps = _number(p, f"{where}.repetitions", exp.get("repetitions", defaults["repetitions"]), 1, 100_000, (int,))
     warm = _number(p, f"{where}.warmups", exp.get("warmups", defaults["warmups"]), 0, 100_000, (int,))
     timeout = _number(p, f"{where}.timeout", exp.get("timeout", defaults["timeout"]), 0.1, 86_400)
@@ -195,6 +238,10 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for b in only:
             if b not in backends:
                 raise _err(p, f"{where}.backends", f"{b!r} is not among scenario.backends")
+    imageless = [b for b in (only or backends) if not runtimes.declaration(b).images]
+    if imageless and any(n in images for n in names):
+        raise _err(p, f"{where}.backends", f"{', '.join(imageless)} runs no image workload: give the experiment "
+                   f"a backends list without it")
     base_params = exp.get("params", {})
     if not isinstance(base_params, Mapping):
         raise _err(p, f"{where}.params", "must be a table of workload parameters")
@@ -219,7 +266,8 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
             cell = dict(zip(keys, combo, strict=True))
             try:
-                wl, limits = _bind(info, name, cell, base_params, seconds)
+                wl, limits = (images[name], _limits(info, cell)) if name in images else _bind(
+                    info, name, cell, base_params, seconds)
             except ValueError as e:
                 raise _err(p, where, str(e)) from e
             cases.append(Case(info.name, wl, limits, cell, reps, warm, float(timeout), settle_s=float(settle),
@@ -237,8 +285,10 @@ def _overrides(p: str, where: str, raw: Any, backends: list[str], info: Measurem
         backend, _, accel = key.partition("@")
         if backend not in backend_names():
             raise _err(p, f"{where}.{key}", "unknown backend")
-        if accel and accel not in ("kvm", "tcg"):
-            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} (kvm or tcg)")
+        # a guest's accelerator, or a platform the backend declares (gVisor's ptrace, kvm)
+        known = ["kvm", "tcg", *(a for a in runtimes.declaration(backend).accel_labels if a not in ("kvm", "tcg"))]
+        if accel and accel not in known:
+            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} ({' or '.join(known)})")
         if not isinstance(o, Mapping):
             raise _err(p, f"{where}.{key}", "must be a table")
         for k, v in o.items():
@@ -270,3 +320,15 @@ def _bind(info: MeasurementInfo, name: str, cell: Mapping[str, Any], base: Mappi
 def _limits(info: MeasurementInfo, cell: Mapping[str, Any]) -> Limits:
     """The limits a grid cell asks for, as its measurement declares them."""
     return info.limits(cell) if info.limits is not None else Limits()
+
+
+def _image_grid(p: str, where: str, info: MeasurementInfo, names: list[str],
+                images: Mapping[str, ImageWorkload]) -> Mapping[str, Any]:
+    """The grid keys of an experiment with image workloads (the measurement's image grid)."""
+    spec = info.image_grid()
+    if spec is None:
+        raise _err(p, f"{where}.workloads", f"{info.name} runs no image workload")
+    if any(n not in images for n in names) and dict(spec) != dict(info.grid):
+        raise _err(p, f"{where}.workloads", f"{info.name} takes other grid keys with image workloads "
+                   f"({', '.join(spec) or 'none'}): give them an experiment of their own")
+    return spec

@@ -21,6 +21,7 @@ from runtimes.declaration import Declaration, resolve
 REGISTRY: dict[str, str] = {
     "bare": "runtimes.bare:DECLARATION",
     "unshare": "runtimes.unshare:DECLARATION",
+    "bwrap": "runtimes.bwrap:DECLARATION",
     "container": "runtimes.container:DECLARATION",
     "container:cold": "runtimes.container:COLD",
     "container:fork": "runtimes.container:FORK",
@@ -28,8 +29,11 @@ REGISTRY: dict[str, str] = {
     "container:unconfined": "runtimes.container:UNCONFINED",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
+    "oci:runsc": "runtimes.oci:RUNSC",
+    "podman": "runtimes.podman:DECLARATION",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
+    "qemu:virtiofs": "runtimes.vm:QEMU_VIRTIOFS",
 }
 
 #: what ``isobench exec`` runs a command in unless told otherwise

@@ -22,9 +22,11 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
-from runtimes.base import PREFIX
-from runtimes.workloads import BUSYBOX, STRESS_NG, Workload
+from runtimes import trust
+from runtimes.naming import PREFIX
+from runtimes.workloads import BUSYBOX, STRESS_NG
 
 #: bump when the layout below changes, so cached trees are rebuilt
 LAYOUT_VERSION = "2"
@@ -128,10 +130,13 @@ def build(cache: Path | None = None, extra: Mapping[str, str] | None = None) -> 
     ``inputs``), building it if needed."""
     files = inputs(extra)
     cache = cache or cache_dir()
+    try:  # every container's root: in a directory only root can change
+        trust.ensure_dir(cache / "rootfs", "the rootfs cache")
+    except trust.Untrusted as e:
+        raise RootfsError(str(e)) from None
     root = cache / "rootfs" / content_hash(files)
     if (root / ".complete").exists():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the final place and rename: a crash never leaves a half tree in use.
     tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}-rootfs-", dir=root.parent))
     try:
@@ -147,7 +152,14 @@ def build(cache: Path | None = None, extra: Mapping[str, str] | None = None) -> 
     return root
 
 
-def for_workload(workload: Workload | None, cache: Path | None = None) -> Path:
+class Tooled(Protocol):
+    """What a workload says of the programs it runs beyond the base tree's (every kind answers)."""
+
+    @property
+    def tools(self) -> Mapping[str, str]: ...
+
+
+def for_workload(workload: Tooled | None, cache: Path | None = None) -> Path:
     """The tree a workload runs in: the base one, or the one with the tools it declares."""
     return build(cache, extra=workload.tools if workload is not None and workload.tools else None)
 
@@ -160,7 +172,7 @@ class Trees:
         self.cache = cache
         self._trees: dict[tuple[str, ...], Path] = {}
 
-    def get(self, workload: Workload | None = None) -> Path:
+    def get(self, workload: Tooled | None = None) -> Path:
         tools = tuple(sorted(workload.tools)) if workload is not None else ()
         if tools not in self._trees:
             self._trees[tools] = for_workload(workload, self.cache)

@@ -22,7 +22,7 @@ from runtimes.base import LaunchSpec, now_ns
 from runtimes.workloads import Workload
 from tests.conftest import require
 
-PROCESS_BACKENDS = ["bare", "unshare", "container", "oci:runc", "oci:crun"]
+PROCESS_BACKENDS = ["bare", "unshare", "bwrap", "container", "oci:runc", "oci:crun", "oci:runsc"]
 
 
 def _datagram(what: int, ts: int, pid: int, tgid: int, ptgid: int) -> bytes:

@@ -135,11 +135,11 @@ def _ratio_sections(data: ReportData, out: Path) -> list[Section]:
                        table="Startup / floor (ratio of medians)",
                        empty="No floor_* measurements in these results."),
         _ratio_section(tables.peer_ratios(data), out, "peers", "Peers",
-                       intro="Established runtimes next to ours: median(peer) / median(reference) "
-                             "per metric (oci:* against container, qemu against vm), BCa bootstrap 95 % CI; "
-                             "below 1 the peer is smaller/faster.",
+                       intro="Established tools next to ours: median(peer) / median(reference) "
+                             "per metric (bwrap and oci:* against container, qemu against vm), BCa bootstrap "
+                             "95 % CI; below 1 the peer is smaller/faster.",
                        table="Peer / reference (ratio of medians)",
-                       empty="No peer backends (oci:*, qemu) together with their reference in these results."),
+                       empty="No peer backends (bwrap, oci:*, qemu) together with their reference in these results."),
     ]
 
 

@@ -22,6 +22,7 @@ from harness.measure.cpu import PERIODS_FILE
 from harness.report import style
 from harness.report.chartkit import Chart, figure, finish
 from harness.report.model import ReportData
+from harness.stats.series import label as series_label
 
 #: at most this many periods per panel: enough to see the pattern, few enough to see each one
 MAX_PERIODS = 100
@@ -89,7 +90,7 @@ def cpu_periods(data: ReportData, measurement: str) -> Chart | None:
         period_ms, quota, threads = cell
         for s in sorted((s for s in series if s.cell == cell), key=lambda s: style.backend_rank(s.backend)):
             shown = [(k, r) for k, r in zip(s.index, s.ratios, strict=False) if k < MAX_PERIODS]
-            label = s.backend + (f" ({s.accel})" if s.accel == "tcg" else "")
+            label = series_label(s.backend, s.accel)
             ax.plot([k for k, _ in shown], [r * quota for _, r in shown], drawstyle="steps-mid", lw=0.9,
                     marker=".", ms=2, color=style.colour(s.backend), label=label)
         ax.axhline(quota, ls="--", lw=1.0, color="black", label="quota")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import runtimes
 from harness.measure import catalogue
 from harness.metric import Headline
-from harness.report import style
+from harness.report import placement, style
 from harness.report.model import ReportData
 from harness.stats import MIN_N_CI, estimate
 from harness.stats.estimate import Estimate
@@ -162,10 +162,10 @@ def _peers(data: ReportData) -> Finding | None:
                                                                                          strict=True)]]
     f = Finding("Peers: median ratio to our own runtime of the same kind")
     for _, r in sel.iterrows():
-        e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], int(min(r["n_peer"], r["n_ref"])),
-                     "" if min(r["n_peer"], r["n_ref"]) >= MIN_N_CI else "too few samples")
+        e = placement.estimate(r)
         f.lines.append(f"{r['peer']}, {r['metric']} ({r['workload']}): {times(e, str(r['reference']))}"
                        + unresolved(e))
+    f.lines += placement.lines(sel)  # where our runtime sits among them (bwrap … runsc)
     return f
 
 

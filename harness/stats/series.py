@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import runtimes
 from harness.stats import is_missing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,6 +23,7 @@ COLUMNS = ("backend", "accel", "measurement", "workload", "metric", "unit")
 CASE = "case"
 #: the accelerator whose figures are emulated: every label of its series says so
 EMULATED = "tcg"
+EMULATED_WORDS = "TCG, emulated"
 
 Params = tuple[tuple[str, Any], ...]
 
@@ -36,11 +38,26 @@ def norm(v: Any) -> Any:
     return v
 
 
-def label(backend: Any, accel: Any = None, split: Any = None) -> str:
-    """The series as the report names it: ``vm (TCG, emulated) @ host-b``."""
-    text = str(backend)
+def accel_words(backend: Any, accel: Any) -> str | None:
+    """The words every figure of ``backend`` on ``accel`` carries: "TCG, emulated" for an emulated
+    guest, the backend's declared words for its platform (``Declaration.accel_labels``: gVisor's
+    ptrace or KVM platform), else none (a guest on KVM is the ordinary case)."""
+    if is_missing(accel):
+        return None
     if accel == EMULATED:
-        text += " (TCG, emulated)"
+        return EMULATED_WORDS
+    name = str(backend)
+    return runtimes.declaration(name).accel_labels.get(str(accel)) if runtimes.known(name) else None
+
+
+def label(backend: Any, accel: Any = None, split: Any = None, how: str | None = None) -> str:
+    """The series as the report names it: ``vm (TCG, emulated) @ host-b``,
+    ``oci:runsc (gVisor ptrace platform)``; ``how`` says how the backend ran an image where its
+    name does not (``bare (chroot)``)."""
+    text = str(backend) + (f" ({how})" if how else "")
+    words = accel_words(backend, accel)
+    if words:
+        text += f" ({words})"
     if not is_missing(split):
         text += f" @ {split}"
     return text

@@ -35,6 +35,8 @@ class Case:
     params: Mapping[str, float]
     values: Mapping[str, list[float]]  # metric -> ok values
     failures: list[str]  # error of each failed sample
+    #: the distinct parts of its rows' notes (how the backend enforced the limit, where it says)
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         p = " ".join(f"{k}={fmt(v, EXACT)}" for k, v in sorted(self.params.items()))
@@ -75,7 +77,9 @@ def cases(df: pd.DataFrame) -> list[Case]:
         values = {str(m): [float(x) for x in mg["value"]] for m, mg in ok.groupby("metric")}
         failures = [str(e or "failed") for e in g.loc[g["status"] != "ok", "error"]] if "error" in g else \
             ["failed"] * int((g["status"] != "ok").sum())
-        out.append(Case(str(key[0]), str(key[1]), str(key[2]), params, values, failures))
+        notes: list[str] = [str(n) for n in g["note"].dropna()] if "note" in g else []
+        parts = tuple(dict.fromkeys(part for n in notes for part in n.split("; ") if part))
+        out.append(Case(str(key[0]), str(key[1]), str(key[2]), params, values, failures, parts))
     return out
 
 

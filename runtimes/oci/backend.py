@@ -27,28 +27,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
-from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.cgroups import CgroupError
 from runtimes.container.security import caps as container_caps
 from runtimes.container.security import seccomp as container_seccomp
 from runtimes.naming import of_run
-from runtimes.oci import bundle, view
-from runtimes.process import ProcessInstance, instance_log, launching
-from runtimes.stdio import Stdio
+from runtimes.oci import bundle, mounter, runsc, view
+from runtimes.oci.cli import Cli, Crun, find_runtime, runtime_version
+from runtimes.oci.instance import OciInstance, delete_container, remove_state
+from runtimes.process import instance_log, launching
+from runtimes.vm.accel import Verdict
+from runtimes.workloads import Workload
 
-RUNTIMES = ("runc", "crun")
+RUNTIMES = ("runc", "crun", "runsc")
 #: everything the oci backends keep on the host: state roots and bundles
 STATE_BASE = Path(os.environ.get("ISOBENCH_OCI_STATE", f"/run/{PREFIX}-oci"))
-#: how long the runtime may take to exit once its container's processes are killed
-STOP_GRACE_S = 5.0
 
 
 def state_root(runtime: str) -> Path:
@@ -59,145 +56,19 @@ def bundles_dir() -> Path:
     return STATE_BASE / "bundles"
 
 
-def find_runtime(runtime: str) -> str | None:
-    """The runtime binary: on PATH, else where Debian puts it (runc in /usr/sbin)."""
-    found = shutil.which(runtime)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"):
-        if os.access(f"{d}/{runtime}", os.X_OK):
-            return f"{d}/{runtime}"
-    return None
-
-
-def runtime_version(exe: str) -> str | None:
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"version\s+(\S+)", out)
-    return m.group(1) if m else None
-
-
-def _memsw_supported(v: int) -> bool:
-    """Whether the host can limit swap, so the bundle may ask for "no swap" (as Cgroup.apply)."""
-    if v == 2:
-        parent = cgroups.parent_dirs(2)[""]
-        return (parent / "memory.swap.max").exists() or not (parent / "memory.max").exists()
-    mem = cgroups.parent_dirs(1)["memory"]
-    return (mem / "memory.memsw.limit_in_bytes").exists()
-
-
-def _runtime_cmd(exe: str, runtime: str, *args: str) -> list[str]:
-    return [exe, "--root", str(state_root(runtime)), *args]
-
-
-def _run_in_view(argv: list[str], v: view.View, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=v.enter, check=False)
-
-
-class OciInstance(ProcessInstance):
-    """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
-
-    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
-                 stdio: Stdio):
-        super().__init__(spec, None, times, stdio)
-        self.runtime = backend.runtime
-        self.exe = backend.exe
-        self.view = v
-        self.bundle_dir = bundle_dir
-        self.exit_events = backend._exits
-        #: when the harness reaped the runtime (after its delete); set with t_exit
-        self.t_runtime_exit: int | None = None
-
-    def spawn(self, argv: list[str]) -> None:
-        """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
-        container's process as they are (a pipe, never a file of the host)."""
-        self._posix_spawn(argv)
-
-    def _exit_time(self) -> int | None:
-        """Called once the runtime is reaped (it has deleted the container by then).  With the
-        kernel's exit events, ``t_exit`` is looked up after ``cleanup`` (``_resolve_exit``), so
-        reading the events costs nothing inside exit -> clean; without them it is now."""
-        if self.t_runtime_exit is None:
-            self.t_runtime_exit = now_ns()
-        return self.t_runtime_exit if self.exit_events is None else None
-
-    def cleanup(self) -> None:
-        super().cleanup()
-        self._resolve_exit()
-
-    def _resolve_exit(self) -> None:
-        """``t_exit`` = the exit of the container's process (the runtime's last child to end), not
-        the runtime's own, which came after the delete.  The kernel's time of the exit can
-        precede the *receipt* of the ready line the workload wrote before it (a reader thread
-        that woke late on a loaded host): the host knows of the exit no earlier than of the
-        ready, so it is never before ``t_ready``, as on every backend.  Stays None when the
-        kernel's event was lost (its queue overflowed): the sample then fails, saying so."""
-        if self.times.t_exit is not None or self.exit_events is None or self.proc is None:
-            return
-        assert self.times.t_launch is not None
-        t = self.exit_events.last_child_exit(self.proc.pid, self.times.t_launch)
-        if t is None:
-            return
-        if self.times.t_ready is not None:
-            t = max(t, self.times.t_ready)
-        self.times.t_exit = t
-
-    # -- what measurements read -----------------------------------------------------
-    def processes(self) -> list[int]:
-        """The runtime process (it stays for the container's lifetime) and the container's."""
-        pids = self.cgroup.pids() if self.cgroup is not None and not self.cgroup.removed else []
-        if self.proc is not None and self.proc.poll() is None:
-            pids = [self.proc.pid, *(p for p in pids if p != self.proc.pid)]
-        return pids
-
-    # -- ending it ------------------------------------------------------------------
-    def stop(self) -> None:
-        """SIGKILL the container's processes (its cgroup); the runtime then deletes it and exits."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if self.cgroup is not None:
-            with contextlib.suppress(CgroupError):
-                self.cgroup.kill(timeout=STOP_GRACE_S)
-        try:
-            self.proc.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            # still setting up (no cgroup yet) or stuck: take the runtime and what it
-            # started (same process group) down; cleanup's delete --force does the rest
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def _release(self) -> None:
-        """After the runtime is reaped (ProcessInstance.cleanup): its state, cgroups and bundle."""
-        self._delete()
-        self._remove_cgroups()
-        bundle.remove(self.bundle_dir)
-
-    def _delete(self) -> None:
-        """``delete --force`` when the runtime left its state behind (it was killed)."""
-        if not (state_root(self.runtime) / self.name).exists():
-            return
-        t0 = now_ns()
-        r = _run_in_view(_runtime_cmd(self.exe, self.runtime, "delete", "--force", self.name), self.view)
-        self.times.phases["delete"] = now_ns() - t0
-        if r.returncode != 0 and (state_root(self.runtime) / self.name).exists():
-            raise BackendError(f"{self.runtime} delete --force {self.name} failed: {r.stderr.strip()}")
-
-    def _remove_cgroups(self) -> None:
-        """Whatever cgroup of the container is still there (the runtime removes them normally)."""
-        if self.cgroup is not None:
-            self.cgroup.remove()
-        for d in self.view.dirs(self.name):
-            if d.is_dir():
-                cgroups.remove_dir(d)
+def runtime_cli(runtime: str, exe: str | None = None, platform: str = runsc.DEFAULT_PLATFORM,
+                oci_seccomp: bool = True) -> Cli:
+    """How ``runtime`` is driven (``runtimes.oci.cli``); runsc on ``platform``."""
+    exe = exe or find_runtime(runtime) or runtime
+    if runtime == "runsc":
+        return runsc.Runsc(exe, state_root(runtime), platform, oci_seccomp)
+    return (Crun if runtime == "crun" else Cli)(runtime, exe, state_root(runtime))
 
 
 class OciBackend(Backend):
     """``OciBackend(name="oci:runc")`` or ``OciBackend(name="oci:crun")``."""
 
-    def __init__(self, name: str = "oci:runc", seccomp: str = container_seccomp.DEFAULT):
+    def __init__(self, name: str = "oci:runc", seccomp: str = container_seccomp.DEFAULT, platform: str | None = None):
         runtime = name.removeprefix("oci:")
         if not name.startswith("oci:") or runtime not in RUNTIMES:
             raise ValueError(f"unknown OCI backend {name!r} (known: {', '.join('oci:' + r for r in RUNTIMES)})")
@@ -216,6 +87,10 @@ class OciBackend(Backend):
         #: the built-in container's profile name; the bundle carries its resolved OCI form
         self.seccomp = seccomp
         self._seccomp: dict[str, Any] | None = None
+        #: runsc's platform as asked (``auto``: decided by ``prepare``); None for runc and crun
+        self.platform = platform
+        self._platform: Verdict | None = None
+        self._roots = mounter.ImageRoots()  # image instances' roots: mounted in the view (mounter.py)
 
     def available(self) -> str | None:
         if find_runtime(self.runtime) is None:
@@ -239,8 +114,8 @@ class OciBackend(Backend):
             self._rootfs = self._trees.get()
         if self._view is None:
             self._cgroup_version = cgroups.version()
-            self._memsw = _memsw_supported(self._cgroup_version)
-            self._view = view.make(hide_cgroup2_on_hybrid=self.runtime == "crun")
+            self._memsw = view.memsw_supported(self._cgroup_version)
+            self._view = view.make(hide_cgroup2_on_hybrid=runtime_cli(self.runtime, self.exe).hide_cgroup2)
         if self._holder is None or not self._holder.alive():
             self._holder = view.Holder(self._view)  # owned by whoever owns this backend (close())
         if self._exits is None and self._exits_error is None:
@@ -250,8 +125,36 @@ class OciBackend(Backend):
                 self._exits_error = f"no proc connector: {e.strerror or e}"
         return self._rootfs, self._view, self._holder
 
+    def prepare(self) -> None:
+        """runsc's platform, decided once: as asked, or for ``auto`` by a probe sandbox on KVM."""
+        if self.platform is not None and self._platform is None:
+            try:
+                self._platform = runsc.platform(self.platform, runtime_version(self.exe) or "unknown",
+                                                self._probe, rootfs.cache_dir())
+            except ValueError as e:
+                raise BackendError(str(e)) from e
+
+    def _platform_for(self, requested: str | None) -> str:
+        if requested != "auto":
+            return requested or runsc.DEFAULT_PLATFORM
+        self.prepare()
+        assert self._platform is not None
+        return self._platform.accel
+
+    def _probe(self, timeout: float) -> str | None:
+        """Does a noop sandbox on the KVM platform reach its ready marker in time? (None: yes)"""
+        spec = LaunchSpec(Workload("noop"), "runscprobe", f"{PREFIX}-runscprobe-{os.getpid()}", timeout_s=timeout,
+                          extra={"platform": "kvm"})
+        try:
+            with self.launch(spec) as inst:
+                inst.wait_ready(timeout)
+        except BackendError as e:  # a timeout is one
+            return str(e)
+        return None
+
     def close(self) -> None:
         """Let the namespace holder go (it exits when its pipe closes)."""
+        self._roots.close()  # (before the holder: the image roots it mounted go with its namespace)
         if self._holder is not None:
             self._holder.close()
             self._holder = None
@@ -275,10 +178,13 @@ class OciBackend(Backend):
             raise BackendError(str(e)) from e
         self._seccomp = dict(flt.oci) if flt is not None else None
         assert self._cgroup_version is not None and self._memsw is not None
+        requested = spec.extra.get("platform") or self.platform
+        cli = runtime_cli(self.runtime, self.exe, self._platform_for(requested) if requested else
+                          runsc.DEFAULT_PLATFORM, oci_seccomp=self._seccomp is not None)
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         bundle_dir = bundles_dir() / spec.instance
-        argv = nsenter + _runtime_cmd(
-            self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
+        mounts = self._roots.prepare(holder.pid, spec.run_id) if spec.workload.image is not None else None
+        argv = nsenter + cli.run(bundle_dir, spec.instance, marker=mounts is None)
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -288,44 +194,41 @@ class OciBackend(Backend):
         what = f"cannot start {self.runtime}"
         with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
-            cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                                memsw=self._memsw, seccomp=self._seccomp)
-            try:
-                bundle.write(bundle_dir, cfg)
-            except FileExistsError as e:
-                raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
-                                   f"or was left behind (isobench cleanup)") from e
-            times.phases["bundle"] = times.since_launch()
-            inst = OciInstance(spec, times, self, v, bundle_dir, stdio)
+            upper = mounter.instance_root(mounts, spec, times) if mounts is not None else None
+            t0 = now_ns()
+            with mounter.released_on_failure(mounts, upper):
+                cfg = bundle.config(spec, upper.root if upper else root, f"/{spec.instance}",
+                                    cgroup_version=self._cgroup_version, memsw=self._memsw, seccomp=self._seccomp,
+                                    wrap_argv=cli.argv)
+                try:
+                    bundle.write(bundle_dir, cfg)
+                except FileExistsError as e:
+                    raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
+                                       f"or was left behind (isobench cleanup)") from e
+            times.phases["bundle"] = now_ns() - t0
+            inst = OciInstance(spec, times, self._exits, v, bundle_dir, stdio, cli)
+            inst.upper, inst.helper = upper, mounts
             with launching(inst, what):
                 inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
-        inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
+        inst.cgroup = view.container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
 
     def metadata(self) -> dict[str, Any]:
         exe = find_runtime(self.runtime)
+        cli = runtime_cli(self.runtime, exe, self._platform.accel if self._platform else runsc.DEFAULT_PLATFORM)
         meta: dict[str, Any] = {"runtime": self.runtime, "path": exe,
                                 "version": runtime_version(exe) if exe else None,
-                                "launch": "run --preserve-fds 1 (foreground)",
-                                "state_root": str(state_root(self.runtime))}
+                                **cli.metadata(), "state_root": str(state_root(self.runtime))}
+        if self._platform is not None:  # runsc: the platform is its accelerator, on every figure
+            meta.update(accel=self._platform.accel, platform_reason=self._platform.reason)
         if self._view is not None:
             meta["cgroup_view"] = self._view.describe()
         meta["spawn"] = "posix_spawn of nsenter --mount (the view) -- runtime"
-        meta["t_exit"] = ("the kernel's exit event of the container's process (proc connector), "
+        meta["t_exit"] = (f"the kernel's exit event of {cli.exit_words} (proc connector), "
                           "before the runtime deletes the container" if self._exits is not None else
                           f"the runtime's exit, after it deleted the container ({self._exits_error or 'not prepared'})")
         return meta
-
-
-def _container_cgroup(name: str, version: int, v: view.View) -> Cgroup:
-    """A ``Cgroup`` over the directories the runtime makes for cgroupsPath ``/<name>``, so
-    ``usage()``, ``pids()`` and ``kill()`` work as for our own cgroups."""
-    if version == 2:
-        unified = next(h for h in v.hierarchies if h.version == 2)
-        return Cgroup.wrap(name, {"": unified.own / name})
-    by_ctrl = {c: h.own / name for h in v.hierarchies if h.version == 1 for c in h.controllers}
-    return Cgroup.wrap(name, {c: by_ctrl[c] for c in cgroups.V1_CONTROLLERS if c in by_ctrl})
 
 
 # -- leftovers ------------------------------------------------------------------------
@@ -341,8 +244,7 @@ def _leftover_names(run_id: str | None) -> dict[str, set[str]]:
         return (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")) and not live.owns(name)
 
     for rt in RUNTIMES:
-        with contextlib.suppress(FileNotFoundError):
-            out[rt] = {p.name for p in state_root(rt).iterdir() if leftover(p.name)}
+        out[rt] = {n for n in runtime_cli(rt).names() if leftover(n)}
     with contextlib.suppress(FileNotFoundError):
         out[""] = {p.name for p in bundles_dir().iterdir() if leftover(p.name)}
     return out
@@ -360,13 +262,12 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     for rt in RUNTIMES:
         if not names.get(rt):
             continue
-        exe = find_runtime(rt)
-        v = view.make(hide_cgroup2_on_hybrid=rt == "crun")
+        cli = runtime_cli(rt)
+        v = view.make(hide_cgroup2_on_hybrid=cli.hide_cgroup2)
         for name in sorted(names[rt]):
-            if exe is not None:
-                _run_in_view(_runtime_cmd(exe, rt, "delete", "--force", name), v)
-            if (state_root(rt) / name).exists():
-                shutil.rmtree(state_root(rt) / name, ignore_errors=True)
+            with contextlib.suppress(BackendError):  # what is left is removed below
+                delete_container(cli, name, v)
+            remove_state(cli, name)
             for d in v.dirs(name):
                 if d.is_dir():
                     cgroups.remove_dir(d)
