@@ -27,7 +27,9 @@
     image = "isobench/pyhttp"
     ready = { http = "8000/" }
 
-An experiment names image workloads beside catalog ones (``workloads = ["web"]``);
+A ``[workload.NAME]`` table is of the kind its key names (``image``: the kinds are
+``runtimes.workload_kinds``).  An experiment names such workloads beside catalog ones
+(``workloads = ["web"]``);
 a measurement with a catalog workload of its own takes them with its image grid
 (``MeasurementInfo.images``: e.g. mem_limit's ``limit_mib`` alone).
 
@@ -49,14 +51,11 @@ import runtimes
 from harness.case import Case
 from harness.metric import MeasurementInfo
 from runtimes import names as backend_names
+from runtimes import workload_kinds
 from runtimes.base import Limits
 from runtimes.declaration import OptionError
-from runtimes.image import resolve
-from runtimes.image import workload as image_workload
-from runtimes.image.model import ImageError
-from runtimes.image.workload import ImageWorkload
 from runtimes.userpaths import read_regular
-from runtimes.workloads import CATALOG, Workload
+from runtimes.workloads import CATALOG, AnyWorkload, Workload
 
 
 class ScenarioError(ValueError):
@@ -71,8 +70,6 @@ EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params",
 OVERRIDABLE = {"repetitions", "warmups", "timeout", "skip"}
 SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
 TOP_KEYS = {"scenario", "backend", "experiment", "workload"}
-#: the keys of a ``[workload.NAME]`` table
-WORKLOAD_KEYS = {"image", "command", "args", "env", "workdir", "user", "ready", "stop", "grace"}
 
 
 @dataclass(frozen=True)
@@ -171,32 +168,29 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
                     _number(p, "scenario.seed", head.get("seed", 0), 0, 2**63, (int,)), reference)
 
 
-def _image_workloads(p: str, raw: Any) -> dict[str, ImageWorkload]:
-    """The ``[workload.NAME]`` tables: each resolved to its imported image now (one clear line
-    when it is not there: nothing runs)."""
+def _image_workloads(p: str, raw: Any) -> dict[str, AnyWorkload]:
+    """The ``[workload.NAME]`` tables, each loaded by its kind (an image's: resolved to the
+    imported image now, one clear line when it is not there: nothing runs)."""
     if not isinstance(raw, Mapping):
         raise _err(p, "workload", "must be a table of [workload.NAME] tables")
     out = {}
     for name, table in raw.items():
         where = f"workload.{name}"
         if name in CATALOG:
-            raise _err(p, where, f"{name!r} is a catalog workload: give the image workload another name")
+            raise _err(p, where, f"{name!r} is a catalog workload: give the workload another name")
         if not isinstance(table, Mapping):
             raise _err(p, where, "must be a table")
-        for key in table:
-            if key not in WORKLOAD_KEYS:
-                raise _err(p, f"{where}.{key}", f"unknown key (known: {', '.join(sorted(WORKLOAD_KEYS))})")
-        if not isinstance(table.get("image"), str):
-            raise _err(p, f"{where}.image", "must name an imported image (isobench image ls)")
         try:
-            out[name] = image_workload.from_table(name, table, resolve.image(table["image"]))
-        except (ImageError, ValueError) as e:
+            out[name] = workload_kinds.of(table).load(name, table)
+        except workload_kinds.TableError as e:
+            raise _err(p, f"{where}.{e.key}" if e.key else where, str(e)) from e
+        except ValueError as e:  # the kind's own words (an ImageError among them)
             raise _err(p, where, str(e)) from e
     return out
 
 
 def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str],
-            images: Mapping[str, ImageWorkload]) -> list[Case]:
+            images: Mapping[str, AnyWorkload]) -> list[Case]:
     if not isinstance(exp, Mapping):
         raise _err(p, where, "must be a table")
     # the measurements declare their workload, grid and keys; imported here, not at the top,
@@ -323,7 +317,7 @@ def _limits(info: MeasurementInfo, cell: Mapping[str, Any]) -> Limits:
 
 
 def _image_grid(p: str, where: str, info: MeasurementInfo, names: list[str],
-                images: Mapping[str, ImageWorkload]) -> Mapping[str, Any]:
+                images: Mapping[str, AnyWorkload]) -> Mapping[str, Any]:
     """The grid keys of an experiment with image workloads (the measurement's image grid)."""
     spec = info.image_grid()
     if spec is None:

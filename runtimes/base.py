@@ -38,8 +38,7 @@ from runtimes.naming import check_object_name, check_run_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.cgroups import Cgroup
-    from runtimes.image.workload import ImageWorkload
-    from runtimes.workloads import Workload
+    from runtimes.workloads import AnyWorkload
 
 
 def now_ns() -> int:
@@ -59,7 +58,7 @@ class InstanceTimeout(BackendError):
 class LaunchSpec:
     """What to run and under which limits: the same for every backend."""
 
-    workload: Workload | ImageWorkload  # a catalog entry, or an image's process
+    workload: AnyWorkload  # a catalog entry, or one a [workload.NAME] table defines (an image's process)
     run_id: str
     instance: str  # unique name, ``isobench-<run_id>-<n>``; used for cgroups, domains, hostnames
     limits: Limits = Limits()

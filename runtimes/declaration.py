@@ -18,7 +18,7 @@ import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.base import Backend
@@ -100,6 +100,18 @@ def resolve(ref: str | Callable[..., Any]) -> Any:
         return ref
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+Named = TypeVar("Named")
+
+
+def resolve_named(ref: str, cls: type[Named], name: str, what: str) -> Named:
+    """The ``cls`` called ``name`` that ``ref`` points to (a registry's entry); TypeError when it
+    is not one: a registry line pointing at the wrong thing is a bug, not bad input."""
+    found = resolve(ref)
+    if not isinstance(found, cls) or getattr(found, "name", None) != name:
+        raise TypeError(f"{ref} is not the {what} {name!r}")
+    return found
 
 
 @dataclass(frozen=True)

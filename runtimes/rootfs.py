@@ -22,11 +22,10 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
 
 from runtimes import trust
 from runtimes.naming import PREFIX
-from runtimes.workloads import BUSYBOX, STRESS_NG
+from runtimes.workloads import BUSYBOX, STRESS_NG, AnyWorkload
 
 #: bump when the layout below changes, so cached trees are rebuilt
 LAYOUT_VERSION = "2"
@@ -152,14 +151,7 @@ def build(cache: Path | None = None, extra: Mapping[str, str] | None = None) -> 
     return root
 
 
-class Tooled(Protocol):
-    """What a workload says of the programs it runs beyond the base tree's (every kind answers)."""
-
-    @property
-    def tools(self) -> Mapping[str, str]: ...
-
-
-def for_workload(workload: Tooled | None, cache: Path | None = None) -> Path:
+def for_workload(workload: AnyWorkload | None, cache: Path | None = None) -> Path:
     """The tree a workload runs in: the base one, or the one with the tools it declares."""
     return build(cache, extra=workload.tools if workload is not None and workload.tools else None)
 
@@ -172,7 +164,7 @@ class Trees:
         self.cache = cache
         self._trees: dict[tuple[str, ...], Path] = {}
 
-    def get(self, workload: Tooled | None = None) -> Path:
+    def get(self, workload: AnyWorkload | None = None) -> Path:
         tools = tuple(sorted(workload.tools)) if workload is not None else ()
         if tools not in self._trees:
             self._trees[tools] = for_workload(workload, self.cache)

@@ -20,7 +20,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 BUSYBOX = "/bin/busybox"
 #: the environment a workload starts with inside an isolated environment (the container's, and the
@@ -28,13 +28,8 @@ BUSYBOX = "/bin/busybox"
 ISOLATED_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
                 "container": "isobench"}
 STRESS_NG = "/usr/bin/stress-ng"
-#: the throughput benchmarks' tools (``runtimes.throughput``): not in the base workload tree, but
-#: in a tree of their own for the workloads that declare them (``WorkloadDef.tools``)
-FIO = "/usr/bin/fio"
-IPERF3 = "/usr/bin/iperf3"
-SOCKPERF = "/usr/bin/sockperf"
-#: path -> the Debian package that provides it
-THROUGHPUT_TOOLS: Mapping[str, str] = {FIO: "fio", IPERF3: "iperf3", SOCKPERF: "sockperf"}
+#: the throughput benchmarks' tools, path -> Debian package: in a tree of their own (``WorkloadDef.tools``)
+THROUGHPUT_TOOLS: Mapping[str, str] = {"/usr/bin/fio": "fio", "/usr/bin/iperf3": "iperf3", "/usr/bin/sockperf": "sockperf"}
 MARKER_FD = 3
 READY = "ISOBENCH READY"
 RESULT = "ISOBENCH RESULT"
@@ -113,9 +108,8 @@ def _pids(count: int, seconds: float) -> str:
     )
 
 
-def _tools() -> str:
-    # standalone, the throughput workload only shows that its tools run; the throughput
-    # measurement gives it its benchmarks as a script of its own (runtimes.throughput.script)
+def _tools(**_: Any) -> str:
+    # alone it shows its tools run; the throughput measurement gives it its own script (argv)
     return f"{_enter}; {_ready}; " + _then_status(" && ".join(f"{t} --version" for t in THROUGHPUT_TOOLS))
 
 
@@ -155,18 +149,12 @@ CATALOG: dict[str, WorkloadDef] = {
         _pids,
     ),
     "throughput": WorkloadDef(
-        "throughput",
-        "the throughput benchmarks' tools (the throughput measurement runs them; alone: each says its version)",
-        {
-            "seconds": Param(3, int, 1, "how long each benchmark measures (whole seconds, as for cpu)"),
-            # which benchmark families a sample runs (1: run it, 0: leave it out)
-            **{family: Param(1, int, 0, f"run the {family} benchmarks (1) or not (0)")
-               for family in ("cpu", "memory", "kernel", "storage", "network")},
-            "size_mib": Param(128, int, 8, "the storage benchmarks' file (or disk region), MiB"),
-        },
-        lambda **_: _tools(),
-        tools=THROUGHPUT_TOOLS,
-    ),
+        "throughput", "the throughput benchmarks' tools (alone: each says its version)",
+        {"seconds": Param(3, int, 1, "how long each benchmark measures (whole seconds, as for cpu)"),
+         **{f: Param(1, int, 0, f"run the {f} benchmarks (1) or not (0)")
+            for f in ("cpu", "memory", "kernel", "storage", "network")},
+         "size_mib": Param(128, int, 8, "the storage benchmarks' file (or disk region), MiB")},
+        _tools, tools=THROUGHPUT_TOOLS),
 }
 
 
@@ -262,15 +250,41 @@ class ProcessSpec:
     groups: tuple[int, ...] = ()
 
 
+class AnyWorkload(Protocol):
+    """What a backend, a measurement and the runner ask of a workload, whatever its kind: the
+    catalog's ``Workload`` below, or one a ``[workload.NAME]`` table defines
+    (``runtimes.workload_kinds``: an image's ``ImageWorkload``).  A backend that needs more of
+    one kind (an image's layers) asks for it with ``isinstance``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...  # "catalog", or the kind that defined it
+    @property
+    def ready(self) -> Ready: ...
+    @property
+    def image(self) -> Any: ...  # the image it runs (``runtimes.image.model.Image``), None for the catalog
+    #: the first process, resolved (None: the backend's own environment around ``argv()``)
+    @property
+    def process(self) -> ProcessSpec | None: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def exits_by_itself(self) -> bool: ...
+    @property
+    def stop_signal(self) -> int | None: ...  # None: stop() kills at once
+    @property
+    def stop_grace_s(self) -> float: ...
+    @property
+    def tools(self) -> Mapping[str, str]: ...  # programs beyond the base workload tree's (path -> package)
+    def argv(self) -> list[str]: ...
+    def bound(self) -> dict[str, Any]: ...  # its parameters, defaults filled in
+    def describe(self) -> dict[str, Any]: ...  # what the manifest records of it
+
+
 @dataclass(frozen=True)
 class Workload:
-    """A catalog entry with its parameters bound: what every backend runs.
-
-    Every workload kind (this one, ``runtimes.image.workload.ImageWorkload``) answers the
-    same questions: ``name``, ``kind``, ``ready``, ``exits_by_itself``, ``image``,
-    ``process`` (None: the backend's own environment around ``argv()``), ``stop_signal``
-    and ``stop_grace_s``, ``tools`` (the programs beyond the base tree's), ``describe()``.
-    """
+    """A catalog entry with its parameters bound: what every backend runs (an ``AnyWorkload``)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -316,7 +330,6 @@ class Workload:
 
     @property
     def tools(self) -> Mapping[str, str]:
-        """Programs beyond the base tree's that it runs (path -> Debian package)."""
         return CATALOG[self.name].tools
 
     def argv(self) -> list[str]:

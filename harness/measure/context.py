@@ -10,8 +10,7 @@ from typing import Any
 
 import runtimes
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Limits
-from runtimes.image.workload import ImageWorkload
-from runtimes.workloads import Workload
+from runtimes.workloads import AnyWorkload
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Context:
             self.backends[name] = backend
         return self.backends[name]
 
-    def spec(self, backend: Backend, workload: Workload | ImageWorkload, limits: Limits = Limits(),
+    def spec(self, backend: Backend, workload: AnyWorkload, limits: Limits = Limits(),
              timeout_s: float = 60.0, **extra: Any) -> LaunchSpec:
         declaration = runtimes.declaration(backend.name)
         options = declaration.check_options(self.backend_options.get(backend.name, {}))

@@ -56,9 +56,8 @@ from runtimes.container.security import caps, hardening
 from runtimes.container.security import seccomp as seccomp_mod
 from runtimes.image import rundir
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
-from runtimes.rootfs import Tooled
 from runtimes.stdio import Stdio
-from runtimes.workloads import ISOLATED_ENV
+from runtimes.workloads import ISOLATED_ENV, AnyWorkload
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
 BASE_ENV = ISOLATED_ENV
@@ -187,7 +186,7 @@ class ContainerBackend(Backend):
             return "the cgroup v1 devices controller is not mounted (or pass devices=False)"
         return seccomp_mod.check(self.seccomp)
 
-    def rootfs(self, workload: Tooled | None = None) -> Path:
+    def rootfs(self, workload: AnyWorkload | None = None) -> Path:
         """The root given to the backend, else the tree ``workload`` runs in (never written to)."""
         return self._rootfs if self._rootfs is not None else self._trees.get(workload)
 
@@ -197,7 +196,7 @@ class ContainerBackend(Backend):
         except rootfs.RootfsError:
             return None
 
-    def plan(self, read_only: bool | None = None, workload: Tooled | None = None,
+    def plan(self, read_only: bool | None = None, workload: AnyWorkload | None = None,
              volume: str | None = None) -> tuple[mounts.MountOp, ...]:
         """A launch's mount plan (cached): the root writable or not, the tree of ``workload``'s tools, a volume."""
         ro = self.read_only if read_only is None else read_only

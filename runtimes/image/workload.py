@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from runtimes.image import layers as image_layers
+from runtimes.image import resolve
 from runtimes.image import user as image_user
 from runtimes.image.model import Image
 from runtimes.image.rundir import MOUNTPOINTS
+from runtimes.workload_kinds import Kind, TableError
 from runtimes.workloads import ProcessSpec, Ready
 
 #: Docker's PATH when the image's Env has none
@@ -186,3 +188,15 @@ def from_table(name: str, table: Mapping[str, Any], image: Image) -> ImageWorklo
         raise ValueError(f"ready: {e}") from e
     return ImageWorkload(name, image, strings("command"), strings("args"), dict(env), table.get("workdir"),
                          table.get("user"), ready, stop, float(grace))
+
+
+def load(name: str, table: Mapping[str, Any]) -> ImageWorkload:
+    """A ``[workload.NAME]`` table of the image kind: its image looked up in the store now."""
+    if not isinstance(table.get("image"), str):
+        raise TableError("image", "must name an imported image (isobench image ls)")
+    return from_table(name, table, resolve.image(table["image"]))
+
+
+#: the image kind of ``[workload.NAME]`` table (``runtimes.workload_kinds``)
+KIND = Kind("image", frozenset({"image", "command", "args", "env", "workdir", "user", "ready", "stop", "grace"}),
+            load)

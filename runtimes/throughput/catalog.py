@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtimes.workloads import BUSYBOX, FIO, IPERF3, SOCKPERF, STRESS_NG, THROUGHPUT_TOOLS
+from runtimes.workloads import BUSYBOX, STRESS_NG, THROUGHPUT_TOOLS
 
 #: the tools the throughput tree adds to the base one: path -> the Debian package providing it
 #: (``runtimes.rootfs.build(extra=TOOLS)``; the ``throughput`` workload declares them)
 TOOLS: Mapping[str, str] = THROUGHPUT_TOOLS
+FIO, IPERF3, SOCKPERF = TOOLS  # their paths, in the order TOOLS lists them
 #: the catalog workload that carries them
 WORKLOAD = "throughput"
 

@@ -39,7 +39,7 @@ from runtimes.vm.machine import (
     bench_devices,
     describe,
 )
-from runtimes.workloads import in_guest_cgroup
+from runtimes.workloads import AnyWorkload, in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
@@ -268,7 +268,7 @@ class GuestBackend(Backend):
             self._kernel = guest_kernel.boot_kernel(source, self.guest.boot_format, image.vm_cache(self.guest.cache))
         return self._kernel
 
-    def base_image(self, workload: rootfs.Tooled | None = None) -> Path:
+    def base_image(self, workload: AnyWorkload | None = None) -> Path:
         """The base archive of the workload tree ``workload`` runs in (built once per tree)."""
         tools = tuple(sorted(workload.tools)) if workload is not None else ()
         if tools not in self._bases:
