@@ -57,14 +57,14 @@ HOST_MARKERS = ("privileged", "vm", "libvirt")
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests plus real namespaces, cgroups, libvirtd and guests."""
     _prepare_host(session)
-    _install(session, "[test]")
+    _install(session, "[test,fleet]")
     _delegated(session, "pytest", "--durations=20", *(session.posargs or ["tests"]))
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """The tests that need no root and touch nothing on the host (seconds; any machine)."""
-    _install(session, "[test]")
+    _install(session, "[test,fleet]")
     not_host = " and ".join(f"not {m}" for m in HOST_MARKERS)
     session.run("pytest", "-m", f"{not_host} and not v2host", "--durations=10", *(session.posargs or ["tests"]))
 

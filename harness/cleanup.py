@@ -15,8 +15,9 @@ import runtimes
 from runtimes import cgroups
 from runtimes.declaration import resolve
 
-#: sweeps of what is not a backend: ``isobench matrix`` guests (their QEMU and temporary directories)
-HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers",)
+#: sweeps of what is not a backend: ``isobench matrix`` guests (their QEMU and temporary directories),
+#: ``isobench fleet``'s directories and SSH masters on the controller
+HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers", "harness.fleet.leftovers:cleanup_leftovers")
 
 
 def _sweepers() -> list[Callable[[str | None], list[str]]]:

@@ -20,6 +20,7 @@ DELEGATED = {
     "compare": "harness.compare",
     "validate": "harness.validate",
     "matrix": "harness.matrix.cli",
+    "fleet": "harness.commands.fleet",
 }
 DEFAULT_RESULTS = Path("results")
 
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check (and with --fix, prepare) this host")
     d.add_argument("--fix", action="store_true", help="install missing packages and start daemons")
     d.add_argument("--no-probe", action="store_true", help="skip the KVM boot probe")
+    d.add_argument("--backends", help="comma-separated: prepare and check only these backends (default: all)")
     d.set_defaults(func=cmd_doctor)
 
     c = sub.add_parser("cleanup", help="remove what crashed runs left (cgroups, processes, mounts, domains)")
@@ -93,7 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from harness import doctor
 
-    return doctor.main(fix=args.fix, probe=not args.no_probe)
+    names = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    unknown = [b for b in names or () if not runtimes.known(b)]
+    if unknown:
+        raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(runtimes.names())})")
+    return doctor.main(fix=args.fix, probe=not args.no_probe, backends=names)
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:

@@ -1,0 +1,82 @@
+"""What a killed ``isobench fleet`` can leave on the controller, found by name.
+
+* its private directory (``/tmp/isobench-fleetctl-ID-PID-…``: the bundle, Ansible's
+  home and control sockets) and a lab's (``/tmp/isobench-fleetlab-PID-…``: keys,
+  inventory), removed once the PID in the name is gone;
+* SSH masters Ansible left open on a control socket in such a directory
+  (``ssh: /tmp/isobench-fleetctl-…/cp/… [mux]``), killed with it (they would exit
+  by themselves after ControlPersist's 60 s);
+* with ``--run-id fleet-ID``, the working directory a host of that fleet used on
+  this machine (``/tmp/isobench-fleet-ID-HOST``), which the fleet's own cleanup
+  step removes unless the fleet was killed.
+
+The guests of a lab are ``isobench-guest-…`` processes: ``harness.matrix.leftovers`` sweeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+#: the controller's private directory of a fleet (``ctl``) or of a lab
+PRIVATE = re.compile(r"^isobench-fleet(?:ctl|lab)-(?:(?P<fleet>\d{8}-\d{6}-[0-9a-f]{4})-)?(?P<pid>\d+)-[^-]+$")
+WORKDIR = re.compile(r"^isobench-fleet-(?P<fleet>\d{8}-\d{6}-[0-9a-f]{4})-(?P<host>[A-Za-z0-9_.-]+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_private_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]:
+    out = []
+    for d in (tmp or Path(tempfile.gettempdir())).glob("isobench-fleet*-*"):
+        m = PRIVATE.match(d.name)
+        if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id in d.name):
+            out.append(d)
+    return out
+
+
+def workdirs(run_id: str, tmp: Path | None = None) -> list[Path]:
+    """Working directories of fleet hosts on this machine whose name holds ``run_id``."""
+    return [d for d in (tmp or Path(tempfile.gettempdir())).glob("isobench-fleet-*")
+            if WORKDIR.match(d.name) and run_id in d.name and d.is_dir()]
+
+
+def ssh_masters(dirs: list[Path]) -> list[int]:
+    """PIDs of SSH control masters listening on a socket inside ``dirs``."""
+    marks = [f"{d}/".encode() for d in dirs]
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ssh: ") and any(m in cmdline for m in marks):
+            found.append(int(entry.name))
+    return found
+
+
+def cleanup_leftovers(run_id: str | None = None) -> list[str]:
+    removed = []
+    stale = stale_private_dirs(run_id)
+    for pid in ssh_masters(stale):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            removed.append(f"fleet ssh master {pid}")
+    for d in stale + (workdirs(run_id) if run_id else []):
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(f"fleet directory {d}")
+    return removed
