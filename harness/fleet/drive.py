@@ -158,12 +158,12 @@ def _run_locked(req: Request, fleet_id: str, directory: Path, data: dict[str, An
         manifest.write(directory, data)
         extravars = _extravars(data, targets, fleet_id, b, private, _backends(directory))
         log = directory / LOGS / f"ansible-{attempt}.log"
-        rc = _play("bench.yml", req, inv, extravars, targets, private, log, data, directory,
+        rc = _play("bench.yml", req, inv, extravars, targets, private, log, data, directory, record,
                    cancelled=lambda: interrupts.count >= 1)
         record.update(ended=manifest.now(), ansible_rc=rc, interrupted=interrupts.count >= 1)
         if interrupts.count >= 1:
             say("cleaning up every host of this attempt…")
-            _play("cleanup.yml", req, inv, extravars, targets, private, log, data, directory,
+            _play("cleanup.yml", req, inv, extravars, targets, private, log, data, directory, record,
                   cancelled=lambda: interrupts.count >= 2)
         return _finish(directory, data, interrupted=interrupts.count >= 1)
 
@@ -180,8 +180,9 @@ def _extravars(data: dict[str, Any], targets: list[Host], fleet_id: str, b: bund
             "isobench_run_ids": {h.name: hosts[h.name]["run_id"] for h in targets}}
 
 
-def _play(playbook: str, req: Request, inv: Path, extravars: dict[str, Any], targets: list[Host],
-          private: Path, log: Path, data: dict[str, Any], directory: Path, cancelled: Callable[[], bool]) -> int:
+def _play(playbook: str, req: Request, inv: Path, extravars: dict[str, Any], targets: list[Host], private: Path,
+          log: Path, data: dict[str, Any], directory: Path, record: dict[str, Any],
+          cancelled: Callable[[], bool]) -> int:
     tracker = events.Tracker([h.name for h in targets])
     by_name = {h.name: h for h in targets}
     incoming = Path(extravars["isobench_incoming"])
@@ -199,7 +200,7 @@ def _play(playbook: str, req: Request, inv: Path, extravars: dict[str, Any], tar
     try:
         rc = play.run(p, private, on_event, cancelled, log)
     finally:
-        _settle(targets, tracker, data, directory, interrupted=cancelled())
+        _settle(targets, tracker, data, directory, record, interrupted=cancelled())
     return rc
 
 
@@ -216,8 +217,10 @@ def _arrived(host: Host, incoming: Path, directory: Path, data: dict[str, Any], 
 
 
 def _settle(targets: list[Host], tracker: events.Tracker, data: dict[str, Any], directory: Path,
-            interrupted: bool) -> None:
-    """Each host's fate once a play ended; its task outputs appended to ``logs/<host>.log``."""
+            record: dict[str, Any], interrupted: bool) -> None:
+    """Each host's fate once a play ended (also kept in the attempt's record: a resume overwrites
+    the host's own entry); its task outputs appended to ``logs/<host>.log``."""
+    outcomes = record.setdefault("outcomes", {})
     for h in targets:
         p, e = tracker.hosts[h.name], data["hosts"][h.name]
         if p.addresses:
@@ -231,8 +234,10 @@ def _settle(targets: list[Host], tracker: events.Tracker, data: dict[str, Any], 
                 e.update(status="interrupted", step=p.step, reason="interrupted (Ctrl-C) before its results came")
             else:
                 e.update(status="failed", step=p.step or "?", reason="the play ended before this host's results came")
+        outcomes[h.name] = {k: e.get(k) for k in ("status", "step", "reason", "run_id")}
         if p.log:
             with open(directory / LOGS / f"{e['dir']}.log", "a") as fh:
+                fh.write(f"#### attempt {record['n']}\n")
                 fh.writelines(p.log)
     manifest.write(directory, data)
 
