@@ -130,3 +130,13 @@ def matrix(session: nox.Session) -> None:
     _install(session)
     args = session.posargs or ["scenarios/validate.toml", "--kernels", "6.1,6.12", "--cgroups", "v1,v2"]
     session.run("isobench", "matrix", *args, "--report")
+
+
+@nox.session
+def images(session: nox.Session) -> None:
+    """The example images (python3 + an HTTP app, redis-server, the workload tree), made with umoci from
+    this host's Debian packages, reproducibly, and imported into the image store
+    (``nox -s images -- isobench/redis`` builds one)."""
+    _prepare_host(session)
+    _install(session)
+    session.run("python", "-m", "runtimes.image.examples", *session.posargs)

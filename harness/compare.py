@@ -1,51 +1,47 @@
-"""``isobench compare BASE NEW``: an A/B comparison with a known false-alarm rate.
+"""An A/B comparison with a known false-alarm rate (``isobench compare`` and ``isobench ab``).
 
 Every series present on both sides (backend, measurement, workload, metric,
-unit, params) gets a verdict from ``harness.abtest``: ``regression``,
+unit, params) gets a verdict from ``harness.stats.family``: ``regression``,
 ``improvement``, ``equivalent`` (TOST within the margin) or ``inconclusive``
 (too few samples, or the data cannot tell).  Metrics without a better
 direction are listed with ``--all`` and never judged.
 
-- BASE and NEW may each be several runs, comma-separated (``A1,A2,A3``): they
-  are pooled with the run as a level, so run-to-run variance counts.
+- BASE and NEW may each be several runs, comma-separated (``A1,A2,A3``): the run is the
+  unit -- each run's median is one observation, and their spread is the run-to-run variation
+  the test needs (``harness.stats.runs``).  ``isobench ab`` pairs its runs (A B B A ...).
 - ``--normalise`` divides every sample by the median of the same series of the
   run's reference backend (``reference`` in the scenario, or ``--normalise
-  BACKEND``): host drift moves all backends of a run together and cancels.
+  BACKEND``): host drift moves all backends of a run together and cancels; the
+  reference's own sampling error is carried into the test, not dropped.
 - ``--calibrate RUN RUN …`` learns from A/A runs of one commit how much a
-  series' median moves from run to run (the standard deviation of its log,
-  ``--noise`` file); compare adds that variance to each test, so two runs that
-  differ only by the host's state are no regression (``abtest`` module doc).
-
-Exit status: 1 only when something regressed, 0 otherwise, 2 with one line on
-unreadable input.
+  series' median moves from run to run (``harness.stats.calibration``); ``--noise FILE``
+  applies it as a prior with its own degrees of freedom -- only when asked.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import abtest
 from harness.metric import HIGHER, LOWER, NONE, ONE
+from harness.stats import ALPHA, BOOTSTRAPS, THRESHOLD
+from harness.stats.series import SeriesKey
 
-__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "compare", "direction", "calibrate"]
+__all__ = ["HIGHER", "LOWER", "NONE", "ONE", "Row", "calibrate", "compare", "comparison", "direction"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-HELP = "A/B-compare runs series by series; exit 1 only on a significant regression"
-NOISE_FILE = Path("results/noise.json")
-NOISE_SCHEMA = "isobench/noise-2"
+    from harness.stats.calibration import Calibration, SeriesNoise
+    from harness.stats.family import Family, Judged
 
-KEYS = ["backend", "measurement", "workload", "metric", "unit"]
-Key = tuple[Any, ...]
+NOISE_FILE = Path("results/noise.json")
+#: (values of one run, the sampling variance of the reference median they were divided by: 0 unnormalised)
+RunValues = tuple[list[float], float]
 
 
 def direction(name: str, unit: str | None = None) -> str:
@@ -54,15 +50,21 @@ def direction(name: str, unit: str | None = None) -> str:
     return catalogue().direction(name, unit)
 
 
+def _tick(key: SeriesKey) -> float:
+    from harness.measure import catalogue
+
+    return catalogue().tick(key.metric, key.unit)
+
+
 @dataclass(frozen=True)
 class Row:
-    key: dict[str, Any]
+    series: SeriesKey
     base: list[float]
     new: list[float]
     direction: str
     base_median: float
     new_median: float
-    change: float  # relative change of the median; for ONE, change of |median - 1|
+    change: float  # relative change of the level; for ONE, change of |median - 1|
     lo: float  # (1 - 2 alpha) interval of the change
     hi: float
     p: float  # uncorrected
@@ -71,68 +73,77 @@ class Row:
     verdict: str  # regression | improvement | equivalent | inconclusive | not judged | only in base|new
     why: str = ""
     runs: tuple[int, int] = (1, 1)
-    run_sd: float | None = None  # the run-to-run standard deviation from --calibrate, where known
-    detectable: float = math.nan  # the smallest change this comparison would find (abtest.detectable)
+    run_sd: float | None = None  # sd of a run's value (of its log) the test used; None: a test of samples
+    detectable: float = math.nan  # "sees >=": the smallest change found as a regression 4 times in 5
+    shift: float = math.nan  # the Hodges–Lehmann shift of the samples (the rank test's own estimate)
+    test: str = ""  # runs | paired runs | samples (harness.stats.abtest)
+    df: float = math.nan  # degrees of freedom of the test
+    prior_df: float = 0.0  # of them, lent by a calibration or by the other series
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """backend, measurement, workload, metric, unit and params (as text), for a table."""
+        return self.series.fields()
 
 
-def key_text(key: Key) -> str:
-    """A stable text form of a series key (the noise file's keys)."""
-    params = " ".join(f"{k}={v}" for k, v in key[-1])
-    return "|".join([*(str(k) for k in key[:len(KEYS)]), params])
+@dataclass
+class Comparison:
+    rows: list[Row]
+    family: Family | None = None
+    notes: list[str] = field(default_factory=list)  # what was applied, what is doubtful
 
 
-def _norm(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    if isinstance(v, float) and v.is_integer():
-        return int(v)  # 100 and 100.0 (a column with gaps turns ints into floats) are one case
-    return v
-
-
-def series(df: pd.DataFrame) -> dict[Key, list[float]]:
-    """ok, non-warm-up values per (KEYS + params) key; missing params read as None."""
-    from harness import stats
+def series(df: pd.DataFrame) -> dict[SeriesKey, list[float]]:
+    """ok, non-warm-up values per series."""
+    from harness.stats.series import groups
 
     if df.empty:
         return {}
     df = df[(df["status"] == "ok") & ~df["warmup"].fillna(False).astype(bool)]
-    pcols = stats.param_columns(df)
-    out: dict[Key, list[float]] = {}
-    for key, g in df.groupby(KEYS + pcols, dropna=False):
-        params = tuple((c.removeprefix("param_"), _norm(v)) for c, v in zip(pcols, key[len(KEYS):], strict=True)
-                       if _norm(v) is not None)
-        out[(*key[:len(KEYS)], params)] = [float(v) for v in g["value"]]
-    return out
+    return {key: [float(v) for v in g["value"]] for key, _, g in groups(df)}
 
 
 #: units normalised by --normalise: host drift scales durations; memory and ratios keep their values
 NORMALISED_UNITS = {"ms"}
 
 
-def normalised(s: Mapping[Key, list[float]], reference: str) -> dict[Key, list[float]]:
+def normalised(s: Mapping[SeriesKey, list[float]], reference: str) -> dict[SeriesKey, RunValues]:
     """Each duration series divided by the median of the reference backend's same series in the
-    same run; durations without a reference counterpart (or a zero one) and the reference's own
-    durations drop out; other units pass unchanged."""
+    same run, with that median's sampling variance (of its log); durations without a reference
+    counterpart (or a zero one) and the reference's own durations drop out; other units pass
+    unchanged."""
     import numpy as np
 
-    out: dict[Key, list[float]] = {}
+    from harness.stats.runs import reference_within
+
+    def case(key: SeriesKey) -> SeriesKey:
+        return key._replace(backend="", accel=None)
+
+    refs = {case(k): (k, v) for k, v in s.items() if k.backend == reference}
+    out: dict[SeriesKey, RunValues] = {}
     for key, values in s.items():
-        if key[4] not in NORMALISED_UNITS:
-            out[key] = values
+        if key.unit not in NORMALISED_UNITS:
+            out[key] = values, 0.0
             continue
-        if key[0] == reference:
+        if key.backend == reference or case(key) not in refs:
             continue
-        ref = s.get((reference, *key[1:]))
-        if not ref or np.median(ref) == 0:
-            continue
+        ref_key, ref = refs[case(key)]
         m = float(np.median(ref))
-        out[key] = [v / m for v in values]
+        if m <= 0:
+            continue
+        within = reference_within(np.asarray(ref, dtype=float), _tick(ref_key))
+        out[key] = [v / m for v in values], within if math.isfinite(within) else 0.0
     return out
 
 
 def reference_of(manifest: Mapping[str, Any]) -> str | None:
-    """The scenario's ``reference`` backend, read from the scenario text stored in the manifest."""
-    text = (manifest.get("scenario") or {}).get("text") or ""
+    """The scenario's ``reference`` backend as the runner recorded it (runs before it did: read
+    from the scenario text stored in the manifest)."""
+    scenario = manifest.get("scenario") or {}
+    if "reference" in scenario:
+        ref = scenario["reference"]
+        return ref if isinstance(ref, str) else None
+    text = scenario.get("text") or ""
     try:
         ref = tomllib.loads(text).get("scenario", {}).get("reference")
     except tomllib.TOMLDecodeError:
@@ -140,48 +151,97 @@ def reference_of(manifest: Mapping[str, Any]) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[Key, list[list[float]]]:
-    """Per series, one list of values per run (runs normalised first when ``reference`` is set)."""
-    out: dict[Key, list[list[float]]] = {}
+def side(frames: Iterable[pd.DataFrame], reference: str | None = None) -> dict[SeriesKey, list[RunValues]]:
+    """Per series, one entry per run (runs normalised first when ``reference`` is set)."""
+    out: dict[SeriesKey, list[RunValues]] = {}
     for df in frames:
         s = series(df)
-        for key, values in (normalised(s, reference) if reference else s).items():
-            out.setdefault(key, []).append(values)
+        per = normalised(s, reference) if reference else {k: (v, 0.0) for k, v in s.items()}
+        for key, run in per.items():
+            out.setdefault(key, []).append(run)
     return out
 
 
-def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
-            threshold: float = abtest.THRESHOLD, alpha: float = abtest.ALPHA, *,
-            noise: Mapping[str, float] | None = None, correction: str = "bh",
-            reference: str | None = None, bootstraps: int = abtest.BOOTSTRAPS) -> list[Row]:
-    """A verdict per series; p-values of the judged series are adjusted together."""
+def comparison(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
+               threshold: float = THRESHOLD, alpha: float = ALPHA, *, noise: Calibration | None = None,
+               correction: str = "bh", reference: str | None = None, bootstraps: int = BOOTSTRAPS,
+               paired: bool = False) -> Comparison:
+    """A verdict per series; p-values of the judged series are adjusted together.  ``paired``: the
+    i-th base run and the i-th new run were made side by side (``isobench ab``)."""
+    from harness.measure import catalogue
+    from harness.stats.family import SeriesData, judge
+
     sb = side(base if isinstance(base, list) else [base], reference)
     sn = side(new if isinstance(new, list) else [new], reference)
-    noise = noise or {}
     keys = sorted(set(sb) | set(sn), key=lambda k: tuple(str(x) for x in k))
-    effects: dict[Key, abtest.Effect] = {}
-    for key in keys:
-        if key in sb and key in sn and direction(key[3], key[4]) != NONE:
-            effects[key] = abtest.measure(sb[key], sn[key], direction(key[3], key[4]), alpha=alpha,
-                                          bootstraps=bootstraps, run_sd=noise.get(key_text(key)))
-    judged = [k for k, e in effects.items() if e.enough]
-    qs = dict(zip(judged, abtest.adjust([effects[k].p for k in judged], correction), strict=True))
-    rows = []
-    for key in keys:
-        rows.append(_row(key, sb.get(key, []), sn.get(key, []), effects.get(key), qs.get(key, math.nan),
-                         threshold, alpha, noise.get(key_text(key))))
-    return rows
+    cat = catalogue()
+    data: dict[Hashable, SeriesData] = {}
+    for k in keys:
+        if k in sb and k in sn:
+            cal = noise.table(reference is not None).get(k.text()) if noise else None
+            data[k] = SeriesData([v for v, _ in sb[k]], [v for v, _ in sn[k]], direction(k.metric, k.unit), k.unit,
+                                 _tick(k), cat.resolution(k.metric, k.unit), cal.prior() if cal else None,
+                                 cal.scale if cal else None, [e for _, e in sb[k]] if reference else None,
+                                 [e for _, e in sn[k]] if reference else None)
+    fam = judge(data, paired=paired, threshold=threshold, alpha=alpha, correction=correction, bootstraps=bootstraps,
+                g_eff=noise.effective_series if noise else None)
+    rows = [_row(k, sb.get(k, []), sn.get(k, []), fam.judged.get(k), threshold) for k in keys]
+    return Comparison(rows, fam)
 
 
-def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abtest.Effect | None, q: float,
-         margin: float, alpha: float, run_sd: float | None = None) -> Row:
+def plan_line(c: Comparison, target: float, threshold: float, paired: bool) -> str:
+    """"To see 10 % here, take K >= ..." from the variance of run medians each series' test used
+    (``harness.stats.power.plan``); what it takes instead where no test had one."""
     import numpy as np
 
-    k = dict(zip(KEYS, key[:len(KEYS)], strict=True))
-    k["params"] = " ".join(f"{name}={v}" for name, v in key[-1])
-    d = direction(key[3], key[4])
-    b = [v for r in b_runs for v in r]
-    n = [v for r in n_runs for v in r]
+    from harness.stats import power
+
+    a_eff = c.family.alpha_eff if c.family else ALPHA
+    need: list[tuple[int, Row]] = []
+    blind = 0
+    for r in c.rows:
+        if r.verdict in ("not judged", "only in base", "only in new") or r.direction == ONE:
+            continue
+        if r.run_sd is None:
+            blind += 1
+            continue
+        k = power.plan(r.run_sd ** 2, r.prior_df, target, threshold, a_eff, paired=paired)
+        need.append((power.MAX_RUNS + 1 if k is None else k, r))
+    if not need:
+        return (f"planning: to see {target:.0%} here, first learn the run-to-run variation: "
+                "`isobench ab` with 3 runs a side or more, or `isobench compare --calibrate` on 3 A/A runs"
+                if blind else "")
+    worst_k, worst = max(need, key=lambda t: t[0])
+    half = int(np.median(sorted(k for k, _ in need)))
+
+    def runs(k: int) -> str:
+        return str(k) if k <= power.MAX_RUNS else f"{power.MAX_RUNS}+"
+
+    text = (f"planning: to see a {target:.0%} change in every judged series (80 % of the time, after the "
+            f"correction), take K ≥ {runs(worst_k)} runs a side ({'paired' if paired else 'each side'}); the "
+            f"noisiest is {worst.series.label()} {worst.series.measurement}/{worst.series.workload} "
+            f"{worst.series.metric} (a run's median moves ±{math.expm1(worst.run_sd or 0):.1%}); "
+            f"K ≥ {runs(half)} for half of them")
+    if target <= threshold:
+        text = f"planning: a change of {target:.0%} is within the margin ({threshold:.0%}): none can be called one"
+    return text + (f"; {blind} series had one run a side and no calibration: nothing to plan from" if blind else "")
+
+
+def compare(base: pd.DataFrame | list[pd.DataFrame], new: pd.DataFrame | list[pd.DataFrame],
+            threshold: float = THRESHOLD, alpha: float = ALPHA, **kw: Any) -> list[Row]:
+    """``comparison(...).rows``."""
+    return comparison(base, new, threshold, alpha, **kw).rows
+
+
+def _row(k: SeriesKey, b_runs: list[RunValues], n_runs: list[RunValues], j: Judged | None, margin: float) -> Row:
+    import numpy as np
+
+    from harness.stats.runs import LOG
+    from harness.stats.shift import hodges_lehmann
+
+    d = direction(k.metric, k.unit)
+    b = [v for r, _ in b_runs for v in r]
+    n = [v for r, _ in n_runs for v in r]
     nan = math.nan
     bm = float(np.median(b)) if b else nan
     nm = float(np.median(n)) if n else nan
@@ -189,176 +249,24 @@ def _row(key: Key, b_runs: list[list[float]], n_runs: list[list[float]], e: abte
     if not b or not n:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin,
                    "only in new" if not b else "only in base", runs=runs)
-    if e is None:
+    if j is None or j.effect is None:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin, "not judged", "no better direction",
                    runs=runs)
-    from harness.measure import catalogue
+    e = j.effect
+    ba, na = np.asarray(b, dtype=float), np.asarray(n, dtype=float)
+    shift = hodges_lehmann(np.abs(ba - 1), np.abs(na - 1), relative=False) if d == ONE else \
+        hodges_lehmann(ba, na, relative=e.scale == LOG)
+    run_sd = math.sqrt(j.variance.var) if j.variance.usable else None
+    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, j.q, margin, j.verdict, j.why, runs=runs,
+               run_sd=run_sd, detectable=j.sees, shift=shift, test=e.test, df=e.df, prior_df=j.prior_df)
 
-    verdict, why = abtest.verdict(e, q, d, margin, alpha, catalogue().resolution(key[3], key[4]))
-    return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, q, margin, verdict, why, runs=runs, run_sd=run_sd,
-               detectable=abtest.detectable(e, d, alpha))
 
-
-def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> dict[str, dict[str, float]]:
-    """Per series, from A/A runs of one commit: ``run_sd``, the standard deviation of the log of a
-    run's median (of its median distance from 1 for ONE metrics) across the runs, and the largest
-    change seen between two of them (for the reader)."""
-    import numpy as np
+def calibrate(runs: list[pd.DataFrame], reference: str | None = None) -> tuple[dict[str, SeriesNoise], float | None]:
+    """Per series, from A/A runs of one commit: the variance of a run's median (of its log) across
+    the runs with its degrees of freedom, the within-run part of it, and the largest change seen
+    between two of them; and how many independent series the runs' effects amount to."""
+    from harness.stats.calibration import fit
 
     sides = [side([df], reference) for df in runs]
-    medians: dict[Key, list[float]] = {}
-    for s in sides:
-        for key, values in s.items():
-            d = direction(key[3], key[4])
-            v = abtest.prepared(values, d)  # the run's values as the test sees them
-            if d == NONE or not v or v[0].size < abtest.MIN_N_CI:
-                continue
-            m = float(np.median(v[0]))
-            if d == ONE or m > 0:
-                medians.setdefault(key, []).append(m if d == ONE else math.log(m))
-    out = {}
-    for key, ms in medians.items():
-        if len(ms) < 2:
-            continue
-        a = np.asarray(ms)
-        spread = float(a.max() - a.min())
-        out[key_text(key)] = {"run_sd": float(np.std(a, ddof=1)), "runs": len(ms),
-                              "largest_change": spread if direction(key[3], key[4]) == ONE else math.expm1(spread)}
-    return out
-
-
-def read_noise(path: Path, normalise: bool) -> dict[str, float]:
-    """The run-to-run standard deviation per series from a ``--calibrate`` file."""
-    data = json.loads(path.read_text())
-    if data.get("schema") != NOISE_SCHEMA:
-        raise ValueError(f"{path}: not an isobench noise file (schema {NOISE_SCHEMA}); run --calibrate again")
-    return {k: float(v["run_sd"]) for k, v in data["normalised" if normalise else "raw"].items()}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", type=str, metavar="RUN",
-                   help="BASE NEW (each may be several run directories, comma-separated); "
-                        "with --calibrate: two or more runs of the same commit")
-    p.add_argument("--threshold", type=float, default=abtest.THRESHOLD,
-                   help="smallest relative change of a median that counts (default 0.05 = 5%%)")
-    p.add_argument("--alpha", type=float, default=abtest.ALPHA,
-                   help="significance level after the correction (default 0.05: a 5%% false discovery rate)")
-    p.add_argument("--correction", choices=("bh", "holm"), default="bh",
-                   help="multiple-testing correction across series (default bh: Benjamini–Hochberg)")
-    p.add_argument("--noise", type=Path, default=None, metavar="FILE",
-                   help=f"run-to-run variation from --calibrate (default {NOISE_FILE} when it exists)")
-    p.add_argument("--calibrate", action="store_true",
-                   help="learn each series' run-to-run variation from A/A runs (3 or more) and write it to --noise")
-    p.add_argument("--normalise", nargs="?", const="", default=None, metavar="BACKEND",
-                   help="divide by the median of the reference backend in the same run "
-                        "(default: the scenario's `reference`)")
-    p.add_argument("--bootstraps", type=int, default=abtest.BOOTSTRAPS, metavar="N",
-                   help=f"bootstrap resamples per series for the intervals (default {abtest.BOOTSTRAPS})")
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="also write the Markdown table to FILE")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="where compare.html/compare.md go (default: reports/compare-BASE-vs-NEW)")
-    p.add_argument("--all", action="store_true", dest="show_all",
-                   help="also list metrics without a better direction (counts set by the case)")
-
-
-def _fail(msg: str) -> int:
-    print(f"isobench compare: {msg}", file=sys.stderr)
-    return 2
-
-
-def _load(spec: str) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
-    from harness.results import load, read_manifest
-
-    paths = [Path(s) for s in spec.split(",") if s]
-    return [load(p) for p in paths], [read_manifest(p) for p in paths]
-
-
-def _reference(arg: str | None, manifests: list[dict[str, Any]]) -> str | None:
-    if arg is None:
-        return None
-    if arg and Path(arg).is_dir():  # `--normalise A B`: argparse took the first run for a backend
-        raise ValueError(f"--normalise takes a backend name, not the run {arg}: write the runs first "
-                         "(compare A B --normalise) or --normalise=BACKEND")
-    if arg:
-        return arg
-    refs = {reference_of(m) for m in manifests}
-    if len(refs) != 1 or None in refs:
-        raise ValueError("--normalise: the runs' scenarios name no single `reference` backend; "
-                         "pass --normalise BACKEND")
-    return refs.pop()
-
-
-def main(args: argparse.Namespace) -> int:
-    from harness.results import ResultsError
-
-    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 0.5:
-        return _fail("--threshold must be in [0, 10) and --alpha in (0, 0.5)")
-    try:
-        reference_arg = _reference(args.normalise, []) if args.normalise else args.normalise
-    except ValueError as e:
-        return _fail(str(e))
-    if args.calibrate and len(args.runs) < 2 or not args.calibrate and len(args.runs) != 2:
-        return _fail("give BASE NEW, or --calibrate with two or more runs")
-    try:
-        loaded = [_load(s) for s in args.runs]
-        reference = _reference(reference_arg, [m for _, ms in loaded for m in ms])
-    except (ResultsError, OSError, ValueError) as e:
-        return _fail(str(e))
-    if args.calibrate:
-        if reference is None:  # store the normalised variation too whenever the scenario names a reference
-            refs = {reference_of(m) for _, ms in loaded for m in ms}
-            reference = refs.pop() if len(refs) == 1 else None
-        return _write_calibration(args, [df for dfs, _ in loaded for df in dfs], reference)
-    noise_path = args.noise or (NOISE_FILE if NOISE_FILE.exists() else None)
-    try:
-        noise = read_noise(noise_path, reference is not None) if noise_path else {}
-    except (OSError, ValueError, KeyError) as e:
-        return _fail(f"cannot read the noise file: {e}")
-    rows = compare(loaded[0][0], loaded[1][0], args.threshold, args.alpha, noise=noise,
-                   correction=args.correction, reference=reference,
-                   bootstraps=max(99, args.bootstraps))
-    if not any(r.verdict not in ("only in base", "only in new") for r in rows):
-        return _fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
-    import runtimes
-    from harness.report.compare_table import markdown
-
-    text = markdown(rows, args.runs[0], args.runs[1], args.threshold, args.alpha,
-                    getattr(args, "show_all", False), correction=args.correction,
-                    noise=str(noise_path) if noise_path else None, reference=reference,
-                    yardstick=runtimes.memory_reference())
-    print(text)
-    if args.markdown:
-        try:
-            args.markdown.parent.mkdir(parents=True, exist_ok=True)
-            args.markdown.write_text(text)
-        except OSError as e:
-            return _fail(f"cannot write {args.markdown}: {e.strerror}")
-    from harness.report import compare_page
-
-    first = [Path(r.split(",")[0]) for r in args.runs]
-    out = getattr(args, "out", None) or compare_page.default_out(first[0], first[1])
-    try:
-        shown: list[Any] = list(rows)  # frozen rows: read-only fields satisfy the page's protocol
-        page = compare_page.write(shown, args.runs[0], args.runs[1], text, out)
-        print(f"isobench compare: page {page}", file=sys.stderr)  # stdout stays the Markdown table
-    except OSError as e:
-        return _fail(f"cannot write the page under {out}: {e.strerror}")
-    return 1 if any(r.verdict == abtest.REGRESSION for r in rows) else 0
-
-
-def _write_calibration(args: argparse.Namespace, frames: list[pd.DataFrame], reference: str | None) -> int:
-    path = args.noise or NOISE_FILE
-    data = {"schema": NOISE_SCHEMA, "runs": args.runs, "reference": reference,
-            "raw": calibrate(frames), "normalised": calibrate(frames, reference) if reference else {}}
-    if not data["raw"]:
-        return _fail(f"the {len(frames)} runs share no series with {abtest.MIN_N_CI}+ samples in two runs or more")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    except OSError as e:
-        return _fail(f"cannot write {path}: {e.strerror}")
-    worst = sorted(data["raw"].items(), key=lambda kv: -kv[1]["run_sd"])[:5]
-    print(f"isobench compare: run-to-run variation of {len(data['raw'])} series from {len(frames)} runs "
-          f"written to {path}; largest (sd of a run's median): "
-          + ", ".join(f"{k} ±{math.expm1(v['run_sd']):.1%}" for k, v in worst))
-    return 0
+    return fit([{k: v[0] for k, v in s.items()} for s in sides], lambda k: direction(k.metric, k.unit),
+               lambda k: k.text(), _tick)

@@ -32,6 +32,8 @@ SYSTEM_PACKAGES = [
     # container's native zygote and the hardening tests' probe are built with gcc, static
     # where libc6-dev's libc.a is there
     "libseccomp2", "libc6-dev",
+    "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
+    "redis-server",  # the example redis image is made from this package's files
     # `isobench fleet` reaches its hosts over SSH (Ansible); its test lab's guests run sshd
     "openssh-client", "openssh-server",
 ]
@@ -44,6 +46,7 @@ PACKAGE_PROBES = {
     "libvirt-dev": "/usr/include/libvirt/libvirt.h", "runc": "/usr/sbin/runc", "crun": "/usr/bin/crun",
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
     "openssh-client": "/usr/bin/ssh", "openssh-server": "/usr/sbin/sshd",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
@@ -79,10 +82,11 @@ def check_root() -> Check:
 
 
 def check_cgroups() -> Check:
-    from runtimes import cgroups
+    from runtimes import cgroups, owners
 
     try:
         info = cgroups.describe()
+        owners.claim(f"doctor-{os.getpid()}")  # `isobench cleanup` meanwhile leaves it alone
         cg = cgroups.Cgroup.create(f"{PREFIX}-doctor-{os.getpid()}")
         cg.remove()
     except (OSError, cgroups.CgroupError) as e:
@@ -187,7 +191,8 @@ def cgroup_migration_notes(version: int, fdm: dict[str, object]) -> list[str]:
             f"at some cost to fork/exit; isobench records the state in every run's host metadata."]
 
 
-def main(fix: bool = False, probe: bool = True, backends: Sequence[str] | None = None) -> int:
+def examine(fix: bool = False, probe: bool = True, backends: Sequence[str] | None = None) -> int:
+    """Print one line per check (after installing what is missing, with ``fix``); 1 if an essential one failed."""
     if fix:
         rc = apply_fixes(backends)
         if rc:

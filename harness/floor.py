@@ -151,22 +151,10 @@ def samples(bench_json_path: str | os.PathLike[str], backend: str | None = None,
             if k == TOTAL or (per_primitive and k != TOTAL_WITH_TEARDOWN)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.floor [JSON or dir]``: print the floor, one primitive a line."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        floor = floor_ms(args[0] if args else BENCH_DIR)
-    except FloorError as e:
-        print(f"isobench floor: {e}", file=sys.stderr)
-        return 2
-    prims = primitives(_load(args[0] if args else BENCH_DIR))
-    for k, v in sorted(floor.items(), key=lambda kv: (kv[0].startswith("total"), -kv[1])):
-        why = "" if k.startswith("total") else role(k, prims[k])
-        print(f"{k:<26} {v:9.3f} ms  {why}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def lines(bench: str | os.PathLike[str] = BENCH_DIR) -> list[tuple[str, float, str]]:
+    """(primitive, ms, its role) per floor term of ``bench`` (a JSON, or a directory: its latest),
+    the largest first and the totals last: what ``isobench floor`` prints."""
+    floor = floor_ms(bench)
+    prims = primitives(_load(bench))
+    return [(k, v, "" if k.startswith("total") else role(k, prims[k]))
+            for k, v in sorted(floor.items(), key=lambda kv: (kv[0].startswith("total"), -kv[1]))]

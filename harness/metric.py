@@ -27,6 +27,11 @@ UNIT_DIRECTIONS = {"ms": LOWER, "MiB": LOWER}
 #: moves by a few pages between two runs of one commit (a stack page, an allocator arena: 30 KiB
 #: between the quiet A/A runs in docs/runs), so a -0.01 -> -0.04 MiB overhead is no "-300 %" change
 UNIT_RESOLUTION = {"MiB": 1 / 16, "MiB/instance": 1 / 16}
+#: the resolution of the counter a unit's values are read from, where a metric declares none: memory
+#: from /proc's and cgroup files' kB fields.  An interval of a median is widened by half of it (a
+#: median read in ticks is known to half a tick at best).  Durations come from CLOCK_MONOTONIC in
+#: ns, a millionth of their unit and far below any spread a launch shows: no widening
+UNIT_TICK = {"MiB": 1 / 1024}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class Metric:
     description: str = ""
     #: the smallest absolute change (in ``unit``) that means something; None: the unit's default
     resolution: float | None = None
+    #: the resolution of the timer or counter the value is read from (in ``unit``); None: the unit's default
+    tick: float | None = None
 
     def __post_init__(self) -> None:
         if self.better not in DIRECTIONS:
@@ -130,6 +137,13 @@ class Catalogue:
         if m is not None and m.resolution is not None:
             return m.resolution
         return UNIT_RESOLUTION.get(unit or (m.unit if m else ""), 0.0)
+
+    def tick(self, name: str, unit: str | None = None) -> float:
+        """The resolution of the timer or counter ``name`` is read from (0: unknown, continuous)."""
+        m = self.get(name)
+        if m is not None and m.tick is not None:
+            return m.tick
+        return UNIT_TICK.get(unit or (m.unit if m else ""), 0.0)
 
     def headline(self) -> list[Metric]:
         """The terminal summary's metrics, in declaration order."""

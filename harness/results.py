@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.sample import Sample
+from runtimes.naming import check_run_id
+from runtimes.owners import proc_start
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -54,12 +56,6 @@ def _boot_id() -> str:
     return ""
 
 
-def _proc_start(pid: int) -> str:
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    return ""
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -78,7 +74,7 @@ class RunWriter:
     """Owns one run directory while the run is in progress."""
 
     def __init__(self, results_dir: Path, manifest: Mapping[str, Any], run_id: str | None = None):
-        self.run_id = run_id or new_run_id()
+        self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.dir = Path(results_dir) / self.run_id
         self.dir.mkdir(parents=True, exist_ok=False)
         self.manifest: dict[str, Any] = {
@@ -88,7 +84,7 @@ class RunWriter:
             "status": "running",
             "started": _now(),
             "ended": None,
-            "writer": {"pid": os.getpid(), "start": _proc_start(os.getpid()), "boot_id": _boot_id()},
+            "writer": {"pid": os.getpid(), "start": proc_start(os.getpid()), "boot_id": _boot_id()},
             **manifest,
         }
         _write_json_atomic(self.dir / MANIFEST, self.manifest)
@@ -137,7 +133,7 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
     pid = writer.get("pid")
     if not pid or writer.get("boot_id") != _boot_id():
         return False
-    return bool(_proc_start(int(pid))) and _proc_start(int(pid)) == writer.get("start")
+    return bool(proc_start(int(pid))) and proc_start(int(pid)) == writer.get("start")
 
 
 def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from harness.measure.context import Context
 from harness.results import RunWriter, Sample
 from harness.scenario import Scenario
 from harness.schedule import Conditions, Step, label, plan
-from runtimes import cgroups
+from runtimes import cgroups, owners
 from runtimes.base import Backend, BackendError
 from runtimes.cgroups import CgroupError
 
@@ -106,7 +106,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
     steps = plan(scenario.cases, list(backends), accel, scenario.seed)
     writer = RunWriter(results_dir, {
-        "scenario": {"path": scenario.path, "name": scenario.name,
+        "scenario": {"path": scenario.path, "name": scenario.name, "reference": scenario.reference,
                      "description": scenario.description, "text": scenario.text},
         "argv": sys.argv,
         "backends": backend_meta,
@@ -114,6 +114,9 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "planned_steps": len(steps),
         "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},
     }, run_id)
+    owners.claim(writer.run_id)  # `isobench cleanup` leaves this run's objects alone while it lives
+    # the workloads' logs: written by root from untrusted output, readable by root only
+    (writer.dir / "logs").mkdir(mode=0o700, exist_ok=True)
     ctx = Context(run_id=writer.run_id, log_dir=writer.dir / "logs", accel=accel,
                   backend_options=scenario.backend_options, backends=dict(backends), stack=stack)
     # registered after the backends: runs before they close (what a measurement left live goes first)

@@ -14,7 +14,7 @@ class Sample:
     backend: str
     workload: str
     measurement: str  # startup | memory | density | cpu_quota | mem_limit | pids_limit
-    metric: str  # e.g. launch_to_ready, pss_overhead, cpu_ratio (see README "Metrics")
+    metric: str  # e.g. launch_to_ready, pss_overhead, cpu_ratio (see docs/metrics.md)
     value: float | None
     unit: str  # ms, MiB, cpus, ratio, count, bool, ...
     params: Mapping[str, Any] = field(default_factory=dict)

@@ -30,6 +30,7 @@ the problem; nothing is created before a scenario validated.
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -123,6 +124,8 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
     if isinstance(value, bool) or not isinstance(value, types) or not isinstance(value, (int, float)):
         kind = "an integer" if types == (int,) else "a number"
         raise _err(path, key, f"must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise _err(path, key, f"must be a finite number, got {value!r}")
     if not lo <= value <= hi:
         raise _err(path, key, f"must be between {lo:g} and {hi:g}, got {value!r}")
     return value

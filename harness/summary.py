@@ -12,6 +12,7 @@ from typing import TextIO
 
 from harness import results
 from harness.measure import catalogue
+from harness.stats.numbers import COMPACT, fmt
 
 
 def backend_label(backend: str, accel: object) -> str:
@@ -48,9 +49,9 @@ def table(run_dir: Path) -> tuple[list[str], list[list[str]]]:
                 if vals.empty:
                     cells.append("–")
                 elif ranged and vals.min() != vals.max():
-                    cells.append(f"{vals.median():.3g} [{vals.min():.3g}–{vals.max():.3g}]")
+                    cells.append(f"{fmt(vals.median(), COMPACT)} [{fmt(vals.min(), COMPACT)}–{fmt(vals.max(), COMPACT)}]")
                 else:
-                    cells.append(f"{vals.median():.3g}")
+                    cells.append(fmt(vals.median(), COMPACT))
             rows.append([measurement, str(workload), f"{metric} ({unit})"] + cells)
     failed = df[df["status"] == "failed"]
     if not failed.empty:

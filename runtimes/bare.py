@@ -27,16 +27,15 @@ class BareBackend(Backend):
     def launch(self, spec: LaunchSpec) -> Instance:
         argv = self.command(list(spec.extra.get("argv") or spec.workload.argv()))
         what = f"cannot start {spec.workload.name}"
-        with instance_log(spec, "bare", what) as (log, log_path):  # before t_launch, as for every backend
+        with instance_log(spec, "bare", what) as stdio:  # before t_launch, as for every backend
             times = Timestamps(t_launch=now_ns())
             cgroup = None
             if spec.limits.any() or spec.extra.get("cgroup"):
                 cgroup = Cgroup.create(spec.instance, spec.limits)
                 times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
-            inst = ProcessInstance(spec, cgroup, times)
-            inst.log_path = log_path
+            inst = ProcessInstance(spec, cgroup, times, stdio)
             with launching(inst, what):
-                inst._spawn(argv, log)
+                inst._spawn(argv)
         return inst
 
     def command(self, argv: list[str]) -> list[str]:

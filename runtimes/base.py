@@ -18,7 +18,7 @@ Timing contract (host ``CLOCK_MONOTONIC``, nanoseconds, see ``now_ns``):
               power-off) is teardown, counted in exit -> clean;
 ``t_clean``   when every resource of the instance is gone.
 
-README.md, "Metrics -- exact definitions", says this per backend.
+docs/metrics.md, "The timing contract", says this per backend.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Self
 # contract, which would be an import cycle); re-exported here, where backends find them
 from runtimes.limits import Limits as Limits
 from runtimes.naming import PREFIX as PREFIX
+from runtimes.naming import check_object_name, check_run_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.cgroups import Cgroup
@@ -65,6 +66,11 @@ class LaunchSpec:
     guest_memory_mib: int = 256  # VMs only: the guest's RAM (its memory limit)
     log_dir: str | None = None  # where a backend keeps console logs etc.
     extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific knobs
+
+    def __post_init__(self) -> None:
+        # both become parts of paths and cgroup names: plain names only (``BadName`` otherwise)
+        check_run_id(self.run_id)
+        check_object_name(self.instance)
 
 
 @dataclass

@@ -15,6 +15,7 @@ Generic code (harness/) asks these declarations; it never names a backend.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,8 @@ class Option:
             raise OptionError(self.name, f"must be {kind}, got {value!r}")
         lo = self.minimum if self.minimum is not None else float("-inf")
         hi = self.maximum if self.maximum is not None else float("inf")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise OptionError(self.name, f"must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and not lo <= value <= hi:
             raise OptionError(self.name, f"must be between {lo:g} and {hi:g}, got {value!r}")
         return value

@@ -7,7 +7,10 @@ the ``ISOBENCH READY`` line was *received*: the timing contract's definition.
 Lines are capped at ``MAX_LINE`` bytes: a workload that writes without newlines
 must not grow the harness's memory without bound.  Past the cap the channel
 records ``error``, keeps draining (so the writer never blocks) but stores
-nothing more, and ``wait_ready`` fails with that error.
+nothing more, and ``wait_ready`` fails with that error.  For the same reason a
+workload may report at most ``MAX_RESULTS`` distinct ``RESULT`` keys (of at most
+``MAX_LINE`` bytes each): a new key past that is dropped (counted in
+``dropped_results``); the keys already there keep updating, and the channel goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from runtimes.workloads import parse_marker_line
 
 #: longest line kept (marker lines are a few dozen bytes; a console line a few hundred)
 MAX_LINE = 64 * 1024
+#: distinct RESULT keys kept per instance (the workloads report a handful)
+MAX_RESULTS = 256
 
 
 class MarkerChannel:
@@ -37,6 +42,8 @@ class MarkerChannel:
         self.error: str | None = None
         #: bytes read and thrown away after that
         self.discarded = 0
+        #: RESULT lines with a new key past ``MAX_RESULTS``, thrown away
+        self.dropped_results = 0
         self._log = log
         self._thread: threading.Thread | None = None
 
@@ -68,12 +75,18 @@ class MarkerChannel:
                 self.ready.set()
             elif kind == "result" and "=" in rest:
                 key, _, value = rest.partition("=")
-                self.results[key.strip()] = value.strip()
+                self._result(key.strip(), value.strip())
             elif kind == "exit":
                 try:
                     self.exit_status = int(rest.split()[0])
                 except (ValueError, IndexError):
                     self.exit_status = -1
+
+    def _result(self, key: str, value: str) -> None:
+        if key in self.results or len(self.results) < MAX_RESULTS:
+            self.results[key] = value
+            return
+        self.dropped_results += 1
 
     def close(self) -> None:
         self.eof.set()

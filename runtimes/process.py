@@ -19,53 +19,58 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from runtimes import owners
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
 from runtimes.marker import MarkerChannel
+from runtimes.stdio import Stdio
 from runtimes.workloads import MARKER_FD
 
+#: how long the harness waits for the end of a workload's output once it is cleaned up: EOF comes
+#: with the exit unless something the workload left (bare: a background child) holds the pipe
+OUTPUT_DRAIN_S = 1.0
 
-def open_log(spec: LaunchSpec, suffix: str) -> tuple[Any, str | None]:
-    """Where the workload's stdout/stderr go: inherited (``isobench exec``), a log file, or nowhere."""
+
+def open_log(spec: LaunchSpec, suffix: str) -> Stdio:
+    """The workload's stdio (``runtimes.stdio``): pipes copied to the harness's own stdout/stderr
+    (``isobench exec``), to a log file, or nowhere."""
     if spec.extra.get("stdio") == "inherit":
-        return None, None
+        return Stdio.inherit()
     if spec.log_dir:
-        path = Path(spec.log_dir) / f"{spec.instance}.{suffix}.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "wb"), str(path)
-    return subprocess.DEVNULL, None
+        return Stdio.to_log(Path(spec.log_dir) / f"{spec.instance}.{suffix}.log")
+    return Stdio.discard()
 
 
 @contextlib.contextmanager
-def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[tuple[Any, str | None]]:
-    """``open_log`` for a launch, entered *before* ``t_launch``: creating the log directory
-    and file is the harness's bookkeeping, not the instance's start, and every backend opens
-    its log outside the timed window (the guests' console logs too).  The file is closed
-    when the block ends (the child has its own copy by then); a log that cannot be opened
-    is one ``BackendError("<what>: <error>")``, before anything of the instance exists."""
+def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[Stdio]:
+    """``open_log`` for a launch, entered *before* ``t_launch``: creating the log directory,
+    file and pipes is the harness's bookkeeping, not the instance's start, and every backend
+    opens its log outside the timed window (the guests' console logs too).  The run's owner
+    record (``runtimes.owners``) is made here too, once per run.  When the block ends the
+    harness's copies of the child's ends are closed; on an error the whole ``Stdio`` is
+    (otherwise the instance owns it: ``ProcessInstance`` closes it in its teardown).  A log
+    that cannot be opened is one ``BackendError("<what>: <error>")``, before anything of the
+    instance exists."""
     try:
-        log, path = open_log(spec, suffix)
+        owners.claim(spec.run_id)
+        stdio = open_log(spec, suffix)
     except OSError as e:
         raise BackendError(f"{what}: {e}") from e
     try:
-        yield log, path
+        yield stdio
+    except BaseException:
+        stdio.close()
+        raise
     finally:
-        close_log(log)
-
-
-def close_log(log: Any) -> None:
-    """Close ``open_log``'s file once the child has its own copy (no-op for inherit / DEVNULL)."""
-    if hasattr(log, "close"):
-        with contextlib.suppress(OSError):
-            log.close()
+        stdio.spawned()
 
 
 @contextlib.contextmanager
-def launching(inst: Instance, what: str, log: Any = None) -> Iterator[None]:
+def launching(inst: Instance, what: str) -> Iterator[None]:
     """Around the start of a created instance: nothing half-created survives a failure.
 
     On any exception ``inst`` is cleaned up; an OSError becomes one readable
-    ``BackendError("<what>: <error>")``.  ``log`` (from ``open_log``) is closed either way.
+    ``BackendError("<what>: <error>")``.
     """
     try:
         yield
@@ -75,8 +80,6 @@ def launching(inst: Instance, what: str, log: Any = None) -> Iterator[None]:
     except BaseException:
         inst.cleanup()
         raise
-    finally:
-        close_log(log)
 
 
 def kill_and_reap(pid: int) -> None:
@@ -148,8 +151,13 @@ class ChildProcess:
 class ProcessInstance(Instance):
     """A workload run as a host process tree (bare; the base of process-like backends)."""
 
-    def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps):
+    #: the workload's stdio (``runtimes.stdio``), owned from the launch on: closed in the teardown
+    stdio: Stdio | None = None
+
+    def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps, stdio: Stdio | None = None):
         self.spec = spec
+        self.stdio = stdio
+        self.log_path = stdio.path if stdio is not None else None
         self.name = spec.instance
         self.times = times
         self.cgroup = cgroup
@@ -164,11 +172,13 @@ class ProcessInstance(Instance):
         env = self.spec.extra.get("env")
         return dict(env) if env is not None else os.environ
 
-    def _spawn(self, argv: list[str], log: Any, preexec: Any = None) -> None:
+    def _spawn(self, argv: list[str], preexec: Any = None) -> None:
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
         if not cg_files and preexec is None:
-            self._posix_spawn(argv, log)
+            self._posix_spawn(argv)
             return
+        assert self.stdio is not None
+        stdin, out, err = self.stdio.child
         r, w = os.pipe()
 
         def child() -> None:
@@ -185,7 +195,7 @@ class ProcessInstance(Instance):
 
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(MARKER_FD,), env=self._env(),
+                argv, stdin=stdin, stdout=out, stderr=err, pass_fds=(MARKER_FD,), env=self._env(),
                 preexec_fn=child, start_new_session=True)
         except BaseException:
             os.close(r)
@@ -194,18 +204,18 @@ class ProcessInstance(Instance):
             os.close(w)
         self.marker.read_fd(r)
 
-    def _posix_spawn(self, argv: list[str], log: Any) -> None:
-        """posix_spawn ``argv`` with the marker pipe on fd 3: a vfork, so the harness's own
-        size costs nothing (a full fork of the Python harness, as a ``preexec_fn`` forces,
-        costs milliseconds).  Used whenever no code has to run in the child before exec."""
+    def _posix_spawn(self, argv: list[str]) -> None:
+        """posix_spawn ``argv`` with the stdio pipes on 0-2 and the marker pipe on fd 3: a vfork,
+        so the harness's own size costs nothing (a full fork of the Python harness, as a
+        ``preexec_fn`` forces, costs milliseconds).  Used whenever no code has to run in the
+        child before exec."""
+        assert self.stdio is not None
         r, w = os.pipe()
         high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
         os.close(w)
-        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-        if log == subprocess.DEVNULL:
-            actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
-        elif log is not None:
-            actions += [(os.POSIX_SPAWN_DUP2, log.fileno(), 1), (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
+        # the stdio fds are the harness's (close-on-exec, above 2 unless its own 0-2 were closed)
+        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, fd, target)
+                                          for target, fd in enumerate(self.stdio.child)]
         actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
         try:
             pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
@@ -267,6 +277,17 @@ class ProcessInstance(Instance):
         finally:  # even when stop() failed: what can be removed is removed
             self._release()
         self.marker.join(1.0)
+
+    def cleanup(self) -> None:
+        """``Instance.cleanup``, then the rest of the workload's output is copied and the log
+        closed: after ``t_clean``, as the harness's own bookkeeping (the instance is gone by
+        then; its output's EOF came with its exit, unless something it left holds the pipe)."""
+        try:
+            super().cleanup()
+        finally:
+            if self.stdio is not None:
+                self.stdio.drain(OUTPUT_DRAIN_S)
+                self.stdio.close()
 
     def _release(self) -> None:
         """What is left on the host once the process is reaped (cleanup's backend-specific step)."""

@@ -15,6 +15,7 @@ and a guest's init adds ``ISOBENCH EXIT <status>`` after the workload ended.
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -155,8 +156,8 @@ class Workload:
             raise ValueError(f"workload {self.name!r} has no parameter {sorted(unknown)[0]!r}")
         for key, value in self.params.items():
             p = d.params[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"workload {self.name!r}: {key} must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"workload {self.name!r}: {key} must be a finite number, got {value!r}")
             if p.kind is int and value != int(value):
                 raise ValueError(f"workload {self.name!r}: {key} must be a whole number, got {value}")
             if value < p.minimum:

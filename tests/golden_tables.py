@@ -1,4 +1,4 @@
-"""The report tables and the terminal summary of the stored runs under docs/runs/, as text.
+"""The report tables and the terminal summary of two stored runs, as text.
 
 ``tests/test_golden.py`` compares them with the copies under ``tests/golden/``, stored
 before the backend/metric registries replaced the hand-kept tables: the refactor must
@@ -13,7 +13,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ("dev-host-default", "dev-host-peers")
+#: each stored run and where it lives: docs/runs/ holds the runs the documentation cites,
+#: tests/data/runs/ those only tests read
+RUN_DIRS = {"dev-host-default": ROOT / "tests" / "data" / "runs" / "dev-host-default",
+            "dev-host-peers": ROOT / "docs" / "runs" / "dev-host-peers"}
+RUNS = tuple(RUN_DIRS)
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
@@ -25,9 +29,9 @@ def render(run: str) -> dict[str, str]:
     from harness.report import build
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = build([ROOT / "docs" / "runs" / run], Path(tmp) / "report")
+        out = build([RUN_DIRS[run]], Path(tmp) / "report")
         files = {p.name: p.read_text() for p in sorted((out / "tables").iterdir())}
-    header, rows = summary.table(ROOT / "docs" / "runs" / run)
+    header, rows = summary.table(RUN_DIRS[run])
     files["terminal-summary.txt"] = tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True) + "\n"
     return files
 

@@ -163,3 +163,33 @@ def test_every_declaration_is_complete(name: str) -> None:
 
 def test_exactly_one_memory_reference_and_floor_target() -> None:
     assert runtimes.known(runtimes.memory_reference()) and runtimes.known(runtimes.floor_target())
+
+
+def _imports_argparse(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "argparse":
+            return True
+    return False
+
+
+def test_only_the_command_line_imports_argparse() -> None:
+    """Commands parse and print (``harness/commands/``); library modules take plain arguments."""
+    allowed = {"harness.cli"} | {m for m in modules() if m.startswith("harness.commands.")}
+    found = sorted(m for m, p in modules().items() if m.startswith("harness") and m not in allowed
+                   and _imports_argparse(p))
+    assert found == []
+
+
+def test_every_command_is_a_module_with_help_arguments_and_main() -> None:
+    from harness import cli
+
+    files = {p.stem for p in (ROOT / "harness" / "commands").glob("*.py") if p.stem != "__init__"}
+    assert {m.rpartition(".")[2] for m in cli.COMMANDS.values()} == files, "a command module is not registered"
+    for name, module in cli.COMMANDS.items():
+        tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+        top = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        top |= {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        assert {"HELP", "add_arguments", "main"} <= top, f"{name}: {module} lacks HELP, add_arguments or main"

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import abtest, compare
+from harness import compare
+from harness.commands import compare as command
 from harness.results import MANIFEST, load
+from harness.stats import abtest, family
+from harness.stats.prior import Prior
 from tests import synth
 
 MEAS = ("startup", "memory")
@@ -20,7 +23,7 @@ FAST = ("--bootstraps", "499")  # keeps the suite fast; the verdicts do not hing
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    compare.add_arguments(p)
+    command.add_arguments(p)
     return p.parse_args([*argv, *FAST])
 
 
@@ -55,7 +58,7 @@ def runs(tmp_path_factory):
 
 
 def test_a_and_a_prime_exit_0_and_nothing_regresses(runs, capsys):
-    assert compare.main(_args(str(runs["base"]), str(runs["same"]))) == 0
+    assert command.main(_args(str(runs["base"]), str(runs["same"]))) == 0
     out = capsys.readouterr().out
     assert "**regression**" not in out and "| backend" in out
     rows = _compare(load(runs["base"]), load(runs["same"]))
@@ -64,7 +67,7 @@ def test_a_and_a_prime_exit_0_and_nothing_regresses(runs, capsys):
 
 def test_container_launch_raised_15_percent_exits_1_naming_the_container_rows(runs, capsys, tmp_path):
     md = tmp_path / "out" / "cmp.md"
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--markdown", str(md))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]), "--markdown", str(md))) == 1
     out = capsys.readouterr().out
     assert md.read_text().strip() == out.strip()
     rows = _compare(load(runs["base"]), load(runs["slower"]))
@@ -76,7 +79,7 @@ def test_container_launch_raised_15_percent_exits_1_naming_the_container_rows(ru
 
 
 def test_a_regression_within_the_margin_is_not_one(runs):
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--threshold", "0.25")) == 0
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]), "--threshold", "0.25")) == 0
 
 
 def test_improvement_is_not_a_failure(runs):
@@ -100,10 +103,10 @@ def test_host_drift_cancels_when_normalised_to_the_reference(runs):
 def test_a_host_that_moved_under_every_backend_is_said_to_have_moved(runs, capsys):
     """The whole host 12 % slower: bare, which runs none of our code, regressed too -- compare says
     so above the rows; a change of the container alone raises no such line."""
-    assert compare.main(_args(str(runs["base"]), str(runs["drift"]))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]))) == 1
     out = capsys.readouterr().out
     assert "**The host itself changed between the runs:** bare moved in" in out
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]))) == 1
     assert "The host itself changed" not in capsys.readouterr().out
 
 
@@ -116,23 +119,66 @@ def test_several_runs_a_side_pool_with_run_as_a_level(runs):
 
 
 def test_calibration_learns_each_series_run_to_run_variation(runs, tmp_path, capsys):
-    """Three A/A runs, one of them on a host 12 % slower: the container's launch_to_ready median
-    moved by sd(log 1, 1, 1.12) ~ 6.5 % from run to run; with that counted, the 12 % slower run
-    is no regression, and the table says what the test counted."""
+    """Three A/A runs of their own, one of them on a host 12 % slower: the container's
+    launch_to_ready median moved by sd(log 1, 1, 1.12) ~ 6.5 % from run to run; with that counted
+    (a prior with 2 degrees of freedom), another 12 % slower run is no regression, and the table
+    says what the test counted.  (Before issue 23 this test calibrated on the very runs it then
+    compared; that is now refused, below.)"""
+    from harness.stats.calibration import SCHEMA
+
+    r = tmp_path / "aa"
+    kw = dict(measurements=MEAS, reps=30)
+    slow = lambda b, m, k: 1.12 if m == "startup" else 1.0  # noqa: E731
+    three = [str(synth.make_run(r, run_id="aa-1", seed=21, **kw)), str(synth.make_run(r, run_id="aa-2", seed=22, **kw)),
+             str(synth.make_run(r, run_id="aa-3", seed=23, scale=slow, **kw))]
     noise = tmp_path / "noise.json"
-    three = [str(runs[k]) for k in ("base", "same", "drift")]
-    assert compare.main(_args("--calibrate", *three, "--noise", str(noise))) == 0
+    assert command.main(_args("--calibrate", *three, "--noise", str(noise))) == 0
     data = json.loads(noise.read_text())
-    assert data["schema"] == compare.NOISE_SCHEMA
+    assert data["schema"] == SCHEMA and data["runs"] == ["aa-1", "aa-2", "aa-3"]
+    assert data["host"]["hostname"] == "hostA" and data["scenario"]["name"] == "synthetic"  # provenance
     learned = data["raw"]["container|startup|noop|launch_to_ready|ms|"]
-    assert learned["runs"] == 3 and learned["run_sd"] == pytest.approx(0.065, abs=0.03)
+    assert learned["runs"] == 3 and learned["df"] == 2 and learned["run_sd"] == pytest.approx(0.065, abs=0.03)
     assert learned["largest_change"] == pytest.approx(0.12, abs=0.06)
+    assert 0 < learned["within"] < learned["var"]  # the runs' own sampling error, kept apart
     capsys.readouterr()
-    assert compare.main(_args(str(runs["base"]), str(runs["drift"]))) == 1  # uncalibrated: the host's 12 %
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]))) == 1  # uncalibrated: the host's 12 %
     assert "uncalibrated" in capsys.readouterr().out
-    assert compare.main(_args(str(runs["base"]), str(runs["drift"]), "--noise", str(noise))) == 0
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]), "--noise", str(noise))) == 0
     assert "run-to-run variation learned from A/A runs" in capsys.readouterr().out
-    assert compare.main(_args("--calibrate", str(runs["base"]), "--noise", str(noise))) == 2
+    assert command.main(_args("--calibrate", str(runs["base"]), "--noise", str(noise))) == 2
+
+
+def test_a_calibration_is_never_applied_unasked_nor_to_its_own_runs(runs, tmp_path, capsys, monkeypatch):
+    """Fitted to the runs it judges, a calibration would hide the very difference asked about: one
+    line, exit 2.  A results/noise.json is only mentioned, not applied, unless --noise names it."""
+    noise = tmp_path / "results" / "noise.json"
+    monkeypatch.chdir(tmp_path)
+    assert command.main(_args("--calibrate", *(str(runs[k]) for k in ("base", "same", "drift")))) == 0
+    assert noise.is_file()
+    capsys.readouterr()
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]), "--noise", str(noise))) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "learned from base, drift, a run being compared" in err
+    assert command.main(_args(str(runs["base"]), str(runs["drift"]))) == 1  # not applied: the host's 12 % shows
+    out = capsys.readouterr().out
+    assert "applied only when named" in out and "uncalibrated" in out
+
+
+def test_a_calibration_from_another_host_or_scenario_is_said_to_be(runs, tmp_path, capsys):
+    from harness.stats.calibration import Calibration, SeriesNoise, write
+
+    path = tmp_path / "elsewhere.json"
+    write(path, Calibration({"container|startup|noop|launch_to_ready|ms|": SeriesNoise(0.001, 5)}, runs=("x1", "x2"),
+                            host={"hostname": "hostB", "kernel": "6.1.0-56-amd64", "cpu_model": "?"},
+                            scenario={"name": "other", "sha256": "0"}, path=str(path)))
+    assert command.main(_args(str(runs["base"]), str(runs["same"]), "--noise", str(path))) == 0
+    out = capsys.readouterr().out
+    assert "the calibration's host hostname is hostB, the compared runs' hostA" in out
+    assert "the calibration's scenario name is other, the compared runs' synthetic" in out
+
+
+#: a run-to-run sd of 5 % known exactly (infinite degrees of freedom)
+KNOWN_5 = Prior(0.05 ** 2, math.inf)
 
 
 def _runs(rng: np.random.Generator, k: int, run_sd: float, factor: float = 1.0, n: int = 30,
@@ -150,8 +196,8 @@ def test_run_to_run_variance_keeps_the_false_alarm_rate_where_samples_alone_do_n
     alone, counted = [], []
     for _ in range(200):
         b, n = _runs(rng, 1, 0.05), _runs(rng, 1, 0.05)
-        alone.append(abtest.measure(b, n, abtest.LOWER, bootstraps=199).p)
-        counted.append(abtest.measure(b, n, abtest.LOWER, bootstraps=199, run_sd=0.05).p)
+        alone.append(family.measure(b, n, abtest.LOWER, bootstraps=199).p)
+        counted.append(family.measure(b, n, abtest.LOWER, bootstraps=199, calibration=KNOWN_5).p)
     assert np.mean(np.asarray(alone) < abtest.ALPHA) > 0.3
     assert np.mean(np.asarray(counted) < abtest.ALPHA) == pytest.approx(abtest.ALPHA, abs=0.035)
 
@@ -160,10 +206,10 @@ def test_three_runs_a_side_find_a_15_percent_change_that_one_run_a_side_cannot_t
     """With a 5 % run-to-run sd, one run a side leaves a 15 % change at a median p ~ 0.06 (no match
     for a correction over fifty series); three runs a side bring the median p to ~ 0.002."""
     rng = np.random.default_rng(12)
-    one = [abtest.measure(_runs(rng, 1, 0.05), _runs(rng, 1, 0.05, 1.15), abtest.LOWER, bootstraps=199,
-                          run_sd=0.05).p for _ in range(60)]
-    three = [abtest.measure(_runs(rng, 3, 0.05), _runs(rng, 3, 0.05, 1.15), abtest.LOWER, bootstraps=199,
-                            run_sd=0.05).p for _ in range(60)]
+    one = [family.measure(_runs(rng, 1, 0.05), _runs(rng, 1, 0.05, 1.15), abtest.LOWER, bootstraps=199,
+                          calibration=KNOWN_5).p for _ in range(60)]
+    three = [family.measure(_runs(rng, 3, 0.05), _runs(rng, 3, 0.05, 1.15), abtest.LOWER, bootstraps=199,
+                            calibration=KNOWN_5).p for _ in range(60)]
     assert np.median(three) < 0.01 < 0.02 < np.median(one)
     assert np.mean(np.asarray(three) < 0.01) > 2 * np.mean(np.asarray(one) < 0.01)
 
@@ -171,10 +217,10 @@ def test_three_runs_a_side_find_a_15_percent_change_that_one_run_a_side_cannot_t
 def test_cpu_ratio_judged_by_distance_from_one():
     base = [[1.00, 1.01, 0.99, 1.0, 1.0, 1.01, 0.99, 1.0]]
     drifted = [[v - 0.1 for v in base[0]]]  # 10 points further from 1
-    e = abtest.measure(base, drifted, abtest.ONE)
+    e = family.measure(base, drifted, abtest.ONE)
     assert e.change == pytest.approx(0.095) and e.p < 0.01  # median |x - 1|: 0.005 -> 0.1
     assert abtest.verdict(e, e.p, abtest.ONE, 0.05)[0] == "regression"
-    closer = abtest.measure([[0.8] * 4 + [0.81] * 4], [[0.99] * 4 + [1.0] * 4], abtest.ONE)
+    closer = family.measure([[0.8] * 4 + [0.81] * 4], [[0.99] * 4 + [1.0] * 4], abtest.ONE)
     assert abtest.verdict(closer, closer.p, abtest.ONE, 0.05)[0] == "improvement"
 
 
@@ -186,7 +232,7 @@ def test_a_change_below_the_resolution_is_none_however_large_relative_to_a_media
 
     base = [[-0.0098, -0.0098, -0.0078, -0.0117, -0.0098, -0.0098]]
     new = [[-0.0391, -0.0391, -0.0371, -0.041, -0.0391, -0.0391]]
-    e = abtest.measure(base, new, abtest.LOWER)
+    e = family.measure(base, new, abtest.LOWER)
     assert e.p < 0.01 and e.change == pytest.approx(-3.0, rel=0.01)
     res = catalogue().resolution("pss_overhead", "MiB")
     assert res == pytest.approx(1 / 16)
@@ -194,15 +240,14 @@ def test_a_change_below_the_resolution_is_none_however_large_relative_to_a_media
         "the medians differ by less than the resolution (0.0625)"))
     assert abtest.verdict(e, e.p, abtest.LOWER, 0.05)[0] == "improvement"
     assert catalogue().resolution("launch_to_ready", "ms") == 0.0
-    raised = abtest.measure(base, [[v + 0.5 for v in new[0]]], abtest.LOWER)  # half a MiB more: real
+    raised = family.measure(base, [[v + 0.5 for v in new[0]]], abtest.LOWER)  # half a MiB more: real
     assert abtest.verdict(raised, raised.p, abtest.LOWER, 0.05, resolution=res)[0] == "regression"
 
 
 def test_too_few_samples_is_inconclusive_never_no_change():
-    e = abtest.measure([[10, 10.1, 9.9]], [[20, 20.1, 19.9]], abtest.LOWER)
+    e = family.measure([[10, 10.1, 9.9]], [[20, 20.1, 19.9]], abtest.LOWER)
     verdict, why = abtest.verdict(e, e.p, abtest.LOWER, 0.05)
     assert verdict == "inconclusive" and "too few samples" in why
-    assert abtest.min_permutation_p(3, 3) == pytest.approx(0.1)
 
 
 def test_false_alarm_rate_on_a_and_a_data_at_the_configured_level():
@@ -213,7 +258,7 @@ def test_false_alarm_rate_on_a_and_a_data_at_the_configured_level():
     ps, verdicts = [], []
     for i in range(200):
         a, b = rng.lognormal(0, 0.1, 30), rng.lognormal(0, 0.1, 30)
-        e = abtest.measure([a], [b], abtest.LOWER, bootstraps=499, seed=i)
+        e = family.measure([a], [b], abtest.LOWER, bootstraps=499, seed=i)
         ps.append(e.p)
         verdicts.append(abtest.verdict(e, e.p, abtest.LOWER, abtest.THRESHOLD)[0])
     ps_arr = np.array(ps)
@@ -230,7 +275,7 @@ def test_a_ten_percent_shift_is_detected_at_n_30():
     hits = 0
     for i in range(40):
         a, b = rng.lognormal(0, 0.05, 30), rng.lognormal(np.log(1.1), 0.05, 30)
-        e = abtest.measure([a], [b], abtest.LOWER, bootstraps=499, seed=i)
+        e = family.measure([a], [b], abtest.LOWER, bootstraps=499, seed=i)
         hits += abtest.verdict(e, e.p, abtest.LOWER, abtest.THRESHOLD)[0] == "regression"
     assert hits >= 36
 
@@ -252,6 +297,14 @@ def test_directions():
     assert compare.direction("something_new", "count") == compare.NONE
 
 
+def test_the_reference_is_read_from_the_manifest_and_from_the_scenario_text_of_older_runs():
+    text = '[scenario]\nname = "s"\nbackends = ["bare", "container"]\nreference = "bare"\n'
+    assert compare.reference_of({"scenario": {"reference": "container", "text": text}}) == "container"
+    assert compare.reference_of({"scenario": {"reference": None, "text": text}}) is None  # recorded: none
+    assert compare.reference_of({"scenario": {"text": text}}) == "bare"  # written before the runner recorded it
+    assert compare.reference_of({"scenario": {"text": "not toml ["}}) is None
+
+
 def test_series_only_in_one_run(runs, tmp_path):
     only_bare = synth.make_run(tmp_path, run_id="only-bare", seed=5, backends=("bare",), measurements=MEAS)
     rows = _compare(load(runs["base"]), load(only_bare))
@@ -260,40 +313,34 @@ def test_series_only_in_one_run(runs, tmp_path):
 
 
 def test_bad_input_exits_2_with_one_line(runs, tmp_path, capsys):
-    assert compare.main(_args(str(runs["base"]), str(tmp_path / "missing"))) == 2
+    assert command.main(_args(str(runs["base"]), str(tmp_path / "missing"))) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not a run directory" in err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / MANIFEST).write_text("{not json")
-    assert compare.main(_args(str(broken), str(runs["base"]))) == 2
+    assert command.main(_args(str(broken), str(runs["base"]))) == 2
     assert "unreadable manifest" in capsys.readouterr().err
     other = tmp_path / "other"
     other.mkdir()
     (other / MANIFEST).write_text(json.dumps({"schema": "something/else"}))
-    assert compare.main(_args(str(runs["base"]), str(other))) == 2
-    assert compare.main(_args(str(runs["base"]))) == 2
-    assert compare.main(_args(str(runs["base"]), str(runs["same"]), "--normalise")) == 2
+    assert command.main(_args(str(runs["base"]), str(other))) == 2
+    assert command.main(_args(str(runs["base"]))) == 2
+    assert command.main(_args(str(runs["base"]), str(runs["same"]), "--normalise")) == 2
     assert "reference" in capsys.readouterr().err
     # `--normalise A B`: the option took run A for a backend name
-    assert compare.main(_args("--normalise", str(runs["base"]), str(runs["same"]))) == 2
+    assert command.main(_args("--normalise", str(runs["base"]), str(runs["same"]))) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "takes a backend name, not the run" in err
     noise = tmp_path / "old-noise.json"
     noise.write_text(json.dumps({"schema": "isobench/noise", "raw": {"x": 0.1}}))  # the first format
-    assert compare.main(_args(str(runs["base"]), str(runs["same"]), "--noise", str(noise))) == 2
+    assert command.main(_args(str(runs["base"]), str(runs["same"]), "--noise", str(noise))) == 2
     assert "run --calibrate again" in capsys.readouterr().err
-
-
-def test_abtest_min_n_matches_stats():
-    from harness import stats
-
-    assert abtest.MIN_N_CI == stats.MIN_N_CI
 
 
 def test_compare_writes_a_page_with_an_ab_chart_per_changed_metric(runs, tmp_path, capsys):
     out = tmp_path / "page"
-    assert compare.main(_args(str(runs["base"]), str(runs["slower"]), "--out", str(out))) == 1
+    assert command.main(_args(str(runs["base"]), str(runs["slower"]), "--out", str(out))) == 1
     assert f"page {out / 'compare.html'}" in capsys.readouterr().err
     html = (out / "compare.html").read_text()
     md = (out / "compare.md").read_text()
@@ -324,16 +371,17 @@ def _raised(run: Path, dest: Path, factor: float) -> Path:
 
 
 RUNS = Path(__file__).parent.parent / "docs" / "runs"
+FIXTURES = Path(__file__).parent / "data" / "runs"  # stored runs only tests read
 
 
-@pytest.mark.parametrize("pair", [AB, (RUNS / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
+@pytest.mark.parametrize("pair", [AB, (FIXTURES / "dev-host-default", RUNS / "dev-host-peers")], ids=["ab", "8min"])
 def test_real_runs_of_one_commit_raise_no_alarm(pair, tmp_path, capsys):
     """Runs of one commit on the development machine: back to back under load 7-16 from other
     tenants (medians moved by up to 50 %), and 8 minutes apart (the old compare called container
     phase_exec +8 % a regression there): nothing is a regression, raw or normalised."""
     a, b = pair
     for norm in ((), ("--normalise", "unshare")):
-        assert compare.main(_args(str(a), str(b), *norm, "--out", str(tmp_path / "page"))) == 0
+        assert command.main(_args(str(a), str(b), *norm, "--out", str(tmp_path / "page"))) == 0
         assert "**regression**" not in capsys.readouterr().out
 
 
@@ -341,28 +389,39 @@ def test_a_real_run_with_its_container_15_percent_slower_fails_naming_the_contai
     """dev-host-default (a quiet moment: container cv ~15 %) against itself with the container's
     launch_to_ready/launch_to_exit samples raised 15 %: exit 1, naming exactly those rows.  (In
     the loaded dev-host-ab runs a median's interval spans ±70 % and the same 15 % is inconclusive.)"""
-    a = RUNS / "dev-host-default"
+    a = FIXTURES / "dev-host-default"
     slow = _raised(a, tmp_path / "dev-host-default-slow", 1.15)
-    assert compare.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
+    assert command.main(_args(str(a), str(slow), "--out", str(tmp_path / "page"))) == 1
     assert "**regression**" in capsys.readouterr().out
     rows = _compare(load(a), load(slow))
     bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
     assert bad == {("container", "launch_to_ready"), ("container", "launch_to_exit")}
 
 
-def test_a_calibrated_back_to_back_pair_is_silent_and_its_container_15_percent_slower_is_not(tmp_path, capsys):
+def test_a_calibrated_back_to_back_pair_is_silent_and_says_one_run_a_side_cannot_see_15_percent(tmp_path, capsys):
     """Two quiet back-to-back runs of scenarios/startup.toml (11 s apart) with the run-to-run
-    variation learned from six other runs of that session: exit 0, nothing a regression; the
-    second run with its container launch_to_ready/exit raised 15 % at sample level: exit 1,
-    and what regressed is the container's own rows."""
+    variation learned from six other runs of that session: exit 0, nothing a regression.  With the
+    second run's container launch_to_ready/exit raised 15 % at sample level, the container's rows
+    have the smallest p of all 112 series, yet one run a side on a host whose run medians move by
+    ~5 % cannot call 15 % a regression after the correction over 112 series -- and the table says
+    so ("sees >=" above 15 %).  Before issue 23 the container's idle launch_to_ready was called a
+    regression here: the 6-run calibration's sd was used as if known (a normal test, no degrees
+    of freedom), which is what raised 11 % false alarms per series from 3 calibration runs."""
+    from harness.stats.calibration import read
+
     a, b = RUNS / "dev-host-startup-aa-1", RUNS / "dev-host-startup-aa-2"
     noise = str(RUNS / "dev-host-startup-noise.json")
-    assert compare.main(_args(str(a), str(b), "--noise", noise, "--out", str(tmp_path / "aa"))) == 0
+    assert command.main(_args(str(a), str(b), "--noise", noise, "--out", str(tmp_path / "aa"))) == 0
     out = capsys.readouterr().out
     assert "**regression**" not in out and "run-to-run variation learned from A/A runs" in out
+    assert "an older calibration without provenance" in out  # isobench/noise-2: read, unchecked, said
     slow = _raised(b, tmp_path / "dev-host-startup-aa-2-slow", 1.15)
-    assert compare.main(_args(str(a), str(slow), "--noise", noise, "--out", str(tmp_path / "ab"))) == 1
+    assert command.main(_args(str(a), str(slow), "--noise", noise, "--out", str(tmp_path / "ab"))) == 0
     capsys.readouterr()
-    rows = _compare(load(a), load(slow), noise=compare.read_noise(Path(noise), False))
-    bad = {(r.key["backend"], r.key["metric"]) for r in rows if r.verdict == "regression"}
-    assert bad and bad <= {("container", "launch_to_ready"), ("container", "launch_to_exit")}, bad
+    rows = _compare(load(a), load(slow), noise=read(Path(noise)))
+    assert not [r for r in rows if r.verdict == "regression"]
+    raised = [r for r in rows if r.key["backend"] == "container" and r.key["metric"] in ("launch_to_ready",
+                                                                                          "launch_to_exit")]
+    others = [r for r in rows if r not in raised and math.isfinite(r.p)]
+    assert min(r.p for r in raised) < min(r.p for r in others)
+    assert all(r.detectable > 0.15 for r in raised)

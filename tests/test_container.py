@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from runtimes import cgroups
+from runtimes import cgroups, owners
 from runtimes.base import BackendError, InstanceTimeout, LaunchSpec, Limits
-from runtimes.container import caps, cleanup_leftovers, init, mounts, namespaces
+from runtimes.container import cleanup_leftovers, mounts, namespaces
 from runtimes.container.backend import ChildProcess, ContainerBackend
+from runtimes.container.launcher import init
 from runtimes.container.leftovers import NETNS_DIR, container_inits, host_mounts
+from runtimes.container.security import caps
 from runtimes.workloads import BUSYBOX, Workload
 from tests.conftest import require
 
@@ -152,7 +154,7 @@ def backend() -> Iterator[ContainerBackend]:
 
 def _runtime_state(run_id: str) -> list[str]:
     """What of this run's containers is still on the host, beyond cgroups (no_leftovers checks those)."""
-    left = [f"init {pid} {inst}" for pid, inst in container_inits(run_id)]
+    left = [f"init {pid} {inst}" for pid, inst in container_inits(run_id, owners.Live())]  # live or not
     left += [f"mount {m}" for m in host_mounts()]
     if NETNS_DIR.is_dir():
         left += [f"netns {p}" for p in NETNS_DIR.glob("isobench*")]
@@ -320,7 +322,8 @@ def test_namespaces_seen_from_the_host_and_no_mount_on_the_host(backend, run_id,
         nspid = [ln for ln in Path(f"/proc/{pids[0]}/status").read_text().splitlines() if ln.startswith("NSpid:")]
         assert nspid[0].split()[1:] == [str(pids[0]), "1"]  # host pid, and 1 in its own namespace
         assert Path("/proc/self/mountinfo").read_text() == host_mounts_before
-        assert container_inits(run_id) == [(pids[0], f"isobench-{run_id}-0")]
+        assert container_inits(run_id, owners.Live()) == [(pids[0], f"isobench-{run_id}-0")]  # found by a sweep
+        assert container_inits(run_id) == []  # but its run is live (this process): not a leftover
         inst.stop()
         assert inst.wait(10) == -signal.SIGKILL
     t = inst.times

@@ -202,6 +202,7 @@ def test_bad_input_is_one_line_and_creates_nothing(tmp_path):
     for argv, words in cases:
         out = fleet(*argv, "--results", results)
         assert out.returncode == 2, (argv, out.stdout, out.stderr)
-        assert out.stderr.startswith("isobench: error:") and words in out.stderr, (argv, out.stderr)
+        assert out.stderr.startswith("isobench") and "error:" in out.stderr.splitlines()[0], (argv, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and words in out.stderr, (argv, out.stderr)
         assert "Traceback" not in out.stderr
     assert not results.exists()

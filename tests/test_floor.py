@@ -87,6 +87,20 @@ def test_floor_errors_are_one_line(tmp_path: Path) -> None:
         floor.floor_ms(bad)
 
 
+def test_isobench_floor_prints_one_primitive_a_line_totals_last(tmp_path: Path, capsys) -> None:
+    from harness import cli
+
+    path = _write(tmp_path, [_bench("fork_exec_ready", 0.002), _bench("unshare_net", 0.001, method="worker"),
+                             _bench("mount_plan", 0.003, method="worker")])
+    assert cli.main(["floor", str(path)]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names[:3] == ["mount_plan", "fork_exec_ready", "unshare_net"]  # the largest first
+    assert set(names[3:]) == {"total", "total_with_teardown"}
+    assert cli.main(["floor", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("isobench floor: ") and err.count("\n") == 1
+
+
 def test_a_floor_above_the_median_is_reported_invalid(tmp_path: Path) -> None:
     """A floor a measured launch beats is no floor: the report says so instead of a ratio below 1."""
     from harness.report import findings, model, tables

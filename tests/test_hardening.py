@@ -11,7 +11,6 @@ cannot ask (keyctl, unshare(CLONE_NEWUSER) with its errno) is asked by
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -22,10 +21,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runtimes import cgroups
+from runtimes import cgroups, owners
 from runtimes.base import BackendError, Limits
-from runtimes.container import devfilter, devices, hardening, mounts, seccomp
+from runtimes.container import mounts
 from runtimes.container.backend import ContainerBackend
+from runtimes.container.devices import bpf
+from runtimes.container.devices import rules as devices
+from runtimes.container.security import hardening, seccomp
 from runtimes.marker import MAX_LINE, MarkerChannel
 from runtimes.wait import wait_until
 from runtimes.workloads import Workload
@@ -110,7 +112,7 @@ def test_the_six_devices_stay_usable_and_the_kernel_holds_the_rules(backend, run
             assert inst.devices is not None and inst.devices.pids() == inst.processes()
             assert inst.devices.listing() == [r.v1() for r in devices.DEFAULT_RULES if r.allow]
         else:
-            assert devfilter.attached(inst.cgroup.dirs[""]) == 1
+            assert bpf.attached(inst.cgroup.dirs[""]) == 1
         inst.stop()
         inst.wait(10)
     assert inst.results == {"null": "ok", "urandom": "4"}, Path(inst.log_path).read_text()
@@ -122,13 +124,13 @@ def test_on_v1_a_backend_s_containers_share_one_devices_cgroup_made_before_any_l
     t_launch), joined by each init, removed by close(); the cold variant makes one per instance."""
     require(cgroups.version() == 1, "the v1 devices controller (v2 attaches a program per cgroup)")
     from runtimes.container.backend import ColdContainerBackend
-    from runtimes.container.devices import shared_owner
+    from runtimes.container.devices.rules import shared_owner
 
     b = ContainerBackend()
     try:
         b.prepare()
         shared = b.devices.shared() if b.devices is not None else None
-        assert shared is not None and shared_owner(shared.path.name) == os.getpid() and shared.pids() == []
+        assert shared is not None and shared_owner(shared.path.name) == owners.me() and shared.pids() == []
         with b.launch(_spec(run_id, 0, Workload("idle", {"seconds": 30}))) as one, \
                 b.launch(_spec(run_id, 1, Workload("idle", {"seconds": 30}))) as two:
             one.wait_ready(10)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import runtimes
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, owners, rootfs
 from runtimes.base import LaunchSpec, Limits
 from runtimes.container import mounts as container_mounts
 from runtimes.container import namespaces as container_namespaces
@@ -240,6 +240,8 @@ def test_cleanup_leftovers_removes_a_container_whose_runtime_died(name: str, run
         inst.wait_ready(20)
         os.kill(inst.proc.pid, signal.SIGKILL)  # a crashed harness: state, cgroups and bundle stay
         inst.proc.wait()
+        assert runtimes.oci.cleanup_leftovers(run_id) == []  # while its harness (this process) lives
+        owners.release(run_id)  # ... as if it were gone
         assert _left_behind(inst.name), "a killed runtime left nothing to clean?"
         removed = runtimes.oci.cleanup_leftovers(run_id)
         assert any(inst.name in r for r in removed)

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import runtimes
-from runtimes import exits
+from runtimes import exits, owners
 from runtimes.base import LaunchSpec, Limits, now_ns
 from runtimes.vm import domain, host, qemu
 from runtimes.vm.machine import Machine
@@ -149,6 +149,8 @@ def test_cpu_quota_cgroup_and_leftover_sweep(run_id: str, no_leftovers) -> None:
         assert "cpu_usage_ns" in inst.usage()
         # a crashed harness: the sweep finds this QEMU by its -name and kills only it
         pid = inst.processes()[0]
+        assert qemu.cleanup_leftovers(run_id) == []  # while its harness (this process) lives
+        owners.release(run_id)  # ... as if it were gone
         assert qemu.cleanup_leftovers(run_id) == [f"qemu {spec.instance} (pid {pid})"]
         assert inst.wait(30) == -9
     finally:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from harness import report
+from harness.commands import report as command
 from harness.report import style
 from harness.results import RunWriter
 from tests import synth
@@ -145,12 +146,12 @@ def test_floor_ratios(tmp_path):
 
 def test_cli_main(tmp_path, capsys):
     p = argparse.ArgumentParser()
-    report.add_arguments(p)
-    assert report.main(p.parse_args([str(tmp_path / "nope")])) == 2
+    command.add_arguments(p)
+    assert command.main(p.parse_args([str(tmp_path / "nope")])) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a run directory" in err
     run = synth.make_run(tmp_path / "results", run_id="run-cli", backends=("bare",), measurements=("pids_limit",))
-    assert report.main(p.parse_args([str(run), "--out", str(tmp_path / "r")])) == 0
+    assert command.main(p.parse_args([str(run), "--out", str(tmp_path / "r")])) == 0
     assert str(tmp_path / "r" / "report.html") in capsys.readouterr().out
     assert report.default_out([run]) == Path("reports") / "run-cli"
     assert report.default_out([run, run.parent / "x"]).name == "compare-run-cli-x"
@@ -160,7 +161,8 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, harness.report, harness.compare, harness.validate; "
+    code = ("import sys, harness.cli, harness.report, harness.compare, harness.validate; "
+            "harness.cli._parser(); "  # every command's module, as `isobench --help` imports them
             "print(any(m in sys.modules for m in ('pandas', 'matplotlib', 'scipy', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent.parent)
@@ -170,8 +172,8 @@ def test_import_is_light():
 def test_card_for_a_slide(full, tmp_path, capsys):
     run, _ = full
     p = argparse.ArgumentParser()
-    report.add_arguments(p)
-    assert report.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 0
+    command.add_arguments(p)
+    assert command.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 0
     assert f"card: {tmp_path / 'card' / 'card.png'}" in capsys.readouterr().out
     assert png_size(tmp_path / "card" / "card.png") == (1600, 900)
     assert sorted(x.name for x in (tmp_path / "card").iterdir()) == ["card.png", "card.svg"]  # only the card
@@ -185,8 +187,8 @@ def test_no_card_without_bare_metal(tmp_path, capsys):
     run = synth.make_run(tmp_path / "results", run_id="run-nobare", backends=("container",),
                          measurements=("startup",), reps=6)
     p = argparse.ArgumentParser()
-    report.add_arguments(p)
-    assert report.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 2
+    command.add_arguments(p)
+    assert command.main(p.parse_args([str(run), "--card", "--out", str(tmp_path / "card")])) == 2
     assert "needs two backends" in capsys.readouterr().err
     assert not (tmp_path / "card" / "card.png").exists()
 

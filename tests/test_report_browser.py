@@ -24,7 +24,7 @@ FOLD = 1000
 def page(request, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "stored-default-run":
-        run = ROOT / "docs" / "runs" / "dev-host-default"
+        run = ROOT / "tests" / "data" / "runs" / "dev-host-default"
     else:
         run = synth.make_run(tmp / "results", run_id="run-peers", reps=8,
                              backends=("bare", "container", "oci:runc", "vm", "qemu"))

@@ -7,35 +7,37 @@ import math
 import numpy as np
 import pytest
 
-from harness.report import caveats, findings, intervals, model
+from harness.report import caveats, findings, model
+from harness.stats import estimate, numbers
+from harness.stats.numbers import PROSE
 from tests import synth
 
 
 def test_a_median_has_an_interval_only_from_six_samples():
-    few = intervals.median([3.0, 1.0, 2.0, 5.0, 4.0])
+    few = estimate.median([3.0, 1.0, 2.0, 5.0, 4.0])
     assert few.value == 3.0 and few.n == 5 and not few.resolved and few.unresolved.startswith("too few samples")
-    enough = intervals.median([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, math.nan])
+    enough = estimate.median([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, math.nan])
     assert enough.n == 6 and enough.resolved and enough.lo <= enough.value <= enough.hi
 
 
 def test_ratio_of_medians_with_interval():
     rng = np.random.default_rng(1)
-    r = intervals.ratio(rng.normal(30, 1, 20), rng.normal(10, 0.3, 20))
+    r = estimate.ratio(rng.normal(30, 1, 20), rng.normal(10, 0.3, 20))
     assert r.resolved and r.lo < 3.0 < r.hi and r.value == pytest.approx(3.0, rel=0.05)
-    assert not intervals.ratio([30.0] * 3, [10.0] * 20).resolved
+    assert not estimate.ratio([30.0] * 3, [10.0] * 20).resolved
 
 
 @pytest.mark.parametrize("value,text", [(29.689, "29.7"), (0.01403, "0.0140"), (3805.2, "3,810"),
                                         (0.99961, "1.00"), (2.0, "2.00"), (0.0, "0")])
 def test_three_significant_digits(value, text):
-    assert findings.num(value) == text
+    assert numbers.fmt(value, PROSE) == text
 
 
 def test_stated_values_carry_interval_and_n():
-    e = intervals.median([10.0, 11.0, 12.0, 9.0, 10.5, 10.2, 9.8])
-    assert findings.stated(e, "ms") == f"10.2 ms [{findings.num(e.lo)}–{findings.num(e.hi)}] (n=7)"
-    slow = intervals.median([8020.0, 7500.0, 8200.0])
-    assert findings.stated(slow, "ms") == "8.02 s (n=3)"
+    e = estimate.median([10.0, 11.0, 12.0, 9.0, 10.5, 10.2, 9.8])
+    assert numbers.stated(e, "ms") == f"10.2 ms [{numbers.fmt(e.lo, PROSE)}–{numbers.fmt(e.hi, PROSE)}] (n=7)"
+    slow = estimate.median([8020.0, 7500.0, 8200.0])
+    assert numbers.stated(slow, "ms") == "8.02 s (n=3)"
     assert "not resolved: too few samples" in findings.unresolved(slow)
 
 

@@ -12,8 +12,10 @@ import pytest
 
 from runtimes import cgroups, rootfs
 from runtimes.base import LaunchSpec, Limits
-from runtimes.container import caps, devfilter, devices, hardening, seccomp
 from runtimes.container.backend import ContainerBackend
+from runtimes.container.devices import bpf
+from runtimes.container.devices import rules as devices
+from runtimes.container.security import caps, hardening, seccomp
 from runtimes.oci import bundle
 from runtimes.workloads import Workload
 from tests.conftest import require
@@ -93,12 +95,12 @@ def test_device_rules_are_runcs_allowlist() -> None:
 
 
 def test_device_program_shape() -> None:
-    prog = devfilter.program(devices.DEFAULT_RULES)
+    prog = bpf.program(devices.DEFAULT_RULES)
     assert len(prog) % 8 == 0
     # the deny-all rule comes last (rules are checked last first) and ends the program: no
     # unreachable epilogue, which the verifier would refuse
     assert prog[-16:] == bytes([0xB4, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])
-    without = devfilter.program(devices.DEFAULT_RULES[1:])  # no deny-all: a default-deny epilogue instead
+    without = bpf.program(devices.DEFAULT_RULES[1:])  # no deny-all: a default-deny epilogue instead
     assert len(without) == len(prog) and without[-16:] == prog[-16:]
 
 
@@ -132,11 +134,11 @@ def test_bpf_device_program_enforces_the_rules(run_id, no_leftovers) -> None:
     require(v2 is not None, "no cgroup2 mount")
     assert v2 is not None
     d = v2.path / cgroups.v2_base().lstrip("/") / f"isobench-{run_id}-devbpf"
-    fd = devfilter.load(devfilter.program(devices.DEFAULT_RULES))
+    fd = bpf.load(bpf.program(devices.DEFAULT_RULES))
     os.mkdir(d)
     try:
-        devfilter.attach(d, fd)
-        assert devfilter.attached(d) == 1
+        bpf.attach(d, fd)
+        assert bpf.attached(d) == 1
         assert _open_as_member(d / "cgroup.procs", "/dev/null").returncode == 0
         kmsg = _open_as_member(d / "cgroup.procs", "/dev/kmsg")
         assert kmsg.returncode != 0 and "Operation not permitted" in kmsg.stderr
@@ -152,7 +154,7 @@ def test_container_on_v2_carries_the_device_program(run_id, no_leftovers) -> Non
     spec = LaunchSpec(Workload("idle"), run_id, f"isobench-{run_id}-0", Limits(pids=64), timeout_s=30)
     with b.launch(spec) as inst:
         inst.wait_ready(20)
-        assert inst.cgroup is not None and devfilter.attached(inst.cgroup.dirs[""]) == 1
+        assert inst.cgroup is not None and bpf.attached(inst.cgroup.dirs[""]) == 1
         assert "devices" in inst.times.phases
     b.close()
 

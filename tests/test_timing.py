@@ -1,4 +1,4 @@
-"""The timing contract, the same on every backend (runtimes/base.py, README "Metrics").
+"""The timing contract, the same on every backend (runtimes/base.py, docs/metrics.md).
 
 t_launch <= t_ready <= t_exit <= t_clean on the real backends; the logs are opened before
 t_launch by all of them; an OCI container's exit is its process's, before the runtime's

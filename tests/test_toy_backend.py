@@ -64,6 +64,7 @@ def test_the_runner_prepares_then_measures_and_counts_every_step(run_dir: Path) 
     assert manifest["status"] == "completed"
     assert manifest["done_steps"] == manifest["planned_steps"] > 0  # counted, not read off a progress bar
     assert manifest["backends"]["toy"] == {"toy": True}
+    assert manifest["scenario"]["reference"] is None  # recorded, so compare needs no TOML of the scenario
     assert toy_backend.EVENTS[0] == ("prepare", None)
     assert [e for e in toy_backend.EVENTS if e[0] == "prepare"] == [("prepare", None)]
     rows = results.read_samples(run_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import validate
+from harness.commands import validate as command
 from harness.results import load
 from tests import synth
 
@@ -19,7 +20,7 @@ ENF = ("cpu_quota", "mem_limit", "pids_limit")
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    validate.add_arguments(p)
+    command.add_arguments(p)
     return p.parse_args(list(argv))
 
 
@@ -37,7 +38,7 @@ def good(tmp_path_factory) -> Path:
 
 def test_shipped_baseline_passes_a_run_that_meets_it(good, tmp_path, capsys):
     xml = tmp_path / "junit" / "validate.xml"
-    assert validate.main(_args(str(good), "--baseline", str(BASELINE), "--junit", str(xml))) == 0
+    assert command.main(_args(str(good), "--baseline", str(BASELINE), "--junit", str(xml))) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out and "MISSING" not in out and " 0 failed, 0 missing" in out
     suite = ET.parse(xml).getroot().find("testsuite")
@@ -58,7 +59,7 @@ def test_violations_fail_with_observed_vs_bound(tmp_path, capsys):
                          scale=lambda b, m, k: 1.2 if (b, k) == ("container", "cpu_ratio") else 1.0,
                          overrides={("container", "oom_killed"): 0, ("container", "pids_reached"): 20})
     xml = tmp_path / "v.xml"
-    assert validate.main(_args(str(bad), "--baseline", str(BASELINE), "--junit", str(xml))) == 1
+    assert command.main(_args(str(bad), "--baseline", str(BASELINE), "--junit", str(xml))) == 1
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("FAIL")]
     assert lines and all(" container " in ln for ln in lines)
     assert any("cpu_ratio median 1.2" in ln and "> max 1.02" in ln for ln in lines)
@@ -73,7 +74,7 @@ def test_missing_cases_are_reported_not_passed(tmp_path, capsys):
     cpu_only = synth.make_run(tmp_path / "results", run_id="cpu-only", measurements=("cpu_quota",),
                               backends=("bare", "container"))
     xml = tmp_path / "v.xml"
-    assert validate.main(_args(str(cpu_only), "--baseline", str(BASELINE), "--junit", str(xml))) == 1
+    assert command.main(_args(str(cpu_only), "--baseline", str(BASELINE), "--junit", str(xml))) == 1
     out = capsys.readouterr().out
     assert "MISSING bare mem_limit oom_killed when mib > limit_mib: no matching case in this run" in out
     assert "MISSING container pids_limit pids_reached" in out
@@ -85,7 +86,7 @@ def test_optional_backend_without_rows_is_skipped(good, tmp_path, capsys):
     base = tmp_path / "b.toml"
     base.write_text(BASELINE.read_text() + '\n[[bound]]\nbackend = "vm"\nmeasurement = "cpu_quota"\n'
                     'metric = "cpu_ratio"\nmin = 0.9\n')
-    assert validate.main(_args(str(good), "--baseline", str(base), "--junit", str(tmp_path / "v.xml"))) == 0
+    assert command.main(_args(str(good), "--baseline", str(base), "--junit", str(tmp_path / "v.xml"))) == 0
     out = capsys.readouterr().out
     assert "SKIPPED vm cpu_quota cpu_ratio: no matching case in this run" in out
     skipped = [s.get("message") for s in ET.parse(tmp_path / "v.xml").getroot().iter("skipped")]
@@ -113,7 +114,7 @@ def test_require_skips_cases_a_busy_host_starved(tmp_path, capsys):
     baseline = tmp_path / "b.toml"
     text = BASELINE.read_text()
     baseline.write_text(text[:text.index("# -- mem_limit")])
-    assert validate.main(_args(str(starved), "--baseline", str(baseline))) == 1
+    assert command.main(_args(str(starved), "--baseline", str(baseline))) == 1
     out = capsys.readouterr().out.splitlines()
     fails = [ln for ln in out if ln.startswith("FAIL")]
     skips = [ln for ln in out if ln.startswith("SKIPPED") and "not judged" in ln]
@@ -143,7 +144,7 @@ def test_failed_repetitions_fail_the_case(tmp_path):
 
 def test_update_baseline_round_trip(good, tmp_path, capsys):
     derived = tmp_path / "derived.toml"
-    assert validate.main(_args(str(good), "--baseline", str(derived), "--update-baseline")) == 0
+    assert command.main(_args(str(good), "--baseline", str(derived), "--update-baseline")) == 0
     assert "bounds derived from" in capsys.readouterr().out
     b = validate.load_baseline(derived)
     ratio = [x for x in b.bounds if x.metric == "cpu_ratio" and x.backend == "container"]
@@ -156,7 +157,7 @@ def test_update_baseline_round_trip(good, tmp_path, capsys):
     assert {x.params["quota"] < x.params["threads"] for x in lowers if x.require is not None} == {True}
     ooms = {x.params["mib"]: x.min for x in b.bounds if x.metric == "oom_killed"}
     assert ooms == {32: 0, 128: 1}
-    assert validate.main(_args(str(good), "--baseline", str(derived))) == 0
+    assert command.main(_args(str(good), "--baseline", str(derived))) == 0
 
 
 @pytest.mark.parametrize(("bound", "problem"), [
@@ -175,13 +176,13 @@ def test_malformed_baseline_is_one_clear_line(bound, problem):
 
 
 def test_bad_inputs_exit_2(good, tmp_path, capsys):
-    assert validate.main(_args(str(tmp_path / "nope"), "--baseline", str(BASELINE))) == 2
+    assert command.main(_args(str(tmp_path / "nope"), "--baseline", str(BASELINE))) == 2
     assert "not a run directory" in capsys.readouterr().err
-    assert validate.main(_args(str(good), "--baseline", str(tmp_path / "none.toml"))) == 2
+    assert command.main(_args(str(good), "--baseline", str(tmp_path / "none.toml"))) == 2
     assert "cannot read" in capsys.readouterr().err
     typo = tmp_path / "typo.toml"
     typo.write_text('[[bound]]\nmeasurement = "pids_limit"\nmetric = "pids_reached"\nmax = "limt"\n')
-    assert validate.main(_args(str(good), "--baseline", str(typo))) == 2
+    assert command.main(_args(str(good), "--baseline", str(typo))) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "'limt'" in err
 
@@ -201,7 +202,7 @@ def test_validate_writes_a_grid_page_failing_cells_first(tmp_path, capsys):
     bad = synth.make_run(tmp_path / "results", run_id="bad", measurements=ENF, backends=("bare", "container"),
                          overrides={("container", "pids_reached"): 40})
     out = tmp_path / "page"
-    assert validate.main(_args(str(bad), "--baseline", str(BASELINE), "--out", str(out))) == 1
+    assert command.main(_args(str(bad), "--baseline", str(BASELINE), "--out", str(out))) == 1
     assert f"validate: page {out / 'validate.html'}" in capsys.readouterr().out
     html = (out / "validate.html").read_text()
     md = (out / "validate.md").read_text()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import validate
+from harness.commands import validate as command
 from harness.results import load
 from harness.validate import selftest
 from tests import synth
@@ -25,7 +26,7 @@ def good(tmp_path_factory) -> Path:
 
 def _args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    validate.add_arguments(p)
+    command.add_arguments(p)
     return p.parse_args(list(argv))
 
 
@@ -52,7 +53,7 @@ def test_the_untouched_run_passes(good):
 
 
 def test_self_test_command(good, capsys):
-    assert validate.main(_args(str(good), "--baseline", str(BASELINE), "--self-test")) == 0
+    assert command.main(_args(str(good), "--baseline", str(BASELINE), "--self-test")) == 0
     out = capsys.readouterr().out
     assert "quota ignored: caught" in out and "3 % under-delivery: caught" in out
     assert "self-test: passed" in out
@@ -62,7 +63,7 @@ def test_a_loose_baseline_fails_the_self_test(good, tmp_path, capsys):
     # the old ±5 % bands let a 3 % regression through: the self-test must say so
     loose = tmp_path / "loose.toml"
     loose.write_text(BASELINE.read_text().replace("max = 1.02", "max = 1.05").replace("min = 0.98", "min = 0.95"))
-    assert validate.main(_args(str(good), "--baseline", str(loose), "--self-test")) == 1
+    assert command.main(_args(str(good), "--baseline", str(loose), "--self-test")) == 1
     out = capsys.readouterr().out
     assert "3 % under-delivery: NOT CAUGHT" in out and "self-test: FAILED" in out
 

@@ -3,13 +3,16 @@ reads it is exercised by every container test, the native zygote being the defau
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 from pathlib import Path
 
 import pytest
 
 from runtimes import syscalls as sc
-from runtimes.container import init, mounts, prims, template, wire
+from runtimes.container import mounts, prims
+from runtimes.container.launcher import init, template, wire
 
 RO = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
@@ -71,10 +74,11 @@ def test_lowering_keeps_each_op_s_flags_modes_and_device_numbers() -> None:
     assert bind_ro[1].flags == sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID and bind_ro[1].src == ""
     tmp = wire.lower(mounts.Tmpfs("/t", 0o1777, sc.MS_NOSUID, "64k"))[0]
     assert (tmp.src, tmp.fstype, tmp.flags, tmp.data) == ("tmpfs", "tmpfs", sc.MS_NOSUID, "mode=1777,size=64k")
-    dev = wire.lower(mounts.Device("/dev/null", "/r/dev/null"))
-    assert [p.prim for p in dev] == [prims.CREATE, prims.MOUNT] and dev[1].src == "/dev/null"
-    node = wire.lower(template.Mknod("/dev/null", "/dev/null", 0o20666, 0x103))[0]
-    assert (node.prim, node.mode, node.dev) == (prims.MKNOD, 0o20666, 0x103)
+    node = wire.lower(mounts.Device("/dev/null", "/r/dev/null", 0o20666, 0x103))
+    assert [(p.prim, p.dst, p.mode, p.dev, p.src) for p in node] == [(prims.MKNOD, "/r/dev/null", 0o20666, 0x103, "")]
+    st = os.stat("/dev/null")
+    assert mounts.Device.like("/dev/null", "/r/dev/null") == mounts.Device("/dev/null", "/r/dev/null",
+                                                                           st.st_mode, st.st_rdev)
     assert wire.lower(mounts.Symlink("/proc/self/fd", "/r/dev/fd"))[0].src == "/proc/self/fd"
     assert wire.lower(mounts.Dir("/r/dev/shm", 0o1777))[0].mode == 0o1777
     assert wire.lower(mounts.PivotRoot("/r"))[0].prim == prims.PIVOT
@@ -149,3 +153,41 @@ def test_conditions_are_read_off_the_path_at_run_time(tmp_path: Path) -> None:
             for name in ("d", "f", "l", "dangling", "missing")}
     assert seen == {"d": [True, True, True, False], "f": [True, True, False, True], "l": [True, True, True, False],
                     "dangling": [True, True, False, True], "missing": [True, False, False, False]}
+
+
+def _c_constants(source: str) -> dict[str, int]:
+    """zygote.c's ``#define NAME NUMBER-EXPRESSION`` and ``enum { A = n, B, … }`` values."""
+    out: dict[str, int] = {}
+    for name, expr in re.findall(r"^#define (\w+) ([0-9x()<\sULL]+?)\s*(?:/\*.*)?$", source, re.M):
+        out[name] = eval(expr.replace("ULL", ""), {})  # noqa: S307 - digits, shifts and parentheses only
+    for body in re.findall(r"enum \{([^}]*)\}", source):
+        value = -1
+        for item in body.split(","):
+            name, _, given = item.strip().partition(" = ")
+            value = int(given) if given else value + 1
+            out[name] = value
+    return out
+
+
+def test_the_c_zygote_s_constants_are_python_s() -> None:
+    """zygote.c cannot import Python: every number (and comm name) the two sides share, read from
+    the C source and compared with the Python definitions it mirrors."""
+    from runtimes import syscalls
+    from runtimes.container.launcher import native, zygote_server
+    from runtimes.workloads import MARKER_FD
+
+    source = native.SOURCE.read_text()
+    c = _c_constants(source)
+    assert {k: c[k] for k in ("STATUS_FD", "MOUNT_NS_FD", "MARKER_FD", "REQUEST_FDS", "MAX_REQUEST")} == {
+        "STATUS_FD": init.STATUS_FD, "MOUNT_NS_FD": init.MOUNT_NS_FD, "MARKER_FD": MARKER_FD,
+        "REQUEST_FDS": zygote_server.REQUEST_FDS, "MAX_REQUEST": zygote_server.MAX_REQUEST}
+    assert c["CLONE_INTO_CGROUP_FLAG"] == syscalls.CLONE_INTO_CGROUP
+    assert [c[f"P_{n}"] for n in ("MOUNT", "MKDIR", "SYMLINK", "MKNOD", "CREATE", "PIVOT")] == [
+        prims.MOUNT, prims.MKDIR, prims.SYMLINK, prims.MKNOD, prims.CREATE, prims.PIVOT]
+    assert [c[f"C_{n}"] for n in ("ALWAYS", "EXISTS", "IS_DIR", "EXISTS_NOT_DIR")] == [
+        prims.ALWAYS, prims.EXISTS, prims.IS_DIR, prims.EXISTS_NOT_DIR]
+    # the record sizes the C side insists on: what wire.py packs
+    sizes = {int(n) for n in re.findall(r"len (?:!=|<) (\d+)", source)}
+    assert {struct.calcsize("<BBQIQ"), struct.calcsize("<QQIBBBBi"), struct.calcsize("<iqq"),
+            struct.calcsize("<i"), struct.calcsize("<I")} == sizes
+    assert f'"{init.INIT_COMM}"' in source and f'"{zygote_server.ZYGOTE_COMM}"' in source

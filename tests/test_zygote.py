@@ -1,7 +1,7 @@
 """The container's launchers: the zygote (default), the fork of the harness, clone3.
 
 The isolation and enforcement tests in ``test_container.py`` run on the zygote
-(the default launcher) and its default kind, the native one (``native/zygote.c``);
+(the default launcher) and its default kind, the native one (``launcher/zygote.c``);
 these check the zygote itself: who is whose parent, its lifetime (close, crash,
 SIGKILL of the harness), the cold variant, that the native zygote, the Python
 zygote and the fork launcher run the same child-side setup, the native child's
@@ -27,8 +27,8 @@ from runtimes import syscalls as sc
 from runtimes.base import BackendError, LaunchSpec, Limits
 from runtimes.container import cleanup_leftovers
 from runtimes.container.backend import ColdContainerBackend, ContainerBackend
+from runtimes.container.launcher.zygote_server import ZYGOTE_COMM
 from runtimes.container.leftovers import orphaned_zygotes
-from runtimes.container.zygote_server import ZYGOTE_COMM
 from runtimes.workloads import BUSYBOX, Workload
 from tests.conftest import is_root, require
 from tests.test_container import PRELUDE
@@ -285,7 +285,7 @@ def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says
                                                                                     monkeypatch) -> None:
     from runtimes.container import checks
 
-    monkeypatch.setenv("CC", "false")  # a "compiler" that fails: a build key of its own, never cached
+    monkeypatch.setenv("CC", "/bin/false")  # a "compiler" that fails: a build key of its own, never cached
     line = next(c for c in checks.checks(probe=True) if c.name == "native zygote")
     assert not line.ok and not line.essential and "false failed" in line.detail and "gcc" in (line.fix or "")
     b = ContainerBackend()
@@ -303,7 +303,7 @@ def test_without_a_working_compiler_the_python_zygote_runs_and_the_metadata_says
 
 
 def test_a_build_is_cached_by_its_source_and_replaces_the_binaries_of_earlier_sources(tmp_path) -> None:
-    from runtimes.container import native
+    from runtimes.container.launcher import native
 
     stale = tmp_path / "zygote" / "isobench-zygote-0123456789abcdef"  # an earlier source's binary
     stale.parent.mkdir()

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
 from harness.matrix import accel, guest, intests, kernels, modes
+from harness.stats.quantile import quantile_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"off": (), "on": ("cgroup_favordynmods=1",)}
@@ -55,7 +55,7 @@ def summarise(files: dict[str, list[Path]]) -> dict[str, dict[str, object]]:
                                   "kernel": data[0]["kernel"]}
         for m in METRICS:
             x = np.asarray([v for d in data for v in d["samples_ns"][m]], dtype=float) / 1e6
-            lo, hi = stats.quantile_ci(x)
+            lo, hi = quantile_ci(x)
             row[m] = {"n": int(x.size), "median_ms": float(np.median(x)), "ci95_ms": [lo, hi]}
         out[mode] = row
     return out

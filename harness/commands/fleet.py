@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.cli import number
+
 HELP = "run a scenario on every host of an Ansible inventory and bring the results back"
 
 
@@ -23,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("inventory", type=Path, nargs="?", help="an Ansible inventory (INI, YAML, a directory …)")
     r.add_argument("scenario", type=Path, nargs="?", help="scenario file (TOML)")
     r.add_argument("--limit", help="only these hosts (an Ansible host pattern: a group, a name, 'web*:!web3')")
-    r.add_argument("--forks", type=int, default=5, help="hosts worked on at once (default 5)")
+    r.add_argument("--forks", type=number(int, 1), default=5, help="hosts worked on at once (default 5)")
     r.add_argument("--results", type=Path, default=Path("results"), help="where fleet-<id>/ goes (default results/)")
     r.add_argument("--resume", metavar="ID", help="repeat only the hosts of fleet ID that have no results")
     r.add_argument("--report", action="store_true", help="build the merged report when done")
@@ -36,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "KERNEL:v1 boots it with cgroup v1 (default v2)")
     lab.add_argument("--local", action="store_true", help="this machine joins the fleet as 'local'")
     lab.add_argument("--inventory", type=Path, required=True, help="where to write the lab's inventory (YAML)")
-    lab.add_argument("--cpus", type=int, default=1, help="vCPUs per guest (default 1)")
-    lab.add_argument("--memory", type=int, default=1024, metavar="MIB", help="guest memory (default 1024)")
+    lab.add_argument("--cpus", type=number(int, 1), default=1, help="vCPUs per guest (default 1)")
+    lab.add_argument("--memory", type=number(int, 256), default=1024, metavar="MIB", help="guest memory (default 1024)")
     lab.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS…",
                      help="run this while the guests are up (default: wait for Ctrl-C)")
     lab.set_defaults(fleet_func=_lab)
@@ -48,11 +50,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.errors import UserError
     from harness.fleet import drive
 
-    if args.forks < 1:
-        raise UserError("--forks: at least 1")
     req = drive.Request(args.inventory, args.scenario, args.results, args.limit, args.forks, args.resume,
                         args.verbose)
     out = drive.run(req)

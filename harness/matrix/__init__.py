@@ -6,5 +6,5 @@
 ``modes``    the cgroup mode of a cell (v1 hierarchies or delegated v2), as shell lines;
 ``intests``  this checkout's ``v2host`` tests inside a v2 guest (what CI runs);
 ``cells``    one (kernel, cgroup mode) cell: ``isobench run`` inside, its run directory outside;
-``cli``      ``isobench matrix``; ``leftovers`` what ``isobench cleanup`` sweeps.
+``leftovers`` what ``isobench cleanup`` sweeps; the command is ``harness.commands.matrix``.
 """

@@ -60,9 +60,29 @@ def stale_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]
     return out
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _orphaned(pid: int, guests: set[int]) -> bool:
+    """Whether the harness above guest process ``pid`` is gone: the first ancestor that is not
+    itself a guest process is PID 1 (what orphans are given to), not a harness."""
+    seen = set()
+    while pid in guests and pid not in seen:
+        seen.add(pid)
+        pid = _ppid(pid)
+    return pid <= 1
+
+
 def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     removed = []
-    for pid in guest_processes(run_id):
+    guests = guest_processes(run_id)
+    for pid in guests:
+        if not _orphaned(pid, set(guests)):  # a live run's guest (its harness is its ancestor)
+            continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             removed.append(f"guest process {pid}")

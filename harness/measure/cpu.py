@@ -19,6 +19,7 @@ from harness.measure import periods
 from harness.measure.common import Rows, enforcement_note, guest_report, is_guest, reported
 from harness.measure.watch import Usage, delta, failed_workload, finished_ok, read_usage, running
 from harness.metric import NONE, ONE, GridKey, MeasurementInfo, Metric, declare, measurement
+from harness.stats.quantile import quantile
 from runtimes.base import Backend, BackendError, Instance
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,10 +197,10 @@ def _cpu_rows(rows: Rows, ctx: Context, series: periods.Series, quota: float | N
     per = periods.per_period(series, (quota or 0) * series.period_ns)
     if per:
         for q in (0.01, 0.5, 0.99):
-            rows.add(f"period_ratio_p{round(q * 100)}", periods.quantile(per, q))
+            rows.add(f"period_ratio_p{round(q * 100)}", quantile(per, q))
         jit = periods.jitter_us(series)
         if jit:
-            rows.add("read_jitter_p99", periods.quantile(jit, 0.99),
+            rows.add("read_jitter_p99", quantile(jit, 0.99),
                      note=None if series.realtime else "reads not real-time (SCHED_FIFO refused)")
         if n:
             rows.add("period_coverage", len(per) * series.stride / n)

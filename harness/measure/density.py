@@ -109,14 +109,15 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
         rows.add("mem_available", r / MIB, instances=k)
         rows.add("mem_available_control", c / MIB, instances=k)
     # imported here: numpy would swell the harness that every launch forks (fork cost ~ RSS)
-    from harness import stats
+    from harness.stats import slope
 
     ks = list(range(len(ramp)))
-    one = stats.theil_sen(ks, [(ramp[0] - v) / MIB for v in ramp])
-    rows.add("density_slope", one.slope)
-    rows.add("density_slope_lo", one.lo)
-    rows.add("density_slope_hi", one.hi)
-    rows.add("density_control_slope", stats.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
+    one = slope.theil_sen(ks, [(ramp[0] - v) / MIB for v in ramp])
+    rows.add("density_slope", one.slope, note=_slope_note(one))
+    if not one.why:  # no interval below slope.MIN_POINTS: no rows, rather than a made-up one
+        rows.add("density_slope_lo", one.lo)
+        rows.add("density_slope_hi", one.hi)
+    rows.add("density_control_slope", slope.theil_sen(ks, [(control[0] - v) / MIB for v in control]).slope)
     charged = per_instance.pop("charged")
     for metric, values in per_instance.items():
         if values:
@@ -124,7 +125,7 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
     if charged:
         for k, v in enumerate(charged):
             rows.add("mem_charged", v / MIB, instances=k)
-        rows.add("density_charged_slope", stats.theil_sen(ks, [(v - charged[0]) / MIB for v in charged]).slope)
+        rows.add("density_charged_slope", slope.theil_sen(ks, [(v - charged[0]) / MIB for v in charged]).slope)
     if not warmup:
         _pool(rows, case, ctx, repetition, ramp, control, charged)
     return rows.samples
@@ -184,24 +185,35 @@ def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int]
         return
     fit = pooled_fit([[v / MIB for v in r] for r, _, _ in ramps])
     drift = pooled_fit([[v / MIB for v in c] for _, c, _ in ramps])
-    rows.add("density_pooled_slope", fit.slope, note=f"{len(ramps)} ramps pooled")
-    rows.add("density_pooled_lo", fit.lo)
-    rows.add("density_pooled_hi", fit.hi)
+    rows.add("density_pooled_slope", fit.slope, note=_slope_note(fit, f"{len(ramps)} ramps pooled"))
+    if not fit.why:
+        rows.add("density_pooled_lo", fit.lo)
+        rows.add("density_pooled_hi", fit.hi)
     rows.add("density_pooled_control", drift.slope)
     rows.add("density_resolved", float(fit.resolved))
     if all(ch for _, _, ch in ramps):  # charged memory grows: negate to read as a drop
         by_cgroup = pooled_fit([[-v / MIB for v in ch] for _, _, ch in ramps])
-        rows.add("density_charged_pooled", by_cgroup.slope, note=f"{len(ramps)} ramps pooled")
-        rows.add("density_charged_pooled_lo", by_cgroup.lo)
-        rows.add("density_charged_pooled_hi", by_cgroup.hi)
+        rows.add("density_charged_pooled", by_cgroup.slope,
+                 note=_slope_note(by_cgroup, f"{len(ramps)} ramps pooled"))
+        if not by_cgroup.why:
+            rows.add("density_charged_pooled_lo", by_cgroup.lo)
+            rows.add("density_charged_pooled_hi", by_cgroup.hi)
+
+
+def _slope_note(s: Any, prefix: str = "") -> str | None:
+    """``prefix``, then why a slope has no interval and whether its points drifted together
+    (``harness.stats.slope``); None when there is nothing to say."""
+    words = [w for w in (prefix, s.why, "the points drifted (they wander together)" if s.drift else "") if w]
+    return "; ".join(words) or None
 
 
 def pooled_fit(ramps: list[list[float]]) -> Any:
-    """Theil–Sen over every ramp's (k, MiB dropped since its own k=0) points: a ``harness.stats.Slope``.
+    """The slope of every ramp's (k, MiB dropped since its own k=0) points with the ramp as the unit
+    (``harness.stats.slope.over_ramps``): what a ramp's points share -- the host's state while it
+    ran -- counts once per ramp, not once per point.
 
     ``ramps`` holds MemAvailable in MiB, one list per repetition (index = instances held): also what
     a report passes from the stored ``mem_available`` rows."""
-    from harness import stats
+    from harness.stats import slope
 
-    ks = [k for r in ramps for k in range(len(r))]
-    return stats.theil_sen(ks, [float(r[0]) - float(v) for r in ramps for v in r])
+    return slope.over_ramps([(list(range(len(r))), [float(r[0]) - float(v) for v in r]) for r in ramps])

@@ -13,7 +13,7 @@ difference is that period's delivery.  Whether a read really landed before its
 boundary is checked with ``nr_periods`` itself, not assumed: a read that saw
 the wrong number of periods is dropped with the periods around it.
 
-Pure functions (``per_period``, ``window``, ``quantile``) are separate from the
+Pure functions (``per_period``, ``window``) are separate from the
 sampler so they can be tested with synthetic reads.
 """
 
@@ -23,7 +23,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from runtimes.base import now_ns
@@ -73,17 +73,6 @@ class Series:
 
 
 # -- pure analysis ------------------------------------------------------------------------
-def quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1) with linear interpolation between order statistics."""
-    if not values:
-        raise ValueError("no values")
-    s = sorted(values)
-    pos = q * (len(s) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def on_time(series: Series) -> list[Read]:
     """The locked reads that certainly happened before their boundary: each ended more than
     the phase's uncertainty before the boundary it was aimed at (a late wake-up is dropped)."""

@@ -1,4 +1,4 @@
-"""``isobench report RUN_DIR… [--out DIR]``: tables, charts and a report from stored results.
+"""Tables, charts and a report from stored results (``isobench report``: ``harness.commands.report``).
 
 Reads only what runs stored (``harness.results``); never measures.  Output::
 
@@ -13,8 +13,6 @@ this package (``isobench --help``) stays fast.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from harness.report.model import ReportData
     from harness.report.render import Section
-
-HELP = "build tables, charts and an HTML/Markdown report from one or more run directories"
+    from harness.stats.series import SeriesKey
 
 #: measurement -> section title, in report order
 SECTIONS = {
@@ -38,20 +35,6 @@ SECTIONS = {
 }
 #: files build() owns inside the report directory (cleared before writing, nothing else is touched)
 OWNED = {"charts": ("*.png", "*.svg"), "tables": ("*.csv", "*.md")}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", type=Path,
-                   help="run directories (results/<run-id>); several are merged into one comparison")
-    p.add_argument("--out", type=Path, default=None,
-                   help="report directory (default: reports/<run-id>, or reports/compare-<ids> for several runs)")
-    p.add_argument("--card", action="store_true",
-                   help="write only card.png/card.svg: the headline chart with host, kernel, cgroup version, "
-                        "accelerator and commit, 1600x900 for a slide")
-    p.add_argument("--by", choices=("auto", "cell", "host", "kernel", "run", "none"), default="auto",
-                   help="how to tell series of several runs apart (default auto: by kernel × cgroup cell for "
-                        "isobench matrix runs, else by host if hosts differ, "
-                        "else by kernel if kernels differ, else merged)")
 
 
 def default_out(run_dirs: Sequence[Path | str]) -> Path:
@@ -132,12 +115,12 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
     return out
 
 
-def _with_notes(shown: pd.DataFrame, summary: pd.DataFrame, notes: dict[tuple[str, ...], str]) -> pd.DataFrame:
+def _with_notes(shown: pd.DataFrame, summary: pd.DataFrame, notes: dict[SeriesKey, str]) -> pd.DataFrame:
     """Replace pyperf's cv-based warnings with the report's per-series checks (``caveats.notes``)."""
-    from harness.report import caveats, tables
+    from harness.stats.series import SeriesKey, param_columns
 
-    pcols = tables.used_params(summary)
-    keys = [caveats.series_key(r, pcols) for _, r in summary.iterrows()]
+    pcols = param_columns(summary)
+    keys = [SeriesKey.of(r, pcols, split=True) for _, r in summary.iterrows()]
     failed = [f"{int(n)} failed" if n else "" for n in summary["failed"]]
     shown = shown.drop(columns=["warnings"])
     shown["notes"] = ["; ".join(filter(None, [f, notes.get(k, "")])) for f, k in zip(failed, keys, strict=True)]
@@ -176,32 +159,3 @@ def _ratio_section(ratios: pd.DataFrame, out: Path, csv: str, title: str, *, int
         ratios.to_csv(out / "tables" / f"{csv}.csv", index=False)
         s.tables.append(render.Table(table, tables.display_ratios(ratios), f"tables/{csv}.csv"))
     return s
-
-
-def main(args: argparse.Namespace) -> int:
-    from harness.results import ResultsError
-
-    try:
-        if getattr(args, "card", False):
-            return _card(args)
-        out = build(args.run_dirs, args.out, by=getattr(args, "by", "auto"))
-    except (ResultsError, ValueError, OSError) as e:
-        print(f"isobench report: {e}", file=sys.stderr)
-        return 2
-    print(f"report: {out / 'report.html'}")
-    print(f"        {out / 'report.md'}")
-    return 0
-
-
-def _card(args: argparse.Namespace) -> int:
-    from harness.report import card, model
-
-    data = model.load(args.run_dirs, by=getattr(args, "by", "auto"))
-    paths = card.build(data, Path(args.out) if args.out is not None else default_out(args.run_dirs))
-    if paths is None:
-        print("isobench report: no card: it needs two backends in the run (ratios to the first)",
-              file=sys.stderr)
-        return 2
-    for p in paths:
-        print(f"card: {p}")
-    return 0

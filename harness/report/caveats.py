@@ -4,15 +4,9 @@ pyperf's "cv ≥ 10 %" was made for means; startup latencies are skewed, so it
 fired on nearly every series and said nothing.  What can make a *median*
 misleading is checked instead, on the series the findings state:
 
-- **too few samples**: below ``intervals.MIN_N`` a median has no 95 % interval;
-- **wide interval**: the median's interval spans more than ±``WIDE`` of it;
-- **drift**: the last third of the run differs from the first by more than
-  ``DRIFT`` (and Spearman's test says it is a trend, p < ``DRIFT_P``);
-- **bimodal**: the samples fall into two well-separated clusters, so the
-  median describes neither: a two-means split in log space (each cluster
-  ≥ 10 %) with Ashman's D > ``BIMODAL_D`` *and* an empty gap between the
-  clusters wider than ``BIMODAL_GAP`` pooled standard deviations (a forced
-  split of one normal sample already gives D ≈ 2.6, hence both);
+- **too few samples**: below ``MIN_N_CI`` a median has no 95 % interval;
+- **wide interval**: the median's interval spans more than ±``shape.WIDE`` of it;
+- **drift** and **bimodal**: as ``harness.stats.shape`` defines them;
 - **failed samples**, with the first error and where the logs are.
 
 Every other series gets the same checks as per-series notes in the folded
@@ -21,26 +15,19 @@ statistics table (``notes``), not as warnings.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from harness.report import findings, intervals, style
+from harness.report import findings, style
 from harness.report.model import ReportData
+from harness.stats import MIN_N_CI, estimate, shape
+from harness.stats.numbers import quantity, stated
+from harness.stats.quantile import clean
+from harness.stats.series import SeriesKey, groups
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-
-WIDE = 0.10
-DRIFT = 0.10
-DRIFT_P = 0.01
-BIMODAL_D = 4.0
-BIMODAL_GAP = 1.5
-BIMODAL_SHARE = 0.10
-BIMODAL_MIN_N = 10
 
 
 @dataclass(frozen=True)
@@ -57,54 +44,25 @@ class Warning_:
 
 def check(values_in_order: Sequence[float], unit: str) -> list[tuple[str, str]]:
     """(rule, detail) for one series' ok values, in the order they were measured."""
-    x = intervals.clean(values_in_order)
+    x = clean(values_in_order)
     out: list[tuple[str, str]] = []
-    e = intervals.median(x)
+    e = estimate.median(x)
     if e.n == 0:
         return out
     if e.unresolved.startswith("too few"):
-        out.append(("too few samples", f"n={e.n}, no 95 % interval for the median (n ≥ {intervals.MIN_N} needed)"))
-    elif e.rel_halfwidth > WIDE:
+        out.append(("too few samples", f"n={e.n}, no 95 % interval for the median (n ≥ {MIN_N_CI} needed)"))
+    elif e.rel_halfwidth > shape.WIDE:
         out.append(("wide interval", f"the median's 95 % interval spans ±{e.rel_halfwidth:.0%} "
-                                     f"({findings.stated(e, unit)})"))
-    d = intervals.drift(x)
-    if d is not None and abs(d.change) > DRIFT and d.p < DRIFT_P:
+                                     f"({stated(e, unit)})"))
+    d = shape.drift(x)
+    if d is not None and d.trend:
         out.append(("drift", f"{d.change:+.0%} from the first to the last third of the run (Spearman p={d.p:.1g})"))
-    b = bimodal(x)
+    b = shape.bimodal(x)
     if b is not None:
         (m1, s1), (m2, s2) = b
-        out.append(("bimodal", f"two clusters: {s1:.0%} of samples near {findings.quantity(m1, unit)}, "
-                               f"{s2:.0%} near {findings.quantity(m2, unit)}"))
+        out.append(("bimodal", f"two clusters: {s1:.0%} of samples near {quantity(m1, unit)}, "
+                               f"{s2:.0%} near {quantity(m2, unit)}"))
     return out
-
-
-def bimodal(x: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """((median, share) of the low cluster, (median, share) of the high one), or None.
-
-    Two-means in log space (latencies are multiplicative), split at the best
-    threshold of the sorted values; separated when Ashman's D exceeds ``BIMODAL_D``.
-    """
-    if x.size < BIMODAL_MIN_N or np.any(x <= 0):
-        return None
-    v = np.sort(np.log(x))
-    k_min = max(2, math.ceil(BIMODAL_SHARE * v.size))
-    best, split = math.inf, -1
-    for k in range(k_min, v.size - k_min + 1):
-        a, b = v[:k], v[k:]
-        cost = a.var() * a.size + b.var() * b.size
-        if cost < best:
-            best, split = cost, k
-    if split < 0:
-        return None
-    a, b = v[:split], v[split:]
-    spread = math.sqrt(a.var(ddof=1) + b.var(ddof=1))
-    if spread == 0:
-        return None
-    ashman = math.sqrt(2) * abs(b.mean() - a.mean()) / spread
-    gap = (b.min() - a.max()) / (spread / math.sqrt(2))
-    if ashman <= BIMODAL_D or gap <= BIMODAL_GAP:
-        return None
-    return (float(np.exp(np.median(a))), a.size / v.size), (float(np.exp(np.median(b))), b.size / v.size)
 
 
 ACTIONS = {
@@ -153,13 +111,13 @@ def _merge(ws: list[Warning_], data: ReportData) -> list[Warning_]:
         if rule == "too few samples":
             what = ", ".join(f"{w.what} ({w.detail.split(',')[0]})" for w in group)
             measurements = sorted({w.what.split("/")[0] for w in group})
-            rest.append(Warning_(backend, rule, what, f"no 95 % interval for the median (n ≥ {intervals.MIN_N} needed)",
-                                 f"raise repetitions to ≥ {intervals.MIN_N} for this backend in the scenario's "
+            rest.append(Warning_(backend, rule, what, f"no 95 % interval for the median (n ≥ {MIN_N_CI} needed)",
+                                 f"raise repetitions to ≥ {MIN_N_CI} for this backend in the scenario's "
                                  f"{' and '.join(measurements)} experiment{'s' if len(measurements) > 1 else ''} "
                                  "(a per-backend `overrides` entry)"))
         else:
             what = ", ".join(f"{w.what} ({w.detail.split('spans ')[1].split(' ')[0]})" for w in group)
-            rest.append(Warning_(backend, rule, what, f"the median's 95 % interval is wider than ±{WIDE:.0%}",
+            rest.append(Warning_(backend, rule, what, f"the median's 95 % interval is wider than ±{shape.WIDE:.0%}",
                                  ACTIONS[rule] + busy_host(data)))
     return rest
 
@@ -199,29 +157,16 @@ def grouped(ws: Sequence[Warning_]) -> dict[str, list[Warning_]]:
     return out
 
 
-def notes(data: ReportData) -> dict[tuple[str, ...], str]:
-    """Per-series notes for the statistics table: the same checks on every series with ≥ 2 samples,
-    keyed by ``series_key``."""
-    from harness.report import tables
-
+def notes(data: ReportData) -> dict[SeriesKey, str]:
+    """Per-series notes for the statistics table: the same checks on every series with ≥ 2 samples."""
     ok = data.rows[data.rows["status"] == "ok"] if not data.rows.empty else data.rows
     if ok.empty:
         return {}
-    pcols = tables.used_params(ok)
-    keys = ["series", "measurement", "workload", "metric", *pcols]
     out = {}
-    for key, g in ok.groupby(keys, dropna=False, sort=False):
+    for key, _, g in groups(ok, split=True):
         if len(g) < 2:
             continue  # a grid cell measured once: nothing to say about a distribution
-        found = check(_ordered(g)["value"].tolist(), str(g["unit"].iloc[0]))
+        found = check(_ordered(g)["value"].tolist(), key.unit)
         if found:
-            out[series_key(dict(zip(keys, key, strict=True)), pcols)] = "; ".join(
-                f"{rule}: {detail}" for rule, detail in found)
+            out[key] = "; ".join(f"{rule}: {detail}" for rule, detail in found)
     return out
-
-
-def series_key(row: Any, pcols: Sequence[str]) -> tuple[str, ...]:
-    """(series, measurement, workload, metric, "param=value"…) with missing params left out, so that
-    tables with different param columns agree on a series."""
-    base = tuple(str(row[c]) for c in ("series", "measurement", "workload", "metric"))
-    return base + tuple(f"{c}={style.fmt_param(row[c])}" for c in pcols if not style.is_missing(row[c]))

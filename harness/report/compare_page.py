@@ -18,7 +18,8 @@ import numpy as np
 
 from harness.metric import HIGHER, LOWER
 from harness.report import chartkit as charts
-from harness.report import intervals, page_html, style
+from harness.report import page_html, style
+from harness.stats.estimate import ratio
 
 #: colours of the verdicts (regressions stand out; "no change" recedes)
 VERDICT_COLOURS = {"regression": "#C0392B", "improvement": "#1E8449"}
@@ -57,7 +58,7 @@ def estimate(r: Row) -> tuple[float, float, float, bool]:
     change, lo, hi = (getattr(r, k, math.nan) for k in ("change", "lo", "hi"))
     if getattr(r, "direction", None) in (LOWER, HIGHER) and all(math.isfinite(v) for v in (change, lo, hi)):
         return 1 + change, 1 + lo, 1 + hi, True
-    e = intervals.ratio(r.new, r.base)
+    e = ratio(r.new, r.base)
     return e.value, e.lo, e.hi, e.resolved
 
 

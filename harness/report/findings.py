@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import runtimes
-from harness.report import intervals, style
-from harness.report.intervals import Estimate
+from harness.report import style
 from harness.report.model import ReportData
+from harness.stats import MIN_N_CI, estimate
+from harness.stats.estimate import Estimate
+from harness.stats.numbers import quantity, stated, times
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -86,9 +88,9 @@ def rows(data: ReportData) -> list[HeadlineRow]:
             continue
         sel = sel[sel["workload"] == wl].sort_values("seq" if "seq" in sel.columns else "value")
         for (series, backend, split), g in _series(sel):
-            own = intervals.median(g["value"])
+            own = estimate.median(g["value"])
             base = _same_split(sel[sel["backend"] == ref], split) if ref else sel.iloc[0:0]
-            ratio = None if backend == ref or base.empty else intervals.ratio(g["value"], base["value"])
+            ratio = None if backend == ref or base.empty else estimate.ratio(g["value"], base["value"])
             out.append(HeadlineRow(family, series, backend, split, wl, str(g["unit"].iloc[0]), own, ratio))
     return out
 
@@ -99,48 +101,13 @@ def _series(df: pd.DataFrame) -> list[tuple[tuple[str, str, Any], pd.DataFrame]]
 
 
 # -- words ------------------------------------------------------------------------------
-def num(v: float) -> str:
-    """Three significant digits, thousands separated: 29.7, 0.0140, 3,810."""
-    if style.is_missing(v) or not math.isfinite(v):
-        return "?"
-    v = float(f"{v:.3g}")  # round first: 0.9996 is 1.00, not 1.000
-    if v == 0:
-        return "0"
-    digits = max(0, 2 - int(math.floor(math.log10(abs(v)))))
-    return f"{round(v, digits):,.{digits}f}"
-
-
-def quantity(v: float, unit: str) -> str:
-    """A value with its unit, milliseconds above 1000 as seconds."""
-    if unit == "ms" and abs(v) >= 1000:
-        return f"{num(v / 1000)} s"
-    if unit in ("ratio", "bool", "count", ""):
-        return num(v)
-    return f"{num(v)} {unit}"
-
-
-def stated(e: Estimate, unit: str) -> str:
-    """``29.7 ms [28.0–31.6] (n=30)``; unresolved: ``8.02 s (n=3)``."""
-    scale = 1000.0 if unit == "ms" and abs(e.value) >= 1000 else 1.0
-    if e.resolved:
-        return f"{quantity(e.value, unit)} [{num(e.lo / scale)}–{num(e.hi / scale)}] (n={e.n})"
-    return f"{quantity(e.value, unit)} (n={e.n})"
-
-
-def times(e: Estimate, ref: str) -> str:
-    """``14.1× bare [13.2–15.1]``; unresolved: ``≈3,810× bare``."""
-    if e.resolved:
-        return f"{num(e.value)}× {ref} [{num(e.lo)}–{num(e.hi)}]"
-    return f"≈{num(e.value)}× {ref}"
-
-
 def unresolved(*estimates: Estimate | None) -> str:
     """`` — not resolved: too few samples for a 95 % interval (n ≥ 6 needed)`` when any estimate lacks one."""
     why = next((e.unresolved for e in estimates if e is not None and not e.resolved), None)
     if why is None:
         return ""
     if why.startswith("too few"):
-        return f" — not resolved: too few samples for a 95 % interval (n ≥ {intervals.MIN_N} needed)"
+        return f" — not resolved: too few samples for a 95 % interval (n ≥ {MIN_N_CI} needed)"
     return f" — not resolved: {why or 'no interval'}"
 
 
@@ -315,7 +282,7 @@ def _peers(data: ReportData) -> Finding | None:
     f = Finding("Peers: median ratio to our own runtime of the same kind")
     for _, r in sel.iterrows():
         e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], int(min(r["n_peer"], r["n_ref"])),
-                     "" if min(r["n_peer"], r["n_ref"]) >= intervals.MIN_N else "too few samples")
+                     "" if min(r["n_peer"], r["n_ref"]) >= MIN_N_CI else "too few samples")
         f.lines.append(f"{r['peer']}, {r['metric']} ({r['workload']}): {times(e, str(r['reference']))}"
                        + unresolved(e))
     return f
@@ -329,8 +296,8 @@ def _floor(data: ReportData) -> Finding | None:
         return None
     r = fl.iloc[0]
     n = int(min(r["n_floor"], r["n_startup"]))
-    why = ("" if n >= intervals.MIN_N else "the floor is a single lower bound, so the ratio has no interval"
-           if r["n_floor"] < intervals.MIN_N else "too few samples")
+    why = ("" if n >= MIN_N_CI else "the floor is a single lower bound, so the ratio has no interval"
+           if r["n_floor"] < MIN_N_CI else "too few samples")
     e = Estimate(r["ratio"], r["ci_lo"], r["ci_hi"], n, why)
     floor = r["floor"].split(" · ")[-1]
     if isinstance(r.get("invalid"), str):

@@ -18,6 +18,7 @@ import runtimes
 from harness.report import chartkit as charts
 from harness.report import findings, style
 from harness.report.model import ReportData
+from harness.stats.numbers import PROSE, fmt
 
 #: family -> panel title
 PANELS = {
@@ -64,10 +65,10 @@ def panel(ax: Any, family: str, rows: list[findings.HeadlineRow], labels: list[s
                         color=colour, markersize=6, capsize=3, elinewidth=1.4)
             lo_all.append(r.lo)
             hi_all.append(r.hi)
-            text = f"{findings.num(r.value)}×"
+            text = f"{fmt(r.value, PROSE)}×"
         else:
             ax.plot([r.value], [y], "o", markerfacecolor="white", markeredgecolor=colour, markersize=6, mew=1.5)
-            text = f"≈{findings.num(r.value)}× (n={r.n})"
+            text = f"≈{fmt(r.value, PROSE)}× (n={r.n})"
         if math.isfinite(r.value) and r.value > 0:
             lo_all.append(r.value)
             hi_all.append(r.value)

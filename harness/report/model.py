@@ -8,13 +8,13 @@ by backend *and* host (or kernel), so ``container @ hostA`` and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import results, stats
+from harness import results
+from harness.stats import describe, series
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -79,12 +79,14 @@ class ReportData:
 
     def __post_init__(self) -> None:
         # "split" is always a key (all-missing without a split) so every table has the column
-        self.summary = stats.summary_table(self.rows, extra_keys=("split",))
+        from harness.measure import catalogue
+
+        self.summary = describe.summary_table(self.rows, split=True, tick=catalogue().tick)
         if self.summary.empty:
             self.summary["series"] = []
             return
         self.summary.insert(0, "series", [
-            series_label(r["backend"], r["accel"], r["split"] if self.split else None)
+            series.label(r["backend"], r["accel"], r["split"] if self.split else None)
             for _, r in self.summary.iterrows()])
 
     def of(self, measurement: str) -> pd.DataFrame:
@@ -141,15 +143,6 @@ def accel_words(accels: dict[str, set[str]]) -> str:
     return ", ".join(parts)
 
 
-def series_label(backend: Any, accel: Any, split: Any = None) -> str:
-    label = str(backend)
-    if isinstance(accel, str) and accel == "tcg":
-        label += " (TCG, emulated)"
-    if split is not None and not (isinstance(split, float) and math.isnan(split)):
-        label += f" @ {split}"
-    return label
-
-
 def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
     if by == "none":
         return None
@@ -198,6 +191,6 @@ def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
     if "warmup" in rows.columns and not rows.empty:
         rows = rows[~rows["warmup"].fillna(False).astype(bool)].copy()
     rows["split"] = rows[split] if split else None
-    rows["series"] = [series_label(b, a, s if split else None)
+    rows["series"] = [series.label(b, a, s if split else None)
                       for b, a, s in zip(rows["backend"], rows["accel"], rows["split"], strict=True)]
     return ReportData(runs, rows.reset_index(drop=True), split)

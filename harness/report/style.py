@@ -7,11 +7,14 @@ chart of every report, including reports of runs that lack some backends.
 
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Any
 
 import runtimes
+from harness.stats import is_missing
+from harness.stats.numbers import fmt
+
+__all__ = ["fmt", "is_missing"]  # the one formatter and missing-value test, as the report modules ask for them
 
 #: backends no registered declaration knows (rows of an old run) get one of these, by a stable hash
 EXTRA_COLOURS = ("#56B4E9", "#F0E442", "#882255", "#44AA99", "#999933", "#332288")
@@ -52,31 +55,6 @@ def backend_rank(backend: str) -> tuple[int, str]:
     """Display order in legends, bar groups and tables: the registry's order, unknown ones last."""
     order = runtimes.names()
     return (order.index(backend) if backend in order else len(order), backend)
-
-
-def is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def fmt(v: Any) -> str:
-    """A number as a person reads it: 3 significant digits, no exponent below 1e6."""
-    if is_missing(v):
-        return ""
-    if isinstance(v, str):
-        return v
-    v = float(v)
-    if v.is_integer() and abs(v) < 1e6:
-        return f"{int(v):,}"  # counts and booleans read as integers
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    if a >= 0.001:
-        return f"{v:.3g}"
-    return f"{v:.2e}"
 
 
 def fmt_param(v: Any) -> str:

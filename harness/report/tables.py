@@ -10,10 +10,11 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import runtimes
-from harness import stats
 from harness.measure import catalogue
 from harness.report import style
 from harness.report.model import ReportData
+from harness.stats.ratio import ratio_of_medians
+from harness.stats.series import param_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -40,7 +41,7 @@ def params_text(row: Any, columns: list[str]) -> str:
 
 
 def used_params(df: pd.DataFrame) -> list[str]:
-    return [c for c in stats.param_columns(df) if df[c].notna().any()]
+    return [c for c in param_columns(df) if df[c].notna().any()]
 
 
 def display(summary: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +128,7 @@ def _ok(data: ReportData) -> pd.DataFrame:
 
 
 def _ratio_row(a: Any, b: Any) -> dict[str, Any]:
-    ratio, lo, hi = stats.ratio_of_medians(a, b)
+    ratio, lo, hi = ratio_of_medians(a, b)
     return {"ratio": ratio, "ci_lo": lo, "ci_hi": hi}
 
 

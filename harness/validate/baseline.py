@@ -15,18 +15,13 @@ from typing import Any
 
 import tomli_w
 
+from harness.stats.numbers import EXACT, fmt
 from harness.validate.expr import BaselineError, Expr
 
 STATS = ("median", "mean", "min", "max", "all")
 BOUND_KEYS = {"backend", "measurement", "metric", "params", "when", "require", "stat", "min", "max", "equals",
               "optional", "why", "exception"}
 BASELINE_KEYS = {"description", "optional_backends", "derived_from"}
-
-
-def num(v: Any) -> str:
-    """A number as a person writes it: 16, 0.5."""
-    v = float(v)
-    return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
 @dataclass(frozen=True)
@@ -49,7 +44,7 @@ class Bound:
     def describe(self) -> str:
         bits = [f"{self.backend} {self.measurement} {self.metric}"]
         if self.params:
-            bits.append(" ".join(f"{k}={num(v)}" for k, v in self.params.items()))
+            bits.append(" ".join(f"{k}={fmt(v, EXACT)}" for k, v in self.params.items()))
         if self.when:
             bits.append(f"when {self.when.text}")
         return " ".join(bits)

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.validate.baseline import Baseline, Bound, num
+from harness.stats.numbers import EXACT, fmt
+from harness.validate.baseline import Baseline, Bound
 from harness.validate.expr import BaselineError, Expr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +40,7 @@ class Case:
     failures: list[str]  # error of each failed sample
 
     def describe(self) -> str:
-        p = " ".join(f"{k}={num(v)}" for k, v in sorted(self.params.items()))
+        p = " ".join(f"{k}={fmt(v, EXACT)}" for k, v in sorted(self.params.items()))
         return f"{self.backend} {self.measurement}/{self.workload}" + (f" {p}" if p else "")
 
 
@@ -58,12 +59,12 @@ class Check:
 
 def cases(df: pd.DataFrame) -> list[Case]:
     """The run's enforcement rows grouped per (backend, measurement, workload, params); warm-ups dropped."""
-    from harness import stats  # pandas: only when a run is actually checked
+    from harness.stats.series import param_columns  # pandas: only when a run is actually checked
 
     if df.empty:
         return []
     df = df[df["measurement"].isin(ENFORCEMENT) & ~df["warmup"].fillna(False).astype(bool)]
-    pcols = stats.param_columns(df)
+    pcols = param_columns(df)
     out = []
     for key, g in df.groupby(["backend", "measurement", "workload", *pcols], dropna=False, sort=True):
         params = {c.removeprefix("param_"): float(v)  # type: ignore[arg-type]  # a param value
@@ -120,7 +121,7 @@ def _within(v: float, lo: float | None, hi: float | None) -> bool:
 
 def _bound_text(lo: float | None, hi: float | None) -> str:
     if lo is not None and hi is not None:
-        return f"== {num(lo)}" if lo == hi else f"in [{lo:.6g}, {hi:.6g}]"
+        return f"== {fmt(lo, EXACT)}" if lo == hi else f"in [{lo:.6g}, {hi:.6g}]"
     return f">= {lo:.6g}" if lo is not None else f"<= {hi:.6g}"
 
 
@@ -163,7 +164,7 @@ def check_case(bound: Bound, case: Case) -> Check:
     what = "worst sample" if bound.stat == "all" else bound.stat
     side = f"< min {lo:.6g}" if lo is not None and observed < lo else f"> max {hi:.6g}"
     if lo is not None and hi is not None and lo == hi:
-        side = f"!= {num(lo)}"
+        side = f"!= {fmt(lo, EXACT)}"
     msg = f"{case.describe()}: {bound.metric} {what} {observed:.6g} {side} (n={len(values)})"
     return Check(name, cls, "fail", msg + (f" — {bound.why}" if bound.why else ""))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Protocol
@@ -9,7 +10,7 @@ from typing import Protocol
 from runtimes.cgroups import host, tree, v1, v2
 from runtimes.cgroups.files import CgroupError, write
 from runtimes.limits import Limits
-from runtimes.naming import PREFIX
+from runtimes.naming import BadName, check_object_name
 
 
 class Driver(Protocol):
@@ -30,8 +31,8 @@ DRIVERS: dict[int, Driver] = {1: v1, 2: v2}
 
 def validate_limits(limits: Limits) -> None:
     """Reject what no kernel accepts, before anything is created."""
-    if limits.cpu_quota is not None and limits.cpu_quota <= 0:
-        raise CgroupError(f"cpu quota must be > 0 CPUs, got {limits.cpu_quota}")
+    if limits.cpu_quota is not None and not (math.isfinite(limits.cpu_quota) and limits.cpu_quota > 0):
+        raise CgroupError(f"cpu quota must be > 0 CPUs (and finite), got {limits.cpu_quota}")
     if not 1000 <= limits.cpu_period_us <= 1_000_000:
         raise CgroupError(f"cpu period must be 1000..1000000 us, got {limits.cpu_period_us}")
     if limits.memory_mib is not None and limits.memory_mib < 4:
@@ -65,8 +66,10 @@ class Cgroup:
     @classmethod
     def create(cls, name: str, limits: Limits = Limits(), *, v: int | None = None) -> Cgroup:
         """Make the cgroup below our own and apply ``limits``; all or nothing."""
-        if PREFIX not in name:
-            raise CgroupError(f"cgroup name {name!r} must contain {PREFIX!r}")
+        try:
+            check_object_name(name)  # a name, not a path: "/" or ".." would leave our subtree
+        except BadName as e:
+            raise CgroupError(f"cgroup {e}") from None
         validate_limits(limits)
         v = v or host.version()
         cg = cls(name, v, host.dirs_for(name, v))

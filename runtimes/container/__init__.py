@@ -1,10 +1,15 @@
 """isobench's own container runtime (the ``container`` backend).
 
-Modules: ``backend`` (ContainerBackend, ContainerInstance), ``init`` (the fork
-into a new PID namespace and the child's setup), ``mounts`` (the mount plan as
-data), ``namespaces``, ``caps``, ``leftovers`` (cleanup after a killed
-harness), ``compare`` (a launch-latency comparison helper, not a test).
-Low-level syscalls live in ``runtimes.syscalls``.
+Modules: ``backend`` (ContainerBackend, ContainerInstance, the variants),
+``mounts`` (the mount plan as data) and ``prims`` (the mount primitives it
+lowers to), ``namespaces`` (flags, the loopback request), ``checks`` (its
+``isobench doctor`` lines), ``leftovers`` (the sweep after a killed harness).
+Sub-packages: ``launcher`` (how PID 1 is made: the zygotes, Python and C, their
+wire format and build, the prepared root, the child's setup), ``devices`` (the
+device rules and what enforces them), ``security`` (capabilities, seccomp,
+rlimits and the other process attributes).  Low-level syscalls live in
+``runtimes.syscalls``; a launch-latency comparison helper in
+``benchmarks/launch_compare.py``.
 
 ``python -m runtimes.container plan`` prints the mount plan;
 ``python -m runtimes.container run -- CMD...`` runs a command in a container.

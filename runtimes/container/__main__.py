@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     backend = ContainerBackend(read_only=not args.rw, zygote=getattr(args, "zygote", "native"))
     if args.cmd == "plan":
-        from runtimes.container import mounts, wire
+        from runtimes.container import mounts
+        from runtimes.container.launcher import wire
 
         print((wire.describe if args.lowered else mounts.describe)(list(backend.plan())))
         return 0

@@ -1,7 +1,7 @@
 """The ``container`` backend: isobench's own namespace + cgroup runtime.
 
 Per launch: a cgroup below ours (limits applied), then PID 1 of a new PID
-namespace (see ``init.py``), made by the zygote (``zygote.py``: a small helper
+namespace (see ``launcher/init.py``), made by the zygote (``launcher/zygote.py``: a small helper
 started once, before any t_launch) or, with ``launcher="fork"``, by forking the
 harness.  The child joins its cgroup (or is born in it: clone3 CLONE_INTO_CGROUP
 on v2), unshares mount, UTS, IPC, network and cgroup namespaces, mounts the
@@ -18,7 +18,7 @@ attach), ``read_only=False`` (writable root: overlay on a tmpfs), ``env``
 (default: when the launching thread -- for the zygote, the thread that started
 it -- is the main thread; the kernel ties the parent-death signal to a
 *thread*), ``launcher`` ("zygote" | "fork"), ``zygote`` ("native" | "python": which zygote
-forks PID 1; the native one, ``native/zygote.c``, is built on first use and falls back to the
+forks PID 1; the native one, ``launcher/zygote.c``, is built on first use and falls back to the
 Python one, with the reason recorded in ``metadata()``, where it cannot be built).
 
 Phases (``times.phases``, ns, launch order; they add up to launch→ready):
@@ -33,14 +33,13 @@ devices cgroup with its rules, or attaching the v2 BPF program).
 
 Hardening at runc/crun parity (``seccomp=`` option, also per launch in
 ``spec.extra``: ``default``, ``unconfined`` or a profile path; ``devices=False`` turns the device rules off for comparisons):
-see ``seccomp.py``, ``devices.py``, ``devfilter.py``, ``hardening.py`` and the
+see ``security/`` (seccomp, capabilities, process attributes), ``devices/`` and the
 mount plan.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -48,12 +47,15 @@ from typing import Any
 from runtimes import cgroups, rootfs
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps, hardening, init, mounts, namespaces
-from runtimes.container import devices as devices_mod
-from runtimes.container import seccomp as seccomp_mod
-from runtimes.container.guard import DeviceGuard
-from runtimes.container.zygote import KINDS, Zygote
+from runtimes.container import mounts, namespaces
+from runtimes.container.devices import rules as devices_mod
+from runtimes.container.devices.guard import DeviceGuard
+from runtimes.container.launcher import init
+from runtimes.container.launcher.zygote import KINDS, Zygote
+from runtimes.container.security import caps, hardening
+from runtimes.container.security import seccomp as seccomp_mod
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
+from runtimes.stdio import Stdio
 from runtimes.workloads import ISOLATED_ENV
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
@@ -74,27 +76,25 @@ class ContainerInstance(ProcessInstance):
     devices: devices_mod.DeviceCgroup | None = None
     own_devices: bool = False
 
-    def start(self, cfg: init.InitConfig, log: Any, zygote: Zygote | None) -> None:
-        """Make PID 1 with the zygote (or by forking the harness when ``zygote`` is None)."""
-        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    def start(self, cfg: init.InitConfig, zygote: Zygote | None) -> None:
+        """Make PID 1 with the zygote (or by forking the harness when ``zygote`` is None).
+
+        Its stdio are the harness's pipes (``runtimes.stdio``); stdin is replaced by the
+        container's own /dev/null once its mounts are done."""
+        assert self.stdio is not None
+        stdin, out, err = self.stdio.child
         marker_r, marker_w = os.pipe()
         try:
-            if log is None:  # inherit (isobench exec)
-                out, err = 1, 2
-            elif log == subprocess.DEVNULL:
-                out = err = devnull
-            else:
-                out = err = log.fileno()
             if zygote is not None:
-                child = zygote.spawn(cfg, devnull, out, err, marker_w)
+                child = zygote.spawn(cfg, stdin, out, err, marker_w)
             else:
-                child = init.spawn(cfg, devnull, out, err, marker_w)
+                child = init.spawn(cfg, stdin, out, err, marker_w)
         except BaseException:
             os.close(marker_r)
             raise
         finally:
             os.close(marker_w)
-            os.close(devnull)
+            self.stdio.spawned()
         self.proc = ChildProcess(child.pid)  # type: ignore[assignment]
         self.marker.read_fd(marker_r)
         spawned = init.read_status(child.status_fd, child.pid, min(SETUP_TIMEOUT_S, self.spec.timeout_s))
@@ -242,7 +242,7 @@ class ContainerBackend(Backend):
             raise BackendError(str(e)) from e
 
     def _guard_devices(self, inst: ContainerInstance) -> None:
-        """The device rules on the instance (``guard.py``); nothing without rules."""
+        """The device rules on the instance (``devices/guard.py``); nothing without rules."""
         if self.devices is None:
             return
         t = now_ns()
@@ -275,11 +275,11 @@ class ContainerBackend(Backend):
         reset_signals = init.default_signals()
         what = f"{spec.instance}: cannot start the container"
         # the log before t_launch, as every backend opens its own (runtimes.process.instance_log)
-        with instance_log(spec, "container", what) as (log, log_path):
-            return self._start(spec, zygote, plan, reset_signals, log, log_path, what)
+        with instance_log(spec, "container", what) as stdio:
+            return self._start(spec, zygote, plan, reset_signals, stdio, what)
 
     def _start(self, spec: LaunchSpec, zygote: Zygote | None, plan: tuple[mounts.MountOp, ...],
-               reset_signals: tuple[int, ...], log: Any, log_path: str | None, what: str) -> Instance:
+               reset_signals: tuple[int, ...], stdio: Stdio, what: str) -> Instance:
         """From ``t_launch`` on: the instance's cgroup, devices, config and PID 1."""
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
@@ -295,12 +295,11 @@ class ContainerBackend(Backend):
             times.phases["cgroup_create"] = now_ns() - t0
         elif spec.limits.any():
             raise BackendError(f"{spec.instance}: limits {spec.limits.describe()} need a cgroup (extra cgroup=False)")
-        inst = ContainerInstance(spec, cgroup, times)
-        inst.log_path = log_path
+        inst = ContainerInstance(spec, cgroup, times, stdio)
         with launching(inst, what):
             self._guard_devices(inst)
             cfg = self.config(spec, cgroup, zygote, inst.devices, reset_signals)
-            inst.start(cfg, log, zygote)
+            inst.start(cfg, zygote)
         what_ran = f"zygote ({zygote.kind})" if zygote is not None else "fork"
         self.ran[what_ran] = self.ran.get(what_ran, 0) + 1
         return inst

@@ -8,7 +8,8 @@ from runtimes.declaration import Check
 
 def checks(probe: bool = True) -> list[Check]:
     from runtimes import cgroups
-    from runtimes.container import caps, devices, seccomp
+    from runtimes.container.devices import rules as devices
+    from runtimes.container.security import caps, seccomp
 
     out = [_native_zygote(probe)]
     try:
@@ -35,8 +36,8 @@ def checks(probe: bool = True) -> list[Check]:
 
 
 def _native_zygote(probe: bool) -> Check:
-    """The C zygote (native/zygote.c) needs the system compiler; without it the Python one runs."""
-    from runtimes.container import native
+    """The C zygote (launcher/zygote.c) needs the system compiler; without it the Python one runs."""
+    from runtimes.container.launcher import native
 
     fix = "apt-get install gcc libc6-dev"
     cc = native.compiler()

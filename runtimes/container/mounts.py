@@ -16,6 +16,7 @@ whose upper layer is a tmpfs that dies with the container).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +25,7 @@ from runtimes import syscalls as sc
 from runtimes.container import prims
 from runtimes.container.prims import Lowered, Prim
 
-#: host device nodes bind-mounted onto files in the container's tmpfs /dev
+#: device nodes made in the container's tmpfs /dev, like the host's (type, major:minor, mode)
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 #: /dev symlinks every libc and shell expects
 DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
@@ -41,7 +42,7 @@ TMPFS_SIZE = {"dev": "64k", "dev/shm": "65536k", "tmp": "65536k", "upper": "2621
 #: every writable mount: no device nodes (bind-mounted devices keep their own mount's flags)
 WRITABLE = sc.MS_NOSUID | sc.MS_NODEV
 #: /dev once populated: read-only, so a workload (which keeps CAP_MKNOD, as with runc) makes no
-#: node there; not nodev, because the zygote's shared /dev holds real nodes (template.py)
+#: node there and changes none (chmod); not nodev, because it holds the container's real nodes
 DEV_FINAL = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOEXEC
 #: what ReadOnly and Mask mount with: nothing of the host's kernel entries is writable or runnable
 _COVER = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
@@ -153,17 +154,25 @@ class Tmpfs(Lowered):
 
 @dataclass(frozen=True)
 class Device(Lowered):
-    """A host device node bind-mounted onto an empty file (works without CAP_MKNOD too)."""
+    """A device node like the host's ``host`` (type, major:minor, mode), made at ``dst`` in the
+    container's /dev tmpfs, as runc does for a container without a user namespace.  Never a
+    bind mount of the host's node: through one, a workload's chmod would change the host's."""
 
     host: str
     dst: str
+    mode: int  # S_IFCHR/S_IFBLK | permissions
+    rdev: int
+
+    @classmethod
+    def like(cls, host: str, dst: str) -> Device:
+        st = os.stat(host)
+        return cls(host, dst, stat.S_IFMT(st.st_mode) | stat.S_IMODE(st.st_mode), st.st_rdev)
 
     def lower(self) -> list[Prim]:
-        return [Prim(prims.CREATE, self.describe(), self.dst),
-                prims.mount(self.describe(), self.host, self.dst, None, sc.MS_BIND)]
+        return [Prim(prims.MKNOD, self.describe(), self.dst, mode=self.mode, dev=self.rdev)]  # + chmod
 
     def describe(self) -> str:
-        return f"device {self.host} -> {self.dst}"
+        return f"mknod {self.dst} like {self.host} ({os.major(self.rdev)}:{os.minor(self.rdev)})"
 
 
 @dataclass(frozen=True)
@@ -208,15 +217,18 @@ class ReadOnly(Lowered):
 
 @dataclass(frozen=True)
 class Mask(Lowered):
-    """Cover ``dst``: a file with /dev/null, a directory with an empty read-only tmpfs (which one
-    is decided at run time, in the container)."""
+    """Cover ``dst``: a file with the container's /dev/null (``null``: where its node is at
+    that point of the plan), a directory with an empty read-only tmpfs (which one is decided
+    at run time, in the container).  The bind inherits the read-only /dev's flags
+    (``DEV_FINAL``): nothing done to the cover reaches its node."""
 
     dst: str
+    null: str = "/dev/null"
 
     def lower(self) -> list[Prim]:
         d = self.describe()
         return [prims.mount(d, "tmpfs", self.dst, "tmpfs", _COVER, "size=0", cond=prims.IS_DIR),
-                prims.mount(d, "/dev/null", self.dst, None, sc.MS_BIND, cond=prims.EXISTS_NOT_DIR)]
+                prims.mount(d, self.null, self.dst, None, sc.MS_BIND, cond=prims.EXISTS_NOT_DIR)]
 
     def describe(self) -> str:
         return f"mask {self.dst}"
@@ -252,15 +264,17 @@ def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = T
     ops: list[MountOp] = [MakePrivate("/")]
     # pivot_root needs the new root to be a mount point: a bind of the rootfs onto itself.
     ops.append(Bind(root, root) if read_only else Overlay(root))
-    ops.append(Proc(at("proc")))
-    if proc_hardening:
-        ops += [ReadOnly(at(f"proc/{p}")) for p in PROC_READONLY]
-        ops += [Mask(at(f"proc/{p}")) for p in PROC_MASKED]
+    # /dev first, complete and read-only: the masks below bind its /dev/null (the host's /dev
+    # is never mounted into a container, not even as a cover)
     ops.append(Tmpfs(at("dev"), 0o755, sc.MS_NOSUID | sc.MS_NOEXEC, TMPFS_SIZE["dev"]))
-    ops += [Device(f"/dev/{d}", at(f"dev/{d}")) for d in DEVICES]
+    ops += [Device.like(f"/dev/{d}", at(f"dev/{d}")) for d in DEVICES]
     ops += [Symlink(t, at(f"dev/{name}")) for name, t in DEV_LINKS.items()]
     ops.append(Dir(at("dev/shm"), 0o1777))
     ops.append(Remount(at("dev"), DEV_FINAL))
+    ops.append(Proc(at("proc")))
+    if proc_hardening:
+        ops += [ReadOnly(at(f"proc/{p}")) for p in PROC_READONLY]
+        ops += [Mask(at(f"proc/{p}"), at("dev/null")) for p in PROC_MASKED]
     ops.append(Tmpfs(at("dev/shm"), 0o1777, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev/shm"]))
     ops.append(Tmpfs(at("tmp"), 0o1777, WRITABLE, TMPFS_SIZE["tmp"]))
     if read_only:

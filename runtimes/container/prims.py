@@ -6,7 +6,7 @@ create an empty file, and the pivot_root sequence, each with a condition
 (always; only when the path exists; only on a directory; only on an existing
 non-directory) decided at run time, in the container.  Python runs them here
 (``run``: the fork launcher, the Python zygote); the native zygote's C child
-runs the very same list (``wire.py`` encodes it, ``native/zygote.c``
+runs the very same list (``launcher/wire.py`` encodes it, ``launcher/zygote.c``
 interprets it): one definition of each op for both.  Every primitive carries
 its op's ``describe()`` text, so a failure names the plan step either way.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from runtimes import syscalls as sc
 
-# the same numbers as the enums in native/zygote.c
+# the same numbers as the enums in launcher/zygote.c (tests/test_wire.py checks)
 MOUNT, MKDIR, SYMLINK, MKNOD, CREATE, PIVOT = range(1, 7)
 ALWAYS, EXISTS, IS_DIR, EXISTS_NOT_DIR = range(4)
 

@@ -28,7 +28,7 @@ def _declare(runtime: str, colour: str) -> Declaration:
         peer_of="container",
         sweep="runtimes.oci.backend:cleanup_leftovers",
         doctor="runtimes.oci.checks:checks",
-        # the bundle carries the built-in container's profile, resolved (runtimes.container.seccomp)
+        # the bundle carries the built-in container's profile, resolved (runtimes.container.security.seccomp)
         options=(Option("seccomp", str, "default",
                         help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file"),),
     )

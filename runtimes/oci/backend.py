@@ -34,13 +34,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, exits, rootfs
+from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import caps as container_caps
-from runtimes.container import seccomp as container_seccomp
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import seccomp as container_seccomp
+from runtimes.naming import of_run
 from runtimes.oci import bundle, view
 from runtimes.process import ProcessInstance, instance_log, launching
+from runtimes.stdio import Stdio
 
 RUNTIMES = ("runc", "crun")
 #: everything the oci backends keep on the host: state roots and bundles
@@ -98,8 +100,9 @@ def _run_in_view(argv: list[str], v: view.View, timeout: float = 30.0) -> subpro
 class OciInstance(ProcessInstance):
     """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
 
-    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path):
-        super().__init__(spec, None, times)
+    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
+                 stdio: Stdio):
+        super().__init__(spec, None, times, stdio)
         self.runtime = backend.runtime
         self.exe = backend.exe
         self.view = v
@@ -108,8 +111,10 @@ class OciInstance(ProcessInstance):
         #: when the harness reaped the runtime (after its delete); set with t_exit
         self.t_runtime_exit: int | None = None
 
-    def spawn(self, argv: list[str], log: Any) -> None:
-        self._posix_spawn(argv, log)
+    def spawn(self, argv: list[str]) -> None:
+        """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
+        container's process as they are (a pipe, never a file of the host)."""
+        self._posix_spawn(argv)
 
     def _exit_time(self) -> int | None:
         """Called once the runtime is reaped (it has deleted the container by then).  With the
@@ -255,8 +260,6 @@ class OciBackend(Backend):
         self._exits_error = None
 
     def launch(self, spec: LaunchSpec) -> Instance:
-        if PREFIX not in spec.instance or "/" in spec.instance:
-            raise BackendError(f"instance name {spec.instance!r} must contain {PREFIX!r} and no '/'")
         try:
             cgroups.validate_limits(spec.limits)
         except CgroupError as e:
@@ -281,7 +284,7 @@ class OciBackend(Backend):
         if self._exits is not None:
             self._exits.drain()
         what = f"cannot start {self.runtime}"
-        with instance_log(spec, self.name.replace(":", "-"), what) as (log, log_path):
+        with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
             cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
                                 memsw=self._memsw, seccomp=self._seccomp)
@@ -291,10 +294,9 @@ class OciBackend(Backend):
                 raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
                                    f"or was left behind (isobench cleanup)") from e
             times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
-            inst = OciInstance(spec, times, self, v, bundle_dir)
-            inst.log_path = log_path
+            inst = OciInstance(spec, times, self, v, bundle_dir, stdio)
             with launching(inst, what):
-                inst.spawn(argv, log)
+                inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
@@ -328,14 +330,19 @@ def _container_cgroup(name: str, version: int, v: view.View) -> Cgroup:
 
 
 def _leftover_names(run_id: str | None) -> dict[str, set[str]]:
-    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles)."""
+    """runtime -> names of isobench containers in its state root (plus "" -> orphan bundles),
+    of ``run_id`` if given, and of no run whose owner lives (``runtimes.owners``)."""
     out: dict[str, set[str]] = {}
-    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+    live = owners.live()
+
+    def leftover(name: str) -> bool:
+        return (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")) and not live.owns(name)
+
     for rt in RUNTIMES:
         with contextlib.suppress(FileNotFoundError):
-            out[rt] = {p.name for p in state_root(rt).iterdir() if p.name.startswith(prefix)}
+            out[rt] = {p.name for p in state_root(rt).iterdir() if leftover(p.name)}
     with contextlib.suppress(FileNotFoundError):
-        out[""] = {p.name for p in bundles_dir().iterdir() if p.name.startswith(prefix)}
+        out[""] = {p.name for p in bundles_dir().iterdir() if leftover(p.name)}
     return out
 
 

@@ -3,10 +3,10 @@
 Generated here, not by ``runc spec``: the same namespaces
 (``runtimes.container.namespaces.DEFAULT``), the same mounts, masked and
 read-only /proc paths (``runtimes.container.mounts.plan``), the same
-capabilities (``runtimes.container.caps.OCI_DEFAULT``), the same seccomp filter
-(``runtimes.container.seccomp``: the resolved profile the built-in container
+capabilities (``runtimes.container.security.caps.OCI_DEFAULT``), the same seccomp filter
+(``runtimes.container.security.seccomp``: the resolved profile the built-in container
 compiles), the same device rules (``runtimes.container.devices``), rlimits and
-oom_score_adj (``runtimes.container.hardening``) and the same limits as
+oom_score_adj (``runtimes.container.security.hardening``) and the same limits as
 ``runtimes.cgroups.Cgroup.apply`` writes (CFS quota/period, a memory limit with
 no swap beyond it, a pids limit).  The root is the shared workload rootfs
 itself, ``readonly``: the runtimes bind it read-only and never write into it,
@@ -27,11 +27,11 @@ from typing import Any
 
 from runtimes import syscalls as sc
 from runtimes.base import PREFIX, LaunchSpec, Limits
-from runtimes.container import caps as container_caps
-from runtimes.container import devices as container_devices
-from runtimes.container import hardening as container_hardening
 from runtimes.container import mounts as container_mounts
 from runtimes.container import namespaces as container_namespaces
+from runtimes.container.devices import rules as container_devices
+from runtimes.container.security import caps as container_caps
+from runtimes.container.security import hardening as container_hardening
 
 OCI_VERSION = "1.0.2"
 #: /proc/<pid>/ns names (the built-in container's vocabulary) -> OCI namespace types
@@ -92,7 +92,8 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
     Returns ``mounts``, ``maskedPaths``, ``readonlyPaths`` and ``readonly`` (root).
     Operations the runtimes do by themselves are not listed: the root bind and
     pivot_root, the default device nodes (null zero full random urandom tty, the
-    same six ``mounts.DEVICES`` binds) and the /dev symlinks (fd, stdin...).
+    same six ``mounts.DEVICES`` nodes) and the /dev symlinks (fd, stdin...).  /proc
+    comes first, as in ``runc spec`` (our plan builds /dev first, for its masks' sake).
     """
     root = os.fspath(rootfs)
     ops = container_mounts.plan(root)
@@ -110,9 +111,9 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
             data = [f"mode={op.mode:o}"] + ([f"size={op.size}"] if op.size else [])
             flags = op.flags
             if inside(op.dst) == "/dev":
-                # runc/crun mknod the default nodes into /dev (ours are bind mounts, which keep
-                # their own flags): nodev there would make them unusable; the device cgroup rules,
-                # the same as ours, are what stops a workload's own nodes there
+                # runc/crun mknod the default nodes into /dev, as we do: nodev there would make
+                # them unusable; the device cgroup rules, the same as ours, are what stops a
+                # workload's own nodes there
                 flags &= ~sc.MS_NODEV
             out["mounts"].append({"destination": inside(op.dst), "type": "tmpfs", "source": "tmpfs",
                                   "options": _options(flags, data)})
@@ -122,6 +123,7 @@ def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
             out["readonlyPaths"].append(inside(op.dst))
         elif isinstance(op, container_mounts.Remount) and op.dst == root and op.flags & sc.MS_RDONLY:
             out["readonly"] = True
+    out["mounts"].sort(key=lambda m: m["destination"] != "/proc")  # stable: the rest keep their order
     return out
 
 

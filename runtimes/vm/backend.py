@@ -41,6 +41,7 @@ from typing import Any
 import libvirt
 import psutil
 
+from runtimes import owners
 from runtimes.base import (
     PREFIX,
     BackendError,
@@ -51,6 +52,7 @@ from runtimes.base import (
     now_ns,
 )
 from runtimes.exits import ExitEvents
+from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
 from runtimes.vm.connection import open_connection, version_string
@@ -80,7 +82,7 @@ class VmInstance(GuestInstance):
         super().__init__(spec, machine, Timestamps(), marker_log=self._line)
         self.backend = backend
         self.log_path = log_path
-        self._log = open(log_path, "wb") if log_path else None  # closed in cleanup()
+        self._log = create_log(Path(log_path)) if log_path else None  # closed in cleanup()
         self.dom: libvirt.virDomain | None = None
         self.stream: libvirt.virStream | None = None
         self.qemu: psutil.Process | None = None
@@ -336,10 +338,8 @@ class VmBackend(GuestBackend):
     def _launch(self, spec: LaunchSpec, accel_name: str) -> VmInstance:
         m = self.machine(spec, accel_name)
         xml = domain.render(m)
-        log_path = None
-        if spec.log_dir:
-            Path(spec.log_dir).mkdir(parents=True, exist_ok=True)
-            log_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
+        log_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log") if spec.log_dir else None
+        owners.claim(spec.run_id)  # before anything of the run exists: `isobench cleanup` leaves it alone
         conn = self._connection()
         if not self._exits_tried:  # once per backend, before any t_launch; closed by close()
             self._exits_tried = True

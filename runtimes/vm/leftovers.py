@@ -12,7 +12,9 @@ import contextlib
 
 import libvirt
 
+from runtimes import owners
 from runtimes.base import PREFIX
+from runtimes.naming import of_run
 from runtimes.vm import domain, host
 from runtimes.vm.connection import open_connection
 
@@ -29,11 +31,22 @@ def _ours(dom: libvirt.virDomain, run_id: str | None) -> bool:
         return True
     if labels is not None and "run_id" in labels:
         return labels["run_id"] == run_id
-    return name.startswith(f"{PREFIX}-{run_id}-")
+    return of_run(name, run_id)
 
 
 def find_leftovers(conn: libvirt.virConnect, run_id: str | None = None) -> list[libvirt.virDomain]:
-    return [d for d in conn.listAllDomains(0) if _ours(d, run_id)]
+    """Our domains (of ``run_id`` if given) that belong to no run whose harness lives."""
+    live = owners.live()
+    return [d for d in conn.listAllDomains(0) if _ours(d, run_id) and not _live(d, live)]
+
+
+def _live(dom: libvirt.virDomain, live: owners.Live) -> bool:
+    try:
+        labels = domain.labels(dom.XMLDesc(0)) or {}
+    except libvirt.libvirtError:
+        labels = {}
+    run_id = labels.get("run_id")
+    return live.owns(dom.name()) or (run_id is not None and run_id in live.runs)
 
 
 def remove(dom: libvirt.virDomain) -> None:

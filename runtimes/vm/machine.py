@@ -8,9 +8,10 @@ type, devices and accelerator.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from runtimes.base import PREFIX, BackendError, LaunchSpec
+from runtimes.base import BackendError, LaunchSpec
 
 #: the guest kernel's command line.  ``console=ttyS0``: the serial port is the
 #: only device, and carries the marker lines; ``quiet``: kernel messages over an
@@ -64,16 +65,15 @@ class Machine:
 
 
 def validate(spec: LaunchSpec) -> None:
-    """Reject what no guest can boot with, before anything is created."""
-    if PREFIX not in spec.instance:
-        raise BackendError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
+    """Reject what no guest can boot with, before anything is created (the instance's name is
+    checked by ``LaunchSpec`` itself)."""
     if spec.vcpus < 1:
         raise BackendError(f"a guest needs at least 1 vCPU, got {spec.vcpus}")
     if spec.guest_memory_mib < MIN_MEMORY_MIB:
         raise BackendError(f"guest memory must be >= {MIN_MEMORY_MIB} MiB, got {spec.guest_memory_mib}")
     q = spec.limits.cpu_quota
-    if q is not None and q <= 0:
-        raise BackendError(f"cpu quota must be > 0 CPUs, got {q}")
+    if q is not None and not (math.isfinite(q) and q > 0):
+        raise BackendError(f"cpu quota must be > 0 CPUs (and finite), got {q}")
     if spec.limits.cpu_burst_us is not None:
         raise BackendError("cpu burst: libvirt's <cputune> has no CFS burst setting; guests cannot be asked for it")
     if not 1000 <= spec.limits.cpu_period_us <= 1_000_000:

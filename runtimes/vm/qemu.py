@@ -32,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from runtimes import owners
 from runtimes.base import (
     PREFIX,
     BackendError,
@@ -43,7 +44,9 @@ from runtimes.base import (
     now_ns,
 )
 from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.naming import of_run
 from runtimes.process import launching
+from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
 from runtimes.vm.guest import GuestBackend, GuestInstance
@@ -213,10 +216,9 @@ class QemuLogs:
         if spec.extra.get("stdio") == "inherit" or not spec.log_dir:
             return
         try:
-            Path(spec.log_dir).mkdir(parents=True, exist_ok=True)
             self.console_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
-            self.console = open(self.console_path, "wb")
-            self.stderr = open(Path(spec.log_dir) / f"{spec.instance}.qemu.log", "wb")
+            self.console = create_log(Path(self.console_path))
+            self.stderr = create_log(Path(spec.log_dir) / f"{spec.instance}.qemu.log")
         except OSError as e:
             self.close()
             raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
@@ -286,6 +288,7 @@ class QemuBackend(GuestBackend):
             raise BackendError("qemu-system-x86_64 not found (fix: apt-get install qemu-system-x86)")
         m = self.machine(spec, accel)  # image lookups: cached files, before t_launch as for vm
         argv = qemu_argv(m, qemu)
+        owners.claim(spec.run_id)  # before anything of the run exists: `isobench cleanup` leaves it alone
         logs = QemuLogs(spec)  # before t_launch, as for every backend
         try:
             times = Timestamps(t_launch=now_ns())
@@ -326,14 +329,16 @@ def _name_arg(cmdline: list[str]) -> str | None:
 
 def find_leftovers(run_id: str | None = None) -> list[tuple[int, str]]:
     """(pid, name) of QEMU processes we started: ``-name isobench-...`` (libvirt's say ``guest=``)."""
-    prefix = f"{PREFIX}-{run_id}-" if run_id else f"{PREFIX}-"
+    live = owners.live()
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmdline = p.info["cmdline"]
         if p.pid == os.getpid() or not cmdline or "qemu" not in os.path.basename(cmdline[0]):
             continue
         name = _name_arg(cmdline)
-        if name is not None and name.startswith(prefix):
+        if name is None or not (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")):
+            continue
+        if not live.owns(name):  # a live run's guest is not a leftover
             found.append((p.pid, name))
     return found
 

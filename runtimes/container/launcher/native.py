@@ -1,0 +1,138 @@
+"""Building the native zygote (``zygote.c``, beside this module) with the system C compiler, cached.
+
+The binary is built on the first launch of a backend (before any t_launch),
+under the cache that also holds the rootfs (``rootfs.cache_dir()``), named by a
+hash of its source and build command: a changed source builds a new one, an
+unchanged one is reused across runs.  The build writes a temporary file and
+renames it into place, so concurrent harnesses never run a half-written binary.
+Static when the C library's static archive is there (no dynamic loader in each
+exec of the zygote), else dynamic.
+
+The compiler is a system one, found by absolute path (``compiler``): not
+whatever ``cc`` comes first on root's PATH.  ``$CC`` is honoured only as an
+absolute path; either way every link and directory on the way to the binary
+must be root's and writable by nobody else, and the build runs with a fixed
+PATH and nothing else of the caller's environment.  This binary runs as root
+and forks every container's init.
+
+Without a compiler, or when the build fails, ``build()`` raises
+``NativeUnavailable`` with the reason; the backend then runs the Python zygote
+and records why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+from runtimes import rootfs
+
+SOURCE = Path(__file__).resolve().with_name("zygote.c")
+#: where the system compiler is looked for (in this order of names: cc, gcc, clang)
+SYSTEM_DIRS = ("/usr/bin", "/bin")
+COMPILERS = ("cc", "gcc", "clang")
+#: the build's whole environment: the toolchain finds as/ld on this PATH, nothing else leaks in
+BUILD_ENV = {"PATH": ":".join(SYSTEM_DIRS), "LC_ALL": "C"}
+FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror")
+#: a build takes ~1 s here; anything near this is a broken toolchain
+BUILD_TIMEOUT_S = 120
+
+
+class NativeUnavailable(RuntimeError):
+    """The native zygote cannot be built here; the message says why."""
+
+
+def untrusted(path: str) -> str | None:
+    """Why ``path`` may not be run as root's compiler (None: it may): it, each symlink on the
+    way and every directory above them must belong to root and be writable by nobody else."""
+    seen: set[str] = set()
+    while True:
+        for p in (path, *map(str, Path(path).parents)):
+            try:
+                st = os.lstat(p)
+            except OSError as e:
+                return f"{p}: {e.strerror}"
+            if st.st_uid != 0 or (st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode)):
+                return f"{p} is not root's alone (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
+        if not os.path.islink(path):
+            return None if os.access(path, os.X_OK) else f"{path} is not executable"
+        if path in seen or len(seen) > 40:
+            return f"{path}: a symlink loop"
+        seen.add(path)
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+
+
+def compiler() -> str:
+    """The absolute path of the system C compiler (``$CC`` when it is an absolute path);
+    ``NativeUnavailable`` when there is none, or it is not root's alone (``untrusted``)."""
+    cc = os.environ.get("CC")
+    if cc:
+        if not os.path.isabs(cc):
+            raise NativeUnavailable(f"$CC={cc!r} is not an absolute path (the zygote is built as root: "
+                                    f"no PATH search)")
+        candidates = [cc]
+    else:
+        candidates = [os.path.join(d, n) for n in COMPILERS for d in SYSTEM_DIRS]
+    found = [c for c in candidates if os.path.lexists(c)]
+    if not found:
+        raise NativeUnavailable(f"no C compiler in {', '.join(SYSTEM_DIRS)} (fix: apt-get install gcc libc6-dev)")
+    why = untrusted(found[0])
+    if why is not None:
+        raise NativeUnavailable(f"the C compiler {found[0]} is refused: {why}")
+    return found[0]
+
+
+def _compile(cc: str, out: Path, static: bool) -> subprocess.CompletedProcess[str]:
+    cmd = [cc, *FLAGS, *(["-static"] if static else []), "-o", str(out), str(SOURCE)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
+                          env=BUILD_ENV, stdin=subprocess.DEVNULL)
+
+
+def build(cache: Path | None = None) -> Path:
+    """The path of the built zygote (built now unless cached); raises ``NativeUnavailable``.
+    (Each zygote asks once; finding the cached one costs a hash of the source, ~0.1 ms.)"""
+    cc = compiler()
+    try:
+        source = SOURCE.read_bytes()
+    except OSError as e:
+        raise NativeUnavailable(f"cannot read {SOURCE}: {e.strerror}") from e
+    key = hashlib.sha256(source + "\0".join((cc, *FLAGS)).encode()).hexdigest()[:16]
+    target = (cache or rootfs.cache_dir()) / "zygote" / f"isobench-zygote-{key}"
+    if os.access(target, os.X_OK):
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".build-", dir=target.parent)
+        os.close(fd)
+    except OSError as e:
+        raise NativeUnavailable(f"cannot write to {target.parent}: {e.strerror}") from e
+    tmp = Path(tmp_name)
+    try:
+        done = _compile(cc, tmp, static=True)
+        if done.returncode != 0:  # no static libc (libc6-dev's libc.a): a dynamic binary does too
+            done = _compile(cc, tmp, static=False)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise NativeUnavailable(f"{cc} failed on {SOURCE.name}: {' | '.join(lines[-3:]) or done.returncode}")
+        tmp.chmod(0o755)
+        os.replace(tmp, target)  # atomic: a concurrent build just replaces it with the same bytes
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NativeUnavailable(f"building {SOURCE.name} failed: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not os.access(target, os.X_OK):  # e.g. a cache on a noexec mount
+        raise NativeUnavailable(f"{target} was built but cannot be executed (a noexec mount?)")
+    _prune(target)
+    return target
+
+
+def _prune(current: Path) -> None:
+    """Remove the binaries of earlier sources: one per source change would pile up.  A zygote
+    still running from one keeps its inode; a harness of another version rebuilds its own."""
+    for old in current.parent.glob("isobench-zygote-*"):
+        if old != current:
+            old.unlink(missing_ok=True)
