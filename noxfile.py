@@ -140,3 +140,17 @@ def images(session: nox.Session) -> None:
     _prepare_host(session)
     _install(session)
     session.run("python", "-m", "runtimes.image.examples", *session.posargs)
+
+
+@nox.session
+def fleet(session: nox.Session) -> None:
+    """A fleet without a lab: this machine plus two virtme-ng guests (Debian 6.1 and 6.12 kernels)
+    reached over SSH on 127.0.0.1 only, scenarios/fleet.toml on each through Ansible, then one merged
+    report (``nox -s fleet -- --kernels 6.1,6.12:v1`` picks other guests)."""
+    _prepare_host(session)
+    _install(session, "[fleet]")
+    inventory = os.path.join(session.create_tmp(), "lab.yml")  # the lab removes it when it powers off
+    lab = session.posargs or ["--kernels", "6.1,6.12"]
+    # no delegated scope here: each host's run step gets its own (harness/fleet/playbooks/run.sh)
+    session.run("isobench", "fleet", "lab", "--local", *lab, "--inventory", inventory, "--",
+               os.path.join(session.bin, "isobench"), "fleet", "run", inventory, "scenarios/fleet.toml", "--report")

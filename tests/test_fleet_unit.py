@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -57,6 +58,10 @@ def test_host_directories_are_safe_and_distinct():
     assert len(dirs["x" * 200]) <= 60
     assert len(set(dirs.values())) == len(names)
     assert all("/" not in d and not d.startswith(".") for d in dirs.values())
+    ids = inventory.slugs(["guest-6.1", "guest_6.1", "web", "web-a1", "y" * 200], in_run_id=True)
+    assert ids["guest-6.1"] == "guest_6.1" and ids["guest_6.1"] == "guest_6.1_2"
+    assert not any("-" in i for i in ids.values()) and len(ids["y" * 200]) <= 30
+    assert len(set(ids.values())) == 5
 
 
 # -- events --------------------------------------------------------------------------------
@@ -69,11 +74,12 @@ def test_tracker_reports_steps_and_takes_the_harness_words_as_the_reason():
     t = events.Tracker(["a", "b"])
     assert t.feed(ev("runner_on_start", "a", "run: isobench run")) == "a: run…"
     assert t.feed(ev("runner_on_start", "a", "run: isobench run")) is None  # once per step
-    line = t.feed(ev("runner_on_failed", "a", "run: isobench run", remote_addr="127.0.0.1",
+    line = t.feed(ev("runner_on_failed", "a", "run: isobench run", duration=2.5,
                      res={"rc": 2, "stdout": "x\n", "stderr": "noise\nisobench: error: scenario: bad key\n"
                                                                 "Shared connection to 127.0.0.1 closed.\n"}))
     assert line == "a: run FAILED: exit 2: isobench: error: scenario: bad key"
-    assert t.hosts["a"].failed_step == "run" and t.hosts["a"].addresses == {"127.0.0.1"}
+    assert t.hosts["a"].failed_step == "run"
+    assert t.hosts["a"].log[-1].startswith("== run: isobench run (failed, 2.5 s)")
     assert "isobench: error" in t.hosts["a"].log[-1]
     assert t.feed(ev("runner_on_ok", "zzz", "run: x")) is None  # a host not ours
     assert t.hosts["b"].failed_step is None
@@ -242,14 +248,24 @@ def test_the_bundle_holds_the_project_and_the_scenario(tmp_path):
     assert "src/pyproject.toml" in names
     assert not any(n.startswith(("src/tests", "src/docs", "src/results")) for n in names)
     assert b.commit is None or len(b.commit) == 40
+    # the script a host runs unpacks exactly that archive
+    work = tmp_path / "isobench-fleet-x"
+    subprocess.run(["sh", str(b.stage), str(work)], check=True)
+    assert (work / "scenario.toml").read_bytes() == scenario.read_bytes()
+    assert (work / "src" / "harness" / "__main__.py").is_file() and not (work / "bundle.tar.gz").exists()
+    refused = subprocess.run(["sh", str(b.stage), str(tmp_path / "elsewhere")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "refusing" in refused.stderr and not (tmp_path / "elsewhere").exists()
 
 
 def test_stale_controller_directories_are_found_by_their_dead_pid(tmp_path):
     dead = tmp_path / "isobench-fleetctl-20261207-153530-1a5a-999999999-abc_1"
     alive = tmp_path / f"isobench-fleetctl-20261207-153530-1a5a-{os.getpid()}-abc"
     lab = tmp_path / "isobench-fleetlab-999999999-q"
-    work = tmp_path / "isobench-fleet-20261207-153530-1a5a-123-abc"  # a host dir named like a pid
-    for d in (dead, alive, lab, work):
+    work = tmp_path / "isobench-fleet-20261207-153530-1a5a-alpha"
+    work2 = tmp_path / "isobench-fleet-20261207-153530-1a5a-alphabet"
+    for d in (dead, alive, lab, work, work2):
         d.mkdir()
     assert sorted(leftovers.stale_private_dirs(tmp=tmp_path)) == sorted([dead, lab])
-    assert leftovers.workdirs("fleet-20261207-153530-1a5a", tmp=tmp_path) == [work]
+    assert leftovers.stale_private_dirs("fleet-20261207-153530-1a5a", tmp=tmp_path) == [dead]
+    assert sorted(leftovers.workdirs("fleet-20261207-153530-1a5a", tmp=tmp_path)) == [work, work2]
+    assert leftovers.workdirs("fleet-20261207-153530-1a5a-alpha", tmp=tmp_path) == []  # a host's own: its cleanup.sh

@@ -57,8 +57,11 @@ def _run(args: argparse.Namespace) -> int:
     out = drive.run(req)
     if args.report and out.status != "interrupted":
         from harness import report
+        from harness.fleet import manifest
 
-        print(f"fleet: report {report.build([out.directory], out.directory / 'report')}", flush=True)
+        runs = [d for _, d in manifest.completed_dirs(out.directory, manifest.read(out.directory))]
+        if runs:
+            print(f"fleet: report {report.build(runs, out.directory / 'report')}", flush=True)
     print(out.directory)
     return out.code
 

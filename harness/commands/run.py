@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unavailable", action="store_true",
                    help="drop backends that cannot run here instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-summary", action="store_true",
+                   help="print only the run directory (isobench fleet reads the run on its controller; "
+                        "the summary's pandas costs seconds inside an emulated guest)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--backends: unknown backend {unknown[0]!r} (known: {', '.join(runtimes.names())})")
     progress = False if args.no_progress else None
     run_dir = runner.run(sc, args.results, names, progress, args.skip_unavailable, args.run_id)
-    summary.print_summary(run_dir)
+    if not args.no_summary:
+        summary.print_summary(run_dir)
     print(run_dir)
     return 0

@@ -7,10 +7,16 @@ runs exactly the code the controller runs; the manifest records the commit and
 whether it was dirty.  Without git (an installed package) the ``harness`` and
 ``runtimes`` packages are taken as they are.  Only what ``python -m harness`` and
 ``pip install`` need goes: the packages and ``pyproject.toml``/``README.md``.
+
+It travels inside a shell script that unpacks itself (``stage.sh``, base64 in a
+here-document): Ansible's ``script`` action sends a file and runs it without
+starting Python on the host, where ``copy`` starts it twice (seconds each in an
+emulated guest).
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import tarfile
@@ -21,11 +27,29 @@ ROOT = Path(__file__).resolve().parents[2]
 #: the parts of the project a host needs (relative to ROOT)
 PARTS = ("harness", "runtimes", "pyproject.toml", "README.md")
 NAME = "bundle.tar.gz"
+STAGE = "stage.sh"
+_END = "ISOBENCH_BUNDLE_END"
+_STAGE_HEAD = """#!/bin/sh
+# isobench fleet: this commit of the project and the scenario (harness/fleet/bundle.py), unpacked
+# into the host's working directory, $1 (its src/ and scenario.toml; what an earlier attempt left goes)
+set -eu
+workdir=$1
+case "$workdir" in */isobench-fleet-*) ;; *) echo "isobench fleet: refusing to stage into $workdir" >&2; exit 2 ;; esac
+mkdir -p -m 0700 "$workdir"
+cd "$workdir"
+rm -rf src results run.tar.gz run.pid scenario.toml
+base64 -d > bundle.tar.gz <<'{end}'
+"""
+_STAGE_TAIL = """{end}
+tar -xzf bundle.tar.gz
+rm -f bundle.tar.gz
+"""
 
 
 @dataclass(frozen=True)
 class Bundle:
     path: Path
+    stage: Path  # the script that unpacks it on a host
     commit: str | None  # HEAD of the checkout, None outside git
     dirty: bool  # tracked files differed from HEAD (the bundle has them as they are)
 
@@ -74,4 +98,10 @@ def make(dest_dir: Path, scenario: Path) -> Bundle:
         for member in src.getmembers():
             out.addfile(member, src.extractfile(member) if member.isfile() else None)
         out.add(scenario, arcname="scenario.toml")
-    return Bundle(path, commit, dirty)
+    stage = dest_dir / STAGE
+    with open(stage, "w") as fh:
+        fh.write(_STAGE_HEAD.format(end=_END))
+        fh.write(base64.encodebytes(path.read_bytes()).decode())
+        fh.write(_STAGE_TAIL.format(end=_END))
+    stage.chmod(0o700)
+    return Bundle(path, stage, commit, dirty)

@@ -122,12 +122,12 @@ def _backends(directory: Path) -> list[str]:
 
 
 def _assign(data: dict[str, Any], hosts: list[Host], fleet_id: str) -> None:
-    """A directory and a run id prefix per host, kept across resumes."""
+    """Per host, kept across resumes: its directory, and the run id all its attempts' run ids
+    start with (``fleet-<id>-<host>``; attempt n runs as ``…-a<n>``), which its cleanup sweeps."""
     names = list(data["hosts"]) + [h.name for h in hosts if h.name not in data["hosts"]]
-    dirs = inventory.slugs(names)
+    dirs, ids = inventory.slugs(names), inventory.slugs(names, in_run_id=True)
     for h in hosts:
-        e = manifest.host_entry(data, h.name, dir=dirs[h.name])
-        e.setdefault("run_prefix", f"fleet-{fleet_id}-{e['dir']}-a")
+        e = manifest.host_entry(data, h.name, dir=dirs[h.name], cleanup_id=f"fleet-{fleet_id}-{ids[h.name]}")
         e.update(h.describe())
 
 
@@ -154,7 +154,7 @@ def _run_locked(req: Request, fleet_id: str, directory: Path, data: dict[str, An
         for h in targets:
             e = data["hosts"][h.name]
             e.update(status="pending", step="", reason="", attempts=int(e.get("attempts", 0)) + 1)
-            e["run_id"] = f"{e['run_prefix']}{e['attempts']}"
+            e["run_id"] = f"{e['cleanup_id']}-a{e['attempts']}"
         manifest.write(directory, data)
         extravars = _extravars(data, targets, fleet_id, b, private, _backends(directory))
         log = directory / LOGS / f"ansible-{attempt}.log"
@@ -173,10 +173,10 @@ def _extravars(data: dict[str, Any], targets: list[Host], fleet_id: str, b: bund
     incoming = private / "incoming"
     incoming.mkdir()
     hosts = data["hosts"]
-    return {"isobench_fleet_id": fleet_id, "isobench_bundle": str(b.path), "isobench_incoming": str(incoming),
+    return {"isobench_fleet_id": fleet_id, "isobench_stage": str(b.stage), "isobench_incoming": str(incoming),
             "isobench_backends": ",".join(backends),
             "isobench_slugs": {h.name: hosts[h.name]["dir"] for h in targets},
-            "isobench_run_prefixes": {h.name: hosts[h.name]["run_prefix"] for h in targets},
+            "isobench_cleanup_ids": {h.name: hosts[h.name]["cleanup_id"] for h in targets},
             "isobench_run_ids": {h.name: hosts[h.name]["run_id"] for h in targets}}
 
 
@@ -223,8 +223,6 @@ def _settle(targets: list[Host], tracker: events.Tracker, data: dict[str, Any], 
     outcomes = record.setdefault("outcomes", {})
     for h in targets:
         p, e = tracker.hosts[h.name], data["hosts"][h.name]
-        if p.addresses:
-            e["addresses_used"] = sorted(set(e.get("addresses_used", [])) | p.addresses)
         if p.cleanup_ok is not None:
             e["cleanup"], e["cleanup_ok"] = p.cleanup, p.cleanup_ok
         if e["status"] == "pending":

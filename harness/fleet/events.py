@@ -5,8 +5,7 @@ The playbook names every task ``STEP: what`` (``stage``, ``doctor``, ``python``,
 host started, succeeded, failed or found the host unreachable.  The first
 failure of a host is its reason, in the host's own words where there are some
 (``isobench: error: …`` from the harness, the last lines of stderr, Ansible's
-message).  Every address Ansible connected to is recorded (``remote_addr``), so
-a fleet can show it talked to nothing else.
+message).  Each finished task's output and duration go to the host's log.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ class HostProgress:
     fetched: bool = False
     cleanup: str = ""  # what the cleanup step said (its last line), or why it failed
     cleanup_ok: bool | None = None
-    addresses: set[str] = field(default_factory=set)
     log: list[str] = field(default_factory=list)  # each finished task's output, for logs/<host>.log
 
 
@@ -76,8 +74,6 @@ class Tracker:
         if host not in self.hosts:
             return None
         p = self.hosts[host]
-        if data.get("remote_addr"):
-            p.addresses.add(str(data["remote_addr"]))
         step = step_of(str(data.get("task", "")))
         raw = data.get("res")
         res: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -87,7 +83,7 @@ class Tracker:
                 return f"{host}: {step}…"
             return None
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
-            self._log(p, data.get("task", ""), kind, res)
+            self._log(p, data.get("task", ""), kind, res, data.get("duration"))
         if kind == "runner_on_ok":
             return self._ok(host, p, step, res)
         if kind == "runner_on_failed" and not data.get("ignore_errors"):
@@ -116,8 +112,9 @@ class Tracker:
         return f"{host}: {step or '?'} FAILED: {reason}"
 
     @staticmethod
-    def _log(p: HostProgress, task: str, kind: str, res: dict[str, Any]) -> None:
-        parts = [f"== {task} ({kind.removeprefix('runner_on_')})"]
+    def _log(p: HostProgress, task: str, kind: str, res: dict[str, Any], seconds: Any) -> None:
+        took = f", {float(seconds):.1f} s" if isinstance(seconds, (int, float)) else ""
+        parts = [f"== {task} ({kind.removeprefix('runner_on_')}{took})"]
         for key in ("cmd", "rc", "msg", "stdout", "stderr"):
             text = _text(res.get(key)).rstrip()
             if text:

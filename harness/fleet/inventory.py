@@ -22,7 +22,7 @@ from harness.errors import UserError
 
 #: host variables the fleet's playbook reads (the rest of the inventory is Ansible's business)
 FLEET_VARS = ("isobench_src", "isobench_python", "isobench_workdir", "isobench_doctor_args",
-              "isobench_timeout", "isobench_guest")
+              "isobench_run_args", "isobench_timeout", "isobench_guest")
 
 
 @dataclass(frozen=True)
@@ -128,19 +128,26 @@ def _last_words(text: str) -> str:
     return (meaningful[-1] if meaningful else "ansible-inventory failed")[:300]
 
 
-#: a directory name for a host: what its run directory is called under ``fleet-<id>/``
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_UNSAFE_IN_RUN_ID = re.compile(r"[^A-Za-z0-9_.]+")
 
 
-def slugs(names: list[str]) -> dict[str, str]:
-    """A distinct, filesystem-safe directory name per host (pure: unit-tested)."""
+def slugs(names: list[str], *, in_run_id: bool = False) -> dict[str, str]:
+    """A distinct, filesystem-safe name per host (pure: unit-tested).
+
+    The directory a host's run goes to under ``fleet-<id>/`` (up to 60 characters), or, with
+    ``in_run_id``, the host's part of its run ids, ``fleet-<id>-<name>-a<attempt>``: no "-" in it
+    (``isobench cleanup --run-id fleet-<id>-<name>`` takes what starts with ``isobench-<that>-``,
+    so no host's name may be another's followed by "-") and short enough for the 64 characters
+    of a run id."""
+    unsafe, width, sep = (_UNSAFE_IN_RUN_ID, 30, "_") if in_run_id else (_UNSAFE, 60, "-")
     out: dict[str, str] = {}
     taken: set[str] = set()
     for name in names:
-        base = _UNSAFE.sub("_", name).strip("._") or "host"
-        slug, n = base[:60], 2
+        base = unsafe.sub("_", name).strip("._") or "host"
+        slug, n = base[:width], 2
         while slug in taken:
-            slug, n = f"{base[:56]}-{n}", n + 1
+            slug, n = f"{base[:width - 4]}{sep}{n}", n + 1
         taken.add(slug)
         out[name] = slug
     return out

@@ -160,7 +160,10 @@ class Lab:
                            cached_paths=cached_paths(), ro_dirs=((MODULES_MOUNT, tree),) if tree else (),
                            qemu_opts=(f"-netdev user,id=isobench,restrict=on,hostfwd=tcp:{LOOPBACK}:{g.port}-:22 "
                                       "-device virtio-net-pci,netdev=isobench",))
-        self.running[name] = guest.start(spec, boot_script(g, self.dir), name=f"fleetlab-{os.getpid()}-{name}",
+        # the index keeps one guest's name from being part of another's ("…-guest-6.1" in
+        # "…-guest-6.12"): stopping a guest waits until no process carries its name
+        index = list(self.guests).index(name)
+        self.running[name] = guest.start(spec, boot_script(g, self.dir), name=f"fleetlab-{os.getpid()}-{index}-{name}",
                                          log=self.dir / f"{name}.console.log")
 
     def wait_ssh(self, name: str, timeout_s: float = BOOT_TIMEOUT_S) -> float:
@@ -229,11 +232,12 @@ class Lab:
         path.write_text(json.dumps(self.inventory(), indent=2) + "\n")
         return path
 
-    def _tail(self, name: str) -> str:
+    def _tail(self, name: str, lines: int = 6) -> str:
+        """The console's last words, the kernel's own lines (``[  1.23] …``) left out."""
         with contextlib.suppress(OSError):
-            lines = [ln for ln in (self.dir / f"{name}.console.log").read_text(errors="replace").splitlines()
-                     if ln.strip()]
-            return " | ".join(lines[-3:])
+            said = [ln.strip() for ln in (self.dir / f"{name}.console.log").read_text(errors="replace").splitlines()
+                    if ln.strip() and not ln.startswith(("[", "Memory KASLR", "Poking KASLR", "Probing EDD"))]
+            return " | ".join(said[-lines:]) or "(no output)"
         return "(no console log)"
 
     def describe(self) -> list[dict[str, Any]]:

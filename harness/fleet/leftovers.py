@@ -6,8 +6,8 @@
 * SSH masters Ansible left open on a control socket in such a directory
   (``ssh: /tmp/isobench-fleetctl-…/cp/… [mux]``), killed with it (they would exit
   by themselves after ControlPersist's 60 s);
-* with ``--run-id fleet-ID``, the working directory a host of that fleet used on
-  this machine (``/tmp/isobench-fleet-ID-HOST``), which the fleet's own cleanup
+* with ``--run-id fleet-ID``, the working directories hosts of that fleet used on
+  this machine (``/tmp/isobench-fleet-ID-HOST``), which each host's own cleanup
   step removes unless the fleet was killed.
 
 The guests of a lab are ``isobench-guest-…`` processes: ``harness.matrix.leftovers`` sweeps them.
@@ -23,9 +23,14 @@ import signal
 import tempfile
 from pathlib import Path
 
+from runtimes.naming import of_run
+
 #: the controller's private directory of a fleet (``ctl``) or of a lab
 PRIVATE = re.compile(r"^isobench-fleet(?:ctl|lab)-(?:(?P<fleet>\d{8}-\d{6}-[0-9a-f]{4})-)?(?P<pid>\d+)-[^-]+$")
-WORKDIR = re.compile(r"^isobench-fleet-(?P<fleet>\d{8}-\d{6}-[0-9a-f]{4})-(?P<host>[A-Za-z0-9_.-]+)$")
+#: the run id of a whole fleet, as ``isobench cleanup --run-id`` takes it
+FLEET_RUN_ID = re.compile(r"^fleet-\d{8}-\d{6}-[0-9a-f]{4}$")
+#: a fleet host's working directory on this machine: ``isobench-<its cleanup id>``
+WORKDIR = re.compile(r"^isobench-fleet-(?P<fleet>\d{8}-\d{6}-[0-9a-f]{4})-(?P<host>[A-Za-z0-9_.]+)$")
 
 
 def _alive(pid: int) -> bool:
@@ -39,18 +44,23 @@ def _alive(pid: int) -> bool:
 
 
 def stale_private_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]:
+    """Private directories whose fleet process is gone (of fleet ``fleet-ID`` only, with ``run_id``)."""
     out = []
     for d in (tmp or Path(tempfile.gettempdir())).glob("isobench-fleet*-*"):
         m = PRIVATE.match(d.name)
-        if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id in d.name):
+        if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id == f"fleet-{m['fleet']}"):
             out.append(d)
     return out
 
 
 def workdirs(run_id: str, tmp: Path | None = None) -> list[Path]:
-    """Working directories of fleet hosts on this machine whose name holds ``run_id``."""
+    """Working directories on this machine of the hosts of fleet ``run_id`` (``fleet-ID``).  A
+    host's own cleanup (``--run-id fleet-ID-HOST``, run from inside its working directory, which it
+    removes next) does not sweep them."""
+    if not FLEET_RUN_ID.match(run_id):
+        return []
     return [d for d in (tmp or Path(tempfile.gettempdir())).glob("isobench-fleet-*")
-            if WORKDIR.match(d.name) and run_id in d.name and d.is_dir()]
+            if WORKDIR.match(d.name) and of_run(d.name, run_id) and d.is_dir()]
 
 
 def ssh_masters(dirs: list[Path]) -> list[int]:

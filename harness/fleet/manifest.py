@@ -5,7 +5,7 @@
      "project": {"commit": "...", "dirty": false}, "attempts": [{...}, ...],
      "hosts": {"NAME": {"dir": "NAME", "status": "completed", "step": "", "reason": "",
                         "run_id": "...", "address": "...", "connection": "ssh",
-                        "addresses_used": [...], "cleanup": "...", "attempts": 1}}}
+                        "port": 22, "user": "root", "cleanup": "...", "attempts": 1}}}
 
 A host's ``status``: ``pending`` (not run yet), ``completed`` (its run directory
 is ``<dir>/``), ``failed`` (``step`` and ``reason`` say where and why) or

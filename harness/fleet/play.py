@@ -45,6 +45,9 @@ def environment(private: Path | None = None) -> dict[str, str]:
         "ANSIBLE_PIPELINING": "1",  # one SSH round trip per module instead of three
         "ANSIBLE_GATHERING": "explicit", "ANSIBLE_DEPRECATION_WARNINGS": "0",
         "ANSIBLE_TIMEOUT": env.get("ANSIBLE_TIMEOUT", "30"),  # an emulated guest answers slowly
+        # ansible-runner turns host-key checking off unless told otherwise: a lab's known_hosts
+        # (or the user's own setting) decides, as with ansible-playbook itself
+        "ANSIBLE_HOST_KEY_CHECKING": env.get("ANSIBLE_HOST_KEY_CHECKING", "True"),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     })
     if private is not None:
