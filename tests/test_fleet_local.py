@@ -69,9 +69,11 @@ def write_inventory(path: Path, hosts: dict[str, dict[str, object]]) -> Path:
     return path
 
 
-def fleet(*argv: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def fleet(*argv: str | Path, timeout: float = 240, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness", "fleet", "run", *map(str, argv)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
 
 
 def fleet_dir(out: subprocess.CompletedProcess[str]) -> Path:
@@ -126,7 +128,10 @@ def test_a_host_fails_alone_with_its_reason_and_resume_repeats_only_what_is_miss
                       "ansible_ssh_common_args": "-o BatchMode=yes -o ConnectTimeout=5"}}
     inv = write_inventory(tmp_path / "inv.yml", hosts)
     (tmp_path / "s.toml").write_text(TINY)
-    out = fleet(inv, tmp_path / "s.toml", "--results", tmp_path / "results")
+    # a deep TMPDIR (nox's) must not push SSH's control sockets past a Unix socket's 107 bytes
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    out = fleet(inv, tmp_path / "s.toml", "--results", tmp_path / "results", env={"TMPDIR": str(deep)})
     assert out.returncode == 1, out.stdout + out.stderr
     d = fleet_dir(out)
     data = manifest.read(d)

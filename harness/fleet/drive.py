@@ -146,7 +146,8 @@ def _run_locked(req: Request, fleet_id: str, directory: Path, data: dict[str, An
     attempt = len(data["attempts"]) + 1
     record = {"n": attempt, "started": manifest.now(), "hosts": [h.name for h in targets]}
     data["attempts"].append(record)
-    with tempfile.TemporaryDirectory(prefix=f"isobench-fleetctl-{fleet_id}-{os.getpid()}-") as tmp, \
+    with tempfile.TemporaryDirectory(prefix=f"isobench-fleetctl-{fleet_id}-{os.getpid()}-",
+                                     dir=play.PRIVATE_ROOT) as tmp, \
             Interrupts().installed() as interrupts:
         private = Path(tmp)
         b = bundle.make(private, directory / SCENARIO)

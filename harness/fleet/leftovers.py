@@ -23,6 +23,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from harness.fleet.play import PRIVATE_ROOT
 from runtimes.naming import of_run
 
 #: the controller's private directory of a fleet (``ctl``) or of a lab
@@ -44,9 +45,10 @@ def _alive(pid: int) -> bool:
 
 
 def stale_private_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]:
-    """Private directories whose fleet process is gone (of fleet ``fleet-ID`` only, with ``run_id``)."""
+    """Private directories whose fleet process is gone (of fleet ``fleet-ID`` only, with ``run_id``):
+    a fleet's in ``/tmp`` (``play.PRIVATE_ROOT``), a lab's in TMPDIR."""
     out = []
-    for d in (tmp or Path(tempfile.gettempdir())).glob("isobench-fleet*-*"):
+    for d in (p for root in _roots(tmp) for p in root.glob("isobench-fleet*-*")):
         m = PRIVATE.match(d.name)
         if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id == f"fleet-{m['fleet']}"):
             out.append(d)
@@ -59,8 +61,13 @@ def workdirs(run_id: str, tmp: Path | None = None) -> list[Path]:
     removes next) does not sweep them."""
     if not FLEET_RUN_ID.match(run_id):
         return []
-    return [d for d in (tmp or Path(tempfile.gettempdir())).glob("isobench-fleet-*")
+    return [d for root in _roots(tmp) for d in root.glob("isobench-fleet-*")
             if WORKDIR.match(d.name) and of_run(d.name, run_id) and d.is_dir()]
+
+
+def _roots(tmp: Path | None) -> list[Path]:
+    """Where to look: TMPDIR (a lab's directory) and /tmp (a fleet's, and hosts' default workdir)."""
+    return [tmp] if tmp else list(dict.fromkeys([Path(tempfile.gettempdir()), PRIVATE_ROOT]))
 
 
 def ssh_masters(dirs: list[Path]) -> list[int]:

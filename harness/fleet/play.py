@@ -24,6 +24,9 @@ from typing import Any
 from harness.errors import UserError
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+#: where a fleet's private directory goes, whatever TMPDIR says: SSH's control sockets live in it,
+#: and a Unix socket's path has 107 bytes at most (nox's TMPDIR, .nox/SESSION/tmp, is too deep)
+PRIVATE_ROOT = Path("/tmp")
 EXTRA = "pip install 'isobench[fleet]' (ansible-core and ansible-runner)"
 
 
