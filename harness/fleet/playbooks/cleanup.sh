@@ -20,6 +20,12 @@ if [ -f "$workdir/run.pid" ]; then
     kill -KILL "$pid" 2>/dev/null
   fi
 fi
+# the cgroup run.sh gave the harness on a v2 host without systemd (and the leaf the harness moved
+# into): run.sh made it, this removes it; rmdir takes only what is empty, anything else is left
+# for isobench cleanup, which says so
+for d in /sys/fs/cgroup/isobench-"$run_id"-a*/isobench-harness /sys/fs/cgroup/isobench-"$run_id"-a*; do
+  [ -d "$d" ] && rmdir "$d" 2>/dev/null
+done
 rc=0
 if [ -d "$src/harness" ]; then
   command -v "$python" >/dev/null 2>&1 || python=python3
