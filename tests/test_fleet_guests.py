@@ -23,21 +23,10 @@ import pytest
 from harness.fleet import inventory, lab, manifest
 from harness.matrix import leftovers
 from tests.conftest import require
-from tests.test_fleet_local import assert_nothing_left
+from tests.fleetkit import TINY, assert_nothing_left
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
-SCENARIO = """[scenario]
-name = "fleet-guests"
-backends = ["bare"]
-repetitions = 3
-warmups = 0
-timeout = 60
-
-[[experiment]]
-measurement = "startup"
-workloads = ["noop"]
-"""
 VICTIM = "guest-6.1"  # the faster boot of the two: it is booted twice
 
 
@@ -77,7 +66,7 @@ def test_a_guest_powered_off_mid_run_fails_alone_and_resume_completes_it(fleet_l
     assert {h.name for h in hosts} == {"local", "guest-6.1", "guest-6.12"}
     assert all(h.loopback for h in hosts)
     assert {h.address for h in hosts if h.connection != "local"} == {"127.0.0.1"}
-    (tmp_path / "s.toml").write_text(SCENARIO)
+    (tmp_path / "s.toml").write_text(TINY)
     results = tmp_path / "results"
 
     t0 = time.monotonic()
@@ -125,6 +114,16 @@ def test_a_guest_powered_off_mid_run_fails_alone_and_resume_completes_it(fleet_l
     ips = {ip for _, kind, rest in said if kind == "SSH: EXEC" for ip in re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", rest)}
     assert ips == {"127.0.0.1"}, ips
     assert {x["address"] for x in data["hosts"].values()} == {"127.0.0.1", "local"}
+
+    # one report across the three hosts: the findings name each one's kernel and cgroup version
+    from harness import report
+
+    md = (report.build([d], tmp_path / "report") / "report.md").read_text()
+    said = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    for name, run in {**kept, VICTIM: victim}.items():
+        cg = run["host"]["cgroup"]
+        assert f"{name}: " in said and f"kernel {run['host']['kernel']} · cgroup v{cg['version']}" in said, said
+    assert "## Across hosts" in md and "(emulated, TCG)" in md
 
     # nothing left: on every guest, on this machine
     for name in ("guest-6.1", "guest-6.12"):

@@ -59,9 +59,8 @@ def _run(args: argparse.Namespace) -> int:
         from harness import report
         from harness.fleet import manifest
 
-        runs = [d for _, d in manifest.completed_dirs(out.directory, manifest.read(out.directory))]
-        if runs:
-            print(f"fleet: report {report.build(runs, out.directory / 'report')}", flush=True)
+        if manifest.completed_dirs(out.directory, manifest.read(out.directory)):  # every host's, merged
+            print(f"fleet: report {report.build([out.directory], out.directory / 'report')}", flush=True)
     print(out.directory)
     return out.code
 

@@ -208,7 +208,8 @@ def _play(playbook: str, req: Request, inv: Path, extravars: dict[str, Any], tar
 def _arrived(host: Host, incoming: Path, directory: Path, data: dict[str, Any], fleet_id: str) -> None:
     e = data["hosts"][host.name]
     try:
-        collect(incoming / f"{e['dir']}.tar.gz", directory / e["dir"], e["run_id"], host, fleet_id)
+        collect(incoming / f"{e['dir']}.tar.gz", directory / e["dir"], e["run_id"], host, fleet_id,
+                data.get("project"))
     except UnsafeArchive as err:
         e.update(status="failed", step="unpack", reason=f"archive refused: {err}")
         say(f"{host.name}: unpack FAILED: archive refused: {err}")

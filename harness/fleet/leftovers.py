@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from harness.fleet.play import PRIVATE_ROOT
+from harness.matrix.leftovers import pid_alive
 from runtimes.naming import of_run
 
 #: the controller's private directory of a fleet (``ctl``) or of a lab
@@ -34,23 +35,13 @@ FLEET_RUN_ID = re.compile(r"^fleet-\d{8}-\d{6}-[0-9a-f]{4}$")
 WORKDIR = re.compile(r"^isobench-fleet-(?P<fleet>\d{8}-\d{6}-[0-9a-f]{4})-(?P<host>[A-Za-z0-9_.]+)$")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale_private_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]:
     """Private directories whose fleet process is gone (of fleet ``fleet-ID`` only, with ``run_id``):
     a fleet's in ``/tmp`` (``play.PRIVATE_ROOT``), a lab's in TMPDIR."""
     out = []
     for d in (p for root in _roots(tmp) for p in root.glob("isobench-fleet*-*")):
         m = PRIVATE.match(d.name)
-        if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id == f"fleet-{m['fleet']}"):
+        if m and d.is_dir() and not pid_alive(int(m["pid"])) and (run_id is None or run_id == f"fleet-{m['fleet']}"):
             out.append(d)
     return out
 

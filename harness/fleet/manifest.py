@@ -22,7 +22,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +123,22 @@ def completed_dirs(directory: Path, data: dict[str, Any]) -> list[tuple[str, Pat
     """(host, run directory) of every completed host, in the manifest's order."""
     return [(h, directory / str(e["dir"])) for h, e in data["hosts"].items()
             if e.get("status") == "completed" and e.get("dir")]
+
+
+def runs_of(path: Path | str) -> list[tuple[str | None, Path]]:
+    """(host, run directory) of every completed host of the fleet at ``path``, or ``[(None, path)]``
+    for a run directory; a ``UserError`` for a fleet none of whose hosts completed."""
+    p = Path(path)
+    if not is_fleet(p):
+        return [(None, p)]
+    found = completed_dirs(p, read(p))
+    if not found:
+        raise UserError(f"{p}: no host of this fleet has results yet (isobench fleet run --resume "
+                        f"{p.name.removeprefix(PREFIX)})")
+    return [(h, d) for h, d in found]
+
+
+def expand(paths: Sequence[Path | str]) -> list[Path]:
+    """``paths`` with every fleet directory replaced by the run directories of its completed hosts
+    (``isobench report`` and ``compare`` take a fleet where they take runs)."""
+    return [d for p in paths for _, d in runs_of(p)]
