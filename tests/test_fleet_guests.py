@@ -42,7 +42,7 @@ def fleet_lab(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pyte
     guests = lab.plan("6.1,6.12", cpus=1, memory_mib=1024)
     assert [g.kernel.label for g in guests] == ["6.1", "6.12"]
     assert guests[0].kernel.release != guests[1].kernel.release
-    with lab.Lab(guests, local=True) as the_lab:
+    with lab.Lab(guests, local=True, keep_logs=tmp_path_factory.mktemp("consoles")) as the_lab:
         print(f"boot: {the_lab.boot_all()}")  # seconds to SSH, shown with -rP
         yield the_lab
     assert leftovers.guest_processes(f"fleetlab-{os.getpid()}-") == []  # no QEMU, so no sshd of ours
@@ -82,7 +82,7 @@ def test_a_guest_powered_off_mid_run_fails_alone_and_resume_completes_it(fleet_l
     rest, _ = proc.communicate(timeout=300)
     print(f"fleet run: {time.monotonic() - t0:.0f} s")
     text = "".join(lines) + rest
-    assert proc.returncode == 1, text
+    assert proc.returncode == 1, text + "\n".join(fleet_lab.state(g) for g in fleet_lab.guests)
     d = Path(text.strip().splitlines()[-1])
     data = manifest.read(d)
     e = data["hosts"]
@@ -98,7 +98,7 @@ def test_a_guest_powered_off_mid_run_fails_alone_and_resume_completes_it(fleet_l
     again = subprocess.run([sys.executable, "-m", "harness", "fleet", "run", "--resume", data["fleet_id"],
                             "--results", str(results), "-vvv"], cwd=ROOT, capture_output=True, text=True,
                            timeout=300, check=False)
-    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.returncode == 0, again.stdout + again.stderr + fleet_lab.state(VICTIM)
     print(f"resume: {time.monotonic() - t0:.0f} s")
     data = manifest.read(d)
     assert {h: x["status"] for h, x in data["hosts"].items()} == dict.fromkeys(e, "completed")

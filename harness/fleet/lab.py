@@ -122,9 +122,12 @@ def cached_paths() -> tuple[str, ...]:
 class Lab:
     """Owns its guests and its directory: ``with Lab(...) as lab: lab.boot_all(); …``."""
 
-    def __init__(self, guests: list[GuestHost], local: bool = True):
+    def __init__(self, guests: list[GuestHost], local: bool = True, keep_logs: Path | None = None):
+        """``keep_logs``: a directory the guests' console logs are copied to when the lab stops
+        (a test keeps them beside its results, to read after a failure)."""
         self.guests = {g.name: g for g in guests}
         self.local = local
+        self.keep_logs = keep_logs
         self.running: dict[str, guest.Running] = {}
         self.dir = Path(tempfile.mkdtemp(prefix=f"isobench-fleetlab-{os.getpid()}-"))
 
@@ -193,11 +196,23 @@ class Lab:
             r.stop()
 
     def stop(self) -> None:
-        for name in list(self.running):
-            self.power_off(name)
         import shutil
 
+        for name in list(self.running):
+            self.power_off(name)
+        if self.keep_logs is not None:
+            self.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in self.dir.glob("*.console.log"):
+                shutil.copyfile(log, self.keep_logs / log.name)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def state(self, name: str) -> str:
+        """A line on guest ``name``: up, or gone with its console's last words (for a failure message)."""
+        r = self.running.get(name)
+        if r is None:
+            return f"{name}: powered off"
+        status = r.wait(0)
+        return f"{name}: up" if status is None else f"{name}: gone (exit {status}): {self._tail(name)}"
 
     def ssh(self, name: str, command: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run ``command`` in guest ``name`` over the lab's loopback SSH (tests check hosts with it)."""
