@@ -42,7 +42,7 @@ def guest_processes(run_id: str | None = None) -> list[int]:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (one of another user's counts)."""
+    """Whether process ``pid`` exists (a process of another user counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
