@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -304,14 +305,31 @@ def main(spec: str, inventory: Path, local: bool, cpus: int, memory_mib: int, ar
                   flush=True)
         lab.write_inventory(inventory)
         print(f"fleet lab: inventory {inventory}", flush=True)
+        old = signal.signal(signal.SIGTERM, _interrupt)
         try:
             if argv:
-                return subprocess.run(argv, check=False).returncode
+                return _command(argv)
             print("fleet lab: up; Ctrl-C powers the guests off", flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             return 130
         finally:
+            signal.signal(signal.SIGTERM, old)
             inventory.unlink(missing_ok=True)  # its keys go with the lab
             print("fleet lab: guests powered off", flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _command(argv: list[str]) -> int:
+    """Run ``argv`` in a process group of its own and pass each Ctrl-C (or SIGTERM) on to it as one
+    SIGINT, then wait: a ``fleet run`` stops and cleans its hosts up before the guests go."""
+    proc = subprocess.Popen(argv, process_group=0)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
