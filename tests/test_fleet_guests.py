@@ -22,6 +22,7 @@ import pytest
 
 from harness.fleet import inventory, lab, manifest
 from harness.matrix import leftovers
+from runtimes import owners
 from tests.conftest import require
 from tests.fleetkit import TINY, assert_nothing_left
 
@@ -44,8 +45,13 @@ def fleet_lab(tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pyte
     assert guests[0].kernel.release != guests[1].kernel.release
     with lab.Lab(guests, local=True, keep_logs=tmp_path_factory.mktemp("consoles")) as the_lab:
         print(f"boot: {the_lab.boot_all()}")  # seconds to SSH, shown with -rP
+        # a live lab's guests are a live run's: anyone's `isobench cleanup` (its QEMU sweep) spares them
+        from runtimes.vm import qemu
+
+        assert [n for _, n in qemu.find_leftovers() if "fleetlab" in n] == []
         yield the_lab
     assert leftovers.guest_processes(f"fleetlab-{os.getpid()}-") == []  # no QEMU, so no sshd of ours
+    assert not (owners.OWNERS / the_lab.run_id).exists()  # its claim released
     assert not the_lab.dir.exists()
 
 

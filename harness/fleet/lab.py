@@ -34,6 +34,7 @@ from typing import Any
 from harness.errors import UserError
 from harness.matrix import guest, modes
 from harness.matrix.kernels import Kernel
+from runtimes import owners
 
 BOOT_TIMEOUT_S = 300.0  # two TCG guests booting at once on a busy 2-core machine
 LOOPBACK = "127.0.0.1"
@@ -132,8 +133,16 @@ class Lab:
         self.running: dict[str, guest.Running] = {}
         self.dir = Path(tempfile.mkdtemp(prefix=f"isobench-fleetlab-{os.getpid()}-"))
 
+    @property
+    def run_id(self) -> str:
+        """What the lab's guests are named after (``isobench-guest-fleetlab-<pid>-…``), claimed as a
+        live run's (``runtimes.owners``) while the lab lives: anyone's ``isobench cleanup`` spares
+        them (its QEMU sweep takes every unowned ``isobench-…`` guest for a leftover)."""
+        return f"guest-fleetlab-{os.getpid()}"
+
     def __enter__(self) -> Lab:
         try:
+            owners.claim(self.run_id)
             self._keys()
         except BaseException:
             self.stop()
@@ -167,7 +176,9 @@ class Lab:
         # the index keeps one guest's name from being part of another's ("…-guest-6.1" in
         # "…-guest-6.12"): stopping a guest waits until no process carries its name
         index = list(self.guests).index(name)
-        self.running[name] = guest.start(spec, boot_script(g, self.dir), name=f"fleetlab-{os.getpid()}-{index}-{name}",
+        # guest.start puts GUEST_PREFIX (isobench-guest-) before it: isobench-<run id>-<index>-<name>
+        self.running[name] = guest.start(spec, boot_script(g, self.dir),
+                                         name=f"{self.run_id.removeprefix('guest-')}-{index}-{name}",
                                          log=self.dir / f"{name}.console.log")
 
     def wait_ssh(self, name: str, timeout_s: float = BOOT_TIMEOUT_S) -> float:
@@ -206,6 +217,7 @@ class Lab:
             for log in self.dir.glob("*.console.log"):
                 shutil.copyfile(log, self.keep_logs / log.name)
         shutil.rmtree(self.dir, ignore_errors=True)
+        owners.release(self.run_id)
 
     def state(self, name: str) -> str:
         """A line on guest ``name``: up, or gone with its console's last words (for a failure message)."""
