@@ -112,6 +112,7 @@ def test_ignored_failures_and_unnamed_tasks_do_not_fail_a_host():
     t.feed(ev("runner_on_failed", "h", "run: x", ignore_errors=True, res={"msg": "meh"}))
     assert t.hosts["h"].failed_step is None
     assert events.step_of("Gathering Facts") == "" and events.step_of("fetch: the archive") == "fetch"
+    assert t.feed(ev("runner_on_skipped", "h", "python: a venv")).startswith("h: python: skipped")  # type: ignore[union-attr]
 
 
 # -- manifest --------------------------------------------------------------------------------

@@ -84,6 +84,8 @@ class Tracker:
             return None
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
             self._log(p, data.get("task", ""), kind, res, data.get("duration"))
+        if kind == "runner_on_skipped" and step:
+            return f"{host}: {step}: skipped (its condition is not met: e.g. isobench_python is set)"
         if kind == "runner_on_ok":
             return self._ok(host, p, step, res)
         if kind == "runner_on_failed" and not data.get("ignore_errors"):
