@@ -270,3 +270,19 @@ def test_stale_controller_directories_are_found_by_their_dead_pid(tmp_path):
     assert leftovers.stale_private_dirs("fleet-20261207-153530-1a5a", tmp=tmp_path) == [dead]
     assert sorted(leftovers.workdirs("fleet-20261207-153530-1a5a", tmp=tmp_path)) == [work, work2]
     assert leftovers.workdirs("fleet-20261207-153530-1a5a-alpha", tmp=tmp_path) == []  # a host's own: its cleanup.sh
+
+
+def test_a_refused_archive_fails_its_host_at_unpack_and_keeps_nothing(tmp_path, capsys):
+    from harness.fleet import drive
+    from harness.fleet.inventory import Host
+
+    incoming, fleet = tmp_path / "incoming", tmp_path / "fleet-x"
+    incoming.mkdir()
+    fleet.mkdir()
+    data = manifest.new("20261207-153530-1a5a")
+    e = manifest.host_entry(data, "evil", dir="evil", run_id=RUN)
+    archive(incoming, [*good_members(), special(f"{RUN}/link", tarfile.SYMTYPE, "/etc/shadow")], "evil.tar.gz")
+    drive._arrived(Host("evil", "127.0.0.1", "ssh"), incoming, fleet, data, "20261207-153530-1a5a")
+    assert (e["status"], e["step"]) == ("failed", "unpack") and "a link" in e["reason"]
+    assert list(fleet.iterdir()) == [] and list(incoming.iterdir()) == []  # nothing kept, archive gone
+    assert "evil: unpack FAILED: archive refused" in capsys.readouterr().out

@@ -210,9 +210,11 @@ def _arrived(host: Host, incoming: Path, directory: Path, data: dict[str, Any], 
     try:
         collect(incoming / f"{e['dir']}.tar.gz", directory / e["dir"], e["run_id"], host, fleet_id,
                 data.get("project"))
-    except UnsafeArchive as err:
-        e.update(status="failed", step="unpack", reason=f"archive refused: {err}")
-        say(f"{host.name}: unpack FAILED: archive refused: {err}")
+    except (UnsafeArchive, OSError) as err:  # (OSError: this side, e.g. a full disk; never a traceback
+        # from inside Ansible's event loop, which would leave the other hosts uncleaned)
+        why = f"archive refused: {err}" if isinstance(err, UnsafeArchive) else f"cannot unpack here: {err}"
+        e.update(status="failed", step="unpack", reason=why)
+        say(f"{host.name}: unpack FAILED: {why}")
         return
     e.update(status="completed", step="", reason="", ended=manifest.now())
     say(f"{host.name}: results in {directory / e['dir']}")
