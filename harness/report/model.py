@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import runtimes
 from harness import results
 from harness.stats import describe, series
 
@@ -94,8 +95,10 @@ class ReportData:
         if self.summary.empty:
             self.summary["series"] = []
             return
+        how = image_labels(self.rows)
         self.summary.insert(0, "series", [
-            series.label(r["backend"], r["accel"], r["split"] if self.split else None)
+            series.label(r["backend"], r["accel"], r["split"] if self.split else None,
+                         how.get((r["backend"], r["workload"])))
             for _, r in self.summary.iterrows()])
 
     def of(self, measurement: str) -> pd.DataFrame:
@@ -210,6 +213,21 @@ def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
     if "warmup" in rows.columns and not rows.empty:
         rows = rows[~rows["warmup"].fillna(False).astype(bool)].copy()
     rows["split"] = rows[split] if split else None
-    rows["series"] = [series.label(b, a, s if split else None)
-                      for b, a, s in zip(rows["backend"], rows["accel"], rows["split"], strict=True)]
+    how = image_labels(rows)
+    rows["series"] = [series.label(b, a, s if split else None, how.get((b, w)))
+                      for b, a, s, w in zip(rows["backend"], rows["accel"], rows["split"], rows["workload"],
+                                            strict=True)]
     return ReportData(runs, rows.reset_index(drop=True), split)
+
+
+def image_labels(rows: pd.DataFrame) -> dict[tuple[Any, Any], str]:
+    """(backend, workload) -> how the backend ran that image workload, for the backends whose
+    declaration says (``image_label``: bare's rows of an image read "bare (chroot)")."""
+    if "image" not in rows.columns or rows.empty:
+        return {}
+    out = {}
+    for b, w in rows.loc[rows["image"].notna(), ["backend", "workload"]].drop_duplicates().itertuples(index=False):
+        how = runtimes.declaration(str(b)).image_label if runtimes.known(str(b)) else None
+        if how:
+            out[(b, w)] = how
+    return out
