@@ -30,6 +30,7 @@ COMMANDS = {
     "floor": "harness.commands.floor",
     "image": "harness.commands.image",
     "soak": "harness.commands.soak",
+    "fleet": "harness.commands.fleet",
 }
 
 

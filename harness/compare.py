@@ -82,8 +82,17 @@ class Row:
 
     @property
     def key(self) -> dict[str, Any]:
-        """backend, measurement, workload, metric, unit and params (as text), for a table."""
-        return self.series.fields()
+        """backend, measurement, workload, metric, unit and params (as text), for a table; and the
+        host when fleets are compared host by host."""
+        fields = self.series.fields()
+        if self.series.split is not None:
+            fields["host"] = str(self.series.split)
+        return fields
+
+    @property
+    def who(self) -> str:
+        """The backend, ``@ host`` when fleets are compared."""
+        return self.key["backend"] + (f" @ {self.key['host']}" if "host" in self.key else "")
 
 
 @dataclass
@@ -94,13 +103,13 @@ class Comparison:
 
 
 def series(df: pd.DataFrame) -> dict[SeriesKey, list[float]]:
-    """ok, non-warm-up values per series."""
+    """ok, non-warm-up values per series (per host too, when the rows carry a ``split``: a fleet's)."""
     from harness.stats.series import groups
 
     if df.empty:
         return {}
     df = df[(df["status"] == "ok") & ~df["warmup"].fillna(False).astype(bool)]
-    return {key: [float(v) for v in g["value"]] for key, _, g in groups(df)}
+    return {key: [float(v) for v in g["value"]] for key, _, g in groups(df, split="split" in df.columns)}
 
 
 #: units normalised by --normalise: host drift scales durations; memory and ratios keep their values

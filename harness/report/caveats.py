@@ -121,13 +121,18 @@ def _merge(ws: list[Warning_], data: ReportData) -> list[Warning_]:
         else:
             what = ", ".join(f"{w.what} ({w.detail.split('spans ')[1].split(' ')[0]})" for w in group)
             rest.append(Warning_(backend, rule, what, f"the median's 95 % interval is wider than ±{shape.WIDE:.0%}",
-                                 ACTIONS[rule] + busy_host(data)))
+                                 ACTIONS[rule] + busy_host(data, backend)))
     return rest
 
 
-def busy_host(data: ReportData) -> str:
-    """`` (the load average was 8.9 on 2 cores when the run started)`` when it was above half the cores."""
+def busy_host(data: ReportData, series: str | None = None) -> str:
+    """`` (the load average was 8.9 on 2 cores when the run started)`` when it was above half the cores;
+    with ``series``, of a run that series comes from (several hosts: its own host's load)."""
+    rows = data.rows
+    mine = set(rows.loc[rows["series"] == series, "run"]) if series and not rows.empty and "run" in rows else None
     for run in data.runs:
+        if mine is not None and run.run_id not in mine:
+            continue
         load, cores = run.host.get("loadavg"), run.host.get("cores")
         try:
             one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]

@@ -48,7 +48,8 @@ class Row(Protocol):
 def label(r: Row) -> str:
     k = r.key
     params = f" {k['params']}" if k.get("params") else ""
-    return f"{k['backend']} · {k['measurement']}/{k['workload']}{params} · {k['metric']}"
+    host = f" @ {k['host']}" if "host" in k else ""
+    return f"{k['backend']}{host} · {k['measurement']}/{k['workload']}{params} · {k['metric']}"
 
 
 def estimate(r: Row) -> tuple[float, float, float, bool]:

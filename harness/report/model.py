@@ -38,7 +38,16 @@ class RunInfo:
 
     @property
     def hostname(self) -> str:
+        """The host's name: its name in the fleet's inventory for a run ``isobench fleet`` brought
+        back (what the lab calls the machine), else the hostname the run recorded."""
+        fleet = self.manifest.get("fleet")
+        if isinstance(fleet, dict) and fleet.get("host"):
+            return str(fleet["host"])
         return str(self.host.get("hostname") or "?")
+
+    @property
+    def in_fleet(self) -> bool:
+        return isinstance(self.manifest.get("fleet"), dict)
 
     @property
     def kernel(self) -> str:
@@ -155,6 +164,8 @@ def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
         return None
     if by in ("cell", "host", "kernel", "run"):
         return by
+    if any(r.in_fleet for r in runs) and len({r.hostname for r in runs}) > 1:  # a fleet: its hosts
+        return "host"
     if any(r.in_guest for r in runs) and len({r.cell for r in runs}) > 1:
         return "cell"
     if len({r.hostname for r in runs}) > 1:
@@ -165,13 +176,16 @@ def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
 
 
 def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
-    """Read the runs (raises ``results.ResultsError`` for a directory that is not a run)."""
+    """Read the runs (raises ``results.ResultsError`` for a directory that is not a run); a fleet
+    directory (``isobench fleet``) stands for the runs of its completed hosts."""
     import pandas as pd
+
+    from harness.fleet.manifest import expand
 
     if by not in SPLITS:
         raise ValueError(f"unknown split {by!r} (one of: {', '.join(SPLITS)})")
     runs = []
-    for d in run_dirs:
+    for d in expand(run_dirs):
         m = results.read_manifest(d)
         runs.append(RunInfo(str(m.get("run_id") or Path(d).name), Path(d), str(m.get("status")), m))
     if len({r.run_id for r in runs}) != len(runs):
@@ -188,6 +202,7 @@ def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
         missing = df["accel"].isna()
         df.loc[missing, "accel"] = df.loc[missing, "backend"].map(acc)
         df["run"] = run.run_id
+        df["host"] = run.hostname  # a fleet's inventory name rather than the machine's hostname
         df["cell"] = run.cell
         df["emulated_guest"] = run.in_guest and "tcg" in acc.values()
         frames.append(df)
