@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli import number
+from runtimes.userpaths import check_output_dir, check_output_file
 
 HELP = "run a scenario on every host of an Ansible inventory and bring the results back"
 
@@ -52,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from harness.fleet import drive
 
+    check_output_dir(args.results, "--results")  # before any host is touched
     req = drive.Request(args.inventory, args.scenario, args.results, args.limit, args.forks, args.resume,
                         args.verbose)
     out = drive.run(req)
@@ -69,4 +71,5 @@ def _lab(args: argparse.Namespace) -> int:
     from harness.fleet import lab
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    check_output_file(args.inventory, "--inventory")  # before a guest boots
     return lab.main(args.kernels, args.inventory, args.local, args.cpus, args.memory, argv)

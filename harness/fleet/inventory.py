@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from runtimes import userpaths
 
 #: host variables the fleet's playbook reads (the rest of the inventory is Ansible's business)
 FLEET_VARS = ("isobench_src", "isobench_python", "isobench_workdir", "isobench_doctor_args",
@@ -96,6 +98,11 @@ def read(path: Path, limit: str | None = None) -> list[Host]:
     """The hosts ``path`` names (after ``limit``, Ansible's host pattern); a ``UserError`` if none."""
     if not path.exists():
         raise UserError(f"inventory {path}: no such file or directory")
+    if not path.is_dir():  # a file Ansible would read (a FIFO or /dev/zero would hang it): a regular one
+        try:
+            os.close(userpaths.open_regular(path))
+        except OSError as e:
+            raise UserError(f"inventory {path}: cannot read: {e.strerror}") from e
     argv = [_ansible_inventory(), "-i", str(path), "--list"]
     if limit:
         argv += ["--limit", limit]
