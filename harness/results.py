@@ -1,10 +1,11 @@
-"""The results store: ``results/<run-id>/manifest.json`` + ``samples.jsonl``.
+"""The results store: ``results/<run-id>/manifest.json`` + ``samples.jsonl`` + ``store/``.
 
 The manifest is written when the run starts (status ``running``) and rewritten
 atomically when it ends.  Samples are appended and flushed one line at a
 time, so a run killed at any moment keeps every sample it completed; a
 manifest still saying ``running`` whose process is gone reads as
-``interrupted``.
+``interrupted``.  ``store/`` is the log's columnar copy (``harness.store``),
+written every ``FLUSH_ROWS`` samples and when the run ends.
 
 Sample rows are tidy: one measurement each (see ``Sample``).  ``load()``
 returns them as a pandas DataFrame with every parameter as a ``param_*`` column.
@@ -17,6 +18,8 @@ import datetime as dt
 import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +39,9 @@ SAMPLES = "samples.jsonl"
 #: optional: pytest-benchmark JSON of the kernel primitives (``nox -s bench`` takes it on the
 #: same host right after the run); its sum joins the samples as ``floor_total`` rows
 FLOOR = "floor.json"
+#: samples between two segments of the columnar store during a run: a segment costs a pause of a
+#: second or two between two steps (``_store``), so a run of ordinary length gets its store at the end
+FLUSH_ROWS = 100_000
 
 
 class ResultsError(RuntimeError):
@@ -43,7 +49,7 @@ class ResultsError(RuntimeError):
 
 
 __all__ = ["FLOOR", "MANIFEST", "SAMPLES", "SCHEMA", "SCHEMA_VERSION", "ResultsError", "RunWriter", "Sample",
-           "load", "new_run_id", "read_manifest", "read_samples"]
+           "find_runs", "load", "new_run_id", "read_manifest", "read_samples"]
 
 
 def new_run_id() -> str:
@@ -90,6 +96,7 @@ class RunWriter:
         _write_json_atomic(self.dir / MANIFEST, self.manifest)
         self._fh = open(self.dir / SAMPLES, "a", buffering=1)
         self._seq = 0
+        self._unstored = 0
         self.counts = {"ok": 0, "failed": 0}
 
     def add(self, sample: Sample) -> None:
@@ -98,6 +105,9 @@ class RunWriter:
         self.counts[sample.status] = self.counts.get(sample.status, 0) + 1
         self._fh.write(json.dumps(row, default=str) + "\n")
         self._fh.flush()  # a killed run keeps every sample written so far
+        self._unstored += 1
+        if self._unstored >= FLUSH_ROWS:
+            self._store()
 
     def add_all(self, samples: Iterable[Sample]) -> None:
         for s in samples:
@@ -109,7 +119,27 @@ class RunWriter:
 
     def finish(self, status: str) -> None:
         self._fh.close()
+        self._store()
         self.update(status=status, ended=_now(), samples=dict(self.counts))
+
+    def _store(self) -> None:
+        """Store the log's new lines as a segment (``harness.store``).  In a process that has pyarrow
+        already (pandas imports it) here; else in a short-lived child, so a process that measures
+        never holds pyarrow's threads and memory.  A store that cannot be written loses nothing:
+        the log has every sample, and ``isobench results convert`` writes the store later."""
+        self._unstored = 0
+        if "pyarrow" in sys.modules:
+            from harness.store import convert
+
+            convert.update(self.dir)
+            return
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-m", "harness.store", str(self.dir)], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print((done.stderr.strip().splitlines() or [f"isobench: store of {self.dir} not written"])[-1],
+                  file=sys.stderr)
 
 
 def read_manifest(run_dir: Path | str) -> dict[str, Any]:
@@ -137,7 +167,8 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
 
 
 def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
-    """Every complete line; a line cut off by a kill mid-write is dropped."""
+    """Every complete line of the log as a dict (small runs and tests; ``load`` reads the store);
+    a line cut off by a kill mid-write is dropped."""
     rows: list[dict[str, Any]] = []
     path = Path(run_dir) / SAMPLES
     if not path.exists():
@@ -147,6 +178,28 @@ def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
             with contextlib.suppress(json.JSONDecodeError):
                 rows.append(json.loads(line))
     return rows
+
+
+#: how deep ``find_runs`` looks below a directory: fleet-<id>/<host>/<run>, matrix-<id>/<run>
+FIND_DEPTH = 4
+
+
+def find_runs(path: Path | str, depth: int = FIND_DEPTH) -> list[Path]:
+    """The run directories at or below ``path`` (a run, ``results/``, a matrix or fleet directory),
+    sorted; nothing below a run is searched (its logs and store)."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return [path]
+    if depth <= 0 or not path.is_dir():
+        return []
+    out: list[Path] = []
+    try:
+        children = sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+    for child in children:
+        out += find_runs(child, depth - 1)
+    return out
 
 
 def _floor_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
@@ -161,25 +214,28 @@ def _floor_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
 
 
 def load(*run_dirs: Path | str) -> pd.DataFrame:
-    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons."""
+    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons.
+
+    Read from the columnar store and the log past it (``harness.store.reader``): no row is ever a
+    Python dict, except those of a log's unstored tail, a chunk at a time."""
     import pandas as pd
+
+    from harness.store import reader, schema
 
     frames = []
     for run_dir in run_dirs:
         manifest = read_manifest(run_dir)
-        rows = read_samples(run_dir) + _floor_rows(Path(run_dir), manifest["run_id"])
-        host = manifest.get("host", {})
-        df = pd.DataFrame(rows)
-        if df.empty:
+        try:
+            t = reader.table(run_dir)
+        except reader.segments.StoreError as e:
+            raise ResultsError(str(e)) from e
+        floor_rows = _floor_rows(Path(run_dir), manifest["run_id"])
+        if floor_rows:
+            t = schema.unify([x for x in (t, schema.table(floor_rows)) if x is not None])
+        if t is None or t.num_rows == 0:
             continue
-        params = pd.json_normalize(df["params"].tolist()).add_prefix("param_")
-        params.index = df.index
-        df = pd.concat([df.drop(columns=["params"]), params], axis=1)
-        if "conditions" in df.columns:  # host state at launch, one cond_* column each
-            cond = pd.json_normalize([c if isinstance(c, dict) else {} for c in df["conditions"]])
-            cond = cond.add_prefix("cond_")
-            cond.index = df.index
-            df = pd.concat([df.drop(columns=["conditions"]), cond], axis=1)
+        df = reader.frame(t)
+        host = manifest.get("host", {})
         df["host"] = host.get("hostname", "")
         df["kernel"] = host.get("kernel", "")
         df["cgroup_version"] = host.get("cgroup", {}).get("version")
@@ -187,4 +243,4 @@ def load(*run_dirs: Path | str) -> pd.DataFrame:
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit"])
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
