@@ -34,6 +34,7 @@ SYSTEM_PACKAGES = [
     "libseccomp2", "libc6-dev",
     "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
     "redis-server",  # the example redis image is made from this package's files
+    "runsc", "bubblewrap",  # the optional peers oci:runsc (gVisor) and bwrap
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -45,6 +46,7 @@ PACKAGE_PROBES = {
     "gcc": "/usr/bin/gcc", "pkg-config": "/usr/bin/pkg-config", "git": "/usr/bin/git",
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
+    "runsc": "/usr/bin/runsc", "bubblewrap": "/usr/bin/bwrap",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child

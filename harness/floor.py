@@ -35,9 +35,11 @@ import runtimes
 from harness.metric import LOWER, Metric, declare
 from harness.sample import Sample
 
-declare(Metric("floor_", "ms", LOWER, "startup", peer=True, prefix=True,
+#: floor rows are rows of the startup measurement (the report compares them with its launch → ready)
+FLOOR = Metric("floor_", "ms", LOWER, "startup", peer=True, prefix=True,
                description="the floor: fastest round of a kernel primitive of a launch "
-                           "(floor_total: the critical-path lower bound)"))
+                           "(floor_total: the critical-path lower bound)")
+declare(FLOOR)
 
 PATH, PARALLEL, AVOIDABLE, TEARDOWN = "path", "parallel", "avoidable", "teardown"
 #: how each primitive counts in the lower bound (see the module doc); unknown in-floor ones: PATH
@@ -144,7 +146,7 @@ def samples(bench_json_path: str | os.PathLike[str], backend: str | None = None,
     launch→ready, hence the default.
     """
     backend = backend or runtimes.floor_target()
-    return [Sample(backend=backend, workload="noop", measurement="startup", metric=f"floor_{k}", value=v,
+    return [Sample(backend=backend, workload="noop", measurement=FLOOR.family, metric=f"floor_{k}", value=v,
                    unit="ms", note="critical-path lower bound (harness.floor)" if k == TOTAL else None,
                    case="startup/noop")
             for k, v in floor_ms(bench_json_path).items()

@@ -1,13 +1,22 @@
-"""The metric registry: each metric declared once, beside the measurement that produces it.
+"""The metric registry and the measurement declarations: each declared once, beside the
+measurement that produces them.
 
 A :class:`Metric` says what a row's number is: its unit, which way is better,
 the measurement (family) it belongs to, whether it is summarised or a
 per-sample point, and whether it heads the terminal summary or earns a peer
-ratio.  A :class:`MeasurementInfo` says what a scenario may ask of a
-measurement (its workload, its grid keys).  The measurement modules
-(``harness.measure.*``, ``harness.floor``) fill the registry when imported;
-``harness.measure`` imports all of them, so consumers (summary, report,
-compare, validate, scenario) ask ``harness.measure.catalogue()``.
+ratio.  A :class:`MeasurementInfo` is everything the harness knows of one
+measurement: what a scenario may ask of it (its workload, grid keys, extra
+keys), how a grid cell becomes workload parameters and limits, how the
+report shows it (section title, charts, findings, headline figure) and how
+``isobench validate`` gates it.  Scenario, runner, summary, report, compare and
+validate read these; none of them names a measurement.
+
+The measurement modules (``harness.measure.*``, ``harness.floor``) fill the
+registry when imported; ``harness.measure`` imports all of them, so consumers
+ask ``harness.measure.catalogue()``.  Code the report or validate runs for one
+measurement (its charts, findings, baseline bounds, self-test mutations) is
+named by a ``"module:function"`` reference and imported only when used, so
+declaring a measurement imports neither matplotlib nor the report.
 
 This module imports nothing of the harness: everything may import it.
 """
@@ -16,7 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runtimes.base import Limits
 
 #: which way is better: smaller, larger, closer to 1, or no direction (set by the case)
 LOWER, HIGHER, ONE, NONE = "lower", "higher", "one", "none"
@@ -71,18 +83,76 @@ class GridKey:
 
 
 @dataclass(frozen=True)
+class Option:
+    """An experiment key of one measurement only (density's ``instances``): the scenario checks it
+    like a grid value and hands it over in ``Case.options``."""
+
+    types: tuple[type, ...]
+    minimum: float
+    maximum: float
+    default: Any
+    overridable: bool = False  # may differ per backend (``overrides = { vm = { instances = 4 } }``)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A measurement's figure at the top of a report: one metric of its first workload present,
+    each backend's median and its ratio to the reference backend (findings, headline chart, card)."""
+
+    metric: str
+    workloads: tuple[str, ...]  # in order of preference
+    what: str  # what the number is, in words ("launch → ready")
+    panel: str  # the headline chart's panel title
+    #: a findings paragraph of its own ("Startup — launch → ready …"); False where one of the
+    #: measurement's ``findings`` states it already
+    finding: bool = True
+    names_workload: bool = False  # that paragraph's title names the workload
+
+
+#: code of the report or of validate for one measurement: ``"module:function"``, imported when
+#: used (``runtimes.declaration.resolve``), or the function itself
+Ref = str | Callable[..., Any]
+
+
+@dataclass(frozen=True)
 class MeasurementInfo:
+    """One measurement, declared once (``@measurement(INFO)`` on its function)."""
+
     name: str
+    title: str = ""  # its report section; "" reads "Other: <name>"
     workload: str | None = None  # the only workload it runs; None: any workload
     grid: Mapping[str, GridKey] = field(default_factory=dict)
+    options: Mapping[str, Option] = field(default_factory=dict)  # its own experiment keys
     #: its cases are usually measured once each (a grid, or one long sample): "too few
     #: samples" is no news, and the summary shows the range across the grid
     single_shot: bool = False
+    # -- how a grid cell binds: its ``workload_keys`` are the workload's parameters of the same
+    # name (cpu_quota's ``threads``), and ``limits`` makes the limits it asks for (None: none);
+    # an image workload takes the limits alone
+    workload_keys: tuple[str, ...] = ()
+    limits: Callable[[Mapping[str, Any]], Limits] | None = None
+    #: its figures are launch timings: those timed inside an emulated (TCG) matrix guest, whose
+    #: clock runs under emulation, stay out of its charts (its tables show them, labelled)
+    timed: bool = False
+    # -- the report: each a "module:function" taking (ReportData, measurement name)
+    charts: tuple[Ref, ...] = ()  # -> Chart | None, in the order of its section
+    findings: tuple[Ref, ...] = ()  # -> Finding | None; findings of one title merge into one
+    headline: Headline | None = None
+    # -- isobench validate
+    gated: bool = False  # its cases are checked against the baseline's bounds
+    #: (validate Case, metric, values, warnings) -> bounds, for ``--update-baseline``
+    bounds: Ref | None = None
+    #: ``--self-test`` mutations: name -> (validate Case, cores) -> its mutated values | None
+    mutations: Mapping[str, Ref] = field(default_factory=dict)
 
     @property
     def ranged(self) -> bool:
         """The terminal summary shows median [min–max] across the grid's cells."""
         return bool(self.grid)
+
+    @property
+    def section(self) -> str:
+        return self.title or f"Other: {self.name}"
 
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
@@ -108,11 +178,26 @@ class Catalogue:
         """Decorator: register ``fn`` as the measurement ``info.name``."""
 
         def register(fn: Fn) -> Fn:
-            self.measurements[info.name] = info
-            self.functions[info.name] = fn
+            self.register(info, fn)
             return fn
 
         return register
+
+    def register(self, info: MeasurementInfo, fn: Callable[..., Any], *metrics: Metric) -> Callable[[], None]:
+        """Add a measurement (and its metrics) at run time; returns what removes them again."""
+        if info.name in self.measurements:
+            raise ValueError(f"measurement {info.name} is already registered")
+        self.declare(*metrics)
+        self.measurements[info.name] = info
+        self.functions[info.name] = fn
+
+        def unregister() -> None:
+            self.measurements.pop(info.name, None)
+            self.functions.pop(info.name, None)
+            for m in metrics:
+                self.metrics.pop(m.name, None)
+
+        return unregister
 
     # -- asking ------------------------------------------------------------------------
     def get(self, name: str) -> Metric | None:
@@ -155,6 +240,14 @@ class Catalogue:
 
     def info(self, measurement: str) -> MeasurementInfo | None:
         return self.measurements.get(measurement)
+
+    def gated(self) -> list[str]:
+        """The measurements ``isobench validate`` checks, in declaration order."""
+        return [m.name for m in self.measurements.values() if m.gated]
+
+    def headlines(self) -> list[tuple[str, Headline]]:
+        """(measurement, its headline figure), in declaration order."""
+        return [(m.name, m.headline) for m in self.measurements.values() if m.headline is not None]
 
 
 #: the one registry, filled by the measurement modules as they are imported

@@ -52,34 +52,46 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def open_backends(names: list[str], skip_unavailable: bool, stack: contextlib.ExitStack) -> dict[str, Backend]:
-    """Instantiate, check and prepare each backend before any sample; ``stack`` closes them."""
+def open_backends(names: list[str], skip_unavailable: bool, stack: contextlib.ExitStack,
+                  skipped: dict[str, str] | None = None) -> dict[str, Backend]:
+    """Instantiate, check and prepare each backend before any sample; ``stack`` closes them.
+    A backend declared ``optional`` (a peer) that cannot run is skipped with its reason, as
+    every unavailable one is with ``skip_unavailable``; ``skipped`` receives name -> reason."""
     backends: dict[str, Backend] = {}
-    problems = []
+    problems: list[str] = []
+    optional: list[str] = []
     for name in names:
-        try:
-            b = stack.enter_context(runtimes.get(name))
-        except ImportError as e:
-            problems.append(f"{name}: backend not installed ({e})")
+        reason = _open(name, stack, backends)
+        if reason is None:
             continue
-        reason = b.available()
-        if reason is None:
-            try:
-                b.prepare()  # the expensive one-off step (a guest's accelerator probe), explicitly
-            except BackendError as e:
-                reason = f"cannot prepare: {e}"
-        if reason is None:
-            backends[name] = b
-        else:
-            problems.append(f"{name}: {reason}")
+        (optional if runtimes.declaration(name).optional else problems).append(f"{name}: {reason}")
+        if skipped is not None:
+            skipped[name] = reason
     if problems and not skip_unavailable:
         raise UserError("backend unavailable: " + "; ".join(problems)
                         + " (run `isobench doctor --fix`, or pass --skip-unavailable)")
-    for p in problems:
+    for p in problems + optional:
         print(f"isobench: skipping {p}", file=sys.stderr)
     if not backends:
         raise UserError("no backend of this scenario can run here (see `isobench doctor`)")
     return backends
+
+
+def _open(name: str, stack: contextlib.ExitStack, backends: dict[str, Backend]) -> str | None:
+    """Open, check and prepare backend ``name`` into ``backends``; None, or why it cannot run."""
+    try:
+        b = stack.enter_context(runtimes.get(name))
+    except ImportError as e:
+        return f"backend not installed ({e})"
+    reason = b.available()
+    if reason is None:
+        try:
+            b.prepare()  # the expensive one-off step (a guest's accelerator probe), explicitly
+        except BackendError as e:
+            reason = f"cannot prepare: {e}"
+    if reason is None:
+        backends[name] = b
+    return reason
 
 
 def _progress(steps: list[Step], enabled: bool | None) -> Any:
@@ -96,12 +108,13 @@ def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None =
     with contextlib.suppress(CgroupError, OSError):  # a real problem resurfaces, per sample
         cgroups.prepare()
     with contextlib.ExitStack() as stack:
-        backends = open_backends(names, skip_unavailable, stack)
-        return _run(scenario, results_dir, backends, progress, run_id, stack)
+        skipped: dict[str, str] = {}
+        backends = open_backends(names, skip_unavailable, stack, skipped)
+        return _run(scenario, results_dir, backends, progress, run_id, stack, skipped)
 
 
 def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
-         run_id: str | None, stack: contextlib.ExitStack) -> Path:
+         run_id: str | None, stack: contextlib.ExitStack, skipped: dict[str, str]) -> Path:
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
     steps = plan(scenario.cases, list(backends), accel, scenario.seed)
@@ -110,6 +123,7 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
                      "description": scenario.description, "text": scenario.text},
         "argv": sys.argv,
         "backends": backend_meta,
+        "skipped_backends": skipped,  # name -> why it could not run here (the run went on without it)
         "host": metadata.collect(),
         "planned_steps": len(steps),
         "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},

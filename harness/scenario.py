@@ -33,11 +33,13 @@ import itertools
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import runtimes
+from harness.case import Case
+from harness.metric import MeasurementInfo
 from runtimes import names as backend_names
 from runtimes.base import Limits
 from runtimes.declaration import OptionError
@@ -49,54 +51,13 @@ class ScenarioError(ValueError):
 
 
 _NUM = (int, float)
+#: every experiment's keys; a measurement adds its own (``MeasurementInfo.options``)
 EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params", "repetitions", "warmups",
-                   "timeout", "grid", "seconds", "instances", "settle", "overrides"}
+                   "timeout", "grid", "seconds", "settle", "overrides"}
 #: (``seconds`` is not: it is part of the workload, the same on every backend of a case)
-OVERRIDABLE = {"repetitions", "warmups", "timeout", "instances", "skip"}
+OVERRIDABLE = {"repetitions", "warmups", "timeout", "skip"}
 SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
 TOP_KEYS = {"scenario", "backend", "experiment"}
-
-
-@dataclass(frozen=True)
-class Case:
-    """One cell of the matrix: a measurement of one workload with one parameter set."""
-
-    measurement: str
-    workload: Workload
-    limits: Limits = Limits()
-    params: Mapping[str, Any] = field(default_factory=dict)  # grid values, recorded in rows
-    repetitions: int = 1
-    warmups: int = 0
-    timeout_s: float = 60.0
-    instances: int = 0  # density only
-    settle_s: float = 1.0  # density only
-    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: the experiment runs only on these backends (None: every backend of the run)
-    backends: tuple[str, ...] | None = None
-
-    @property
-    def id(self) -> str:
-        bits = [self.measurement, self.workload.name]
-        bits += [f"{k}={v}" for k, v in sorted(self.params.items())]
-        return "/".join(bits)
-
-    def for_backend(self, backend: str, accel: str | None = None) -> Case:
-        """This case with the backend's (then backend@accel's) overrides applied."""
-        case = self
-        for key in (backend, f"{backend}@{accel}" if accel else None):
-            if key and key in self.overrides:
-                o = dict(self.overrides[key])
-                o.pop("skip", None)
-                if "timeout" in o:
-                    o["timeout_s"] = o.pop("timeout")
-                case = replace(case, **o)
-        return case
-
-    def skipped_on(self, backend: str, accel: str | None = None) -> bool:
-        if self.backends is not None and backend not in self.backends:
-            return True
-        return any(self.overrides.get(k, {}).get("skip", False)
-                   for k in (backend, f"{backend}@{accel}" if accel else ""))
 
 
 @dataclass(frozen=True)
@@ -157,7 +118,7 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
     for key in head:
         if key not in SCENARIO_KEYS:
             raise _err(p, f"scenario.{key}", "unknown key")
-    backends = head.get("backends", [runtimes.memory_reference()])
+    backends = head.get("backends", [runtimes.reference()])
     if not isinstance(backends, list) or not backends:
         raise _err(p, "scenario.backends", "must be a non-empty list of backend names")
     for b in backends:
@@ -197,16 +158,19 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
 def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:
     if not isinstance(exp, Mapping):
         raise _err(p, where, "must be a table")
-    for key in exp:
-        if key not in EXPERIMENT_KEYS:
-            raise _err(p, f"{where}.{key}", "unknown key")
-    from harness.measure import catalogue  # the measurements declare their workload and grid
+    # the measurements declare their workload, grid and keys; imported here, not at the top,
+    # because cli.main imports this module for ScenarioError under the system Python (doctor)
+    from harness.measure import catalogue
 
     infos = catalogue().measurements
     m = exp.get("measurement")
-    if m not in infos:
+    info = infos.get(m) if isinstance(m, str) else None
+    for key in exp:
+        if key not in EXPERIMENT_KEYS and (info is None or key not in info.options):
+            raise _err(p, f"{where}.{key}", "unknown key")
+    if info is None:
         raise _err(p, f"{where}.measurement", f"unknown measurement {m!r} (known: {', '.join(infos)})")
-    default_wl, grid_spec = infos[m].workload, infos[m].grid
+    default_wl, grid_spec = info.workload, info.grid
     where = f"{where}({m})"
     names = exp.get("workloads", [exp["workload"]] if "workload" in exp else [default_wl] if default_wl else None)
     if not isinstance(names, list) or not names:
@@ -220,11 +184,10 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
     warm = _number(p, f"{where}.warmups", exp.get("warmups", defaults["warmups"]), 0, 100_000, (int,))
     timeout = _number(p, f"{where}.timeout", exp.get("timeout", defaults["timeout"]), 0.1, 86_400)
     seconds = _number(p, f"{where}.seconds", exp.get("seconds", 3.0), 0.1, 3600) if "seconds" in exp else None
-    instances = 0
-    if m == "density":
-        instances = _number(p, f"{where}.instances", exp.get("instances", 8), 1, 4096, (int,))
+    options = {k: _number(p, f"{where}.{k}", exp.get(k, o.default), o.minimum, o.maximum, o.types)
+               for k, o in info.options.items()}
     settle = _number(p, f"{where}.settle", exp.get("settle", 1.0), 0, 600)
-    overrides = _overrides(p, f"{where}.overrides", exp.get("overrides", {}), backends)
+    overrides = _overrides(p, f"{where}.overrides", exp.get("overrides", {}), backends, info)
     only = exp.get("backends")
     if only is not None:
         if not isinstance(only, list) or not only:
@@ -256,15 +219,17 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
             cell = dict(zip(keys, combo, strict=True))
             try:
-                wl, limits = _bind(m, name, cell, base_params, seconds)
+                wl, limits = _bind(info, name, cell, base_params, seconds)
             except ValueError as e:
                 raise _err(p, where, str(e)) from e
-            cases.append(Case(m, wl, limits, cell, reps, warm, float(timeout), instances, float(settle),
-                              overrides, tuple(only) if only else None))
+            cases.append(Case(info.name, wl, limits, cell, reps, warm, float(timeout), settle_s=float(settle),
+                              overrides=overrides, backends=tuple(only) if only else None, options=options))
     return cases
 
 
-def _overrides(p: str, where: str, raw: Any, backends: list[str]) -> dict[str, dict[str, Any]]:
+def _overrides(p: str, where: str, raw: Any, backends: list[str], info: MeasurementInfo) -> dict[str, dict[str, Any]]:
+    own = {k: o for k, o in info.options.items() if o.overridable}
+    allowed = OVERRIDABLE | set(own)
     if not isinstance(raw, Mapping):
         raise _err(p, where, "must be a table of backend tables")
     out = {}
@@ -272,16 +237,20 @@ def _overrides(p: str, where: str, raw: Any, backends: list[str]) -> dict[str, d
         backend, _, accel = key.partition("@")
         if backend not in backend_names():
             raise _err(p, f"{where}.{key}", "unknown backend")
-        if accel and accel not in ("kvm", "tcg"):
-            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} (kvm or tcg)")
+        # a guest's accelerator, or a platform the backend declares (gVisor's ptrace, kvm)
+        known = ["kvm", "tcg", *(a for a in runtimes.declaration(backend).accel_labels if a not in ("kvm", "tcg"))]
+        if accel and accel not in known:
+            raise _err(p, f"{where}.{key}", f"unknown accelerator {accel!r} ({' or '.join(known)})")
         if not isinstance(o, Mapping):
             raise _err(p, f"{where}.{key}", "must be a table")
         for k, v in o.items():
-            if k not in OVERRIDABLE:
-                raise _err(p, f"{where}.{key}.{k}", f"cannot be overridden (allowed: {', '.join(sorted(OVERRIDABLE))})")
+            if k not in allowed:
+                raise _err(p, f"{where}.{key}.{k}", f"cannot be overridden (allowed: {', '.join(sorted(allowed))})")
             if k == "skip":
                 if not isinstance(v, bool):
                     raise _err(p, f"{where}.{key}.skip", "must be true or false")
+            elif k in own:
+                _number(p, f"{where}.{key}.{k}", v, own[k].minimum, own[k].maximum, own[k].types)
             else:
                 _number(p, f"{where}.{key}.{k}", v, 0 if k == "warmups" else 1, 100_000,
                         (int,) if k != "timeout" else _NUM)
@@ -289,23 +258,17 @@ def _overrides(p: str, where: str, raw: Any, backends: list[str]) -> dict[str, d
     return out
 
 
-def _bind(m: str, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
+def _bind(info: MeasurementInfo, name: str, cell: Mapping[str, Any], base: Mapping[str, Any],
           seconds: float | None) -> tuple[Workload, Limits]:
-    """Turn a grid cell into the workload to run and the limits to apply."""
+    """Turn a grid cell into the workload to run (the measurement's ``workload_keys`` are its
+    parameters) and the limits to apply."""
     params = dict(base)
     if seconds is not None and "seconds" in CATALOG[name].params:
         params["seconds"] = seconds
-    limits = Limits()
-    if m == "cpu_quota":
-        params["threads"] = cell["threads"]
-        limits = Limits(cpu_quota=float(cell["quota"]),
-                        cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
-                        cpu_weight=int(cell["weight"]) if "weight" in cell else None,
-                        cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
-    elif m == "mem_limit":
-        params["mib"] = cell["mib"]
-        limits = Limits(memory_mib=cell["limit_mib"])
-    elif m == "pids_limit":
-        params["count"] = cell["count"]
-        limits = Limits(pids=cell["limit"])
-    return Workload(name, params), limits
+    params.update({k: cell[k] for k in info.workload_keys})
+    return Workload(name, params), _limits(info, cell)
+
+
+def _limits(info: MeasurementInfo, cell: Mapping[str, Any]) -> Limits:
+    """The limits a grid cell asks for, as its measurement declares them."""
+    return info.limits(cell) if info.limits is not None else Limits()

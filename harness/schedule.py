@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.scenario import Case
+from harness.case import Case
 
 #: stdlib random, not numpy: numpy would swell the harness every launch forks (fork cost ~ RSS)
 _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / (1 << 20)

@@ -12,15 +12,14 @@ from typing import TextIO
 
 from harness import results
 from harness.measure import catalogue
+from harness.stats import series
 from harness.stats.numbers import COMPACT, fmt
 
 
 def backend_label(backend: str, accel: object) -> str:
     if not isinstance(accel, str) or not accel:  # None, or NaN from pandas
         return backend
-    if accel == "tcg":
-        return f"{backend} (TCG, emulated)"
-    return f"{backend} ({accel})" if accel else backend
+    return f"{backend} ({series.accel_words(backend, accel) or accel})"
 
 
 def table(run_dir: Path) -> tuple[list[str], list[list[str]]]:

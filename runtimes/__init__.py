@@ -21,6 +21,7 @@ from runtimes.declaration import Declaration, resolve
 REGISTRY: dict[str, str] = {
     "bare": "runtimes.bare:DECLARATION",
     "unshare": "runtimes.unshare:DECLARATION",
+    "bwrap": "runtimes.bwrap:DECLARATION",
     "container": "runtimes.container:DECLARATION",
     "container:cold": "runtimes.container:COLD",
     "container:fork": "runtimes.container:FORK",
@@ -28,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "container:unconfined": "runtimes.container:UNCONFINED",
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
+    "oci:runsc": "runtimes.oci:RUNSC",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
 }
@@ -88,9 +90,9 @@ def peer_reference(name: str) -> str | None:
     return declaration(name).peer_of if known(name) else None
 
 
-def memory_reference() -> str:
-    """The backend whose footprint the memory overhead subtracts."""
-    return _the(lambda d: d.memory_reference, "memory_reference")
+def reference() -> str:
+    """The reference backend (``Declaration.reference``): what every other is measured against."""
+    return _the(lambda d: d.reference, "reference")
 
 
 def floor_target() -> str:
@@ -110,4 +112,4 @@ def is_guest(name: str) -> bool:
 
 
 __all__ = ["REGISTRY", "Declaration", "declaration", "declarations", "floor_target", "get", "is_guest",
-           "known", "memory_reference", "names", "peer_reference", "register"]
+           "known", "names", "peer_reference", "reference", "register"]

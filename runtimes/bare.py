@@ -32,7 +32,7 @@ class BareBackend(Backend):
             cgroup = None
             if spec.limits.any() or spec.extra.get("cgroup"):
                 cgroup = Cgroup.create(spec.instance, spec.limits)
-                times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+                times.phases["cgroup_create"] = times.since_launch()
             inst = ProcessInstance(spec, cgroup, times, stdio)
             with launching(inst, what):
                 inst._spawn(argv)
@@ -50,6 +50,7 @@ DECLARATION = Declaration(
     name="bare",
     factory="runtimes.bare:BareBackend",
     label="fork/exec on the host",
+    in_words="bare metal",
     colour="#555555",
-    memory_reference=True,
+    reference=True,
 )

@@ -82,6 +82,12 @@ class Timestamps:
     #: optional phase breakdown: phase name -> duration in ns, in launch order
     phases: dict[str, int] = field(default_factory=dict)
 
+    def since_launch(self) -> int:
+        """Nanoseconds from ``t_launch`` to now: a phase that starts with the launch."""
+        if self.t_launch is None:
+            raise ValueError("t_launch is not recorded yet")
+        return now_ns() - self.t_launch
+
 
 class Instance(abc.ABC):
     """One running workload in one environment.

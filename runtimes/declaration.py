@@ -102,6 +102,8 @@ class Declaration:
     factory: str | Callable[..., Backend]
     label: str  # what runs the workload, in a few words (help text, docs)
     colour: str  # its colour in every chart (hex)
+    #: what a sentence calls it ("relative to bare metal"); "": its name
+    in_words: str = ""
     options: tuple[Option, ...] = ()
     #: keyword arguments the factory is called with (one class may serve several backends)
     factory_args: Mapping[str, Any] = field(default_factory=dict)
@@ -109,8 +111,10 @@ class Declaration:
     guest: bool = False
     #: the backend this one is a reference peer of (report: median(peer) / median(reference))
     peer_of: str | None = None
-    #: its footprint is what the memory measurement's ``*_overhead`` subtracts
-    memory_reference: bool = False
+    #: the reference backend, the workload as a plain host process: what every other backend is
+    #: measured against — a scenario's default backend, the base the memory overhead subtracts, the
+    #: report's ratios ("× bare"), compare's yardstick for host drift (exactly one declares it)
+    reference: bool = False
     #: rows of the floor (``floor.json``) are attached to this backend
     floor_target: bool = False
     #: compared with the floor when the floor's own backend has no startup rows
@@ -127,11 +131,21 @@ class Declaration:
     #: host metadata key -> command printing the version of a tool it runs (``qemu-system-x86_64
     #: --version``), recorded in every run's manifest under ``host``
     tools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: a peer a run can do without: where it cannot run (not installed, cannot start) the run
+    #: skips it with the reason, as ``--skip-unavailable`` does, instead of refusing to start
+    optional: bool = False
+    #: accelerator or platform the rows record (``accel``) -> the words every figure of this
+    #: backend's series carries, as "TCG, emulated" does for a guest (``harness.stats.series.label``)
+    accel_labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)
         if unknown:
             raise ValueError(f"backend {self.name}: unknown limit kind(s) {sorted(unknown)}")
+
+    @property
+    def words(self) -> str:
+        return self.in_words or self.name
 
     def create(self, **kwargs: Any) -> Backend:
         backend: Backend = resolve(self.factory)(**{**self.factory_args, **kwargs})

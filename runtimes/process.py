@@ -204,11 +204,12 @@ class ProcessInstance(Instance):
             os.close(w)
         self.marker.read_fd(r)
 
-    def _posix_spawn(self, argv: list[str]) -> None:
+    def _posix_spawn(self, argv: list[str], marker_fd: int = MARKER_FD) -> None:
         """posix_spawn ``argv`` with the stdio pipes on 0-2 and the marker pipe on fd 3: a vfork,
         so the harness's own size costs nothing (a full fork of the Python harness, as a
         ``preexec_fn`` forces, costs milliseconds).  Used whenever no code has to run in the
-        child before exec."""
+        child before exec.  ``marker_fd`` 1 puts the marker pipe on stdout instead of the stdout
+        pipe (runsc hands a container only its stdio)."""
         assert self.stdio is not None
         r, w = os.pipe()
         high = fcntl.fcntl(w, fcntl.F_DUPFD_CLOEXEC, 64)  # never on 0-3, so every dup2 below is real
@@ -216,7 +217,7 @@ class ProcessInstance(Instance):
         # the stdio fds are the harness's (close-on-exec, above 2 unless its own 0-2 were closed)
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, fd, target)
                                           for target, fd in enumerate(self.stdio.child)]
-        actions.append((os.POSIX_SPAWN_DUP2, high, MARKER_FD))
+        actions.append((os.POSIX_SPAWN_DUP2, high, marker_fd))
         try:
             pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
         except BaseException:

@@ -10,10 +10,10 @@ import psutil
 import pytest
 
 import runtimes
+from harness.case import Case
 from harness.measure import MEASUREMENTS
 from harness.measure.context import Context
 from harness.measure.density import settled_available
-from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, LaunchSpec
 from runtimes.workloads import Workload
@@ -66,7 +66,7 @@ def _sleepers() -> list[psutil.Process]:
 
 @pytest.mark.privileged
 def test_density_gives_n_plus_one_points_and_a_slope(ctx: Context, no_leftovers) -> None:
-    case = Case("density", Workload("idle"), instances=3, settle_s=0.3, timeout_s=30)
+    case = Case("density", Workload("idle"), options={"instances": 3}, settle_s=0.3, timeout_s=30)
     rows = MEASUREMENTS["density"](runtimes.get("bare"), case, ctx, 0, False)
     points = [r for r in rows if r.metric == "mem_available"]
     assert [r.params["instances"] for r in points] == [0, 1, 2, 3]
@@ -102,7 +102,7 @@ class FailingThird(BareBackend):
 @pytest.mark.privileged
 def test_density_cleans_up_every_instance_when_one_fails(ctx: Context, no_leftovers) -> None:
     backend = FailingThird()
-    case = Case("density", Workload("idle"), instances=4, settle_s=0, timeout_s=30)
+    case = Case("density", Workload("idle"), options={"instances": 4}, settle_s=0, timeout_s=30)
     with pytest.raises(BackendError, match="third launch"):
         MEASUREMENTS["density"](backend, case, ctx, 0, False)
     assert len(backend.launched) == 2

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 import runtimes
+from harness.case import Case
 from harness.measure import MEASUREMENTS
 from harness.measure.common import Rows, enforcement_note
 from harness.measure.context import Context
 from harness.measure.cpu import cpu_delivered, cpu_expected, cpu_window
 from harness.measure.enforcement import _mem_rows
 from harness.measure.watch import delta
-from harness.scenario import Case
 from runtimes.bare import BareBackend
 from runtimes.base import BackendError, Limits
 from runtimes.declaration import CGROUP_ENFORCEMENT, Declaration

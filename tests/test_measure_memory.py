@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 import runtimes
+from harness.case import Case
 from harness.measure import MEASUREMENTS, accounting
 from harness.measure.common import reported
 from harness.measure.context import Context
 from harness.measure.memory import reference_extra
-from harness.scenario import Case
 from runtimes.workloads import Workload
 
 
@@ -46,7 +46,7 @@ def ctx(run_id: str, tmp_path: Path) -> Context:
 @pytest.mark.privileged
 def test_bare_has_about_zero_overhead(ctx: Context, no_leftovers) -> None:
     case = Case("memory", Workload("idle"), settle_s=0.3, timeout_s=30)
-    reference = runtimes.get(runtimes.memory_reference())
+    reference = runtimes.get(runtimes.reference())
     rows = MEASUREMENTS["memory"](reference, case, ctx, 0, False)
     by = {r.metric: r for r in rows}
     assert {"pss", "uss", "rss", "anon", "private_dirty", "pss_overhead", "uss_overhead",

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 import runtimes
+from harness.case import Case
 from harness.measure import MEASUREMENTS
 from harness.measure.context import Context
 from harness.measure.startup import intervals
-from harness.scenario import Case
 from runtimes.base import BackendError, Limits, Timestamps
 from runtimes.workloads import Workload
 

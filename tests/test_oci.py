@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from runtimes.workloads import MARKER_FD, READY, Workload
 from tests.conftest import isobench_cgroups, require
 
 RUNTIMES = ["oci:runc", "oci:crun"]
+#: the tests without a pids limit run on gVisor too (its sandbox's own threads need more than 12 pids)
+ALL = [*RUNTIMES, "oci:runsc"]
 LIMITS = Limits(cpu_quota=0.5, cpu_period_us=50_000, memory_mib=48, pids=12)
 #: the namespace kinds as /proc/<pid>/ns names, what the container helper creates
 NS_FILES = {"pid": "pid", "mnt": "mnt", "uts": "uts", "ipc": "ipc", "net": "net", "cgroup": "cgroup"}
@@ -39,7 +42,7 @@ def _backend(name: str) -> runtimes.Backend:
 def _left_behind(name: str) -> list[str]:
     """Anything of instance ``name`` still on the host: cgroups, runtime state, bundle."""
     found = [d for d in isobench_cgroups() if os.path.basename(d) == name]
-    found += [str(p) for rt in oci_backend.RUNTIMES for p in [oci_backend.state_root(rt) / name] if p.exists()]
+    found += [str(p) for rt in oci_backend.RUNTIMES for p in oci_backend.runtime_cli(rt).state(name)]
     b = oci_backend.bundles_dir() / name
     return found + ([str(b)] if b.exists() else [])
 
@@ -161,7 +164,7 @@ def test_unknown_oci_backend_is_one_clear_error() -> None:
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("name", RUNTIMES)
+@pytest.mark.parametrize("name", ALL)
 def test_noop_reports_ready_and_exit_status_and_leaves_nothing(name: str, run_id: str, no_leftovers) -> None:
     b = _backend(name)
     root = rootfs.build()
@@ -181,7 +184,7 @@ def test_noop_reports_ready_and_exit_status_and_leaves_nothing(name: str, run_id
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("name", RUNTIMES)
+@pytest.mark.parametrize("name", ALL)
 def test_exit_status_of_the_workload_is_the_runtimes(name: str, run_id: str, no_leftovers) -> None:
     b = _backend(name)
     argv = ["/bin/busybox", "sh", "-c", f"echo '{READY}' >&{MARKER_FD}; exit 7"]
@@ -232,7 +235,7 @@ def test_same_namespaces_and_limits_as_our_own_cgroups(name: str, run_id: str, n
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("name", RUNTIMES)
+@pytest.mark.parametrize("name", ALL)
 def test_cleanup_leftovers_removes_a_container_whose_runtime_died(name: str, run_id: str, no_leftovers) -> None:
     b = _backend(name)
     inst = b.launch(_spec(run_id, Workload("idle")))
@@ -253,7 +256,7 @@ def test_cleanup_leftovers_removes_a_container_whose_runtime_died(name: str, run
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("name", RUNTIMES)
+@pytest.mark.parametrize("name", ALL)
 def test_stop_before_ready_and_invalid_limits(name: str, run_id: str, no_leftovers) -> None:
     b = _backend(name)
     with pytest.raises(runtimes.base.BackendError, match="memory limit must be >= 4 MiB"):
@@ -264,3 +267,17 @@ def test_stop_before_ready_and_invalid_limits(name: str, run_id: str, no_leftove
     inst.cleanup()
     assert inst.times.t_clean is not None
     assert _left_behind(inst.name) == []
+
+
+def test_the_oci_doctor_line_uses_the_backends_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runc lives in /usr/sbin on Debian, off a user's PATH: doctor finds it where the backend does."""
+    from runtimes.oci import checks, find_runtime
+    from runtimes.oci.checks import RUNTIMES  # runc and crun: runsc has a line of its own
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (line,) = checks.checks()
+    found = [r for r in RUNTIMES if find_runtime(r)]
+    assert line.ok == (found == list(RUNTIMES)) and line.detail == (", ".join(found) or "none")
+    if os.path.exists("/usr/sbin/runc"):
+        assert "runc" in line.detail  # `which runc` under this PATH would have missed it
+    assert shutil.which("runc") is None

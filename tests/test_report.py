@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import struct
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from harness import report
 from harness.commands import report as command
-from harness.report import style
+from harness.report import model, render, style
 from harness.results import RunWriter
 from tests import synth
 
@@ -196,7 +197,7 @@ def test_no_card_without_bare_metal(tmp_path, capsys):
 def test_cpu_periods_chart_reads_the_per_period_series(tmp_path):
     import json
 
-    from harness.report import periods
+    from harness.report import charts_periods as periods
     from harness.report.model import load as load_report
 
     run = synth.make_run(tmp_path / "results", run_id="per", measurements=("cpu_quota",), backends=("bare",))
@@ -207,6 +208,18 @@ def test_cpu_periods_chart_reads_the_per_period_series(tmp_path):
     (run / "logs" / periods.PERIODS_FILE).write_text("".join(json.dumps(x) + "\n" for x in lines) + "{cut")
     series = list(periods.load_series([run]))
     assert [(s.quota, s.index) for s in series] == [(0.5, [0, 1, 3]), (1.0, [0, 1, 3])]
-    chart = periods.cpu_periods(load_report([run]))
+    chart = periods.cpu_periods(load_report([run]), "cpu_quota")
     assert chart is not None and chart.name == "cpu_periods"
     assert "Finding: 10 ms · quota 1 · 1 thr (at demand)" in chart.caption  # the at-quota 10 ms cell
+
+
+def test_the_hosts_table_keeps_the_host_accelerator_beside_the_guests(tmp_path: Path) -> None:
+    """A host's own accelerator (a GPU) and how the guests ran (kvm/tcg) are two facts."""
+    run = synth.make_run(tmp_path, backends=("bare", "vm"), measurements=("startup",), reps=2)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["host"]["accelerator"] = "NVIDIA H100 80GB HBM3, 550.54.15"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    facts = render.hosts_table(model.load([run]))
+    table = dict(zip(facts[""], facts.iloc[:, 1], strict=True))
+    assert table["accelerator"] == "NVIDIA H100 80GB HBM3, 550.54.15"
+    assert table[render.GUEST_ACCELERATOR] == "vm: emulated (TCG)"

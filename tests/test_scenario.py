@@ -63,6 +63,13 @@ BAD = {
     # UTF-16 with its byte-order mark (ff fe), as some editors save it
     "not utf-8": ("[[experiment]]\nmeasurement='startup'\n".encode("utf-16"), "not UTF-8 text"),
     # accepted, then silently dropped, before: seconds belongs to the workload of every backend
+    # accepted, then silently dropped, before: instances is density's own key
+    "instances of startup": ("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\ninstances=4",
+                             "experiment[0].instances: unknown key"),
+    "instances override of startup": ("[[experiment]]\nmeasurement='startup'\nworkloads=['noop']\n"
+                                      "overrides={vm={instances=4}}", "overrides.vm.instances: cannot be overridden"),
+    "density's instances": ("[[experiment]]\nmeasurement='density'\ninstances=0", "instances: must be between 1"),
+    "measurement not a name": ("[[experiment]]\nmeasurement=['startup']\n", "unknown measurement ['startup']"),
     "seconds override": ("[[experiment]]\nmeasurement='cpu_quota'\nseconds=3\ngrid={quota=[1], threads=[1]}\n"
                          "overrides={container={seconds=1}}", "overrides.container.seconds: cannot be overridden"),
     "unknown backend option": ("[backend.vm]\nvcpu=2\n[[experiment]]\nmeasurement='startup'\nworkloads=['noop']",

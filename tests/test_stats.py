@@ -193,6 +193,17 @@ def test_one_series_identity_for_the_summary_table_compare_and_the_report():
                      SeriesKey("bare", None, "startup", "noop", "launch_to_ready", "ms", (("n", 3),)): [2.0, 3.0]}
 
 
+def test_rows_are_grouped_by_their_stored_case():
+    from harness.stats.series import groups
+
+    df = pd.DataFrame([_rows(value=1.0, case="startup/noop"), _rows(value=2.0, case="startup/noop"),
+                       _rows(value=3.0, case="startup/noop/v=2")])  # two cases, the same param columns
+    found = [(raw["case"], list(g["value"])) for _, raw, g in groups(df)]
+    assert found == [("startup/noop", [1.0, 2.0]), ("startup/noop/v=2", [3.0])]
+    legacy = [list(g["value"]) for _, _, g in groups(pd.DataFrame([_rows(value=1.0), _rows(value=2.0)]))]
+    assert legacy == [[1.0, 2.0]]  # rows stored before they carried their case: one case per params
+
+
 @pytest.mark.parametrize(("how", "value", "text"), [
     ("table", 29.7412, "29.74"), ("table", 1024.0, "1,024"), ("table", 0.0000123, "1.23e-05"), ("table", None, ""),
     ("prose", 0.01404, "0.0140"), ("prose", 3812.0, "3,810"), ("prose", math.nan, "?"),

@@ -22,7 +22,7 @@ from runtimes.base import LaunchSpec, now_ns
 from runtimes.workloads import Workload
 from tests.conftest import require
 
-PROCESS_BACKENDS = ["bare", "unshare", "container", "oci:runc", "oci:crun"]
+PROCESS_BACKENDS = ["bare", "unshare", "bwrap", "container", "oci:runc", "oci:crun", "oci:runsc"]
 
 
 def _datagram(what: int, ts: int, pid: int, tgid: int, ptgid: int) -> bytes:
@@ -89,3 +89,12 @@ def test_timestamps_in_order_and_the_log_opened_before_t_launch(
         assert meta["t_exit"].startswith("the kernel's exit event")
         assert inst.t_runtime_exit is not None  # type: ignore[attr-defined]
         assert t.t_exit < inst.t_runtime_exit <= t.t_clean  # type: ignore[attr-defined,operator]
+
+
+def test_a_phase_since_launch_needs_the_launch_recorded() -> None:
+    from runtimes.base import Timestamps
+
+    with pytest.raises(ValueError, match="t_launch"):
+        Timestamps().since_launch()
+    launched = now_ns()
+    assert 0 <= Timestamps(t_launch=launched).since_launch() <= now_ns() - launched

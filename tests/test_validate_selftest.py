@@ -30,11 +30,11 @@ def _args(*argv: str) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-@pytest.mark.parametrize("mutation", list(selftest.MUTATIONS))
+@pytest.mark.parametrize("mutation", list(selftest.mutations()))
 def test_each_mutation_fails_the_gate_naming_the_cell(good, mutation):
     baseline = validate.load_baseline(BASELINE)
     cases = validate.cases(load(good))
-    mutated, changed = selftest.mutate(cases, selftest.MUTATIONS[mutation], cores=2)
+    mutated, changed = selftest.mutate(cases, selftest.mutations()[mutation], cores=2)
     assert changed, f"{mutation}: the run has no cell it applies to"
     failed = [c for c in validate.run_checks(baseline, mutated, ["bare", "container"]) if c.failed]
     assert failed, f"{mutation} passed the gate"

@@ -165,7 +165,7 @@ def report(args: argparse.Namespace, c: Comparison, notes: list[str], injected: 
     text = markdown(rows, args.runs[0], args.runs[1], args.threshold, args.alpha,
                     getattr(args, "show_all", False), correction=args.correction,
                     noise=noise.path if noise else None, reference=reference,
-                    yardstick=runtimes.memory_reference(),
+                    yardstick=runtimes.reference(),
                     notes=[n for n in (notice(injected), *notes, plan) if n])
     print(text)
     if args.markdown:

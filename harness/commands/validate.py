@@ -29,6 +29,7 @@ from harness.validate import (
 )
 from harness.validate.derive import COMMENT
 from harness.validate.expr import BaselineError
+from harness.validate.held import held
 
 HELP = "check a run's enforcement results against a baseline of bounds (a CI gate; JUnit output)"
 
@@ -132,12 +133,16 @@ def main(args: argparse.Namespace) -> int:
     if busy:
         print(busy)
     failed, missing = _print(checks, args.baseline)
+    cells = [h.line() for h in held(checks, run_cases)]
+    if cells:
+        print("per cell, where another enforcer than the backend's own cgroup holds the limits:")
+        print("\n".join(f"  {line}" for line in cells))
     from harness.report import validate_page
 
     out = getattr(args, "out", None) or validate_page.default_out(args.run_dir)
     try:
         page = validate_page.write(checks, str(manifest.get("run_id", args.run_dir.name)), str(args.baseline), out,
-                                   [busy] if busy else [])
+                                   [busy] if busy else [], cells)
         print(f"validate: page {page}")
     except OSError as e:
         print(f"isobench validate: cannot write the page under {out}: {e.strerror}", file=sys.stderr)

@@ -22,7 +22,11 @@ def cells(matrix_dir: Path) -> list[dict[str, Any]]:
 
 
 def rows(matrix_dir: Path) -> pd.DataFrame:
-    """Every enforcement row of every cell, with ``cell`` and ``accel`` columns."""
+    """Every enforcement row (of the measurements validate gates) of every cell, with ``cell`` and
+    ``accel`` columns."""
+    from harness.measure import catalogue
+
+    gated = catalogue().gated()
     frames = []
     for c in cells(matrix_dir):
         if not c.get("run_dir"):
@@ -30,7 +34,7 @@ def rows(matrix_dir: Path) -> pd.DataFrame:
         df = results.load(matrix_dir / c["run_dir"])
         if df.empty:
             continue
-        df = df[df["measurement"].isin(["cpu_quota", "mem_limit", "pids_limit"])].copy()
+        df = df[df["measurement"].isin(gated)].copy()
         df["cell"], df["cell_accel"] = c["cell"], c["accel"]
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -21,8 +21,8 @@ from harness.results import Sample
 from runtimes.base import Backend, Instance, Limits
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
-    from harness.scenario import Case
 
 MIB = 1 << 20
 NS_PER_MS = 1_000_000

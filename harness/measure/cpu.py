@@ -18,23 +18,53 @@ from typing import TYPE_CHECKING, Any
 from harness.measure import periods
 from harness.measure.common import Rows, enforcement_note, guest_report, is_guest, reported
 from harness.measure.watch import Usage, delta, failed_workload, finished_ok, read_usage, running
-from harness.metric import NONE, ONE, GridKey, MeasurementInfo, Metric, declare, measurement
+from harness.metric import (
+    NONE,
+    ONE,
+    GridKey,
+    Headline,
+    MeasurementInfo,
+    Metric,
+    declare,
+    measurement,
+)
 from harness.stats.quantile import quantile
-from runtimes.base import Backend, BackendError, Instance
+from runtimes.base import Backend, BackendError, Instance, Limits
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 _NUM = (int, float)
-CPU_QUOTA = MeasurementInfo("cpu_quota", workload="cpu", single_shot=True, grid={
-    "quota": GridKey(_NUM, 1e-3, 1024), "threads": GridKey((int,), 1, 1024),
-    "period_ms": GridKey(_NUM, 1, 1000, required=False),
-    # the cell's CPU weight (cgroup v2 scale, 100 = default): high, so the quota binds, not neighbours
-    "weight": GridKey((int,), 1, 10_000, required=False),
-    # CFS burst (Linux >= 5.14): quota carried over from idle periods; a busy workload never has any
-    "burst_ms": GridKey(_NUM, 0, 1000, required=False)})
+
+
+def limits(cell: Mapping[str, Any]) -> Limits:
+    """The cell's quota, period, weight and burst."""
+    return Limits(cpu_quota=float(cell["quota"]), cpu_period_us=round(float(cell.get("period_ms", 100)) * 1000),
+                  cpu_weight=int(cell["weight"]) if "weight" in cell else None,
+                  cpu_burst_us=round(float(cell["burst_ms"]) * 1000) if "burst_ms" in cell else None)
+
+
+_SELFTEST = "harness.validate.selftest"
+CPU_QUOTA = MeasurementInfo(
+    "cpu_quota", title="CPU quota enforcement", workload="cpu", single_shot=True, grid={
+        "quota": GridKey(_NUM, 1e-3, 1024), "threads": GridKey((int,), 1, 1024),
+        "period_ms": GridKey(_NUM, 1, 1000, required=False),
+        # the cell's CPU weight (cgroup v2 scale, 100 = default): high, so the quota binds, not neighbours
+        "weight": GridKey((int,), 1, 10_000, required=False),
+        # CFS burst (Linux >= 5.14): quota carried over from idle periods; a busy workload never has any
+        "burst_ms": GridKey(_NUM, 0, 1000, required=False)},
+    workload_keys=("threads",), limits=limits,  # busy threads under the quota
+    charts=("harness.report.charts_enforcement:cpu_quota", "harness.report.charts_enforcement:cpu_ratio",
+            "harness.report.charts_periods:cpu_periods"),
+    findings=("harness.report.findings_enforcement:cpu_quota",),
+    headline=Headline("cpu_ratio", ("cpu",), "CPU delivered / expected, all quota cells", "CPU delivered / expected",
+                      finding=False),  # the enforcement finding states it, cell by cell
+    gated=True, bounds="harness.validate.derive:cpu_quota_bounds",
+    mutations={"quota ignored": f"{_SELFTEST}:quota_ignored", "3 % under-delivery": f"{_SELFTEST}:under_delivery",
+               "3 % over-delivery": f"{_SELFTEST}:over_delivery",
+               "missing CPU counter": f"{_SELFTEST}:missing_counter"})
 
 declare(
     Metric("cpu_ratio", "ratio", ONE, "cpu_quota", headline=True, peer=True,

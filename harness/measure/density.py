@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from harness.measure import accounting
 from harness.measure.common import MIB, Rows, launch
-from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, NONE, MeasurementInfo, Metric, Option, declare, measurement
 from runtimes.base import Backend
 from runtimes.wait import wait_until
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 declare(
     Metric("mem_available", "MiB", NONE, "density", summarised=False,
@@ -93,10 +93,21 @@ def settled_available(settle_s: float, read: Callable[[], int] = accounting.mem_
     return reads[-1]
 
 
-@measurement(MeasurementInfo("density", workload="idle", single_shot=True))
+DENSITY = MeasurementInfo(
+    "density", title="Density", workload="idle", single_shot=True,
+    options={"instances": Option((int,), 1, 4096, 8, overridable=True)},  # the ramp's length
+    charts=("harness.report.charts_memory:density",), findings=("harness.report.findings_density:density",))
+
+
+def _instances(case: Case) -> int:
+    """The ramp's length (the experiment's ``instances``, a backend's override applied)."""
+    return int(case.options.get("instances", 0))
+
+
+@measurement(DENSITY)
 def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    if case.instances < 1:
-        raise ValueError(f"density needs instances >= 1, got {case.instances}")
+    if _instances(case) < 1:
+        raise ValueError(f"density needs instances >= 1, got {_instances(case)}")
     rows = Rows(backend, case, ctx, repetition, warmup)
     # alternate which comes first, so neither always runs on a host the other just disturbed
     if repetition % 2 == 0:
@@ -143,14 +154,14 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
     # whether the run completes, instance k fails to start, or Ctrl-C arrives.
     with contextlib.ExitStack() as stack:
         held = []
-        for _ in range(case.instances):
+        for _ in range(_instances(case)):
             inst = stack.enter_context(launch(backend, case, ctx))
             rows.seen(inst)
             inst.wait_ready(case.timeout_s)
             held.append(inst)
             points.append(settled_available(case.settle_s))
             charged.append(accounting.charged())
-        pace = (time.monotonic() - t0) / case.instances
+        pace = (time.monotonic() - t0) / _instances(case)
         for inst in held:  # read with all of them held, as MemAvailable was
             pss = accounting.pages(inst.processes()).pss
             kernel = accounting.kernel_memory(inst)
@@ -166,7 +177,7 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
 def _control(case: Case, pace: float | None) -> list[int]:
     """The same reads at the same pace (the ramp's, when known) with nothing launched."""
     points = [settled_available(case.settle_s)]
-    for _ in range(case.instances):
+    for _ in range(_instances(case)):
         t0 = time.monotonic()
         if pace:
             time.sleep(max(0.0, pace - case.settle_s))

@@ -17,18 +17,39 @@ from typing import TYPE_CHECKING, Any
 from harness.measure.common import MIB, Rows, enforcement_note, guest_report, is_guest, ns_to_ms, reported
 from harness.measure.watch import failed_workload, finished_ok, poll, reported_int, running
 from harness.metric import LOWER, NONE, GridKey, MeasurementInfo, Metric, declare, measurement
-from runtimes.base import Backend, BackendError, InstanceTimeout
+from runtimes.base import Backend, BackendError, InstanceTimeout, Limits
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 _INT = (int,)
-MEM_LIMIT = MeasurementInfo("mem_limit", workload="mem", single_shot=True, grid={
-    "limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)})
-PIDS_LIMIT = MeasurementInfo("pids_limit", workload="pids", single_shot=True, grid={
-    "limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)})
+
+
+def memory_limits(cell: Mapping[str, Any]) -> Limits:
+    return Limits(memory_mib=cell["limit_mib"])
+
+
+def pids_limits(cell: Mapping[str, Any]) -> Limits:
+    return Limits(pids=cell["limit"])
+
+
+_REPORT, _VALIDATE = "harness.report.charts_enforcement", "harness.validate"
+MEM_LIMIT = MeasurementInfo(
+    "mem_limit", title="Memory limit enforcement", workload="mem", single_shot=True,
+    grid={"limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)},
+    workload_keys=("mib",), limits=memory_limits,  # touch ``mib`` MiB under a limit of ``limit_mib``
+    charts=(f"{_REPORT}:mem_limit",), findings=("harness.report.findings_enforcement:mem_limit",),
+    gated=True, bounds=f"{_VALIDATE}.derive:mem_limit_bounds",
+    mutations={"OOM never happens": f"{_VALIDATE}.selftest:oom_never"})
+PIDS_LIMIT = MeasurementInfo(
+    "pids_limit", title="Pids limit enforcement", workload="pids", single_shot=True,
+    grid={"limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)},
+    workload_keys=("count",), limits=pids_limits,  # try ``count`` forks under a limit of ``limit``
+    charts=(f"{_REPORT}:pids_limit",), findings=("harness.report.findings_enforcement:pids_limit",),
+    gated=True, bounds=f"{_VALIDATE}.derive:pids_limit_bounds",
+    mutations={"pids limit lets one extra fork through": f"{_VALIDATE}.selftest:extra_fork"})
 
 declare(
     Metric("mem_peak", "MiB", NONE, "mem_limit", peer=True, description="the cgroup's peak usage"),

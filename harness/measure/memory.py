@@ -7,7 +7,7 @@ bound; beside them the anonymous memory, the private dirty pages (what the
 instance wrote itself) and the kernel memory charged to its cgroup.
 
 Overhead is like for like: the reference (the backend declared
-``memory_reference``, the host process) runs **the same file** the isolated
+``runtimes.reference()``, the host process) runs **the same file** the isolated
 backends run — the rootfs copy of busybox, not the host's — with **the same
 environment** (``runtimes.workloads.ISOLATED_ENV``), and it is measured **at
 every repetition**, right before or right after the instance (alternating), so
@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 import runtimes
 from harness.measure import accounting
 from harness.measure.common import MIB, Rows, guest_report, reported
-from harness.metric import LOWER, NONE, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, NONE, Headline, MeasurementInfo, Metric, declare, measurement
 from runtimes import rootfs
 from runtimes.base import Backend, BackendError
 from runtimes.workloads import BUSYBOX, ISOLATED_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 declare(
     Metric("pss", "MiB", LOWER, "memory", headline=True, peer=True,
@@ -80,14 +80,19 @@ def reference_extra(case: Case) -> dict[str, Any]:
 
 def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
     """The memory reference's footprint of this case's workload, launched like for like (one launch)."""
-    reference = ctx.open_backend(runtimes.memory_reference())
+    reference = ctx.open_backend(runtimes.reference())
     pages, *_ = measure_instance(reference, case, ctx, **reference_extra(case))
     return pages
 
 
-@measurement(MeasurementInfo("memory", workload="idle"))
+MEMORY = MeasurementInfo(
+    "memory", title="Memory overhead", workload="idle", charts=("harness.report.charts_memory:memory_overhead",),
+    headline=Headline("pss", ("idle",), "host memory (PSS) of an idle instance", "memory (PSS, idle)"))
+
+
+@measurement(MEMORY)
 def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
-    is_reference = backend.name == runtimes.memory_reference()
+    is_reference = backend.name == runtimes.reference()
     extra = reference_extra(case) if is_reference else {}
     before = repetition % 2 == 0  # the reference alternates before / after the instance
     ref = reference_footprint(case, ctx) if before and not is_reference else None

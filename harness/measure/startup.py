@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.measure.common import Rows, launch, ns_to_ms
-from harness.metric import LOWER, MeasurementInfo, Metric, declare, measurement
+from harness.metric import LOWER, Headline, MeasurementInfo, Metric, declare, measurement
 from runtimes.base import Backend, BackendError, Timestamps
 
 if TYPE_CHECKING:  # pragma: no cover
+    from harness.case import Case
     from harness.measure.context import Context
     from harness.results import Sample
-    from harness.scenario import Case
 
 declare(
     Metric("launch_to_ready", "ms", LOWER, "startup", headline=True, peer=True,
@@ -47,7 +47,14 @@ def intervals(times: Timestamps, exited_by_itself: bool) -> dict[str, float]:
     return out
 
 
-@measurement(MeasurementInfo("startup"))
+STARTUP = MeasurementInfo(
+    "startup", title="Startup latency", timed=True,
+    charts=("harness.report.charts_startup:startup_latency", "harness.report.charts_startup:startup_phases"),
+    headline=Headline("launch_to_ready", ("noop", "idle"), "launch → ready", "startup (launch → ready)",
+                      names_workload=True))
+
+
+@measurement(STARTUP)
 def startup(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     rows = Rows(backend, case, ctx, repetition, warmup)
     exits_by_itself = case.workload.name == "noop"

@@ -24,15 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from harness.report.render import Section
     from harness.stats.series import SeriesKey
 
-#: measurement -> section title, in report order
-SECTIONS = {
-    "startup": "Startup latency",
-    "memory": "Memory overhead",
-    "density": "Density",
-    "cpu_quota": "CPU quota enforcement",
-    "mem_limit": "Memory limit enforcement",
-    "pids_limit": "Pids limit enforcement",
-}
 #: files build() owns inside the report directory (cleared before writing, nothing else is touched)
 OWNED = {"charts": ("*.png", "*.svg"), "tables": ("*.csv", "*.md")}
 
@@ -52,9 +43,10 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
     """
     import matplotlib
 
+    from harness.measure import catalogue
     from harness.report import (
         caveats,
-        charts,
+        chartkit,
         findings,
         headline,
         model,
@@ -64,6 +56,7 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
         style,
         tables,
     )
+    from runtimes.declaration import resolve
 
     data = model.load(run_dirs, by=by)
     out = Path(out_dir) if out_dir is not None else default_out(run_dirs)
@@ -76,19 +69,22 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
     sections = []
     data.summary.to_csv(out / "tables" / "summary.csv", index=False)
     notes = caveats.notes(data)
+    # a section per declared measurement, in declaration order, then one per undeclared one measured
+    declared = catalogue().measurements
     measured = list(dict.fromkeys(data.rows["measurement"])) if not data.rows.empty else []
-    names = list(SECTIONS) + [m for m in measured if m not in SECTIONS]
+    names = list(declared) + [m for m in measured if m not in declared]
     with matplotlib.rc_context(style.RC):
         top = headline.chart(data)
         if top is not None:
-            charts.save(top, out / "charts")
+            chartkit.save(top, out / "charts")
         for m in names:
-            sec = render.Section(SECTIONS.get(m, f"Other: {m}"))
-            for fn in charts.CHARTS.get(m, ()):
-                chart = fn(data)
+            info = declared.get(m)
+            sec = render.Section(info.section if info else f"Other: {m}")
+            for ref in info.charts if info else ():
+                chart = resolve(ref)(data, m)
                 if chart is None:
                     continue
-                charts.save(chart, out / "charts")
+                chartkit.save(chart, out / "charts")
                 sec.figures.append(render.Figure(chart.name, chart.title, chart.caption))
             summary = tables.for_measurement(data, m)
             if not summary.empty:
@@ -139,11 +135,11 @@ def _ratio_sections(data: ReportData, out: Path) -> list[Section]:
                        table="Startup / floor (ratio of medians)",
                        empty="No floor_* measurements in these results."),
         _ratio_section(tables.peer_ratios(data), out, "peers", "Peers",
-                       intro="Established runtimes next to ours: median(peer) / median(reference) "
-                             "per metric (oci:* against container, qemu against vm), BCa bootstrap 95 % CI; "
-                             "below 1 the peer is smaller/faster.",
+                       intro="Established tools next to ours: median(peer) / median(reference) "
+                             "per metric (bwrap and oci:* against container, qemu against vm), BCa bootstrap "
+                             "95 % CI; below 1 the peer is smaller/faster.",
                        table="Peer / reference (ratio of medians)",
-                       empty="No peer backends (oci:*, qemu) together with their reference in these results."),
+                       empty="No peer backends (bwrap, oci:*, qemu) together with their reference in these results."),
     ]
 
 

@@ -47,17 +47,18 @@ def build(data: ReportData, out: Path) -> list[Path] | None:
     with matplotlib.rc_context({**style.RC, "font.size": 14, "axes.titlesize": 16, "xtick.labelsize": 12,
                                 "ytick.labelsize": 13, "axes.labelsize": 13}):
         fig = Figure(figsize=SIZE, dpi=DPI)
-        families = [f for f in headline.PANELS if any(h.family == f for h in head)]
+        titles = headline.panels()
+        families = [f for f in titles if any(h.family == f for h in head)]
         series = sorted({(h.series, h.backend, str(h.split)) for h in head},
                         key=lambda t: (style.backend_rank(t[1]), t[2]), reverse=True)
         labels = [s for s, _, _ in series]
         axes = fig.subplots(1, len(families), sharey=True)
         axes = list(axes) if len(families) > 1 else [axes]
         for ax, family in zip(axes, families, strict=True):
-            headline.panel(ax, family, [h for h in head if h.family == family], labels, ref)
+            headline.panel(ax, titles[family], [h for h in head if h.family == family], labels, ref)
             for t in ax.texts:
                 t.set_fontsize(12)
-            ax.set_title(headline.PANELS[family], fontsize=15, loc="left")
+            ax.set_title(titles[family], fontsize=15, loc="left")
         fig.suptitle(f"Bare metal vs. containers vs. VMs: each backend relative to {ref}", fontsize=22,
                      fontweight="bold", x=0.03, ha="left", y=0.96)
         fig.text(0.03, 0.875, "ratio of medians with 95 % intervals, log scale · hollow: too few samples "

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.report import findings, style
+from harness.measure import catalogue
+from harness.report import style
 from harness.report.model import ReportData
 from harness.stats import MIN_N_CI, estimate, shape
 from harness.stats.numbers import quantity, stated
@@ -83,10 +84,12 @@ def warnings(data: ReportData) -> list[Warning_]:
     """The warnings about the series the findings state, then failed samples; by backend."""
     ok = data.rows[data.rows["status"] == "ok"] if not data.rows.empty else data.rows
     out: list[Warning_] = []
-    for family, (measurement, metric, workloads, _) in findings.HEADLINE.items():
-        if family == "enforcement" or ok.empty:
-            continue  # enforcement cells are measured once each by design; the findings judge them
-        sel = ok[(ok["measurement"] == measurement) & (ok["metric"] == metric) & ok["workload"].isin(workloads)]
+    for info in catalogue().measurements.values():
+        if info.headline is None or info.single_shot or ok.empty:
+            continue  # single-shot cells (enforcement) are measured once each by design; the findings judge them
+        measurement, metric = info.name, info.headline.metric
+        sel = ok[(ok["measurement"] == measurement) & (ok["metric"] == metric)
+                 & ok["workload"].isin(info.headline.workloads)]
         for (series, wl), g in sel.groupby(["series", "workload"], sort=False):
             what = f"{measurement}/{wl} {metric}"
             for rule, detail in check(_ordered(g)["value"].tolist(), str(g["unit"].iloc[0])):

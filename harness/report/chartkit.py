@@ -8,8 +8,9 @@ returns None and the report says so instead.
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot): no
 global state, no GUI backend, the Agg canvas renders PNG and SVG.  The charts
-themselves live in ``charts_startup``, ``charts_memory`` and
-``charts_enforcement``; ``charts.CHARTS`` says which section shows which.
+themselves live in ``charts_startup``, ``charts_memory``, ``charts_enforcement``
+and ``charts_periods``, each a function ``(ReportData, measurement) -> Chart | None``
+that a measurement's declaration names (``MeasurementInfo.charts``).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # -- enforcement --------------------------------------------------------------------
-def cpu_quota(data: ReportData) -> Chart | None:
-    s = summary_rows(data, "cpu_quota")
+def cpu_quota(data: ReportData, measurement: str) -> Chart | None:
+    s = summary_rows(data, measurement)
     if s.empty or "param_quota" not in s.columns:
         return None
     for col in ("param_threads", "param_period_ms"):
@@ -87,13 +87,13 @@ def cpu_quota(data: ReportData) -> Chart | None:
     for ax in axes[:, 0]:
         ax.set_ylabel("delivered (CPUs)")
     title = "CPU quota: delivered vs. requested"
-    finish(fig, title, data.footnote(notes_of(data.of("cpu_quota"))))
-    return Chart("cpu_quota", title, "Median CPUs delivered (95 % CI) against the quota asked for; "
+    finish(fig, title, data.footnote(notes_of(data.of(measurement))))
+    return Chart(measurement, title, "Median CPUs delivered (95 % CI) against the quota asked for; "
                  "the dashed diagonal is perfect enforcement.", fig)
 
 
-def cpu_ratio(data: ReportData) -> Chart | None:
-    s = summary_rows(data, "cpu_quota", "cpu_ratio")
+def cpu_ratio(data: ReportData, measurement: str) -> Chart | None:
+    s = summary_rows(data, measurement, "cpu_ratio")
     if s.empty:
         return None
     keys = ["threads", "period_ms", "quota"]
@@ -118,7 +118,7 @@ def cpu_ratio(data: ReportData) -> Chart | None:
                         label=name)
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels([_cell_label(c, ("t", "p", "q")) for c in cells], fontsize=7)
-    return case_chart(data, "cpu_quota", fig, ax, "cpu_ratio", "CPU quota accuracy",
+    return case_chart(data, measurement, fig, ax, "cpu_ratio", "CPU quota accuracy",
                       "Median ratio of delivered to expected CPU (95 % CI); 1 is exact, the band is ±5 %.",
                       xlabel="case (t = busy threads, p = period ms, q = quota CPUs)",
                       ylabel="delivered / expected (ratio)")
@@ -140,8 +140,8 @@ def _cell_label(cell: Sequence[Any], short: Sequence[str]) -> str:
                      if not style.is_missing(v))
 
 
-def mem_limit(data: ReportData) -> Chart | None:
-    s = summary_rows(data, "mem_limit")
+def mem_limit(data: ReportData, measurement: str) -> Chart | None:
+    s = summary_rows(data, measurement)
     if s.empty or "param_limit_mib" not in s.columns:
         return None
     keys = ["limit_mib", "mib"]
@@ -172,14 +172,14 @@ def mem_limit(data: ReportData) -> Chart | None:
     ax.set_ylim(0, max(heights, default=1.0) * 1.2)
     ax.set_xticklabels([f"{style.fmt_param(m)} MiB into\na {style.fmt_param(lim)} MiB limit" for lim, m in cells],
                        fontsize=7.5)
-    return case_chart(data, "mem_limit", fig, ax, "mem_limit", "Memory limit: peak usage and OOM kills",
+    return case_chart(data, measurement, fig, ax, measurement, "Memory limit: peak usage and OOM kills",
                       "Median peak memory per case (95 % CI); the black line is the limit; 'OOM' marks cases "
                       "whose workload was OOM-killed (k/n when only some repetitions were).",
                       ylabel="peak memory (MiB)")
 
 
-def pids_limit(data: ReportData) -> Chart | None:
-    s = summary_rows(data, "pids_limit", "pids_reached")
+def pids_limit(data: ReportData, measurement: str) -> Chart | None:
+    s = summary_rows(data, measurement, "pids_reached")
     if s.empty or "param_limit" not in s.columns:
         return None
     keys = ["limit", "count"]
@@ -201,7 +201,7 @@ def pids_limit(data: ReportData) -> Chart | None:
     ax.set_ylim(0, max(tops, default=1.0) * 1.12)
     ax.set_xticklabels([f"{style.fmt_param(c)} forks,\nlimit {style.fmt_param(lim)}" for lim, c in cells],
                        fontsize=7.5)
-    return case_chart(data, "pids_limit", fig, ax, "pids_limit", "Pids limit: processes reached",
+    return case_chart(data, measurement, fig, ax, measurement, "Pids limit: processes reached",
                       "Median processes the workload reached per case; the black line is the limit, "
                       "the dashed line what it tried to reach.",
                       ylabel="processes reached (count)")

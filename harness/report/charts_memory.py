@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # -- memory ----------------------------------------------------------------------
-def memory_overhead(data: ReportData) -> Chart | None:
-    s = summary_rows(data, "memory")
+def memory_overhead(data: ReportData, measurement: str) -> Chart | None:
+    s = summary_rows(data, measurement)
     if s.empty:
         return None
     metrics = [m for m in ("pss_overhead", "uss_overhead") if m in set(s["metric"])]
@@ -81,9 +81,9 @@ def _stored_fit(rows: pd.DataFrame, base: float) -> tuple[float, float, str] | N
     return fit.slope, fit.intercept, what
 
 
-def density(data: ReportData) -> Chart | None:
+def density(data: ReportData, measurement: str) -> Chart | None:
     """MemAvailable drop vs instances with the fitted line; a zoomed panel when one backend dwarfs others."""
-    rows = data.of("density")
+    rows = data.of(measurement)
     df = rows[rows["metric"] == "mem_available"] if not rows.empty else rows
     if df.empty or "param_instances" not in df.columns:
         return None
@@ -122,6 +122,6 @@ def density(data: ReportData) -> Chart | None:
     axes[0, 0].set_ylabel("host memory used (MiB)")
     title = "Density: host memory per additional instance"
     finish(fig, title, data.footnote(), ncol=2)
-    return Chart("density", title, "Drop of MemAvailable as idle instances accumulate, with the Theil–Sen line of "
+    return Chart(measurement, title, "Drop of MemAvailable as idle instances accumulate, with the Theil–Sen line of "
                  "every ramp pooled (slope = marginal MiB per instance, 95 % interval in the legend; "
                  "\"not resolved\" when the interval is wider than the slope).", fig)

@@ -24,9 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # -- startup ---------------------------------------------------------------------
-def startup_latency(data: ReportData) -> Chart | None:
+def startup_latency(data: ReportData, measurement: str) -> Chart | None:
     """ECDF of launch→ready per backend, one panel per workload; a dot marks each median."""
-    df = data.of("startup")
+    df = data.of(measurement)
     df = df[df["metric"] == "launch_to_ready"] if not df.empty else df
     if df.empty:
         return None
@@ -61,9 +61,9 @@ def startup_latency(data: ReportData) -> Chart | None:
                  "further right is slower.", fig)
 
 
-def startup_phases(data: ReportData) -> Chart | None:
+def startup_phases(data: ReportData, measurement: str) -> Chart | None:
     """Stacked bars: each phase's median as a share of the startup, total written at the end."""
-    df = data.of("startup")
+    df = data.of(measurement)
     if df.empty:
         return None
     phases_df = df[df["metric"].str.startswith("phase_")]

@@ -1,6 +1,6 @@
 """The headline chart: each backend's startup, memory and enforcement as ratios to bare metal.
 
-One panel per family, a log axis (a container is ~10× bare, a guest ~1000×),
+One panel per measurement that declares a headline figure, a log axis (a container is ~10× bare, a guest ~1000×),
 a dot per backend at the ratio of medians with its 95 % interval as a
 whisker; a hollow dot without a whisker where the interval is not resolved
 (too few samples), labelled with its n.  The numbers come from
@@ -15,20 +15,20 @@ from typing import Any
 import numpy as np
 
 import runtimes
+from harness.measure import catalogue
 from harness.report import chartkit as charts
 from harness.report import findings, style
 from harness.report.model import ReportData
 from harness.stats.numbers import PROSE, fmt
 
-#: family -> panel title
-PANELS = {
-    "startup": "startup (launch → ready)",
-    "memory": "memory (PSS, idle)",
-    "enforcement": "CPU delivered / expected",
-}
 CAPTION = ("Read this first: each backend's startup latency, host memory of an idle instance and CPU quota "
            "accuracy as a multiple of {ref}'s — a ratio of medians with its 95 % interval "
            "(log scale; hollow: too few samples for an interval).")
+
+
+def panels() -> dict[str, str]:
+    """measurement -> its panel's title, in declaration order (``MeasurementInfo.headline``)."""
+    return {m: h.panel for m, h in catalogue().headlines()}
 
 
 def chart(data: ReportData, *, row: bool = False, size: tuple[float, float] | None = None,
@@ -38,7 +38,8 @@ def chart(data: ReportData, *, row: bool = False, size: tuple[float, float] | No
     ref = findings.reference_backend(data)
     if not head or ref is None:
         return None
-    families = [f for f in PANELS if any(h.family == f for h in head)]
+    titles = panels()
+    families = [f for f in titles if any(h.family == f for h in head)]
     series = sorted({(h.series, h.backend, str(h.split)) for h in head},
                     key=lambda t: (style.backend_rank(t[1]), t[2]), reverse=True)
     labels = [s for s, _, _ in series]
@@ -47,13 +48,13 @@ def chart(data: ReportData, *, row: bool = False, size: tuple[float, float] | No
         size = (11.0, panel_h + 0.5) if row else (5.6, panel_h * len(families) + 0.3)
     fig, axes = charts.figure(1 if row else len(families), len(families) if row else 1, size=size, sharey=True)
     for ax, family in zip(axes.flat, families, strict=True):
-        panel(ax, family, [h for h in head if h.family == family], labels, ref)
+        panel(ax, titles[family], [h for h in head if h.family == family], labels, ref)
     title = f"Each backend relative to {ref} (ratio of medians, 95 % CI)"
     charts.finish(fig, title, data.footnote(), legend=False)
-    return charts.Chart(name, title, CAPTION.format(ref="bare metal" if ref == runtimes.memory_reference() else ref), fig)
+    return charts.Chart(name, title, CAPTION.format(ref=runtimes.declaration(ref).words), fig)
 
 
-def panel(ax: Any, family: str, rows: list[findings.HeadlineRow], labels: list[str], ref: str) -> None:
+def panel(ax: Any, title: str, rows: list[findings.HeadlineRow], labels: list[str], ref: str) -> None:
     lo_all, hi_all = [1.0], [1.0]
     for h in rows:
         y = labels.index(h.series)
@@ -91,6 +92,6 @@ def panel(ax: Any, family: str, rows: list[findings.HeadlineRow], labels: list[s
     ax.set_yticks(np.arange(len(labels)))
     ax.set_yticklabels(labels)
     ax.set_ylim(-0.6, len(labels) - 0.4)
-    ax.set_title(PANELS[family], fontsize=9.5, loc="left")
+    ax.set_title(title, fontsize=9.5, loc="left")
     ax.set_xlabel(f"times {ref} (log scale)")
     ax.grid(axis="y", visible=False)

@@ -90,13 +90,16 @@ class ReportData:
             for _, r in self.summary.iterrows()])
 
     def of(self, measurement: str) -> pd.DataFrame:
-        """The ok rows of one measurement (startup: not those timed inside an emulated matrix guest,
-        whose clock runs under TCG; their tables still show them, labelled emulated)."""
+        """The ok rows of one measurement (of a ``timed`` one not those timed inside an emulated matrix
+        guest, whose clock runs under TCG; their tables still show them, labelled emulated)."""
+        from harness.measure import catalogue
+
         r = self.rows
         if r.empty:
             return r
         keep = (r["measurement"] == measurement) & (r["status"] == "ok")
-        if measurement == "startup" and "emulated_guest" in r.columns:
+        info = catalogue().info(measurement)
+        if info is not None and info.timed and "emulated_guest" in r.columns:
             keep &= ~r["emulated_guest"].fillna(False).astype(bool)
         return r[keep]
 
@@ -139,7 +142,8 @@ def accel_words(accels: dict[str, set[str]]) -> str:
     parts = []
     for backend in sorted(accels):
         for a in sorted(accels[backend]):
-            parts.append(f"{backend}: emulated (TCG)" if a == "tcg" else f"{backend}: {a.upper()}")
+            words = series.accel_words(backend, a)
+            parts.append(f"{backend}: emulated (TCG)" if a == series.EMULATED else f"{backend}: {words or a.upper()}")
     return ", ".join(parts)
 
 

@@ -14,7 +14,7 @@ from harness.measure import catalogue
 from harness.report import style
 from harness.report.model import ReportData
 from harness.stats.ratio import ratio_of_medians
-from harness.stats.series import param_columns
+from harness.stats.series import CASE, param_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -140,7 +140,9 @@ def peer_ratios(data: ReportData) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     pcols = used_params(rows)
-    keys = ["measurement", "workload", "metric", "unit", "split", *pcols]
+    if CASE not in rows.columns:  # a run stored before rows carried their case
+        rows = rows.assign(**{CASE: None})
+    keys = ["measurement", "workload", "metric", "unit", "split", *pcols, CASE]  # each case's rows
     out = []
     for peer in sorted(rows["backend"].unique(), key=style.backend_rank):
         ref = runtimes.peer_reference(peer)
@@ -155,6 +157,7 @@ def peer_ratios(data: ReportData) -> pd.DataFrame:
                 m = m[m[c].isna()] if style.is_missing(v) else m[m[c] == v]
             if m.empty:
                 continue
+            k.pop(CASE)
             out.append({"peer": g["series"].iloc[0], "reference": m["series"].iloc[0], **k,
                         "n_peer": len(g), "n_ref": len(m), **_ratio_row(g["value"], m["value"])})
     return pd.DataFrame(out)

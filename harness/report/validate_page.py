@@ -68,8 +68,10 @@ def _exc(c: Cell) -> str:
     return f" (baseline exception: {c.exception})" if c.exception else ""
 
 
-def write(checks: Sequence[Any], run_id: str, baseline: str, out: Path, notes: Sequence[str] = ()) -> Path:
-    """Write ``out``/validate.html and validate.md; returns the HTML path."""
+def write(checks: Sequence[Any], run_id: str, baseline: str, out: Path, notes: Sequence[str] = (),
+          held: Sequence[str] = ()) -> Path:
+    """Write ``out``/validate.html and validate.md; returns the HTML path.  ``held``: one line per
+    cell of a backend whose limits another enforcer holds (``harness.validate.held``)."""
     cells = [cell(c) for c in checks]
     backends, rows = grid(cells)
     counts = {o: sum(c.outcome == o for c in cells) for o in SEVERITY}
@@ -105,6 +107,10 @@ def write(checks: Sequence[Any], run_id: str, baseline: str, out: Path, notes: S
         body.append(f"<tr><td>{e(case)}</td>{''.join(tds)}</tr>")
         md.append(f"| {case} | " + " | ".join(mds) + " |")
     body.append("</table>")
+    if held:
+        title_held = "Per cell: did the enforcer hold it (backends whose limits another enforcer holds)"
+        body.append(f"<h2>{e(title_held)}</h2><ul>" + "".join(f"<li>{e(h)}</li>" for h in held) + "</ul>")
+        md += ["", f"## {title_held}", "", *[f"- {h}" for h in held]]
     body.append("<details><summary>Every check</summary><ul>"
                 + "".join(f"<li>{e(MARK.get(c.outcome, c.outcome))} · {e(c.backend)} {e(c.case)} · {e(c.check)}"
                           + (f" — {e(c.message)}" if c.message else "") + "</li>" for c in cells) + "</ul></details>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import runtimes
 from harness.stats import is_missing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -18,8 +19,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the columns of a row (and of the summary table) that identify its series, besides its params
 COLUMNS = ("backend", "accel", "measurement", "workload", "metric", "unit")
+#: the column in which each row stores its case (``Case.id``: measurement, workload, grid values)
+CASE = "case"
 #: the accelerator whose figures are emulated: every label of its series says so
 EMULATED = "tcg"
+EMULATED_WORDS = "TCG, emulated"
 
 Params = tuple[tuple[str, Any], ...]
 
@@ -34,11 +38,25 @@ def norm(v: Any) -> Any:
     return v
 
 
-def label(backend: Any, accel: Any = None, split: Any = None) -> str:
-    """The series as the report names it: ``vm (TCG, emulated) @ host-b``."""
-    text = str(backend)
+def accel_words(backend: Any, accel: Any) -> str | None:
+    """The words every figure of ``backend`` on ``accel`` carries: "TCG, emulated" for an emulated
+    guest, the backend's declared words for its platform (``Declaration.accel_labels``: gVisor's
+    ptrace or KVM platform), else none (a guest on KVM is the ordinary case)."""
+    if is_missing(accel):
+        return None
     if accel == EMULATED:
-        text += " (TCG, emulated)"
+        return EMULATED_WORDS
+    name = str(backend)
+    return runtimes.declaration(name).accel_labels.get(str(accel)) if runtimes.known(name) else None
+
+
+def label(backend: Any, accel: Any = None, split: Any = None) -> str:
+    """The series as the report names it: ``vm (TCG, emulated) @ host-b``,
+    ``oci:runsc (gVisor ptrace platform)``."""
+    text = str(backend)
+    words = accel_words(backend, accel)
+    if words:
+        text += f" ({words})"
     if not is_missing(split):
         text += f" @ {split}"
     return text
@@ -88,11 +106,19 @@ def param_columns(df: pd.DataFrame) -> list[str]:
     return sorted(c for c in df.columns if c.startswith("param_"))
 
 
+def case_columns(df: pd.DataFrame) -> list[str]:
+    """What tells one case's rows from another's: every ``param_*`` (the case's grid values, and a
+    point's own, such as density's ``instances``), then the stored ``case`` itself — last, so that
+    series sort by their params' values."""
+    return [*param_columns(df), CASE]
+
+
 def groups(df: pd.DataFrame, split: bool = False) -> Iterator[tuple[SeriesKey, dict[str, Any], pd.DataFrame]]:
     """Each series' key, the raw values of its key columns (``COLUMNS``, ``split``, every
-    ``param_*``; missing columns read as None) and its rows, in the order of those values."""
+    ``param_*``, the stored ``case``; missing columns read as None) and its rows, in the order of
+    those values."""
     pcols = param_columns(df)
-    keys = [*COLUMNS, *(["split"] if split else []), *pcols]
+    keys = [*COLUMNS, *(["split"] if split else []), *case_columns(df)]
     missing = [k for k in keys if k not in df.columns]
     if missing:
         df = df.assign(**{k: None for k in missing})

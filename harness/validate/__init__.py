@@ -44,12 +44,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.validate.baseline import Baseline, Bound, load_baseline, parse_baseline, write_baseline
-from harness.validate.checks import ENFORCEMENT, Case, Check, cases, check_case, run_checks
+from harness.validate.checks import Case, Check, cases, check_case, run_checks
 from harness.validate.derive import derive
 from harness.validate.expr import BaselineError, Expr
 from harness.validate.junit import junit
 
-__all__ = ["ENFORCEMENT", "Baseline", "BaselineError", "Bound", "Case", "Check", "Expr", "cases", "check_case",
+__all__ = ["Baseline", "BaselineError", "Bound", "Case", "Check", "Expr", "cases", "check_case",
            "derive", "junit", "load_baseline", "parse_baseline", "run_checks", "write_baseline"]
 
 #: the shipped baseline, relative to a checkout (where nox and CI run)

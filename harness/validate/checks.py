@@ -25,9 +25,6 @@ from harness.validate.expr import BaselineError, Expr
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-ENFORCEMENT = ("cpu_quota", "mem_limit", "pids_limit")
-
-
 @dataclass(frozen=True)
 class Case:
     """One backend's rows for one cell of the matrix."""
@@ -38,6 +35,8 @@ class Case:
     params: Mapping[str, float]
     values: Mapping[str, list[float]]  # metric -> ok values
     failures: list[str]  # error of each failed sample
+    #: the distinct parts of its rows' notes (how the backend enforced the limit, where it says)
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         p = " ".join(f"{k}={fmt(v, EXACT)}" for k, v in sorted(self.params.items()))
@@ -58,23 +57,29 @@ class Check:
 
 
 def cases(df: pd.DataFrame) -> list[Case]:
-    """The run's enforcement rows grouped per (backend, measurement, workload, params); warm-ups dropped."""
-    from harness.stats.series import param_columns  # pandas: only when a run is actually checked
+    """The rows of the gated measurements (``MeasurementInfo.gated``: the enforcement ones) grouped per
+    backend and stored case (measurement, workload, params); warm-ups dropped."""
+    from harness.measure import catalogue
+    from harness.stats.series import CASE, case_columns, param_columns  # pandas: only when a run is checked
 
     if df.empty:
         return []
-    df = df[df["measurement"].isin(ENFORCEMENT) & ~df["warmup"].fillna(False).astype(bool)]
+    df = df[df["measurement"].isin(catalogue().gated()) & ~df["warmup"].fillna(False).astype(bool)]
     pcols = param_columns(df)
+    if CASE not in df.columns:  # a run stored before rows carried their case
+        df = df.assign(**{CASE: None})
     out = []
-    for key, g in df.groupby(["backend", "measurement", "workload", *pcols], dropna=False, sort=True):
+    for key, g in df.groupby(["backend", "measurement", "workload", *case_columns(df)], dropna=False, sort=True):
         params = {c.removeprefix("param_"): float(v)  # type: ignore[arg-type]  # a param value
-                  for c, v in zip(pcols, key[3:], strict=True)
+                  for c, v in zip(pcols, key[3:-1], strict=True)
                   if v is not None and not (isinstance(v, float) and math.isnan(v))}
         ok = g[g["status"] == "ok"]
         values = {str(m): [float(x) for x in mg["value"]] for m, mg in ok.groupby("metric")}
         failures = [str(e or "failed") for e in g.loc[g["status"] != "ok", "error"]] if "error" in g else \
             ["failed"] * int((g["status"] != "ok").sum())
-        out.append(Case(str(key[0]), str(key[1]), str(key[2]), params, values, failures))
+        notes: list[str] = [str(n) for n in g["note"].dropna()] if "note" in g else []
+        parts = tuple(dict.fromkeys(part for n in notes for part in n.split("; ") if part))
+        out.append(Case(str(key[0]), str(key[1]), str(key[2]), params, values, failures, parts))
     return out
 
 

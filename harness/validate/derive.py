@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from harness.validate.checks import Case
+from runtimes.declaration import resolve
 
 #: the band is never narrower (the ratio's resolution on a quiet host) ...
 MIN_TOLERANCE = 0.01
@@ -60,8 +61,18 @@ def derive(run_cases: list[Case], optional_backends: Iterable[str] = ()) -> tupl
 
 
 def _bounds(c: Case, metric: str, values: list[float], warnings: list[str]) -> list[dict[str, Any]]:
+    """The bounds of one metric of one case, as its measurement's declaration derives them."""
+    from harness.measure import catalogue
+
+    info = catalogue().info(c.measurement)
+    return resolve(info.bounds)(c, metric, values, warnings) if info is not None and info.bounds else []
+
+
+def cpu_quota_bounds(c: Case, metric: str, values: list[float], warnings: list[str]) -> list[dict[str, Any]]:
+    """A band around the median CPU ratio (its lower edge only where the quota held the workload
+    back), a ceiling on throttling under the quota, and the throttling counter's presence."""
     quota, threads = c.params.get("quota", math.inf), c.params.get("threads", 0)
-    if c.measurement == "cpu_quota" and metric == "cpu_ratio":
+    if metric == "cpu_ratio":
         med = statistics.median(values)
         half, clamped = tolerance(values)
         if clamped:
@@ -71,16 +82,26 @@ def _bounds(c: Case, metric: str, values: list[float], warnings: list[str]) -> l
         if quota < threads:  # over-delivery always; under-delivery where the quota held it back
             return [{"stat": "median", "max": hi}, {"stat": "median", "min": lo, "require": THROTTLED}]
         return [{"stat": "median", "max": hi}]
-    if c.measurement == "cpu_quota" and metric == "throttled_share" and quota >= threads:
+    if metric == "throttled_share" and quota >= threads:
         return [{"stat": "median", "max": max(UNDER_QUOTA_THROTTLING, math.ceil(max(values) * 100) / 100)}]
-    if c.measurement == "cpu_quota" and metric == "nr_periods":
+    if metric == "nr_periods":
         return [{"stat": "min", "min": 1}]  # the counter exists and moved: a missing one fails
-    if c.measurement == "mem_limit" and metric == "oom_killed":
+    return []
+
+
+def mem_limit_bounds(c: Case, metric: str, values: list[float], warnings: list[str]) -> list[dict[str, Any]]:
+    """The OOM kill as observed (every repetition), the peak with headroom."""
+    if metric == "oom_killed":
         if len(set(values)) == 1:
             return [{"stat": "all", "equals": values[0]}]
         return [{"stat": "all", "min": 0, "max": 1, "why": "outcome varied between repetitions when derived"}]
-    if c.measurement == "mem_limit" and metric == "mem_peak":
+    if metric == "mem_peak":
         return [{"stat": "max", "max": math.ceil(max(values) * (1 + PEAK_HEADROOM) * 10) / 10}]
-    if c.measurement == "pids_limit" and metric == "pids_reached":
+    return []
+
+
+def pids_limit_bounds(c: Case, metric: str, values: list[float], warnings: list[str]) -> list[dict[str, Any]]:
+    """The processes reached, within what was observed."""
+    if metric == "pids_reached":
         return [{"stat": "all", "min": min(values), "max": max(values)}]
     return []

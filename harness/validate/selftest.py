@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from harness.validate.baseline import Baseline
 from harness.validate.checks import Case, Check, run_checks
+from runtimes.declaration import resolve
 
 Values = dict[str, list[float]]
 
@@ -32,7 +33,8 @@ def _set(values: Mapping[str, list[float]], **metrics: float) -> Values:
 
 
 def _limiting(c: Case) -> bool:
-    return c.measurement == "cpu_quota" and c.params.get("quota", float("inf")) < c.params.get("threads", 0)
+    """A CPU quota cell whose quota holds the workload back."""
+    return c.params.get("quota", float("inf")) < c.params.get("threads", 0)
 
 
 def quota_ignored(c: Case, cores: int) -> Values | None:
@@ -60,7 +62,7 @@ def over_delivery(c: Case, cores: int) -> Values | None:
 
 def oom_never(c: Case, cores: int) -> Values | None:
     """Allocations beyond the memory limit are never OOM-killed (and so touch all they ask)."""
-    if c.measurement != "mem_limit" or c.params.get("mib", 0) <= c.params.get("limit_mib", float("inf")):
+    if c.params.get("mib", 0) <= c.params.get("limit_mib", float("inf")):
         return None
     v = {k: x for k, x in c.values.items() if k != "oom_time_ms"}
     return _set(v, oom_killed=0, mem_peak=c.params["mib"])
@@ -68,27 +70,31 @@ def oom_never(c: Case, cores: int) -> Values | None:
 
 def extra_fork(c: Case, cores: int) -> Values | None:
     """The pids limit lets one fork more through than it allows."""
-    if c.measurement != "pids_limit" or c.params.get("count", 0) < c.params.get("limit", float("inf")):
+    if c.params.get("count", 0) < c.params.get("limit", float("inf")):
         return None
     return _set(c.values, pids_reached=c.params["limit"] + 1)
 
 
 def missing_counter(c: Case, cores: int) -> Values | None:
     """The backend stops exposing the CFS throttling counters."""
-    if c.measurement != "cpu_quota":
-        return None
     gone = {"nr_periods", "nr_throttled", "throttled_ms", "throttled_share"}
     return {k: v for k, v in c.values.items() if k not in gone}
 
 
-MUTATIONS: dict[str, Callable[[Case, int], Values | None]] = {
-    "quota ignored": quota_ignored,
-    "3 % under-delivery": under_delivery,
-    "3 % over-delivery": over_delivery,
-    "OOM never happens": oom_never,
-    "pids limit lets one extra fork through": extra_fork,
-    "missing CPU counter": missing_counter,
-}
+@dataclass(frozen=True)
+class Mutation:
+    """A regression of one measurement's enforcer, as its cases would record it."""
+
+    measurement: str
+    how: Callable[[Case, int], Values | None]  # a case's mutated values, or None: it does not apply
+
+
+def mutations() -> dict[str, Mutation]:
+    """name -> mutation, as the measurements declare them (``MeasurementInfo.mutations``)."""
+    from harness.measure import catalogue
+
+    return {name: Mutation(info.name, resolve(ref)) for info in catalogue().measurements.values()
+            for name, ref in info.mutations.items()}
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,11 @@ class Verdict:
         return bool(self.failures)
 
 
-def mutate(cases: list[Case], how: Callable[[Case, int], Values | None], cores: int) -> tuple[list[Case], list[str]]:
+def mutate(cases: list[Case], mutation: Mutation, cores: int) -> tuple[list[Case], list[str]]:
+    """The cases with ``mutation`` applied to those of its measurement, and the cells it changed."""
     out, changed = [], []
     for c in cases:
-        values = how(c, cores)
+        values = mutation.how(c, cores) if c.measurement == mutation.measurement else None
         if values is None:
             out.append(c)
         else:
@@ -120,8 +127,8 @@ def self_test(baseline: Baseline, cases: list[Case], backends: Iterable[str],
     backends = list(backends)
     clean = [c for c in run_checks(baseline, cases, backends) if c.failed]
     verdicts = []
-    for name, how in MUTATIONS.items():
-        mutated, changed = mutate(cases, how, cores)
+    for name, mutation in mutations().items():
+        mutated, changed = mutate(cases, mutation, cores)
         if not changed:
             verdicts.append(Verdict(name, [], []))
             continue

@@ -284,7 +284,7 @@ class ContainerBackend(Backend):
         times = Timestamps(t_launch=now_ns())
         if zygote is not None and self.cold:
             self._ensure_zygote(plan, zygote)
-            times.phases["helper_start"] = now_ns() - times.t_launch  # type: ignore[operator]
+            times.phases["helper_start"] = times.since_launch()
         cgroup = None
         if spec.extra.get("cgroup", True):
             t0 = now_ns()

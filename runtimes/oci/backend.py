@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,15 +35,18 @@ from typing import Any
 
 from runtimes import cgroups, exits, owners, rootfs
 from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
-from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.cgroups import CgroupError
 from runtimes.container.security import caps as container_caps
 from runtimes.container.security import seccomp as container_seccomp
 from runtimes.naming import of_run
-from runtimes.oci import bundle, view
+from runtimes.oci import bundle, runsc, view
+from runtimes.oci.cli import Cli, Crun, find_runtime, runtime_version
 from runtimes.process import ProcessInstance, instance_log, launching
 from runtimes.stdio import Stdio
+from runtimes.vm.accel import Verdict
+from runtimes.workloads import Workload
 
-RUNTIMES = ("runc", "crun")
+RUNTIMES = ("runc", "crun", "runsc")
 #: everything the oci backends keep on the host: state roots and bundles
 STATE_BASE = Path(os.environ.get("ISOBENCH_OCI_STATE", f"/run/{PREFIX}-oci"))
 #: how long the runtime may take to exit once its container's processes are killed
@@ -59,62 +61,38 @@ def bundles_dir() -> Path:
     return STATE_BASE / "bundles"
 
 
-def find_runtime(runtime: str) -> str | None:
-    """The runtime binary: on PATH, else where Debian puts it (runc in /usr/sbin)."""
-    found = shutil.which(runtime)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"):
-        if os.access(f"{d}/{runtime}", os.X_OK):
-            return f"{d}/{runtime}"
-    return None
-
-
-def runtime_version(exe: str) -> str | None:
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"version\s+(\S+)", out)
-    return m.group(1) if m else None
-
-
-def _memsw_supported(v: int) -> bool:
-    """Whether the host can limit swap, so the bundle may ask for "no swap" (as Cgroup.apply)."""
-    if v == 2:
-        parent = cgroups.parent_dirs(2)[""]
-        return (parent / "memory.swap.max").exists() or not (parent / "memory.max").exists()
-    mem = cgroups.parent_dirs(1)["memory"]
-    return (mem / "memory.memsw.limit_in_bytes").exists()
-
-
-def _runtime_cmd(exe: str, runtime: str, *args: str) -> list[str]:
-    return [exe, "--root", str(state_root(runtime)), *args]
-
-
-def _run_in_view(argv: list[str], v: view.View, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=v.enter, check=False)
+def runtime_cli(runtime: str, exe: str | None = None, platform: str = runsc.DEFAULT_PLATFORM,
+                oci_seccomp: bool = True) -> Cli:
+    """How ``runtime`` is driven (``runtimes.oci.cli``); runsc on ``platform``."""
+    exe = exe or find_runtime(runtime) or runtime
+    if runtime == "runsc":
+        return runsc.Runsc(exe, state_root(runtime), platform, oci_seccomp)
+    return (Crun if runtime == "crun" else Cli)(runtime, exe, state_root(runtime))
 
 
 class OciInstance(ProcessInstance):
     """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
 
     def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
-                 stdio: Stdio):
+                 stdio: Stdio, cli: Cli):
         super().__init__(spec, None, times, stdio)
         self.runtime = backend.runtime
-        self.exe = backend.exe
+        self.cli = cli
+        self.accel = cli.platform  # runsc's platform; None for runc and crun
         self.view = v
         self.bundle_dir = bundle_dir
         self.exit_events = backend._exits
         #: when the harness reaped the runtime (after its delete); set with t_exit
         self.t_runtime_exit: int | None = None
+        #: the host process whose exit is the container's, where that is not the runtime's last
+        #: child (runsc's Sentry), read from the bundle before it is removed
+        self.sandbox_pid: int | None = None
 
     def spawn(self, argv: list[str]) -> None:
         """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
-        container's process as they are (a pipe, never a file of the host)."""
-        self._posix_spawn(argv)
+        container's process as they are (a pipe, never a file of the host); the marker pipe on
+        the descriptor the runtime hands on (runsc: its stdout)."""
+        self._posix_spawn(argv, marker_fd=self.cli.marker_fd)
 
     def _exit_time(self) -> int | None:
         """Called once the runtime is reaped (it has deleted the container by then).  With the
@@ -122,6 +100,7 @@ class OciInstance(ProcessInstance):
         reading the events costs nothing inside exit -> clean; without them it is now."""
         if self.t_runtime_exit is None:
             self.t_runtime_exit = now_ns()
+            self.sandbox_pid = self.cli.sandbox_pid(self.bundle_dir)
         return self.t_runtime_exit if self.exit_events is None else None
 
     def cleanup(self) -> None:
@@ -138,7 +117,10 @@ class OciInstance(ProcessInstance):
         if self.times.t_exit is not None or self.exit_events is None or self.proc is None:
             return
         assert self.times.t_launch is not None
-        t = self.exit_events.last_child_exit(self.proc.pid, self.times.t_launch)
+        if self.sandbox_pid is not None:  # runsc: the Sentry's exit stands for the workload's
+            t = self.exit_events.exit_of(self.sandbox_pid, self.times.t_launch)
+        else:
+            t = self.exit_events.last_child_exit(self.proc.pid, self.times.t_launch)
         if t is None:
             return
         if self.times.t_ready is not None:
@@ -177,13 +159,11 @@ class OciInstance(ProcessInstance):
 
     def _delete(self) -> None:
         """``delete --force`` when the runtime left its state behind (it was killed)."""
-        if not (state_root(self.runtime) / self.name).exists():
+        if not self.cli.state(self.name):
             return
         t0 = now_ns()
-        r = _run_in_view(_runtime_cmd(self.exe, self.runtime, "delete", "--force", self.name), self.view)
+        _delete(self.cli, self.name, self.view)
         self.times.phases["delete"] = now_ns() - t0
-        if r.returncode != 0 and (state_root(self.runtime) / self.name).exists():
-            raise BackendError(f"{self.runtime} delete --force {self.name} failed: {r.stderr.strip()}")
 
     def _remove_cgroups(self) -> None:
         """Whatever cgroup of the container is still there (the runtime removes them normally)."""
@@ -197,7 +177,7 @@ class OciInstance(ProcessInstance):
 class OciBackend(Backend):
     """``OciBackend(name="oci:runc")`` or ``OciBackend(name="oci:crun")``."""
 
-    def __init__(self, name: str = "oci:runc", seccomp: str = container_seccomp.DEFAULT):
+    def __init__(self, name: str = "oci:runc", seccomp: str = container_seccomp.DEFAULT, platform: str | None = None):
         runtime = name.removeprefix("oci:")
         if not name.startswith("oci:") or runtime not in RUNTIMES:
             raise ValueError(f"unknown OCI backend {name!r} (known: {', '.join('oci:' + r for r in RUNTIMES)})")
@@ -215,6 +195,9 @@ class OciBackend(Backend):
         #: the built-in container's profile name; the bundle carries its resolved OCI form
         self.seccomp = seccomp
         self._seccomp: dict[str, Any] | None = None
+        #: runsc's platform as asked (``auto``: decided by ``prepare``); None for runc and crun
+        self.platform = platform
+        self._platform: Verdict | None = None
 
     def available(self) -> str | None:
         if find_runtime(self.runtime) is None:
@@ -238,8 +221,8 @@ class OciBackend(Backend):
             self._rootfs = rootfs.build()
         if self._view is None:
             self._cgroup_version = cgroups.version()
-            self._memsw = _memsw_supported(self._cgroup_version)
-            self._view = view.make(hide_cgroup2_on_hybrid=self.runtime == "crun")
+            self._memsw = view.memsw_supported(self._cgroup_version)
+            self._view = view.make(hide_cgroup2_on_hybrid=runtime_cli(self.runtime, self.exe).hide_cgroup2)
         if self._holder is None or not self._holder.alive():
             self._holder = view.Holder(self._view)  # owned by whoever owns this backend (close())
         if self._exits is None and self._exits_error is None:
@@ -248,6 +231,33 @@ class OciBackend(Backend):
             except OSError as e:
                 self._exits_error = f"no proc connector: {e.strerror or e}"
         return self._rootfs, self._view, self._holder
+
+    def prepare(self) -> None:
+        """runsc's platform, decided once: as asked, or for ``auto`` by a probe sandbox on KVM."""
+        if self.platform is not None and self._platform is None:
+            try:
+                self._platform = runsc.platform(self.platform, runtime_version(self.exe) or "unknown",
+                                                self._probe, rootfs.cache_dir())
+            except ValueError as e:
+                raise BackendError(str(e)) from e
+
+    def _platform_for(self, requested: str | None) -> str:
+        if requested != "auto":
+            return requested or runsc.DEFAULT_PLATFORM
+        self.prepare()
+        assert self._platform is not None
+        return self._platform.accel
+
+    def _probe(self, timeout: float) -> str | None:
+        """Does a noop sandbox on the KVM platform reach its ready marker in time? (None: yes)"""
+        spec = LaunchSpec(Workload("noop"), "runscprobe", f"{PREFIX}-runscprobe-{os.getpid()}", timeout_s=timeout,
+                          extra={"platform": "kvm"})
+        try:
+            with self.launch(spec) as inst:
+                inst.wait_ready(timeout)
+        except BackendError as e:  # a timeout is one
+            return str(e)
+        return None
 
     def close(self) -> None:
         """Let the namespace holder go (it exits when its pipe closes)."""
@@ -273,10 +283,12 @@ class OciBackend(Backend):
             raise BackendError(str(e)) from e
         self._seccomp = dict(flt.oci) if flt is not None else None
         assert self._cgroup_version is not None and self._memsw is not None
+        requested = spec.extra.get("platform") or self.platform
+        cli = runtime_cli(self.runtime, self.exe, self._platform_for(requested) if requested else
+                          runsc.DEFAULT_PLATFORM, oci_seccomp=self._seccomp is not None)
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         bundle_dir = bundles_dir() / spec.instance
-        argv = nsenter + _runtime_cmd(
-            self.exe, self.runtime, "run", "--preserve-fds", "1", "-b", str(bundle_dir), spec.instance)
+        argv = nsenter + cli.run(bundle_dir, spec.instance)
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -287,43 +299,35 @@ class OciBackend(Backend):
         with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
             cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                                memsw=self._memsw, seccomp=self._seccomp)
+                                memsw=self._memsw, seccomp=self._seccomp, wrap_argv=cli.argv)
             try:
                 bundle.write(bundle_dir, cfg)
             except FileExistsError as e:
                 raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
                                    f"or was left behind (isobench cleanup)") from e
-            times.phases["bundle"] = now_ns() - times.t_launch  # type: ignore[operator]
-            inst = OciInstance(spec, times, self, v, bundle_dir, stdio)
+            times.phases["bundle"] = times.since_launch()
+            inst = OciInstance(spec, times, self, v, bundle_dir, stdio, cli)
             with launching(inst, what):
                 inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
-        inst.cgroup = _container_cgroup(spec.instance, self._cgroup_version, v)
+        inst.cgroup = view.container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
 
     def metadata(self) -> dict[str, Any]:
         exe = find_runtime(self.runtime)
+        cli = runtime_cli(self.runtime, exe, self._platform.accel if self._platform else runsc.DEFAULT_PLATFORM)
         meta: dict[str, Any] = {"runtime": self.runtime, "path": exe,
                                 "version": runtime_version(exe) if exe else None,
-                                "launch": "run --preserve-fds 1 (foreground)",
-                                "state_root": str(state_root(self.runtime))}
+                                **cli.metadata(), "state_root": str(state_root(self.runtime))}
+        if self._platform is not None:  # runsc: the platform is its accelerator, on every figure
+            meta.update(accel=self._platform.accel, platform_reason=self._platform.reason)
         if self._view is not None:
             meta["cgroup_view"] = self._view.describe()
         meta["spawn"] = "posix_spawn of nsenter --mount (the view) -- runtime"
-        meta["t_exit"] = ("the kernel's exit event of the container's process (proc connector), "
+        meta["t_exit"] = (f"the kernel's exit event of {cli.exit_words} (proc connector), "
                           "before the runtime deletes the container" if self._exits is not None else
                           f"the runtime's exit, after it deleted the container ({self._exits_error or 'not prepared'})")
         return meta
-
-
-def _container_cgroup(name: str, version: int, v: view.View) -> Cgroup:
-    """A ``Cgroup`` over the directories the runtime makes for cgroupsPath ``/<name>``, so
-    ``usage()``, ``pids()`` and ``kill()`` work as for our own cgroups."""
-    if version == 2:
-        unified = next(h for h in v.hierarchies if h.version == 2)
-        return Cgroup.wrap(name, {"": unified.own / name})
-    by_ctrl = {c: h.own / name for h in v.hierarchies if h.version == 1 for c in h.controllers}
-    return Cgroup.wrap(name, {c: by_ctrl[c] for c in cgroups.V1_CONTROLLERS if c in by_ctrl})
 
 
 # -- leftovers ------------------------------------------------------------------------
@@ -339,8 +343,7 @@ def _leftover_names(run_id: str | None) -> dict[str, set[str]]:
         return (of_run(name, run_id) if run_id else name.startswith(f"{PREFIX}-")) and not live.owns(name)
 
     for rt in RUNTIMES:
-        with contextlib.suppress(FileNotFoundError):
-            out[rt] = {p.name for p in state_root(rt).iterdir() if leftover(p.name)}
+        out[rt] = {n for n in runtime_cli(rt).names() if leftover(n)}
     with contextlib.suppress(FileNotFoundError):
         out[""] = {p.name for p in bundles_dir().iterdir() if leftover(p.name)}
     return out
@@ -358,13 +361,12 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
     for rt in RUNTIMES:
         if not names.get(rt):
             continue
-        exe = find_runtime(rt)
-        v = view.make(hide_cgroup2_on_hybrid=rt == "crun")
+        cli = runtime_cli(rt)
+        v = view.make(hide_cgroup2_on_hybrid=cli.hide_cgroup2)
         for name in sorted(names[rt]):
-            if exe is not None:
-                _run_in_view(_runtime_cmd(exe, rt, "delete", "--force", name), v)
-            if (state_root(rt) / name).exists():
-                shutil.rmtree(state_root(rt) / name, ignore_errors=True)
+            with contextlib.suppress(BackendError):  # what is left is removed below
+                _delete(cli, name, v)
+            _remove_state(cli, name)
             for d in v.dirs(name):
                 if d.is_dir():
                     cgroups.remove_dir(d)
@@ -376,3 +378,22 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
             bundle.remove(d)
             removed.append(f"oci bundle {d}")
     return removed
+
+
+def _delete(cli: Cli, name: str, v: view.View) -> None:
+    """``delete --force`` a container (in the view it was started in), then what its runtime
+    keeps of it after a delete (runsc: the ``.lock`` of a sandbox that was killed)."""
+    if find_runtime(cli.runtime) is not None:
+        r = view.run(cli.delete(name), v)
+        if r.returncode != 0 and cli.state(name):
+            raise BackendError(f"{cli.runtime} delete --force {name} failed: {r.stderr.strip()}")
+    _remove_state(cli, name)
+
+
+def _remove_state(cli: Cli, name: str) -> None:
+    for p in cli.state(name):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +133,19 @@ def capabilities(names: Sequence[str] = container_caps.OCI_DEFAULT) -> dict[str,
 
 
 def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, *,
-           cgroup_version: int, memsw: bool, seccomp: Mapping[str, Any] | None = None) -> dict[str, Any]:
+           cgroup_version: int, memsw: bool, seccomp: Mapping[str, Any] | None = None,
+           wrap_argv: Callable[[list[str]], list[str]] | None = None) -> dict[str, Any]:
     """The whole ``config.json`` for one instance; ``seccomp`` is OCI ``linux.seccomp``
-    (``seccomp.Filter.oci``), None for unconfined."""
+    (``seccomp.Filter.oci``), None for unconfined; ``wrap_argv`` changes the workload's
+    argv as a runtime needs it (runsc: the marker descriptor, ``runtimes.oci.runsc``)."""
     if PREFIX not in spec.instance:
         raise ValueError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
     if not cgroups_path.startswith("/"):
         raise ValueError(f"cgroupsPath must be absolute, got {cgroups_path!r}")
     plan = mount_plan(rootfs)
     argv = list(spec.extra.get("argv") or spec.workload.argv())
+    if wrap_argv is not None:
+        argv = wrap_argv(argv)
     linux: dict[str, Any] = {
         "namespaces": namespaces(),
         "cgroupsPath": cgroups_path,

@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes import cgroups
 from runtimes import syscalls as sc
-from runtimes.cgroups import Hierarchy, hierarchies
+from runtimes.cgroups import Cgroup, Hierarchy, hierarchies
 from runtimes.naming import PREFIX
 from runtimes.process import kill_and_reap
 from runtimes.wait import wait_until
 
-__all__ = ["Hierarchy", "Holder", "View", "hierarchies", "make"]
+__all__ = ["Hierarchy", "Holder", "View", "container_cgroup", "hierarchies", "make", "memsw_supported", "run"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,31 @@ class Holder:
         if self.pid is not None:
             kill_and_reap(self.pid)
             self.pid = None
+
+
+def run(argv: list[str], v: View, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """A runtime command (``delete``) in the view, as the launch ran: its state names cgroups so."""
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=v.enter, check=False)
+
+
+def memsw_supported(v: int) -> bool:
+    """Whether the host can limit swap, so the bundle may ask for "no swap" (as Cgroup.apply)."""
+    if v == 2:
+        parent = cgroups.parent_dirs(2)[""]
+        return (parent / "memory.swap.max").exists() or not (parent / "memory.max").exists()
+    mem = cgroups.parent_dirs(1)["memory"]
+    return (mem / "memory.memsw.limit_in_bytes").exists()
+
+
+def container_cgroup(name: str, version: int, v: View) -> Cgroup:
+    """A ``Cgroup`` over the directories the runtime makes for cgroupsPath ``/<name>``, so
+    ``usage()``, ``pids()`` and ``kill()`` work as for our own cgroups."""
+    if version == 2:
+        unified = next(h for h in v.hierarchies if h.version == 2)
+        return Cgroup.wrap(name, {"": unified.own / name})
+    by_ctrl = {c: h.own / name for h in v.hierarchies if h.version == 1 for c in h.controllers}
+    return Cgroup.wrap(name, {c: by_ctrl[c] for c in cgroups.V1_CONTROLLERS if c in by_ctrl})
 
 
 def _open_fds() -> list[int]:

@@ -56,8 +56,8 @@ from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image
 from runtimes.vm.connection import open_connection, version_string
-from runtimes.vm.guest import GuestBackend, GuestInstance
-from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, validate
+from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
+from runtimes.vm.machine import Machine, validate
 from runtimes.vm.machine_cgroup import cpu_usage
 from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
@@ -257,13 +257,9 @@ class VmBackend(GuestBackend):
 
     name = "vm"
 
-    def __init__(self, uri: str | None = None, *, kernel: str | None = None, kernel_format: str | None = None,
-                 machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
-                 accel: str | None = None, probe_timeout_s: float | None = None, reprobe: bool = False,
-                 compression: str | None = None, cache: Path | None = None):
+    def __init__(self, uri: str | None = None, *, guest: GuestConfig | None = None, reprobe: bool = False):
+        super().__init__(guest)
         self.uri = uri or host.uri()
-        self._init_guest(kernel=kernel, kernel_format=kernel_format, machine_type=machine_type, cmdline=cmdline,
-                         accel=accel, probe_timeout_s=probe_timeout_s, compression=compression, cache=cache)
         self.reprobe = reprobe or os.environ.get("ISOBENCH_ACCEL_REPROBE", "") not in ("", "0")
         self._conn: libvirt.virConnect | None = None
         self._callback: int | None = None
@@ -308,13 +304,13 @@ class VmBackend(GuestBackend):
             # the key the qemu backend uses too: one probe serves both
             key = accelerator.cache_key(host.qemu_version() or "?", bk.path)
             self._verdict = accelerator.resolve(
-                cache=image.vm_cache(self.cache), key=key, probe=self._probe,
-                forced=self.forced_accel, refresh=self.reprobe, timeout_s=self.probe_timeout_s)
+                cache=image.vm_cache(self.guest.cache), key=key, probe=self._probe,
+                forced=self.guest.accel, refresh=self.reprobe, timeout_s=self.guest.probe_timeout)
         return self._verdict
 
     def _probe(self, timeout: float) -> accelerator.ProbeResult:
         """Boot the noop guest under KVM: does it reach its ready marker in time?"""
-        logs = image.vm_cache(self.cache)
+        logs = image.vm_cache(self.guest.cache)
         spec = LaunchSpec(workload=Workload("noop"), run_id="accelprobe",
                           instance=f"{PREFIX}-accelprobe-{os.getpid()}", timeout_s=timeout, log_dir=str(logs))
         t0 = time.monotonic()

@@ -15,6 +15,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
 from runtimes.vm import kernel as guest_kernel
-from runtimes.vm.machine import Machine, describe
+from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, describe
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
@@ -160,30 +161,43 @@ class GuestInstance(Instance):
         return guest_report(self.results, self.accel)
 
 
+@dataclass(frozen=True)
+class GuestConfig:
+    """What the guest backends boot, the same for ``vm`` and ``qemu``; None: this host's default."""
+
+    kernel: str | None = None  # a kernel image; None: the newest in /boot, or $ISOBENCH_VM_KERNEL
+    kernel_format: str | None = None  # how to boot it; None: $ISOBENCH_VM_KERNEL_FORMAT, else vmlinux
+    machine_type: str = DEFAULT_MACHINE_TYPE
+    cmdline: str = KERNEL_CMDLINE
+    accel: str | None = None  # kvm or tcg, forced; None: the probe's verdict
+    probe_timeout_s: float | None = None  # None: $ISOBENCH_KVM_PROBE_TIMEOUT, else the probe's default
+    compression: str | None = None  # of the initramfs; None: the best the guest kernel reads
+    cache: Path | None = None  # kernel, initramfs and verdict cache; None: the shared one
+
+    @property
+    def boot_format(self) -> str:
+        return self.kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
+
+    @property
+    def probe_timeout(self) -> float:
+        return self.probe_timeout_s or float(
+            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
+
+
 class GuestBackend(Backend):
     """The guest files of the ``vm`` and ``qemu`` backends: the same kernel, base initramfs and
     per-workload initrd from the same cache, so both boot exactly the same guest."""
 
     NO_KERNEL = "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
 
-    def _init_guest(self, *, kernel: str | None, kernel_format: str | None, machine_type: str, cmdline: str,
-                    accel: str | None, probe_timeout_s: float | None, compression: str | None,
-                    cache: Path | None) -> None:
-        self.kernel_source = kernel
-        self.kernel_format = kernel_format or os.environ.get("ISOBENCH_VM_KERNEL_FORMAT") or "vmlinux"
-        self.machine_type = machine_type
-        self.cmdline = cmdline
-        self.forced_accel = accel
-        self.probe_timeout_s = probe_timeout_s or float(
-            os.environ.get("ISOBENCH_KVM_PROBE_TIMEOUT", accelerator.DEFAULT_PROBE_TIMEOUT_S))
-        self.compression = compression
-        self.cache = cache
+    def __init__(self, guest: GuestConfig | None = None) -> None:
+        self.guest = guest or GuestConfig()
         self._verdict: accelerator.Verdict | None = None
         self._kernel: guest_kernel.BootKernel | None = None
         self._base: Path | None = None
 
     def _kernel_source(self) -> str | None:
-        return self.kernel_source or host.find_kernel()
+        return self.guest.kernel or host.find_kernel()
 
     def boot_kernel(self) -> guest_kernel.BootKernel:
         if self._kernel is None:
@@ -191,14 +205,14 @@ class GuestBackend(Backend):
             if source is None or not os.path.isfile(source):
                 raise BackendError("no guest kernel found (fix: apt-get install linux-image-amd64, "
                                    "or set ISOBENCH_VM_KERNEL)")
-            self._kernel = guest_kernel.boot_kernel(source, self.kernel_format, image.vm_cache(self.cache))
+            self._kernel = guest_kernel.boot_kernel(source, self.guest.boot_format, image.vm_cache(self.guest.cache))
         return self._kernel
 
     def base_image(self) -> Path:
         if self._base is None:
             bk = self.boot_kernel()
-            comp = self.compression or image.choose_compression(host.kernel_config(bk.source))
-            self._base = image.base_image(comp, self.cache)
+            comp = self.guest.compression or image.choose_compression(host.kernel_config(bk.source))
+            self._base = image.base_image(comp, self.guest.cache)
         return self._base
 
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
@@ -206,9 +220,9 @@ class GuestBackend(Backend):
         argv = spec.extra.get("argv")
         # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
         run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
-        initrd = image.initrd_for(run, self.base_image(), self.cache, applets=bool(argv))
+        initrd = image.initrd_for(run, self.base_image(), self.guest.cache, applets=bool(argv))
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
-                        machine_type=self.machine_type, cmdline=self.cmdline)
+                        machine_type=self.guest.machine_type, cmdline=self.guest.cmdline)
 
     @abc.abstractmethod
     def verdict(self) -> accelerator.Verdict:
@@ -227,7 +241,7 @@ class GuestBackend(Backend):
         if self._kernel is not None:
             bk = self._kernel
             meta.update(kernel=bk.source, kernel_boot=bk.format + (f" ({bk.note})" if bk.note else ""))
-        meta["machine_type"] = self.machine_type
+        meta["machine_type"] = self.guest.machine_type
         if self._base is not None:
             meta["initramfs"] = self._base.name
         return meta

@@ -49,15 +49,9 @@ from runtimes.process import launching
 from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image
-from runtimes.vm.guest import GuestBackend, GuestInstance
+from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
-from runtimes.vm.machine import (
-    DEFAULT_MACHINE_TYPE,
-    KERNEL_CMDLINE,
-    Machine,
-    SerialConsole,
-    validate,
-)
+from runtimes.vm.machine import Machine, SerialConsole, validate
 from runtimes.workloads import Workload
 
 #: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
@@ -234,12 +228,8 @@ class QemuLogs:
 class QemuBackend(GuestBackend):
     name = "qemu"
 
-    def __init__(self, *, kernel: str | None = None, kernel_format: str | None = None,
-                 machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
-                 accel: str | None = None, compression: str | None = None, cache: Path | None = None,
-                 probe_timeout_s: float | None = None):
-        self._init_guest(kernel=kernel, kernel_format=kernel_format, machine_type=machine_type, cmdline=cmdline,
-                         accel=accel, probe_timeout_s=probe_timeout_s, compression=compression, cache=cache)
+    def __init__(self, *, guest: GuestConfig | None = None):
+        super().__init__(guest)
 
     # -- host checks and preparation (the same files the vm backend boots) ---------------
     def qemu(self) -> str | None:
@@ -260,8 +250,8 @@ class QemuBackend(GuestBackend):
         if self._verdict is None:
             bk = self.boot_kernel()
             self._verdict = accelerator.resolve(
-                cache=image.vm_cache(self.cache), key=accelerator.cache_key(host.qemu_version() or "?", bk.path),
-                probe=self._probe, forced=self.forced_accel, timeout_s=self.probe_timeout_s)
+                cache=image.vm_cache(self.guest.cache), key=accelerator.cache_key(host.qemu_version() or "?", bk.path),
+                probe=self._probe, forced=self.guest.accel, timeout_s=self.guest.probe_timeout)
         return self._verdict
 
     def _probe(self, timeout: float) -> accelerator.ProbeResult:
@@ -298,7 +288,7 @@ class QemuBackend(GuestBackend):
                                                              cpu_weight=spec.limits.cpu_weight))
             except CgroupError as e:
                 raise BackendError(f"{spec.instance}: {e}") from e
-            times.phases["cgroup_create"] = now_ns() - times.t_launch  # type: ignore[operator]
+            times.phases["cgroup_create"] = times.since_launch()
             inst = QemuInstance(spec, m, cgroup, times)
             with launching(inst, f"{spec.instance}: cannot start QEMU"):
                 inst.start(argv, logs)

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.measure.cpu import PERIODS_FILE
 from harness.report import style
 from harness.report.chartkit import Chart, figure, finish
 from harness.report.model import ReportData
+from harness.stats.series import label as series_label
 
-#: the file harness.measure.cpu writes (kept in step with its PERIODS_FILE)
-PERIODS_FILE = "cpu-periods.jsonl"
 #: at most this many periods per panel: enough to see the pattern, few enough to see each one
 MAX_PERIODS = 100
 COLUMNS = 4
@@ -74,7 +74,8 @@ def _title(period_ms: float, quota: float, threads: int) -> str:
     return f"{period_ms:g} ms · quota {quota:g} · {threads} thr ({where} demand)"
 
 
-def cpu_periods(data: ReportData) -> Chart | None:
+def cpu_periods(data: ReportData, measurement: str) -> Chart | None:
+    """The chart of ``measurement``'s per-period series (the file holds that measurement's only)."""
     series = list(load_series([r.path for r in data.runs]))
     if not series:
         return None
@@ -89,7 +90,7 @@ def cpu_periods(data: ReportData) -> Chart | None:
         period_ms, quota, threads = cell
         for s in sorted((s for s in series if s.cell == cell), key=lambda s: style.backend_rank(s.backend)):
             shown = [(k, r) for k, r in zip(s.index, s.ratios, strict=False) if k < MAX_PERIODS]
-            label = s.backend + (f" ({s.accel})" if s.accel == "tcg" else "")
+            label = series_label(s.backend, s.accel)
             ax.plot([k for k, _ in shown], [r * quota for _, r in shown], drawstyle="steps-mid", lw=0.9,
                     marker=".", ms=2, color=style.colour(s.backend), label=label)
         ax.axhline(quota, ls="--", lw=1.0, color="black", label="quota")
