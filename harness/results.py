@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,33 +214,35 @@ def _floor_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
         return []
 
 
-def load(*run_dirs: Path | str) -> pd.DataFrame:
-    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons.
+def load(*run_dirs: Path | str, warmups: bool = True, columns: Callable[[str], bool] | None = None) -> pd.DataFrame:
+    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons;
+    ``warmups=False`` leaves the warm-up rows out, ``columns`` keeps only the columns it says yes
+    to (before either takes any memory).
 
-    Read from the columnar store and the log past it (``harness.store.reader``): no row is ever a
-    Python dict, except those of a log's unstored tail, a chunk at a time."""
+    Read from the columnar store and the log past it a piece at a time (``harness.store``): no
+    row is ever a Python object, except those of a log's unstored tail, a chunk at a time; text
+    columns are object columns of shared strings (NaN where a row has none)."""
     import pandas as pd
 
-    from harness.store import reader, schema
+    from harness.store import frame, reader, schema
 
     frames = []
     for run_dir in run_dirs:
         manifest = read_manifest(run_dir)
+        floor = _floor_rows(Path(run_dir), manifest["run_id"])
+        extra = [schema.table(floor)] if floor else []
         try:
-            t = reader.table(run_dir)
+            df = frame.build((t if warmups else reader.without_warmups(t)
+                              for t in itertools.chain(reader.pieces(run_dir), extra)), columns)
         except reader.segments.StoreError as e:
             raise ResultsError(str(e)) from e
-        floor_rows = _floor_rows(Path(run_dir), manifest["run_id"])
-        if floor_rows:
-            t = schema.unify([x for x in (t, schema.table(floor_rows)) if x is not None])
-        if t is None or t.num_rows == 0:
+        if df is None or df.empty:
             continue
-        df = reader.frame(t)
         host = manifest.get("host", {})
-        df["host"] = host.get("hostname", "")
-        df["kernel"] = host.get("kernel", "")
+        df["host"] = frame.constant(df.index, host.get("hostname", ""))
+        df["kernel"] = frame.constant(df.index, host.get("kernel", ""))
         df["cgroup_version"] = host.get("cgroup", {}).get("version")
-        df["run_status"] = manifest["status"]
+        df["run_status"] = frame.constant(df.index, manifest["status"])
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit"])

@@ -72,10 +72,11 @@ def fail(msg: str, command: str = "compare") -> int:
 
 
 def _load(spec: str) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
+    from harness.compare import wanted
     from harness.results import load, read_manifest
 
     paths = [Path(s) for s in spec.split(",") if s]
-    return [load(p) for p in paths], [read_manifest(p) for p in paths]
+    return [load(p, warmups=False, columns=wanted) for p in paths], [read_manifest(p) for p in paths]
 
 
 def _reference(arg: str | None, manifests: list[dict[str, Any]]) -> str | None:

@@ -8,16 +8,13 @@ refused in one line.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.store import log, schema, segments
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
     import pyarrow as pa
 
 #: the append log beside the store (``harness.results.SAMPLES``: one name, kept in step by a test)
@@ -34,41 +31,34 @@ def coverage(run_dir: Path) -> tuple[list[segments.Segment], int]:
     return used, used[-1].end if used else 0
 
 
-def table(run_dir: Path | str, columns: Sequence[str] | None = None) -> pa.Table | None:
-    """Every row of the run (None: none); ``columns``: only these (and only where they exist)."""
+def pieces(run_dir: Path | str) -> Iterator[pa.Table]:
+    """The run's rows a piece at a time: each segment of the chain, then the log past them in
+    chunks.  Every segment's schema is checked before the first piece: one this isobench cannot
+    read sends the whole run to its log (or is refused, ``StoreError``, where there is none)."""
     run_dir = Path(run_dir)
     used, tail_from = coverage(run_dir)
-    cols = list(columns) if columns is not None else None
-    parts = []
     try:
-        parts = [segments.read(s, cols) for s in used]
+        for s in used:
+            segments.check(s)
     except segments.StoreError:
         if not (run_dir / LOG).exists():
             raise
-        parts, tail_from = [], 0  # a segment this isobench cannot read: the log holds the same rows
+        used, tail_from = [], 0  # the log holds the same rows
+    for s in used:
+        yield segments.read(s)
     for c in log.chunks(run_dir / LOG, tail_from):
-        t = c.table
-        parts.append(t.select([n for n in cols if n in t.column_names]) if cols is not None else t)
-    return schema.unify(parts)
+        yield c.table
 
 
-def frame(t: pa.Table) -> pd.DataFrame:
-    """The table as pandas columns (text columns stay Arrow-backed where pandas does that; JSON text
-    columns become their values again)."""
-    import pandas as pd
+def table(run_dir: Path | str) -> pa.Table | None:
+    """Every row of the run as one Arrow table (None: none)."""
+    return schema.unify(list(pieces(run_dir)))
 
-    meta = schema.metadata(t.schema)
-    json_columns, partial = meta.get("json_columns", []), set(meta.get("partial", []))
-    # a column with no value at all reads as a DataFrame of the log's dicts has it: None where
-    # every row holds the key, NaN where some lack it
-    empty = [f.name for f in t.schema if t.num_rows and t.column(f.name).null_count == t.num_rows]
-    df = t.to_pandas(split_blocks=True, self_destruct=True)
-    for c in empty:
-        df[c] = pd.Series(math.nan, index=df.index, dtype=float) if c in partial else \
-            pd.Series([None] * len(df), index=df.index, dtype=object)
-    for c in json_columns:
-        if c in df.columns:
-            gap = math.nan if c in partial else None
-            df[c] = pd.Series([gap if v is None or v != v else json.loads(v) for v in df[c].astype(object)],
-                              index=df.index, dtype=object)
-    return df
+
+def without_warmups(t: pa.Table) -> pa.Table:
+    """The rows that are not warm-ups (a row without the field counts as none)."""
+    import pyarrow.compute as pc
+
+    if "warmup" not in t.column_names:
+        return t
+    return t.filter(pc.invert(pc.fill_null(t.column("warmup").cast("bool"), False)))

@@ -108,22 +108,30 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def read(seg: Segment, columns: list[str] | None = None) -> pa.Table:
-    """One segment's rows; a schema newer than this isobench's is refused (``StoreError``)."""
+def check(seg: Segment) -> None:
+    """A segment this isobench can read (its footer only): else ``StoreError``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         meta = schema.metadata(pq.read_schema(seg.path))
-        if meta.get("schema") != schema.SCHEMA:
-            raise StoreError(f"{seg.path}: not an isobench samples segment")
-        if int(meta.get("schema_version", 0)) > schema.SCHEMA_VERSION:
-            raise StoreError(f"{seg.path}: store schema version {meta['schema_version']} is newer than this "
-                             f"isobench's ({schema.SCHEMA_VERSION})")
-        if columns is not None:
-            have = set(pq.read_schema(seg.path).names)
-            columns = [c for c in columns if c in have]
-        return pq.read_table(seg.path, columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"{seg.path}: unreadable segment: {e}") from e
+    if meta.get("schema") != schema.SCHEMA:
+        raise StoreError(f"{seg.path}: not an isobench samples segment")
+    if int(meta.get("schema_version", 0)) > schema.SCHEMA_VERSION:
+        raise StoreError(f"{seg.path}: store schema version {meta['schema_version']} is newer than this "
+                         f"isobench's ({schema.SCHEMA_VERSION})")
+
+
+def read(seg: Segment) -> pa.Table:
+    """One segment's rows (``check`` it first)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    check(seg)
+    try:
+        return pq.read_table(seg.path)
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"{seg.path}: unreadable segment: {e}") from e
 
