@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats import BOOTSTRAPS, CONFIDENCE, LARGE_N, MIN_N_CI, SEED
+from harness.stats import BATCH_VALUES, BOOTSTRAPS, CONFIDENCE, LARGE_N, MIN_N_CI, SEED
 from harness.stats.quantile import clean
 
 
@@ -54,11 +54,18 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ci = stats.bootstrap((xa, xb), stat, method=method, confidence_level=confidence,
-                                 n_resamples=n_resamples, rng=seed, vectorized=True).confidence_interval
+                                 n_resamples=n_resamples, rng=seed, vectorized=True,
+                                 batch=batch(n_resamples, xa.size, xb.size)).confidence_interval
         lo, hi = float(ci.low), float(ci.high)
         if math.isfinite(lo) and math.isfinite(hi):
             break
     return (ratio, *_widened(lo, hi, float(np.median(xa)), float(np.median(xb)), tick))
+
+
+def batch(n_resamples: int, *sizes: int) -> int | None:
+    """Resamples a bootstrap draws at once: all of them up to ``BATCH_VALUES`` values, else fewer."""
+    largest = max(sizes)
+    return None if n_resamples * largest <= BATCH_VALUES else max(1, BATCH_VALUES // largest)
 
 
 def _widened(lo: float, hi: float, ma: float, mb: float, tick: float) -> tuple[float, float]:

@@ -24,6 +24,7 @@ def change_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float, bo
     from scipy import stats
 
     from harness.stats import LARGE_N
+    from harness.stats.ratio import batch
 
     if np.all(b == b[0]) and np.all(n == n[0]):
         c = float(change_of(b, n, is_abs))
@@ -41,7 +42,8 @@ def change_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float, bo
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # degenerate distributions: the result is checked instead
             ci = stats.bootstrap((b, n), stat, method=method, confidence_level=1 - 2 * alpha,
-                                 n_resamples=bootstraps, rng=seed, vectorized=True).confidence_interval
+                                 n_resamples=bootstraps, rng=seed, vectorized=True,
+                                 batch=batch(bootstraps, b.size, n.size)).confidence_interval
         lo, hi = float(ci.low), float(ci.high)
         if math.isfinite(lo) and math.isfinite(hi):
             break
