@@ -140,3 +140,13 @@ def images(session: nox.Session) -> None:
     _prepare_host(session)
     _install(session)
     session.run("python", "-m", "runtimes.image.examples", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The soak (scenarios/soak.toml: 10,000 container launches, 1,000 on oci:crun, 100 guests in one run)
+    with the harness's, its zygote's and the kernel's resources read between launches; start, end and slope
+    per 1,000 launches of each (docs/reliability.md).  ``nox -s soak -- --scale 0.2`` runs a fifth."""
+    _prepare_host(session)
+    _install(session)
+    _delegated(session, "isobench", "soak", "--run-id", _run_id("soak"), *session.posargs)

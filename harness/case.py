@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtimes.base import Limits
-from runtimes.workloads import Workload
+from runtimes.workloads import AnyWorkload
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Case:
     """One cell of the matrix: a measurement of one workload with one parameter set."""
 
     measurement: str
-    workload: Workload
+    workload: AnyWorkload  # a catalog entry, or one a [workload.NAME] table defines (an image's process)
     limits: Limits = Limits()
     params: Mapping[str, Any] = field(default_factory=dict)  # grid values, recorded in rows
     repetitions: int = 1

@@ -22,9 +22,12 @@ from runtimes import cgroups, owners
 from runtimes.declaration import resolve
 from runtimes.naming import check_run_id, of_run
 
-#: sweeps of what is not a backend: ``isobench matrix`` guests (their QEMU and temporary directories),
-#: the image store (what a killed ``isobench image import`` left)
-HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers", "runtimes.image.store:cleanup_leftovers")
+#: sweeps of what is not one backend's: ``isobench matrix`` guests (their QEMU and temporary
+#: directories), the image store (what a killed ``isobench image import`` left), image instances'
+#: layers and trees, which several backends share (after the backends' own sweeps, which end the
+#: processes that use them)
+HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers", "runtimes.image.store:cleanup_leftovers",
+                  "runtimes.image.rundir:cleanup_leftovers")
 
 
 def _sweepers() -> list[Callable[[str | None], list[str]]]:

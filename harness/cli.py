@@ -31,6 +31,7 @@ COMMANDS = {
     "matrix": "harness.commands.matrix",
     "floor": "harness.commands.floor",
     "image": "harness.commands.image",
+    "soak": "harness.commands.soak",
 }
 
 
@@ -89,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     from runtimes.base import BackendError
     from runtimes.cgroups import CgroupError
     from runtimes.naming import BadName
+    from runtimes.trust import Untrusted
+    from runtimes.userpaths import PathRefused
 
     try:
         return int(args.func(args) or 0)
-    except (UserError, ScenarioError, CgroupError, BadName) as e:
+    except (UserError, ScenarioError, CgroupError, BadName, PathRefused, Untrusted) as e:
         print(f"isobench: error: {e}", file=sys.stderr)
         return 2
     except BackendError as e:

@@ -53,8 +53,15 @@ NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 UNSHARE_TOOL = os.path.basename(PACKAGE_PROBES["util-linux"])
 
 
+def _declared_packages() -> dict[str, str]:
+    """The packages the backends declare (``Declaration.packages``: package -> the file it installs)."""
+    import runtimes  # (the declarations only: standard library)
+
+    return {pkg: probe for d in runtimes.declarations() for pkg, probe in d.packages.items()}
+
+
 def _debian_package_missing(pkg: str) -> bool:
-    probe = PACKAGE_PROBES.get(pkg)
+    probe = PACKAGE_PROBES.get(pkg) or _declared_packages().get(pkg)
     if probe is not None:
         return not (os.path.exists(probe) or shutil.which(os.path.basename(probe)))
     if pkg == "linux-image-amd64":
@@ -71,7 +78,8 @@ def _debian_package_missing(pkg: str) -> bool:
 
 
 def missing_packages() -> list[str]:
-    return [p for p in SYSTEM_PACKAGES if _debian_package_missing(p)]
+    wanted = [*SYSTEM_PACKAGES, *(p for p in _declared_packages() if p not in SYSTEM_PACKAGES)]
+    return [p for p in wanted if _debian_package_missing(p)]
 
 
 def check_root() -> Check:

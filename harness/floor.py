@@ -34,6 +34,7 @@ from typing import Any
 import runtimes
 from harness.metric import LOWER, Metric, declare
 from harness.sample import Sample
+from runtimes.userpaths import read_regular
 
 #: floor rows are rows of the startup measurement (the report compares them with its launch → ready)
 FLOOR = Metric("floor_", "ms", LOWER, "startup", peer=True, prefix=True,
@@ -73,7 +74,7 @@ def _load(path: str | os.PathLike[str]) -> dict[str, Any]:
     if p.is_dir():
         p = latest(p)
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(read_regular(p))
     except (OSError, json.JSONDecodeError) as e:
         raise FloorError(f"{p}: cannot read benchmark JSON: {e}") from e
     if not isinstance(data, Mapping) or not isinstance(data.get("benchmarks"), list):
@@ -84,15 +85,20 @@ def _load(path: str | os.PathLike[str]) -> dict[str, Any]:
 def primitives(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """primitive -> {median_ms, method, in_floor, teardown} from a loaded JSON."""
     out: dict[str, dict[str, Any]] = {}
-    for b in data["benchmarks"]:
-        info = b.get("extra_info") or {}
+    for i, b in enumerate(data["benchmarks"]):
+        info = (b.get("extra_info") or {}) if isinstance(b, Mapping) else None
+        if not isinstance(info, Mapping):
+            raise FloorError(f"benchmarks[{i}]: not a pytest-benchmark entry")
         name = info.get("primitive")
         if not name:
             continue
-        st = b["stats"]
-        entry = {"median_ms": float(st["median"]) * 1e3, "min_ms": float(st.get("min", st["median"])) * 1e3,
-                 "method": info.get("method"), "in_floor": bool(info.get("floor")),
-                 "teardown": bool(info.get("teardown"))}
+        try:
+            st = b["stats"]
+            entry = {"median_ms": float(st["median"]) * 1e3, "min_ms": float(st.get("min", st["median"])) * 1e3,
+                     "method": info.get("method"), "in_floor": bool(info.get("floor")),
+                     "teardown": bool(info.get("teardown"))}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise FloorError(f"benchmarks[{i}] ({name}): no usable stats ({type(e).__name__}: {e})") from None
         # the same primitive may be measured on two hierarchies: the one in the floor wins
         if name not in out or (entry["in_floor"] and not out[name]["in_floor"]):
             out[name] = entry

@@ -126,6 +126,9 @@ class MeasurementInfo:
     #: its cases are usually measured once each (a grid, or one long sample): "too few
     #: samples" is no news, and the summary shows the range across the grid
     single_shot: bool = False
+    #: the grid it takes with an image workload (``[workload.NAME]``) in place of ``workload``;
+    #: None: it runs no image workload (a measurement of any workload takes images with ``grid``)
+    images: Mapping[str, GridKey] | None = None
     # -- how a grid cell binds: its ``workload_keys`` are the workload's parameters of the same
     # name (cpu_quota's ``threads``), and ``limits`` makes the limits it asks for (None: none);
     # an image workload takes the limits alone
@@ -144,6 +147,10 @@ class MeasurementInfo:
     bounds: Ref | None = None
     #: ``--self-test`` mutations: name -> (validate Case, cores) -> its mutated values | None
     mutations: Mapping[str, Ref] = field(default_factory=dict)
+
+    def image_grid(self) -> Mapping[str, GridKey] | None:
+        """The grid keys an image workload may use here; None when it takes none."""
+        return self.grid if self.workload is None else self.images
 
     @property
     def ranged(self) -> bool:

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -27,8 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.sample import Sample
+from harness.store.log import SAMPLE_TYPES, SAMPLES_LIMIT
 from runtimes.naming import check_run_id
 from runtimes.owners import proc_start
+from runtimes.userpaths import open_regular, read_regular
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -40,6 +43,8 @@ SAMPLES = "samples.jsonl"
 #: optional: pytest-benchmark JSON of the kernel primitives (``nox -s bench`` takes it on the
 #: same host right after the run); its sum joins the samples as ``floor_total`` rows
 FLOOR = "floor.json"
+#: what a manifest must hold for anything to read it (the rest is looked up with defaults)
+MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {"run_id": str, "status": str, "host": (dict, type(None))}
 #: samples between two segments of the columnar store during a run: a segment costs a pause of a
 #: second or two between two steps (``_store``), so a run of ordinary length gets its store at the end
 FLUSH_ROWS = 100_000
@@ -49,8 +54,8 @@ class ResultsError(RuntimeError):
     pass
 
 
-__all__ = ["FLOOR", "MANIFEST", "SAMPLES", "SCHEMA", "SCHEMA_VERSION", "ResultsError", "RunWriter", "Sample",
-           "find_runs", "load", "new_run_id", "read_manifest", "read_samples"]
+__all__ = ["FLOOR", "MANIFEST", "SAMPLES", "SAMPLES_LIMIT", "SAMPLE_TYPES", "SCHEMA", "SCHEMA_VERSION", "ResultsError",
+           "RunWriter", "Sample", "find_runs", "load", "new_run_id", "read_manifest", "read_samples"]
 
 
 def new_run_id() -> str:
@@ -68,22 +73,35 @@ def _now() -> str:
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` at ``path`` whole or not at all: a full disk leaves the previous version."""
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class RunWriter:
-    """Owns one run directory while the run is in progress."""
+    """Owns one run directory while the run is in progress.
+
+    A sample is one ``write`` of one line to an ``O_APPEND`` descriptor; a line the file system
+    could not take whole (a full disk) is cut off again (``ftruncate`` to the last whole line),
+    and the run ends with one ``ResultsError`` naming the file: every sample written before
+    stays readable, the manifest keeps its last whole version."""
 
     def __init__(self, results_dir: Path, manifest: Mapping[str, Any], run_id: str | None = None):
         self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.dir = Path(results_dir) / self.run_id
-        self.dir.mkdir(parents=True, exist_ok=False)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=False)
+        except OSError as e:
+            raise ResultsError(f"cannot create the run directory {self.dir}: {e.strerror}") from e
         self.manifest: dict[str, Any] = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -94,18 +112,33 @@ class RunWriter:
             "writer": {"pid": os.getpid(), "start": proc_start(os.getpid()), "boot_id": _boot_id()},
             **manifest,
         }
-        _write_json_atomic(self.dir / MANIFEST, self.manifest)
-        self._fh = open(self.dir / SAMPLES, "a", buffering=1)
+        self._fd = -1
+        try:
+            _write_json_atomic(self.dir / MANIFEST, self.manifest)
+            self._fd = os.open(self.dir / SAMPLES, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:  # nothing of the run exists yet: leave no empty run behind
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise ResultsError(f"cannot write the run directory {self.dir}: {e.strerror}") from e
+        self._size = 0  # the end of the last whole line
         self._seq = 0
         self._unstored = 0
         self.counts = {"ok": 0, "failed": 0}
 
     def add(self, sample: Sample) -> None:
         row = {"run_id": self.run_id, "seq": self._seq, **asdict(sample)}
+        data = (json.dumps(row, default=str) + "\n").encode()
+        try:  # straight to the kernel: a killed run keeps every sample written so far
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)  # no half line: what was whole stays readable
+            raise ResultsError(f"cannot write {self.dir / SAMPLES}: {e.strerror}; the {self._seq} "
+                               f"sample(s) written before are kept") from e
+        self._size += len(data)
         self._seq += 1
         self.counts[sample.status] = self.counts.get(sample.status, 0) + 1
-        self._fh.write(json.dumps(row, default=str) + "\n")
-        self._fh.flush()  # a killed run keeps every sample written so far
         self._unstored += 1
         if self._unstored >= FLUSH_ROWS:
             self._store()
@@ -116,10 +149,16 @@ class RunWriter:
 
     def update(self, **fields: Any) -> None:
         self.manifest.update(fields)
-        _write_json_atomic(self.dir / MANIFEST, self.manifest)
+        try:
+            _write_json_atomic(self.dir / MANIFEST, self.manifest)
+        except OSError as e:
+            raise ResultsError(f"cannot write {self.dir / MANIFEST}: {e.strerror}; its last version and "
+                               f"the {self._seq} sample(s) written are kept") from e
 
     def finish(self, status: str) -> None:
-        self._fh.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         self._store()
         self.update(status=status, ended=_now(), samples=dict(self.counts))
 
@@ -131,8 +170,12 @@ class RunWriter:
         self._unstored = 0
         if "pyarrow" in sys.modules:
             from harness.store import convert
+            from harness.store.segments import StoreError
 
-            convert.update(self.dir)
+            try:
+                convert.update(self.dir)
+            except (OSError, StoreError) as e:
+                print(f"isobench: store of {self.dir} not written: {e}", file=sys.stderr)
             return
         root = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -146,13 +189,18 @@ class RunWriter:
 def read_manifest(run_dir: Path | str) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(read_regular(path))
     except FileNotFoundError as e:
         raise ResultsError(f"{run_dir}: not a run directory (no {MANIFEST})") from e
-    except json.JSONDecodeError as e:
+    except OSError as e:  # a file where the directory should be, a FIFO for a manifest …
+        raise ResultsError(f"{run_dir}: not a run directory ({path.name}: {e.strerror})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultsError(f"{path}: unreadable manifest: {e}") from e
-    if data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ResultsError(f"{path}: not an isobench manifest")
+    for key, kind in MANIFEST_TYPES.items():
+        if not isinstance(data.get(key), kind):
+            raise ResultsError(f"{path}: not an isobench manifest ({key!r} is {type(data.get(key)).__name__})")
     if data.get("schema_version", 0) > SCHEMA_VERSION:
         raise ResultsError(f"{path}: schema version {data['schema_version']} is newer than this isobench")
     if data.get("status") == "running" and not _writer_alive(data.get("writer", {})):
@@ -174,10 +222,19 @@ def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
     path = Path(run_dir) / SAMPLES
     if not path.exists():
         return rows
-    with open(path) as fh:
-        for line in fh:
-            with contextlib.suppress(json.JSONDecodeError):
-                rows.append(json.loads(line))
+    try:
+        fd = open_regular(path, SAMPLES_LIMIT)
+    except OSError as e:
+        raise ResultsError(f"{path}: unreadable ({e.strerror})") from e
+    with open(fd, errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(row, dict) or any(not isinstance(row.get(k), t) for k, t in SAMPLE_TYPES.items()):
+                raise ResultsError(f"{path}: line {n} is not a sample (a row needs {', '.join(SAMPLE_TYPES)})")
+            rows.append(row)
     return rows
 
 
@@ -238,10 +295,11 @@ def load(*run_dirs: Path | str, warmups: bool = True, columns: Callable[[str], b
             raise ResultsError(str(e)) from e
         if df is None or df.empty:
             continue
-        host = manifest.get("host", {})
+        host = manifest.get("host") or {}
+        cgroup = host.get("cgroup")
         df["host"] = frame.constant(df.index, host.get("hostname", ""))
         df["kernel"] = frame.constant(df.index, host.get("kernel", ""))
-        df["cgroup_version"] = host.get("cgroup", {}).get("version")
+        df["cgroup_version"] = cgroup.get("version") if isinstance(cgroup, dict) else cgroup
         df["run_status"] = frame.constant(df.index, manifest["status"])
         frames.append(df)
     if not frames:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ import runtimes
 from harness import metadata
 from harness.errors import UserError
 from harness.measure import MEASUREMENTS
+from harness.measure.common import image_digest
 from harness.measure.context import Context
-from harness.results import RunWriter, Sample
+from harness.results import ResultsError, RunWriter, Sample
 from harness.scenario import Scenario
 from harness.schedule import Conditions, Step, label, plan
 from runtimes import cgroups, owners
@@ -101,20 +102,31 @@ def _progress(steps: list[Step], enabled: bool | None) -> Any:
     return progress.reporter(len(steps), enabled, kinds=[f"{s.backend} {s.case.measurement}" for s in steps])
 
 
+#: what watches a run from outside its samples (``harness.soak``): called before the first step,
+#: after every step and after the last (the backends still open), between launches (never inside
+#: one), with the steps done so far, the step just done (None before the first and after the
+#: last), the open backends and the run directory
+Observer = Callable[[int, Step | None, Mapping[str, Backend], Path], None]
+
+
 def run(scenario: Scenario, results_dir: Path, backend_names: list[str] | None = None,
         progress: bool | None = None, skip_unavailable: bool = False,
-        run_id: str | None = None) -> Path:
+        run_id: str | None = None, observe: Observer | None = None) -> Path:
     names = backend_names or scenario.backends
     with contextlib.suppress(CgroupError, OSError):  # a real problem resurfaces, per sample
         cgroups.prepare()
     with contextlib.ExitStack() as stack:
         skipped: dict[str, str] = {}
         backends = open_backends(names, skip_unavailable, stack, skipped)
-        return _run(scenario, results_dir, backends, progress, run_id, stack, skipped)
+        run_dir = _run(scenario, results_dir, backends, progress, run_id, stack, skipped, observe)
+    # every instance and backend is closed: nothing of the run is left to spare from a sweep
+    owners.release(run_dir.name)
+    return run_dir
 
 
 def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], progress: bool | None,
-         run_id: str | None, stack: contextlib.ExitStack, skipped: dict[str, str]) -> Path:
+         run_id: str | None, stack: contextlib.ExitStack, skipped: dict[str, str],
+         observe: Observer | None = None) -> Path:
     backend_meta = {name: b.metadata() for name, b in backends.items()}
     accel = {name: m["accel"] for name, m in backend_meta.items() if m.get("accel")}
     steps = plan(scenario.cases, list(backends), accel, scenario.seed)
@@ -127,6 +139,8 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
         "host": metadata.collect(),
         "planned_steps": len(steps),
         "schedule": {"seed": scenario.seed, "order": "shuffled blocks, spread repetitions (harness.schedule)"},
+        # each image workload: its image's name, digests and layers, and the process it runs
+        "workloads": {c.workload.name: c.workload.describe() for c in scenario.cases if c.workload.image},
     }, run_id)
     owners.claim(writer.run_id)  # `isobench cleanup` leaves this run's objects alone while it lives
     # the workloads' logs: written by root from untrusted output, readable by root only
@@ -136,11 +150,14 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
     # registered after the backends: runs before they close (what a measurement left live goes first)
     stack.callback(ctx.cleanup_live)
     status = "interrupted"
+    ending = True  # an exception ends the run: it, not a later one of the manifest's, is what is shown
     done = 0  # counted here: the progress bar does not count when it is disabled
     bar = _progress(steps, progress)
     try:
         conditions, previous = Conditions(), None
         with sigterm_unwinds():
+            if observe is not None:
+                observe(0, None, backends, writer.dir)
             for step in steps:
                 bar.set_postfix_str(f"{step.backend} {step.case.id}"[:60])
                 pred, cond = label(previous), conditions.read()
@@ -148,16 +165,24 @@ def _run(scenario: Scenario, results_dir: Path, backends: dict[str, Backend], pr
                                for s in _execute(backends[step.backend], step, ctx))
                 previous = step
                 done += 1
+                if observe is not None:
+                    observe(done, step, backends, writer.dir)
                 bar.update(1)
                 if done % 20 == 1:
                     writer.update(done_steps=done)
-        status = "completed"
+            if observe is not None and done:
+                observe(done, None, backends, writer.dir)
+        status, ending = "completed", False
     finally:
         bar.close()
-        # again at the end: a backend's metadata records what its launches ran (e.g. which
-        # launcher and zygote, after the scenario's per-launch options), not only its defaults
-        writer.update(done_steps=done, backends=_final_metadata(backends, backend_meta))
-        writer.finish(status)
+        try:
+            # again at the end: a backend's metadata records what its launches ran (e.g. which
+            # launcher and zygote, after the scenario's per-launch options), not only its defaults
+            writer.update(done_steps=done, backends=_final_metadata(backends, backend_meta))
+            writer.finish(status)
+        except ResultsError:
+            if not ending:
+                raise
     return writer.dir
 
 
@@ -179,4 +204,5 @@ def _execute(backend: Backend, step: Step, ctx: Context) -> list[Sample]:
         return [Sample(backend=backend.name, workload=case.workload.name, measurement=case.measurement,
                        metric="error", value=None, unit="", params=dict(case.params),
                        repetition=step.repetition, warmup=step.warmup, status="failed",
-                       error=f"{type(e).__name__}: {e}", accel=ctx.accel.get(backend.name), case=case.id)]
+                       error=f"{type(e).__name__}: {e}", accel=ctx.accel.get(backend.name), case=case.id,
+                       image=image_digest(case))]

@@ -30,3 +30,5 @@ class Sample:
     position: int | None = None
     predecessor: str | None = None
     conditions: Mapping[str, float] = field(default_factory=dict)
+    #: an image workload's image: its manifest digest (``sha256:…``); None for catalog workloads
+    image: str | None = None

@@ -23,6 +23,16 @@
     seconds = 3
     grid = { quota = [0.25, 0.5], threads = [1, 2], period_ms = [100] }
 
+    [workload.web]            # a workload made of an imported image (runtimes.image.workload)
+    image = "isobench/pyhttp"
+    ready = { http = "8000/" }
+
+A ``[workload.NAME]`` table is of the kind its key names (``image``: the kinds are
+``runtimes.workload_kinds``).  An experiment names such workloads beside catalog ones
+(``workloads = ["web"]``);
+a measurement with a catalog workload of its own takes them with its image grid
+(``MeasurementInfo.images``: e.g. mem_limit's ``limit_mib`` alone).
+
 Validation fails with one ``ScenarioError`` line naming the file, the key and
 the problem; nothing is created before a scenario validated.
 """
@@ -41,9 +51,11 @@ import runtimes
 from harness.case import Case
 from harness.metric import MeasurementInfo
 from runtimes import names as backend_names
+from runtimes import workload_kinds
 from runtimes.base import Limits
 from runtimes.declaration import OptionError
-from runtimes.workloads import CATALOG, Workload
+from runtimes.userpaths import read_regular
+from runtimes.workloads import CATALOG, AnyWorkload, Workload
 
 
 class ScenarioError(ValueError):
@@ -57,7 +69,7 @@ EXPERIMENT_KEYS = {"measurement", "backends", "workloads", "workload", "params",
 #: (``seconds`` is not: it is part of the workload, the same on every backend of a case)
 OVERRIDABLE = {"repetitions", "warmups", "timeout", "skip"}
 SCENARIO_KEYS = {"name", "description", "backends", "repetitions", "warmups", "timeout", "seed", "reference"}
-TOP_KEYS = {"scenario", "backend", "experiment"}
+TOP_KEYS = {"scenario", "backend", "experiment", "workload"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def _number(path: str, key: str, value: Any, lo: float, hi: float = float("inf")
 def load(path: str | Path) -> Scenario:
     p = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = read_regular(path).decode("utf-8")
     except OSError as e:
         raise ScenarioError(f"{p}: cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:
@@ -141,12 +153,13 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
             runtimes.declaration(b).check_options(opts)
         except OptionError as e:
             raise _err(p, f"backend.{b}.{e.key}", str(e)) from e
+    images = _image_workloads(p, data.get("workload", {}))
     experiments = data.get("experiment", [])
     if not isinstance(experiments, list) or not experiments:
         raise _err(p, "experiment", "at least one [[experiment]] is needed")
     cases: list[Case] = []
     for i, exp in enumerate(experiments):
-        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends)
+        cases += _expand(p, f"experiment[{i}]", exp, defaults, backends, images)
     reference = head.get("reference")
     if reference is not None and reference not in backends:
         raise _err(p, "scenario.reference", f"must be one of the scenario's backends, got {reference!r}")
@@ -155,7 +168,29 @@ def parse(data: Mapping[str, Any], p: str = "<scenario>", text: str = "") -> Sce
                     _number(p, "scenario.seed", head.get("seed", 0), 0, 2**63, (int,)), reference)
 
 
-def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str]) -> list[Case]:
+def _image_workloads(p: str, raw: Any) -> dict[str, AnyWorkload]:
+    """The ``[workload.NAME]`` tables, each loaded by its kind (an image's: resolved to the
+    imported image now, one clear line when it is not there: nothing runs)."""
+    if not isinstance(raw, Mapping):
+        raise _err(p, "workload", "must be a table of [workload.NAME] tables")
+    out = {}
+    for name, table in raw.items():
+        where = f"workload.{name}"
+        if name in CATALOG:
+            raise _err(p, where, f"{name!r} is a catalog workload: give the workload another name")
+        if not isinstance(table, Mapping):
+            raise _err(p, where, "must be a table")
+        try:
+            out[name] = workload_kinds.of(table).load(name, table)
+        except workload_kinds.TableError as e:
+            raise _err(p, f"{where}.{e.key}" if e.key else where, str(e)) from e
+        except ValueError as e:  # the kind's own words (an ImageError among them)
+            raise _err(p, where, str(e)) from e
+    return out
+
+
+def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends: list[str],
+            images: Mapping[str, AnyWorkload]) -> list[Case]:
     if not isinstance(exp, Mapping):
         raise _err(p, where, "must be a table")
     # the measurements declare their workload, grid and keys; imported here, not at the top,
@@ -176,10 +211,12 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
     if not isinstance(names, list) or not names:
         raise _err(p, f"{where}.workloads", "must name at least one workload")
     for n in names:
-        if n not in CATALOG:
-            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join(CATALOG)})")
-    if default_wl and names != [default_wl]:
-        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only")
+        if n not in CATALOG and n not in images:
+            raise _err(p, f"{where}.workloads", f"unknown workload {n!r} (known: {', '.join([*CATALOG, *images])})")
+    if default_wl and any(n != default_wl and n not in images for n in names):
+        raise _err(p, f"{where}.workloads", f"{m} runs the {default_wl!r} workload only (or image workloads)")
+    if any(n in images for n in names):
+        grid_spec = _image_grid(p, where, info, names, images)
     reps = _number(p, f"{where}.repetitions", exp.get("repetitions", defaults["repetitions"]), 1, 100_000, (int,))
     warm = _number(p, f"{where}.warmups", exp.get("warmups", defaults["warmups"]), 0, 100_000, (int,))
     timeout = _number(p, f"{where}.timeout", exp.get("timeout", defaults["timeout"]), 0.1, 86_400)
@@ -195,6 +232,10 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for b in only:
             if b not in backends:
                 raise _err(p, f"{where}.backends", f"{b!r} is not among scenario.backends")
+    imageless = [b for b in (only or backends) if not runtimes.declaration(b).images]
+    if imageless and any(n in images for n in names):
+        raise _err(p, f"{where}.backends", f"{', '.join(imageless)} runs no image workload: give the experiment "
+                   f"a backends list without it")
     base_params = exp.get("params", {})
     if not isinstance(base_params, Mapping):
         raise _err(p, f"{where}.params", "must be a table of workload parameters")
@@ -219,7 +260,8 @@ def _expand(p: str, where: str, exp: Any, defaults: Mapping[str, Any], backends:
         for combo in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
             cell = dict(zip(keys, combo, strict=True))
             try:
-                wl, limits = _bind(info, name, cell, base_params, seconds)
+                wl, limits = (images[name], _limits(info, cell)) if name in images else _bind(
+                    info, name, cell, base_params, seconds)
             except ValueError as e:
                 raise _err(p, where, str(e)) from e
             cases.append(Case(info.name, wl, limits, cell, reps, warm, float(timeout), settle_s=float(settle),
@@ -272,3 +314,15 @@ def _bind(info: MeasurementInfo, name: str, cell: Mapping[str, Any], base: Mappi
 def _limits(info: MeasurementInfo, cell: Mapping[str, Any]) -> Limits:
     """The limits a grid cell asks for, as its measurement declares them."""
     return info.limits(cell) if info.limits is not None else Limits()
+
+
+def _image_grid(p: str, where: str, info: MeasurementInfo, names: list[str],
+                images: Mapping[str, AnyWorkload]) -> Mapping[str, Any]:
+    """The grid keys of an experiment with image workloads (the measurement's image grid)."""
+    spec = info.image_grid()
+    if spec is None:
+        raise _err(p, f"{where}.workloads", f"{info.name} runs no image workload")
+    if any(n not in images for n in names) and dict(spec) != dict(info.grid):
+        raise _err(p, f"{where}.workloads", f"{info.name} takes other grid keys with image workloads "
+                   f"({', '.join(spec) or 'none'}): give them an experiment of their own")
+    return spec

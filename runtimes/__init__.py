@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runtimes.base import Backend
-from runtimes.declaration import Declaration, resolve
+from runtimes.declaration import Declaration, resolve_named
 
 #: backend name -> "module:attribute" of its declaration
 REGISTRY: dict[str, str] = {
@@ -30,8 +30,10 @@ REGISTRY: dict[str, str] = {
     "oci:runc": "runtimes.oci:RUNC",
     "oci:crun": "runtimes.oci:CRUN",
     "oci:runsc": "runtimes.oci:RUNSC",
+    "podman": "runtimes.podman:DECLARATION",
     "vm": "runtimes.vm:DECLARATION",
     "qemu": "runtimes.vm:QEMU",
+    "qemu:virtiofs": "runtimes.vm:QEMU_VIRTIOFS",
 }
 
 #: what ``isobench exec`` runs a command in unless told otherwise
@@ -64,10 +66,7 @@ def declaration(name: str) -> Declaration:
     if name not in REGISTRY:
         raise KeyError(f"unknown backend {name!r} (known: {', '.join(REGISTRY)})")
     if name not in _loaded:
-        found = resolve(REGISTRY[name])
-        if not isinstance(found, Declaration) or found.name != name:
-            raise TypeError(f"{REGISTRY[name]} is not the declaration of backend {name!r}")
-        _loaded[name] = found
+        _loaded[name] = resolve_named(REGISTRY[name], Declaration, name, "declaration of backend")
     return _loaded[name]
 
 

@@ -27,6 +27,7 @@ import abc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 # PREFIX and Limits live in leaf modules (runtimes.cgroups uses them without importing this
@@ -37,7 +38,7 @@ from runtimes.naming import check_object_name, check_run_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.cgroups import Cgroup
-    from runtimes.workloads import Workload
+    from runtimes.workloads import AnyWorkload
 
 
 def now_ns() -> int:
@@ -57,7 +58,7 @@ class InstanceTimeout(BackendError):
 class LaunchSpec:
     """What to run and under which limits: the same for every backend."""
 
-    workload: Workload
+    workload: AnyWorkload  # a catalog entry, or one a [workload.NAME] table defines (an image's process)
     run_id: str
     instance: str  # unique name, ``isobench-<run_id>-<n>``; used for cgroups, domains, hostnames
     limits: Limits = Limits()
@@ -183,8 +184,19 @@ class Backend(abc.ABC):
         reports, never probes: what ``prepare()`` found."""
         return {}
 
+    def helpers(self) -> dict[str, int]:
+        """The long-lived processes the backend keeps between launches (name -> pid; none by
+        default): what a soak samples beside the harness (``harness.soak``)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend-wide resources (connections) at the end of a run; idempotent."""
+
+    def image_files(self, spec: LaunchSpec) -> tuple[Path, ...] | None:
+        """The host files an instance of ``spec`` reads its image's bytes from, when they are not
+        the image's layer directories (None): a guest's layer disks.  The page-cache measurement
+        asks the kernel which of their pages are cached (nothing is built or read in here)."""
+        return None
 
     def __enter__(self) -> Self:
         return self

@@ -40,6 +40,7 @@ class BwrapBackend(BareBackend):
     name = "bwrap"
 
     def __init__(self) -> None:
+        super().__init__()
         # looked up before any launch: a PATH search or a rootfs check in the window would be timed
         self.bwrap = find()
         self.root: str | None = None
@@ -90,6 +91,7 @@ DECLARATION = Declaration(
     colour="#AA4499",
     peer_of="container",
     optional=True,
+    images=False,  # bubblewrap over an image's tree: not yet (it binds the catalog's rootfs)
     doctor="runtimes.bwrap:checks",
     tools={"bwrap": ("bwrap", "--version")},
 )

@@ -18,7 +18,7 @@ import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from runtimes.base import Backend
@@ -52,6 +52,11 @@ class Option:
     help: str = ""
     #: the ``LaunchSpec`` field this option fills (e.g. ``vcpus``); None: it goes to ``spec.extra``
     spec_field: str | None = None
+    #: the only values it may take (empty: any of its type)
+    choices: tuple[Any, ...] = ()
+    #: ``"module:function"``: value -> why it cannot serve (None: it can), asked when a scenario is
+    #: read, so a value that names a file (a seccomp profile) is refused before anything is created
+    verify: str | None = None
 
     def check(self, value: Any) -> Any:
         """The value if it is valid, else an ``OptionError`` naming this option."""
@@ -66,6 +71,10 @@ class Option:
             raise OptionError(self.name, f"must be a finite number, got {value!r}")
         if isinstance(value, (int, float)) and not lo <= value <= hi:
             raise OptionError(self.name, f"must be between {lo:g} and {hi:g}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise OptionError(self.name, f"must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        if self.verify is not None and (problem := resolve(self.verify)(value)) is not None:
+            raise OptionError(self.name, str(problem))
         return value
 
 
@@ -91,6 +100,18 @@ def resolve(ref: str | Callable[..., Any]) -> Any:
         return ref
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+Named = TypeVar("Named")
+
+
+def resolve_named(ref: str, cls: type[Named], name: str, what: str) -> Named:
+    """The ``cls`` called ``name`` that ``ref`` points to (a registry's entry); TypeError when it
+    is not one: a registry line pointing at the wrong thing is a bug, not bad input."""
+    found = resolve(ref)
+    if not isinstance(found, cls) or getattr(found, "name", None) != name:
+        raise TypeError(f"{ref} is not the {what} {name!r}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,14 @@ class Declaration:
     #: accelerator or platform the rows record (``accel``) -> the words every figure of this
     #: backend's series carries, as "TCG, emulated" does for a guest (``harness.stats.series.label``)
     accel_labels: Mapping[str, str] = field(default_factory=dict)
+    #: Debian packages it needs beyond the project's own (``harness.doctor.SYSTEM_PACKAGES``), each
+    #: with the file that says it is installed: ``doctor --fix`` installs them
+    packages: Mapping[str, str] = field(default_factory=dict)
+    #: how it runs an image, when that is not what its name says: every label of its image
+    #: workloads' rows carries it (``bare``: "chroot")
+    image_label: str | None = None
+    #: it runs image workloads (``[workload.NAME]``); False: a launch of one is a clear error
+    images: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.enforcement) - set(LIMIT_KINDS)

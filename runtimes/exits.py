@@ -22,11 +22,13 @@ then has no exit event (``ExitEvents.lost`` says that happened).
 
 from __future__ import annotations
 
-import collections
+import array
 import contextlib
 import os
 import socket
 import struct
+import weakref
+from collections.abc import Iterator
 
 from runtimes.base import now_ns
 
@@ -46,6 +48,24 @@ _HEADER = struct.Struct("=IIQ")  # what, cpu, timestamp_ns
 _EXIT = struct.Struct("=6i")  # pid, tgid, exit code, exit signal, parent pid, parent tgid
 #: exits kept between drains and look-ups (parent tgid, tgid, timestamp)
 KEEP = 4096
+
+
+class _Ring:
+    """The last ``size`` exits, in three arrays allocated whole at the start: a deque of tuples
+    grew the harness by ~650 KiB while it filled with the host's exits (a soak's slope that was
+    no leak); this takes its memory once."""
+
+    def __init__(self, size: int):
+        self.size, self.n = size, 0
+        self.parents, self.tgids, self.times = (array.array("q", bytes(8 * size)) for _ in range(3))
+
+    def append(self, event: tuple[int, int, int]) -> None:
+        i = self.n % self.size
+        self.parents[i], self.tgids[i], self.times[i] = event
+        self.n += 1
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return zip(self.parents[:min(self.n, self.size)], self.tgids, self.times, strict=False)
 
 
 def _filters_in_kernel() -> bool:
@@ -74,23 +94,38 @@ def parse(datagram: bytes) -> tuple[int, int, int] | None:
     return (ptgid, tgid, ts) if pid == tgid else None
 
 
+def _unsubscribe(sock: socket.socket, exit_only: bool) -> None:
+    """Tell the kernel this listener is gone, then close: the kernel counts listeners by these
+    messages alone (a socket closed without one leaves its count up, and every fork, exec and
+    exit on the host keeps building an event for nobody)."""
+    with contextlib.suppress(OSError):
+        sock.send(_control(PROC_CN_MCAST_IGNORE, exit_only))
+    sock.close()
+
+
 class ExitEvents:
-    """A proc connector subscription; raises OSError when it cannot be made."""
+    """A proc connector subscription; raises OSError when it cannot be made.
+
+    Released by ``close()``; one never closed is released when it is collected or when the
+    interpreter exits (``weakref.finalize``), so every exit path but SIGKILL sends the kernel
+    its IGNORE.  After a SIGKILL the kernel frees the socket but keeps counting the listener
+    (``cn_release`` frees the socket's filter only): nothing in user space can undo that."""
 
     def __init__(self) -> None:
         self._exit_only = _filters_in_kernel()
-        self._sock: socket.socket | None = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        self._sock: socket.socket | None = sock
+        self._release = weakref.finalize(self, _unsubscribe, sock, self._exit_only)
         try:
             with contextlib.suppress(OSError):  # without it: the default queue
-                self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-            self._sock.bind((0, CN_IDX_PROC))
-            self._sock.send(_control(PROC_CN_MCAST_LISTEN, self._exit_only))
-            self._sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+            sock.bind((0, CN_IDX_PROC))
+            sock.send(_control(PROC_CN_MCAST_LISTEN, self._exit_only))
+            sock.setblocking(False)
         except BaseException:
-            self._sock.close()
-            self._sock = None
+            self.close()
             raise
-        self._exits: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=KEEP)
+        self._exits = _Ring(KEEP)
         #: the kernel dropped events since this subscription began (its queue overflowed)
         self.lost = False
         self._probe()
@@ -132,9 +167,9 @@ class ExitEvents:
 
     def close(self) -> None:
         """Unsubscribe (the kernel counts listeners) and close; idempotent."""
-        if self._sock is None:
-            return
-        with contextlib.suppress(OSError):
-            self._sock.send(_control(PROC_CN_MCAST_IGNORE, self._exit_only))
-        self._sock.close()
         self._sock = None
+        self._release()  # runs _unsubscribe once, whoever asks first
+
+    def fileno(self) -> int:
+        """The socket's descriptor (-1 once closed): how a sampler finds the subscription."""
+        return self._sock.fileno() if self._sock is not None else -1

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from runtimes import owners
+from runtimes import owners, readiness
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup
 from runtimes.marker import MarkerChannel
+from runtimes.output import LineWatch
 from runtimes.stdio import Stdio
 from runtimes.workloads import MARKER_FD
 
@@ -33,12 +34,15 @@ OUTPUT_DRAIN_S = 1.0
 
 def open_log(spec: LaunchSpec, suffix: str) -> Stdio:
     """The workload's stdio (``runtimes.stdio``): pipes copied to the harness's own stdout/stderr
-    (``isobench exec``), to a log file, or nowhere."""
+    (``isobench exec``), to a log file, or nowhere; read line by line as well when the workload
+    is ready by a line of its output (``runtimes.output``)."""
+    ready = spec.workload.ready
+    watch = LineWatch(ready.pattern) if ready.kind == "log" and ready.pattern else None
     if spec.extra.get("stdio") == "inherit":
-        return Stdio.inherit()
+        return Stdio.inherit(watch)
     if spec.log_dir:
-        return Stdio.to_log(Path(spec.log_dir) / f"{spec.instance}.{suffix}.log")
-    return Stdio.discard()
+        return Stdio.to_log(Path(spec.log_dir) / f"{spec.instance}.{suffix}.log", watch)
+    return Stdio.discard(watch)
 
 
 @contextlib.contextmanager
@@ -53,6 +57,7 @@ def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[Stdio]:
     instance exists."""
     try:
         owners.claim(spec.run_id)
+        readiness.prepare(spec.workload.ready)  # what a readiness probe needs, made before t_launch too
         stdio = open_log(spec, suffix)
     except OSError as e:
         raise BackendError(f"{what}: {e}") from e
@@ -88,6 +93,15 @@ def kill_and_reap(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def reaped(pid: int) -> bool:
+    """Collect a child of ours if it has exited; True once it is gone (or no child of ours)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return bool(done)
 
 
 class ChildProcess:
@@ -153,6 +167,15 @@ class ProcessInstance(Instance):
 
     #: the workload's stdio (``runtimes.stdio``), owned from the launch on: closed in the teardown
     stdio: Stdio | None = None
+    #: the workload has a network namespace of its own (probes enter it; bare: the host's)
+    own_netns = False
+    #: its ``lo`` is down until someone brings it up (unshare(1)): the probe does
+    lo_down = False
+    #: ``proc`` is a launcher whose (first) child is the workload (unshare(1) --fork)
+    forks = False
+    #: ``proc`` gets an image's environment (it is the workload, or a launcher that passes its own
+    #: on); False: a runtime that sets the workload's environment itself (runc, crun, podman)
+    workload_env = True
 
     def __init__(self, spec: LaunchSpec, cgroup: Cgroup | None, times: Timestamps, stdio: Stdio | None = None):
         self.spec = spec
@@ -165,12 +188,17 @@ class ProcessInstance(Instance):
         self.results = self.marker.results
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+        #: catalog workloads report on fd 3; an image's process gets no fd 3 at all
+        self.uses_marker = spec.workload.ready.kind == "marker"
 
     def _env(self) -> Mapping[str, str]:
         """``extra["env"]`` when the caller gives one (e.g. a container's environment, for a like
-        for like memory reference), else the harness's own."""
+        for like memory reference), else an image's process environment, else the harness's own."""
         env = self.spec.extra.get("env")
-        return dict(env) if env is not None else os.environ
+        if env is not None:
+            return dict(env)
+        process = self.spec.workload.process
+        return dict(process.env) if process is not None and self.workload_env else os.environ
 
     def _spawn(self, argv: list[str], preexec: Any = None) -> None:
         cg_files = [str(p) for p in self.cgroup.procs_files()] if self.cgroup else []
@@ -179,6 +207,7 @@ class ProcessInstance(Instance):
             return
         assert self.stdio is not None
         stdin, out, err = self.stdio.child
+        marker = self.uses_marker
         r, w = os.pipe()
 
         def child() -> None:
@@ -189,20 +218,29 @@ class ProcessInstance(Instance):
                 fd = os.open(f, os.O_WRONLY)
                 os.write(fd, pid)
                 os.close(fd)
-            os.dup2(w, MARKER_FD)
+            if marker:
+                os.dup2(w, MARKER_FD)
             if preexec is not None:
                 preexec()
 
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=stdin, stdout=out, stderr=err, pass_fds=(MARKER_FD,), env=self._env(),
-                preexec_fn=child, start_new_session=True)
+                argv, stdin=stdin, stdout=out, stderr=err, pass_fds=(MARKER_FD,) if marker else (),
+                env=self._env(), preexec_fn=child, start_new_session=True)
         except BaseException:
             os.close(r)
             raise
         finally:
             os.close(w)
-        self.marker.read_fd(r)
+        self._read_marker(r)
+
+    def _read_marker(self, r: int) -> None:
+        """The marker pipe's read end: read (catalog), or closed at once (an image's process has none)."""
+        if self.uses_marker:
+            self.marker.read_fd(r)
+        else:
+            os.close(r)
+            self.marker.close()
 
     def _posix_spawn(self, argv: list[str], marker_fd: int = MARKER_FD) -> None:
         """posix_spawn ``argv`` with the stdio pipes on 0-2 and the marker pipe on fd 3: a vfork,
@@ -217,7 +255,8 @@ class ProcessInstance(Instance):
         # the stdio fds are the harness's (close-on-exec, above 2 unless its own 0-2 were closed)
         actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, fd, target)
                                           for target, fd in enumerate(self.stdio.child)]
-        actions.append((os.POSIX_SPAWN_DUP2, high, marker_fd))
+        if self.uses_marker:
+            actions.append((os.POSIX_SPAWN_DUP2, high, marker_fd))
         try:
             pid = os.posix_spawnp(argv[0], argv, self._env(), file_actions=actions, setsid=True)
         except BaseException:
@@ -226,11 +265,35 @@ class ProcessInstance(Instance):
         finally:
             os.close(high)
         self.proc = ChildProcess(pid)  # type: ignore[assignment]
-        self.marker.read_fd(r)
+        self._read_marker(r)
 
     def wait_ready(self, timeout: float) -> int:
-        self.times.t_ready = self.marker.wait_ready(timeout, self.name)
+        ready = self.spec.workload.ready
+        if ready.kind == "marker":
+            self.times.t_ready = self.marker.wait_ready(timeout, self.name)
+        else:
+            self.times.t_ready = readiness.wait(ready, self.probe_target(), timeout)
         return self.times.t_ready
+
+    def probe_target(self) -> readiness.Target:
+        """What a readiness probe needs of this instance (``runtimes.readiness``)."""
+        return readiness.Target(self.name, self._exited, self._probe_pids, own_netns=self.own_netns,
+                                lo_up=self.lo_down, lines=self.stdio.watch if self.stdio is not None else None,
+                                wait_exit=self._wait_exit)
+
+    def _probe_pids(self) -> list[int]:
+        """``processes()`` without psutil (whose first import, ~70 ms, would land in t_ready)."""
+        if self.cgroup is not None or self.proc is None:
+            return self.processes()
+        return readiness.descendants(self.proc.pid)
+
+    def _exited(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def _wait_exit(self, timeout: float) -> tuple[int, int | None]:
+        """``ready = exit``: the status and ``t_exit`` (an OCI runtime's is the container's exit)."""
+        status = self.wait(timeout)
+        return status, self.times.t_exit
 
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
@@ -262,11 +325,32 @@ class ProcessInstance(Instance):
             return []
 
     def stop(self) -> None:
+        self._stop_gracefully()
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if self.cgroup is not None and not self.cgroup.removed:
             self.cgroup.kill()
+
+    def _stop_gracefully(self) -> None:
+        """An image workload's stop: its stop signal, then up to its grace for it to exit (the
+        caller kills what is left).  Catalog workloads are killed at once."""
+        sig, grace = self.spec.workload.stop_signal, self.spec.workload.stop_grace_s
+        if sig is None or sig == signal.SIGKILL or self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(grace)
+
+    def _signal(self, sig: int) -> None:
+        """Deliver the stop signal to the workload's process: ours, or (``forks``: unshare(1)
+        --fork, which does not pass signals on) its child."""
+        assert self.proc is not None
+        target = self.proc.pid
+        if self.forks:
+            target = next(iter(readiness.descendants(self.proc.pid)[1:]), target)
+        os.kill(target, sig)
 
     def _teardown(self) -> None:
         try:

@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from runtimes.base import PREFIX
+from runtimes import trust
+from runtimes.naming import PREFIX
 from runtimes.workloads import BUSYBOX, STRESS_NG
 
 #: bump when the layout below changes, so cached trees are rebuilt
@@ -113,10 +114,13 @@ def build(cache: Path | None = None) -> Path:
     """Return the cached rootfs for the host's current binaries, building it if needed."""
     files = inputs()
     cache = cache or cache_dir()
+    try:  # every container's root: in a directory only root can change
+        trust.ensure_dir(cache / "rootfs", "the rootfs cache")
+    except trust.Untrusted as e:
+        raise RootfsError(str(e)) from None
     root = cache / "rootfs" / content_hash(files)
     if (root / ".complete").exists():
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the final place and rename: a crash never leaves a half tree in use.
     tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}-rootfs-", dir=root.parent))
     try:

@@ -30,7 +30,10 @@ import os
 import select
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runtimes.output import Feeder, LineWatch
 
 #: bytes per read of a pipe (its default capacity)
 CHUNK = 65536
@@ -50,11 +53,13 @@ def create_log(path: Path) -> BinaryIO:
 
 
 class _Stream:
-    """One pipe's read end and where its bytes go (``sink`` None: nowhere)."""
+    """One pipe's read end and where its bytes go (``sink`` None: nowhere); ``feeder`` also reads
+    them (an image workload ready by a line of its output: ``runtimes.output``)."""
 
-    def __init__(self, fd: int, sink: int | None):
+    def __init__(self, fd: int, sink: int | None, feeder: Feeder | None = None):
         self.fd = fd
         self.sink = sink
+        self.feeder = feeder
         self.done = threading.Event()  # EOF reached (or the stream was dropped) and fd closed
 
     def write(self, data: bytes) -> None:
@@ -125,6 +130,8 @@ class _Copier:
                     self._finish(ep, stream)
                     continue
                 try:
+                    if stream.feeder is not None:  # first: its receive time is the line's
+                        stream.feeder.feed(data)
                     stream.write(data)
                 except Exception:  # noqa: BLE001 - one stream's failure must not stall every other:
                     stream.sink = None  # it is drained from here on, never left to fill and block
@@ -141,6 +148,8 @@ class _Copier:
             del self._streams[stream.fd]
             ep.unregister(stream.fd)
             os.close(stream.fd)
+        if stream.feeder is not None:
+            stream.feeder.close()
         stream.done.set()
 
 
@@ -162,8 +171,10 @@ class Stdio:
     """
 
     def __init__(self, sinks: tuple[int | None, int | None], log: BinaryIO | None = None,
-                 path: str | None = None):
+                 path: str | None = None, watch: LineWatch | None = None):
         self.log, self.path = log, path
+        #: reads stdout and stderr line by line too (``runtimes.output``), else None
+        self.watch = watch
         self._child: list[int] = []
         self._streams: list[_Stream] = []
         try:
@@ -180,7 +191,7 @@ class Stdio:
     def _stream(self, sink: int | None) -> int:
         r, w = _pipe()
         self._child.append(w)  # closed by spawned() or close(), whatever happens next
-        stream = _Stream(r, sink)
+        stream = _Stream(r, sink, self.watch.feeder() if self.watch is not None else None)
         try:
             _COPIER.add(stream)
         except BaseException:
@@ -190,23 +201,23 @@ class Stdio:
         return w
 
     @classmethod
-    def inherit(cls) -> Stdio:
+    def inherit(cls, watch: LineWatch | None = None) -> Stdio:
         """``isobench exec``: stdout to the harness's stdout, stderr to its stderr."""
-        return cls((1, 2))
+        return cls((1, 2), watch=watch)
 
     @classmethod
-    def to_log(cls, path: Path) -> Stdio:
+    def to_log(cls, path: Path, watch: LineWatch | None = None) -> Stdio:
         """stdout and stderr, interleaved, to a new log at ``path`` (``create_log``)."""
         log = create_log(path)
         try:
-            return cls((log.fileno(), log.fileno()), log, str(path))
+            return cls((log.fileno(), log.fileno()), log, str(path), watch)
         except BaseException:
             log.close()
             raise
 
     @classmethod
-    def discard(cls) -> Stdio:
-        return cls((None, None))
+    def discard(cls, watch: LineWatch | None = None) -> Stdio:
+        return cls((None, None), watch=watch)
 
     @property
     def child(self) -> tuple[int, int, int]:

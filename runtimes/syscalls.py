@@ -196,3 +196,36 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     if libc.capset(ctypes.byref(hdr), data) < 0:
         raise _err(f"capset({effective:#x}, {permitted:#x}, {inheritable:#x})")
+
+
+# -- memory mappings: <sys/mman.h> (the page cache residency of a file: mmap + mincore) -------
+PROT_READ = 1
+MAP_SHARED = 1
+_MAP_FAILED = ctypes.c_void_p(-1).value
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte))
+
+
+def mmap(length: int, prot: int, flags: int, fd: int, offset: int = 0) -> int:
+    """mmap(NULL, length, prot, flags, fd, offset): the mapping's address."""
+    addr = libc.mmap(None, length, prot, flags, fd, offset)
+    if addr is None or addr == _MAP_FAILED:
+        raise _err(f"mmap({length}, {prot}, {flags:#x}, {fd}, {offset})")
+    return int(addr)
+
+
+def munmap(addr: int, length: int) -> None:
+    if libc.munmap(addr, length) < 0:
+        raise _err(f"munmap({addr:#x}, {length})")
+
+
+def mincore(addr: int, length: int) -> bytes:
+    """One byte per page of the mapping at ``addr``: bit 0 set when the page is resident (for a
+    file mapping: in the page cache, whoever brought it there)."""
+    pages = (length + os.sysconf("SC_PAGE_SIZE") - 1) // os.sysconf("SC_PAGE_SIZE")
+    vec = (ctypes.c_ubyte * max(pages, 1))()
+    if libc.mincore(addr, length, vec) < 0:
+        raise _err(f"mincore({addr:#x}, {length})")
+    return bytes(vec)[:pages]

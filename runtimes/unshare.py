@@ -2,12 +2,15 @@
 
 Not a runtime: no rootfs, no cgroup, no mounts beyond a fresh /proc.  It is
 the yardstick for the built-in container's launch→ready, measured in the same
-run: what creating the same namespaces costs with the standard tool.
+run: what creating the same namespaces costs with the standard tool.  An image
+workload runs in the image's read-only tree (``--root``, as ``bare``) with these
+namespaces; unshare(1) leaves the new network namespace's ``lo`` down, so the
+readiness probe brings it up when it enters the namespace (the container runtimes
+bring it up themselves before the exec).
 """
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from runtimes.bare import BareBackend
@@ -19,10 +22,8 @@ UNSHARE_ARGS = ("--fork", "--pid", "--mount-proc", "--mount", "--uts", "--ipc", 
 
 class UnshareBackend(BareBackend):
     name = "unshare"
-
-    def __init__(self) -> None:
-        # looked up once: a PATH search between t_launch and t_ready would be timed
-        self.unshare = shutil.which("unshare")
+    namespace_args = UNSHARE_ARGS
+    own_netns = True
 
     def available(self) -> str | None:
         if self.unshare is None:
@@ -33,7 +34,7 @@ class UnshareBackend(BareBackend):
         return [self.unshare or "unshare", *UNSHARE_ARGS, "--", *argv]
 
     def metadata(self) -> dict[str, Any]:
-        return {"unshare_args": list(UNSHARE_ARGS)}
+        return {**super().metadata(), "unshare_args": list(UNSHARE_ARGS)}
 
 
 DECLARATION = Declaration(
@@ -41,4 +42,5 @@ DECLARATION = Declaration(
     factory="runtimes.unshare:UnshareBackend",
     label="unshare(1) with the container's namespaces (a yardstick)",
     colour="#56B4E9",
+    image_label="unshare(1) namespaces",
 )

@@ -16,10 +16,11 @@ and a guest's init adds ``ISOBENCH EXIT <status>`` after the workload ended.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 BUSYBOX = "/bin/busybox"
 #: the environment a workload starts with inside an isolated environment (the container's, and the
@@ -140,12 +141,150 @@ CATALOG: dict[str, WorkloadDef] = {
 }
 
 
+#: how the harness knows a workload is ready (``Ready.kind``): the catalog's marker line on fd 3;
+#: an image workload's exit with status 0, a line of its output, a TCP connection or a 2xx HTTP
+#: answer inside the instance's own network namespace (``runtimes.readiness`` probes them)
+READY_KINDS = ("marker", "exit", "log", "tcp", "http")
+
+
+@dataclass(frozen=True)
+class Ready:
+    """One readiness condition, as data (a guest's init is handed the same thing)."""
+
+    kind: str = "marker"
+    port: int | None = None  # tcp, http
+    path: str = "/"  # http: the path asked for
+    pattern: str | None = None  # log: a regular expression searched in each output line
+
+    def __post_init__(self) -> None:
+        if self.kind not in READY_KINDS:
+            raise ValueError(f"unknown readiness {self.kind!r} (known: {', '.join(READY_KINDS)})")
+        if self.kind in ("tcp", "http") and (self.port is None or isinstance(self.port, bool)
+                                            or not 1 <= self.port <= 65535):
+            raise ValueError(f"{self.kind} readiness needs a port between 1 and 65535, got {self.port!r}")
+        if self.kind == "http" and not self.path.startswith("/"):
+            raise ValueError(f"http readiness: the path must start with '/', got {self.path!r}")
+        if self.kind == "log":
+            if not self.pattern:
+                raise ValueError("log readiness needs a regular expression")
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"log readiness: bad regular expression {self.pattern!r}: {e}") from e
+
+    @classmethod
+    def parse(cls, raw: Any) -> Ready:
+        """A scenario's ``ready``: ``"exit"``, ``{log = "REGEX"}``, ``{tcp = PORT}`` or
+        ``{http = "PORT/PATH"}``; ValueError naming what is wrong."""
+        if raw == "exit":
+            return cls("exit")
+        if not isinstance(raw, Mapping) or len(raw) != 1:
+            raise ValueError(f'must be "exit" or a table with one of log, tcp, http, got {raw!r}')
+        (kind, value), = raw.items()
+        if kind == "log":
+            if not isinstance(value, str):
+                raise ValueError(f"ready.log must be a string (a regular expression), got {value!r}")
+            return cls("log", pattern=value)
+        if kind == "tcp":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"ready.tcp must be a port number, got {value!r}")
+            return cls("tcp", port=value)
+        if kind == "http":
+            port, sep, path = str(value).partition("/")
+            if not isinstance(value, str) or not port.isdigit():
+                raise ValueError(f'ready.http must be "PORT/PATH" (e.g. "8000/healthz"), got {value!r}')
+            return cls("http", port=int(port), path="/" + path if sep else "/")
+        raise ValueError(f"unknown readiness {kind!r} (ready is \"exit\", or log, tcp or http)")
+
+    @classmethod
+    def from_words(cls, text: str) -> Ready:
+        """The form ``describe()`` writes (and an image's ``org.isobench.ready`` label carries):
+        ``exit``, ``tcp 6379``, ``http 8000/healthz``, ``log REGEX``."""
+        kind, _, rest = text.strip().partition(" ")
+        rest = rest.strip()
+        if kind == "exit" and not rest:
+            return cls("exit")
+        if kind == "log" and rest:
+            return cls("log", pattern=rest[1:-1] if len(rest) > 1 and rest[0] == rest[-1] == "/" else rest)
+        if kind in ("tcp", "http"):
+            return cls.parse({kind: int(rest) if kind == "tcp" and rest.isdigit() else rest})
+        raise ValueError(f"unknown readiness {text!r} (exit, tcp PORT, http PORT/PATH or log REGEX)")
+
+    def describe(self) -> str:
+        """In words, for rows' notes and the manifest: "tcp 6379", "http 8000/healthz"..."""
+        if self.kind in ("tcp", "http"):
+            return f"{self.kind} {self.port}{self.path if self.kind == 'http' else ''}"
+        return f"log /{self.pattern}/" if self.kind == "log" else self.kind
+
+
+#: the catalog's readiness: its ready marker
+MARKER = Ready("marker")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What an image workload's first process is: the same on every backend."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+
+
+class AnyWorkload(Protocol):
+    """What a backend, a measurement and the runner ask of a workload, whatever its kind: the
+    catalog's ``Workload`` below, or one a ``[workload.NAME]`` table defines
+    (``runtimes.workload_kinds``: an image's ``ImageWorkload``).  A backend that needs more of
+    one kind (an image's layers) asks for it with ``isinstance``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...  # "catalog", or the kind that defined it
+    @property
+    def ready(self) -> Ready: ...
+    @property
+    def image(self) -> Any: ...  # the image it runs (``runtimes.image.model.Image``), None for the catalog
+    #: the first process, resolved (None: the backend's own environment around ``argv()``)
+    @property
+    def process(self) -> ProcessSpec | None: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def exits_by_itself(self) -> bool: ...
+    @property
+    def stop_signal(self) -> int | None: ...  # None: stop() kills at once
+    @property
+    def stop_grace_s(self) -> float: ...
+    def argv(self) -> list[str]: ...
+    def bound(self) -> dict[str, Any]: ...  # its parameters, defaults filled in
+    def describe(self) -> dict[str, Any]: ...  # what the manifest records of it
+
+
 @dataclass(frozen=True)
 class Workload:
-    """A catalog entry with its parameters bound: what every backend runs."""
+    """A catalog entry with its parameters bound: what every backend runs (an ``AnyWorkload``)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "catalog"
+    ready: ClassVar[Ready] = MARKER
+    image: ClassVar[None] = None
+    process: ClassVar[None] = None
+    #: None: stop() kills at once (SIGKILL), as it always has for the catalog
+    stop_signal: ClassVar[int | None] = None
+    stop_grace_s: ClassVar[float] = 0.0
+
+    @property
+    def exits_by_itself(self) -> bool:
+        """It ends on its own right after ready (startup measures launch -> exit)."""
+        return self.name == "noop"
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records of it."""
+        return {"kind": self.kind, "name": self.name, "params": self.bound(), "ready": self.ready.describe()}
 
     def __post_init__(self) -> None:
         if self.name not in CATALOG:
@@ -200,12 +339,22 @@ def in_guest_cgroup(argv: list[str], memory_mib: int | None, pids: int | None) -
     stays outside the cgroup, so the workload's first process is the cgroup's first,
     as on a host; after the workload it reports the cgroup's own counters
     (``guest_cg_*``) and exits with the workload's status.  Without limits, ``argv``."""
-    if memory_mib is None and pids is None:
+    setup = guest_cgroup_setup(memory_mib, pids)
+    if setup is None:
         return argv
+    # the inner sh's $$ is its own pid: it joins the cgroup, then becomes the workload
+    run = f"{BUSYBOX} sh -c 'echo $$ > {GUEST_CGROUP}/cgroup.procs && exec \"$@\"' workload {shlex.join(argv)}"
+    return [BUSYBOX, "sh", "-c", f"{setup}; {run}; rc=$?; {guest_cgroup_report()}; exit $rc"]
+
+
+def guest_cgroup_setup(memory_mib: int | None, pids: int | None) -> str | None:
+    """Shell that makes ``GUEST_CGROUP`` with these limits (None: no limit, no cgroup).  Every
+    step must work (a limit that was not applied is no measurement): on failure it exits 97
+    before the workload starts, with the reason on the console."""
+    if memory_mib is None and pids is None:
+        return None
     g, b = GUEST_CGROUP, BUSYBOX
-    # every step must work (a limit that was not applied is no measurement): on failure the
-    # wrapper exits before the workload's ready marker, with the reason on the console
-    setup = [f"{{ {b} mountpoint -q /sys/fs/cgroup || {b} mount -t cgroup2 none /sys/fs/cgroup; }}",
+    setup = [f"{{ {b} grep -q ' /sys/fs/cgroup cgroup2 ' /proc/mounts || {b} mount -t cgroup2 none /sys/fs/cgroup; }}",
              "echo '+memory +pids' > /sys/fs/cgroup/cgroup.subtree_control", f"{b} mkdir -p {g}"]
     if memory_mib is not None:
         setup.append(f"echo {memory_mib << 20} > {g}/memory.max")
@@ -213,10 +362,13 @@ def in_guest_cgroup(argv: list[str], memory_mib: int | None, pids: int | None) -
         setup.append(f"echo {pids} > {g}/pids.max")
     swap_off = f"{{ [ ! -e {g}/memory.swap.max ] || echo 0 > {g}/memory.swap.max; }}"
     fail = "{ echo 'isobench: cannot apply the limits in the guest cgroup' >&2; exit 97; }"
-    # the inner sh's $$ is its own pid: it joins the cgroup, then becomes the workload
-    run = f"{b} sh -c 'echo $$ > {g}/cgroup.procs && exec \"$@\"' workload {shlex.join(argv)}"
-    report = (f"rc=$?; while read k v; do echo \"{RESULT} guest_cg_mem_$k=$v\" >&{MARKER_FD}; "
-              f"done < {g}/memory.events; "
-              f"echo \"{RESULT} guest_cg_mem_peak=$({b} cat {g}/memory.peak 2>/dev/null)\" >&{MARKER_FD}; "
-              f"read k v < {g}/pids.events; echo \"{RESULT} guest_cg_pids_max=$v\" >&{MARKER_FD}; exit $rc")
-    return [BUSYBOX, "sh", "-c", f"{{ {' && '.join(setup)} && {swap_off}; }} || {fail}; {run}; {report}"]
+    return f"{{ {' && '.join(setup)} && {swap_off}; }} || {fail}"
+
+
+def guest_cgroup_report() -> str:
+    """Shell that reports ``GUEST_CGROUP``'s own counters (``guest_cg_*``) on the marker channel."""
+    g, b = GUEST_CGROUP, BUSYBOX
+    return (f"while read k v; do echo \"{RESULT} guest_cg_mem_$k=$v\" >&{MARKER_FD}; "
+            f"done < {g}/memory.events; "
+            f"echo \"{RESULT} guest_cg_mem_peak=$({b} cat {g}/memory.peak 2>/dev/null)\" >&{MARKER_FD}; "
+            f"read k v < {g}/pids.events; echo \"{RESULT} guest_cg_pids_max=$v\" >&{MARKER_FD}")

@@ -8,6 +8,7 @@ they will meet.  Values are plausible but made up (seeded).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -71,7 +72,7 @@ def make_run(results_dir: Path, *, hostname: str = "hostA", kernel: str = "6.1.0
     if finish:
         w.finish("completed")
     else:
-        w._fh.close()  # a killed run never rewrites its manifest
+        os.close(w._fd)  # a killed run never rewrites its manifest (the kernel closes its file)
     return w.dir
 
 

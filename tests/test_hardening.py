@@ -123,7 +123,7 @@ def test_on_v1_a_backend_s_containers_share_one_devices_cgroup_made_before_any_l
     """The rules are the same for every container: one devices cgroup per backend (prepare, before
     t_launch), joined by each init, removed by close(); the cold variant makes one per instance."""
     require(cgroups.version() == 1, "the v1 devices controller (v2 attaches a program per cgroup)")
-    from runtimes.container.backend import ColdContainerBackend
+    from runtimes.container.cold import ColdContainerBackend
     from runtimes.container.devices.rules import shared_owner
 
     b = ContainerBackend()

@@ -37,7 +37,7 @@ def test_an_unknown_kernel_name_or_missing_path_is_one_clear_error() -> None:
 
 def test_a_path_is_used_as_is(tmp_path) -> None:
     img = tmp_path / "vmlinuz-6.9.0-test"
-    img.write_bytes(b"x")
+    img.write_bytes(b"\0" * 0x202 + b"HdrS" + b"\0" * 16)  # the x86 boot header's magic, no more
     k = kernels.resolve(str(img))
     assert (k.image, k.release, k.source, k.label) == (img, "6.9.0-test", "path", "6.9.0-test")
 

@@ -89,6 +89,7 @@ class FailingThird(BareBackend):
     """The real bare backend, except that its third launch fails."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.launched: list = []
 
     def launch(self, spec: LaunchSpec):

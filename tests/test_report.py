@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_interrupted_half_way(tmp_path):
 
 def test_run_killed_before_its_first_sample(tmp_path):
     w = RunWriter(tmp_path / "results", {"host": synth.host()}, run_id="run-empty")
-    w._fh.close()
+    os.close(w._fd)  # killed: its samples file is closed by the kernel, its manifest never rewritten
     synth.interrupt(w.dir)
     out = report.build([w.dir], tmp_path / "report")
     md = (out / "report.md").read_text()

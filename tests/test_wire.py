@@ -188,6 +188,7 @@ def test_the_c_zygote_s_constants_are_python_s() -> None:
         prims.ALWAYS, prims.EXISTS, prims.IS_DIR, prims.EXISTS_NOT_DIR]
     # the record sizes the C side insists on: what wire.py packs
     sizes = {int(n) for n in re.findall(r"len (?:!=|<) (\d+)", source)}
+    # (an image's user: "<II" and a u32 per group; "no marker": an empty record)
     assert {struct.calcsize("<BBQIQ"), struct.calcsize("<QQIBBBBi"), struct.calcsize("<iqq"),
-            struct.calcsize("<i"), struct.calcsize("<I")} == sizes
+            struct.calcsize("<i"), struct.calcsize("<I"), struct.calcsize("<II"), 0} == sizes
     assert f'"{init.INIT_COMM}"' in source and f'"{zygote_server.ZYGOTE_COMM}"' in source

@@ -16,6 +16,7 @@ from harness.cli import number
 from harness.compare import NOISE_FILE, calibrate, comparison, plan_line, reference_of
 from harness.errors import UserError
 from harness.stats import ALPHA, BOOTSTRAPS, MIN_N_CI, THRESHOLD
+from runtimes.userpaths import PathRefused, check_output_dir, check_output_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -106,6 +107,10 @@ def main(args: argparse.Namespace) -> int:
     if args.calibrate and len(args.runs) < 2 or not args.calibrate and len(args.runs) != 2:
         return fail("give BASE NEW, or --calibrate with two or more runs")
     try:
+        check_outputs(args, "--noise" if args.calibrate else None)
+    except PathRefused as e:
+        return fail(str(e))
+    try:
         loaded = [_load(s) for s in args.runs]
         reference = _reference(reference_arg, [m for _, ms in loaded for m in ms])
     except (ResultsError, OSError, ValueError) as e:
@@ -127,6 +132,20 @@ def main(args: argparse.Namespace) -> int:
     if not any(r.verdict not in ("only in base", "only in new") for r in c.rows):
         return fail(f"{args.runs[0]} and {args.runs[1]} have no series in common")
     return report(args, c, notes, injected, noise, reference)
+
+
+def check_outputs(args: argparse.Namespace, calibration: str | None = None) -> None:
+    """Every file and directory the command would write, before any run is read (``PathRefused``):
+    the calibration (named by the option ``calibration``), or the Markdown table and the page."""
+    from harness.report import compare_page
+
+    if calibration is not None:
+        check_output_file(args.noise or NOISE_FILE, calibration)
+        return
+    if args.markdown:
+        check_output_file(args.markdown, "--markdown")
+    first = [Path(r.split(",")[0]) for r in args.runs]
+    check_output_dir(getattr(args, "out", None) or compare_page.default_out(first[0], first[1]), "--out")
 
 
 def injections(specs: list[str]) -> list[Any]:

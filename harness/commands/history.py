@@ -55,6 +55,12 @@ def main(args: argparse.Namespace) -> int:
     from harness.results import ResultsError
     from harness.store.segments import StoreError
 
+    from runtimes.userpaths import check_output_dir
+
+    if args.action in ("add", "compact"):  # every directory written is checked before anything is read
+        check_output_dir(args.history, "--history")
+    else:
+        check_output_dir(args.out, "--out")
     try:
         if args.action == "add":
             return _add(args)
@@ -63,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         return _report(args)
     except (HistoryError, ResultsError, StoreError) as e:
         raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"{e.filename or args.history}: {e.strerror or e}") from None
 
 
 def _add(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.cli import number
 from harness.errors import UserError
+from runtimes.userpaths import check_output_dir
 
 HELP = "run a scenario inside guests: one per kernel × cgroup version (virtme-ng)"
 DEFAULT_TIMEOUT_S = 3600.0
@@ -58,7 +59,12 @@ def main(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UserError("--jobs: at least 1")
     scenario.load(args.scenario)  # a malformed scenario fails here, before anything boots
-    backends = _split(args.backends) if args.backends else None
+    check_output_dir(args.results, "--results")  # and an unwritable results directory, before a kernel is fetched
+    backends = _split(args.backends) if args.backends is not None else None
+    if backends is not None and not backends:
+        raise UserError(f"--backends {args.backends!r}: names no backend")
+    if not _split(args.kernels):
+        raise UserError(f"--kernels {args.kernels!r}: names no kernel")
     if backends:
         from runtimes import names as known
 

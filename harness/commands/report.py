@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.errors import UserError
+from runtimes.userpaths import check_output_dir
+
+#: what marks a directory as a report (one of them is enough)
+REPORT_FILES = ("report.html", "report.md", "card.png", "card.svg")
 HELP = "build tables, charts and an HTML/Markdown report from one or more run directories"
 
 
@@ -23,10 +28,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "else by kernel if kernels differ, else merged)")
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """The report directory, before any run is read: one that can be written, and -- since a
+    rebuild clears its charts and tables -- new, empty or an earlier report, never any directory."""
+    from harness.report import OWNED, default_out
+
+    out = Path(args.out) if args.out is not None else default_out(args.run_dirs)
+    check_output_dir(out, "--out")
+    if out.is_dir() and any(out.iterdir()) and not any((out / f).exists() for f in REPORT_FILES):
+        raise UserError(f"--out {out}: a directory that holds no report (a rebuild clears its "
+                        f"{' and '.join(OWNED)}): give a new or empty directory")
+
+
 def main(args: argparse.Namespace) -> int:
     from harness import report
     from harness.results import ResultsError
 
+    _check_out(args)
     try:
         if getattr(args, "card", False):
             return _card(args)

@@ -55,8 +55,8 @@ def _convert(runs: list[Path], compact: bool) -> int:
         try:
             u = convert.update(run)
             merged = convert.compact(run) if compact else 0
-        except (OSError, StoreError) as e:
-            print(f"isobench results: {run}: {e}", file=sys.stderr)
+        except (OSError, StoreError) as e:  # the run's log keeps every sample: nothing is lost
+            print(f"isobench results: {run}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
             failed += 1
             continue
         what = f"{u.rows} rows stored in {u.segments} segment(s)" if u.segments else "up to date"

@@ -30,6 +30,7 @@ from harness.validate import (
 from harness.validate.derive import COMMENT
 from harness.validate.expr import BaselineError
 from harness.validate.held import held
+from runtimes.userpaths import PathRefused, check_output_dir, check_output_file
 
 HELP = "check a run's enforcement results against a baseline of bounds (a CI gate; JUnit output)"
 
@@ -111,9 +112,27 @@ def _print(checks: list[Check], baseline: Path) -> tuple[int, int]:
     return failed, missing
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file or directory the command would write, before the run is read."""
+    from harness.report import validate_page
+
+    if args.update_baseline:
+        check_output_file(args.baseline, "--baseline")
+        return
+    if args.junit:
+        check_output_file(args.junit, "--junit")
+    if not args.self_test:
+        check_output_dir(getattr(args, "out", None) or validate_page.default_out(args.run_dir), "--out")
+
+
 def main(args: argparse.Namespace) -> int:
     from harness.results import ResultsError, load, read_manifest
 
+    try:
+        _check_outputs(args)
+    except PathRefused as e:
+        print(f"isobench validate: {e}", file=sys.stderr)
+        return 2
     try:
         manifest = read_manifest(args.run_dir)
         run_cases = cases(load(args.run_dir))

@@ -7,22 +7,30 @@ archive is fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``
 into ``<cache>/kernels/<package>_<version>/`` (never installed into /boot),
 with its module tree (``depmod`` run there), which virtme-ng finds beside the
 image and packs into the guest's initramfs.  A path is used as is.
+
+The cache is root's alone (``runtimes.trust``), and the image apt verified is
+sealed with its SHA-256 when it is unpacked: a cached image whose bytes changed
+since is refused with one line; one fetched before seals existed is fetched again.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
-from runtimes import rootfs
+from runtimes import rootfs, trust
 from runtimes.naming import PREFIX
+from runtimes.userpaths import open_regular
 
+#: the x86 boot protocol's header magic, and where it sits
+BZIMAGE_MAGIC, BZIMAGE_MAGIC_AT = b"HdrS", 0x202
+#: a kernel image larger than this is no kernel image
+BZIMAGE_LIMIT = 512 << 20
 SERIES = re.compile(r"^(?P<series>\d+\.\d+)(?:-(?P<flavour>rt|cloud))?$")
 
 
@@ -101,6 +109,18 @@ def _run(*argv: str, cwd: Path | None = None) -> str:
         raise UserError(f"{' '.join(argv[:3])}: {last[-1] if last else f'exit {e.returncode}'}") from e
 
 
+def cached(image: Path, origin: dict[str, str]) -> bool:
+    """Whether ``image`` is in the cache as apt verified it when it was fetched (False: fetch it);
+    a ``UserError`` when it is there but changed since, or the cache is not root's alone."""
+    if not (os.path.lexists(image) and trust.sealed(image)):
+        return False
+    try:
+        trust.verify(image, origin, "the cached kernel")
+    except trust.Untrusted as e:
+        raise UserError(f"--kernels: {e}") from None
+    return True
+
+
 def fetch(series: str, flavour: str, cache: Path | None = None) -> Kernel:
     spec = f"{series}-{flavour}" if flavour else series
     names = _run("apt-cache", "pkgnames", f"linux-image-{series}.").split()
@@ -110,22 +130,43 @@ def fetch(series: str, flavour: str, cache: Path | None = None) -> Kernel:
                         f"linux-image-{series}.*-{flavour + '-' if flavour else ''}amd64)")
     version = _run("apt-cache", "show", "--no-all-versions", pkg).partition("\nVersion: ")[2].split("\n")[0]
     release = pkg.removeprefix("linux-image-")
-    dest = (cache or cache_root()) / f"{pkg}_{version}"
+    try:
+        root = trust.ensure_dir(cache or cache_root(), "the kernel cache")
+    except trust.Untrusted as e:
+        raise UserError(f"--kernels: {e}") from None
+    dest = root / f"{pkg}_{version}"
     image = dest / "boot" / f"vmlinuz-{release}"
-    if not image.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-kernel-", dir=dest.parent) as tmp:
+    origin = {"package": pkg, "version": version}
+    if not cached(image, origin):  # not fetched yet, or fetched before kernels were sealed
+        with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-kernel-", dir=root) as tmp:
             _run("apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg, cwd=Path(tmp))
             deb = next(Path(tmp).glob("*.deb"))
             tree = Path(tmp) / "tree"
             _run("dpkg-deb", "-x", str(deb), str(tree))
             if (tree / "lib" / "modules" / release).is_dir():
                 _run("depmod", "-b", str(tree), release)
-            shutil.rmtree(dest, ignore_errors=True)
+            unpacked = tree / "boot" / f"vmlinuz-{release}"
+            if not unpacked.is_file():
+                raise UserError(f"--kernels: {pkg} {version} has no boot/vmlinuz-{release}")
+            trust.seal(unpacked, origin)
+            if dest.exists():  # an unsealed one: aside, so the name is missing only between two renames
+                os.rename(dest, Path(tmp) / "old")
             os.rename(tree, dest)
-    if not image.is_file():
-        raise UserError(f"--kernels: {pkg} {version} has no boot/vmlinuz-{release}")
     return Kernel(spec, image, release, f"debian {pkg} {version}")
+
+
+def not_a_bzimage(path: Path) -> str | None:
+    """Why ``path`` is no x86 kernel image (None: it is one): the boot protocol's ``HdrS`` magic
+    at 0x202 (Documentation/arch/x86/boot.rst), so ``/etc/passwd`` is never handed to a guest."""
+    try:
+        fd = open_regular(path, BZIMAGE_LIMIT)
+    except OSError as e:
+        return e.strerror
+    with os.fdopen(fd, "rb") as f:
+        header = f.read(BZIMAGE_MAGIC_AT + len(BZIMAGE_MAGIC))
+    if header[BZIMAGE_MAGIC_AT:] != BZIMAGE_MAGIC:
+        return "not an x86 kernel image (no bzImage header: a vmlinuz, such as /boot/vmlinuz-*, is needed)"
+    return None
 
 
 def resolve(spec: str, cache: Path | None = None) -> Kernel:
@@ -134,6 +175,9 @@ def resolve(spec: str, cache: Path | None = None) -> Kernel:
     if "/" in spec:
         if not path.is_file():
             raise UserError(f"--kernels: {spec}: no such kernel image")
+        why = not_a_bzimage(path)
+        if why is not None:
+            raise UserError(f"--kernels: {spec}: {why}")
         return Kernel(spec, path.resolve(), release_of(path), "path")
     parsed = parse_spec(spec)
     if parsed is None:

@@ -134,7 +134,22 @@ def charged() -> int | None:
 def mem_available() -> int:
     """MemAvailable in bytes, read right after a vmstat refresh."""
     refresh_vmstat()
+    return meminfo("MemAvailable")
+
+
+def meminfo(name: str) -> int:
+    """One field of /proc/meminfo, bytes (as it stands: ``mem_available`` refreshes first)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith(f"{name}:"):
             return int(line.split()[1]) * KIB
-    raise OSError("/proc/meminfo has no MemAvailable")
+    raise OSError(f"/proc/meminfo has no {name}")
+
+
+def file_charge(inst: Instance) -> int | None:
+    """Page cache charged to the instance's own cgroup (v1 ``memory.stat`` cache, v2 file), bytes;
+    None without a cgroup or a memory controller."""
+    dirs = getattr(inst.cgroup, "dirs", {}) if inst.cgroup is not None else {}
+    for key, field in (("memory", "cache"), ("", "file")):
+        if key in dirs:
+            return _kv(Path(dirs[key]) / "memory.stat").get(field)
+    return None

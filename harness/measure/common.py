@@ -77,7 +77,13 @@ class Rows:
             measurement=self.case.measurement, metric=metric, value=float(value), unit=unit,
             params={**self.case.params, **params}, repetition=self.repetition, warmup=self.warmup,
             accel=self.accel or self.ctx.accel.get(self.backend.name),
-            note=note if note is not None else self.note, case=self.case.id))
+            note=note if note is not None else self.note, case=self.case.id, image=image_digest(self.case)))
+
+
+def image_digest(case: Case) -> str | None:
+    """The digest of the case's image (rows carry it), None for a catalog workload."""
+    image = case.workload.image
+    return image.digest if image is not None else None
 
 
 def ns_to_ms(ns: float) -> float:

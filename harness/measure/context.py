@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import runtimes
-from runtimes.base import PREFIX, Backend, Instance, LaunchSpec, Limits
-from runtimes.workloads import Workload
+from runtimes.base import PREFIX, Backend, BackendError, Instance, LaunchSpec, Limits
+from runtimes.workloads import AnyWorkload
 
 
 @dataclass
@@ -35,6 +35,9 @@ class Context:
         """Launch ``spec`` on ``backend``, owned by this context until the caller cleaned it up:
         whatever a measurement leaves behind, ``cleanup_live`` (the runner's last word) removes."""
         self.live = [i for i in self.live if not i._cleaned]
+        if spec.workload.image is not None and not runtimes.declaration(backend.name).images:
+            raise BackendError(f"{backend.name} runs no image workload ({spec.workload.name}: image "
+                               f"{spec.workload.image.name})")
         inst = backend.launch(spec)
         self.live.append(inst)
         return inst
@@ -56,7 +59,7 @@ class Context:
             self.backends[name] = backend
         return self.backends[name]
 
-    def spec(self, backend: Backend, workload: Workload, limits: Limits = Limits(),
+    def spec(self, backend: Backend, workload: AnyWorkload, limits: Limits = Limits(),
              timeout_s: float = 60.0, **extra: Any) -> LaunchSpec:
         declaration = runtimes.declaration(backend.name)
         options = declaration.check_options(self.backend_options.get(backend.name, {}))

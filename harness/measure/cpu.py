@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from harness.measure import periods
-from harness.measure.common import Rows, enforcement_note, guest_report, is_guest, reported
+from harness.measure import limits_image, periods
+from harness.measure.common import Rows, enforcement_note, guest_report, is_guest, ns_to_ms, reported
 from harness.measure.watch import Usage, delta, failed_workload, finished_ok, read_usage, running
 from harness.metric import (
     NONE,
@@ -56,6 +56,7 @@ CPU_QUOTA = MeasurementInfo(
         # CFS burst (Linux >= 5.14): quota carried over from idle periods; a busy workload never has any
         "burst_ms": GridKey(_NUM, 0, 1000, required=False)},
     workload_keys=("threads",), limits=limits,  # busy threads under the quota
+    images=limits_image.CPU_GRID,  # an app started under the quota: the quota's keys alone
     charts=("harness.report.charts_enforcement:cpu_quota", "harness.report.charts_enforcement:cpu_ratio",
             "harness.report.charts_periods:cpu_periods"),
     findings=("harness.report.findings_enforcement:cpu_quota",),
@@ -168,6 +169,8 @@ def applied_quota(u: Usage, requested: float | None) -> tuple[float | None, int 
 
 @measurement(CPU_QUOTA)
 def cpu_quota(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.workload.image is not None:  # an app under the quota (limits_image)
+        return _image(backend, case, ctx, repetition, warmup)
     bound = case.workload.bound()
     threads, seconds = int(bound["threads"]), float(bound["seconds"])
     lead, end = cpu_window(seconds)
@@ -252,3 +255,30 @@ def _store_periods(rows: Rows, ctx: Context, series: periods.Series, quota: floa
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
         with open(ctx.log_dir / PERIODS_FILE, "a") as f:
             f.write(json.dumps(line) + "\n")
+
+
+def _image(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    """cpu_quota with an image workload: the app started under the quota (``limits_image``)."""
+    rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "cpu"))
+    held = limits_image.hold(backend, case, ctx, rows)
+    ready = held.ready_ms()
+    if ready is None:
+        raise limits_image.not_ready("CPU quota", held)
+    rows.add("cpu_quota_ready", ready)
+    _startup_rows(rows, held.at_ready)
+    return rows.samples
+
+
+def _startup_rows(rows: Rows, u: Mapping[str, float]) -> None:
+    """The CPU counters an image's start left: its CPU time, the quota, the CFS periods and throttling."""
+    if "cpu_usage_ns" in u:
+        rows.add("startup_cpu", ns_to_ms(u["cpu_usage_ns"]))
+    q, p = u.get("cpu_quota_us"), u.get("cpu_period_us")
+    if q is not None and p and q >= 0:
+        rows.add("cpu_quota_applied", q / p)
+    for metric, key, scale in (("nr_periods", "cpu_nr_periods", 1.0), ("nr_throttled", "cpu_nr_throttled", 1.0),
+                               ("throttled_ms", "cpu_throttled_ns", 1e-6)):
+        if key in u:
+            rows.add(metric, u[key] * scale)
+    if u.get("cpu_nr_periods"):
+        rows.add("throttled_share", u.get("cpu_nr_throttled", 0) / u["cpu_nr_periods"])

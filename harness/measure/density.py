@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from harness.measure import accounting
+from harness.measure import accounting, sharing
 from harness.measure.common import MIB, Rows, launch
 from harness.metric import LOWER, NONE, MeasurementInfo, Metric, Option, declare, measurement
 from runtimes.base import Backend
@@ -65,7 +65,10 @@ declare(
     Metric("density_pooled_control", "MiB/instance", NONE, "density",
            description="the pooled slope of the control ramps"),
     Metric("density_resolved", "bool", NONE, "density",
-           description="1 when the pooled interval is no wider than the pooled slope, else 0"),
+           description="1 when the pooled interval is no wider than the pooled slope and the slope is not "
+                       "negative, else 0 (its note says why)"),
+    Metric("density_charged_resolved", "bool", NONE, "density",
+           description="the same for the slope by the cgroup's charge (density_charged_pooled)"),
     Metric("attributable", "MiB", LOWER, "density",
            description="per instance: PSS of its processes + kernel memory charged to its cgroup"),
     Metric("attributable_pss", "MiB", LOWER, "density", description="per instance: PSS of its processes"),
@@ -94,7 +97,7 @@ def settled_available(settle_s: float, read: Callable[[], int] = accounting.mem_
 
 
 DENSITY = MeasurementInfo(
-    "density", title="Density", workload="idle", single_shot=True,
+    "density", title="Density", workload="idle", single_shot=True, images={},
     options={"instances": Option((int,), 1, 4096, 8, overridable=True)},  # the ramp's length
     charts=("harness.report.charts_memory:density",), findings=("harness.report.findings_density:density",))
 
@@ -110,12 +113,14 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
         raise ValueError(f"density needs instances >= 1, got {_instances(case)}")
     rows = Rows(backend, case, ctx, repetition, warmup)
     # alternate which comes first, so neither always runs on a host the other just disturbed
+    files = backend.image_files(ctx.spec(backend, case.workload, case.limits, case.timeout_s))
+    shared, shared_control = sharing.Reads(case.workload.image, files), sharing.Reads()  # the page cache, beside
     if repetition % 2 == 0:
-        ramp, per_instance, pace = _ramp(backend, case, ctx, rows)
-        control = _control(case, pace)
+        ramp, per_instance, pace = _ramp(backend, case, ctx, rows, shared)
+        control = _control(case, pace, shared_control)
     else:
-        control = _control(case, None)
-        ramp, per_instance, pace = _ramp(backend, case, ctx, rows)
+        control = _control(case, None, shared_control)
+        ramp, per_instance, pace = _ramp(backend, case, ctx, rows, shared)
     for k, (r, c) in enumerate(zip(ramp, control, strict=True)):
         rows.add("mem_available", r / MIB, instances=k)
         rows.add("mem_available_control", c / MIB, instances=k)
@@ -137,15 +142,19 @@ def density(backend: Backend, case: Case, ctx: Context, repetition: int, warmup:
         for k, v in enumerate(charged):
             rows.add("mem_charged", v / MIB, instances=k)
         rows.add("density_charged_slope", slope.theil_sen(ks, [(v - charged[0]) / MIB for v in charged]).slope)
+    sharing.add_rows(rows, shared, shared_control)
     if not warmup:
-        _pool(rows, case, ctx, repetition, ramp, control, charged)
+        _pool(rows, case, ctx, repetition, ramp, control, charged, shared)
     return rows.samples
 
 
-def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[int], dict[str, list[int]], float]:
+def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows,
+          shared: sharing.Reads) -> tuple[list[int], dict[str, list[int]], float]:
     """MemAvailable before and after each instance; each instance's own accounting (and
-    ``charged``, the cgroup's count at each point); seconds per step."""
+    ``charged``, the cgroup's count at each point); seconds per step.  ``shared`` reads the
+    page cache at the same points."""
     points = [settled_available(case.settle_s)]
+    shared.read()
     charged = [accounting.charged()]
     t0 = time.monotonic()
     own: dict[str, list[int]] = {"attributable_pss": [], "attributable_kernel": [], "attributable": [],
@@ -160,8 +169,10 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
             inst.wait_ready(case.timeout_s)
             held.append(inst)
             points.append(settled_available(case.settle_s))
+            shared.read()
             charged.append(accounting.charged())
         pace = (time.monotonic() - t0) / _instances(case)
+        shared.charge(held)
         for inst in held:  # read with all of them held, as MemAvailable was
             pss = accounting.pages(inst.processes()).pss
             kernel = accounting.kernel_memory(inst)
@@ -174,41 +185,62 @@ def _ramp(backend: Backend, case: Case, ctx: Context, rows: Rows) -> tuple[list[
     return points, own, pace
 
 
-def _control(case: Case, pace: float | None) -> list[int]:
+def _control(case: Case, pace: float | None, shared: sharing.Reads) -> list[int]:
     """The same reads at the same pace (the ramp's, when known) with nothing launched."""
     points = [settled_available(case.settle_s)]
+    shared.read()
     for _ in range(_instances(case)):
         t0 = time.monotonic()
         if pace:
             time.sleep(max(0.0, pace - case.settle_s))
         points.append(settled_available(case.settle_s))
+        shared.read()
         pace = pace or (time.monotonic() - t0)
     return points
 
 
 def _pool(rows: Rows, case: Case, ctx: Context, repetition: int, ramp: list[int], control: list[int],
-          charged: list[int]) -> None:
+          charged: list[int], shared: sharing.Reads) -> None:
     """Remember this ramp; with the case's last repetition, store the slope of all ramps pooled."""
     key = ("density.ramps", rows.backend.name, case.id)
-    ramps: list[tuple[list[int], list[int], list[int]]] = ctx.cache.setdefault(key, [])
-    ramps.append((ramp, control, charged))
+    ramps: list[tuple[list[int], list[int], list[int], sharing.Reads]] = ctx.cache.setdefault(key, [])
+    ramps.append((ramp, control, charged, shared))
     if repetition != case.repetitions - 1:
         return
-    fit = pooled_fit([[v / MIB for v in r] for r, _, _ in ramps])
-    drift = pooled_fit([[v / MIB for v in c] for _, c, _ in ramps])
+    fit = pooled_fit([[v / MIB for v in r[0]] for r in ramps])
+    drift = pooled_fit([[v / MIB for v in r[1]] for r in ramps])
     rows.add("density_pooled_slope", fit.slope, note=_slope_note(fit, f"{len(ramps)} ramps pooled"))
     if not fit.why:
         rows.add("density_pooled_lo", fit.lo)
         rows.add("density_pooled_hi", fit.hi)
     rows.add("density_pooled_control", drift.slope)
-    rows.add("density_resolved", float(fit.resolved))
-    if all(ch for _, _, ch in ramps):  # charged memory grows: negate to read as a drop
-        by_cgroup = pooled_fit([[-v / MIB for v in ch] for _, _, ch in ramps])
+    rows.add("density_resolved", float(fit.resolved and fit.slope >= 0), note=unresolved(fit, "MemAvailable"))
+    if all(r[2] for r in ramps):  # charged memory grows: negate to read as a drop
+        by_cgroup = pooled_fit([[-v / MIB for v in r[2]] for r in ramps])
         rows.add("density_charged_pooled", by_cgroup.slope,
                  note=_slope_note(by_cgroup, f"{len(ramps)} ramps pooled"))
         if not by_cgroup.why:
             rows.add("density_charged_pooled_lo", by_cgroup.lo)
             rows.add("density_charged_pooled_hi", by_cgroup.hi)
+        rows.add("density_charged_resolved", float(by_cgroup.resolved and by_cgroup.slope >= 0),
+                 note=unresolved(by_cgroup, "the cgroup's charge"))
+    sharing.pool(rows, [r[3] for r in ramps], pooled_fit)
+
+
+def unresolved(fit: Any, method: str) -> str | None:
+    """Why a pooled slope is no result (None when it is one): it has no interval, its interval is
+    wider than the figure, or it is negative -- an instance costs no less than nothing; a negative
+    slope says that memory left what was measured (page cache reclaimed or moved to another
+    cgroup) faster than the instances added theirs, which hides their cost."""
+    if fit.slope < 0:
+        bounds = f" [{fit.lo:.2f}, {fit.hi:.2f}]" if not fit.why else ""
+        return (f"not resolved: negative by {method} ({fit.slope:.2f} MiB/instance{bounds}): "
+                f"memory left what was measured faster than the instances added theirs")
+    if fit.why:
+        return f"not resolved by {method}: {fit.why}"
+    if not fit.resolved:
+        return f"not resolved by {method}: the interval [{fit.lo:.2f}, {fit.hi:.2f}] is wider than the figure"
+    return None
 
 
 def _slope_note(s: Any, prefix: str = "") -> str | None:

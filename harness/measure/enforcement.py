@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from harness.measure import limits_image
 from harness.measure.common import MIB, Rows, enforcement_note, guest_report, is_guest, ns_to_ms, reported
 from harness.measure.watch import failed_workload, finished_ok, poll, reported_int, running
 from harness.metric import LOWER, NONE, GridKey, MeasurementInfo, Metric, declare, measurement
@@ -40,6 +41,7 @@ MEM_LIMIT = MeasurementInfo(
     "mem_limit", title="Memory limit enforcement", workload="mem", single_shot=True,
     grid={"limit_mib": GridKey(_INT, 4, 1 << 20), "mib": GridKey(_INT, 1, 1 << 20)},
     workload_keys=("mib",), limits=memory_limits,  # touch ``mib`` MiB under a limit of ``limit_mib``
+    images=limits_image.MEM_GRID,  # an app started under the limit: ``limit_mib`` alone
     charts=(f"{_REPORT}:mem_limit",), findings=("harness.report.findings_enforcement:mem_limit",),
     gated=True, bounds=f"{_VALIDATE}.derive:mem_limit_bounds",
     mutations={"OOM never happens": f"{_VALIDATE}.selftest:oom_never"})
@@ -47,6 +49,7 @@ PIDS_LIMIT = MeasurementInfo(
     "pids_limit", title="Pids limit enforcement", workload="pids", single_shot=True,
     grid={"limit": GridKey(_INT, 1, 1 << 22), "count": GridKey(_INT, 1, 100_000)},
     workload_keys=("count",), limits=pids_limits,  # try ``count`` forks under a limit of ``limit``
+    images=limits_image.PIDS_GRID,  # an app started under the limit: ``limit`` alone
     charts=(f"{_REPORT}:pids_limit",), findings=("harness.report.findings_enforcement:pids_limit",),
     gated=True, bounds=f"{_VALIDATE}.derive:pids_limit_bounds",
     mutations={"pids limit lets one extra fork through": f"{_VALIDATE}.selftest:extra_fork"})
@@ -78,6 +81,8 @@ def _also(note: str | None, words: str) -> str:
 # -- mem_limit -------------------------------------------------------------------------
 @measurement(MEM_LIMIT)
 def mem_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.workload.image is not None:  # an app under the limit (limits_image)
+        return _mem_image(backend, case, ctx, repetition, warmup)
     limit_mib = case.limits.memory_mib
     if limit_mib is None:
         raise ValueError("mem_limit needs a memory limit (grid key limit_mib)")
@@ -142,6 +147,8 @@ def _mem_rows(rows: Rows, limit_mib: int, t_ready: int, reads: list[tuple[int, d
 # -- pids_limit ------------------------------------------------------------------------
 @measurement(PIDS_LIMIT)
 def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    if case.workload.image is not None:  # an app under the limit (limits_image)
+        return _pids_image(backend, case, ctx, repetition, warmup)
     limit = case.limits.pids
     if limit is None:
         raise ValueError("pids_limit needs a pids limit (grid key limit)")
@@ -173,4 +180,56 @@ def pids_limit(backend: Backend, case: Case, ctx: Context, repetition: int, warm
     peak = [u["pids_current"] for u in reads if "pids_current" in u]
     if peak:
         rows.add("pids_peak", max(peak))
+    return rows.samples
+
+
+def _mem_image(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    """mem_limit with an image workload: the app started under the limit (``limits_image``)."""
+    limit_mib = case.limits.memory_mib
+    if limit_mib is None:
+        raise ValueError("mem_limit needs a memory limit (grid key limit_mib)")
+    rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "memory"))
+    held = limits_image.hold(backend, case, ctx, rows)
+    kills = held.most("oom_kill")
+    if not kills and held.sigkilled_unread():
+        kills, rows.note = 1, "; ".join(filter(None, [rows.note, limits_image.INFERRED_OOM]))
+    if kills is None:
+        raise BackendError(f"{backend.name} exposes no OOM counter (usage() has no oom_kill): cannot measure "
+                           f"mem_limit")
+    if held.t_ready is None and not kills:
+        raise limits_image.not_ready("memory limit", held)
+    rows.add("oom_killed", int(kills > 0))
+    ready = held.ready_ms()
+    if ready is not None:
+        rows.add("mem_limit_ready", ready)
+    peak = held.most("mem_peak_bytes") or held.most("mem_current_bytes")
+    if peak is not None:
+        rows.add("mem_peak", peak / MIB)
+    rows.add("mem_limit", limit_mib)
+    for metric, key in (("mem_failcnt", "mem_failcnt"), ("mem_events_oom", "oom_events")):
+        value = held.most(key)
+        if value is not None:
+            rows.add(metric, value)
+    return rows.samples
+
+
+def _pids_image(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
+    """pids_limit with an image workload: the app started under the limit (``limits_image``)."""
+    limit = case.limits.pids
+    if limit is None:
+        raise ValueError("pids_limit needs a pids limit (grid key limit)")
+    rows = Rows(backend, case, ctx, repetition, warmup, note=enforcement_note(backend, "pids"))
+    held = limits_image.hold(backend, case, ctx, rows)
+    refused = held.most("pids_refused")
+    if held.t_ready is None and not refused:
+        raise limits_image.not_ready("pids limit", held)
+    ready = held.ready_ms()
+    if ready is not None:
+        rows.add("pids_limit_ready", ready)
+    rows.add("pids_limit", limit)
+    if refused is not None:
+        rows.add("pids_refused", refused)
+    peak = held.most("pids_current")
+    if peak is not None:
+        rows.add("pids_peak", peak)
     return rows.samples

@@ -49,6 +49,11 @@ declare(
            description="private_dirty minus the reference's, measured beside it"),
     Metric("guest_mem_total", "MiB", NONE, "memory", description="MemTotal inside a guest"),
     Metric("guest_mem_used", "MiB", LOWER, "memory", description="MemTotal - MemAvailable inside a guest"),
+    Metric("guest_app_mem_used", "MiB", LOWER, "memory",
+           description="MemTotal - MemAvailable inside an image's guest with its app running (after ready)"),
+    Metric("guest_page_cache", "MiB", NONE, "memory",
+           description="file pages in an image's guest's own page cache (Cached - Shmem, after ready): "
+                       "the image's files this guest read, held by it alone"),
 )
 
 
@@ -72,7 +77,10 @@ def measure_instance(backend: Backend, case: Case, ctx: Context,
 
 
 def reference_extra(case: Case) -> dict[str, Any]:
-    """Launch options that make the reference run the isolated backends' file with their environment."""
+    """Launch options that make the reference run the isolated backends' file with their environment
+    (an image workload: none, the reference runs the image's own files, with its own environment)."""
+    if case.workload.image is not None:
+        return {}
     busybox = rootfs.build() / BUSYBOX.lstrip("/")
     argv = [str(busybox), *case.workload.argv()[1:]]
     return {"argv": argv, "env": dict(ISOLATED_ENV)}
@@ -86,7 +94,8 @@ def reference_footprint(case: Case, ctx: Context) -> accounting.Pages:
 
 
 MEMORY = MeasurementInfo(
-    "memory", title="Memory overhead", workload="idle", charts=("harness.report.charts_memory:memory_overhead",),
+    "memory", title="Memory overhead", workload="idle", images={},
+    charts=("harness.report.charts_memory:memory_overhead",),
     headline=Headline("pss", ("idle",), "host memory (PSS) of an idle instance", "memory (PSS, idle)"))
 
 
@@ -113,4 +122,8 @@ def memory(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: 
         note = "as the guest's /proc/meminfo reports it"
         rows.add("guest_mem_total", total, note=note)
         rows.add("guest_mem_used", used, note=note)
+    for key in ("guest_app_mem_used", "guest_page_cache"):  # an image's guest, asked after ready
+        mib = reported(report, key)
+        if mib is not None:
+            rows.add(key, mib, note="as the guest's /proc/meminfo reports it with the app running")
     return rows.samples

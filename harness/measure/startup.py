@@ -2,6 +2,9 @@
 
 ``noop`` exits by itself right after its ready marker; ``idle`` is stopped as
 soon as it is ready, so its exit_to_clean is the teardown of a live instance.
+An image workload is ready by its own answer (``runtimes.readiness``); one ready by
+its exit is measured like ``noop``, any other is stopped once ready, like ``idle``
+(with its stop signal and grace: launch -> exit then includes them, and is not kept).
 Every backend-reported phase (``times.phases``, host side and, for VMs,
 guest side) becomes a ``phase_<name>`` row.
 """
@@ -57,7 +60,7 @@ STARTUP = MeasurementInfo(
 @measurement(STARTUP)
 def startup(backend: Backend, case: Case, ctx: Context, repetition: int, warmup: bool) -> list[Sample]:
     rows = Rows(backend, case, ctx, repetition, warmup)
-    exits_by_itself = case.workload.name == "noop"
+    exits_by_itself = case.workload.exits_by_itself  # noop, or an image workload ready by its exit
     inst = launch(backend, case, ctx)
     with inst:
         rows.seen(inst)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import runtimes
 from harness import results
 from harness.stats import describe, series
 from harness.store.frame import constant
@@ -93,8 +94,10 @@ class ReportData:
         if self.summary.empty:
             self.summary["series"] = []
             return
+        how = image_labels(self.rows)
         self.summary.insert(0, "series", [
-            series.label(r["backend"], r["accel"], r["split"] if self.split else None)
+            series.label(r["backend"], r["accel"], r["split"] if self.split else None,
+                         how.get((r["backend"], r["workload"])))
             for _, r in self.summary.iterrows()])
 
     def of(self, measurement: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -211,17 +214,31 @@ def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
 
 
 def _labels(rows: pd.DataFrame, split: bool) -> np.ndarray:
-    """Each row's series label, made once per (backend, accelerator, split), not once per row."""
+    """Each row's series label, made once per (backend, accelerator, split[, workload]), not once per row."""
     import numpy as np
 
     if rows.empty:
         return np.array([], dtype=object)
-    keys = ["backend", "accel", "split"]
+    how = image_labels(rows)
+    keys = ["backend", "accel", "split", *(["workload"] if how else [])]
     g = rows[keys].groupby(keys, dropna=False, sort=False)
     firsts = rows[keys].loc[g.head(1).index]
     codes = g.ngroup().to_numpy()
     # ngroup numbers the groups in order of first appearance (sort=False), as head(1) lists them
-    labels = np.array([series.label(b, a, s if split else None)
-                       for b, a, s in zip(firsts["backend"], firsts["accel"], firsts["split"], strict=True)],
-                      dtype=object)
+    labels = np.array([series.label(r["backend"], r["accel"], r["split"] if split else None,
+                                    how.get((r["backend"], r["workload"])) if how else None)
+                       for _, r in firsts.iterrows()], dtype=object)
     return labels[codes]
+
+
+def image_labels(rows: pd.DataFrame) -> dict[tuple[Any, Any], str]:
+    """(backend, workload) -> how the backend ran that image workload, for the backends whose
+    declaration says (``image_label``: bare's rows of an image read "bare (chroot)")."""
+    if "image" not in rows.columns or rows.empty:
+        return {}
+    out = {}
+    for b, w in rows.loc[rows["image"].notna(), ["backend", "workload"]].drop_duplicates().itertuples(index=False):
+        how = runtimes.declaration(str(b)).image_label if runtimes.known(str(b)) else None
+        if how:
+            out[(b, w)] = how
+    return out

@@ -30,6 +30,7 @@ from harness.metric import NONE, ONE
 from harness.stats import MIN_N_CI
 from harness.stats.prior import Prior, effective_series
 from harness.stats.runs import LOG, median_se, on_scale, prepared, scale_of, sorted_runs
+from runtimes.userpaths import read_regular
 
 SCHEMA = "isobench/noise-3"
 #: the format before provenance: read, with a warning that nothing about it can be checked
@@ -173,8 +174,10 @@ def _noise(v: Mapping[str, Any]) -> SeriesNoise:
 def read(path: Path) -> Calibration:
     """A calibration file (this format or the one before it); ``CalibrationError`` with one line."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        data = json.loads(read_regular(path))
+    except OSError as e:  # a FIFO or /dev/zero is refused, not read forever
+        raise CalibrationError(f"cannot read the calibration {path}: {e.strerror}") from e
+    except ValueError as e:
         raise CalibrationError(f"cannot read the calibration {path}: {e}") from e
     schema = data.get("schema") if isinstance(data, dict) else None
     if schema not in (SCHEMA, OLD_SCHEMA):

@@ -50,10 +50,11 @@ def accel_words(backend: Any, accel: Any) -> str | None:
     return runtimes.declaration(name).accel_labels.get(str(accel)) if runtimes.known(name) else None
 
 
-def label(backend: Any, accel: Any = None, split: Any = None) -> str:
+def label(backend: Any, accel: Any = None, split: Any = None, how: str | None = None) -> str:
     """The series as the report names it: ``vm (TCG, emulated) @ host-b``,
-    ``oci:runsc (gVisor ptrace platform)``."""
-    text = str(backend)
+    ``oci:runsc (gVisor ptrace platform)``; ``how`` says how the backend ran an image where its
+    name does not (``bare (chroot)``)."""
+    text = str(backend) + (f" ({how})" if how else "")
     words = accel_words(backend, accel)
     if words:
         text += f" ({words})"

@@ -22,3 +22,7 @@ pyarrow is imported inside the functions: a process that measures (``isobench ru
 imports it (its threads and memory stay out of the harness); the run's writer hands its
 segment to a short-lived ``python -m harness.store`` instead (``harness.results.RunWriter``).
 """
+
+
+class StoreError(RuntimeError):
+    """A store this isobench cannot read or write: one line, naming the file."""

@@ -14,13 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.store import schema
+from harness.store import StoreError, schema
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
 #: rows parsed into Python objects at once
 CHUNK_ROWS = 50_000
+#: a sample row: these keys with these types (``harness.sample.Sample``); any other row is not one
+SAMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "backend": str, "workload": str, "measurement": str, "metric": str, "value": (int, float, type(None)),
+    "unit": str, "params": dict, "status": str}
+#: the largest log read (a 10,000-launch soak writes ~30 MiB; a million rows ~500 MiB)
+SAMPLES_LIMIT = 4 << 30
+
+
+class NotASample(StoreError):
+    """A line of the log that parses but is no sample: the file is not what it says it is."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +44,10 @@ def chunks(path: Path, start: int = 0, *, complete_only: bool = False, rows: int
     """The log from ``start`` on, ``rows`` rows a chunk.  ``complete_only``: stop before a last line
     without its newline (a writer may still be writing it) -- what a segment may cover; a reader
     takes that line too when it parses."""
+    from runtimes.userpaths import open_regular
+
     try:
-        fh = open(path, "rb")
+        fh = open(open_regular(path, SAMPLES_LIMIT), "rb")  # a FIFO or a device is refused, not read
     except FileNotFoundError:
         return
     with fh:
@@ -43,13 +55,16 @@ def chunks(path: Path, start: int = 0, *, complete_only: bool = False, rows: int
         pos = start
         batch: list[dict[str, Any]] = []
         first = pos
-        for line in fh:
+        for n, line in enumerate(fh, 1):
             if not line.endswith(b"\n") and complete_only:
                 break
-            pos += len(line)
             row = _parse(line)
             if row is not None:
+                if any(not isinstance(row.get(k), t) for k, t in SAMPLE_TYPES.items()):
+                    where = f"line {n}" if start == 0 else f"the line at byte {pos}"
+                    raise NotASample(f"{path}: {where} is not a sample (a row needs {', '.join(SAMPLE_TYPES)})")
                 batch.append(row)
+            pos += len(line)
             if len(batch) >= rows:
                 yield Chunk(schema.table(batch), first, pos)
                 batch, first = [], pos
@@ -58,11 +73,13 @@ def chunks(path: Path, start: int = 0, *, complete_only: bool = False, rows: int
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
+    """The line's object; None for a line that does not parse (cut by a kill).  Bytes that are no
+    UTF-8 read as U+FFFD, as the log's reader always has."""
     try:
-        row = json.loads(line)
-    except ValueError:  # includes UnicodeDecodeError: a line cut inside a character
+        row = json.loads(line.decode(errors="replace"))
+    except ValueError:
         return None
-    return row if isinstance(row, dict) else None
+    return row if isinstance(row, dict) else {}
 
 
 def complete_end(path: Path) -> int:

@@ -32,7 +32,7 @@ FIXED: dict[str, str] = {
     "run_id": "string", "seq": "int64", "backend": "string", "workload": "string", "measurement": "string",
     "metric": "string", "value": "double", "unit": "string", "repetition": "int64", "warmup": "bool",
     "status": "string", "error": "string", "accel": "string", "note": "string", "case": "string",
-    "position": "int64", "predecessor": "string",
+    "position": "int64", "predecessor": "string", "image": "string",
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.store import schema
+from harness.store import StoreError, schema
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -28,8 +28,8 @@ NAME = re.compile(r"^samples-(\d{12})-(\d{12})\.parquet$")
 TMP_PREFIX = ".samples-"
 
 
-class StoreError(RuntimeError):
-    pass
+__all__ = ["DIR", "Segment", "StoreError", "chain", "check", "leftovers", "listed", "read", "sweep", "write",
+           "write_atomic"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ def listed(run_dir: Path) -> list[Segment]:
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for p in d.iterdir():
             m = NAME.match(p.name)
-            if m and int(m.group(2)) >= int(m.group(1)):
+            # a segment is a regular file of ours: a link or a FIFO by that name is no segment
+            if m and int(m.group(2)) >= int(m.group(1)) and p.is_file() and not p.is_symlink():
                 out.append(Segment(p, int(m.group(1)), int(m.group(2))))
     return sorted(out, key=lambda s: (s.start, -s.end))
 

@@ -17,6 +17,7 @@ import tomli_w
 
 from harness.stats.numbers import EXACT, fmt
 from harness.validate.expr import BaselineError, Expr
+from runtimes.userpaths import read_regular
 
 STATS = ("median", "mean", "min", "max", "all")
 BOUND_KEYS = {"backend", "measurement", "metric", "params", "when", "require", "stat", "min", "max", "equals",
@@ -69,7 +70,7 @@ def _bound_value(v: Any, where: str) -> float | Expr | None:
 def load_baseline(path: Path | str) -> Baseline:
     p = str(path)
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(read_regular(path).decode())
     except OSError as e:
         raise BaselineError(f"{p}: cannot read: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:

@@ -106,6 +106,13 @@ class Cgroup:
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self.unique_dirs()]
 
+    def join_files(self) -> list[Path]:
+        """Where a process writes "0" to move itself in: v1's ``tasks`` (its one thread: no wait
+        for an RCU grace period, ``init._join_cgroup``), ``cgroup.procs`` on the unified hierarchy."""
+        files = {d: d / ("cgroup.procs" if self.version == 2 or k == v1.UNIFIED else "tasks")
+                 for k, d in self.dirs.items()}
+        return list(files.values())
+
     def attach(self, pid: int) -> None:
         for f in self.procs_files():
             write(f, str(pid))

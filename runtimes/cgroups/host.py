@@ -24,6 +24,7 @@ from runtimes.cgroups.parse import (
     parse_proc_cgroup,
     paths_by_controller,
 )
+from runtimes.cgroups.v1 import UNIFIED
 from runtimes.naming import PREFIX
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -116,6 +117,8 @@ def describe() -> dict[str, object]:
     else:
         out = {"version": 1, "controllers": sorted(set(v1_mounts()) & V1_MANAGED),
                "unified": str(v2.path) if v2 else None, "hybrid": v2 is not None}
+        if memory_on_unified():
+            out["memory"] = "on the unified hierarchy (cgroup2 memory.max): no v1 memory hierarchy here"
     out["favordynmods"] = migration_cost()
     return out
 
@@ -161,9 +164,37 @@ def _parent_dirs(v: int) -> tuple[tuple[str, Path], ...]:
         if d is not None:
             dirs[c] = d
     missing = set(V1_CONTROLLERS) - set(dirs)
+    if "memory" in missing:
+        unified = _unified_memory()
+        if unified is not None:  # hybrid: memory lives on cgroup2, the rest on v1
+            dirs[UNIFIED] = unified
+            missing.discard("memory")
     if missing:
-        raise CgroupError(f"cgroup v1 controllers not mounted: {', '.join(sorted(missing))}")
+        raise CgroupError(f"cgroup v1 controllers not mounted: {', '.join(sorted(missing))}"
+                          + (" (nor is memory available on the unified hierarchy)" if "memory" in missing else ""))
     return tuple(dirs.items())
+
+
+def _unified_memory() -> Path | None:
+    """Hybrid mode without a v1 memory hierarchy (a kernel built without CONFIG_MEMCG_V1): our
+    own directory on the unified hierarchy, with its memory controller handed down below it;
+    None when the unified hierarchy has no memory controller for us either."""
+    m = v2_mount()
+    if m is None or "memory" not in _v2_available(m):
+        return None
+    parent = m.host_path(v2_base())
+    if parent is None:
+        return None
+    _delegate_controllers(parent, ("memory",))
+    return parent
+
+
+def memory_on_unified() -> bool:
+    """Whether memory limits go to the unified hierarchy on this v1 host (``UNIFIED``)."""
+    try:
+        return version() == 1 and UNIFIED in parent_dirs(1)
+    except (CgroupError, OSError):
+        return False
 
 
 def dirs_for(name: str, v: int | None = None) -> dict[str, Path]:
@@ -185,8 +216,8 @@ def prepare() -> None:
 _delegated: set[Path] = set()
 
 
-def _delegate_controllers(parent: Path) -> None:
-    """v2: make cpu, memory and pids available to children of ``parent``.
+def _delegate_controllers(parent: Path, controllers: tuple[str, ...] = V2_CONTROLLERS) -> None:
+    """v2: make ``controllers`` (cpu, memory and pids) available to children of ``parent``.
 
     The "no internal processes" rule forbids enabling controllers in a cgroup
     that holds processes.  If our own process is the only one there (a
@@ -198,12 +229,14 @@ def _delegate_controllers(parent: Path) -> None:
     enabled = set((parent / "cgroup.subtree_control").read_text().split())
     # Only what our parent delegated to us can be handed on; a limit that needs a
     # controller missing here fails when it is applied, with its own message.
-    want = set(V2_CONTROLLERS) & set((parent / "cgroup.controllers").read_text().split())
+    want = set(controllers) & set((parent / "cgroup.controllers").read_text().split())
     if want <= enabled:
         _delegated.add(parent)
         return
     hint = "run isobench in a delegated scope: systemd-run --scope -p Delegate=yes -- isobench …"
-    procs = set(read_pids(parent / "cgroup.procs"))
+    # the root cgroup may hold processes and hand controllers down all the same
+    root = not (parent / "cgroup.type").exists()
+    procs = set() if root else set(read_pids(parent / "cgroup.procs"))
     if procs and procs != {os.getpid()}:
         raise CgroupError(f"cgroup v2: {parent} holds other processes, so cpu/memory/pids cannot be "
                           f"handed below it; {hint}")

@@ -7,10 +7,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from runtimes.cgroups import v2
 from runtimes.cgroups.files import CgroupError, read_int, read_kv, write
 from runtimes.limits import Limits
 
 VERSION = 1
+#: v1 with no v1 memory hierarchy (Linux 6.12+ built without CONFIG_MEMCG_V1): the key of a cgroup's
+#: directory on the unified hierarchy, where its memory controller is (``host._unified_memory``)
+UNIFIED = "unified"
 
 
 def apply(dirs: dict[str, Path], limits: Limits) -> None:
@@ -23,7 +27,9 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
         write(dirs["cpu"] / "cpu.cfs_burst_us", str(limits.cpu_burst_us))
     if limits.cpu_shares is not None:
         write(dirs["cpu"] / "cpu.shares", str(limits.cpu_shares))
-    if limits.memory_mib is not None:
+    if limits.memory_mib is not None and "memory" not in dirs and UNIFIED in dirs:
+        v2.apply_memory(dirs[UNIFIED], limits.memory_mib)  # hybrid, no v1 memory hierarchy
+    elif limits.memory_mib is not None:
         mem = dirs["memory"]
         write(mem / "memory.limit_in_bytes", str(limits.memory_mib << 20))
         if (mem / "memory.memsw.limit_in_bytes").exists():  # swap accounting on
@@ -66,6 +72,8 @@ def usage(dirs: dict[str, Path]) -> dict[str, float]:
     u = {**cpu_counters(dirs), **cpu_bandwidth(dirs)}
     if "memory" in dirs:
         u.update(_memory(dirs["memory"]))
+    elif UNIFIED in dirs:
+        u.update(v2.memory_usage(dirs[UNIFIED]))
     if "pids" in dirs:
         val = read_int(dirs["pids"] / "pids.current")
         if val is not None:

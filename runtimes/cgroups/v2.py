@@ -29,11 +29,34 @@ def apply(dirs: dict[str, Path], limits: Limits) -> None:
             raise CgroupError("this kernel has no cpu.max.burst (CFS burst arrived in Linux 5.14)")
         write(d / "cpu.max.burst", str(limits.cpu_burst_us))
     if limits.memory_mib is not None:
-        write(d / "memory.max", str(limits.memory_mib << 20))
-        if (d / "memory.swap.max").exists():
-            write(d / "memory.swap.max", "0")
+        apply_memory(d, limits.memory_mib)
     if limits.pids is not None:
         write(d / "pids.max", str(limits.pids))
+
+
+def apply_memory(d: Path, mib: int) -> None:
+    """memory.max (and no swap) of directory ``d`` (a v2 cgroup, or a v1 cgroup's unified part)."""
+    if not (d / "memory.max").exists():
+        raise CgroupError(f"cgroup v2: the memory controller is not delegated to {d.parent}")
+    write(d / "memory.max", str(mib << 20))
+    if (d / "memory.swap.max").exists():
+        write(d / "memory.swap.max", "0")
+
+
+def _ints(d: Path, files: tuple[tuple[str, str], ...]) -> dict[str, float]:
+    """key -> the integer in ``d / file``, for the files that exist."""
+    return {key: val for key, fname in files if (val := read_int(d / fname)) is not None}
+
+
+def memory_usage(d: Path) -> dict[str, float]:
+    """The memory counters of directory ``d`` under the names v1's have."""
+    u = _ints(d, (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak")))
+    ev = read_kv(d / "memory.events")
+    if ev:
+        u["mem_failcnt"] = ev.get("max", 0)
+        u["oom_events"] = ev.get("oom", 0)
+        u["oom_kill"] = ev.get("oom_kill", 0)
+    return u
 
 
 def cpu_counters(dirs: dict[str, Path]) -> dict[str, float]:
@@ -64,17 +87,8 @@ def cpu_bandwidth(dirs: dict[str, Path]) -> dict[str, float]:
 
 def usage(dirs: dict[str, Path]) -> dict[str, float]:
     d = dirs[""]
-    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs)}
-    for key, fname in (("mem_current_bytes", "memory.current"), ("mem_peak_bytes", "memory.peak"),
-                       ("pids_current", "pids.current"), ("pids_peak", "pids.peak")):
-        val = read_int(d / fname)
-        if val is not None:
-            u[key] = val
-    ev = read_kv(d / "memory.events")
-    if ev:
-        u["mem_failcnt"] = ev.get("max", 0)
-        u["oom_events"] = ev.get("oom", 0)
-        u["oom_kill"] = ev.get("oom_kill", 0)
+    u = {**cpu_counters(dirs), **cpu_bandwidth(dirs), **memory_usage(d),
+         **_ints(d, (("pids_current", "pids.current"), ("pids_peak", "pids.peak")))}
     pe = read_kv(d / "pids.events")
     if pe:
         u["pids_refused"] = pe.get("max", 0)

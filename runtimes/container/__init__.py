@@ -21,15 +21,21 @@ from __future__ import annotations
 
 from runtimes.declaration import Declaration, Option
 
+#: a profile named in a scenario is read and checked when the scenario is (``Option.verify``)
+SECCOMP_CHECK = "runtimes.container.security.seccomp:check"
+
 
 def _seccomp(default: str = "default") -> Option:
-    return Option("seccomp", str, default, help="seccomp profile: default (Docker's), unconfined, or a JSON file")
+    return Option("seccomp", str, default, help="seccomp profile: default (Docker's), unconfined, or a JSON file",
+                  verify=SECCOMP_CHECK)
 
 
 #: how PID 1 is made: by the zygote (a small helper started once), or by forking the harness
-LAUNCHER = Option("launcher", str, "zygote", help="zygote (default) or fork (fork the harness, the old way)")
+LAUNCHER = Option("launcher", str, "zygote", help="zygote (default) or fork (fork the harness, the old way)",
+                  choices=("zygote", "fork"))
 #: which zygote: the C one (built on first use; the Python one where it cannot be), or the Python one
-ZYGOTE = Option("zygote", str, "native", help="native (default: a small C program) or python (the A/B)")
+ZYGOTE = Option("zygote", str, "native", help="native (default: a small C program) or python (the A/B)",
+                choices=("native", "python"))
 
 
 DECLARATION = Declaration(
@@ -46,7 +52,7 @@ DECLARATION = Declaration(
 #: the same runtime with its launch helper (the zygote) started anew in every launch: the cold figure
 COLD = Declaration(
     name="container:cold",
-    factory="runtimes.container.backend:ColdContainerBackend",
+    factory="runtimes.container.cold:ColdContainerBackend",
     label="isobench's own runtime, launch helper started in every launch (cold)",
     colour="#332288",
     sweep="runtimes.container.leftovers:cleanup_leftovers",

@@ -44,16 +44,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from runtimes import cgroups, rootfs
+from runtimes import cgroups, rootfs, trust
 from runtimes.base import Backend, BackendError, Instance, LaunchSpec, Timestamps, now_ns
 from runtimes.cgroups import Cgroup, CgroupError
-from runtimes.container import mounts, namespaces
+from runtimes.container import image_root, mounts, namespaces
 from runtimes.container.devices import rules as devices_mod
 from runtimes.container.devices.guard import DeviceGuard
 from runtimes.container.launcher import init
 from runtimes.container.launcher.zygote import KINDS, Zygote
 from runtimes.container.security import caps, hardening
 from runtimes.container.security import seccomp as seccomp_mod
+from runtimes.image import rundir
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.stdio import Stdio
 from runtimes.workloads import ISOLATED_ENV
@@ -75,6 +76,8 @@ class ContainerInstance(ProcessInstance):
     #: backend's shared one, or (``container:cold``) its own, removed with it (``own_devices``)
     devices: devices_mod.DeviceCgroup | None = None
     own_devices: bool = False
+    upper: rundir.Upper | None = None  # an image's instance: its own writable layer, removed with it
+    own_netns = True
 
     def start(self, cfg: init.InitConfig, zygote: Zygote | None) -> None:
         """Make PID 1 with the zygote (or by forking the harness when ``zygote`` is None).
@@ -96,7 +99,7 @@ class ContainerInstance(ProcessInstance):
             os.close(marker_w)
             self.stdio.spawned()
         self.proc = ChildProcess(child.pid)  # type: ignore[assignment]
-        self.marker.read_fd(marker_r)
+        self._read_marker(marker_r)
         spawned = init.read_status(child.status_fd, child.pid, min(SETUP_TIMEOUT_S, self.spec.timeout_s))
         # from the cgroup to the fork: the config and pipes, and for the zygote the request
         assert self.times.t_launch is not None
@@ -119,6 +122,8 @@ class ContainerInstance(ProcessInstance):
         finally:
             if self.devices is not None and self.own_devices:
                 self.devices.remove()
+            if self.upper is not None:  # its overlay went with the container's mount namespace
+                self.upper.remove()
 
     def wait_ready(self, timeout: float) -> int:
         t = super().wait_ready(timeout)
@@ -157,6 +162,7 @@ class ContainerBackend(Backend):
         self._zygotes = {zygote: self.zygote}
         #: what each launch ran ("zygote (native)", "fork", ...) -> how many: the run's metadata
         self.ran: dict[str, int] = {}
+        self._runs = rundir.Runs()  # the run directories of image instances' layers
 
     # -- checks -----------------------------------------------------------
     def available(self) -> str | None:
@@ -165,6 +171,9 @@ class ContainerBackend(Backend):
         for kind in namespaces.DEFAULT:
             if not os.path.exists(f"/proc/self/ns/{kind}"):
                 return f"the kernel has no {kind} namespaces (/proc/self/ns/{kind} missing)"
+        why = trust.untrusted_dir(rootfs.cache_dir())
+        if why is not None:  # the zygote and the root file system come from there, run as root
+            return f"its cache {rootfs.cache_dir()} is refused: {why} (make it root's alone)"
         try:
             if self._rootfs is None:
                 rootfs.inputs()
@@ -197,12 +206,14 @@ class ContainerBackend(Backend):
     # -- launching ----------------------------------------------------------
     def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: Zygote | None = None,
                device_cgroup: devices_mod.DeviceCgroup | None = None,
-               reset_signals: tuple[int, ...] | None = None) -> init.InitConfig:
-        """Everything the child needs; computed before the fork (and before t_launch where possible)."""
-        argv = spec.extra.get("argv") or spec.workload.argv()
+               reset_signals: tuple[int, ...] | None = None,
+               plan: tuple[mounts.MountOp, ...] | None = None) -> init.InitConfig:
+        """Everything the child needs, computed before the fork; ``plan``: an image instance's own."""
+        process = spec.workload.process  # an image's process (None: a catalog workload)
+        argv = spec.extra.get("argv") or (process.argv if process is not None else spec.workload.argv())
         if isinstance(argv, str) or not all(isinstance(a, str) and a for a in argv):
             raise BackendError(f"extra['argv'] must be a non-empty list of non-empty strings, got {argv!r}")
-        env = dict(BASE_ENV)
+        env = dict(process.env) if process is not None else dict(BASE_ENV)
         env.update(spec.extra.get("env") or {})
         hostname = str(spec.extra.get("hostname") or spec.instance)[:HOST_NAME_MAX]
         env.update({"HOSTNAME": hostname, init.INSTANCE_ENV: spec.instance})
@@ -213,24 +224,25 @@ class ContainerBackend(Backend):
             die = zygote.from_main_thread if zygote is not None else threading.current_thread() is threading.main_thread()
         attach: tuple[str, ...] = ()
         if cgroup is not None:
-            procs = "tasks" if cgroup.version == 1 else "cgroup.procs"  # see init._join_cgroup
-            attach = tuple(str(d / procs) for d in dict.fromkeys(cgroup.dirs.values()))
+            attach = tuple(map(str, cgroup.join_files()))  # see init._join_cgroup
         if device_cgroup is not None:  # v1: the devices hierarchy is joined the same way
             attach += (str(device_cgroup.path / "tasks"),)
         return init.InitConfig(
             argv=tuple(argv), env=env, hostname=hostname,
             ns_flags=namespaces.flags(tuple(k for k in namespaces.DEFAULT if k not in ("pid", "cgroup"))),
             cgroupns=cgroup is not None,
-            mount_plan=self.plan(spec.extra.get("read_only")),
+            mount_plan=plan if plan is not None else self.plan(spec.extra.get("read_only")),
             keep_caps=self.keep_caps, last_cap=self._last_cap,
             lo_request=namespaces.loopback_up_request(), die_with_parent=bool(die),
             reset_signals=init.default_signals() if reset_signals is None else reset_signals,
             # the root is read-only, and stress-ng refuses to run in a read-only working directory
-            cwd=str(spec.extra.get("cwd") or "/tmp"),
+            cwd=str(spec.extra.get("cwd") or (process.cwd if process is not None else "/tmp")),
             seccomp_bpf=flt.bpf if (flt := self.seccomp_filter(spec.extra.get("seccomp"))) is not None else None,
             rlimits=hardening.rlimit_numbers(), oom_score_adj=hardening.OOM_SCORE_ADJ,
             attach_files=attach,
             cgroup_dir=str(cgroup.dirs[""]) if cgroup is not None and cgroup.version == 2 else None,
+            user=(process.uid, process.gid, process.groups) if process is not None else None,
+            marker=process is None,
         )
 
     def seccomp_filter(self, profile: str | None = None) -> seccomp_mod.Filter | None:
@@ -263,7 +275,9 @@ class ContainerBackend(Backend):
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         zygote = self._zygote(spec.extra.get("zygote")) if launcher == "zygote" else None
-        plan = self.plan(spec.extra.get("read_only"))  # rootfs hash + plan: once per backend, not timed
+        plan = self.plan(spec.extra.get("read_only")) if spec.workload.image is None else None  # not timed
+        if plan is None:  # the run's directory of instance layers, once (released at close)
+            self._runs.enter(spec.run_id)
         if zygote is not None:
             zygote.resolve()  # the native zygote's build (first launch only): never timed
             if self.cold:
@@ -278,7 +292,7 @@ class ContainerBackend(Backend):
         with instance_log(spec, "container", what) as stdio:
             return self._start(spec, zygote, plan, reset_signals, stdio, what)
 
-    def _start(self, spec: LaunchSpec, zygote: Zygote | None, plan: tuple[mounts.MountOp, ...],
+    def _start(self, spec: LaunchSpec, zygote: Zygote | None, plan: tuple[mounts.MountOp, ...] | None,
                reset_signals: tuple[int, ...], stdio: Stdio, what: str) -> Instance:
         """From ``t_launch`` on: the instance's cgroup, devices, config and PID 1."""
         times = Timestamps(t_launch=now_ns())
@@ -298,7 +312,9 @@ class ContainerBackend(Backend):
         inst = ContainerInstance(spec, cgroup, times, stdio)
         with launching(inst, what):
             self._guard_devices(inst)
-            cfg = self.config(spec, cgroup, zygote, inst.devices, reset_signals)
+            if spec.workload.image is not None:  # the instance's own upper, under its image's layers
+                inst.upper, plan = image_root.make(spec, times, self.proc_hardening)
+            cfg = self.config(spec, cgroup, zygote, inst.devices, reset_signals, plan)
             inst.start(cfg, zygote)
         what_ran = f"zygote ({zygote.kind})" if zygote is not None else "fork"
         self.ran[what_ran] = self.ran.get(what_ran, 0) + 1
@@ -314,17 +330,23 @@ class ContainerBackend(Backend):
             self._zygotes[kind] = Zygote(kind)
         return self._zygotes[kind]
 
-    def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...], zygote: Zygote) -> None:
-        """The zygote running, with the shared part of ``plan`` prepared (template.py)."""
+    def _ensure_zygote(self, plan: tuple[mounts.MountOp, ...] | None, zygote: Zygote) -> None:
+        """The zygote running, with the shared part of ``plan`` (None: an image's) prepared (template.py)."""
         try:
             zygote.ensure()
-            zygote.prepare(plan)
+            if plan is not None:
+                zygote.prepare(plan)
         except OSError as e:
             raise BackendError(f"cannot start the container launcher: {e}") from e
+
+    def helpers(self) -> dict[str, int]:
+        """The zygotes that run (a restarted one under its new pid)."""
+        return {f"zygote ({kind})": z.pid for kind, z in self._zygotes.items() if z.pid is not None and z.alive()}
 
     def close(self) -> None:
         for zygote in self._zygotes.values():
             zygote.close()
+        self._runs.release()
         if self.devices is not None:
             self.devices.close()
 
@@ -370,13 +392,3 @@ def _join_method() -> str:
         return "born in it: clone3(CLONE_INTO_CGROUP) from the zygote; else it writes 0 to cgroup.procs"
     return "it moves its only thread itself (0 > tasks): no wait for an RCU grace period"
 
-
-class ColdContainerBackend(ContainerBackend):
-    """``container:cold``: the same runtime, the zygote started anew inside every launch.
-
-    Its launch→ready is the cold figure (helper start included, phase ``helper_start``)
-    beside ``container``'s warm one, measured in the same run.
-    """
-
-    name = "container:cold"
-    cold = True

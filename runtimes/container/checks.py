@@ -37,12 +37,14 @@ def checks(probe: bool = True) -> list[Check]:
 
 def _native_zygote(probe: bool) -> Check:
     """The C zygote (launcher/zygote.c) needs the system compiler; without it the Python one runs."""
+    from runtimes import trust
     from runtimes.container.launcher import native
 
     fix = "apt-get install gcc libc6-dev"
-    cc = native.compiler()
-    if cc is None:
-        return Check("native zygote", False, "no C compiler: containers start from the slower Python zygote",
+    try:
+        cc = native.compiler()
+    except native.NativeUnavailable as e:
+        return Check("native zygote", False, f"{e}: containers start from the slower Python zygote",
                      fix, essential=False)
     if not probe:
         return Check("native zygote", True, f"{cc} found (built on the container's first launch)")
@@ -51,4 +53,6 @@ def _native_zygote(probe: bool) -> Check:
     except native.NativeUnavailable as e:
         return Check("native zygote", False, f"{e}: containers start from the slower Python zygote", fix,
                      essential=False)
+    except trust.Untrusted as e:
+        return Check("native zygote", False, str(e), "make the cache root's alone (chown root, chmod go-w)")
     return Check("native zygote", True, f"built with {cc}: {path}")

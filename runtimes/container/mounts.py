@@ -127,6 +127,23 @@ class Overlay(Lowered):
 
 
 @dataclass(frozen=True)
+class ImageRoot(Lowered):
+    """An image's root for one container: the image's layers as lowerdirs (shared by every
+    instance, never written) and the instance's own upper (``runtimes.image.rundir.Upper``),
+    mounted on ``dst`` in the container's namespace only.  nosuid, nodev: the image's setuid
+    bits and device nodes stay without effect."""
+
+    data: str  # lowerdir=<top>:...:<bottom>,upperdir=...,workdir=...
+    dst: str
+
+    def lower(self) -> list[Prim]:
+        return [prims.mount(self.describe(), "overlay", self.dst, "overlay", WRITABLE, self.data)]
+
+    def describe(self) -> str:
+        return f"overlay {self.data} -> {self.dst}"
+
+
+@dataclass(frozen=True)
 class Proc(Lowered):
     dst: str
 
@@ -257,16 +274,33 @@ def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = T
     root = os.fspath(rootfs)
     if not os.path.isdir(root):
         raise ValueError(f"rootfs {root} is not a directory")
+    # pivot_root needs the new root to be a mount point: a bind of the rootfs onto itself.
+    ops: list[MountOp] = [MakePrivate("/"), Bind(root, root) if read_only else Overlay(root)]
+    ops += _inside(root, proc_hardening, tmp=True)
+    if read_only:
+        # only the root bind turns read-only; /proc, /dev, /tmp are mounts of their own
+        ops.append(Remount(root, sc.MS_RDONLY | WRITABLE))
+    ops.append(PivotRoot(root))
+    return ops
+
+
+def image_plan(root: str | Path, data: str, *, proc_hardening: bool = True) -> list[MountOp]:
+    """The operations that make an image's overlay (``data``: its options) the container's
+    root at ``root`` (the instance's empty mountpoint): the same /proc, /dev and /dev/shm as
+    ``plan``; no tmpfs on /tmp, as Docker and podman mount none (the root is writable)."""
+    dst = os.fspath(root)
+    return [MakePrivate("/"), ImageRoot(data, dst), *_inside(dst, proc_hardening, tmp=False), PivotRoot(dst)]
+
+
+def _inside(root: str, proc_hardening: bool, tmp: bool) -> list[MountOp]:
+    """What every container root gets mounted inside it: /proc, /dev, /dev/shm (and /tmp)."""
 
     def at(rel: str) -> str:
         return os.path.join(root, rel)
 
-    ops: list[MountOp] = [MakePrivate("/")]
-    # pivot_root needs the new root to be a mount point: a bind of the rootfs onto itself.
-    ops.append(Bind(root, root) if read_only else Overlay(root))
     # /dev first, complete and read-only: the masks below bind its /dev/null (the host's /dev
     # is never mounted into a container, not even as a cover)
-    ops.append(Tmpfs(at("dev"), 0o755, sc.MS_NOSUID | sc.MS_NOEXEC, TMPFS_SIZE["dev"]))
+    ops: list[MountOp] = [Tmpfs(at("dev"), 0o755, sc.MS_NOSUID | sc.MS_NOEXEC, TMPFS_SIZE["dev"])]
     ops += [Device.like(f"/dev/{d}", at(f"dev/{d}")) for d in DEVICES]
     ops += [Symlink(t, at(f"dev/{name}")) for name, t in DEV_LINKS.items()]
     ops.append(Dir(at("dev/shm"), 0o1777))
@@ -276,11 +310,8 @@ def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = T
         ops += [ReadOnly(at(f"proc/{p}")) for p in PROC_READONLY]
         ops += [Mask(at(f"proc/{p}"), at("dev/null")) for p in PROC_MASKED]
     ops.append(Tmpfs(at("dev/shm"), 0o1777, WRITABLE | sc.MS_NOEXEC, TMPFS_SIZE["dev/shm"]))
-    ops.append(Tmpfs(at("tmp"), 0o1777, WRITABLE, TMPFS_SIZE["tmp"]))
-    if read_only:
-        # only the root bind turns read-only; /proc, /dev, /tmp are mounts of their own
-        ops.append(Remount(root, sc.MS_RDONLY | WRITABLE))
-    ops.append(PivotRoot(root))
+    if tmp:
+        ops.append(Tmpfs(at("tmp"), 0o1777, WRITABLE, TMPFS_SIZE["tmp"]))
     return ops
 
 

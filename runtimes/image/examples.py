@@ -60,13 +60,22 @@ def _base(libs: list[str]) -> LayerSpec:
     return LayerSpec("base: glibc, /etc", files=tuple(libs), links=root_links, dirs=dirs, contents=etc)
 
 
+def _dlopened_by_libc(libs: list[str]) -> list[str]:
+    """What glibc loads with dlopen(), so ldd never lists it: libgcc_s, for the unwinding that
+    pthread_exit/pthread_cancel do (python's threads at exit).  Without it in the image, a stopped
+    app aborts with "libgcc_s.so.1 must be installed for pthread_exit to work"."""
+    libc = next((Path(f) for f in libs if Path(f).name == "libc.so.6"), None)
+    found = libc.with_name("libgcc_s.so.1") if libc is not None else None
+    return [str(found)] if found is not None and found.exists() else []
+
+
 def _apps() -> tuple[list[str], list[str], list[str]]:
     """(base libraries, python3's files, redis's files): what both load goes into base."""
     dynload = sorted(str(p) for p in Path(STDLIB, "lib-dynload").glob("*.so")
                      if not p.name.startswith(("_test", "xxlimited", "_xxtest", "_ctypes_test")))
     python = closure(PYTHON, *dynload)
     redis = closure(REDIS)
-    base = sorted(set(python) & set(redis))
+    base = sorted(set(python) & set(redis) | set(_dlopened_by_libc(python)))
     return base, [f for f in python if f not in base and not f.startswith(STDLIB)], \
         [f for f in redis if f not in base]
 

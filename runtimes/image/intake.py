@@ -185,15 +185,16 @@ def _check_across_layers(layout: Layout, intakes: list[Intake]) -> None:
 
 
 def run(layout: Layout, source: Path, name: str | None, ref: str | None, caps: Caps) -> tuple[str, str]:
-    """Import ``source``; returns (manifest digest, the name it was stored under).  The caller
-    holds the store's lock."""
+    """Import ``source``; returns (manifest digest, the name it was stored under).  The source
+    is read and planned first: one that is no image leaves the store untouched (not even made);
+    then the store's lock is taken for the writing."""
     archive = sources.open_archive(source)
     try:
         plan = sources.plan(archive, source, ref, caps)
         name = name or plan.default_name
         if name is None:
             raise ImageError(f"{source} names no image: give it a name with --name")
-        with layout.scratch() as tmp:
+        with layout.importing() as tmp:
             intakes = [_layer(layout, archive, src, diff_id, i, tmp, caps)
                        for i, (src, diff_id) in enumerate(zip(plan.layers, plan.parsed.diff_ids, strict=True))]
             _check_across_layers(layout, intakes)

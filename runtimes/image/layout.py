@@ -34,7 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runtimes import trust
 from runtimes.image import oci
+from runtimes.image.model import ImageError
 from runtimes.image.names import digest_hex
 from runtimes.naming import PREFIX
 
@@ -87,6 +89,10 @@ class Layout:
         return meta.is_file() and json.loads(meta.read_text()).get("store_version") == STORE_VERSION
 
     def create(self) -> None:
+        try:  # layers become the root of containers root starts: only root may change the store
+            trust.ensure_dir(self.root, "the image store")
+        except trust.Untrusted as e:
+            raise ImageError(str(e)) from None
         for sub in ("blobs/sha256", "layers/sha256", "records"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         if not (self.root / "oci-layout").exists():
@@ -108,6 +114,15 @@ class Layout:
             yield True
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def importing(self) -> Iterator[Path]:
+        """The lock held, what killed imports left swept, and a scratch directory: one import's
+        writing (its source already read and planned)."""
+        with self.locked():
+            self.sweep_scratch()  # we hold the lock: every temporary directory there is dead
+            with self.scratch() as tmp:
+                yield tmp
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[Path]:

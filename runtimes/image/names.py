@@ -8,6 +8,7 @@ too: the OCI spec allows it).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from runtimes.image.model import ImageError
@@ -80,3 +81,9 @@ def looks_like_digest_prefix(ref: str) -> bool:
 
 def short(digest: str) -> str:
     return digest_hex(digest)[:12]
+
+
+def matches(data: bytes, digest: str) -> bool:
+    """Whether ``data`` is what ``digest`` (``sha256:…`` or ``sha512:…``) names."""
+    alg, _, hexd = digest.partition(":")
+    return alg in ("sha256", "sha512") and hashlib.new(alg, data).hexdigest() == hexd

@@ -173,7 +173,9 @@ class TarArchive(Archive):
         return f, info.size  # type: ignore[return-value]
 
 
-def open_archive(source: Path) -> Archive:
+def check_source(source: Path) -> bool:
+    """Whether ``source`` is a directory (True) or a regular file (False) that can be read; else
+    an ImageError -- asked before the store is touched, so a bad source creates nothing there."""
     try:
         st = source.stat()
     except FileNotFoundError:
@@ -183,9 +185,15 @@ def open_archive(source: Path) -> Archive:
     if stat.S_ISDIR(st.st_mode):
         if not os.access(source, os.R_OK | os.X_OK):
             raise ImageError(f"cannot read {source}: permission denied")
-        return DirArchive(source)
+        return True
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(f"{source} is neither a directory nor a file")
+    return False
+
+
+def open_archive(source: Path) -> Archive:
+    if check_source(source):
+        return DirArchive(source)
     try:
         with open(source, "rb") as f:
             head = f.read(8)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtimes import trust
 from runtimes.image import intake, names, oci
 from runtimes.image.layout import Layout
 from runtimes.image.model import Image, ImageError
@@ -55,6 +56,14 @@ class Store:
         raise ImageError(f"no image {ref!r} in the store {self.root} "
                          "(`isobench image ls` lists them, `isobench image import` adds one)")
 
+    def _trusted(self, name: str, trees: tuple[Path, ...]) -> None:
+        """Layers are mounted under containers that root starts: the store and every layer tree
+        must be root's alone (``runtimes.trust``), or the image is refused."""
+        for where in (self.root, *trees):
+            why = trust.untrusted_dir(where)
+            if why is not None:
+                raise ImageError(f"image {name} is refused: {why} (the store must be root's alone)")
+
     @staticmethod
     def _name_of(digest: str, mapping: dict[str, str]) -> str:
         return min((n for n, d in mapping.items() if d == digest), default=digest)
@@ -73,10 +82,14 @@ class Store:
         if missing:
             raise ImageError(f"image {name}: layer {missing[0].parent.name[:12]} is missing from the store: "
                              "import it again")
+        self._trusted(name, trees)
         try:
             data = self.layout.blob(record["config_digest"]).read_bytes()
         except FileNotFoundError:
             raise ImageError(f"image {name}: its config blob is missing from the store: import it again") from None
+        if not names.matches(data, record["config_digest"]):  # what configures the process root runs
+            raise ImageError(f"image {name}: its config blob no longer matches its digest "
+                             f"{names.short(record['config_digest'])}: import it again")
         parsed = oci.parse_config(data, len(trees))
         return Image(name=name, digest=digest, config_digest=record["config_digest"], layers=trees,
                      diff_ids=tuple(record["diff_ids"]), config=parsed.config, size=int(record["size"]),
@@ -106,15 +119,14 @@ class Store:
                              "whiteouts are device nodes and trusted.* xattrs")
         wanted = names.normalise(name) if name is not None else None
         path = Path(source)
-        with self.layout.locked():
-            self.layout.sweep_scratch()  # we hold the lock: every temporary directory there is dead
-            digest, stored = intake.run(self.layout, path, wanted, ref, self.caps)
+        digest, stored = intake.run(self.layout, path, wanted, ref, self.caps)
         return self._image(digest, stored)
 
     def remove(self, ref: str) -> builtins.list[str]:
         """Remove a name (and the image, once no name is left); by digest, the image and all of
         its names.  Layers and blobs go only when no remaining image uses them.  Returns what
         was removed, one line each."""
+        self.resolve(ref)  # a name the store lacks is an error before the store is made or locked
         with self.layout.locked():
             digest, name = self.resolve(ref)
             mapping = self.layout.names()

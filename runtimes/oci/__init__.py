@@ -34,7 +34,8 @@ def _declare(runtime: str, colour: str, *options: Option, **more: Any) -> Declar
         sweep="runtimes.oci.backend:cleanup_leftovers",
         # the bundle carries the built-in container's profile, resolved (runtimes.container.security.seccomp)
         options=(Option("seccomp", str, "default",
-                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file"),
+                        help="seccomp profile in the bundle: default (Docker's), unconfined, or a JSON file",
+                        verify="runtimes.container.security.seccomp:check"),
                  *options),
         **fields,
     )
@@ -54,6 +55,9 @@ RUNSC = _declare(
     factory_args={"name": "oci:runsc", "platform": "auto"},
     doctor="runtimes.oci.checks:runsc",
     optional=True,
+    # an app in gVisor listens on the Sentry's own network stack: a probe from the host's side of
+    # its namespace cannot reach it (and redis's threads fail there): no image workloads yet
+    images=False,
     enforcement={"cpu": f"{_AROUND}: cpu quota", "memory": f"{_AROUND}: memory limit, Sentry included",
                  "pids": f"{_AROUND}: pids limit, counting the Sentry's and Gofer's threads"},
     accel_labels={"ptrace": "gVisor ptrace platform", "kvm": "gVisor KVM platform",

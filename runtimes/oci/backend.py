@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +36,16 @@ from runtimes.cgroups import CgroupError
 from runtimes.container.security import caps as container_caps
 from runtimes.container.security import seccomp as container_seccomp
 from runtimes.naming import of_run
-from runtimes.oci import bundle, runsc, view
+from runtimes.oci import bundle, mounter, runsc, view
 from runtimes.oci.cli import Cli, Crun, find_runtime, runtime_version
-from runtimes.process import ProcessInstance, instance_log, launching
-from runtimes.stdio import Stdio
+from runtimes.oci.instance import OciInstance, delete_container, remove_state
+from runtimes.process import instance_log, launching
 from runtimes.vm.accel import Verdict
 from runtimes.workloads import Workload
 
 RUNTIMES = ("runc", "crun", "runsc")
 #: everything the oci backends keep on the host: state roots and bundles
 STATE_BASE = Path(os.environ.get("ISOBENCH_OCI_STATE", f"/run/{PREFIX}-oci"))
-#: how long the runtime may take to exit once its container's processes are killed
-STOP_GRACE_S = 5.0
 
 
 def state_root(runtime: str) -> Path:
@@ -68,110 +63,6 @@ def runtime_cli(runtime: str, exe: str | None = None, platform: str = runsc.DEFA
     if runtime == "runsc":
         return runsc.Runsc(exe, state_root(runtime), platform, oci_seccomp)
     return (Crun if runtime == "crun" else Cli)(runtime, exe, state_root(runtime))
-
-
-class OciInstance(ProcessInstance):
-    """One container run by an OCI runtime in the foreground; ``proc`` is the runtime."""
-
-    def __init__(self, spec: LaunchSpec, times: Timestamps, backend: OciBackend, v: view.View, bundle_dir: Path,
-                 stdio: Stdio, cli: Cli):
-        super().__init__(spec, None, times, stdio)
-        self.runtime = backend.runtime
-        self.cli = cli
-        self.accel = cli.platform  # runsc's platform; None for runc and crun
-        self.view = v
-        self.bundle_dir = bundle_dir
-        self.exit_events = backend._exits
-        #: when the harness reaped the runtime (after its delete); set with t_exit
-        self.t_runtime_exit: int | None = None
-        #: the host process whose exit is the container's, where that is not the runtime's last
-        #: child (runsc's Sentry), read from the bundle before it is removed
-        self.sandbox_pid: int | None = None
-
-    def spawn(self, argv: list[str]) -> None:
-        """The runtime, with the stdio pipes as its 0-2: in the foreground it hands them to the
-        container's process as they are (a pipe, never a file of the host); the marker pipe on
-        the descriptor the runtime hands on (runsc: its stdout)."""
-        self._posix_spawn(argv, marker_fd=self.cli.marker_fd)
-
-    def _exit_time(self) -> int | None:
-        """Called once the runtime is reaped (it has deleted the container by then).  With the
-        kernel's exit events, ``t_exit`` is looked up after ``cleanup`` (``_resolve_exit``), so
-        reading the events costs nothing inside exit -> clean; without them it is now."""
-        if self.t_runtime_exit is None:
-            self.t_runtime_exit = now_ns()
-            self.sandbox_pid = self.cli.sandbox_pid(self.bundle_dir)
-        return self.t_runtime_exit if self.exit_events is None else None
-
-    def cleanup(self) -> None:
-        super().cleanup()
-        self._resolve_exit()
-
-    def _resolve_exit(self) -> None:
-        """``t_exit`` = the exit of the container's process (the runtime's last child to end), not
-        the runtime's own, which came after the delete.  The kernel's time of the exit can
-        precede the *receipt* of the ready line the workload wrote before it (a reader thread
-        that woke late on a loaded host): the host knows of the exit no earlier than of the
-        ready, so it is never before ``t_ready``, as on every backend.  Stays None when the
-        kernel's event was lost (its queue overflowed): the sample then fails, saying so."""
-        if self.times.t_exit is not None or self.exit_events is None or self.proc is None:
-            return
-        assert self.times.t_launch is not None
-        if self.sandbox_pid is not None:  # runsc: the Sentry's exit stands for the workload's
-            t = self.exit_events.exit_of(self.sandbox_pid, self.times.t_launch)
-        else:
-            t = self.exit_events.last_child_exit(self.proc.pid, self.times.t_launch)
-        if t is None:
-            return
-        if self.times.t_ready is not None:
-            t = max(t, self.times.t_ready)
-        self.times.t_exit = t
-
-    # -- what measurements read -----------------------------------------------------
-    def processes(self) -> list[int]:
-        """The runtime process (it stays for the container's lifetime) and the container's."""
-        pids = self.cgroup.pids() if self.cgroup is not None and not self.cgroup.removed else []
-        if self.proc is not None and self.proc.poll() is None:
-            pids = [self.proc.pid, *(p for p in pids if p != self.proc.pid)]
-        return pids
-
-    # -- ending it ------------------------------------------------------------------
-    def stop(self) -> None:
-        """SIGKILL the container's processes (its cgroup); the runtime then deletes it and exits."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        if self.cgroup is not None:
-            with contextlib.suppress(CgroupError):
-                self.cgroup.kill(timeout=STOP_GRACE_S)
-        try:
-            self.proc.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            # still setting up (no cgroup yet) or stuck: take the runtime and what it
-            # started (same process group) down; cleanup's delete --force does the rest
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-    def _release(self) -> None:
-        """After the runtime is reaped (ProcessInstance.cleanup): its state, cgroups and bundle."""
-        self._delete()
-        self._remove_cgroups()
-        bundle.remove(self.bundle_dir)
-
-    def _delete(self) -> None:
-        """``delete --force`` when the runtime left its state behind (it was killed)."""
-        if not self.cli.state(self.name):
-            return
-        t0 = now_ns()
-        _delete(self.cli, self.name, self.view)
-        self.times.phases["delete"] = now_ns() - t0
-
-    def _remove_cgroups(self) -> None:
-        """Whatever cgroup of the container is still there (the runtime removes them normally)."""
-        if self.cgroup is not None:
-            self.cgroup.remove()
-        for d in self.view.dirs(self.name):
-            if d.is_dir():
-                cgroups.remove_dir(d)
 
 
 class OciBackend(Backend):
@@ -198,6 +89,7 @@ class OciBackend(Backend):
         #: runsc's platform as asked (``auto``: decided by ``prepare``); None for runc and crun
         self.platform = platform
         self._platform: Verdict | None = None
+        self._roots = mounter.ImageRoots()  # image instances' roots: mounted in the view (mounter.py)
 
     def available(self) -> str | None:
         if find_runtime(self.runtime) is None:
@@ -261,6 +153,7 @@ class OciBackend(Backend):
 
     def close(self) -> None:
         """Let the namespace holder go (it exits when its pipe closes)."""
+        self._roots.close()  # (before the holder: the image roots it mounted go with its namespace)
         if self._holder is not None:
             self._holder.close()
             self._holder = None
@@ -288,7 +181,8 @@ class OciBackend(Backend):
                           runsc.DEFAULT_PLATFORM, oci_seccomp=self._seccomp is not None)
         nsenter = holder.nsenter(find_runtime("nsenter") or "nsenter")  # a PATH search: not timed
         bundle_dir = bundles_dir() / spec.instance
-        argv = nsenter + cli.run(bundle_dir, spec.instance)
+        mounts = self._roots.prepare(holder.pid, spec.run_id) if spec.workload.image is not None else None
+        argv = nsenter + cli.run(bundle_dir, spec.instance, marker=mounts is None)
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -298,15 +192,20 @@ class OciBackend(Backend):
         what = f"cannot start {self.runtime}"
         with instance_log(spec, self.name.replace(":", "-"), what) as stdio:
             times = Timestamps(t_launch=now_ns())
-            cfg = bundle.config(spec, root, f"/{spec.instance}", cgroup_version=self._cgroup_version,
-                                memsw=self._memsw, seccomp=self._seccomp, wrap_argv=cli.argv)
-            try:
-                bundle.write(bundle_dir, cfg)
-            except FileExistsError as e:
-                raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
-                                   f"or was left behind (isobench cleanup)") from e
-            times.phases["bundle"] = times.since_launch()
-            inst = OciInstance(spec, times, self, v, bundle_dir, stdio, cli)
+            upper = mounter.instance_root(mounts, spec, times) if mounts is not None else None
+            t0 = now_ns()
+            with mounter.released_on_failure(mounts, upper):
+                cfg = bundle.config(spec, upper.root if upper else root, f"/{spec.instance}",
+                                    cgroup_version=self._cgroup_version, memsw=self._memsw, seccomp=self._seccomp,
+                                    wrap_argv=cli.argv)
+                try:
+                    bundle.write(bundle_dir, cfg)
+                except FileExistsError as e:
+                    raise BackendError(f"bundle {bundle_dir} exists: a container of that name is running "
+                                       f"or was left behind (isobench cleanup)") from e
+            times.phases["bundle"] = now_ns() - t0
+            inst = OciInstance(spec, times, self._exits, v, bundle_dir, stdio, cli)
+            inst.upper, inst.helper = upper, mounts
             with launching(inst, what):
                 inst.spawn(argv)
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
@@ -365,8 +264,8 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
         v = view.make(hide_cgroup2_on_hybrid=cli.hide_cgroup2)
         for name in sorted(names[rt]):
             with contextlib.suppress(BackendError):  # what is left is removed below
-                _delete(cli, name, v)
-            _remove_state(cli, name)
+                delete_container(cli, name, v)
+            remove_state(cli, name)
             for d in v.dirs(name):
                 if d.is_dir():
                     cgroups.remove_dir(d)
@@ -378,22 +277,3 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
             bundle.remove(d)
             removed.append(f"oci bundle {d}")
     return removed
-
-
-def _delete(cli: Cli, name: str, v: view.View) -> None:
-    """``delete --force`` a container (in the view it was started in), then what its runtime
-    keeps of it after a delete (runsc: the ``.lock`` of a sandbox that was killed)."""
-    if find_runtime(cli.runtime) is not None:
-        r = view.run(cli.delete(name), v)
-        if r.returncode != 0 and cli.state(name):
-            raise BackendError(f"{cli.runtime} delete --force {name} failed: {r.stderr.strip()}")
-    _remove_state(cli, name)
-
-
-def _remove_state(cli: Cli, name: str) -> None:
-    for p in cli.state(name):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()

@@ -86,17 +86,20 @@ def _options(flags: int, extra: Iterable[str] = ()) -> list[str]:
     return [word for bit, word in _FLAG_WORDS if flags & bit] + list(extra)
 
 
-def mount_plan(rootfs: str | os.PathLike[str]) -> dict[str, Any]:
-    """The built-in container's mount plan translated to OCI terms.
+def mount_plan(rootfs: str | os.PathLike[str], image: bool = False) -> dict[str, Any]:
+    """The built-in container's mount plan translated to OCI terms (``image``: an image
+    instance's, whose root is its own writable overlay: no /tmp tmpfs, not read-only).
 
     Returns ``mounts``, ``maskedPaths``, ``readonlyPaths`` and ``readonly`` (root).
     Operations the runtimes do by themselves are not listed: the root bind and
     pivot_root, the default device nodes (null zero full random urandom tty, the
     same six ``mounts.DEVICES`` nodes) and the /dev symlinks (fd, stdin...).  /proc
-    comes first, as in ``runc spec`` (our plan builds /dev first, for its masks' sake).
+    comes first, as in ``runc spec`` (our plan builds /dev first, for its masks' sake).  An
+    image's root (``mounts.ImageRoot``) is the bundle's ``root.path``, mounted before the
+    runtime runs.
     """
     root = os.fspath(rootfs)
-    ops = container_mounts.plan(root)
+    ops = container_mounts.image_plan(root, "") if image else container_mounts.plan(root)
 
     def inside(path: str) -> str:
         rel = os.path.relpath(path, root)
@@ -142,9 +145,10 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
         raise ValueError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
     if not cgroups_path.startswith("/"):
         raise ValueError(f"cgroupsPath must be absolute, got {cgroups_path!r}")
-    plan = mount_plan(rootfs)
-    argv = list(spec.extra.get("argv") or spec.workload.argv())
-    if wrap_argv is not None:
+    process = spec.workload.process  # an image's (None: a catalog workload)
+    plan = mount_plan(rootfs, image=process is not None)
+    argv = list(spec.extra.get("argv") or (process.argv if process is not None else spec.workload.argv()))
+    if wrap_argv is not None and process is None:  # (the marker's descriptor: a catalog workload's)
         argv = wrap_argv(argv)
     linux: dict[str, Any] = {
         "namespaces": namespaces(),
@@ -165,6 +169,7 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
             "env": list(ENV),
             "cwd": "/",
             "capabilities": capabilities(),
+            **(_image_process(spec) if process is not None else {}),
             "noNewPrivileges": True,
             "rlimits": container_hardening.oci_rlimits(),
             "oomScoreAdj": container_hardening.OOM_SCORE_ADJ,
@@ -174,6 +179,22 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
         "mounts": plan["mounts"],
         "linux": linux,
     }
+
+
+def _image_process(spec: LaunchSpec) -> dict[str, Any]:
+    """``process`` fields of an image's process: its user, environment and working directory, as
+    the built-in container runs it.  A non-root user keeps the bounding set but no effective or
+    permitted capability: what setuid leaves the built-in container's workload."""
+    p = spec.workload.process
+    assert p is not None
+    user: dict[str, Any] = {"uid": p.uid, "gid": p.gid}
+    if p.groups:
+        user["additionalGids"] = list(p.groups)
+    caps = capabilities()
+    if p.uid != 0:
+        caps = {"bounding": caps["bounding"], "effective": [], "permitted": []}
+    env = {**p.env, "HOSTNAME": spec.instance}
+    return {"user": user, "env": [f"{k}={v}" for k, v in env.items()], "cwd": p.cwd, "capabilities": caps}
 
 
 def write(bundle_dir: Path, cfg: dict[str, Any]) -> Path:

@@ -65,8 +65,9 @@ class Cli:
         """The runtime with its global flags, then ``args`` (a subcommand and its own flags)."""
         return [self.exe, "--root", str(self.state_root), *args]
 
-    def run(self, bundle_dir: Path, name: str) -> list[str]:
-        return self.command("run", "--preserve-fds", "1", "-b", str(bundle_dir), name)
+    def run(self, bundle_dir: Path, name: str, marker: bool = True) -> list[str]:
+        """``marker`` False: an image's process, which gets no fd 3 (nothing is preserved)."""
+        return self.command("run", "--preserve-fds", "1" if marker else "0", "-b", str(bundle_dir), name)
 
     def delete(self, name: str) -> list[str]:
         return self.command("delete", "--force", name)

@@ -75,7 +75,7 @@ class Runsc(Cli):
         flags = [f"--platform={self.platform}", "--network=none"] + (["--oci-seccomp"] if self.oci_seccomp else [])
         return [*super().command(), *flags, *args]
 
-    def run(self, bundle_dir: Path, name: str) -> list[str]:
+    def run(self, bundle_dir: Path, name: str, marker: bool = True) -> list[str]:
         return self.command("run", "--pid-file", str(bundle_dir / PID_FILE), "--bundle", str(bundle_dir), name)
 
     def argv(self, argv: list[str]) -> list[str]:

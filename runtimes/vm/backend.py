@@ -54,11 +54,11 @@ from runtimes.base import (
 from runtimes.exits import ExitEvents
 from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
-from runtimes.vm import domain, host, image
-from runtimes.vm.connection import open_connection, version_string
+from runtimes.vm import domain, host, image, virtiofs
+from runtimes.vm.connection import Connection, alive, version_string
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.machine import Machine, validate
-from runtimes.vm.machine_cgroup import cpu_usage
+from runtimes.vm.machine_cgroup import cpu_usage, qemu_process
 from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
 
@@ -112,7 +112,7 @@ class VmInstance(GuestInstance):
         self.dom.resume()
         self.t_resume = now_ns()
         self.times.phases["qemu_start"] = self.t_resume - t1
-        self.qemu = _qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
+        self.qemu = qemu_process(self.name, self.backend.uri)  # once the guest runs: off its clock
 
     # -- console (GuestInstance hooks) --------------------------------------------------
     def _read_console(self) -> bytes:
@@ -124,6 +124,10 @@ class VmInstance(GuestInstance):
         if self._log is not None:
             self._log.write(data)
             self._log.flush()
+
+    def _send_console(self, data: bytes) -> None:
+        assert self.stream is not None
+        self.stream.send(data)
 
     def _boot_start(self) -> int | None:
         return self.t_resume  # the domain was created paused: the guest runs from its resume
@@ -172,19 +176,40 @@ class VmInstance(GuestInstance):
         raise BackendError(f"{self.name}: the guest ended without reporting an exit status{self._see_log()}")
 
     def processes(self) -> list[int]:
-        if self.qemu is not None and self.qemu.is_running():
-            return [self.qemu.pid]
-        return []
+        """QEMU, and the virtiofsd libvirt started for an image's layers (its memory is the guest's)."""
+        if self.qemu is None or not self.qemu.is_running():
+            return []
+        daemons: list[int] = []
+        with contextlib.suppress(libvirt.libvirtError):
+            daemons = virtiofs.libvirt_daemons(self.dom.ID()) if self.dom is not None else []
+        return [self.qemu.pid, *daemons]
+
+    def _domain(self) -> libvirt.virDomain | None:
+        """The domain on a live connection: the one it was created on, or -- after libvirtd was
+        restarted, which closes every connection while the guest runs on -- looked up again."""
+        if self.dom is not None and not alive(self.dom.connect()):
+            self.dom = self.backend._conn.lookup(self.name)
+        return self.dom
 
     def stop(self) -> None:
         if self.dom is None or self._stopped.is_set():
             return
+        self._stop_app()  # an image's app: its own stop signal and grace first
         try:
-            self.dom.destroy()
+            dom = self._domain()
+            if dom is not None:
+                dom.destroy()
             self._destroyed = self.marker.exit_status is None
-        except libvirt.libvirtError as e:
-            if not _gone(e):
+        except (libvirt.libvirtError, BackendError) as e:
+            if isinstance(e, libvirt.libvirtError) and _gone(e):
+                return
+            if self.qemu is None or not self.qemu.is_running():
                 raise BackendError(f"{self.name}: cannot destroy the domain: {e}") from e
+            # libvirtd does not answer (restarting): end the guest's QEMU itself; the daemon,
+            # back, finds it gone and drops the domain
+            with contextlib.suppress(psutil.Error):
+                self.qemu.kill()
+            self._destroyed = self.marker.exit_status is None
 
     def _teardown(self) -> None:
         try:
@@ -202,14 +227,16 @@ class VmInstance(GuestInstance):
         """Until libvirt no longer knows the domain and its QEMU has exited."""
         if self.dom is None:
             return
-        dom = self.dom
 
         def gone() -> bool:
             try:
-                active = dom.isActive()
+                dom = self._domain()
+                active = dom is not None and bool(dom.isActive())
             except libvirt.libvirtError as e:
                 if not _gone(e):
                     raise
+                active = False
+            except BackendError:  # libvirtd away: its QEMU is what is left to see
                 active = False
             return not active and not self.processes()
 
@@ -228,41 +255,27 @@ class VmInstance(GuestInstance):
             self._log = None
 
     def usage(self) -> dict[str, float]:
-        """CPU counters of the domain's cgroup (where libvirt applies <cputune>)."""
+        """CPU counters of the domain's cgroup (where libvirt applies <cputune>); an image's guest
+        adds its own cgroup's (``guest_usage``)."""
         if self.qemu is None:
             return {}
         try:
-            return cpu_usage(self.qemu.pid)
+            return {**cpu_usage(self.qemu.pid), **self.guest_usage()}
         except (OSError, psutil.Error):
             return {}
-
-
-def _qemu_process(name: str, uri: str) -> psutil.Process | None:
-    """The QEMU of domain ``name``: libvirt's pid file, else its ``-name guest=NAME`` argument."""
-    candidates = [Path("/run/libvirt/qemu") / f"{name}.pid"]
-    if uri.endswith("/session"):
-        candidates.append(Path.home() / ".config/libvirt/qemu/run" / f"{name}.pid")
-    for pidfile in candidates:
-        with contextlib.suppress(OSError, ValueError, psutil.Error):
-            return psutil.Process(int(pidfile.read_text().strip()))
-    needle = f"guest={name},"
-    for p in psutil.process_iter(["cmdline"]):
-        if any(needle in a or a == f"guest={name}" for a in p.info["cmdline"] or []):
-            return p
-    return None
 
 
 class VmBackend(GuestBackend):
     """Guests through libvirt; one connection (and event callback) per backend."""
 
     name = "vm"
+    libvirt_starts_virtiofsd = True
 
     def __init__(self, uri: str | None = None, *, guest: GuestConfig | None = None, reprobe: bool = False):
         super().__init__(guest)
         self.uri = uri or host.uri()
         self.reprobe = reprobe or os.environ.get("ISOBENCH_ACCEL_REPROBE", "") not in ("", "0")
-        self._conn: libvirt.virConnect | None = None
-        self._callback: int | None = None
+        self._conn = Connection(self.uri, self._on_lifecycle)  # opened on first use, again after a restart
         self._live: dict[str, VmInstance] = {}
         self._lock = threading.RLock()
         self._exits: ExitEvents | None = None  # QEMU's end when a guest is destroyed (None: unavailable)
@@ -278,13 +291,7 @@ class VmBackend(GuestBackend):
         return None
 
     def _connection(self) -> libvirt.virConnect:
-        with self._lock:
-            if self._conn is None:
-                conn = open_connection(self.uri)
-                self._callback = conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)
-                self._conn = conn  # closed by close(), which the backend's owner calls
-            return self._conn
+        return self._conn.get()  # closed by close(), which the backend's owner calls
 
     def _on_lifecycle(self, _conn: Any, dom: libvirt.virDomain, event: int, detail: int, _opaque: Any) -> None:
         inst = self._live.get(dom.name())
@@ -376,14 +383,7 @@ class VmBackend(GuestBackend):
         if self._exits is not None:
             self._exits.close()
         self._exits, self._exits_tried = None, False
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    if self._callback is not None:
-                        conn.domainEventDeregisterAny(self._callback)
-                    conn.close()
-                self._callback = None
+        self._conn.close()
 
 
 def accel_verdict(refresh: bool = False) -> accelerator.Verdict:

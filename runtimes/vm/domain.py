@@ -1,15 +1,16 @@
 """A :class:`~runtimes.vm.machine.Machine` rendered to libvirt domain XML, and read back.
 
 The domain is minimal on purpose: direct kernel boot, one serial console,
-nothing else (no disk, network, USB, graphics or balloon), so that the VM's
-startup and memory figures are those of the machine, not of its peripherals.
+nothing else (no network, USB, graphics or balloon; an image's guest adds its
+layers as read-only disks or one virtio-fs share), so that the VM's startup and
+memory figures are those of the machine, not of its peripherals.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from runtimes.vm.machine import Machine, SerialConsole
+from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir
 
 #: the namespace of our <metadata> element: how ``cleanup_leftovers`` recognises our domains
 NS = "urn:isobench:domain:1"
@@ -59,18 +60,58 @@ def render(m: Machine) -> str:
     # a panic (panic=-1): either way the domain ends and is gone (transient).
     for event in ("on_poweroff", "on_reboot", "on_crash"):
         _sub(dom, event, "destroy")
+    if m.shared_memory:  # virtio-fs: virtiofsd maps the guest's RAM
+        backing = _sub(dom, "memoryBacking")
+        _sub(backing, "source", type="memfd")
+        _sub(backing, "access", mode="shared")
     devices = _sub(dom, "devices")
+    disks = 0
     for dev in m.devices:
         if isinstance(dev, SerialConsole):
             serial = _sub(devices, "serial", type="pty")
             _sub(serial, "target", port=str(dev.port))
             console = _sub(devices, "console", type="pty")
             _sub(console, "target", type="serial", port=str(dev.port))
+        elif isinstance(dev, LayerDisk):
+            _layer_disk(devices, dev, disks)
+            disks += 1
+        elif isinstance(dev, SharedDir):
+            _shared_dir(devices, dev)
     # libvirt adds a USB controller and a balloon unless told not to
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")
     ET.indent(dom)
     return ET.tostring(dom, encoding="unicode")
+
+
+def disk_name(index: int) -> str:
+    """vda … vdz, vdaa …: the name libvirt wants for the target (the guest goes by the serial)."""
+    letters = ""
+    index += 1
+    while index:
+        index, r = divmod(index - 1, 26)
+        letters = chr(ord("a") + r) + letters
+    return f"vd{letters}"
+
+
+def _layer_disk(devices: ET.Element, dev: LayerDisk, index: int) -> None:
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type="raw")
+    source = _sub(disk, "source", file=dev.path)
+    # shared by every guest of the image at once: libvirt must not chown it to one of them
+    _sub(source, "seclabel", model="dac", relabel="no")
+    _sub(disk, "target", dev=disk_name(index), bus="virtio")
+    _sub(disk, "readonly")
+    _sub(disk, "serial", dev.serial)
+
+
+def _shared_dir(devices: ET.Element, dev: SharedDir) -> None:
+    """libvirt starts (and ends) the share's virtiofsd itself; ``dev.socket`` is QEMU's own."""
+    fs = _sub(devices, "filesystem", type="mount", accessmode="passthrough")
+    _sub(fs, "driver", type="virtiofs")
+    _sub(fs, "binary", path=dev.binary, xattr="on")  # cache: virtiofsd's default (auto), as for qemu
+    _sub(fs, "source", dir=dev.source)
+    _sub(fs, "target", dir=dev.tag)
 
 
 def labels(xml: str) -> dict[str, str] | None:

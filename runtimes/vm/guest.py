@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
+from runtimes.image.workload import ImageWorkload
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image
+from runtimes.vm import host, image, image_guest, image_init, layers, virtiofs
 from runtimes.vm import kernel as guest_kernel
-from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, describe
+from runtimes.vm.image_app import ImageApp
+from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, SharedDir, describe
 from runtimes.workloads import in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
@@ -33,7 +36,8 @@ READER_DRAIN_S = 1.0
 
 def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
     """The guest's own RESULT lines (``guest_*``), plus guest_mem_total / guest_mem_used (MiB)
-    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock).
+    and guest_cpu_delivered (CPUs busy over the workload's run, by the guest's clock); for an
+    image's guest, guest_app_mem_used and guest_page_cache (MiB, with the app running).
 
     These derived values are computed here only (the measurements store them as they
     are), at full precision: ``repr`` of the float, which reads back exactly."""
@@ -46,6 +50,13 @@ def guest_report(results: dict[str, str], accel: str | None) -> dict[str, str]:
         wall = float(r["guest_uptime_exit"]) - float(r["guest_uptime_workload"])
         if wall > 0:
             r["guest_cpu_delivered"] = repr(float(r["guest_cpu_busy_s"]) / wall)
+    # an image's guest with its app running: the latest answer to a meminfo request, else ready's
+    for tag in ("now", "ready"):
+        with contextlib.suppress(KeyError, ValueError):
+            total = int(r["guest_mem_total_kib"])
+            r["guest_app_mem_used"] = repr((total - int(r[f"guest_{tag}_mem_available_kib"])) / 1024)
+            r["guest_page_cache"] = repr((int(r[f"guest_{tag}_cached_kib"]) - int(r[f"guest_{tag}_shmem_kib"])) / 1024)
+            break
     if accel:
         r["accel"] = accel
     return r
@@ -69,11 +80,16 @@ class GuestInstance(Instance):
         self.machine = machine
         self.accel = machine.accel
         self.times = times
-        self.marker = MarkerChannel(log=marker_log)
+        self._marker_log = marker_log
+        self.marker = MarkerChannel(log=self._console_line)
         self.results = self.marker.results
+        self._t_chunk = 0  # receipt of the console chunk being parsed
         self._reader: threading.Thread | None = None
         #: set by the EXIT line, the console's end, or (vm) libvirt's STOPPED event
         self._ended = threading.Event()
+        #: an image's app, reached through the console (None: a catalog workload, with its marker)
+        self.app = ImageApp(self.name, spec.workload, self._send_console, self._ended, self.results,
+                            self._console_errors) if isinstance(spec.workload, ImageWorkload) else None
         self.t_init_line: int | None = None  # receipt of guest_uptime_init
         self.t_exit_line: int | None = None  # receipt of ISOBENCH EXIT
 
@@ -85,6 +101,10 @@ class GuestInstance(Instance):
     @abc.abstractmethod
     def _write_console(self, data: bytes) -> None:
         """Keep a chunk the marker channel has seen (console log, or the terminal)."""
+
+    def _send_console(self, data: bytes) -> None:
+        """Write to the guest's console (its init reads requests such as ``ISOBENCH STOP``)."""
+        raise OSError("this guest's console takes no input")
 
     @abc.abstractmethod
     def _boot_start(self) -> int | None:
@@ -103,10 +123,18 @@ class GuestInstance(Instance):
             pass  # the console breaks when the guest is destroyed
         finally:
             self.marker.close()
+            if self.app is not None:
+                self.app.readiness.end()
             self._ended.set()
 
+    def _console_line(self, line: str) -> None:
+        if self.app is not None:
+            self.app.readiness.line(line, self._t_chunk)
+        if self._marker_log is not None:
+            self._marker_log(line)
+
     def _take_console(self, data: bytes) -> None:
-        t = now_ns()
+        t = self._t_chunk = now_ns()
         had_init = "guest_uptime_init" in self.results
         self.marker.feed(data)  # timestamps READY before anything else happens
         self._write_console(data)
@@ -122,7 +150,8 @@ class GuestInstance(Instance):
     # -- the Instance contract --------------------------------------------------------
     def wait_ready(self, timeout: float) -> int:
         try:
-            t = self.marker.wait_ready(timeout, self.name)
+            t = (self.marker.wait_ready(timeout, self.name) if self.app is None
+                 else self.app.readiness.wait(timeout))
         except InstanceTimeout as e:
             self.stop()
             raise InstanceTimeout(f"{e}{self._see_log()}") from None
@@ -158,7 +187,22 @@ class GuestInstance(Instance):
         return self._ended_without_status()
 
     def guest_report(self) -> dict[str, str]:
+        """The guest's report (``guest_report``); an image's guest is asked for its memory now."""
+        if self.app is not None:
+            self.app.ask()
         return guest_report(self.results, self.accel)
+
+    def usage(self) -> dict[str, float]:
+        return {**super().usage(), **self.guest_usage()}
+
+    def guest_usage(self) -> dict[str, float]:
+        """An image's guest: the counters of the cgroup inside it (``ImageApp.usage``)."""
+        return self.app.usage() if self.app is not None else {}
+
+    def _stop_app(self) -> None:
+        """An image's app: its own stop signal and grace, through the guest (``ImageApp.stop``)."""
+        if self.app is not None:
+            self.app.stop()
 
 
 @dataclass(frozen=True)
@@ -189,12 +233,15 @@ class GuestBackend(Backend):
     per-workload initrd from the same cache, so both boot exactly the same guest."""
 
     NO_KERNEL = "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
+    #: libvirt starts an image share's virtiofsd from the domain XML (the harness does for QEMU)
+    libvirt_starts_virtiofsd = False
 
     def __init__(self, guest: GuestConfig | None = None) -> None:
         self.guest = guest or GuestConfig()
         self._verdict: accelerator.Verdict | None = None
         self._kernel: guest_kernel.BootKernel | None = None
         self._base: Path | None = None
+        self._image_base: Path | None = None  # an image guest's base archive, found once per backend
 
     def _kernel_source(self) -> str | None:
         return self.guest.kernel or host.find_kernel()
@@ -210,13 +257,46 @@ class GuestBackend(Backend):
 
     def base_image(self) -> Path:
         if self._base is None:
-            bk = self.boot_kernel()
-            comp = self.guest.compression or image.choose_compression(host.kernel_config(bk.source))
-            self._base = image.base_image(comp, self.guest.cache)
+            self._base = image.base_image(self.compression_for(), self.guest.cache)
         return self._base
+
+    def image_base(self) -> Path:
+        """The base archive of every image guest (busybox, modules, app starter), built or found
+        once: a launch never builds it, and a run boots the same one throughout."""
+        if self._image_base is None:
+            self._image_base = image_init.base_image(self.boot_kernel().source, self.compression_for(),
+                                                     self.guest.cache)
+        return self._image_base
+
+    def image_files(self, spec: LaunchSpec) -> tuple[Path, ...] | None:
+        """An erofs guest reads its image from the layer disks (virtio-fs: the layers themselves)."""
+        img = spec.workload.image
+        if img is None or image_guest.root_kind(spec) != "erofs":
+            return None
+        return tuple(layers.disk_path(tree, d, self.guest.cache)
+                     for tree, d in zip(img.layers, img.diff_ids, strict=True))
+
+    def share(self, spec: LaunchSpec) -> SharedDir | None:
+        """The virtio-fs share of an image's layers when ``spec`` asks for one (``image_root =
+        "virtiofs"``), else None.  QEMU's virtiofsd is started by ``qemu``; libvirt starts its own."""
+        img = spec.workload.image
+        if img is None or image_guest.root_kind(spec) != "virtiofs":
+            return None
+        share = virtiofs.share_for(img, spec.instance)
+        if self.libvirt_starts_virtiofsd:
+            share = dataclasses.replace(share, binary=virtiofs.libvirt_binary(image.vm_cache(self.guest.cache)))
+        return share
+
+    def compression_for(self) -> str:
+        return self.guest.compression or image.choose_compression(host.kernel_config(self.boot_kernel().source))
 
     def machine(self, spec: LaunchSpec, accel: str) -> Machine:
         """The guest of ``spec``: its initrd (cached per workload) and the neutral machine description."""
+        if spec.workload.image is not None:
+            initrd, extra = image_guest.files(self.boot_kernel().source, spec, self.image_base(), self.guest.cache,
+                                              self.share(spec))
+            return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
+                            machine_type=self.guest.machine_type, cmdline=self.guest.cmdline, extra=extra)
         argv = spec.extra.get("argv")
         # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
         run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
@@ -244,4 +324,6 @@ class GuestBackend(Backend):
         meta["machine_type"] = self.guest.machine_type
         if self._base is not None:
             meta["initramfs"] = self._base.name
+        if self._image_base is not None:
+            meta["image_initramfs"] = self._image_base.name
         return meta

@@ -31,7 +31,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -50,7 +50,7 @@ KEEP_INITRDS = 64
 # The guest's PID 1.  Kept POSIX-sh/busybox-ash only.  Guest CPU time is the
 # "cpu" line of /proc/stat in USER_HZ (100) ticks: busy = user + nice + system
 # + irq + softirq + steal (guest time is already inside user).
-INIT = f"""#!{BUSYBOX} sh
+INIT_HEAD = f"""#!{BUSYBOX} sh
 B={BUSYBOX}
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 $B mount -t proc proc /proc
@@ -70,12 +70,14 @@ done < /proc/meminfo
 say guest_mem_total_kib=$mt
 say guest_mem_available_kib=$ma
 say guest_nproc=$($B nproc)
-read up1 _ < /proc/uptime
+"""
+#: the workload's start, after everything the guest prepares for it
+INIT_START = """read up1 _ < /proc/uptime
 say guest_uptime_workload=$up1
 c0=$(ticks)
-$B sh /{RUN_FILE} {MARKER_FD}>{CONSOLE} </dev/null
-rc=$?
-c1=$(ticks)
+"""
+#: after the workload: its CPU time by the guest's clock, OOM kills, EXIT, power-off
+INIT_TAIL = f"""c1=$(ticks)
 read up2 _ < /proc/uptime
 say guest_uptime_exit=$up2
 say guest_cpu_busy_s=$(cs $((c1-c0)))
@@ -87,6 +89,7 @@ echo "{EXIT} $rc" >&{MARKER_FD}
 $B stty -F {CONSOLE} -echo 2>/dev/null
 $B poweroff -f
 """
+INIT = INIT_HEAD + INIT_START + f"$B sh /{RUN_FILE} {MARKER_FD}>{CONSOLE} </dev/null\nrc=$?\n" + INIT_TAIL
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def _newc_header(ino: int, e: Entry) -> bytes:
     return head + b"\0" * (-len(head) % 4)
 
 
-def write_newc(out: BinaryIO, entries: Iterator[Entry] | list[Entry]) -> None:
+def write_newc(out: BinaryIO, entries: Iterable[Entry]) -> None:
     """Write a cpio "newc" archive (the initramfs format), owned by root, mtime 0."""
     ino = 0
     for ino, e in enumerate(entries, start=1):  # noqa: B007 (ino is used after the loop)
@@ -220,14 +223,19 @@ def base_image(compression: str, cache: Path | None = None) -> Path:
     """The compressed rootfs + /init archive, built once per rootfs content and /init."""
     tree = rootfs.build(cache)
     key = hashlib.sha256(f"{IMAGE_VERSION}\0{tree.name}\0{compression}\0{INIT}".encode()).hexdigest()[:16]
-    dest = vm_cache(cache) / f"base-{key}.cpio.{compression}"
+    return archive(vm_cache(cache) / f"base-{key}.cpio.{compression}", lambda: base_entries(tree), compression)
+
+
+def archive(dest: Path, entries: Callable[[], Iterable[Entry]], compression: str) -> Path:
+    """``dest``, a compressed archive of ``entries()``, unless it is already there (the name
+    carries the key of its content)."""
     if dest.exists():
         return dest
     with _atomic(dest) as tmp:
         raw = tmp.with_suffix(".raw")
         try:
             with open(raw, "wb") as fh:
-                write_newc(fh, base_entries(tree))
+                write_newc(fh, entries())
             _compress(raw, tmp, compression)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -237,8 +245,14 @@ def base_image(compression: str, cache: Path | None = None) -> Path:
 
 def initrd_for(argv: list[str], base: Path, cache: Path | None = None, *, applets: bool = False) -> Path:
     """The initrd a guest running ``argv`` boots with: the run archive, then ``base``."""
+    return initrd_with(run_entries(argv, applets), base, cache)
+
+
+def initrd_with(entries: list[Entry], base: Path, cache: Path | None = None) -> Path:
+    """The initrd of a guest: the small archive of ``entries`` (this workload's), then ``base``;
+    cached by the content of both."""
     run = io.BytesIO()
-    write_newc(run, run_entries(argv, applets))
+    write_newc(run, entries)
     key = hashlib.sha256(base.name.encode() + b"\0" + run.getvalue()).hexdigest()[:16]
     dest = vm_cache(cache) / f"initrd-{key}.img"
     if dest.exists():

@@ -20,6 +20,8 @@ from runtimes.base import BackendError, LaunchSpec
 KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1"
 DEFAULT_MACHINE_TYPE = "pc"  # i440fx: fewer implicit devices than q35
 ACCELS = ("kvm", "tcg")
+#: QEMU's virtio-fs daemon (Debian's qemu-system-common; not on PATH)
+VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 MIN_MEMORY_MIB = 64  # the initramfs (rootfs ~35 MiB unpacked) must fit with room to spare
 
 
@@ -30,7 +32,30 @@ class SerialConsole:
     port: int = 0
 
 
-Device = SerialConsole  # the only device a benchmark guest gets; a Union when others come
+@dataclass(frozen=True)
+class LayerDisk:
+    """One image layer as a read-only virtio disk (``runtimes.vm.layers``); the guest finds it by
+    its serial, not by the order the disks were probed in."""
+
+    path: str
+    serial: str
+
+
+@dataclass(frozen=True)
+class SharedDir:
+    """A host directory the guest mounts read-only over virtio-fs (``runtimes.vm.virtiofs``):
+    ``socket`` is the vhost-user socket of the virtiofsd that serves it.  The guest's RAM must
+    then be shared memory (``Machine.shared_memory``): virtiofsd reads and writes it directly."""
+
+    socket: str
+    tag: str
+    source: str
+    #: the virtiofsd libvirt runs (QEMU's own, or a wrapper that adds options libvirt cannot)
+    binary: str = VIRTIOFSD
+
+
+#: a benchmark guest's devices: its console, and an image guest's layers
+Device = SerialConsole | LayerDisk | SharedDir
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,8 @@ class Machine:
     #: ACPI lets ``poweroff -f`` in the guest end the machine (without it, it only halts)
     acpi: bool = True
     devices: tuple[Device, ...] = (SerialConsole(),)
+    #: the guest's RAM as shared memory (memfd), which virtio-fs needs
+    shared_memory: bool = False
     #: (key, value) pairs recorded with the machine (libvirt <metadata>), e.g. run_id
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -81,8 +108,10 @@ def validate(spec: LaunchSpec) -> None:
 
 
 def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
-             machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE) -> Machine:
-    """The machine that runs ``spec``: its vCPUs, memory, CPU limit and labels."""
+             machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
+             extra: tuple[Device, ...] = ()) -> Machine:
+    """The machine that runs ``spec``: its vCPUs, memory, CPU limit and labels; ``extra``
+    devices after the console (an image's layers)."""
     validate(spec)
     if accel not in ACCELS:
         raise BackendError(f"unknown accelerator {accel!r} (known: {', '.join(ACCELS)})")
@@ -99,4 +128,6 @@ def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
         cpu_period_us=spec.limits.cpu_period_us,
         cpu_shares=spec.limits.cpu_shares,
         labels=(("run_id", spec.run_id), ("workload", spec.workload.name)),
+        devices=(SerialConsole(), *extra),
+        shared_memory=any(isinstance(d, SharedDir) for d in extra),
     )

@@ -1,4 +1,5 @@
-"""The cgroup libvirt made for a domain (its "machine" cgroup), read through ``runtimes.cgroups``.
+"""The cgroup libvirt made for a domain (its "machine" cgroup), read through ``runtimes.cgroups``,
+and the domain's QEMU process.
 
 libvirt puts each guest's QEMU threads into sub-cgroups of the domain's cgroup
 (``.../emulator``, ``.../vcpuN``, ``.../iothreadN``); the domain's ``<cputune>``
@@ -9,6 +10,7 @@ kept away from the memory controller, see ``runtimes.vm.host``).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import psutil
@@ -62,3 +64,18 @@ def cpu_usage(pid: int) -> dict[str, float]:
         t = psutil.Process(pid).cpu_times()
         u["cpu_usage_ns"] = round((t.user + t.system) * 1e9)
     return u
+
+
+def qemu_process(name: str, uri: str) -> psutil.Process | None:
+    """The QEMU of domain ``name``: libvirt's pid file, else its ``-name guest=NAME`` argument."""
+    candidates = [Path("/run/libvirt/qemu") / f"{name}.pid"]
+    if uri.endswith("/session"):
+        candidates.append(Path.home() / ".config/libvirt/qemu/run" / f"{name}.pid")
+    for pidfile in candidates:
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            return psutil.Process(int(pidfile.read_text().strip()))
+    needle = f"guest={name},"
+    for p in psutil.process_iter(["cmdline"]):
+        if any(needle in a or a == f"guest={name}" for a in p.info["cmdline"] or []):
+            return p
+    return None

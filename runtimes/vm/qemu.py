@@ -48,10 +48,10 @@ from runtimes.naming import of_run
 from runtimes.process import launching
 from runtimes.stdio import create_log
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image
+from runtimes.vm import host, image, virtiofs
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
-from runtimes.vm.machine import Machine, SerialConsole, validate
+from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir, validate
 from runtimes.workloads import Workload
 
 #: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
@@ -73,7 +73,9 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         # libvirt: <cpu mode='host-passthrough'> with KVM, its default model under TCG
         "-cpu", "host,migratable=on" if m.accel == "kvm" else "qemu64",
         "-m", str(m.memory_mib),
-        "-object", f"memory-backend-ram,id=pc.ram,size={m.memory_mib << 20}",
+        # libvirt's <memoryBacking><source type='memfd'/><access mode='shared'/> for virtio-fs
+        "-object", (f"memory-backend-memfd,id=pc.ram,size={m.memory_mib << 20},share=on" if m.shared_memory
+                    else f"memory-backend-ram,id=pc.ram,size={m.memory_mib << 20}"),
         "-overcommit", "mem-lock=off",
         "-smp", f"{m.vcpus},sockets={m.vcpus},cores=1,threads=1",
         "-display", "none",
@@ -86,13 +88,27 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         "-initrd", m.initrd,
         "-append", m.cmdline,
     ]
-    for dev in m.devices:
+    for i, dev in enumerate(m.devices):
         if isinstance(dev, SerialConsole):
             # stdio can back one chardev only: the benchmark guest has one console
             argv += ["-chardev", f"stdio,id=charserial{dev.port},signal=off",
                      "-device", f"isa-serial,chardev=charserial{dev.port},id=serial{dev.port},index={dev.port}"]
+        elif isinstance(dev, LayerDisk):
+            # what libvirt passes for a read-only raw <disk> (host page cache on, as its default)
+            argv += ["-blockdev", f"driver=file,filename={_escape(dev.path)},node-name=disk{i}-storage,"
+                                  "read-only=on,cache.direct=off",
+                     "-blockdev", f"driver=raw,node-name=disk{i},file=disk{i}-storage,read-only=on",
+                     "-device", f"virtio-blk-pci,drive=disk{i},id=virtio-disk{i},serial={_escape(dev.serial)}"]
+        elif isinstance(dev, SharedDir):
+            argv += ["-chardev", f"socket,id=chr-vu-fs{i},path={_escape(dev.socket)}",
+                     "-device", f"vhost-user-fs-pci,chardev=chr-vu-fs{i},id=fs{i},tag={_escape(dev.tag)}"]
     argv += ["-audiodev", "none,id=audio1", "-sandbox", SANDBOX, "-msg", "timestamp=on"]
     return argv
+
+
+def _escape(value: str) -> str:
+    """A value inside QEMU's key=value option syntax (a comma is written twice)."""
+    return value.replace(",", ",,")
 
 
 class QemuInstance(GuestInstance):
@@ -106,6 +122,8 @@ class QemuInstance(GuestInstance):
         self._killed = False
         self._inherit = spec.extra.get("stdio") == "inherit"
         self._console: Any = None  # console log file, written by the reader thread
+        #: the virtiofsd sharing an image's layers (``image_root = "virtiofs"``), else None
+        self.virtiofsd: virtiofs.Daemon | None = None
 
     # -- start ------------------------------------------------------------------------
     def start(self, argv: list[str], logs: QemuLogs) -> None:
@@ -124,6 +142,10 @@ class QemuInstance(GuestInstance):
                 finally:
                     os.close(fd)
 
+        share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
+        if share is not None:  # QEMU connects to its socket at start: it must be listening
+            self.virtiofsd = virtiofs.Daemon(share, procs, logs.virtiofsd)
+            self.times.phases["virtiofsd_start"] = self.virtiofsd.start()
         self.t_spawn = now_ns()
         try:
             # stdin: a pipe nobody writes (EOF on /dev/null would close the stdio chardev)
@@ -146,6 +168,11 @@ class QemuInstance(GuestInstance):
         elif self._inherit:
             os.write(1, data)
 
+    def _send_console(self, data: bytes) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
     def _boot_start(self) -> int | None:
         return self.t_spawn  # QEMU starts the guest at once: its startup counts as firmware time
 
@@ -166,12 +193,13 @@ class QemuInstance(GuestInstance):
                            f"(QEMU exit {self.proc.returncode}){self._see_log()}")
 
     def processes(self) -> list[int]:
-        if self.proc is not None and self.proc.poll() is None:
-            return [self.proc.pid]
-        return []
+        qemu = [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+        return qemu + (self.virtiofsd.pids() if self.virtiofsd is not None else [])
 
     def stop(self) -> None:
-        """SIGKILL QEMU (libvirt's destroy does the same after a SIGTERM)."""
+        """SIGKILL QEMU (libvirt's destroy does the same after a SIGTERM); an image's app is
+        asked to stop first, with its signal and grace."""
+        self._stop_app()
         if self.proc is not None and self.proc.poll() is None:
             self._killed = self.marker.exit_status is None
             with contextlib.suppress(ProcessLookupError):
@@ -186,6 +214,8 @@ class QemuInstance(GuestInstance):
                     if self.times.t_exit is None:
                         self.times.t_exit = self.t_exit_line or now_ns()
             finally:  # also when QEMU outlived its kill: the cgroup sweep kills and removes it
+                if self.virtiofsd is not None:
+                    self.virtiofsd.stop()
                 self._cgroup.remove()
             if self._reader is not None:
                 self._reader.join(5.0)
@@ -203,26 +233,29 @@ class QemuLogs:
     """The console log and QEMU's stderr log of one instance, opened before ``t_launch`` as every
     backend opens its logs (``runtimes.process.instance_log``); ``close`` closes what is still ours."""
 
-    def __init__(self, spec: LaunchSpec):
+    def __init__(self, spec: LaunchSpec, virtiofsd: bool = False):
         self.console: Any = None
         self.console_path: str | None = None
         self.stderr: Any = None
+        self.virtiofsd: Any = None  # the output of an image share's virtiofsd
         if spec.extra.get("stdio") == "inherit" or not spec.log_dir:
             return
         try:
             self.console_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
             self.console = create_log(Path(self.console_path))
             self.stderr = create_log(Path(spec.log_dir) / f"{spec.instance}.qemu.log")
+            if virtiofsd:
+                self.virtiofsd = create_log(Path(spec.log_dir) / f"{spec.instance}.virtiofsd.log")
         except OSError as e:
             self.close()
             raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
 
     def close(self) -> None:
-        for f in (self.console, self.stderr):
+        for f in (self.console, self.stderr, self.virtiofsd):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
-        self.console = self.stderr = None
+        self.console = self.stderr = self.virtiofsd = None
 
 
 class QemuBackend(GuestBackend):
@@ -279,7 +312,7 @@ class QemuBackend(GuestBackend):
         m = self.machine(spec, accel)  # image lookups: cached files, before t_launch as for vm
         argv = qemu_argv(m, qemu)
         owners.claim(spec.run_id)  # before anything of the run exists: `isobench cleanup` leaves it alone
-        logs = QemuLogs(spec)  # before t_launch, as for every backend
+        logs = QemuLogs(spec, any(isinstance(d, SharedDir) for d in m.devices))  # before t_launch, as for all
         try:
             times = Timestamps(t_launch=now_ns())
             try:
@@ -341,4 +374,4 @@ def cleanup_leftovers(run_id: str | None = None) -> list[str]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             removed.append(f"qemu {name} (pid {pid})")
-    return removed
+    return removed + virtiofs.cleanup_leftovers(run_id)

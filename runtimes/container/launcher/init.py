@@ -95,6 +95,12 @@ class InitConfig:
     rlimits: tuple[tuple[int, int, int], ...] = ()
     oom_score_adj: int | None = None
     session_keyring: bool = True
+    #: (uid, gid, supplementary groups) the workload runs as (an image's ``User``); None: root,
+    #: untouched.  Switched after the capabilities were cut: a non-root user keeps none effective
+    user: tuple[int, int, tuple[int, ...]] | None = None
+    #: the marker pipe is the workload's fd 3 (catalog); False: fd 3 is close-on-exec (an image's
+    #: process gets no fd 3)
+    marker: bool = True
 
 
 @dataclass
@@ -216,7 +222,7 @@ def child_main(cfg: InitConfig, fds: tuple[int, ...], born_in_cgroup: bool,
         if cfg.die_with_parent:
             sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         sc.set_name(INIT_COMM)
-        _arrange_fds(fds)
+        _arrange_fds(fds, cfg.marker)
         status = STATUS_FD
         _mark("init")
         _init(cfg, born_in_cgroup, mount_ns)
@@ -300,6 +306,11 @@ def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
     if cfg.session_keyring:
         hardening.join_session_keyring()
     caps.restrict(cfg.keep_caps, cfg.last_cap)
+    if cfg.user is not None:  # needs CAP_SETGID/CAP_SETUID, both in the kept set
+        uid, gid, groups = cfg.user
+        os.setgroups(list(groups))
+        os.setgid(gid)
+        os.setuid(uid)
     caps.no_new_privs()
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     try:
@@ -308,11 +319,11 @@ def harden(cfg: InitConfig) -> None:  # pragma: no cover - runs in the child
         raise OSError(e.errno, f"cannot change to the working directory {cfg.cwd}: {e.strerror}") from e
 
 
-def _arrange_fds(fds: Sequence[int]) -> None:  # pragma: no cover - runs in the child
-    """stdin, stdout, stderr, marker -> 0..3 (inherited); status, mount namespace -> 4, 5
-    (close-on-exec); everything else closed."""
+def _arrange_fds(fds: Sequence[int], marker: bool = True) -> None:  # pragma: no cover - runs in the child
+    """stdin, stdout, stderr, marker -> 0..3 (inherited; the marker only for a catalog
+    workload); status, mount namespace -> 4, 5 (close-on-exec); everything else closed."""
     # lift first: a source may sit on a target number (e.g. the status pipe on fd 3)
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in fds]
     for target, fd in enumerate(high):
-        os.dup2(fd, target, inheritable=target <= MARKER_FD)
+        os.dup2(fd, target, inheritable=target < MARKER_FD or (target == MARKER_FD and marker))
     os.closerange(len(fds), os.sysconf("SC_OPEN_MAX"))

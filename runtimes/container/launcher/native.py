@@ -13,7 +13,10 @@ whatever ``cc`` comes first on root's PATH.  ``$CC`` is honoured only as an
 absolute path; either way every link and directory on the way to the binary
 must be root's and writable by nobody else, and the build runs with a fixed
 PATH and nothing else of the caller's environment.  This binary runs as root
-and forks every container's init.
+and forks every container's init: the cache directory must be root's alone
+(``trust.ensure_dir``), the build is sealed with the SHA-256 of its bytes and of
+its source (``trust.seal``), and a binary whose seal does not match is refused
+(``trust.Untrusted``, one line), not run.
 
 Without a compiler, or when the build fails, ``build()`` raises
 ``NativeUnavailable`` with the reason; the backend then runs the Python zygote
@@ -22,14 +25,15 @@ and records why.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
 
-from runtimes import rootfs
+from runtimes import rootfs, trust
+from runtimes.trust import untrusted
 
 SOURCE = Path(__file__).resolve().with_name("zygote.c")
 #: where the system compiler is looked for (in this order of names: cc, gcc, clang)
@@ -44,26 +48,6 @@ BUILD_TIMEOUT_S = 120
 
 class NativeUnavailable(RuntimeError):
     """The native zygote cannot be built here; the message says why."""
-
-
-def untrusted(path: str) -> str | None:
-    """Why ``path`` may not be run as root's compiler (None: it may): it, each symlink on the
-    way and every directory above them must belong to root and be writable by nobody else."""
-    seen: set[str] = set()
-    while True:
-        for p in (path, *map(str, Path(path).parents)):
-            try:
-                st = os.lstat(p)
-            except OSError as e:
-                return f"{p}: {e.strerror}"
-            if st.st_uid != 0 or (st.st_mode & 0o022 and not stat.S_ISLNK(st.st_mode)):
-                return f"{p} is not root's alone (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
-        if not os.path.islink(path):
-            return None if os.access(path, os.X_OK) else f"{path} is not executable"
-        if path in seen or len(seen) > 40:
-            return f"{path}: a symlink loop"
-        seen.add(path)
-        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
 
 
 def compiler() -> str:
@@ -93,23 +77,28 @@ def _compile(cc: str, out: Path, static: bool) -> subprocess.CompletedProcess[st
 
 
 def build(cache: Path | None = None) -> Path:
-    """The path of the built zygote (built now unless cached); raises ``NativeUnavailable``.
-    (Each zygote asks once; finding the cached one costs a hash of the source, ~0.1 ms.)"""
+    """The path of the built zygote (built now unless cached and intact); raises
+    ``NativeUnavailable`` when it cannot be built, ``trust.Untrusted`` when the cache or the
+    binary there is not what this harness built (``verified``).  (Each zygote asks once, and
+    again at each restart: a hash of the source and of the binary, ~2 ms.)"""
     cc = compiler()
     try:
         source = SOURCE.read_bytes()
     except OSError as e:
         raise NativeUnavailable(f"cannot read {SOURCE}: {e.strerror}") from e
     key = hashlib.sha256(source + "\0".join((cc, *FLAGS)).encode()).hexdigest()[:16]
-    target = (cache or rootfs.cache_dir()) / "zygote" / f"isobench-zygote-{key}"
-    if os.access(target, os.X_OK):
+    directory = trust.ensure_dir((cache or rootfs.cache_dir()) / "zygote", "the zygote cache")
+    target = directory / f"isobench-zygote-{key}"
+    origin = _origin(source, cc)
+    if os.path.lexists(target) and trust.sealed(target):
+        trust.verify(target, origin, "the native zygote")
         return target
+    # not there, or left by a harness that sealed nothing: build it (again) and seal it
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".build-", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=".build-", dir=directory)
         os.close(fd)
     except OSError as e:
-        raise NativeUnavailable(f"cannot write to {target.parent}: {e.strerror}") from e
+        raise NativeUnavailable(f"cannot write to {directory}: {e.strerror}") from e
     tmp = Path(tmp_name)
     try:
         done = _compile(cc, tmp, static=True)
@@ -120,6 +109,7 @@ def build(cache: Path | None = None) -> Path:
             raise NativeUnavailable(f"{cc} failed on {SOURCE.name}: {' | '.join(lines[-3:]) or done.returncode}")
         tmp.chmod(0o755)
         os.replace(tmp, target)  # atomic: a concurrent build just replaces it with the same bytes
+        trust.seal(target, origin)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise NativeUnavailable(f"building {SOURCE.name} failed: {e}") from e
     finally:
@@ -130,9 +120,34 @@ def build(cache: Path | None = None) -> Path:
     return target
 
 
+#: binaries verified, by what a write would change (device, inode, size, mtime, ctime): a
+#: ``container:cold`` launch starts a zygote inside its timed window, and hashing the binary
+#: there (~2 ms) would be counted in every launch; a stat is not
+_verified: dict[Path, tuple[int, ...]] = {}
+
+
+def verified(binary: Path) -> None:
+    """``trust.Untrusted`` unless ``binary`` still holds the bytes built from today's source
+    (asked before every start of the zygote: a restart must not run something swapped in)."""
+    key: tuple[int, ...] = ()
+    with contextlib.suppress(OSError):
+        st = os.stat(binary)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key and _verified.get(binary) == key:
+        return
+    trust.verify(binary, _origin(SOURCE.read_bytes(), compiler()), "the native zygote")
+    _verified[binary] = key
+
+
+def _origin(source: bytes, cc: str) -> dict[str, object]:
+    """What a zygote binary is built from: its seal records it, and a use checks it."""
+    return {"source_sha256": hashlib.sha256(source).hexdigest(), "cc": cc, "flags": list(FLAGS)}
+
+
 def _prune(current: Path) -> None:
     """Remove the binaries of earlier sources: one per source change would pile up.  A zygote
     still running from one keeps its inode; a harness of another version rebuilds its own."""
     for old in current.parent.glob("isobench-zygote-*"):
         if old != current:
             old.unlink(missing_ok=True)
+            trust.manifest_path(old).unlink(missing_ok=True)

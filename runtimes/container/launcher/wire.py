@@ -83,6 +83,11 @@ def encode_launch(cfg: init.InitConfig, plan: bytes) -> bytes:
         out.append(_rec(b"l", cfg.lo_request))
     if cfg.seccomp_bpf is not None:
         out.append(_rec(b"s", cfg.seccomp_bpf))
+    if cfg.user is not None:  # u32 uid, u32 gid, then u32 per supplementary group
+        uid, gid, groups = cfg.user
+        out.append(_rec(b"u", struct.pack(f"<II{len(groups)}I", uid, gid, *groups)))
+    if not cfg.marker:
+        out.append(_rec(b"n", b""))
     out.append(plan)
     return b"".join(out)
 

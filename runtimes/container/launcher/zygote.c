@@ -44,6 +44,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <grp.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435 /* the same number on every architecture (asm-generic) */
@@ -56,6 +57,7 @@
 #define REQUEST_FDS 5
 #define MAX_ITEMS 512 /* argv, env, ops, attach files, signals, rlimits: each */
 #define MAX_PLANS 64
+#define MAX_GROUPS 256 /* supplementary groups of an image's user */
 #define STATUS_FD 4   /* init.STATUS_FD */
 #define MOUNT_NS_FD 5 /* init.MOUNT_NS_FD */
 #define MARKER_FD 3   /* workloads.MARKER_FD */
@@ -101,6 +103,9 @@ struct config {
     int nrlimits;
     int64_t plan; /* a prepared plan's number, or -1 */
     struct ops ops;
+    uint8_t has_user, no_marker; /* 'u': switch to uid/gid/groups; 'n': fd 3 is close-on-exec */
+    uint32_t uid, gid, ngroups;
+    gid_t groups[MAX_GROUPS];
 };
 
 /* a prepared root: the fd of its mount namespace and the per-container ops */
@@ -201,6 +206,15 @@ static int config_record(void *ctx, uint8_t tag, const uint8_t *p, uint32_t len)
         return 0;
     case 'p': if (len != 4) return -1; c->plan = u32at(p); return 0;
     case 'm': return parse_op(p, len, &c->ops);
+    case 'u': /* u32 uid, u32 gid, then u32 per supplementary group */
+        if (len < 8 || (len - 8) % 4 || (len - 8) / 4 > MAX_GROUPS) return -1;
+        c->has_user = 1;
+        c->uid = u32at(p);
+        c->gid = u32at(p + 4);
+        c->ngroups = (len - 8) / 4;
+        for (uint32_t i = 0; i < c->ngroups; i++) c->groups[i] = (gid_t)u32at(p + 8 + 4 * i);
+        return 0;
+    case 'n': if (len != 0) return -1; c->no_marker = 1; return 0;
     default: return -1;
     }
 }
@@ -294,14 +308,16 @@ __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
     _exit(127);
 }
 
-/* stdin, stdout, stderr, marker -> 0..3 (inherited); status, mount ns -> 4, 5 (close-on-exec);
- * everything else (the zygote's socket, other requests' nothing) closed.  As init._arrange_fds. */
-static void arrange_fds(const int *fds, int n) {
+/* stdin, stdout, stderr, marker -> 0..3 (inherited; the marker only when `marker`); status,
+ * mount ns -> 4, 5 (close-on-exec); everything else (the zygote's socket, other requests'
+ * nothing) closed.  As init._arrange_fds. */
+static void arrange_fds(const int *fds, int n, int marker) {
     int high[REQUEST_FDS + 1];
     for (int i = 0; i < n; i++) /* lift first: a source may sit on a target number */
         if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0) die("F_DUPFD_CLOEXEC: %s", strerror(errno));
     for (int i = 0; i < n; i++) {
-        if (dup3(high[i], i, i <= MARKER_FD ? 0 : O_CLOEXEC) < 0) die("dup3(%d): %s", i, strerror(errno));
+        int inherit = i < MARKER_FD || (i == MARKER_FD && marker);
+        if (dup3(high[i], i, inherit ? 0 : O_CLOEXEC) < 0) die("dup3(%d): %s", i, strerror(errno));
         if (i == STATUS_FD) status_fd = STATUS_FD;
     }
     if (syscall(SYS_close_range, n, ~0U, 0) < 0) { /* before 5.9: one by one */
@@ -372,6 +388,11 @@ static void harden(const struct config *c) {
     if (syscall(SYS_capset, &hdr, data) < 0)
         die("capset(%#llx, %#llx, 0x0): %s", (unsigned long long)c->keep_caps,
             (unsigned long long)c->keep_caps, strerror(errno));
+    if (c->has_user) { /* an image's User: needs CAP_SETGID/CAP_SETUID, both kept above */
+        if (setgroups(c->ngroups, c->groups) < 0) die("setgroups(%u groups): %s", c->ngroups, strerror(errno));
+        if (setgid(c->gid) < 0) die("setgid(%u): %s", c->gid, strerror(errno));
+        if (setuid(c->uid) < 0) die("setuid(%u): %s", c->uid, strerror(errno));
+    }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(%d, 1): %s", PR_SET_NO_NEW_PRIVS, strerror(errno));
     sigset_t none;
     sigemptyset(&none);
@@ -400,7 +421,7 @@ __attribute__((noreturn)) static void child_main(const struct config *c, const s
     if (c->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         die("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
     prctl(PR_SET_NAME, "isobench-init", 0, 0, 0); /* leftovers sweeps know a stuck init by it */
-    arrange_fds(fds, nfds);
+    arrange_fds(fds, nfds, !c->no_marker);
     mark("init");
     if (c->nattach > 0 && !born_in_cgroup) {
         join_cgroup(c);

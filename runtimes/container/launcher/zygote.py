@@ -37,6 +37,7 @@ import sys
 import threading
 from pathlib import Path
 
+from runtimes import trust
 from runtimes.base import BackendError, now_ns
 from runtimes.container.launcher import init, native, template, wire
 from runtimes.container.launcher.zygote_server import MAX_REQUEST, ZYGOTE_COMM
@@ -109,6 +110,9 @@ class Zygote:
             self._binary = str(native.build())
         except native.NativeUnavailable as e:
             self.kind, self.fallback = "python", str(e)
+        except trust.Untrusted as e:  # refused, not replaced by the other zygote behind the user's back
+            self._resolved = False
+            raise ZygoteError(str(e)) from None
 
     def describe(self) -> str:
         """Which zygote runs, for the run's metadata: "native", or "python" with why."""
@@ -142,6 +146,11 @@ class Zygote:
             if self._binary is not None and not os.access(self._binary, os.X_OK):
                 self._resolved = False  # pruned by a harness built from another source: build it again
             self.resolve()
+            if self._binary is not None:  # every start runs only what was built and sealed
+                try:
+                    native.verified(Path(self._binary))
+                except trust.Untrusted as e:
+                    raise ZygoteError(str(e)) from None
             if self._binary is not None:  # argv[0] is its name: ps and the leftovers sweep show it
                 argv, exe = [ZYGOTE_COMM, *args], self._binary
             else:

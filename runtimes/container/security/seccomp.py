@@ -39,6 +39,7 @@ from typing import Any
 
 from runtimes import syscalls as sc
 from runtimes.container.security import seccomp_schema
+from runtimes.userpaths import read_regular
 
 PROFILES = Path(__file__).with_name("profiles")
 #: profile names accepted besides a path to a JSON file
@@ -89,7 +90,7 @@ def read_profile(name: str) -> dict[str, Any]:
     (``seccomp_schema``): a malformed one is one line naming the rule, never a rule lost."""
     path = NAMED.get(name, Path(name))
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular(path))
     except OSError as e:
         raise SeccompError(f"seccomp profile {name}: {e.strerror}") from e
     except ValueError as e:
