@@ -75,6 +75,19 @@ def test_a_stored_run_reads_as_before_from_its_log_and_from_its_store(run: Path,
     assert convert.update(copy).segments == 0  # idempotent
 
 
+def test_the_store_reads_the_log_the_writer_writes() -> None:
+    assert reader.LOG == results.SAMPLES  # one name, spelled in two modules that must not import each other
+
+
+def test_json_columns_of_lists_of_one_length_stay_lists(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path, {"host": {}})
+    for i in range(3):
+        w.add(_sample(i, params={"cpus": [0, 1]}))
+    w.finish("completed")
+    assert [list(v) for v in results.load(w.dir)["param_cpus"]] == [[0, 1]] * 3
+    assert results.load(w.dir)["param_cpus"].iloc[0] == [0, 1]
+
+
 def test_params_and_conditions_are_typed_columns(tmp_path: Path) -> None:
     w = RunWriter(tmp_path, {"host": {"hostname": "h"}})
     w.add(_sample(0, params={"quota": 0.5, "threads": 2, "mode": "x", "nested": {"a": 1}}))

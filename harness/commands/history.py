@@ -54,7 +54,6 @@ def main(args: argparse.Namespace) -> int:
     from harness.history.store import HistoryError
     from harness.results import ResultsError
     from harness.store.segments import StoreError
-
     from runtimes.userpaths import check_output_dir
 
     if args.action in ("add", "compact"):  # every directory written is checked before anything is read

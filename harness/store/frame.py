@@ -101,9 +101,10 @@ class Columns:
             out[start:start + a.size] = a
         if out.dtype == object:
             if name in self.json:
-                out = np.array([v if _gap(v) else json.loads(v) for v in out], dtype=object)
-                if name not in self.partial:
-                    out[[_gap(v) for v in out]] = None
+                values = out
+                out = np.empty(self.rows, dtype=object)  # element by element: lists stay lists, not a 2-d array
+                for i, v in enumerate(values):
+                    out[i] = (math.nan if name in self.partial else None) if _gap(v) else json.loads(v)
             elif all(_gap(v) for v in out):  # no value at all: as pandas reads such dicts
                 return np.full(self.rows, math.nan) if name in self.partial else filled(self.rows, None)
         return out

@@ -1,4 +1,4 @@
-"""A run's rows as one Arrow table: the segments that cover its log, then the log past them.
+"""A run's rows: the segments that cover its log, then the log past them, a piece at a time.
 
 The log is the truth: segments that reach past its end (the log was replaced) are not used; a
 run whose log is gone (removed to save space) is read from its segments alone.  A segment

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.store import StoreError, schema
+from runtimes.owners import proc_start
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -149,17 +150,7 @@ def sweep(tmp_files: list[Path]) -> None:
     """Remove the temporary files whose writer (the pid in their name) is gone."""
     for p in tmp_files:
         pid = p.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and proc_start(int(pid)):  # its writer lives: it may be writing now
             continue
         with contextlib.suppress(OSError):
             p.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
