@@ -141,22 +141,29 @@ for i, r in enumerate(runs):
 
 
 def test_an_append_killed_midway_adds_whole_runs_or_nothing(runs: Path, tmp_path: Path) -> None:
+    """Killed at growing delays after its first append until one kill lands before the last: every
+    time the history holds whole runs only, and the rest can be added."""
     six = sorted(runs.iterdir())[:6]
-    hist = tmp_path / "history"
     per_run = len(store.record.rows(six[0]))
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_APPEND, str(hist), str(runs)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "0"
-    time.sleep(0.3)  # into a later append: reading its run, or writing its file
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    df = store.read(hist)
-    counts = df.groupby("run_id").size()
-    assert 1 <= len(counts) < 6 and (counts == per_run).all()  # whole runs only
-    added = store.add(hist, six)  # the rest, once; a dead writer's temporary file swept
-    assert added.runs == 6 - len(counts) and len(added.skipped) == len(counts)
-    assert store.read(hist)["run_id"].nunique() == 6
-    assert not [p for p in hist.iterdir() if p.name.endswith(".tmp")]
+    midway = False
+    for i, delay in enumerate((0.0, 0.01, 0.03, 0.1, 0.3)):
+        hist = tmp_path / f"history-{i}"
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_APPEND, str(hist), str(runs)], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "0"
+        time.sleep(delay)  # into a later append: reading its run, or writing its file
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        counts = store.read(hist).groupby("run_id").size()
+        assert 1 <= len(counts) <= 6 and (counts == per_run).all()  # whole runs only
+        added = store.add(hist, six)  # the rest, once; a dead writer's temporary file swept
+        assert added.runs == 6 - len(counts) and len(added.skipped) == len(counts)
+        assert store.read(hist)["run_id"].nunique() == 6
+        assert not [p for p in hist.iterdir() if p.name.endswith(".tmp")]
+        if len(counts) < 6:
+            midway = True
+            break
+    assert midway, "no kill landed before the last append"
 
 
 def test_matrix_and_fleet_runs_land_in_one_history_and_one_query_splits_them_by_kernel(tmp_path: Path) -> None:

@@ -97,6 +97,7 @@ def rows(run_dir: Path | str) -> list[dict[str, Any]]:
     import numpy as np
 
     from harness import results
+    from harness.compare import wanted
     from harness.measure import catalogue
     from harness.stats.quantile import quantile_ci
     from harness.stats.runs import ABS, LOG, median_se, prepared
@@ -106,11 +107,9 @@ def rows(run_dir: Path | str) -> list[dict[str, Any]]:
     manifest = results.read_manifest(run_dir)
     ident = asdict(identity(run_dir, manifest))
     versions = runtimes(manifest)
-    df = results.load(run_dir)
+    df = results.load(run_dir, warmups=False, columns=wanted)  # a series' keys and values: nothing else
     if df.empty:
         return []
-    if "warmup" in df.columns:
-        df = df[~df["warmup"].fillna(False).astype(bool)]
     if "accel" not in df.columns:
         df = df.assign(accel=None)
     acc = {b: str(m["accel"]) for b, m in (manifest.get("backends") or {}).items()
