@@ -87,6 +87,9 @@ def bench(session: nox.Session) -> None:
     # the harness's CPU figures beside an independent measurement (tools/crosscheck-cpu.sh: a
     # hand-made cgroup, stress-ng, the kernel's counters), same host, same session; shown, not gating
     _delegated(session, "python", "tools/crosscheck_cpu.py", f"results/{run_id}", success_codes=[0, 1, 2])
+    # the throughput tools run by hand (tools/crosscheck-throughput.sh) beside the run's bare figures
+    _delegated(session, "python", "tools/crosscheck_throughput.py", f"results/{run_id}", "--repeat", "1",
+               success_codes=[0, 1, 2])
 
 
 @nox.session

@@ -35,6 +35,7 @@ SYSTEM_PACKAGES = [
     "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
     "redis-server",  # the example redis image is made from this package's files
     "runsc", "bubblewrap",  # the optional peers oci:runsc (gVisor) and bwrap
+    "fio", "iperf3", "sockperf",  # the throughput measurement's tools (copied into its workload tree)
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -47,6 +48,7 @@ PACKAGE_PROBES = {
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
     "runsc": "/usr/bin/runsc", "bubblewrap": "/usr/bin/bwrap",
+    "fio": "/usr/bin/fio", "iperf3": "/usr/bin/iperf3", "sockperf": "/usr/bin/sockperf",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child

@@ -51,7 +51,7 @@ from runtimes.vm import accel as accelerator
 from runtimes.vm import host, image, virtiofs
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
-from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir, validate
+from runtimes.vm.machine import LayerDisk, Machine, Nic, ScratchDisk, SerialConsole, SharedDir, validate
 from runtimes.workloads import Workload
 
 #: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
@@ -102,6 +102,14 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         elif isinstance(dev, SharedDir):
             argv += ["-chardev", f"socket,id=chr-vu-fs{i},path={_escape(dev.socket)}",
                      "-device", f"vhost-user-fs-pci,chardev=chr-vu-fs{i},id=fs{i},tag={_escape(dev.tag)}"]
+        elif isinstance(dev, Nic):  # libvirt's <interface type='ethernet'> on an existing tap
+            argv += ["-netdev", f"tap,id=net{i},ifname={_escape(dev.tap)},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=net{i},id=net{i}dev"]
+        elif isinstance(dev, ScratchDisk):  # libvirt's raw <disk> with cache='none' io='native'
+            argv += ["-blockdev", f"driver=file,filename={_escape(dev.path)},node-name=disk{i}-storage,"
+                                  "cache.direct=on,aio=native",
+                     "-blockdev", f"driver=raw,node-name=disk{i},file=disk{i}-storage",
+                     "-device", f"virtio-blk-pci,drive=disk{i},id=virtio-disk{i},serial={_escape(dev.serial)}"]
     argv += ["-audiodev", "none,id=audio1", "-sandbox", SANDBOX, "-msg", "timestamp=on"]
     return argv
 
@@ -132,6 +140,7 @@ class QemuInstance(GuestInstance):
         logs.console = None
         stderr = logs.stderr if logs.stderr is not None else (None if self._inherit else subprocess.DEVNULL)
         procs = [str(p) for p in self._cgroup.procs_files()]
+        cpus = {int(c) for c in self.machine.cpuset.split(",")} if self.machine.cpuset else None
 
         def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
             pid = str(os.getpid()).encode()
@@ -141,6 +150,8 @@ class QemuInstance(GuestInstance):
                     os.write(fd, pid)
                 finally:
                     os.close(fd)
+            if cpus is not None:  # libvirt's <vcpu cpuset=…>: every thread of QEMU on those CPUs
+                os.sched_setaffinity(0, cpus)
 
         share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
         if share is not None:  # QEMU connects to its socket at start: it must be listening
