@@ -24,6 +24,8 @@ COMMANDS = {
     "exec": "harness.commands.exec",
     "report": "harness.commands.report",
     "compare": "harness.commands.compare",
+    "results": "harness.commands.results",
+    "history": "harness.commands.history",
     "ab": "harness.commands.ab",
     "validate": "harness.commands.validate",
     "matrix": "harness.commands.matrix",

@@ -85,6 +85,16 @@ CORPUS: dict[str, list[list[str]]] = {
               ["run", "{tmp}/inventory.ini", SCENARIO, "--resume", "../escape"],
               ["run", "{tmp}/inventory.ini", "--resume", "/etc"],
               ["lab", "--inventory", "{tmp}/afile/x", "--", "true"], ["lab", "--inventory", "{tmp}/adir", "--", "true"]],
+    # the columnar store and the history (issue 27): a run is read, never written, by a failing case
+    "results": [["convert", "{tmp}/missing"], ["convert", "{tmp}/afile"], ["convert", "{tmp}/afifo"],
+                ["convert", "{tmp}/adir"], ["convert", "{tmp}/fifo-manifest"], ["convert", "{tmp}/bad-samples"],
+                ["info", "{tmp}/afifo"], ["info", "/dev/zero"]],
+    "history": [["--history", "{tmp}/afile", "add", RUN], ["--history", "/proc/isobench-corpus", "add", RUN],
+                ["--history", "{tmp}/results", "add", "{tmp}/afifo"],
+                ["--history", "{tmp}/results", "add", "{tmp}/bad-samples"],
+                ["--history", "{tmp}/afifo", "report"], ["--history", "{tmp}/adir", "report"],
+                ["--history", "{tmp}/adir", "report", "--out", "{tmp}/afile"],
+                ["--history", "{tmp}/afifo", "compact"]],
     # the stats helper's `isobench ab`
     "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"]],
 }

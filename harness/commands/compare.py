@@ -75,13 +75,14 @@ def fail(msg: str, command: str = "compare") -> int:
 def _load(spec: str) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
     """The runs of one side; a fleet (``isobench fleet``) stands for its hosts' runs, each row marked
     with its host (``split``), so that each host is compared with the same host on the other side."""
+    from harness.compare import wanted
     from harness.fleet.manifest import runs_of
     from harness.results import load, read_manifest
 
     frames, manifests = [], []
     for s in spec.split(","):
         for host, path in runs_of(s) if s else ():
-            df = load(path)
+            df = load(path, warmups=False, columns=wanted)
             if host is not None:
                 df["split"] = host
             frames.append(df)

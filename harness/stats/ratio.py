@@ -1,5 +1,6 @@
 """A ratio of two medians with a BCa bootstrap interval that resamples both samples
-(``scipy.stats.bootstrap``), given only when both sides could carry a median interval themselves."""
+(``scipy.stats.bootstrap``), given only when both sides could carry a median interval themselves;
+from ``LARGE_N`` values a side, the large-sample interval (``harness.stats.large``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats import BOOTSTRAPS, CONFIDENCE, MIN_N_CI, SEED
+from harness.stats import BATCH_VALUES, BOOTSTRAPS, CONFIDENCE, LARGE_N, MIN_N_CI, SEED
 from harness.stats.quantile import clean
 
 
@@ -37,6 +38,11 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         return ratio, math.nan, math.nan
     if np.all(xa == xa[0]) and np.all(xb == xb[0]):
         return (ratio, *_widened(ratio, ratio, float(np.median(xa)), float(np.median(xb)), tick))
+    if min(xa.size, xb.size) >= LARGE_N:
+        from harness.stats.large import ratio_interval
+
+        return (ratio, *_widened(*ratio_interval(xa, xb, confidence), float(np.median(xa)), float(np.median(xb)),
+                                 tick))
 
     def stat(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -48,11 +54,18 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ci = stats.bootstrap((xa, xb), stat, method=method, confidence_level=confidence,
-                                 n_resamples=n_resamples, rng=seed, vectorized=True).confidence_interval
+                                 n_resamples=n_resamples, rng=seed, vectorized=True,
+                                 batch=batch(n_resamples, xa.size, xb.size)).confidence_interval
         lo, hi = float(ci.low), float(ci.high)
         if math.isfinite(lo) and math.isfinite(hi):
             break
     return (ratio, *_widened(lo, hi, float(np.median(xa)), float(np.median(xb)), tick))
+
+
+def batch(n_resamples: int, *sizes: int) -> int | None:
+    """Resamples a bootstrap draws at once: all of them up to ``BATCH_VALUES`` values, else fewer."""
+    largest = max(sizes)
+    return None if n_resamples * largest <= BATCH_VALUES else max(1, BATCH_VALUES // largest)
 
 
 def _widened(lo: float, hi: float, ma: float, mb: float, tick: float) -> tuple[float, float]:

@@ -1,5 +1,5 @@
 """The change of a median between two samples, and its bootstrap interval (one run a side: both
-samples resampled)."""
+samples resampled; from ``LARGE_N`` values a side the large-sample interval, ``harness.stats.large``)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,16 @@ def change_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float, bo
     """(1 - 2 alpha) interval of the change, both samples resampled (BCa; percentile where BCa cannot)."""
     from scipy import stats
 
+    from harness.stats import LARGE_N
+    from harness.stats.ratio import batch
+
     if np.all(b == b[0]) and np.all(n == n[0]):
         c = float(change_of(b, n, is_abs))
         return c, c
+    if min(b.size, n.size) >= LARGE_N:
+        from harness.stats.large import change_interval as large
+
+        return large(b, n, is_abs, 1 - 2 * alpha)
 
     def stat(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
         return change_of(u, v, is_abs, axis)
@@ -35,7 +42,8 @@ def change_interval(b: np.ndarray, n: np.ndarray, is_abs: bool, alpha: float, bo
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # degenerate distributions: the result is checked instead
             ci = stats.bootstrap((b, n), stat, method=method, confidence_level=1 - 2 * alpha,
-                                 n_resamples=bootstraps, rng=seed, vectorized=True).confidence_interval
+                                 n_resamples=bootstraps, rng=seed, vectorized=True,
+                                 batch=batch(bootstraps, b.size, n.size)).confidence_interval
         lo, hi = float(ci.low), float(ci.high)
         if math.isfinite(lo) and math.isfinite(hi):
             break
