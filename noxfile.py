@@ -57,14 +57,14 @@ HOST_MARKERS = ("privileged", "vm", "libvirt")
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests plus real namespaces, cgroups, libvirtd and guests."""
     _prepare_host(session)
-    _install(session, "[test]")
+    _install(session, "[test,fleet]")
     _delegated(session, "pytest", "--durations=20", *(session.posargs or ["tests"]))
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """The tests that need no root and touch nothing on the host (seconds; any machine)."""
-    _install(session, "[test]")
+    _install(session, "[test,fleet]")
     not_host = " and ".join(f"not {m}" for m in HOST_MARKERS)
     session.run("pytest", "-m", f"{not_host} and not v2host", "--durations=10", *(session.posargs or ["tests"]))
 
@@ -87,6 +87,9 @@ def bench(session: nox.Session) -> None:
     # the harness's CPU figures beside an independent measurement (tools/crosscheck-cpu.sh: a
     # hand-made cgroup, stress-ng, the kernel's counters), same host, same session; shown, not gating
     _delegated(session, "python", "tools/crosscheck_cpu.py", f"results/{run_id}", success_codes=[0, 1, 2])
+    # the throughput tools run by hand (tools/crosscheck-throughput.sh) beside the run's bare figures
+    _delegated(session, "python", "tools/crosscheck_throughput.py", f"results/{run_id}", "--repeat", "1",
+               success_codes=[0, 1, 2])
 
 
 @nox.session
@@ -150,3 +153,17 @@ def soak(session: nox.Session) -> None:
     _prepare_host(session)
     _install(session)
     _delegated(session, "isobench", "soak", "--run-id", _run_id("soak"), *session.posargs)
+
+
+@nox.session
+def fleet(session: nox.Session) -> None:
+    """A fleet without a lab: this machine plus two virtme-ng guests (Debian 6.1 and 6.12 kernels)
+    reached over SSH on 127.0.0.1 only, scenarios/fleet.toml on each through Ansible, then one merged
+    report (``nox -s fleet -- --kernels 6.1,6.12:v1`` picks other guests)."""
+    _prepare_host(session)
+    _install(session, "[fleet]")
+    inventory = os.path.join(session.create_tmp(), "lab.yml")  # the lab removes it when it powers off
+    lab = session.posargs or ["--kernels", "6.1,6.12"]
+    # no delegated scope here: each host's run step gets its own (harness/fleet/playbooks/run.sh)
+    session.run("isobench", "fleet", "lab", "--local", *lab, "--inventory", inventory, "--",
+               os.path.join(session.bin, "isobench"), "fleet", "run", inventory, "scenarios/fleet.toml", "--report")

@@ -24,12 +24,15 @@ COMMANDS = {
     "exec": "harness.commands.exec",
     "report": "harness.commands.report",
     "compare": "harness.commands.compare",
+    "results": "harness.commands.results",
+    "history": "harness.commands.history",
     "ab": "harness.commands.ab",
     "validate": "harness.commands.validate",
     "matrix": "harness.commands.matrix",
     "floor": "harness.commands.floor",
     "image": "harness.commands.image",
     "soak": "harness.commands.soak",
+    "fleet": "harness.commands.fleet",
 }
 
 

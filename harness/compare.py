@@ -34,6 +34,7 @@ from harness.stats.series import SeriesKey
 __all__ = ["HIGHER", "LOWER", "NONE", "ONE", "Row", "calibrate", "compare", "comparison", "direction"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
     from harness.stats.calibration import Calibration, SeriesNoise
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NOISE_FILE = Path("results/noise.json")
 #: (values of one run, the sampling variance of the reference median they were divided by: 0 unnormalised)
-RunValues = tuple[list[float], float]
+RunValues = tuple["np.ndarray", float]
 
 
 def direction(name: str, unit: str | None = None) -> str:
@@ -59,8 +60,8 @@ def _tick(key: SeriesKey) -> float:
 @dataclass(frozen=True)
 class Row:
     series: SeriesKey
-    base: list[float]
-    new: list[float]
+    base: np.ndarray  # every value of the series' runs, in order: numbers, never a Python float each
+    new: np.ndarray
     direction: str
     base_median: float
     new_median: float
@@ -82,8 +83,17 @@ class Row:
 
     @property
     def key(self) -> dict[str, Any]:
-        """backend, measurement, workload, metric, unit and params (as text), for a table."""
-        return self.series.fields()
+        """backend, measurement, workload, metric, unit and params (as text), for a table; and the
+        host when fleets are compared host by host."""
+        fields = self.series.fields()
+        if self.series.split is not None:
+            fields["host"] = str(self.series.split)
+        return fields
+
+    @property
+    def who(self) -> str:
+        """The backend, ``@ host`` when fleets are compared."""
+        return self.key["backend"] + (f" @ {self.key['host']}" if "host" in self.key else "")
 
 
 @dataclass
@@ -93,21 +103,32 @@ class Comparison:
     notes: list[str] = field(default_factory=list)  # what was applied, what is doubtful
 
 
-def series(df: pd.DataFrame) -> dict[SeriesKey, list[float]]:
-    """ok, non-warm-up values per series."""
+def series(df: pd.DataFrame) -> dict[SeriesKey, np.ndarray]:
+    """ok, non-warm-up values per series (per host too, when the rows carry a ``split``: a fleet's)."""
     from harness.stats.series import groups
 
     if df.empty:
         return {}
-    df = df[(df["status"] == "ok") & ~df["warmup"].fillna(False).astype(bool)]
-    return {key: [float(v) for v in g["value"]] for key, _, g in groups(df)}
+    keep = df["status"] == "ok"
+    if "warmup" in df.columns:
+        keep &= ~df["warmup"].fillna(False).astype(bool)
+    df = df.loc[keep, [c for c in df.columns if wanted(c)]]  # the group of a series: its keys and values only
+    return {key: g["value"].to_numpy(dtype=float) for key, _, g in groups(df, split="split" in df.columns)}
+
+
+def wanted(column: str) -> bool:
+    """The columns a comparison reads (``results.load(..., columns=wanted)``): a series' keys (a
+    fleet's host, ``split``, among them), its values and whether each counts."""
+    from harness.stats.series import CASE, COLUMNS
+
+    return column in (*COLUMNS, CASE, "split", "value", "status", "warmup") or column.startswith("param_")
 
 
 #: units normalised by --normalise: host drift scales durations; memory and ratios keep their values
 NORMALISED_UNITS = {"ms"}
 
 
-def normalised(s: Mapping[SeriesKey, list[float]], reference: str) -> dict[SeriesKey, RunValues]:
+def normalised(s: Mapping[SeriesKey, np.ndarray], reference: str) -> dict[SeriesKey, RunValues]:
     """Each duration series divided by the median of the reference backend's same series in the
     same run, with that median's sampling variance (of its log); durations without a reference
     counterpart (or a zero one) and the reference's own durations drop out; other units pass
@@ -132,7 +153,7 @@ def normalised(s: Mapping[SeriesKey, list[float]], reference: str) -> dict[Serie
         if m <= 0:
             continue
         within = reference_within(np.asarray(ref, dtype=float), _tick(ref_key))
-        out[key] = [v / m for v in values], within if math.isfinite(within) else 0.0
+        out[key] = np.asarray(values, dtype=float) / m, within if math.isfinite(within) else 0.0
     return out
 
 
@@ -240,22 +261,21 @@ def _row(k: SeriesKey, b_runs: list[RunValues], n_runs: list[RunValues], j: Judg
     from harness.stats.shift import hodges_lehmann
 
     d = direction(k.metric, k.unit)
-    b = [v for r, _ in b_runs for v in r]
-    n = [v for r, _ in n_runs for v in r]
+    b = np.concatenate([np.asarray(r, dtype=float) for r, _ in b_runs]) if b_runs else np.array([])
+    n = np.concatenate([np.asarray(r, dtype=float) for r, _ in n_runs]) if n_runs else np.array([])
     nan = math.nan
-    bm = float(np.median(b)) if b else nan
-    nm = float(np.median(n)) if n else nan
+    bm = float(np.median(b)) if b.size else nan
+    nm = float(np.median(n)) if n.size else nan
     runs = (len(b_runs), len(n_runs))
-    if not b or not n:
+    if not b.size or not n.size:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin,
-                   "only in new" if not b else "only in base", runs=runs)
+                   "only in new" if not b.size else "only in base", runs=runs)
     if j is None or j.effect is None:
         return Row(k, b, n, d, bm, nm, nan, nan, nan, nan, nan, margin, "not judged", "no better direction",
                    runs=runs)
     e = j.effect
-    ba, na = np.asarray(b, dtype=float), np.asarray(n, dtype=float)
-    shift = hodges_lehmann(np.abs(ba - 1), np.abs(na - 1), relative=False) if d == ONE else \
-        hodges_lehmann(ba, na, relative=e.scale == LOG)
+    shift = hodges_lehmann(np.abs(b - 1), np.abs(n - 1), relative=False) if d == ONE else \
+        hodges_lehmann(b, n, relative=e.scale == LOG)
     run_sd = math.sqrt(j.variance.var) if j.variance.usable else None
     return Row(k, b, n, d, bm, nm, e.change, e.lo, e.hi, e.p, j.q, margin, j.verdict, j.why, runs=runs,
                run_sd=run_sd, detectable=j.sees, shift=shift, test=e.test, df=e.df, prior_df=j.prior_df)

@@ -13,11 +13,11 @@ import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from runtimes.base import PREFIX
-from runtimes.declaration import Check, resolve
+from runtimes.declaration import Check, Declaration, resolve
 
 #: Debian/Ubuntu packages: the workloads, the VM stack, the OCI peers, and what
 #: building the Python dependencies needs (libvirt-python compiles against libvirt-dev)
@@ -35,6 +35,9 @@ SYSTEM_PACKAGES = [
     "skopeo", "umoci",  # image tests and `nox -s images` make OCI layouts / docker-archives with them
     "redis-server",  # the example redis image is made from this package's files
     "runsc", "bubblewrap",  # the optional peers oci:runsc (gVisor) and bwrap
+    "fio", "iperf3", "sockperf",  # the throughput measurement's tools (copied into its workload tree)
+    # `isobench fleet` reaches its hosts over SSH (Ansible); its test lab's guests run sshd
+    "openssh-client", "openssh-server",
 ]
 #: the command whose presence says a package is installed (dpkg is slower to ask)
 PACKAGE_PROBES = {
@@ -47,6 +50,8 @@ PACKAGE_PROBES = {
     "chromium": "/usr/bin/chromium", "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "skopeo": "/usr/bin/skopeo", "umoci": "/usr/bin/umoci", "redis-server": "/usr/bin/redis-server",
     "runsc": "/usr/bin/runsc", "bubblewrap": "/usr/bin/bwrap",
+    "fio": "/usr/bin/fio", "iperf3": "/usr/bin/iperf3", "sockperf": "/usr/bin/sockperf",
+    "openssh-client": "/usr/bin/ssh", "openssh-server": "/usr/sbin/sshd",
 }
 NAMESPACES = ("pid", "mount", "net", "uts", "ipc", "user", "cgroup")
 #: util-linux's unshare(1), which tries each namespace kind in a child
@@ -130,12 +135,18 @@ def check_tools() -> Check:
     return Check("workloads", True, f"busybox + stress-ng ({len(files)} files with libraries)")
 
 
-def backend_checks(probe: bool) -> list[Callable[[], list[Check]]]:
-    """Each registered backend's own doctor lines (one call per distinct hook: oci:runc and
-    oci:crun share theirs), in registry order."""
+def _declarations(backends: Sequence[str] | None) -> list[Declaration]:
+    """The registered backends' declarations, or only those named (``doctor --backends``: a fleet
+    host prepares what its scenario runs, not every backend)."""
     import runtimes
 
-    hooks = list(dict.fromkeys(d.doctor for d in runtimes.declarations() if d.doctor))
+    return [d for d in runtimes.declarations() if backends is None or d.name in backends]
+
+
+def backend_checks(probe: bool, backends: Sequence[str] | None = None) -> list[Callable[[], list[Check]]]:
+    """Each registered backend's own doctor lines (one call per distinct hook: oci:runc and
+    oci:crun share theirs), in registry order."""
+    hooks = list(dict.fromkeys(d.doctor for d in _declarations(backends) if d.doctor))
     return [functools.partial(_run_hook, hook, probe) for hook in hooks]
 
 
@@ -149,12 +160,12 @@ def _run_hook(hook: str, probe: bool) -> list[Check]:
     return found
 
 
-def checks(probe: bool) -> list[Callable[[], Check | list[Check]]]:
+def checks(probe: bool, backends: Sequence[str] | None = None) -> list[Callable[[], Check | list[Check]]]:
     generic: list[Callable[[], Check | list[Check]]] = [check_root, check_cgroups, check_namespaces, check_tools]
-    return generic + list(backend_checks(probe))
+    return generic + list(backend_checks(probe, backends))
 
 
-def apply_fixes() -> int:
+def apply_fixes(backends: Sequence[str] | None = None) -> int:
     """Install missing packages and prepare libvirt; stdlib only (see module doc)."""
     if os.geteuid() != 0:
         print("isobench doctor --fix: not root; cannot install packages or start daemons (run with sudo)")
@@ -171,9 +182,7 @@ def apply_fixes() -> int:
             if subprocess.run(cmd, env=env).returncode != 0:
                 print(f"isobench doctor --fix: `{' '.join(cmd)}` failed")
                 return 1
-    import runtimes
-
-    for hook in dict.fromkeys(d.host_setup for d in runtimes.declarations() if d.host_setup):
+    for hook in dict.fromkeys(d.host_setup for d in _declarations(backends) if d.host_setup):
         for action in resolve(hook)():
             print(action)
     return 0
@@ -194,14 +203,14 @@ def cgroup_migration_notes(version: int, fdm: dict[str, object]) -> list[str]:
             f"at some cost to fork/exit; isobench records the state in every run's host metadata."]
 
 
-def examine(fix: bool = False, probe: bool = True) -> int:
+def examine(fix: bool = False, probe: bool = True, backends: Sequence[str] | None = None) -> int:
     """Print one line per check (after installing what is missing, with ``fix``); 1 if an essential one failed."""
     if fix:
-        rc = apply_fixes()
+        rc = apply_fixes(backends)
         if rc:
             return rc
     failed_essential = False
-    for make in checks(probe):
+    for make in checks(probe, backends):
         try:
             made = make()
             found = made if isinstance(made, list) else [made]

@@ -99,7 +99,9 @@ def _virt() -> dict[str, Any]:
                 tools[key] = _cmd(*argv)
     return {"kvm_device": os.path.exists("/dev/kvm"), **tools,
             "stress_ng": _cmd("stress-ng", "--version"),
-            "busybox": (_cmd("busybox") or "").split(" multi-call")[0] or None}
+            "busybox": (_cmd("busybox") or "").split(" multi-call")[0] or None,
+            # the throughput benchmarks' tools
+            **{tool: _cmd(tool, "--version") for tool in ("fio", "iperf3", "sockperf")}}
 
 
 @collector

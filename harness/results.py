@@ -1,10 +1,11 @@
-"""The results store: ``results/<run-id>/manifest.json`` + ``samples.jsonl``.
+"""The results store: ``results/<run-id>/manifest.json`` + ``samples.jsonl`` + ``store/``.
 
 The manifest is written when the run starts (status ``running``) and rewritten
 atomically when it ends.  Samples are appended and flushed one line at a
 time, so a run killed at any moment keeps every sample it completed; a
 manifest still saying ``running`` whose process is gone reads as
-``interrupted``.
+``interrupted``.  ``store/`` is the log's columnar copy (``harness.store``),
+written every ``FLUSH_ROWS`` samples and when the run ends.
 
 Sample rows are tidy: one measurement each (see ``Sample``).  ``load()``
 returns them as a pandas DataFrame with every parameter as a ``param_*`` column.
@@ -14,16 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Mapping
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.sample import Sample
+from harness.store.log import SAMPLE_TYPES, SAMPLES_LIMIT
 from runtimes.naming import check_run_id
 from runtimes.owners import proc_start
 from runtimes.userpaths import open_regular, read_regular
@@ -40,20 +45,17 @@ SAMPLES = "samples.jsonl"
 FLOOR = "floor.json"
 #: what a manifest must hold for anything to read it (the rest is looked up with defaults)
 MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {"run_id": str, "status": str, "host": (dict, type(None))}
-#: a sample row: these keys with these types (``Sample``); any other row is not one
-SAMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
-    "backend": str, "workload": str, "measurement": str, "metric": str, "value": (int, float, type(None)),
-    "unit": str, "params": dict, "status": str}
-#: the largest samples file read (a 10,000-launch soak writes ~30 MiB)
-SAMPLES_LIMIT = 4 << 30
+#: samples between two segments of the columnar store during a run: a segment costs a pause of a
+#: second or two between two steps (``_store``), so a run of ordinary length gets its store at the end
+FLUSH_ROWS = 100_000
 
 
 class ResultsError(RuntimeError):
     pass
 
 
-__all__ = ["FLOOR", "MANIFEST", "SAMPLES", "SCHEMA", "SCHEMA_VERSION", "ResultsError", "RunWriter", "Sample",
-           "load", "new_run_id", "read_manifest", "read_samples"]
+__all__ = ["FLOOR", "MANIFEST", "SAMPLES", "SAMPLES_LIMIT", "SAMPLE_TYPES", "SCHEMA", "SCHEMA_VERSION", "ResultsError",
+           "RunWriter", "Sample", "find_runs", "load", "new_run_id", "read_manifest", "read_samples"]
 
 
 def new_run_id() -> str:
@@ -119,6 +121,7 @@ class RunWriter:
             raise ResultsError(f"cannot write the run directory {self.dir}: {e.strerror}") from e
         self._size = 0  # the end of the last whole line
         self._seq = 0
+        self._unstored = 0
         self.counts = {"ok": 0, "failed": 0}
 
     def add(self, sample: Sample) -> None:
@@ -136,6 +139,9 @@ class RunWriter:
         self._size += len(data)
         self._seq += 1
         self.counts[sample.status] = self.counts.get(sample.status, 0) + 1
+        self._unstored += 1
+        if self._unstored >= FLUSH_ROWS:
+            self._store()
 
     def add_all(self, samples: Iterable[Sample]) -> None:
         for s in samples:
@@ -153,7 +159,31 @@ class RunWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._store()
         self.update(status=status, ended=_now(), samples=dict(self.counts))
+
+    def _store(self) -> None:
+        """Store the log's new lines as a segment (``harness.store``).  In a process that has pyarrow
+        already (pandas imports it) here; else in a short-lived child, so a process that measures
+        never holds pyarrow's threads and memory.  A store that cannot be written loses nothing:
+        the log has every sample, and ``isobench results convert`` writes the store later."""
+        self._unstored = 0
+        if "pyarrow" in sys.modules:
+            from harness.store import convert
+            from harness.store.segments import StoreError
+
+            try:
+                convert.update(self.dir)
+            except (OSError, StoreError) as e:
+                print(f"isobench: store of {self.dir} not written: {e}", file=sys.stderr)
+            return
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-m", "harness.store", str(self.dir)], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print((done.stderr.strip().splitlines() or [f"isobench: store of {self.dir} not written"])[-1],
+                  file=sys.stderr)
 
 
 def read_manifest(run_dir: Path | str) -> dict[str, Any]:
@@ -186,7 +216,8 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
 
 
 def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
-    """Every complete line; a line cut off by a kill mid-write is dropped."""
+    """Every complete line of the log as a dict (small runs and tests; ``load`` reads the store);
+    a line cut off by a kill mid-write is dropped."""
     rows: list[dict[str, Any]] = []
     path = Path(run_dir) / SAMPLES
     if not path.exists():
@@ -207,6 +238,28 @@ def read_samples(run_dir: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
+#: how deep ``find_runs`` looks below a directory: fleet-<id>/<host>/<run>, matrix-<id>/<run>
+FIND_DEPTH = 4
+
+
+def find_runs(path: Path | str, depth: int = FIND_DEPTH) -> list[Path]:
+    """The run directories at or below ``path`` (a run, ``results/``, a matrix or fleet directory),
+    sorted; nothing below a run is searched (its logs and store)."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return [path]
+    if depth <= 0 or not path.is_dir():
+        return []
+    out: list[Path] = []
+    try:
+        children = sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+    for child in children:
+        out += find_runs(child, depth - 1)
+    return out
+
+
 def _floor_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
     if not (run_dir / FLOOR).exists():
         return []
@@ -218,31 +271,37 @@ def _floor_rows(run_dir: Path, run_id: str) -> list[dict[str, Any]]:
         return []
 
 
-def load(*run_dirs: Path | str) -> pd.DataFrame:
-    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons."""
+def load(*run_dirs: Path | str, warmups: bool = True, columns: Callable[[str], bool] | None = None) -> pd.DataFrame:
+    """Samples of one or more runs as one tidy DataFrame, with host columns for comparisons;
+    ``warmups=False`` leaves the warm-up rows out, ``columns`` keeps only the columns it says yes
+    to (before either takes any memory).
+
+    Read from the columnar store and the log past it a piece at a time (``harness.store``): no
+    row is ever a Python object, except those of a log's unstored tail, a chunk at a time; text
+    columns are object columns of shared strings (NaN where a row has none)."""
     import pandas as pd
+
+    from harness.store import frame, reader, schema
 
     frames = []
     for run_dir in run_dirs:
         manifest = read_manifest(run_dir)
-        rows = read_samples(run_dir) + _floor_rows(Path(run_dir), manifest["run_id"])
-        host = manifest.get("host", {})
-        df = pd.DataFrame(rows)
-        if df.empty:
+        floor = _floor_rows(Path(run_dir), manifest["run_id"])
+        extra = [schema.table(floor)] if floor else []
+        try:
+            df = frame.build((t if warmups else reader.without_warmups(t)
+                              for t in itertools.chain(reader.pieces(run_dir), extra)), columns)
+        except reader.segments.StoreError as e:
+            raise ResultsError(str(e)) from e
+        if df is None or df.empty:
             continue
-        params = pd.json_normalize(df["params"].tolist()).add_prefix("param_")
-        params.index = df.index
-        df = pd.concat([df.drop(columns=["params"]), params], axis=1)
-        if "conditions" in df.columns:  # host state at launch, one cond_* column each
-            cond = pd.json_normalize([c if isinstance(c, dict) else {} for c in df["conditions"]])
-            cond = cond.add_prefix("cond_")
-            cond.index = df.index
-            df = pd.concat([df.drop(columns=["conditions"]), cond], axis=1)
-        df["host"] = host.get("hostname", "")
-        df["kernel"] = host.get("kernel", "")
-        df["cgroup_version"] = host.get("cgroup", {}).get("version")
-        df["run_status"] = manifest["status"]
+        host = manifest.get("host") or {}
+        cgroup = host.get("cgroup")
+        df["host"] = frame.constant(df.index, host.get("hostname", ""))
+        df["kernel"] = frame.constant(df.index, host.get("kernel", ""))
+        df["cgroup_version"] = cgroup.get("version") if isinstance(cgroup, dict) else cgroup
+        df["run_status"] = frame.constant(df.index, manifest["status"])
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit"])
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -2,6 +2,9 @@
 
 With limits (or ``extra["cgroup"]``) the child places itself into a fresh
 cgroup below the harness's own before it execs, so nothing it forks escapes.
+With ``extra["netns"]`` (a network namespace's path: the throughput measurement's
+server side, ``runtimes.netlab``) it runs in that namespace instead of the host's,
+entered by nsenter(1), which execs the workload (no process in between).
 
 An image workload runs in the image's merged tree, mounted read-only once per run
 (``runtimes.image.rundir.Tree``, before any ``t_launch``) and entered with **chroot only**:
@@ -46,6 +49,9 @@ class BareBackend(Backend):
 
     def launch(self, spec: LaunchSpec) -> Instance:
         argv = self._argv(spec)  # an image's tree is mounted here, before t_launch
+        netns = spec.extra.get("netns")
+        if netns:  # a backend that makes its own network namespace (unshare) makes it inside this one
+            argv = [shutil.which("nsenter") or "nsenter", f"--net={netns}", "--", *argv]
         what = f"cannot start {spec.workload.name}"
         with instance_log(spec, "bare", what) as stdio:  # before t_launch, as for every backend
             times = Timestamps(t_launch=now_ns())

@@ -4,6 +4,12 @@ Bare metal runs the host's files; the container, OCI runtimes and VM guests run
 these copies, placed at the same paths, so every backend executes the same
 bytes.  The tree is cached under a hash of its inputs' content: a changed host
 binary gives a new tree, an unchanged one is reused.
+
+``build(extra=...)`` adds more host programs (the throughput tools: fio, iperf3,
+sockperf) with their own library closures.  That is a tree of its own, keyed by
+its own inputs: the base tree -- and so every other measurement's container root
+and guest initramfs -- stays byte for byte what it was (fio alone brings ~80 MiB
+of libraries, which a 256 MiB guest would feel).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from runtimes import trust
 from runtimes.naming import PREFIX
-from runtimes.workloads import BUSYBOX, STRESS_NG
+from runtimes.workloads import BUSYBOX, STRESS_NG, AnyWorkload
 
 #: bump when the layout below changes, so cached trees are rebuilt
 LAYOUT_VERSION = "2"
@@ -54,13 +61,16 @@ def library_closure(binary: str) -> list[str]:
     return libs
 
 
-def inputs() -> list[str]:
-    missing = [b for b in BINARIES if not os.path.exists(b)]
+def inputs(extra: Mapping[str, str] | None = None) -> list[str]:
+    """Every file of the tree: the base binaries, the ``extra`` ones (path -> the Debian package
+    that provides it, for the fix), and the libraries each loads."""
+    wanted = {BUSYBOX: "busybox-static", STRESS_NG: "stress-ng", **(extra or {})}
+    missing = [b for b in wanted if not os.path.exists(b)]
     if missing:
-        raise RootfsError(
-            f"workload tools missing: {', '.join(missing)} (fix: apt-get install busybox-static stress-ng)")
-    files = list(BINARIES)
-    for b in BINARIES:
+        packages = " ".join(dict.fromkeys(wanted[b] for b in missing))
+        raise RootfsError(f"workload tools missing: {', '.join(missing)} (fix: apt-get install {packages})")
+    files = list(wanted)
+    for b in wanted:
         files += library_closure(b)
     return sorted(dict.fromkeys(files))
 
@@ -75,7 +85,7 @@ def content_hash(files: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _populate(root: Path, files: list[str]) -> None:
+def _populate(root: Path, files: list[str], nobody: bool = False) -> None:
     for link in USR_LINKS:
         host = Path("/") / link
         if host.is_symlink():
@@ -95,8 +105,12 @@ def _populate(root: Path, files: list[str]) -> None:
     for d in MOUNTPOINTS:
         (root / d).mkdir(exist_ok=True)
     (root / "etc" / "hostname").write_text(f"{PREFIX}\n")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
+    users, groups = ["root:x:0:0:root:/root:/bin/sh"], ["root:x:0:"]
+    if nobody:  # stress-ng's exec stressor refuses root: the throughput tree runs it as nobody
+        users.append("nobody:x:65534:65534:nobody:/nonexistent:/bin/sh")
+        groups.append("nogroup:x:65534:")
+    (root / "etc" / "passwd").write_text("\n".join(users) + "\n")
+    (root / "etc" / "group").write_text("\n".join(groups) + "\n")
     # busybox applets as commands (`isobench exec -- ls /`); only names the tree lacks
     usr_bin = root / "usr" / "bin"
     for applet in _applets():
@@ -110,9 +124,10 @@ def _applets() -> list[str]:
     return [a for a in out.split() if a and "/" not in a]
 
 
-def build(cache: Path | None = None) -> Path:
-    """Return the cached rootfs for the host's current binaries, building it if needed."""
-    files = inputs()
+def build(cache: Path | None = None, extra: Mapping[str, str] | None = None) -> Path:
+    """Return the cached rootfs for the host's current binaries (with ``extra``, see
+    ``inputs``), building it if needed."""
+    files = inputs(extra)
     cache = cache or cache_dir()
     try:  # every container's root: in a directory only root can change
         trust.ensure_dir(cache / "rootfs", "the rootfs cache")
@@ -124,7 +139,7 @@ def build(cache: Path | None = None) -> Path:
     # Build beside the final place and rename: a crash never leaves a half tree in use.
     tmp = Path(tempfile.mkdtemp(prefix=f".{PREFIX}-rootfs-", dir=root.parent))
     try:
-        _populate(tmp, files)
+        _populate(tmp, files, nobody=bool(extra))
         (tmp / ".complete").write_text("\n".join(files) + "\n")
         try:
             os.rename(tmp, root)
@@ -134,3 +149,23 @@ def build(cache: Path | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def for_workload(workload: AnyWorkload | None, cache: Path | None = None) -> Path:
+    """The tree a workload runs in: the base one, or the one with the tools it declares."""
+    return build(cache, extra=workload.tools if workload is not None and workload.tools else None)
+
+
+class Trees:
+    """A backend's workload trees, looked up once each: ``build`` hashes every input file, so a
+    backend asks here, before ``t_launch``, rather than per launch."""
+
+    def __init__(self, cache: Path | None = None):
+        self.cache = cache
+        self._trees: dict[tuple[str, ...], Path] = {}
+
+    def get(self, workload: AnyWorkload | None = None) -> Path:
+        tools = tuple(sorted(workload.tools)) if workload is not None else ()
+        if tools not in self._trees:
+            self._trees[tools] = for_workload(workload, self.cache)
+        return self._trees[tools]

@@ -28,6 +28,8 @@ BUSYBOX = "/bin/busybox"
 ISOLATED_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
                 "container": "isobench"}
 STRESS_NG = "/usr/bin/stress-ng"
+#: the throughput benchmarks' tools, path -> Debian package: in a tree of their own (``WorkloadDef.tools``)
+THROUGHPUT_TOOLS: Mapping[str, str] = {"/usr/bin/fio": "fio", "/usr/bin/iperf3": "iperf3", "/usr/bin/sockperf": "sockperf"}
 MARKER_FD = 3
 READY = "ISOBENCH READY"
 RESULT = "ISOBENCH RESULT"
@@ -65,6 +67,9 @@ class WorkloadDef:
     help: str
     params: Mapping[str, Param]
     script: Callable[..., str]
+    #: programs beyond busybox and stress-ng it runs (path -> Debian package): every backend
+    #: gives it the workload tree that holds them (``runtimes.rootfs.for_workload``)
+    tools: Mapping[str, str] = field(default_factory=dict)
 
 
 def _noop() -> str:
@@ -103,6 +108,11 @@ def _pids(count: int, seconds: float) -> str:
     )
 
 
+def _tools(**_: Any) -> str:
+    # alone it shows its tools run; the throughput measurement gives it its own script (argv)
+    return f"{_enter}; {_ready}; " + _then_status(" && ".join(f"{t} --version" for t in THROUGHPUT_TOOLS))
+
+
 CATALOG: dict[str, WorkloadDef] = {
     "noop": WorkloadDef("noop", "write the ready marker and exit at once", {}, _noop),
     "idle": WorkloadDef(
@@ -138,6 +148,13 @@ CATALOG: dict[str, WorkloadDef] = {
         },
         _pids,
     ),
+    "throughput": WorkloadDef(
+        "throughput", "the throughput benchmarks' tools (alone: each says its version)",
+        {"seconds": Param(3, int, 1, "how long each benchmark measures (whole seconds, as for cpu)"),
+         **{f: Param(1, int, 0, f"run the {f} benchmarks (1) or not (0)")
+            for f in ("cpu", "memory", "kernel", "storage", "network")},
+         "size_mib": Param(128, int, 8, "the storage benchmarks' file (or disk region), MiB")},
+        _tools, tools=THROUGHPUT_TOOLS),
 }
 
 
@@ -258,6 +275,8 @@ class AnyWorkload(Protocol):
     def stop_signal(self) -> int | None: ...  # None: stop() kills at once
     @property
     def stop_grace_s(self) -> float: ...
+    @property
+    def tools(self) -> Mapping[str, str]: ...  # programs beyond the base workload tree's (path -> package)
     def argv(self) -> list[str]: ...
     def bound(self) -> dict[str, Any]: ...  # its parameters, defaults filled in
     def describe(self) -> dict[str, Any]: ...  # what the manifest records of it
@@ -308,6 +327,10 @@ class Workload:
 
     def script(self) -> str:
         return CATALOG[self.name].script(**self.bound())
+
+    @property
+    def tools(self) -> Mapping[str, str]:
+        return CATALOG[self.name].tools
 
     def argv(self) -> list[str]:
         """The command line, with paths valid on the host and inside the rootfs alike."""

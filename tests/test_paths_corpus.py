@@ -79,6 +79,22 @@ CORPUS: dict[str, list[list[str]]] = {
              [SCENARIO, "--run-id", "../escape"], [SCENARIO, "--results", "{tmp}/results", "--run-id", "taken"],
              ["{tmp}/afifo", "--scale", "0.5"], [SCENARIO, "--scale", "0"], [SCENARIO, "--every", "0"],
              [SCENARIO, "--backends", ","]],
+    "fleet": [["run", "{tmp}/missing.ini", SCENARIO], ["run", "/dev/zero", SCENARIO], ["run", "{tmp}/afifo", SCENARIO],
+              ["run", "{tmp}/adir", SCENARIO], ["run", "{tmp}/inventory.ini", "{tmp}/afifo"],
+              ["run", "{tmp}/inventory.ini", SCENARIO, "--results", "{tmp}/afile"],
+              ["run", "{tmp}/inventory.ini", SCENARIO, "--resume", "../escape"],
+              ["run", "{tmp}/inventory.ini", "--resume", "/etc"],
+              ["lab", "--inventory", "{tmp}/afile/x", "--", "true"], ["lab", "--inventory", "{tmp}/adir", "--", "true"]],
+    # the columnar store and the history (issue 27): a run is read, never written, by a failing case
+    "results": [["convert", "{tmp}/missing"], ["convert", "{tmp}/afile"], ["convert", "{tmp}/afifo"],
+                ["convert", "{tmp}/adir"], ["convert", "{tmp}/fifo-manifest"], ["convert", "{tmp}/bad-samples"],
+                ["info", "{tmp}/afifo"], ["info", "/dev/zero"]],
+    "history": [["--history", "{tmp}/afile", "add", RUN], ["--history", "/proc/isobench-corpus", "add", RUN],
+                ["--history", "{tmp}/results", "add", "{tmp}/afifo"],
+                ["--history", "{tmp}/results", "add", "{tmp}/bad-samples"],
+                ["--history", "{tmp}/afifo", "report"], ["--history", "{tmp}/adir", "report"],
+                ["--history", "{tmp}/adir", "report", "--out", "{tmp}/afile"],
+                ["--history", "{tmp}/afifo", "compact"]],
     # the stats helper's `isobench ab`
     "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"],
            [SCENARIO, "--results", "{tmp}/afile/sub"], [SCENARIO, "--results", "/proc/isobench-corpus"],
@@ -98,6 +114,7 @@ measurement = "startup"
 def _make_sandbox(tmp: Path) -> None:
     """What the corpus refers to: files of every kind, broken run directories, a real run."""
     (tmp / "afile").write_text("not a directory\n")
+    (tmp / "inventory.ini").write_text("local ansible_connection=local\n")
     (tmp / "adir").mkdir()
     (tmp / "notes").mkdir()
     (tmp / "notes" / "keep.txt").write_text("a directory that is not a report\n")

@@ -107,7 +107,7 @@ def test_noop_guest_reports_ready_exit_and_phases(run_id: str, tmp_path, monkeyp
     opened: list[int] = []
     real_logs = qemu.QemuLogs
 
-    def logs(s: LaunchSpec, *args) -> qemu.QemuLogs:
+    def logs(s: LaunchSpec, *args: object) -> qemu.QemuLogs:
         opened.append(now_ns())
         return real_logs(s, *args)
 

@@ -77,7 +77,7 @@ def _session(args: argparse.Namespace) -> Session:
 
 def main(args: argparse.Namespace) -> int:
     from harness.ab.inject import applied
-    from harness.compare import comparison
+    from harness.compare import comparison, wanted
     from harness.results import ResultsError, load
 
     if not 0 <= args.threshold < 10 or not 0 < args.alpha < 0.5:
@@ -85,8 +85,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         injected = compare_command.injections(args.inject)
         s = _session(args)
-        a = [load(d) for d in s.run_dirs["A"]]
-        b = applied([load(d) for d in s.run_dirs["B"]], injected)
+        a = [load(d, warmups=False, columns=wanted) for d in s.run_dirs["A"]]
+        b = applied([load(d, warmups=False, columns=wanted) for d in s.run_dirs["B"]], injected)
     except (UserError, ResultsError, OSError) as e:
         return compare_command.fail(str(e), "ab")
     c = comparison(a, b, args.threshold, args.alpha, correction=args.correction, bootstraps=max(99, args.bootstraps),

@@ -73,10 +73,26 @@ def fail(msg: str, command: str = "compare") -> int:
 
 
 def _load(spec: str) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
+    """The runs of one side; a fleet (``isobench fleet``) stands for its hosts' runs, each row marked
+    with its host (``split``), so that each host is compared with the same host on the other side."""
+    from harness.compare import wanted
+    from harness.fleet.manifest import runs_of
     from harness.results import load, read_manifest
 
-    paths = [Path(s) for s in spec.split(",") if s]
-    return [load(p) for p in paths], [read_manifest(p) for p in paths]
+    frames, manifests = [], []
+    for s in spec.split(","):
+        for host, path in runs_of(s) if s else ():
+            df = load(path, warmups=False, columns=wanted)
+            if host is not None:
+                df["split"] = host
+            frames.append(df)
+            manifests.append(read_manifest(path))
+    return frames, manifests
+
+
+def _fleets(loaded: list[tuple[list[pd.DataFrame], list[dict[str, Any]]]]) -> list[bool]:
+    """Per side: whether it is made of fleets' hosts (their rows carry a ``split``)."""
+    return [bool(dfs) and all("split" in df.columns for df in dfs) for dfs, _ in loaded]
 
 
 def _reference(arg: str | None, manifests: list[dict[str, Any]]) -> str | None:
@@ -114,6 +130,10 @@ def main(args: argparse.Namespace) -> int:
         reference = _reference(reference_arg, [m for _, ms in loaded for m in ms])
     except (ResultsError, OSError, ValueError) as e:
         return fail(str(e))
+    fleets = _fleets(loaded)
+    if any(fleets) and (args.calibrate or not all(fleets)):
+        return fail("a fleet compares with a fleet, host by host (give a host's run, fleet-ID/HOST, to compare "
+                    "it with a run; --calibrate takes runs of one host)")
     if args.calibrate:
         if reference is None:  # store the normalised variation too whenever the scenario names a reference
             refs = {reference_of(m) for _, ms in loaded for m in ms}

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unavailable", action="store_true",
                    help="drop backends that cannot run here instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-summary", action="store_true",
+                   help="print only the run directory (isobench fleet reads the run on its controller; "
+                        "the summary's pandas costs seconds inside an emulated guest)")
 
 
 def targets(args: argparse.Namespace) -> list[str] | None:
@@ -54,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
     except ResultsError as e:  # a full disk: what was written is kept, the run ends here
         print(f"isobench: error: {e}", file=sys.stderr)
         return 1
-    summary.print_summary(run_dir)
+    if not args.no_summary:
+        summary.print_summary(run_dir)
     print(run_dir)
     return 0

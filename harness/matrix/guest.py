@@ -9,6 +9,8 @@ Debian 12) nothing else is spawned.  Ownership, so that no QEMU outlives us:
 * ``unshare`` itself gets ``PR_SET_PDEATHSIG=SIGKILL``, so a SIGKILL of the
   harness takes the whole namespace down;
 * it leads its own process group, which a timeout or Ctrl-C kills at once;
+* ``run`` waits for the script; ``start`` returns a ``Running`` guest at once (the
+  fleet's lab guests serve SSH until they are stopped);
 * ``TMPDIR`` is a directory of ours (``/tmp/isobench-guest-…``), removed
   afterwards; QEMU runs with ``-name isobench-…`` so ``isobench cleanup``
   finds both by name (``harness.matrix.leftovers``).
@@ -31,7 +33,8 @@ from pathlib import Path
 from harness.matrix.leftovers import GUEST_PREFIX, guest_processes
 from runtimes import syscalls
 
-__all__ = ["GUEST_PREFIX", "Guest", "GuestError", "Outcome", "argv", "kill_all", "run", "vng_binary"]
+__all__ = ["GUEST_PREFIX", "Guest", "GuestError", "Outcome", "Running", "argv", "kill_all", "run", "start",
+           "vng_binary"]
 ACCELS = ("kvm", "tcg")
 #: util-linux's unshare(1), which owns the guest's PID namespace
 UNSHARE = "/usr/bin/unshare"
@@ -58,6 +61,11 @@ class Guest:
     #: Python's imports over the default uncached 9p cost a round trip per stat
     cached_paths: tuple[str, ...] = ()
     append: tuple[str, ...] = ()
+    #: more QEMU options, each passed as one ``--qemu-opts`` (the fleet lab's loopback-only NIC)
+    qemu_opts: tuple[str, ...] = ()
+    #: (guest path, host path) read-only shares: what the guest's private tmpfs mounts hide
+    #: (/var/cache, where kernels fetched from Debian's archive keep their modules)
+    ro_dirs: tuple[tuple[str, Path], ...] = ()
 
     def __post_init__(self) -> None:
         if self.accel not in ACCELS:
@@ -130,11 +138,13 @@ def argv(g: Guest, name: str, script_file: Path, vng: str = "vng") -> list[str]:
         cmd.append("--disable-kvm")
     for d in g.rw_dirs:
         cmd += ["--rwdir", str(d)]
+    cmd += [f"--rodir={guest_path}={host_path}" for guest_path, host_path in g.ro_dirs]
     if g.cached_paths:
         cmd.append(f"--qemu-opts=-virtfs local,path=/,mount_tag={CACHED_TAG},security_model=none,"
                    "readonly=on,multidevs=remap")
     for a in g.append:
         cmd += ["--append", a]
+    cmd += [f"--qemu-opts={o}" for o in g.qemu_opts]
     cmd += ["--exec", f"sh {shlex.quote(str(script_file))}"]
     return cmd
 
@@ -143,8 +153,44 @@ def _die_with_parent() -> None:
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: Path | None = None) -> Outcome:
-    """Boot ``g``, run ``script`` (sh) in it, return its exit status; never leaves a process behind."""
+@dataclass
+class Running:
+    """A guest started by ``start``: its process group, its log and its temporary directory.
+
+    ``stop()`` kills the whole group and removes the directory; it is idempotent, and
+    ``start``'s caller owns the call (``run`` makes it in a ``finally``)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    tmp: Path
+    log: Path
+    started: float
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """The script's exit status, or None when it is still running after ``timeout_s``."""
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    @property
+    def interrupted(self) -> bool:
+        with _LOCK:
+            return self.proc.pid in _KILLED
+
+    def stop(self) -> None:
+        """Power the guest off (SIGKILL to its PID namespace) and wait until none of it is left."""
+        try:
+            _kill_group(self.proc)
+            _wait_gone(self.name)
+        finally:
+            with _LOCK:
+                _LIVE.discard(self.proc)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start(g: Guest, script: str, *, name: str, log: Path, cwd: Path | None = None) -> Running:
+    """Boot ``g`` running ``script`` (sh) and return at once; the caller must ``stop()`` it."""
     vng = vng_binary()
     if vng is None:
         raise GuestError("vng (PyPI virtme-ng) is not installed: pip install virtme-ng")
@@ -153,36 +199,36 @@ def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: P
     if not name.startswith(GUEST_PREFIX):
         name = GUEST_PREFIX + name
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-{os.getpid()}-"))
-    env = dict(os.environ, TMPDIR=str(tmp), PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-    script_file = tmp / "script.sh"
-    script_file.write_text(cached_prelude(g.cached_paths) + script)
-    cmd = [UNSHARE, "--pid", "--fork", "--kill-child", "--", *argv(g, name, script_file, vng)]
-    start = time.monotonic()
-    status: int | None = None
-    timed_out = False
     try:
+        env = dict(os.environ, TMPDIR=str(tmp),
+                   PATH=f"{Path(vng).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        script_file = tmp / "script.sh"
+        script_file.write_text(cached_prelude(g.cached_paths) + script)
+        cmd = [UNSHARE, "--pid", "--fork", "--kill-child", "--", *argv(g, name, script_file, vng)]
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent)
-            with _LOCK:
-                _LIVE.add(proc)
-            try:
-                status = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                _kill_group(proc)
-                _wait_gone(name)
-                with _LOCK:
-                    _LIVE.discard(proc)
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
     with _LOCK:
-        interrupted = proc.pid in _KILLED
+        _LIVE.add(proc)
+    return Running(name, proc, tmp, log, time.monotonic())
+
+
+def run(g: Guest, script: str, *, name: str, log: Path, timeout_s: float, cwd: Path | None = None) -> Outcome:
+    """Boot ``g``, run ``script`` (sh) in it, return its exit status; never leaves a process behind."""
+    r = start(g, script, name=name, log=log, cwd=cwd)
+    try:
+        status = r.wait(timeout_s)
+        timed_out = status is None
+    finally:
+        r.stop()
+    interrupted = r.interrupted
     detail = (f"no result within {timeout_s:g} s (guest killed)" if timed_out else
               "interrupted (Ctrl-C): guest killed" if interrupted else "")
     status = None if timed_out or interrupted else status
-    return Outcome(status, time.monotonic() - start, timed_out, log, detail, interrupted)
+    return Outcome(status, time.monotonic() - r.started, timed_out, log, detail, interrupted)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

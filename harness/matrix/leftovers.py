@@ -41,7 +41,8 @@ def guest_processes(run_id: str | None = None) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a process of another user counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +56,7 @@ def stale_dirs(run_id: str | None = None, tmp: Path | None = None) -> list[Path]
     out = []
     for d in (tmp or Path(tempfile.gettempdir())).glob(f"{GUEST_PREFIX}*"):
         m = _TMP.match(d.name)
-        if m and d.is_dir() and not _alive(int(m["pid"])) and (run_id is None or run_id in m["name"]):
+        if m and d.is_dir() and not pid_alive(int(m["pid"])) and (run_id is None or run_id in m["name"]):
             out.append(d)
     return out
 

@@ -35,13 +35,17 @@ V1_HIERARCHIES = (("cpu,cpuacct", "cpu,cpuacct"), ("memory", "memory"), ("pids",
 V1_LINKS = (("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct"))
 
 
-def prelude(mode: str, report: str | None = None) -> str:
-    """Shell lines that put the guest into ``mode``; ``report``: a file that lists what mounted."""
+def prelude(mode: str, report: str | None = None, scope: bool = True) -> str:
+    """Shell lines that put the guest into ``mode``; ``report``: a file that lists what mounted.
+
+    ``scope=False`` (v2): the shell stays in the root cgroup, where processes may sit beside
+    enabled controllers; each command it starts later moves itself into a child of its own
+    (the fleet lab's sshd, whose sessions run the harness: ``harness/fleet/playbooks/run.sh``)."""
     if mode not in MODES:
         raise ValueError(f"cgroup mode {mode!r}: one of {', '.join(MODES)}")
     out = shlex.quote(report) if report else "/dev/null"
     if mode == "v2":
-        return _V2.format(scope=SCOPE, out=out)
+        return _V2.format(scope=SCOPE, out=out) + (_V2_SCOPE.format(scope=SCOPE) if scope else "")
     mounts = "\n".join(
         f"mkdir -p $cg/{d} && if mount -t cgroup -o {o} cgroup $cg/{d} 2>/dev/null; "
         f"then echo 'v1 {o}: mounted' >> {out}; "
@@ -56,7 +60,8 @@ _V2 = """cg=/sys/fs/cgroup
 echo 'cgroup v2' > {out}
 for c in $(cat $cg/cgroup.controllers); do echo "+$c" > $cg/cgroup.subtree_control 2>/dev/null; done
 echo "delegated: $(cat $cg/cgroup.subtree_control)" >> {out}
-mkdir -p $cg/{scope} && echo $$ > $cg/{scope}/cgroup.procs
+"""
+_V2_SCOPE = """mkdir -p $cg/{scope} && echo $$ > $cg/{scope}/cgroup.procs
 """
 
 _V1 = """cg=/sys/fs/cgroup

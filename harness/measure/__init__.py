@@ -25,7 +25,7 @@ from harness.metric import CATALOGUE, Catalogue
 
 # importing a measurement module registers it and declares its metrics: in report order
 # isort: off
-from harness.measure import startup, memory, density, cpu, enforcement  # noqa: F401
+from harness.measure import startup, memory, density, cpu, enforcement, throughput  # noqa: F401
 from harness import floor  # noqa: F401 - declares the floor_* metrics
 # isort: on
 

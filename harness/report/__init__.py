@@ -49,6 +49,7 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
         chartkit,
         findings,
         headline,
+        hosts,
         model,
         page_html,
         page_md,
@@ -96,12 +97,16 @@ def build(run_dirs: Sequence[Path | str], out_dir: Path | str | None = None, by:
                 sec.empty = f"No {m} rows in {'this run' if len(data.runs) == 1 else 'these runs'}."
             sections.append(sec)
     sections += _ratio_sections(data, out)
+    across = hosts.section(data, out)  # several hosts (a fleet): each headline figure host by host
+    if across is not None:
+        sections.insert(0, across)
 
     warned = caveats.grouped(caveats.warnings(data))
     doc = render.Document(
         title="isobench report — " + ", ".join(r.run_id for r in data.runs),
         status=render.status_line(data), meta=render.meta_line(data),
-        findings=findings.findings(data, sum(len(w) for w in warned.values())),
+        findings=[f for f in [hosts.finding(data), *findings.findings(data, sum(len(w) for w in warned.values()))]
+                  if f is not None],
         headline=render.Figure(top.name, top.title, top.caption) if top is not None else None,
         warnings=warned, failures=tables.failures_list(data), sections=sections,
         runs=render.runs_table(data), hosts=render.hosts_table(data),

@@ -25,7 +25,7 @@ from harness.report.model import ReportData
 from harness.stats import MIN_N_CI, estimate, shape
 from harness.stats.numbers import quantity, stated
 from harness.stats.quantile import clean
-from harness.stats.series import SeriesKey, groups
+from harness.stats.series import COLUMNS, SeriesKey, case_columns, groups
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -76,13 +76,21 @@ ACTIONS = {
 }
 
 
+def _ok(data: ReportData, columns: Sequence[str]) -> pd.DataFrame:
+    """The ok rows, only ``columns`` of them (those present): a million rows copied whole would be
+    the run's memory again."""
+    r = data.rows
+    cols = [c for c in dict.fromkeys(columns) if c in r.columns]
+    return r.loc[r["status"] == "ok", cols] if not r.empty else r
+
+
 def _ordered(g: pd.DataFrame) -> pd.DataFrame:
     return g.sort_values("seq") if "seq" in g.columns else g
 
 
 def warnings(data: ReportData) -> list[Warning_]:
     """The warnings about the series the findings state, then failed samples; by backend."""
-    ok = data.rows[data.rows["status"] == "ok"] if not data.rows.empty else data.rows
+    ok = _ok(data, ["measurement", "metric", "workload", "series", "unit", "value", "seq"])
     out: list[Warning_] = []
     for info in catalogue().measurements.values():
         if info.headline is None or info.single_shot or ok.empty:
@@ -95,7 +103,8 @@ def warnings(data: ReportData) -> list[Warning_]:
             for rule, detail in check(_ordered(g)["value"].tolist(), str(g["unit"].iloc[0])):
                 out.append(Warning_(str(series), rule, what, detail, ACTIONS[rule]))
     out = _merge(out, data) + _failures(data)
-    rank = {s: style.backend_rank(str(b)) for s, b in zip(data.rows.get("series", []), data.rows.get("backend", []),
+    pairs = data.rows[["series", "backend"]].drop_duplicates() if not data.rows.empty else data.rows
+    rank = {s: style.backend_rank(str(b)) for s, b in zip(pairs.get("series", []), pairs.get("backend", []),
                                                           strict=True)} if not data.rows.empty else {}
     return sorted(out, key=lambda w: (rank.get(w.backend, (99, w.backend)), w.backend, w.rule, w.what))
 
@@ -121,13 +130,18 @@ def _merge(ws: list[Warning_], data: ReportData) -> list[Warning_]:
         else:
             what = ", ".join(f"{w.what} ({w.detail.split('spans ')[1].split(' ')[0]})" for w in group)
             rest.append(Warning_(backend, rule, what, f"the median's 95 % interval is wider than ±{shape.WIDE:.0%}",
-                                 ACTIONS[rule] + busy_host(data)))
+                                 ACTIONS[rule] + busy_host(data, backend)))
     return rest
 
 
-def busy_host(data: ReportData) -> str:
-    """`` (the load average was 8.9 on 2 cores when the run started)`` when it was above half the cores."""
+def busy_host(data: ReportData, series: str | None = None) -> str:
+    """`` (the load average was 8.9 on 2 cores when the run started)`` when it was above half the cores;
+    with ``series``, of a run that series comes from (several hosts: its own host's load)."""
+    rows = data.rows
+    mine = set(rows.loc[rows["series"] == series, "run"]) if series and not rows.empty and "run" in rows else None
     for run in data.runs:
+        if mine is not None and run.run_id not in mine:
+            continue
         load, cores = run.host.get("loadavg"), run.host.get("cores")
         try:
             one = float(load[0] if isinstance(load, (list, tuple)) else load)  # type: ignore[arg-type]
@@ -162,7 +176,7 @@ def grouped(ws: Sequence[Warning_]) -> dict[str, list[Warning_]]:
 
 def notes(data: ReportData) -> dict[SeriesKey, str]:
     """Per-series notes for the statistics table: the same checks on every series with ≥ 2 samples."""
-    ok = data.rows[data.rows["status"] == "ok"] if not data.rows.empty else data.rows
+    ok = _ok(data, [*COLUMNS, "split", *case_columns(data.rows), "value", "seq"])
     if ok.empty:
         return {}
     out = {}

@@ -120,7 +120,8 @@ def summary_rows(data: ReportData, measurement: str, metric: str | None = None) 
 def ordered_series(df: pd.DataFrame) -> list[tuple[str, str, Any]]:
     """(series, backend, split) in display order: by backend (the registry's order), then split."""
     seen: dict[str, tuple[str, Any]] = {}
-    for s, b, sp in zip(df["series"], df["backend"], df["split"], strict=True):
+    firsts = df[["series", "backend", "split"]].drop_duplicates("series")  # each series' first row, in order
+    for s, b, sp in zip(firsts["series"], firsts["backend"], firsts["split"], strict=True):
         seen.setdefault(s, (str(b), sp))
     return sorted(((s, b, sp) for s, (b, sp) in seen.items()),
                   key=lambda t: (style.backend_rank(t[1]), str(t[2])))

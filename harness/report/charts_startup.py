@@ -63,7 +63,7 @@ def startup_latency(data: ReportData, measurement: str) -> Chart | None:
 
 def startup_phases(data: ReportData, measurement: str) -> Chart | None:
     """Stacked bars: each phase's median as a share of the startup, total written at the end."""
-    df = data.of(measurement)
+    df = data.of(measurement, ["workload", "series", "backend", "split", "metric", "value"])
     if df.empty:
         return None
     phases_df = df[df["metric"].str.startswith("phase_")]

@@ -36,9 +36,9 @@ class Row(Protocol):
     @property
     def key(self) -> dict[str, Any]: ...
     @property
-    def base(self) -> list[float]: ...
+    def base(self) -> Sequence[float]: ...
     @property
-    def new(self) -> list[float]: ...
+    def new(self) -> Sequence[float]: ...
     @property
     def verdict(self) -> str: ...
     @property
@@ -48,7 +48,8 @@ class Row(Protocol):
 def label(r: Row) -> str:
     k = r.key
     params = f" {k['params']}" if k.get("params") else ""
-    return f"{k['backend']} · {k['measurement']}/{k['workload']}{params} · {k['metric']}"
+    host = f" @ {k['host']}" if "host" in k else ""
+    return f"{k['backend']}{host} · {k['measurement']}/{k['workload']}{params} · {k['metric']}"
 
 
 def estimate(r: Row) -> tuple[float, float, float, bool]:
@@ -207,8 +208,8 @@ def frame(rows: Sequence[Row]) -> Any:
         change = "" if not math.isfinite(value) else f"{value - 1:+.1%}" + (
             f" [{elo - 1:+.1%} … {ehi - 1:+.1%}]" if resolved else "")
         out.append({"series": label(r), "unit": r.key.get("unit", ""),
-                    "base median": f"{style.fmt(float(np.median(r.base)))} (n={len(r.base)})" if r.base else "",
-                    "new median": f"{style.fmt(float(np.median(r.new)))} (n={len(r.new)})" if r.new else "",
+                    "base median": f"{style.fmt(float(np.median(r.base)))} (n={len(r.base)})" if len(r.base) else "",
+                    "new median": f"{style.fmt(float(np.median(r.new)))} (n={len(r.new)})" if len(r.new) else "",
                     "change (interval)": change, "verdict": r.verdict + (f" — {r.why}" if r.why else "")})
     return pd.DataFrame(out)
 

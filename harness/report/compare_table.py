@@ -97,7 +97,7 @@ def markdown(rows: Iterable[Row], base_name: str, new_name: str, threshold: floa
         run_sd = "" if r.run_sd is None else (f" (runs ±{r.run_sd:.3f}, df {_df(r.df)})" if r.direction == ONE
                                               else f" (runs ±{math.expm1(r.run_sd):.0%}, df {_df(r.df)})")
         verdict = f"**{r.verdict}**" if r.verdict in ("regression", "improvement") else r.verdict
-        table.append([r.key["backend"], f"{r.key['measurement']}/{r.key['workload']}", r.key["params"],
+        table.append([r.who, f"{r.key['measurement']}/{r.key['workload']}", r.key["params"],
                       r.key["metric"], r.key["unit"], f"{fmt(r.base_median)} (n={len(r.base)}{runs})",
                       f"{fmt(r.new_median)} (n={len(r.new)})", _change_text(r, r.change), interval,
                       _change_text(r, r.shift),

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import runtimes
 from harness import results
 from harness.stats import describe, series
+from harness.store.frame import constant
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 #: how series are told apart across runs: auto picks cell (kernel × cgroup version) for runs from
@@ -38,7 +40,16 @@ class RunInfo:
 
     @property
     def hostname(self) -> str:
+        """The host's name: its name in the fleet's inventory for a run ``isobench fleet`` brought
+        back (what the lab calls the machine), else the hostname the run recorded."""
+        fleet = self.manifest.get("fleet")
+        if isinstance(fleet, dict) and fleet.get("host"):
+            return str(fleet["host"])
         return str(self.host.get("hostname") or "?")
+
+    @property
+    def in_fleet(self) -> bool:
+        return isinstance(self.manifest.get("fleet"), dict)
 
     @property
     def kernel(self) -> str:
@@ -71,10 +82,16 @@ class RunInfo:
         return out
 
 
+#: columns of a run's rows no table or chart reads: where in the run a step ran and the host's state
+#: then (``docs/statistics.md``, order of samples); left out of ``ReportData.rows``, a tenth of its memory
+UNREAD = ("position", "predecessor")
+UNREAD_PREFIXES = ("cond_",)
+
+
 @dataclass
 class ReportData:
     runs: list[RunInfo]
-    rows: pd.DataFrame  # every non-warm-up row, with a "series" and a "split" column
+    rows: pd.DataFrame  # every non-warm-up row (less ``UNREAD``), with a "series" and a "split" column
     split: str | None  # the column that separates series across runs, or None
     summary: pd.DataFrame = field(init=False)
 
@@ -92,19 +109,20 @@ class ReportData:
                          how.get((r["backend"], r["workload"])))
             for _, r in self.summary.iterrows()])
 
-    def of(self, measurement: str) -> pd.DataFrame:
+    def of(self, measurement: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The ok rows of one measurement (of a ``timed`` one not those timed inside an emulated matrix
-        guest, whose clock runs under TCG; their tables still show them, labelled emulated)."""
+        guest, whose clock runs under TCG; their tables still show them, labelled emulated);
+        ``columns``: only these (a chart that reads a few columns of a million rows copies only those)."""
         from harness.measure import catalogue
 
         r = self.rows
         if r.empty:
-            return r
+            return r if columns is None else r[list(columns)]
         keep = (r["measurement"] == measurement) & (r["status"] == "ok")
         info = catalogue().info(measurement)
         if info is not None and info.timed and "emulated_guest" in r.columns:
             keep &= ~r["emulated_guest"].fillna(False).astype(bool)
-        return r[keep]
+        return r.loc[keep] if columns is None else r.loc[keep, list(columns)]
 
     def accels(self, run: RunInfo | None = None) -> dict[str, set[str]]:
         """backend -> accelerators, from the manifests and the rows (of one run, or all)."""
@@ -155,6 +173,8 @@ def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
         return None
     if by in ("cell", "host", "kernel", "run"):
         return by
+    if any(r.in_fleet for r in runs) and len({r.hostname for r in runs}) > 1:  # a fleet: its hosts
+        return "host"
     if any(r.in_guest for r in runs) and len({r.cell for r in runs}) > 1:
         return "cell"
     if len({r.hostname for r in runs}) > 1:
@@ -165,44 +185,65 @@ def choose_split(runs: Sequence[RunInfo], by: str = "auto") -> str | None:
 
 
 def load(run_dirs: Sequence[Path | str], by: str = "auto") -> ReportData:
-    """Read the runs (raises ``results.ResultsError`` for a directory that is not a run)."""
+    """Read the runs (raises ``results.ResultsError`` for a directory that is not a run); a fleet
+    directory (``isobench fleet``) stands for the runs of its completed hosts."""
     import pandas as pd
+
+    from harness.fleet.manifest import expand
 
     if by not in SPLITS:
         raise ValueError(f"unknown split {by!r} (one of: {', '.join(SPLITS)})")
     runs = []
-    for d in run_dirs:
+    for d in expand(run_dirs):
         m = results.read_manifest(d)
         runs.append(RunInfo(str(m.get("run_id") or Path(d).name), Path(d), str(m.get("status")), m))
     if len({r.run_id for r in runs}) != len(runs):
         raise ValueError("the same run was given twice")
     frames = []
     for run in runs:
-        df = results.load(run.path)
+        df = results.load(run.path, warmups=False)  # every table and chart leaves them out
         if df.empty:
             continue
+        df = df.drop(columns=[c for c in df.columns if c in UNREAD or c.startswith(UNREAD_PREFIXES)])
         if "accel" not in df.columns:
             df["accel"] = None
         # rows that did not record their accelerator take the manifest's
         acc = run.accels()
         missing = df["accel"].isna()
         df.loc[missing, "accel"] = df.loc[missing, "backend"].map(acc)
-        df["run"] = run.run_id
-        df["cell"] = run.cell
+        df["run"] = constant(df.index, run.run_id)
+        df["host"] = constant(df.index, run.hostname)  # a fleet's inventory name rather than the machine's hostname
+        df["cell"] = constant(df.index, run.cell)
         df["emulated_guest"] = run.in_guest and "tcg" in acc.values()
         frames.append(df)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit", "status",
-                 "warmup", "accel", "host", "kernel", "run"])
+    if len(frames) == 1:
+        rows = frames[0]  # one run: no copy of its rows
+    else:
+        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["run_id", "backend", "workload", "measurement", "metric", "value", "unit", "status",
+                     "warmup", "accel", "host", "kernel", "run"])
     split = choose_split(runs, by)
-    if "warmup" in rows.columns and not rows.empty:
-        rows = rows[~rows["warmup"].fillna(False).astype(bool)].copy()
     rows["split"] = rows[split] if split else None
-    how = image_labels(rows)
-    rows["series"] = [series.label(b, a, s if split else None, how.get((b, w)))
-                      for b, a, s, w in zip(rows["backend"], rows["accel"], rows["split"], rows["workload"],
-                                            strict=True)]
+    rows["series"] = pd.Series(_labels(rows, split is not None), index=rows.index, dtype=object)
     return ReportData(runs, rows.reset_index(drop=True), split)
+
+
+def _labels(rows: pd.DataFrame, split: bool) -> np.ndarray:
+    """Each row's series label, made once per (backend, accelerator, split[, workload]), not once per row."""
+    import numpy as np
+
+    if rows.empty:
+        return np.array([], dtype=object)
+    how = image_labels(rows)
+    keys = ["backend", "accel", "split", *(["workload"] if how else [])]
+    g = rows[keys].groupby(keys, dropna=False, sort=False)
+    firsts = rows[keys].loc[g.head(1).index]
+    codes = g.ngroup().to_numpy()
+    # ngroup numbers the groups in order of first appearance (sort=False), as head(1) lists them
+    labels = np.array([series.label(r["backend"], r["accel"], r["split"] if split else None,
+                                    how.get((r["backend"], r["workload"])) if how else None)
+                       for _, r in firsts.iterrows()], dtype=object)
+    return labels[codes]
 
 
 def image_labels(rows: pd.DataFrame) -> dict[tuple[Any, Any], str]:

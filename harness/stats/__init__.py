@@ -39,6 +39,15 @@ CONFIDENCE = 0.95
 SEED = 20240601
 #: resamples of a bootstrap interval
 BOOTSTRAPS = 2000
+#: values a bootstrap resamples at once (B x n): above it scipy resamples in batches (and its jackknife
+#: too), a few MiB at a time instead of B x n x 8 bytes a sample -- the same method, another stream of
+#: random draws (stored runs, n <= 500 a side, resample at once as before)
+BATCH_VALUES = 1_000_000
+#: from this many values a side, an interval of a ratio or change of two medians is the large-sample
+#: one (each median's standard error from its distribution-free interval, ``harness.stats.large``)
+#: instead of the BCa bootstrap, whose resamples and jackknife grow as B x n and n x n
+#: (a 42,000-value series: 14 GiB): the two agree there to a few % of the interval's width
+LARGE_N = 5000
 #: below this n no distribution-free 95 % interval of a median exists (1 - 2 * 0.5**5 < 0.95), and
 #: compare gives no verdict (a test checks it against ``quantile.quantile_ci_ranks``)
 MIN_N_CI = 6

@@ -117,7 +117,7 @@ def scenario_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
             "sha256": hashlib.sha256(text.encode()).hexdigest() if text else None}
 
 
-RunSeries = Mapping[Any, tuple[Sequence[float], float]]  # series key -> (values, extra within variance)
+RunSeries = Mapping[Any, tuple[Sequence[float] | np.ndarray, float]]  # series key -> (values, extra within variance)
 
 
 def fit(runs: Sequence[RunSeries], direction: Callable[[Any], str], text: Callable[[Any], str],

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.stats import CONFIDENCE, MIN_N_CI
 from harness.stats.quantile import clean, quantile_ci
-from harness.stats.series import COLUMNS, groups, param_columns
+from harness.stats.series import COLUMNS, case_columns, groups, param_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -115,9 +115,12 @@ def summary_table(df: pd.DataFrame, split: bool = False,
     out_cols = [*keys, *Summary.__dataclass_fields__, "failed"]
     if df.empty:
         return pd.DataFrame(columns=out_cols)
-    if "warmup" in df.columns:
+    if "warmup" in df.columns and df["warmup"].fillna(False).astype(bool).any():
         df = df[~df["warmup"].fillna(False).astype(bool)]
     status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
+    # only the columns a summary reads go into the groups: a copy of every column per series costs
+    # the whole frame again at a million rows
+    df = df[[c for c in dict.fromkeys([*keys, *case_columns(df), "value"]) if c in df.columns]]
     df = df.assign(_ok=status.eq("ok"))
     rows = []
     for key, raw, g in groups(df, split):

@@ -28,8 +28,8 @@ from harness.stats.runs import LOG, Runs, pooled_variance, prepared, runs_of, sc
 class SeriesData:
     """One series of a comparison: its values, one sequence per run and side."""
 
-    base: Sequence[Sequence[float]]
-    new: Sequence[Sequence[float]]
+    base: Sequence[Sequence[float] | np.ndarray]
+    new: Sequence[Sequence[float] | np.ndarray]
     direction: str
     unit: str = ""
     tick: float = 0.0  # the timer's resolution (harness.metric)

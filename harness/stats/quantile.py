@@ -57,6 +57,8 @@ def quantile_ci_ranks(n: int, q: float = 0.5, confidence: float = CONFIDENCE) ->
     if n < 1:
         return None
     tail = (1 - confidence) / 2
+    if n >= WINDOWED_N:
+        return _ranks_near(n, q, tail)
     k = np.arange(n + 1)
     cdf = stats.binom.cdf(k, n, q)  # cdf[j] = P(#below <= j)
     lows = np.nonzero(cdf[:n] <= tail)[0]  # rank l = j + 1 has P(B <= l - 1) <= tail
@@ -65,6 +67,35 @@ def quantile_ci_ranks(n: int, q: float = 0.5, confidence: float = CONFIDENCE) ->
     if lows.size == 0 or highs.size == 0:
         return None
     return int(lows[-1]) + 1, int(highs[0])
+
+
+#: from this n the ranks are found near the binomial's quantiles instead of over every rank: the same
+#: ranks (the same cdf values decide), at the cost of a few cdf evaluations instead of n + 1
+#: (scipy's binomial cdf costs ~0.1 ms a value: 4 s for one 42,000-value series)
+WINDOWED_N = 1000
+#: ranks either side of the binomial's quantile where the rank is searched
+_WINDOW = 4
+
+
+def _ranks_near(n: int, q: float, tail: float) -> tuple[int, int] | None:
+    """``quantile_ci_ranks`` for large n: l - 1 is the largest j < n with cdf(j) <= tail, u - 1 the
+    smallest j >= 0 with sf(j) <= tail -- searched around ppf(tail) and isf(tail)."""
+    import numpy as np
+    from scipy import stats
+
+    j0 = int(stats.binom.ppf(tail, n, q))
+    js = np.arange(max(0, j0 - _WINDOW), min(n - 1, j0 + _WINDOW) + 1)
+    below = js[stats.binom.cdf(js, n, q) <= tail]
+    m0 = int(stats.binom.isf(tail, n, q))
+    ms = np.arange(max(0, m0 - _WINDOW), min(n - 1, m0 + _WINDOW) + 1)
+    above = ms[stats.binom.sf(ms, n, q) <= tail]
+    if below.size == 0 or above.size == 0:
+        return None
+    lo, hi = int(below[-1]), int(above[0])
+    # the window must hold the crossing: the rank after it fails, the one before passes
+    assert lo + 1 > n - 1 or stats.binom.cdf(lo + 1, n, q) > tail, (n, q)
+    assert hi == 0 or stats.binom.sf(hi - 1, n, q) > tail, (n, q)
+    return lo + 1, hi + 1
 
 
 def quantile_ci(x: np.ndarray, q: float = 0.5, confidence: float = CONFIDENCE,

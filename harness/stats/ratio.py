@@ -1,5 +1,6 @@
 """A ratio of two medians with a BCa bootstrap interval that resamples both samples
-(``scipy.stats.bootstrap``), given only when both sides could carry a median interval themselves."""
+(``scipy.stats.bootstrap``), given only when both sides could carry a median interval themselves;
+from ``LARGE_N`` values a side, the large-sample interval (``harness.stats.large``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats import BOOTSTRAPS, CONFIDENCE, MIN_N_CI, SEED
+from harness.stats import BOOTSTRAPS, CONFIDENCE, LARGE_N, MIN_N_CI, SEED
 from harness.stats.quantile import clean
+from harness.stats.resample import batch as batch  # (asked here too: tests/test_scale.py)
 from harness.stats.resample import two_sample_interval
 
 
@@ -35,6 +37,11 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         return ratio, math.nan, math.nan
     if np.all(xa == xa[0]) and np.all(xb == xb[0]):
         return (ratio, *_widened(ratio, ratio, float(np.median(xa)), float(np.median(xb)), tick))
+    if min(xa.size, xb.size) >= LARGE_N:
+        from harness.stats.large import ratio_interval
+
+        return (ratio, *_widened(*ratio_interval(xa, xb, confidence), float(np.median(xa)), float(np.median(xb)),
+                                 tick))
 
     def stat(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):

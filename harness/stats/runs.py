@@ -32,7 +32,7 @@ from harness.stats.quantile import quantile_ci_ranks
 LOG, ABS = "log", "abs"
 
 
-def prepared(runs: Sequence[Sequence[float | None]], direction: str) -> list[np.ndarray]:
+def prepared(runs: Sequence[Sequence[float | None] | np.ndarray], direction: str) -> list[np.ndarray]:
     """Each run's values as a test sees them: finite floats, as distances from 1 for ONE metrics;
     runs left empty drop out."""
     out = []

@@ -57,7 +57,7 @@ from runtimes.container.security import seccomp as seccomp_mod
 from runtimes.image import rundir
 from runtimes.process import ChildProcess, ProcessInstance, instance_log, launching
 from runtimes.stdio import Stdio
-from runtimes.workloads import ISOLATED_ENV
+from runtimes.workloads import ISOLATED_ENV, AnyWorkload
 
 #: environment of the workload (plus ``extra["env"]``); nothing of the harness's leaks in
 BASE_ENV = ISOLATED_ENV
@@ -155,7 +155,8 @@ class ContainerBackend(Backend):
                         if self.device_rules is not None else None)
         self.keep_caps = caps.mask(capabilities)
         self._last_cap = caps.last_cap()
-        self._plans: dict[bool, tuple[mounts.MountOp, ...]] = {}
+        self._plans: dict[tuple[bool, Path, str | None], tuple[mounts.MountOp, ...]] = {}
+        self._trees = rootfs.Trees()
         self.launcher = launcher
         #: the zygote of the backend's default kind, and (per-launch ``zygote=``) the other kind's
         self.zygote = Zygote(zygote)
@@ -185,11 +186,9 @@ class ContainerBackend(Backend):
             return "the cgroup v1 devices controller is not mounted (or pass devices=False)"
         return seccomp_mod.check(self.seccomp)
 
-    def rootfs(self) -> Path:
-        """The container root (built and cached on first use; never written to)."""
-        if self._rootfs is None:
-            self._rootfs = rootfs.build()
-        return self._rootfs
+    def rootfs(self, workload: AnyWorkload | None = None) -> Path:
+        """The root given to the backend, else the tree ``workload`` runs in (never written to)."""
+        return self._rootfs if self._rootfs is not None else self._trees.get(workload)
 
     def _rootfs_or_none(self) -> str | None:
         try:
@@ -197,11 +196,15 @@ class ContainerBackend(Backend):
         except rootfs.RootfsError:
             return None
 
-    def plan(self, read_only: bool | None = None) -> tuple[mounts.MountOp, ...]:
+    def plan(self, read_only: bool | None = None, workload: AnyWorkload | None = None,
+             volume: str | None = None) -> tuple[mounts.MountOp, ...]:
+        """A launch's mount plan (cached): the root writable or not, the tree of ``workload``'s tools, a volume."""
         ro = self.read_only if read_only is None else read_only
-        if ro not in self._plans:
-            self._plans[ro] = tuple(mounts.plan(self.rootfs(), read_only=ro, proc_hardening=self.proc_hardening))
-        return self._plans[ro]
+        key = (ro, self.rootfs(workload), volume)
+        if key not in self._plans:
+            self._plans[key] = tuple(mounts.plan(key[1], read_only=ro, proc_hardening=self.proc_hardening,
+                                                 volume=volume))
+        return self._plans[key]
 
     # -- launching ----------------------------------------------------------
     def config(self, spec: LaunchSpec, cgroup: Cgroup | None, zygote: Zygote | None = None,
@@ -231,7 +234,7 @@ class ContainerBackend(Backend):
             argv=tuple(argv), env=env, hostname=hostname,
             ns_flags=namespaces.flags(tuple(k for k in namespaces.DEFAULT if k not in ("pid", "cgroup"))),
             cgroupns=cgroup is not None,
-            mount_plan=plan if plan is not None else self.plan(spec.extra.get("read_only")),
+            mount_plan=plan or self.plan(spec.extra.get("read_only"), spec.workload, spec.extra.get("volume")),
             keep_caps=self.keep_caps, last_cap=self._last_cap,
             lo_request=namespaces.loopback_up_request(), die_with_parent=bool(die),
             reset_signals=init.default_signals() if reset_signals is None else reset_signals,
@@ -275,7 +278,8 @@ class ContainerBackend(Backend):
         if launcher not in LAUNCHERS:
             raise BackendError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
         zygote = self._zygote(spec.extra.get("zygote")) if launcher == "zygote" else None
-        plan = self.plan(spec.extra.get("read_only")) if spec.workload.image is None else None  # not timed
+        plan = (self.plan(spec.extra.get("read_only"), spec.workload, spec.extra.get("volume"))  # not timed
+                if spec.workload.image is None else None)
         if plan is None:  # the run's directory of instance layers, once (released at close)
             self._runs.enter(spec.run_id)
         if zygote is not None:

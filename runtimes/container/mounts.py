@@ -269,14 +269,26 @@ def _flags(flags: int) -> str:
     return ",".join(name for bit, name in known if flags & bit) or "-"
 
 
-def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = True) -> list[MountOp]:
-    """The mount operations that turn ``rootfs`` into the container's root, in order."""
+#: where a volume (``plan(volume=...)``) appears in the container: the tree's empty /mnt
+VOLUME_AT = "/mnt"
+
+
+def plan(rootfs: str | Path, *, read_only: bool = True, proc_hardening: bool = True,
+         volume: str | None = None) -> list[MountOp]:
+    """The mount operations that turn ``rootfs`` into the container's root, in order.
+
+    ``volume``: a host directory bind-mounted read-write at ``VOLUME_AT`` (a volume, as an
+    engine's ``-v DIR:/mnt``: the throughput measurement's storage target)."""
     root = os.fspath(rootfs)
     if not os.path.isdir(root):
         raise ValueError(f"rootfs {root} is not a directory")
     # pivot_root needs the new root to be a mount point: a bind of the rootfs onto itself.
     ops: list[MountOp] = [MakePrivate("/"), Bind(root, root) if read_only else Overlay(root)]
     ops += _inside(root, proc_hardening, tmp=True)
+    if volume is not None:
+        if not os.path.isdir(volume):
+            raise ValueError(f"volume {volume} is not a directory")
+        ops.append(Bind(os.path.realpath(volume), os.path.join(root, VOLUME_AT.lstrip("/")), flags=WRITABLE))
     if read_only:
         # only the root bind turns read-only; /proc, /dev, /tmp are mounts of their own
         ops.append(Remount(root, sc.MS_RDONLY | WRITABLE))

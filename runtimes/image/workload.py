@@ -136,6 +136,11 @@ class ImageWorkload:
     def bound(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def tools(self) -> Mapping[str, str]:
+        """Programs beyond the base workload tree's: an image brings its own."""
+        return {}
+
     def missing_mountpoints(self) -> tuple[str, ...]:
         """The directories of ``MOUNTPOINTS`` the image lacks (made in each instance's upper;
         looked up once, when the workload was defined)."""

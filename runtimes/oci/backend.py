@@ -76,6 +76,7 @@ class OciBackend(Backend):
         self.runtime = runtime
         self.exe = find_runtime(runtime) or runtime
         self._rootfs: Path | None = None
+        self._trees = rootfs.Trees()
         self._view: view.View | None = None
         self._cgroup_version: int | None = None
         self._memsw: bool | None = None
@@ -110,7 +111,7 @@ class OciBackend(Backend):
     def _prepare(self) -> tuple[Path, view.View, view.Holder]:
         """What every launch reuses: the rootfs, the cgroup view and its holder, host facts."""
         if self._rootfs is None:
-            self._rootfs = rootfs.build()
+            self._rootfs = self._trees.get()
         if self._view is None:
             self._cgroup_version = cgroups.version()
             self._memsw = view.memsw_supported(self._cgroup_version)
@@ -169,7 +170,8 @@ class OciBackend(Backend):
             raise BackendError(str(e)) from e
         if spec.limits.cpu_burst_us is not None:  # runtime-spec 1.1's cpu.burst: not in every runc/crun
             raise BackendError("cpu burst is not passed to OCI runtimes by isobench (runtime-spec 1.1 cpu.burst)")
-        root, v, holder = self._prepare()
+        _, v, holder = self._prepare()
+        root = self._trees.get(spec.workload)  # the tree of the workload's tools (cached per backend)
         try:  # resolved and compiled once (cached), before t_launch
             flt = container_seccomp.prepare(spec.extra.get("seccomp") or self.seccomp, container_caps.OCI_DEFAULT)
         except container_seccomp.SeccompError as e:

@@ -86,9 +86,10 @@ def _options(flags: int, extra: Iterable[str] = ()) -> list[str]:
     return [word for bit, word in _FLAG_WORDS if flags & bit] + list(extra)
 
 
-def mount_plan(rootfs: str | os.PathLike[str], image: bool = False) -> dict[str, Any]:
+def mount_plan(rootfs: str | os.PathLike[str], image: bool = False, volume: str | None = None) -> dict[str, Any]:
     """The built-in container's mount plan translated to OCI terms (``image``: an image
-    instance's, whose root is its own writable overlay: no /tmp tmpfs, not read-only).
+    instance's, whose root is its own writable overlay: no /tmp tmpfs, not read-only;
+    ``volume``: a host directory bind-mounted at /mnt, ``mounts.plan``).
 
     Returns ``mounts``, ``maskedPaths``, ``readonlyPaths`` and ``readonly`` (root).
     Operations the runtimes do by themselves are not listed: the root bind and
@@ -99,7 +100,7 @@ def mount_plan(rootfs: str | os.PathLike[str], image: bool = False) -> dict[str,
     runtime runs.
     """
     root = os.fspath(rootfs)
-    ops = container_mounts.image_plan(root, "") if image else container_mounts.plan(root)
+    ops = container_mounts.image_plan(root, "") if image else container_mounts.plan(root, volume=volume)
 
     def inside(path: str) -> str:
         rel = os.path.relpath(path, root)
@@ -120,6 +121,9 @@ def mount_plan(rootfs: str | os.PathLike[str], image: bool = False) -> dict[str,
                 flags &= ~sc.MS_NODEV
             out["mounts"].append({"destination": inside(op.dst), "type": "tmpfs", "source": "tmpfs",
                                   "options": _options(flags, data)})
+        elif isinstance(op, container_mounts.Bind) and op.dst != root:  # a volume
+            out["mounts"].append({"destination": inside(op.dst), "type": "bind", "source": op.src,
+                                  "options": ["rbind", "ro" if op.readonly else "rw", *_options(op.flags)]})
         elif isinstance(op, container_mounts.Mask):
             out["maskedPaths"].append(inside(op.dst))
         elif isinstance(op, container_mounts.ReadOnly):
@@ -157,7 +161,7 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
     if not cgroups_path.startswith("/"):
         raise ValueError(f"cgroupsPath must be absolute, got {cgroups_path!r}")
     process = spec.workload.process  # an image's (None: a catalog workload)
-    plan = mount_plan(rootfs, image=process is not None)
+    plan = mount_plan(rootfs, image=process is not None, volume=spec.extra.get("volume"))
     argv = list(spec.extra.get("argv") or (process.argv if process is not None else spec.workload.argv()))
     if wrap_argv is not None and process is None:  # (the marker's descriptor: a catalog workload's)
         argv = wrap_argv(argv)

@@ -2,7 +2,8 @@
 
 The domain is minimal on purpose: direct kernel boot, one serial console,
 nothing else (no network, USB, graphics or balloon; an image's guest adds its
-layers as read-only disks or one virtio-fs share), so that the VM's startup and
+layers as read-only disks or one virtio-fs share; the throughput measurement a
+virtio NIC on its own tap and a scratch disk), so that the VM's startup and
 memory figures are those of the machine, not of its peripherals.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir
+from runtimes.vm.machine import LayerDisk, Machine, Nic, ScratchDisk, SerialConsole, SharedDir
 
 #: the namespace of our <metadata> element: how ``cleanup_leftovers`` recognises our domains
 NS = "urn:isobench:domain:1"
@@ -32,7 +33,7 @@ def render(m: Machine) -> str:
     meta = _sub(dom, "metadata")
     ET.SubElement(meta, f"{{{NS}}}instance", dict(m.labels))
     _sub(dom, "memory", m.memory_mib, unit="MiB")
-    _sub(dom, "vcpu", m.vcpus, placement="static")
+    _sub(dom, "vcpu", m.vcpus, placement="static", **({"cpuset": m.cpuset} if m.cpuset else {}))
     if m.cpu_quota_us is not None:
         # libvirt's <period>/<quota> apply to *each* vCPU thread (its own cgroup):
         # N vCPUs could use N x quota, and one busy vCPU could not use an idle
@@ -77,6 +78,19 @@ def render(m: Machine) -> str:
             disks += 1
         elif isinstance(dev, SharedDir):
             _shared_dir(devices, dev)
+        elif isinstance(dev, Nic):
+            # managed='no': libvirt opens the host's tap by name and leaves it as it is
+            nic = _sub(devices, "interface", type="ethernet")
+            _sub(nic, "target", dev=dev.tap, managed="no")
+            _sub(nic, "model", type="virtio")
+        elif isinstance(dev, ScratchDisk):
+            disk = _sub(devices, "disk", type="file", device="disk")
+            _sub(disk, "driver", name="qemu", type="raw", cache="none", io="native")
+            source = _sub(disk, "source", file=dev.path)
+            _sub(source, "seclabel", model="dac", relabel="no")  # the harness made it readable
+            _sub(disk, "target", dev=disk_name(disks), bus="virtio")
+            _sub(disk, "serial", dev.serial)
+            disks += 1
     # libvirt adds a USB controller and a balloon unless told not to
     _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")

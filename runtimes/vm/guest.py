@@ -20,15 +20,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtimes import rootfs
 from runtimes.base import Backend, BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
 from runtimes.image.workload import ImageWorkload
 from runtimes.marker import MarkerChannel
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image, image_guest, image_init, layers, virtiofs
+from runtimes.vm import host, image, image_guest, image_init, layers, modules, virtiofs
 from runtimes.vm import kernel as guest_kernel
 from runtimes.vm.image_app import ImageApp
-from runtimes.vm.machine import DEFAULT_MACHINE_TYPE, KERNEL_CMDLINE, Machine, SharedDir, describe, validate
-from runtimes.workloads import in_guest_cgroup
+from runtimes.vm.machine import (
+    DEFAULT_MACHINE_TYPE,
+    KERNEL_CMDLINE,
+    Device,
+    Machine,
+    Nic,
+    ScratchDisk,
+    SharedDir,
+    bench_devices,
+    describe,
+    validate,
+)
+from runtimes.workloads import AnyWorkload, in_guest_cgroup
 
 #: how long ``wait`` lets the console reader deliver the guest's last lines after the guest ended
 READER_DRAIN_S = 1.0
@@ -242,7 +254,9 @@ class GuestBackend(Backend):
         self.guest = guest or GuestConfig()
         self._verdict: accelerator.Verdict | None = None
         self._kernel: guest_kernel.BootKernel | None = None
-        self._base: Path | None = None
+        self._base: Path | None = None  # the base tree's (the manifest names it)
+        self._bases: dict[tuple[str, ...], Path] = {}  # the base archive of each workload tree
+        self._trees = rootfs.Trees(self.guest.cache)
         self._image_base: Path | None = None  # an image guest's base archive, found once per backend
 
     def _kernel_source(self) -> str | None:
@@ -257,10 +271,15 @@ class GuestBackend(Backend):
             self._kernel = guest_kernel.boot_kernel(source, self.guest.boot_format, image.vm_cache(self.guest.cache))
         return self._kernel
 
-    def base_image(self) -> Path:
-        if self._base is None:
-            self._base = image.base_image(self.compression_for(), self.guest.cache)
-        return self._base
+    def base_image(self, workload: AnyWorkload | None = None) -> Path:
+        """The base archive of the workload tree ``workload`` runs in (built once per tree)."""
+        tools = tuple(sorted(workload.tools)) if workload is not None else ()
+        if tools not in self._bases:
+            tree = self._trees.get(workload) if tools else None
+            self._bases[tools] = image.base_image(self.compression_for(), self.guest.cache, tree)
+            if not tools:
+                self._base = self._bases[tools]
+        return self._bases[tools]
 
     def image_base(self) -> Path:
         """The base archive of every image guest (busybox, modules, app starter), built or found
@@ -302,9 +321,19 @@ class GuestBackend(Backend):
         argv = spec.extra.get("argv")
         # memory and pids limits are applied by the guest's own kernel, in a cgroup of its own
         run = list(argv) if argv else in_guest_cgroup(spec.workload.argv(), spec.limits.memory_mib, spec.limits.pids)
-        initrd = image.initrd_for(run, self.base_image(), self.guest.cache, applets=bool(argv))
+        devices = bench_devices(spec)
+        initrd = image.initrd_for(run, self.base_image(spec.workload), self.guest.cache, applets=bool(argv),
+                                  modules=self._modules(devices))
         return describe(spec, accel=accel, kernel=self.boot_kernel().path, initrd=str(initrd),
-                        machine_type=self.guest.machine_type, cmdline=self.guest.cmdline)
+                        machine_type=self.guest.machine_type, cmdline=self.guest.cmdline, extra=devices)
+
+    def _modules(self, devices: tuple[Device, ...]) -> list[tuple[str, bytes]]:
+        """The guest kernel's modules the devices need ((name, .ko bytes), dependencies first)."""
+        wanted = [*(modules.VIRTIO_NET if any(isinstance(d, Nic) for d in devices) else ()),
+                  *(modules.VIRTIO_BLK if any(isinstance(d, ScratchDisk) for d in devices) else ())]
+        if not wanted:
+            return []
+        return [(m.name, modules.load(m)) for m in modules.resolve(self.boot_kernel().source, tuple(wanted))]
 
     def verdict(self) -> accelerator.Verdict:
         """KVM or TCG for this host: probed once (``_probe``), then cached on disk under the key

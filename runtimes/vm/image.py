@@ -31,7 +31,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -152,10 +152,22 @@ def base_entries(tree: Path) -> Iterator[Entry]:
 APPLETS = f"{BUSYBOX} mkdir -p /isobench/bin && {BUSYBOX} --install -s /isobench/bin\nPATH=$PATH:/isobench/bin\n"
 
 
-def run_entries(argv: list[str], applets: bool = False) -> list[Entry]:
+#: where a workload's kernel modules go in its run archive (loaded before it starts)
+MODULES_DIR = "isobench/modules"
+
+
+def run_entries(argv: list[str], applets: bool = False, modules: Sequence[tuple[str, bytes]] = ()) -> list[Entry]:
+    """The run archive: ``argv`` as the run file, after loading ``modules`` ((name, .ko bytes), in
+    load order: the devices the throughput measurement adds are modules of a distro kernel)."""
+    load = "".join(f"{BUSYBOX} insmod /{MODULES_DIR}/{name}.ko || {{ echo 'isobench: cannot load module {name}' >&2; "
+                   f"exit 90; }}\n" for name, _ in modules)
     # `exec` so that the command is the shell's only child, exactly as on the host
-    run = (APPLETS if applets else "") + f"exec {shlex.join(argv)}\n"
-    return [Entry("isobench", stat.S_IFDIR | 0o755), Entry(RUN_FILE, stat.S_IFREG | 0o644, run.encode())]
+    run = (APPLETS if applets else "") + load + f"exec {shlex.join(argv)}\n"
+    entries = [Entry("isobench", stat.S_IFDIR | 0o755), Entry(RUN_FILE, stat.S_IFREG | 0o644, run.encode())]
+    if modules:
+        entries.append(Entry(MODULES_DIR, stat.S_IFDIR | 0o755))
+        entries += [Entry(f"{MODULES_DIR}/{name}.ko", stat.S_IFREG | 0o644, data) for name, data in modules]
+    return entries
 
 
 # -- compression ------------------------------------------------------------------------
@@ -219,9 +231,10 @@ def _atomic(dest: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def base_image(compression: str, cache: Path | None = None) -> Path:
-    """The compressed rootfs + /init archive, built once per rootfs content and /init."""
-    tree = rootfs.build(cache)
+def base_image(compression: str, cache: Path | None = None, tree: Path | None = None) -> Path:
+    """The compressed rootfs + /init archive, built once per rootfs content and /init (``tree``:
+    a workload tree other than the base one, ``rootfs.for_workload``)."""
+    tree = tree or rootfs.build(cache)
     key = hashlib.sha256(f"{IMAGE_VERSION}\0{tree.name}\0{compression}\0{INIT}".encode()).hexdigest()[:16]
     return archive(vm_cache(cache) / f"base-{key}.cpio.{compression}", lambda: base_entries(tree), compression)
 
@@ -243,9 +256,10 @@ def archive(dest: Path, entries: Callable[[], Iterable[Entry]], compression: str
     return dest
 
 
-def initrd_for(argv: list[str], base: Path, cache: Path | None = None, *, applets: bool = False) -> Path:
+def initrd_for(argv: list[str], base: Path, cache: Path | None = None, *, applets: bool = False,
+               modules: Sequence[tuple[str, bytes]] = ()) -> Path:
     """The initrd a guest running ``argv`` boots with: the run archive, then ``base``."""
-    return initrd_with(run_entries(argv, applets), base, cache)
+    return initrd_with(run_entries(argv, applets, modules), base, cache)
 
 
 def initrd_with(entries: list[Entry], base: Path, cache: Path | None = None) -> Path:

@@ -43,6 +43,23 @@ class LayerDisk:
 
 
 @dataclass(frozen=True)
+class Nic:
+    """virtio-net on an existing tap the host made (``runtimes.netlab.tap``), opened by name:
+    the throughput measurement's link to the guest."""
+
+    tap: str
+
+
+@dataclass(frozen=True)
+class ScratchDisk:
+    """A writable virtio disk on a raw file, host page cache off (the throughput measurement's
+    storage target); the guest finds it by its serial."""
+
+    path: str
+    serial: str
+
+
+@dataclass(frozen=True)
 class SharedDir:
     """A host directory the guest mounts read-only over virtio-fs (``runtimes.vm.virtiofs``):
     ``socket`` is the vhost-user socket of the virtiofsd that serves it.  The guest's RAM must
@@ -55,8 +72,19 @@ class SharedDir:
     binary: str = VIRTIOFSD
 
 
-#: a benchmark guest's devices: its console, and an image guest's layers
-Device = SerialConsole | LayerDisk | SharedDir
+#: a benchmark guest's devices: its console, an image guest's layers, what the throughput
+#: measurement adds
+Device = SerialConsole | LayerDisk | SharedDir | Nic | ScratchDisk
+
+
+def bench_devices(spec: LaunchSpec) -> tuple[Device, ...]:
+    """The devices ``spec.extra`` asks for: ``tap`` (a NIC on it), ``disk`` with ``disk_serial``."""
+    out: list[Device] = []
+    if spec.extra.get("tap"):
+        out.append(Nic(str(spec.extra["tap"])))
+    if spec.extra.get("disk"):
+        out.append(ScratchDisk(str(spec.extra["disk"]), str(spec.extra.get("disk_serial") or "isobench")))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,8 @@ class Machine:
     cpu_quota: float | None = None
     cpu_period_us: int = 100_000
     cpu_shares: int | None = None  # the domain's CPU weight against the host's other work
+    #: host CPUs the guest's vCPUs (and QEMU's other threads) run on, as a list ("0,1"); None: any
+    cpuset: str | None = None
     #: ACPI lets ``poweroff -f`` in the guest end the machine (without it, it only halts)
     acpi: bool = True
     devices: tuple[Device, ...] = (SerialConsole(),)
@@ -110,7 +140,7 @@ def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
              machine_type: str = DEFAULT_MACHINE_TYPE, cmdline: str = KERNEL_CMDLINE,
              extra: tuple[Device, ...] = ()) -> Machine:
     """The machine that runs ``spec``: its vCPUs, memory, CPU limit and labels; ``extra``
-    devices after the console (an image's layers)."""
+    devices after the console (an image's layers, the throughput measurement's NIC and disk)."""
     validate(spec)
     if accel not in ACCELS:
         raise BackendError(f"unknown accelerator {accel!r} (known: {', '.join(ACCELS)})")
@@ -129,4 +159,15 @@ def describe(spec: LaunchSpec, *, accel: str, kernel: str, initrd: str,
         labels=(("run_id", spec.run_id), ("workload", spec.workload.name)),
         devices=(SerialConsole(), *extra),
         shared_memory=any(isinstance(d, SharedDir) for d in extra),
+        cpuset=_cpuset(spec.extra.get("cpuset")),
     )
+
+
+def _cpuset(value: object) -> str | None:
+    """``extra["cpuset"]``: a comma-separated list of host CPU numbers, checked."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not all(part.isdigit() for part in text.split(",")):
+        raise BackendError(f"cpuset must be a comma-separated list of CPU numbers, got {text!r}")
+    return text

@@ -25,6 +25,9 @@ from runtimes.base import BackendError
 
 #: what each way of giving the guest the image's layers needs, in load order (names as modinfo)
 VIRTIO = ("virtio", "virtio_ring", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci")
+#: the throughput measurement's devices: a NIC on a tap, a scratch disk
+VIRTIO_NET = (*VIRTIO, "virtio_net")
+VIRTIO_BLK = (*VIRTIO, "virtio_blk")
 NEEDS = {
     "erofs": (*VIRTIO, "virtio_blk", "crc32c_generic", "libcrc32c", "erofs", "overlay"),
     "virtiofs": (*VIRTIO, "fuse", "virtiofs", "overlay"),

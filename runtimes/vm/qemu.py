@@ -23,7 +23,6 @@ and its cgroup is gone.  Phases: guest_firmware, guest_kernel, guest_init.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import subprocess
@@ -51,7 +50,7 @@ from runtimes.vm import accel as accelerator
 from runtimes.vm import host, virtiofs
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
-from runtimes.vm.machine import LayerDisk, Machine, SerialConsole, SharedDir
+from runtimes.vm.machine import LayerDisk, Machine, Nic, ScratchDisk, SerialConsole, SharedDir
 from runtimes.workloads import Workload
 
 #: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
@@ -102,6 +101,14 @@ def qemu_argv(m: Machine, qemu: str) -> list[str]:
         elif isinstance(dev, SharedDir):
             argv += ["-chardev", f"socket,id=chr-vu-fs{i},path={_escape(dev.socket)}",
                      "-device", f"vhost-user-fs-pci,chardev=chr-vu-fs{i},id=fs{i},tag={_escape(dev.tag)}"]
+        elif isinstance(dev, Nic):  # libvirt's <interface type='ethernet'> on an existing tap
+            argv += ["-netdev", f"tap,id=net{i},ifname={_escape(dev.tap)},script=no,downscript=no",
+                     "-device", f"virtio-net-pci,netdev=net{i},id=net{i}dev"]
+        elif isinstance(dev, ScratchDisk):  # libvirt's raw <disk> with cache='none' io='native'
+            argv += ["-blockdev", f"driver=file,filename={_escape(dev.path)},node-name=disk{i}-storage,"
+                                  "cache.direct=on,aio=native",
+                     "-blockdev", f"driver=raw,node-name=disk{i},file=disk{i}-storage",
+                     "-device", f"virtio-blk-pci,drive=disk{i},id=virtio-disk{i},serial={_escape(dev.serial)}"]
     argv += ["-audiodev", "none,id=audio1", "-sandbox", SANDBOX, "-msg", "timestamp=on"]
     return argv
 
@@ -131,7 +138,12 @@ class QemuInstance(GuestInstance):
         self._logs, self.log_path = logs, logs.console_path  # closed at cleanup (_teardown)
         stderr = logs.file("qemu") or (None if self._inherit else subprocess.DEVNULL)
         procs = [str(p) for p in self._cgroup.procs_files()]
-        join_cgroup = functools.partial(join_self, procs)  # between fork and exec: QEMU's threads are born inside
+        cpus = {int(c) for c in self.machine.cpuset.split(",")} if self.machine.cpuset else None
+
+        def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
+            join_self(procs)
+            if cpus is not None:  # libvirt's <vcpu cpuset=…>: every thread of QEMU on those CPUs
+                os.sched_setaffinity(0, cpus)
 
         share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
         if share is not None:  # QEMU connects to its socket at start: it must be listening
