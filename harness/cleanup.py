@@ -26,10 +26,12 @@ from runtimes.naming import check_run_id, of_run
 #: directories), the image store (what a killed ``isobench image import`` left), image instances'
 #: layers and trees, which several backends share (after the backends' own sweeps, which end the
 #: processes that use them), the throughput benchmarks' network namespaces and taps, and their
-#: scratch directories, ``isobench fleet``'s directories and SSH masters on the controller
+#: scratch directories, ``isobench fleet``'s directories and SSH masters on the controller, the git
+#: worktrees of a killed ``isobench ab``
 HARNESS_SWEEPS = ("harness.matrix.leftovers:cleanup_leftovers", "runtimes.image.store:cleanup_leftovers",
                   "runtimes.image.rundir:cleanup_leftovers", "runtimes.netlab:sweep",
-                  "runtimes.throughput.scratch:sweep", "harness.fleet.leftovers:cleanup_leftovers")
+                  "runtimes.throughput.scratch:sweep", "harness.fleet.leftovers:cleanup_leftovers",
+                  "harness.ab.leftovers:cleanup_leftovers")
 
 
 def _sweepers() -> list[Callable[[str | None], list[str]]]:

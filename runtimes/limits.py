@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def quota_us(cpu_quota: float | None, period_us: int) -> int | None:
+    """A CPU quota (in CPUs) as µs per period of ``period_us``, at least 1000 (the smallest the
+    kernel's CFS bandwidth and libvirt take); None for no quota."""
+    return None if cpu_quota is None else max(1000, round(cpu_quota * period_us))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits, the same request whatever the backend enforces them with."""
@@ -39,9 +45,7 @@ class Limits:
 
     @property
     def cpu_quota_us(self) -> int | None:
-        if self.cpu_quota is None:
-            return None
-        return max(1000, round(self.cpu_quota * self.cpu_period_us))
+        return quota_us(self.cpu_quota, self.cpu_period_us)
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -126,13 +126,18 @@ class Live:
                 return owners[0]
         return None
 
-    def owns(self, name: str) -> bool:
-        """``name`` is a live run's object, or carries the tag of a live process
-        (``isobench-devices-<pid>.<start>-…``)."""
-        if self.owner_of(name) is not None:
-            return True
+    def holders(self, name: str) -> tuple[Owner, ...]:
+        """The live processes that hold the object called ``name``: its run's live owners, or the
+        live processes whose tag it carries (``isobench-devices-<pid>.<start>-…``); () when none."""
+        for run_id, owners in self.runs.items():
+            if of_run(name, run_id):
+                return owners
         tagged = (Owner.parse(part) for part in name.split("-")[1:] if "." in part)
-        return any(o is not None and o.alive() for o in tagged)
+        return tuple(o for o in tagged if o is not None and o.alive())
+
+    def owns(self, name: str) -> bool:
+        """``name`` is a live run's object, or carries the tag of a live process."""
+        return bool(self.holders(name))
 
     def owns_path(self, parts: tuple[str, ...]) -> bool:
         """Whether any component of a path (a cgroup below ours, a mount point) is a live run's."""

@@ -15,13 +15,13 @@ import select
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from runtimes import owners, readiness
 from runtimes.base import BackendError, Instance, InstanceTimeout, LaunchSpec, Timestamps, now_ns
-from runtimes.cgroups import Cgroup
+from runtimes.cgroups import Cgroup, join_self
 from runtimes.marker import MarkerChannel
 from runtimes.output import LineWatch
 from runtimes.stdio import Stdio
@@ -71,20 +71,27 @@ def instance_log(spec: LaunchSpec, suffix: str, what: str) -> Iterator[Stdio]:
 
 
 @contextlib.contextmanager
-def launching(inst: Instance, what: str) -> Iterator[None]:
+def undone_on_failure(undo: Callable[[], object], what: str,
+                      errors: tuple[type[Exception], ...] = (OSError,)) -> Iterator[None]:
+    """Around a step that follows the making of something ``undo`` removes: on any exception it
+    is undone, and one of ``errors`` becomes one readable ``BackendError("<what>: <error>")``."""
+    try:
+        yield
+    except errors as e:
+        undo()
+        raise BackendError(f"{what}: {e}") from e
+    except BaseException:
+        undo()
+        raise
+
+
+def launching(inst: Instance, what: str) -> contextlib.AbstractContextManager[None]:
     """Around the start of a created instance: nothing half-created survives a failure.
 
     On any exception ``inst`` is cleaned up; an OSError becomes one readable
     ``BackendError("<what>: <error>")``.
     """
-    try:
-        yield
-    except OSError as e:
-        inst.cleanup()
-        raise BackendError(f"{what}: {e}") from e
-    except BaseException:
-        inst.cleanup()
-        raise
+    return undone_on_failure(inst.cleanup, what)
 
 
 def kill_and_reap(pid: int) -> None:
@@ -213,11 +220,7 @@ class ProcessInstance(Instance):
         def child() -> None:
             # Runs in the child between fork and exec: join the cgroup first, so
             # everything the workload forks is counted and limited.
-            pid = str(os.getpid()).encode()
-            for f in cg_files:
-                fd = os.open(f, os.O_WRONLY)
-                os.write(fd, pid)
-                os.close(fd)
+            join_self(cg_files)
             if marker:
                 os.dup2(w, MARKER_FD)
             if preexec is not None:
@@ -366,13 +369,15 @@ class ProcessInstance(Instance):
     def cleanup(self) -> None:
         """``Instance.cleanup``, then the rest of the workload's output is copied and the log
         closed: after ``t_clean``, as the harness's own bookkeeping (the instance is gone by
-        then; its output's EOF came with its exit, unless something it left holds the pipe)."""
+        then; its output's EOF came with its exit, unless something it left holds the pipe).
+        A log nothing was written to is removed (``log_path`` becomes None)."""
         try:
             super().cleanup()
         finally:
             if self.stdio is not None:
                 self.stdio.drain(OUTPUT_DRAIN_S)
                 self.stdio.close()
+                self.log_path = self.stdio.path
 
     def _release(self) -> None:
         """What is left on the host once the process is reaped (cleanup's backend-specific step)."""

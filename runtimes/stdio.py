@@ -19,7 +19,8 @@ The pipes are made, and registered with the copier, before ``t_launch``, with th
 (``runtimes.process.instance_log``); the copy runs beside the workload.
 
 Logs are made ``0600`` in a ``0700`` directory (``create_log``): root writes them from an
-untrusted workload's output.
+untrusted workload's output.  A log nothing was written to is removed when it is closed at the
+instance's cleanup (``close_log``): a launch's ``log_path`` is then None.
 """
 
 from __future__ import annotations
@@ -50,6 +51,27 @@ def create_log(path: Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def close_log(log: BinaryIO, path: str | os.PathLike[str]) -> bool:
+    """Close a log ``create_log`` made at ``path``, and remove it when nothing was written to it:
+    every launch makes its log before it starts, and most workloads say nothing (a soak's 10,000
+    launches left as many empty files).  Returns whether the log is kept.  Only the file this
+    log is, still empty, is removed: never one put at ``path`` since."""
+    made = None
+    with contextlib.suppress(OSError, ValueError):  # ValueError: closed already
+        log.flush()
+        made = os.fstat(log.fileno())
+    with contextlib.suppress(OSError):
+        log.close()
+    if made is None or made.st_size:
+        return True
+    with contextlib.suppress(OSError):
+        now = os.lstat(path)
+        if os.path.samestat(now, made) and now.st_size == 0:
+            os.unlink(path)
+            return False
+    return True
 
 
 class _Stream:
@@ -237,13 +259,15 @@ class Stdio:
         return all(s.done.wait(timeout) for s in self._streams)
 
     def close(self) -> None:
-        """Stop copying (what is still unread is lost) and close the log.  Idempotent."""
+        """Stop copying (what is still unread is lost) and close the log (``close_log``: an empty
+        one is removed, and ``path`` becomes None).  Idempotent."""
         self.spawned()
         for s in self._streams:
             _COPIER.drop(s)
         for s in self._streams:
             s.done.wait(1.0)  # the copier closes the read end; the log may close after it
         if self.log is not None:
-            with contextlib.suppress(OSError):
-                self.log.close()
+            assert self.path is not None  # a log is always made at a path (to_log)
+            if not close_log(self.log, self.path):
+                self.path = None  # nothing was written: no log
             self.log = None

@@ -42,5 +42,6 @@ DECLARATION = Declaration(
     factory="runtimes.unshare:UnshareBackend",
     label="unshare(1) with the container's namespaces (a yardstick)",
     colour="#56B4E9",
+    peer_of="container",  # its yardstick: the same namespaces by the standard tool (as bwrap's)
     image_label="unshare(1) namespaces",
 )

@@ -11,16 +11,19 @@ under ``CI=true``, because a silent skip in CI would hide a regression.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
+from runtimes import owners
 from runtimes.base import PREFIX
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -101,34 +104,60 @@ def isobench_mounts() -> list[str]:
 
 #: run ids other isobench processes put in names: a test's (``t<pid>...``) or a run's (date-time)
 _FOREIGN = re.compile(r"isobench-(t(\d+)|\d{8}-\d{6})")
+#: an isobench object's name, as it appears in a cgroup path or a mountinfo line
+_NAME = re.compile(rf"{PREFIX}-[A-Za-z0-9._-]+")
 
 
-def _others(entries: set[str]) -> set[str]:
-    """Entries named after another process's run (a shared machine: other people run isobench
-    too).  Only off CI: CI runs the suite alone, and there every new entry counts."""
-    if IN_CI:
+def _family() -> set[int]:
+    """This process and its descendants: what they hold is the test's own."""
+    me = psutil.Process()
+    return {me.pid} | {p.pid for p in me.children(recursive=True)}
+
+
+def _foreign(name: str, live: owners.Live, family: set[int]) -> bool:
+    """Whether the object called ``name`` is another process's: named after another test's or
+    a dated run, or held by a live harness (its run's owner, or the process its name carries:
+    ``isobench-devices-<pid>.<start>-…``) that is neither this process nor one it started."""
+    if m := _FOREIGN.match(name):
+        return not (m.group(2) or "").startswith(str(os.getpid()))
+    holders = live.holders(name)
+    return bool(holders) and not any(h.pid in family for h in holders)
+
+
+def _others(entries: set[str], ci: bool = IN_CI) -> set[str]:
+    """Entries (cgroup paths, mountinfo lines) that name another process's object (a shared
+    machine: other people run isobench too).  Only off CI: CI runs the suite alone, and there
+    every new entry counts."""
+    if ci or not entries:
         return set()
-    mine = str(os.getpid())
-    return {e for e in entries if (m := _FOREIGN.search(e)) and not (m.group(2) or "").startswith(mine)}
+    live, family = owners.live(), _family()
+    return {e for e in entries if any(_foreign(n, live, family) for n in _NAME.findall(e))}
 
 
-@pytest.fixture
-def no_leftovers():
-    """Asserts that the test left no isobench cgroup or mount behind (what appeared meanwhile
-    and is gone a moment later, or is named after another process's run, is not ours)."""
+@contextlib.contextmanager
+def leftover_check(*, ci: bool = IN_CI, grace_s: float | None = None) -> Iterator[None]:
+    """Asserts that the body left no isobench cgroup or mount behind (what appeared meanwhile and
+    is gone after ``grace_s`` -- 5 s off CI, none under CI -- or is another process's, is not ours)."""
     before_cg, before_mnt = set(isobench_cgroups()), set(isobench_mounts())
     yield
-    # what is new right after the test, and still there after a grace period (off CI only)
+    # what is new right after the body, and still there after the grace period
     cg = set(isobench_cgroups()) - before_cg
     mnt = set(isobench_mounts()) - before_mnt
-    cg, mnt = cg - _others(cg), mnt - _others(mnt)
-    deadline = time.monotonic() + (0 if IN_CI else 5.0)
+    cg, mnt = cg - _others(cg, ci), mnt - _others(mnt, ci)
+    deadline = time.monotonic() + ((0 if ci else 5.0) if grace_s is None else grace_s)
     while (cg or mnt) and time.monotonic() < deadline:
         time.sleep(0.2)
         cg &= set(isobench_cgroups())
         mnt &= set(isobench_mounts())
     assert cg == set(), "cgroups left behind"
     assert mnt == set(), "mounts left behind"
+
+
+@pytest.fixture
+def no_leftovers():
+    """Asserts that the test left no isobench cgroup or mount behind (``leftover_check``)."""
+    with leftover_check():
+        yield
 
 
 @pytest.fixture

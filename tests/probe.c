@@ -4,6 +4,8 @@
  *   isobench-probe userns                unshare(CLONE_NEWUSER): 0 or errno
  *   isobench-probe node c|b MAJ MIN PATH mknod, then open read and write: 0 or errno each
  *                                        (keys prefixed with c_ or b_)
+ *   isobench-probe ids                   real and effective uid (a setuid copy shows what it grants)
+ *   isobench-probe open PATH             open an existing node read-only: 0 or errno
  *
  * Prints one "ISOBENCH RESULT key=value" line per fact on fd 3 (the marker channel)
  * when it is open, else on stdout.
@@ -52,8 +54,15 @@ int main(int argc, char **argv) {
         result("open_write", fd < 0 ? errno : 0);
         if (fd >= 0) close(fd);
         unlink(argv[5]);
+    } else if (argc >= 2 && strcmp(argv[1], "ids") == 0) {
+        result("uid", getuid());
+        result("euid", geteuid());
+    } else if (argc >= 3 && strcmp(argv[1], "open") == 0) {
+        int fd = open(argv[2], O_RDONLY | O_NONBLOCK);
+        result("open", fd < 0 ? errno : 0);
+        if (fd >= 0) close(fd);
     } else {
-        fprintf(stderr, "usage: isobench-probe keyring | userns | node c|b MAJ MIN PATH\n");
+        fprintf(stderr, "usage: isobench-probe keyring | userns | node c|b MAJ MIN PATH | ids | open PATH\n");
         return 2;
     }
     fflush(out);

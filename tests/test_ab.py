@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.ab import inject, session, variants
+from harness import cleanup as harness_cleanup
+from harness.ab import inject, leftovers, session, variants
 from harness.commands import ab as command
 from harness.errors import UserError
 from tests import synth
@@ -111,6 +112,45 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert command.main(_args("--reuse", str(tmp_path))) == 2
     assert "not an isobench ab session" in capsys.readouterr().err
     assert command.main(_args("--reuse", str(_session(tmp_path, 2)), "--inject", "factor=2")) == 2
+
+
+def test_a_directory_it_cannot_write_is_refused_before_anything_runs(tmp_path, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "afile").write_text("")
+    for option, where in (("--results", "/proc/isobench-ab-test"), ("--results", str(tmp_path / "afile" / "x")),
+                          ("--out", str(tmp_path / "afile"))):
+        assert command.main(_args(str(tmp_path / "tiny.toml"), option, where)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{option} {where}: cannot create or write this directory" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "tiny.toml"]
+
+
+@pytest.mark.privileged  # isobench cleanup's sweeps
+def test_cleanup_removes_the_worktree_of_a_killed_ab_and_spares_a_live_ones(tmp_path):
+    """A SIGKILLed ``isobench ab`` of a commit leaves its worktree: ``isobench cleanup`` removes it
+    once the process is gone (its name carries it), not before."""
+    session_dir = tmp_path / f"ab-test-{tmp_path.name}"
+    session_dir.mkdir()
+    script = ("import sys, time\nfrom pathlib import Path\nfrom harness.ab.variants import checkout\n"
+              "with checkout('HEAD', Path(sys.argv[1]), 'A') as (py, tree):\n"
+              "    print(tree, flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(session_dir)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        tree = Path(proc.stdout.readline().strip())
+        assert tree.is_dir() and tree.parent == session_dir
+        made_by = leftovers.owner(tree)
+        assert made_by is not None and made_by.pid == proc.pid and made_by.alive()
+        assert harness_cleanup.cleanup(session_dir.name) == [] and tree.is_dir()  # its ab lives: spared
+    finally:
+        proc.kill()
+        proc.wait()
+    removed = harness_cleanup.cleanup(session_dir.name)
+    assert removed == [f"ab worktree {tree} (of isobench ab {proc.pid}, which is gone)"]
+    assert not tree.exists()
+    listed = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert str(tree) not in listed
 
 
 @pytest.mark.privileged

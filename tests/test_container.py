@@ -19,15 +19,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from runtimes import cgroups, owners
+from runtimes import syscalls as sc
 from runtimes.base import BackendError, InstanceTimeout, LaunchSpec, Limits
 from runtimes.container import cleanup_leftovers, mounts, namespaces
 from runtimes.container.backend import ChildProcess, ContainerBackend
 from runtimes.container.launcher import init
 from runtimes.container.leftovers import NETNS_DIR, container_inits, host_mounts
 from runtimes.container.security import caps
+from runtimes.naming import PREFIX, of_run
 from runtimes.workloads import BUSYBOX, Workload
 from tests.conftest import require
 
@@ -152,21 +155,32 @@ def backend() -> Iterator[ContainerBackend]:
     b.close()  # the zygote and the devices cgroup go with it
 
 
+def _in_run_cgroup(pid: int, run_id: str) -> bool:
+    """Whether process ``pid`` sits in one of run ``run_id``'s cgroups (an init joins its
+    instance's before anything else)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    # each line: hierarchy id, controllers, the path (which may itself hold ":")
+    return any(of_run(part, run_id) for line in lines for part in line.split(":", 2)[-1].split("/"))
+
+
 def _runtime_state(run_id: str) -> list[str]:
-    """What of this run's containers is still on the host, beyond cgroups (no_leftovers checks those)."""
-    left = [f"init {pid} {inst}" for pid, inst in container_inits(run_id, owners.Live())]  # live or not
-    left += [f"mount {m}" for m in host_mounts()]
+    """What of this run's containers is still on the host, beyond cgroups (no_leftovers checks those):
+    its inits, host mounts and named netns whether or not the run still has a live owner (this
+    process claimed it), and an init still setting up that this process started or that sits in
+    one of the run's cgroups.  Other runs' objects (other tests on a shared host) are not looked at."""
+    anyone = owners.Live()  # no run counts as live: this test's own run is claimed by this process
+    left = [f"init {pid} {inst}" for pid, inst in container_inits(run_id, anyone) if inst != init.INIT_COMM]
+    left += [f"mount {m}" for m in host_mounts(run_id, anyone)]
     if NETNS_DIR.is_dir():
-        left += [f"netns {p}" for p in NETNS_DIR.glob("isobench*")]
-    for pid in os.listdir("/proc"):  # an init still setting up, anywhere
-        if pid.isdigit() and Path(f"/proc/{pid}/comm").exists():
-            try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if comm == init.INIT_COMM and state != "Z":
-                left.append(f"process {pid} {comm}")
+        left += [f"netns {p}" for p in NETNS_DIR.glob(f"{PREFIX}-*") if of_run(p.name, run_id)]
+    mine = {p.pid for p in psutil.Process().children(recursive=True)}
+    for p in psutil.process_iter(["name", "status"]):  # an init still setting up
+        if p.info["name"] == init.INIT_COMM and p.info["status"] != psutil.STATUS_ZOMBIE \
+                and (p.pid in mine or _in_run_cgroup(p.pid, run_id)):
+            left.append(f"process {p.pid} {init.INIT_COMM}")
     return left
 
 
@@ -175,7 +189,35 @@ def clean(run_id: str, no_leftovers):
     """No cgroup or mount (no_leftovers), and no init process, host mount or netns of the runtime."""
     yield
     assert _runtime_state(run_id) == []
-    assert [d for d in cgroups.find_leftovers() if run_id in d.name] == []
+    assert [d for d in cgroups.find_leftovers() if of_run(d.name, run_id)] == []
+
+
+@pytest.mark.privileged
+def test_the_runtime_check_sees_the_runs_own_leftovers_and_no_other_runs(run_id, tmp_path) -> None:
+    """``clean`` must fail on what the test itself leaves (here: a host mount and a named netns
+    of its run, which this process still owns), and must not look at another run's."""
+    other = f"x{run_id}"  # another run (its name is no prefix of ours, nor ours of its)
+    state = Path(f"/run/{PREFIX}") / f"{PREFIX}-{run_id}-check"
+    state.mkdir(parents=True)
+    made: list[str] = []
+    owners.claim(run_id)
+    try:
+        sc.mount("tmpfs", str(state), "tmpfs", 0, "size=64k")
+        made.append("mount")
+        for name in (f"{PREFIX}-{run_id}-ns", f"{PREFIX}-{other}-ns"):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            made.append(name)
+        ns = NETNS_DIR / f"{PREFIX}-{run_id}-ns"  # a named netns is a mount too
+        assert set(_runtime_state(run_id)) == {f"mount {ns}", f"mount {state}", f"netns {ns}"}
+        ns = NETNS_DIR / f"{PREFIX}-{other}-ns"
+        assert set(_runtime_state(other)) == {f"mount {ns}", f"netns {ns}"}
+    finally:
+        for name in made[1:]:
+            subprocess.run(["ip", "netns", "del", name], check=True)
+        if made:
+            sc.umount2(str(state), sc.MNT_DETACH)
+        state.rmdir()
+        owners.release(run_id)
 
 
 NOOP = Workload("noop")

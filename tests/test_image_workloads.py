@@ -123,6 +123,23 @@ def test_layers_are_read_as_the_overlay_shows_them(tmp_path: Path) -> None:
     assert (ids.uid, ids.gid, ids.groups, ids.home) == (1000, 1000, (2000,), "/home/app")
 
 
+@pytest.mark.privileged  # (a whiteout is a 0/0 device node)
+def test_one_walk_of_the_merged_view_serves_the_reader_and_the_stores_link_check(tmp_path: Path) -> None:
+    from runtimes.image.intake import symlink_below
+
+    img = imagekit.make(tmp_path)
+    above = tmp_path / "layer2"
+    (above / "www").mkdir(parents=True)
+    (above / "etc").symlink_to("/etc")  # a link where the lower layer has a directory
+    stack = [*img.layers, above]
+    top_first = stack[::-1]
+    assert [t for _, t in layers.merged(top_first, ("www", "index.html"))] == [above, img.layers[0]]
+    assert layers.lookup(stack, "www/index.html") == img.layers[0] / "www/index.html"  # through a merged dir
+    assert layers.lookup(stack, "etc/passwd") is None  # never beneath a link (a host path)
+    assert symlink_below(top_first, ("etc", "passwd")) == "etc"  # a layer writing there is refused
+    assert symlink_below(top_first, ("www", "x")) is None and symlink_below(top_first, ("junk", "gone.txt")) is None
+
+
 # -- the scenario's [workload.NAME] tables -------------------------------------------------
 @pytest.fixture
 def images(tmp_path: Path) -> Iterator[dict[str, Image]]:

@@ -116,6 +116,21 @@ def test_bundle_config_is_complete_and_rejects_bad_names() -> None:
         bundle.config(LaunchSpec(Workload("noop"), "x", "other-0"), root, "/x", cgroup_version=1, memsw=True)
 
 
+def test_only_crun_gets_the_hook_that_keeps_an_image_roots_flags(tmp_path: Path) -> None:
+    """crun binds the root anew without nosuid,nodev (runc keeps them): its image bundles carry a
+    createContainer hook remounting the root with them (checked from inside: test_image_privileges)."""
+    assert oci_backend.runtime_cli("crun", "crun").drops_root_flags
+    assert not oci_backend.runtime_cli("runc", "runc").drops_root_flags
+    hook = bundle.root_flags_hook("/run/isobench/x/isobench-r-0/root", "/bin/sh", "/usr/bin/mount")
+    assert hook["path"] == "/bin/sh" and hook["args"][-2:] == ["/usr/bin/mount", "/run/isobench/x/isobench-r-0/root"]
+    assert "read" in hook["args"][2] and "remount,bind,nosuid,nodev" in hook["args"][2]
+    spec = _spec("unit", Workload("noop"), LIMITS)
+    assert "hooks" not in bundle.config(spec, tmp_path, "/isobench-unit-0", cgroup_version=1, memsw=True)
+    cfg = bundle.config(spec, tmp_path, "/isobench-unit-0", cgroup_version=1, memsw=True,
+                        hooks={"createContainer": [hook]})
+    assert cfg["hooks"] == {"createContainer": [hook]}
+
+
 def test_a_bundle_that_cannot_be_written_leaves_no_directory(tmp_path: Path) -> None:
     d = tmp_path / "isobench-unit-0"
     with pytest.raises(TypeError):

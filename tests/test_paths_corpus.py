@@ -96,7 +96,10 @@ CORPUS: dict[str, list[list[str]]] = {
                 ["--history", "{tmp}/adir", "report", "--out", "{tmp}/afile"],
                 ["--history", "{tmp}/afifo", "compact"]],
     # the stats helper's `isobench ab`
-    "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"]],
+    "ab": [["{tmp}/afifo"], ["--reuse", "{tmp}/afile"], [SCENARIO, "--runs", "2", "--results", "{tmp}/afile"],
+           [SCENARIO, "--results", "{tmp}/afile/sub"], [SCENARIO, "--results", "/proc/isobench-corpus"],
+           [SCENARIO, "--results", "/sys/isobench-corpus"], [SCENARIO, "--out", "{tmp}/afile"],
+           ["--reuse", "{tmp}/run", "--out", "/proc/isobench-corpus"]],
 }
 
 _SCENARIO_WITH = """[scenario]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -132,6 +133,9 @@ def test_noop_guest_reports_ready_exit_and_phases(run_id: str, tmp_path, monkeyp
     assert float(report["guest_mem_total"]) > 100  # a 256 MiB guest
     assert b.metadata()["accel"] in ("kvm", "tcg")
     assert _qemu_left(spec.instance) == []
+    # the console log is kept (the guest spoke); QEMU's stderr log only if QEMU wrote to it
+    assert inst.log_path is not None and Path(inst.log_path).stat().st_size > 0
+    assert [f.name for f in tmp_path.iterdir() if f.stat().st_size == 0] == []
 
 
 @pytest.mark.vm

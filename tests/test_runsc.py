@@ -11,10 +11,10 @@ import pytest
 
 import runtimes
 from runtimes import cgroups, rootfs
-from runtimes.base import BackendError, LaunchSpec, Limits
-from runtimes.oci import backend as oci_backend
+from runtimes.base import BackendError, Limits
 from runtimes.workloads import MARKER_FD, READY, RESULT, Workload
-from tests.conftest import isobench_cgroups, require
+from tests.conftest import require
+from tests.test_oci import _left_behind, _spec  # (the same spec and leftovers as runc's and crun's)
 
 pytestmark = pytest.mark.privileged
 
@@ -29,17 +29,6 @@ def backend():
     b.prepare()
     yield b
     b.close()
-
-
-def _spec(run_id: str, workload: Workload, limits: Limits = Limits(), n: int = 0, **extra) -> LaunchSpec:
-    return LaunchSpec(workload, run_id, f"isobench-{run_id}-{n}", limits, timeout_s=30, extra=extra)
-
-
-def _left_behind(name: str) -> list[str]:
-    found = [d for d in isobench_cgroups() if os.path.basename(d) == name]
-    found += [str(p) for p in oci_backend.runtime_cli("runsc").state(name)]
-    b = oci_backend.bundles_dir() / name
-    return found + ([str(b)] if b.exists() else [])
 
 
 def _cmdline(pid: int) -> str:

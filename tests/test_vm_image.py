@@ -66,6 +66,20 @@ def test_a_nul_in_the_environment_is_refused(image: Image) -> None:
         image_guest.spec_bytes(wl, cgroup=False)
 
 
+def test_the_app_starter_is_built_as_the_zygote_is(tmp_path: Path, monkeypatch) -> None:
+    """By the system compiler, found by absolute path (runtimes.cbuild), into the cache, static."""
+    from runtimes.vm import native
+
+    monkeypatch.setenv("CC", "gcc")  # a name: root's PATH is never searched
+    with pytest.raises(BackendError, match="app starter cannot be built: .*not an absolute path"):
+        native.guest_run(tmp_path)
+    monkeypatch.delenv("CC")
+    built = native.guest_run(tmp_path)
+    assert built.parent == tmp_path and os.access(built, os.X_OK) and native.guest_run(tmp_path) == built
+    assert b"ld-linux" not in built.read_bytes()[:4096]  # static: the guest's initramfs has no loader
+    assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no temporary file left
+
+
 def test_the_guest_overlay_stacks_the_layers_top_first() -> None:
     assert image_init.Root("erofs", 3).lowerdir() == "/isobench/layers/2:/isobench/layers/1:/isobench/layers/0"
     share = image_init.Root("virtiofs", 2, ("/isobench/layers/sha256/b/tree", "/isobench/layers/sha256/a/tree"))

@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from runtimes import owners
 
-#: every worktree and virtual environment ``isobench ab`` makes carries this in its name
+#: every worktree and virtual environment ``isobench ab`` makes carries this in its name; a
+#: worktree's name then carries its owner (``runtimes.owners``: ``<pid>.<start>``), so that
+#: ``isobench cleanup`` removes the worktree of an ``isobench ab`` that was killed
+#: (``harness.ab.leftovers``)
 PREFIX = "isobench-ab"
 
 
@@ -100,7 +104,7 @@ def repository() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _git(*argv: str, cwd: Path) -> str:
+def git(*argv: str, cwd: Path) -> str:
     proc = subprocess.run(["git", *argv], cwd=cwd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise UserError(f"git {' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -111,11 +115,12 @@ def _git(*argv: str, cwd: Path) -> str:
 def checkout(commit: str, where: Path, label: str = "") -> Iterator[tuple[Path, Path]]:
     """(python, working directory) of ``commit``: a detached worktree under ``where`` and a venv in it
     whose site-packages point at the worktree and at this interpreter's dependencies.  Removed on
-    the way out, also on failure."""
+    the way out, also on failure; after a SIGKILL by ``isobench cleanup`` (its name carries this
+    process)."""
     repo = repository()
-    sha = _git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=repo)
-    tree = where / f"{PREFIX}-{label or 'x'}-{sha[:12]}"
-    _git("worktree", "add", "--detach", str(tree), sha, cwd=repo)
+    sha = git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=repo)
+    tree = where / f"{PREFIX}-{owners.me().tag()}-{label or 'x'}-{sha[:12]}"
+    git("worktree", "add", "--detach", str(tree), sha, cwd=repo)
     try:
         env = tree / ".venv"
         venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
@@ -127,7 +132,7 @@ def checkout(commit: str, where: Path, label: str = "") -> Iterator[tuple[Path, 
         yield py, tree
     finally:
         with contextlib.suppress(UserError):
-            _git("worktree", "remove", "--force", str(tree), cwd=repo)
+            git("worktree", "remove", "--force", str(tree), cwd=repo)
 
 
 def interpreter() -> Path:

@@ -22,6 +22,7 @@ from harness.commands import compare as compare_command
 from harness.commands.run import DEFAULT_RESULTS
 from harness.errors import UserError
 from harness.stats import BOOTSTRAPS
+from runtimes.userpaths import PathRefused, check_output_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from harness.ab.session import Session
@@ -49,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _session(args: argparse.Namespace) -> Session:
     from harness.ab import session, variants
 
+    try:  # every directory it writes, before anything runs (the session's, the comparison's)
+        if args.out is not None:
+            check_output_dir(args.out, "--out")
+        if args.reuse is None:
+            check_output_dir(args.results, "--results")
+    except PathRefused as e:
+        raise UserError(str(e)) from None
     if args.reuse is not None:
         return session.existing(args.reuse)
     if args.runs < 2:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 
+from runtimes.readiness import socket_inodes
+
 #: the netlink family of the kernel connector, and the proc connector's multicast group (bit 0)
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC_GROUP_BIT = 1
@@ -45,23 +47,11 @@ def fds(pid: int) -> int | None:
     return None
 
 
-def socket_inodes(pid: int) -> set[int]:
-    """The inodes of the sockets ``pid`` holds open."""
-    found = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    found.add(int(target[8:-1]))
-    return found
-
-
 def connector_listeners(pid: int | None = None) -> int | None:
     """Netlink sockets of the proc connector (subscribed to its group), of ``pid`` or (None) of
     every process in this network namespace: ``/proc/net/netlink``, family 11, group bit 0.
     (The kernel's own listener count, which only IGNORE messages lower, is not exported.)"""
-    mine = socket_inodes(pid) if pid is not None else None
+    mine = socket_inodes([pid]) if pid is not None else None  # (readiness asks the same of a port's owner)
     try:
         with open("/proc/net/netlink") as f:
             lines = f.read().splitlines()[1:]

@@ -5,14 +5,15 @@ from ``LARGE_N`` values a side, the large-sample interval (``harness.stats.large
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from harness.stats import BATCH_VALUES, BOOTSTRAPS, CONFIDENCE, LARGE_N, MIN_N_CI, SEED
+from harness.stats import BOOTSTRAPS, CONFIDENCE, LARGE_N, MIN_N_CI, SEED
 from harness.stats.quantile import clean
+from harness.stats.resample import batch as batch  # (asked here too: tests/test_scale.py)
+from harness.stats.resample import two_sample_interval
 
 
 def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = CONFIDENCE,
@@ -28,8 +29,6 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
     best, so the interval's ends move out by that much on either median (ticks of 0.1 ms
     collapsed the interval of tied medians to a point).
     """
-    from scipy import stats
-
     xa, xb = clean(a), clean(b)
     if xa.size == 0 or xb.size == 0 or np.median(xb) == 0:
         return math.nan, math.nan, math.nan
@@ -48,24 +47,8 @@ def ratio_of_medians(a: Iterable[Any], b: Iterable[Any], *, confidence: float = 
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(np.median(u, axis=axis) / np.median(v, axis=axis))
 
-    lo = hi = math.nan
-    for method in ("BCa", "percentile"):
-        # scipy warns on a degenerate bootstrap distribution; the result is checked instead
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ci = stats.bootstrap((xa, xb), stat, method=method, confidence_level=confidence,
-                                 n_resamples=n_resamples, rng=seed, vectorized=True,
-                                 batch=batch(n_resamples, xa.size, xb.size)).confidence_interval
-        lo, hi = float(ci.low), float(ci.high)
-        if math.isfinite(lo) and math.isfinite(hi):
-            break
+    lo, hi = two_sample_interval(xa, xb, stat, confidence, n_resamples, seed)
     return (ratio, *_widened(lo, hi, float(np.median(xa)), float(np.median(xb)), tick))
-
-
-def batch(n_resamples: int, *sizes: int) -> int | None:
-    """Resamples a bootstrap draws at once: all of them up to ``BATCH_VALUES`` values, else fewer."""
-    largest = max(sizes)
-    return None if n_resamples * largest <= BATCH_VALUES else max(1, BATCH_VALUES // largest)
 
 
 def _widened(lo: float, hi: float, ma: float, mb: float, tick: float) -> tuple[float, float]:

@@ -27,7 +27,7 @@ The package:
 from __future__ import annotations
 
 from runtimes.cgroups.cgroup import Cgroup, validate_limits
-from runtimes.cgroups.files import CgroupError, parse_kv, read_kv
+from runtimes.cgroups.files import CgroupError, join_self, parse_kv, read_kv
 from runtimes.cgroups.host import (
     CGROUP_ROOT,
     HARNESS_LEAF,
@@ -56,7 +56,7 @@ from runtimes.naming import PREFIX
 __all__ = [
     "CGROUP_ROOT", "HARNESS_LEAF", "PREFIX", "V1_CONTROLLERS", "V2_CONTROLLERS",
     "Cgroup", "CgroupError", "Hierarchy", "Membership", "Mount",
-    "describe", "dirs_for", "find_leftovers", "hierarchies", "host_dir", "mounts", "own_paths",
+    "describe", "dirs_for", "find_leftovers", "hierarchies", "host_dir", "join_self", "mounts", "own_paths",
     "parent_dirs", "parse_kv", "parse_mountinfo", "parse_proc_cgroup", "paths_by_controller", "prepare",
     "process_paths", "read_kv", "remove_dir", "v1_mounts", "v2_base", "v2_mount", "validate_limits", "version",
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -15,6 +17,20 @@ def write(path: Path, value: str) -> None:
         path.write_text(value)
     except OSError as e:
         raise CgroupError(f"cannot write {value!r} to {path}: {e.strerror}") from e
+
+
+def join_self(procs_files: Sequence[str]) -> None:
+    """Move the calling process into the cgroups of these ``cgroup.procs`` files (paths made
+    before the fork): for a child between fork and exec (``preexec_fn``), so that the program and
+    everything it starts are born inside, counted and limited.  Plain system calls: nothing of
+    the parent's Python state (locks, the logging machinery) is touched in the child."""
+    pid = str(os.getpid()).encode()
+    for f in procs_files:
+        fd = os.open(f, os.O_WRONLY)
+        try:
+            os.write(fd, pid)
+        finally:
+            os.close(fd)
 
 
 def parse_kv(text: str) -> dict[str, int]:

@@ -10,10 +10,11 @@ gone with the container, and ``ContainerInstance`` removes the directories after
 
 from __future__ import annotations
 
-from runtimes.base import BackendError, LaunchSpec, Timestamps, now_ns
+from runtimes.base import LaunchSpec, Timestamps, now_ns
 from runtimes.container import mounts
 from runtimes.image.rundir import Upper
 from runtimes.image.workload import ImageWorkload
+from runtimes.process import undone_on_failure
 
 
 def make(spec: LaunchSpec, times: Timestamps, proc_hardening: bool = True) -> tuple[Upper, tuple[mounts.MountOp, ...]]:
@@ -23,13 +24,7 @@ def make(spec: LaunchSpec, times: Timestamps, proc_hardening: bool = True) -> tu
     assert isinstance(workload, ImageWorkload)
     image = workload.image
     upper = Upper.create(spec.run_id, spec.instance, workload.missing_mountpoints())
-    try:
+    with undone_on_failure(upper.remove, spec.instance, (ValueError,)):
         plan = tuple(mounts.image_plan(upper.root, upper.data(image), proc_hardening=proc_hardening))
-        times.phases["rootfs"] = now_ns() - t0
-        return upper, plan
-    except ValueError as e:
-        upper.remove()
-        raise BackendError(f"{spec.instance}: {e}") from e
-    except BaseException:
-        upper.remove()
-        raise
+    times.phases["rootfs"] = now_ns() - t0
+    return upper, plan

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runtimes.image import oci, sources
+from runtimes.image.layers import merged
 from runtimes.image.layout import STORE_VERSION, Layout, atomic_write, dump
 from runtimes.image.model import ImageError
 from runtimes.image.names import digest_hex
 from runtimes.image.streams import DECOMPRESSION_ERRORS, Caps, Hashing, compression, decompressed
-from runtimes.image.unpack import OPAQUE_XATTR, LayerStats, Unpacker, check_end
+from runtimes.image.unpack import LayerStats, Unpacker, check_end
 
 #: how a broken layer fails while it is read (an ImageError says what the store itself refused)
 LAYER_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, zlib.error, OSError, *DECOMPRESSION_ERRORS)
@@ -132,42 +133,12 @@ def _check_digest(raw: Hashing, expected: str | None, what: str, drain: bool = F
         raise ImageError(f"{what}: digest mismatch: the blob is {raw.digest()}, the manifest says {expected}")
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
-
-
 def symlink_below(trees_top_first: list[Path], parts: tuple[str, ...]) -> str | None:
     """The first prefix of ``parts`` that the merged (overlay) view of ``trees`` shows as a
     symlink, or None.  Walks one component at a time, so it never looks beneath a symlink."""
-    trees = trees_top_first
-    for i in range(1, len(parts) + 1):
-        prefix = parts[:i]
-        kind, deeper = None, []
-        for t in trees:
-            try:
-                st = os.lstat(t.joinpath(*prefix))
-            except FileNotFoundError:
-                continue
-            if _is_whiteout(st) or (kind is not None and not stat.S_ISDIR(st.st_mode)):
-                break
-            kind = kind if kind is not None else st.st_mode
-            if not stat.S_ISDIR(st.st_mode):
-                break
-            deeper.append(t)
-            if _opaque(t.joinpath(*prefix)):
-                break
-        if kind is None or not (stat.S_ISDIR(kind) or stat.S_ISLNK(kind)):
-            return None
-        if stat.S_ISLNK(kind):
-            return "/".join(prefix)
-        trees = deeper
+    for depth, (mode, _) in enumerate(merged(trees_top_first, parts), 1):
+        if stat.S_ISLNK(mode):
+            return "/".join(parts[:depth])
     return None
 
 

@@ -185,6 +185,7 @@ class OciBackend(Backend):
         bundle_dir = bundles_dir() / spec.instance
         mounts = self._roots.prepare(holder.pid, spec.run_id) if spec.workload.image is not None else None
         argv = nsenter + cli.run(bundle_dir, spec.instance, marker=mounts is None)
+        remount = self._root_flags_tools() if mounts is not None and cli.drops_root_flags else None
         # instance-independent setup before t_launch, as for every backend: the parent
         # directories (once per host), the log, and what the exit events queued meanwhile
         bundles_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -197,9 +198,10 @@ class OciBackend(Backend):
             upper = mounter.instance_root(mounts, spec, times) if mounts is not None else None
             t0 = now_ns()
             with mounter.released_on_failure(mounts, upper):
+                hook = bundle.root_flags_hook(upper.root, *remount) if upper and remount else None
                 cfg = bundle.config(spec, upper.root if upper else root, f"/{spec.instance}",
                                     cgroup_version=self._cgroup_version, memsw=self._memsw, seccomp=self._seccomp,
-                                    wrap_argv=cli.argv)
+                                    wrap_argv=cli.argv, hooks={"createContainer": [hook]} if hook else None)
                 try:
                     bundle.write(bundle_dir, cfg)
                 except FileExistsError as e:
@@ -213,6 +215,15 @@ class OciBackend(Backend):
         # the directories the runtime creates for cgroupsPath /<name>, seen from the host
         inst.cgroup = view.container_cgroup(spec.instance, self._cgroup_version, v)
         return inst
+
+    @staticmethod
+    def _root_flags_tools() -> tuple[str, str]:
+        """sh and mount(8) for ``bundle.root_flags_hook`` (PATH searches: before ``t_launch``)."""
+        sh, mount = find_runtime("sh"), find_runtime("mount")
+        if sh is None or mount is None:
+            raise BackendError("an image root on crun is remounted nosuid,nodev by sh and mount(8): "
+                               "not found (fix: apt-get install dash util-linux)")
+        return sh, mount
 
     def metadata(self) -> dict[str, Any]:
         exe = find_runtime(self.runtime)

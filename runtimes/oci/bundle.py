@@ -139,12 +139,23 @@ def capabilities(names: Sequence[str] = container_caps.OCI_DEFAULT) -> dict[str,
     return {"bounding": caps, "effective": caps, "permitted": caps}
 
 
+def root_flags_hook(rootfs: str | os.PathLike[str], sh: str, mount: str) -> dict[str, Any]:
+    """A ``createContainer`` hook that remounts an image root ``nosuid,nodev`` (its overlay's
+    flags) in the container's mount namespace before ``pivot_root``: for a runtime that binds
+    ``root.path`` anew without them (crun 1.8).  The hook reads the state the runtime writes
+    on its stdin first (a hook gone before the write fails the start: EPIPE)."""
+    script = 'while read -r _; do :; done; exec "$1" -o remount,bind,nosuid,nodev "$2"'
+    return {"path": sh, "args": ["sh", "-c", script, f"{PREFIX}-root-flags", mount, os.fspath(rootfs)]}
+
+
 def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, *,
            cgroup_version: int, memsw: bool, seccomp: Mapping[str, Any] | None = None,
-           wrap_argv: Callable[[list[str]], list[str]] | None = None) -> dict[str, Any]:
+           wrap_argv: Callable[[list[str]], list[str]] | None = None,
+           hooks: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The whole ``config.json`` for one instance; ``seccomp`` is OCI ``linux.seccomp``
     (``seccomp.Filter.oci``), None for unconfined; ``wrap_argv`` changes the workload's
-    argv as a runtime needs it (runsc: the marker descriptor, ``runtimes.oci.runsc``)."""
+    argv as a runtime needs it (runsc: the marker descriptor, ``runtimes.oci.runsc``);
+    ``hooks``: OCI ``hooks`` (``root_flags_hook``)."""
     if PREFIX not in spec.instance:
         raise ValueError(f"instance name {spec.instance!r} must contain {PREFIX!r}")
     if not cgroups_path.startswith("/"):
@@ -182,6 +193,7 @@ def config(spec: LaunchSpec, rootfs: str | os.PathLike[str], cgroups_path: str, 
         "hostname": spec.instance,
         "mounts": plan["mounts"],
         "linux": linux,
+        **({"hooks": {k: list(v) for k, v in hooks.items()}} if hooks else {}),
     }
 
 

@@ -55,6 +55,10 @@ class Cli:
     exit_words = "the container's process"
     #: the platform it runs the workload on, recorded as the rows' ``accel`` (None: no choice)
     platform: str | None = None
+    #: it binds ``root.path`` anew and remounts that bind with no flags, so an image root's
+    #: ``nosuid,nodev`` are lost unless a hook remounts it with them (``bundle.root_flags_hook``);
+    #: runc's bind keeps the overlay's flags
+    drops_root_flags = False
 
     def __init__(self, runtime: str, exe: str, state_root: Path):
         self.runtime = runtime
@@ -98,3 +102,8 @@ class Cli:
 
 class Crun(Cli):
     hide_cgroup2 = True
+    drops_root_flags = True  # crun 1.8: mount(NULL, root, NULL, MS_REMOUNT | MS_BIND, NULL)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "image_root": "remounted nosuid,nodev by a createContainer hook "
+                                                    "(sh + mount, inside the launch: crun drops the flags)"}

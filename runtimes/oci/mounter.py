@@ -29,7 +29,8 @@ from runtimes.base import BackendError, LaunchSpec, Timestamps, now_ns
 from runtimes.image.rundir import OVERLAY_FLAGS, Runs, Upper
 from runtimes.image.workload import ImageWorkload
 from runtimes.naming import PREFIX
-from runtimes.process import kill_and_reap, reaped
+from runtimes.oci.view import close_other_fds
+from runtimes.process import kill_and_reap, reaped, undone_on_failure
 from runtimes.wait import wait_until
 
 COMM = f"{PREFIX}-ocimount"
@@ -142,14 +143,8 @@ def instance_root(mounter: Mounter, spec: LaunchSpec, times: Timestamps) -> Uppe
     workload = spec.workload
     assert isinstance(workload, ImageWorkload)
     upper = Upper.create(spec.run_id, spec.instance, workload.missing_mountpoints())
-    try:
+    with undone_on_failure(upper.remove, f"{spec.instance}: cannot mount the image's root", (OSError, ValueError)):
         mounter.mount(str(upper.root), upper.data(workload.image))
-    except (OSError, ValueError) as e:
-        upper.remove()
-        raise BackendError(f"{spec.instance}: cannot mount the image's root: {e}") from e
-    except BaseException:
-        upper.remove()
-        raise
     times.phases["rootfs"] = now_ns() - t0
     return upper
 
@@ -169,10 +164,7 @@ def _serve(sock: socket.socket, ns: int) -> None:  # pragma: no cover - runs in 
     """The helper: into the holder's mount namespace, then one request at a time until EOF."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_name(COMM)
-    for fd in _fds():
-        if fd > 2 and fd not in (sock.fileno(), ns):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    close_other_fds((sock.fileno(), ns))
     sc.setns(ns, sc.CLONE_NEWNS)
     os.close(ns)
     while request := sock.recv(65536):
@@ -188,9 +180,3 @@ def _serve(sock: socket.socket, ns: int) -> None:  # pragma: no cover - runs in 
             reply = b"E" + str(e).encode()[:2000]
         sock.send(reply)
 
-
-def _fds() -> list[int]:
-    try:
-        return [int(fd) for fd in os.listdir("/proc/self/fd")]
-    except OSError:
-        return list(range(3, 1024))

@@ -109,10 +109,7 @@ class Holder:
             try:
                 # keep only our two pipe ends: an inherited copy of another holder's
                 # life pipe (or any harness fd) would keep that one from ever seeing EOF
-                for fd in _open_fds():
-                    if fd > 2 and fd not in (ready_w, life_r):
-                        with contextlib.suppress(OSError):
-                            os.close(fd)
+                close_other_fds((ready_w, life_r))
                 sc.set_name(self.COMM)
                 v.enter()
                 os.write(ready_w, b"1")
@@ -188,8 +185,14 @@ def container_cgroup(name: str, version: int, v: View) -> Cgroup:
     return Cgroup.wrap(name, {c: by_ctrl[c] for c in cgroups.V1_CONTROLLERS if c in by_ctrl})
 
 
-def _open_fds() -> list[int]:
+def close_other_fds(keep: tuple[int, ...]) -> None:
+    """In a helper just forked from the harness: close every descriptor above 2 but ``keep`` (an
+    inherited copy of a pipe end of the harness's would keep its reader from seeing EOF)."""
     try:
-        return [int(fd) for fd in os.listdir("/proc/self/fd")]
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
     except OSError:
-        return list(range(3, 1024))
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)

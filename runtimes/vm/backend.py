@@ -45,19 +45,18 @@ from runtimes import owners
 from runtimes.base import (
     PREFIX,
     BackendError,
-    Instance,
     InstanceTimeout,
     LaunchSpec,
     Timestamps,
     now_ns,
 )
 from runtimes.exits import ExitEvents
-from runtimes.stdio import create_log
+from runtimes.stdio import close_log, create_log
 from runtimes.vm import accel as accelerator
 from runtimes.vm import domain, host, image, virtiofs
 from runtimes.vm.connection import Connection, alive, version_string
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
-from runtimes.vm.machine import Machine, validate
+from runtimes.vm.machine import Machine
 from runtimes.vm.machine_cgroup import cpu_usage, qemu_process
 from runtimes.wait import wait_until
 from runtimes.workloads import Workload, parse_marker_line
@@ -250,8 +249,9 @@ class VmInstance(GuestInstance):
             with contextlib.suppress(libvirt.libvirtError):
                 self.stream.abort()
             self.stream = None
-        if self._log is not None:
-            self._log.close()
+        if self._log is not None and self.log_path is not None:
+            if not close_log(self._log, self.log_path):
+                self.log_path = None  # nothing was written: no log
             self._log = None
 
     def usage(self) -> dict[str, float]:
@@ -304,17 +304,6 @@ class VmBackend(GuestBackend):
                 del self._live[inst.name]
 
     # -- accelerator -----------------------------------------------------------------
-    def verdict(self) -> accelerator.Verdict:
-        """KVM or TCG for this host (probed once, then cached on disk)."""
-        if self._verdict is None:
-            bk = self.boot_kernel()
-            # the key the qemu backend uses too: one probe serves both
-            key = accelerator.cache_key(host.qemu_version() or "?", bk.path)
-            self._verdict = accelerator.resolve(
-                cache=image.vm_cache(self.guest.cache), key=key, probe=self._probe,
-                forced=self.guest.accel, refresh=self.reprobe, timeout_s=self.guest.probe_timeout)
-        return self._verdict
-
     def _probe(self, timeout: float) -> accelerator.ProbeResult:
         """Boot the noop guest under KVM: does it reach its ready marker in time?"""
         logs = image.vm_cache(self.guest.cache)
@@ -334,10 +323,6 @@ class VmBackend(GuestBackend):
                 os.replace(logs / f"{spec.instance}.console.log", logs / "accel-probe.console.log")
 
     # -- launching -------------------------------------------------------------------
-    def launch(self, spec: LaunchSpec) -> Instance:
-        validate(spec)
-        return self._launch(spec, self.verdict().accel)
-
     def _launch(self, spec: LaunchSpec, accel_name: str) -> VmInstance:
         m = self.machine(spec, accel_name)
         xml = domain.render(m)

@@ -38,6 +38,7 @@ from runtimes.vm.machine import (
     SharedDir,
     bench_devices,
     describe,
+    validate,
 )
 from runtimes.workloads import AnyWorkload, in_guest_cgroup
 
@@ -246,6 +247,8 @@ class GuestBackend(Backend):
     NO_KERNEL = "no guest kernel in /boot (fix: apt-get install linux-image-amd64, or set ISOBENCH_VM_KERNEL)"
     #: libvirt starts an image share's virtiofsd from the domain XML (the harness does for QEMU)
     libvirt_starts_virtiofsd = False
+    #: probe the accelerator anew instead of reading the cached verdict (the vm backend's option)
+    reprobe = False
 
     def __init__(self, guest: GuestConfig | None = None) -> None:
         self.guest = guest or GuestConfig()
@@ -332,9 +335,27 @@ class GuestBackend(Backend):
             return []
         return [(m.name, modules.load(m)) for m in modules.resolve(self.boot_kernel().source, tuple(wanted))]
 
-    @abc.abstractmethod
     def verdict(self) -> accelerator.Verdict:
-        """KVM or TCG for this host (probed once, then cached on disk)."""
+        """KVM or TCG for this host: probed once (``_probe``), then cached on disk under the key
+        both guest backends use (QEMU's version, the guest kernel): one probe serves both."""
+        if self._verdict is None:
+            key = accelerator.cache_key(host.qemu_version() or "?", self.boot_kernel().path)
+            self._verdict = accelerator.resolve(
+                cache=image.vm_cache(self.guest.cache), key=key, probe=self._probe,
+                forced=self.guest.accel, refresh=self.reprobe, timeout_s=self.guest.probe_timeout)
+        return self._verdict
+
+    @abc.abstractmethod
+    def _probe(self, timeout: float) -> accelerator.ProbeResult:
+        """This backend's boot of the noop guest under KVM: does it reach its ready marker in time?"""
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        validate(spec)
+        return self._launch(spec, self.verdict().accel)
+
+    @abc.abstractmethod
+    def _launch(self, spec: LaunchSpec, accel: str) -> Instance:
+        """Boot ``spec``'s guest on accelerator ``accel`` (the probe asks for "kvm" itself)."""
 
     def prepare(self) -> None:
         """The guest's files (kernel, base initramfs) and the accelerator verdict: a probe boot

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from runtimes.base import BackendError, LaunchSpec
+from runtimes.limits import quota_us
 
 #: the guest kernel's command line.  ``console=ttyS0``: the serial port is the
 #: only device, and carries the marker lines; ``quiet``: kernel messages over an
@@ -112,10 +113,8 @@ class Machine:
 
     @property
     def cpu_quota_us(self) -> int | None:
-        """The quota for the whole guest, per period (libvirt's minimum is 1000 us)."""
-        if self.cpu_quota is None:
-            return None
-        return max(1000, round(self.cpu_quota * self.cpu_period_us))
+        """The quota for the whole guest, per period (as a container's: ``limits.quota_us``)."""
+        return quota_us(self.cpu_quota, self.cpu_period_us)
 
     def label(self, key: str) -> str | None:
         return dict(self.labels).get(key)

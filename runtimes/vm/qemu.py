@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psutil
 
@@ -36,22 +36,21 @@ from runtimes import owners
 from runtimes.base import (
     PREFIX,
     BackendError,
-    Instance,
     InstanceTimeout,
     LaunchSpec,
     Limits,
     Timestamps,
     now_ns,
 )
-from runtimes.cgroups import Cgroup, CgroupError
+from runtimes.cgroups import Cgroup, CgroupError, join_self
 from runtimes.naming import of_run
 from runtimes.process import launching
-from runtimes.stdio import create_log
+from runtimes.stdio import close_log, create_log
 from runtimes.vm import accel as accelerator
-from runtimes.vm import host, image, virtiofs
+from runtimes.vm import host, virtiofs
 from runtimes.vm.guest import GuestBackend, GuestConfig, GuestInstance
 from runtimes.vm.guest import guest_report as guest_report  # re-exported: qemu.guest_report(results, accel)
-from runtimes.vm.machine import LayerDisk, Machine, Nic, ScratchDisk, SerialConsole, SharedDir, validate
+from runtimes.vm.machine import LayerDisk, Machine, Nic, ScratchDisk, SerialConsole, SharedDir
 from runtimes.workloads import Workload
 
 #: libvirt's default ``seccomp_sandbox = 1`` (qemu.conf) as it passes it on
@@ -129,41 +128,31 @@ class QemuInstance(GuestInstance):
         self.t_spawn: int | None = None
         self._killed = False
         self._inherit = spec.extra.get("stdio") == "inherit"
-        self._console: Any = None  # console log file, written by the reader thread
+        self._logs: QemuLogs | None = None  # its logs; the console's written by the reader thread
         #: the virtiofsd sharing an image's layers (``image_root = "virtiofs"``), else None
         self.virtiofsd: virtiofs.Daemon | None = None
 
     # -- start ------------------------------------------------------------------------
     def start(self, argv: list[str], logs: QemuLogs) -> None:
         """Start QEMU; ``logs`` were opened before ``t_launch`` (the console log is ours from here)."""
-        self.log_path, self._console = logs.console_path, logs.console
-        logs.console = None
-        stderr = logs.stderr if logs.stderr is not None else (None if self._inherit else subprocess.DEVNULL)
+        self._logs, self.log_path = logs, logs.console_path  # closed at cleanup (_teardown)
+        stderr = logs.file("qemu") or (None if self._inherit else subprocess.DEVNULL)
         procs = [str(p) for p in self._cgroup.procs_files()]
         cpus = {int(c) for c in self.machine.cpuset.split(",")} if self.machine.cpuset else None
 
         def join_cgroup() -> None:  # between fork and exec: QEMU's threads are born inside
-            pid = str(os.getpid()).encode()
-            for f in procs:
-                fd = os.open(f, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
+            join_self(procs)
             if cpus is not None:  # libvirt's <vcpu cpuset=…>: every thread of QEMU on those CPUs
                 os.sched_setaffinity(0, cpus)
 
         share = next((d for d in self.machine.devices if isinstance(d, SharedDir)), None)
         if share is not None:  # QEMU connects to its socket at start: it must be listening
-            self.virtiofsd = virtiofs.Daemon(share, procs, logs.virtiofsd)
+            self.virtiofsd = virtiofs.Daemon(share, procs, logs.file("virtiofsd"))
             self.times.phases["virtiofsd_start"] = self.virtiofsd.start()
         self.t_spawn = now_ns()
-        try:
-            # stdin: a pipe nobody writes (EOF on /dev/null would close the stdio chardev)
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                         preexec_fn=join_cgroup, start_new_session=True)
-        finally:
-            logs.close()  # QEMU has its own copy of stderr
+        # stdin: a pipe nobody writes (EOF on /dev/null would close the stdio chardev)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                     preexec_fn=join_cgroup, start_new_session=True)
         self._reader = threading.Thread(target=self._pump, name=f"{self.name}-console", daemon=True)
         self._reader.start()
 
@@ -173,9 +162,9 @@ class QemuInstance(GuestInstance):
         return os.read(self.proc.stdout.fileno(), 65536)
 
     def _write_console(self, data: bytes) -> None:
-        if self._console is not None:
-            self._console.write(data)
-            self._console.flush()
+        if (console := self._logs.file("console") if self._logs is not None else None) is not None:
+            console.write(data)
+            console.flush()
         elif self._inherit:
             os.write(1, data)
 
@@ -235,38 +224,40 @@ class QemuInstance(GuestInstance):
                     if f is not None:
                         with contextlib.suppress(OSError):
                             f.close()
-        finally:
-            if self._console is not None:
-                self._console.close()
-                self._console = None
+        finally:  # QEMU and virtiofsd are gone: their logs are complete
+            if self._logs is not None:
+                self._logs.close()
+                self.log_path = self._logs.console_path
 
 class QemuLogs:
-    """The console log and QEMU's stderr log of one instance, opened before ``t_launch`` as every
-    backend opens its logs (``runtimes.process.instance_log``); ``close`` closes what is still ours."""
+    """The console log, QEMU's stderr log and an image share's virtiofsd log of one instance,
+    opened before ``t_launch`` as every backend opens its logs (``runtimes.process.instance_log``).
+    The instance closes them at its cleanup, once QEMU and virtiofsd are gone: ``close`` removes
+    a log nothing was written to (``console_path`` then None)."""
 
     def __init__(self, spec: LaunchSpec, virtiofsd: bool = False):
-        self.console: Any = None
+        #: "console", "qemu" (its stderr), "virtiofsd" -> (path, file); only those still open
+        self._open: dict[str, tuple[Path, BinaryIO]] = {}
         self.console_path: str | None = None
-        self.stderr: Any = None
-        self.virtiofsd: Any = None  # the output of an image share's virtiofsd
         if spec.extra.get("stdio") == "inherit" or not spec.log_dir:
             return
         try:
-            self.console_path = str(Path(spec.log_dir) / f"{spec.instance}.console.log")
-            self.console = create_log(Path(self.console_path))
-            self.stderr = create_log(Path(spec.log_dir) / f"{spec.instance}.qemu.log")
-            if virtiofsd:
-                self.virtiofsd = create_log(Path(spec.log_dir) / f"{spec.instance}.virtiofsd.log")
+            for kind in ("console", "qemu", *(("virtiofsd",) if virtiofsd else ())):
+                path = Path(spec.log_dir) / f"{spec.instance}.{kind}.log"
+                self._open[kind] = (path, create_log(path))
         except OSError as e:
             self.close()
             raise BackendError(f"{spec.instance}: cannot start QEMU: {e}") from e
+        self.console_path = str(self._open["console"][0])
+
+    def file(self, kind: str) -> BinaryIO | None:
+        return self._open[kind][1] if kind in self._open else None
 
     def close(self) -> None:
-        for f in (self.console, self.stderr, self.virtiofsd):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
-        self.console = self.stderr = self.virtiofsd = None
+        for kind, (path, f) in self._open.items():
+            if not close_log(f, path) and kind == "console":
+                self.console_path = None
+        self._open = {}
 
 
 class QemuBackend(GuestBackend):
@@ -288,16 +279,6 @@ class QemuBackend(GuestBackend):
             return self.NO_KERNEL
         return None
 
-    def verdict(self) -> accelerator.Verdict:
-        """The vm backend's verdict: the same cache (same key: QEMU version and guest kernel),
-        probed here by booting QEMU directly when nothing is cached yet."""
-        if self._verdict is None:
-            bk = self.boot_kernel()
-            self._verdict = accelerator.resolve(
-                cache=image.vm_cache(self.guest.cache), key=accelerator.cache_key(host.qemu_version() or "?", bk.path),
-                probe=self._probe, forced=self.guest.accel, timeout_s=self.guest.probe_timeout)
-        return self._verdict
-
     def _probe(self, timeout: float) -> accelerator.ProbeResult:
         import time
 
@@ -312,10 +293,6 @@ class QemuBackend(GuestBackend):
             return accelerator.ProbeResult(False, time.monotonic() - t0, str(e))
 
     # -- launching -------------------------------------------------------------------
-    def launch(self, spec: LaunchSpec) -> Instance:
-        validate(spec)
-        return self._launch(spec, self.verdict().accel)
-
     def _launch(self, spec: LaunchSpec, accel: str) -> QemuInstance:
         qemu = self.qemu()
         if qemu is None:
@@ -335,9 +312,10 @@ class QemuBackend(GuestBackend):
             times.phases["cgroup_create"] = times.since_launch()
             inst = QemuInstance(spec, m, cgroup, times)
             with launching(inst, f"{spec.instance}: cannot start QEMU"):
-                inst.start(argv, logs)
-        finally:
+                inst.start(argv, logs)  # the instance's from here (closed by its cleanup)
+        except BaseException:
             logs.close()
+            raise
         return inst
 
     def metadata(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ daemons by that path and removes the sockets.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -38,6 +39,7 @@ import psutil
 
 from runtimes import owners
 from runtimes.base import PREFIX, BackendError, now_ns
+from runtimes.cgroups import join_self
 from runtimes.image.model import Image
 from runtimes.vm.image_init import FS_TAG
 from runtimes.vm.machine import VIRTIOFSD, SharedDir
@@ -75,20 +77,11 @@ class Daemon:
             raise BackendError(f"image_root = \"virtiofs\" needs {VIRTIOFSD} (fix: apt-get install qemu-system-common)")
         SOCKET_DIR.mkdir(mode=0o700, exist_ok=True)
         Path(self.share.socket).unlink(missing_ok=True)
-        procs = self.procs_files
-
-        def join_cgroup() -> None:  # between fork and exec, as QEMU does
-            for f in procs:
-                fd = os.open(f, os.O_WRONLY)
-                try:
-                    os.write(fd, str(os.getpid()).encode())
-                finally:
-                    os.close(fd)
-
         t0 = now_ns()
         out = self.log if self.log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(argv(self.share), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                     preexec_fn=join_cgroup, start_new_session=True)
+                                     preexec_fn=functools.partial(join_self, self.procs_files),  # as QEMU
+                                     start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(self.share.socket):
             if self.proc.poll() is not None or time.monotonic() > deadline:

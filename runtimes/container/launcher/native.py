@@ -12,7 +12,8 @@ The compiler is a system one, found by absolute path (``compiler``): not
 whatever ``cc`` comes first on root's PATH.  ``$CC`` is honoured only as an
 absolute path; either way every link and directory on the way to the binary
 must be root's and writable by nobody else, and the build runs with a fixed
-PATH and nothing else of the caller's environment.  This binary runs as root
+PATH and nothing else of the caller's environment (``runtimes.cbuild``, which
+builds the guest's app starter the same way).  This binary runs as root
 and forks every container's init: the cache directory must be root's alone
 (``trust.ensure_dir``), the build is sealed with the SHA-256 of its bytes and of
 its source (``trust.seal``), and a binary whose seal does not match is refused
@@ -28,52 +29,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import subprocess
-import tempfile
 from pathlib import Path
 
-from runtimes import rootfs, trust
-from runtimes.trust import untrusted
+from runtimes import cbuild, rootfs, trust
+from runtimes.cbuild import BUILD_ENV as BUILD_ENV  # (the build's environment: tests ask it here)
+from runtimes.cbuild import compiler as compiler
 
 SOURCE = Path(__file__).resolve().with_name("zygote.c")
-#: where the system compiler is looked for (in this order of names: cc, gcc, clang)
-SYSTEM_DIRS = ("/usr/bin", "/bin")
-COMPILERS = ("cc", "gcc", "clang")
-#: the build's whole environment: the toolchain finds as/ld on this PATH, nothing else leaks in
-BUILD_ENV = {"PATH": ":".join(SYSTEM_DIRS), "LC_ALL": "C"}
 FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror")
-#: a build takes ~1 s here; anything near this is a broken toolchain
-BUILD_TIMEOUT_S = 120
+#: static first (no dynamic loader in each exec of the zygote); without libc6-dev's libc.a, dynamic
+ATTEMPTS = ((*FLAGS, "-static"), FLAGS)
 
-
-class NativeUnavailable(RuntimeError):
-    """The native zygote cannot be built here; the message says why."""
-
-
-def compiler() -> str:
-    """The absolute path of the system C compiler (``$CC`` when it is an absolute path);
-    ``NativeUnavailable`` when there is none, or it is not root's alone (``untrusted``)."""
-    cc = os.environ.get("CC")
-    if cc:
-        if not os.path.isabs(cc):
-            raise NativeUnavailable(f"$CC={cc!r} is not an absolute path (the zygote is built as root: "
-                                    f"no PATH search)")
-        candidates = [cc]
-    else:
-        candidates = [os.path.join(d, n) for n in COMPILERS for d in SYSTEM_DIRS]
-    found = [c for c in candidates if os.path.lexists(c)]
-    if not found:
-        raise NativeUnavailable(f"no C compiler in {', '.join(SYSTEM_DIRS)} (fix: apt-get install gcc libc6-dev)")
-    why = untrusted(found[0])
-    if why is not None:
-        raise NativeUnavailable(f"the C compiler {found[0]} is refused: {why}")
-    return found[0]
-
-
-def _compile(cc: str, out: Path, static: bool) -> subprocess.CompletedProcess[str]:
-    cmd = [cc, *FLAGS, *(["-static"] if static else []), "-o", str(out), str(SOURCE)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False,
-                          env=BUILD_ENV, stdin=subprocess.DEVNULL)
+#: the native zygote cannot be built here; the message says why
+NativeUnavailable = cbuild.BuildError
 
 
 def build(cache: Path | None = None) -> Path:
@@ -94,26 +62,11 @@ def build(cache: Path | None = None) -> Path:
         trust.verify(target, origin, "the native zygote")
         return target
     # not there, or left by a harness that sealed nothing: build it (again) and seal it
+    cbuild.build_into(target, cc, SOURCE, ATTEMPTS)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=".build-", dir=directory)
-        os.close(fd)
-    except OSError as e:
-        raise NativeUnavailable(f"cannot write to {directory}: {e.strerror}") from e
-    tmp = Path(tmp_name)
-    try:
-        done = _compile(cc, tmp, static=True)
-        if done.returncode != 0:  # no static libc (libc6-dev's libc.a): a dynamic binary does too
-            done = _compile(cc, tmp, static=False)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise NativeUnavailable(f"{cc} failed on {SOURCE.name}: {' | '.join(lines[-3:]) or done.returncode}")
-        tmp.chmod(0o755)
-        os.replace(tmp, target)  # atomic: a concurrent build just replaces it with the same bytes
         trust.seal(target, origin)
-    except (OSError, subprocess.TimeoutExpired) as e:
+    except OSError as e:
         raise NativeUnavailable(f"building {SOURCE.name} failed: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     if not os.access(target, os.X_OK):  # e.g. a cache on a noexec mount
         raise NativeUnavailable(f"{target} was built but cannot be executed (a noexec mount?)")
     _prune(target)
