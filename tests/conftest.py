@@ -177,9 +177,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         cgroups.prepare()
 
 
+def _named_after_me() -> list[str]:
+    """isobench cgroups named after this pytest process (a backend made in-process and never
+    closed, such as a shared v1 devices cgroup): the per-test checks spare them while pytest
+    lives, and they would outlive it -- the next run on the host finds them as a dead harness's."""
+    tag = owners.me().tag()
+    return sorted(str(d) for d in isobench_cgroups() if tag in str(d))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI=true any skip fails the run: a skipped check is an unchecked regression."""
+    """Under CI=true any skip fails the run: a skipped check is an unchecked regression.  Any
+    cgroup this process made and left fails it too (and is removed)."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if (mine := _named_after_me()) and reporter is not None:
+        from runtimes import cgroups
+
+        reporter.write_line(f"cgroups named after this pytest process left at the end: {mine}", red=True, bold=True)
+        for d in sorted(mine, key=lambda d: -d.count("/")):  # deepest first
+            if os.path.isdir(d):
+                cgroups.remove_dir(Path(d))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if IN_CI and skipped:
         reporter.write_line(f"CI=true: {len(skipped)} test(s) skipped; a skip in CI counts as a failure:",
