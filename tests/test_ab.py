@@ -140,6 +140,7 @@ def test_cleanup_removes_the_worktree_of_a_killed_ab_and_spares_a_live_ones(tmp_
               "    print(tree, flush=True)\n    time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(session_dir)], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
+    tree = session_dir / "not-made-yet"  # (the finally below sweeps whatever came of it)
     try:
         assert proc.stdout is not None
         tree = Path(proc.stdout.readline().strip())
