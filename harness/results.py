@@ -72,8 +72,9 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """``data`` at ``path`` whole or not at all: a full disk leaves the previous version."""
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """``data`` at ``path`` whole or not at all: a full disk leaves the previous version (a run's
+    manifest, a fleet's, a matrix cell's: every JSON record the harness rewrites in place)."""
     tmp = path.with_suffix(".tmp")
     try:
         with open(tmp, "w") as fh:
@@ -114,7 +115,7 @@ class RunWriter:
         }
         self._fd = -1
         try:
-            _write_json_atomic(self.dir / MANIFEST, self.manifest)
+            write_json_atomic(self.dir / MANIFEST, self.manifest)
             self._fd = os.open(self.dir / SAMPLES, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:  # nothing of the run exists yet: leave no empty run behind
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -150,7 +151,7 @@ class RunWriter:
     def update(self, **fields: Any) -> None:
         self.manifest.update(fields)
         try:
-            _write_json_atomic(self.dir / MANIFEST, self.manifest)
+            write_json_atomic(self.dir / MANIFEST, self.manifest)
         except OSError as e:
             raise ResultsError(f"cannot write {self.dir / MANIFEST}: {e.strerror}; its last version and "
                                f"the {self._seq} sample(s) written are kept") from e

@@ -12,7 +12,6 @@ inventory declares a guest (``isobench_guest``, e.g. ``{accel: tcg}`` from
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,4 @@ def annotate(run_dir: Path, host: Host, fleet_id: str, project: dict[str, Any]) 
         for meta in (m.get("backends") or {}).values():
             if isinstance(meta, dict) and accel:
                 meta.setdefault("accel", accel)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(m, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    results.write_json_atomic(path, m)

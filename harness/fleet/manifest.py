@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import results
 from harness.errors import UserError
 
 SCHEMA = "isobench/fleet"
@@ -82,9 +83,7 @@ def read(directory: Path) -> dict[str, Any]:
 
 def write(directory: Path, data: dict[str, Any]) -> None:
     data["updated"] = now()
-    tmp = directory / f".{FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, directory / FILE)
+    results.write_json_atomic(directory / FILE, data)
 
 
 @contextlib.contextmanager

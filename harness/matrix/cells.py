@@ -12,7 +12,6 @@ and the guest's console log, never an exception.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
@@ -147,16 +146,11 @@ def annotate(run_dir: Path, spec: CellSpec, host_meta: dict[str, Any], notes: li
     for meta in (m.get("backends") or {}).values():
         if isinstance(meta, dict):
             meta.setdefault("accel", spec.accel)
-    write_json(path, m)
+    results.write_json_atomic(path, m)
 
 
 def write_summary(out_dir: Path, cells: list[CellResult], meta: dict[str, Any]) -> Path:
     path = out_dir / "matrix.json"
-    write_json(path, {**meta, "cells": [asdict(c) for c in cells]})
+    results.write_json_atomic(path, {**meta, "cells": [asdict(c) for c in cells]})
     return path
 
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
